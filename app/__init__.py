@@ -1,0 +1,77 @@
+"""Application factory: load -> check -> build the portal described by the YAML schemas."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+from flask_appbuilder import AppBuilder, Model
+from flask_appbuilder.utils.legacy import get_sqla_class
+
+from .build import register_portal
+from .database import ensure_tables
+from .schema import SchemaProblems, load_portal
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+
+def create_app(config: dict | object | None = None) -> Flask:
+    """Build a portal app; raises SchemaProblems (with every problem) if the schemas don't check."""
+    app = Flask(__name__, template_folder=str(ROOT / "views" / "templates"),
+                static_folder=str(ROOT / "views" / "static"), static_url_path="/portal-static")
+    app.config.from_object("config")
+    if isinstance(config, dict):
+        app.config.update(config)
+    elif config is not None:
+        app.config.from_object(config)
+    app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or _local_secret_key(app)
+
+    spec, problems = load_portal(app.config["PORTAL_SCHEMA_DIR"])
+    if problems:
+        raise SchemaProblems(problems)
+    app.extensions["portal_spec"] = spec
+
+    db = get_sqla_class()()
+    db.init_app(app)
+    from views import PortalIndexView  # noqa: E402 - views/ imports app helpers
+
+    appbuilder = AppBuilder(indexview=PortalIndexView)
+    with app.app_context():
+        _create_database_dir(app.config["SQLALCHEMY_DATABASE_URI"])
+        models = register_models_and_tables(db, spec)
+        appbuilder.init_app(app, db.session)
+        register_portal(appbuilder, spec, models)
+    app.extensions["portal_models"] = models
+
+    from .cli import portal_cli
+    app.cli.add_command(portal_cli)
+    return app
+
+
+def register_models_and_tables(db, spec):
+    from .build.models import build_models
+
+    models = build_models(spec)
+    ensure_tables(db.engine, Model.metadata)
+    return models
+
+
+def _create_database_dir(uri: str) -> None:
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:///:memory:"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _local_secret_key(app: Flask) -> str:
+    """No SECRET_KEY given: keep a random one in var/ so sessions survive restarts of a local portal."""
+    path = ROOT / "var" / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    os.chmod(path, 0o600)
+    log.warning("SECRET_KEY not set; generated one in %s", path)
+    return key

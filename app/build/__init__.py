@@ -1,0 +1,30 @@
+"""Build the running portal from a checked spec: models, then views, APIs and menus."""
+from __future__ import annotations
+
+from flask_appbuilder.security.sqla.models import User
+
+from ..i18n import lazy
+from ..schema.spec import PortalSpec
+from ..writer import RecordWriter
+from .apis import build_api
+from .views import build_view
+
+
+def register_portal(appbuilder, spec: PortalSpec, models: dict[str, type]) -> None:
+    """Create and register every view and API for the models built from the spec."""
+
+    def writer_factory(entity):
+        return RecordWriter(spec, entity, models, appbuilder.session, User)
+
+    views = {e.name: build_view(spec, e, models, writer_factory) for e in spec.entities}
+    for entity in spec.entities:
+        # related-record panels on the detail page: every entity that links here
+        views[entity.name].related_views = [views[source.name] for source, _ in spec.links_to(entity.name)
+                                            if source.name != entity.name]
+    for module in spec.modules:
+        for entity in module.entities:
+            appbuilder.add_view(
+                views[entity.name], entity.name, label=lazy(entity.label), icon="fa-table",
+                category=module.name, category_label=lazy(module.label),
+            )
+            appbuilder.add_api(build_api(spec, entity, models, writer_factory))

@@ -1,0 +1,66 @@
+"""Column lists, labels and display formatting shared by the generated views and APIs."""
+from __future__ import annotations
+
+import phonenumbers
+from flask_babel import lazy_gettext as _l
+
+from ..i18n import current_locale, lazy
+from ..schema.spec import EntitySpec, FieldSpec
+
+AUDIT_LABELS = {
+    "created_on": _l("Created on"), "changed_on": _l("Changed on"),
+    "created_by": _l("Created by"), "changed_by": _l("Changed by"),
+}
+DEFAULT_LIST_SIZE = 6
+
+
+def list_columns(entity: EntitySpec) -> list[str]:
+    if entity.list:
+        return list(entity.list)
+    return [f.name for f in entity.fields if f.type not in ("text", "many")][:DEFAULT_LIST_SIZE]
+
+
+def show_columns(entity: EntitySpec) -> list[str]:
+    return [f.name for f in entity.fields] + list(AUDIT_LABELS)
+
+
+def form_columns(entity: EntitySpec) -> list[str]:
+    return [f.name for f in entity.fields if not f.readonly]
+
+
+def label_columns(entity: EntitySpec) -> dict:
+    labels = {f.name: lazy(f.label) for f in entity.fields}
+    labels.update(AUDIT_LABELS)
+    return labels
+
+
+def description_columns(entity: EntitySpec) -> dict:
+    return {f.name: lazy(f.help) for f in entity.fields if f.help}
+
+
+def display_phone(value) -> str:
+    if not value:
+        return ""
+    try:
+        return phonenumbers.format_number(phonenumbers.parse(value, None), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    except phonenumbers.NumberParseException:
+        return value
+
+
+def enum_formatter(f: FieldSpec):
+    def show(value):
+        label = f.choice_label(value)
+        return label.get(current_locale()) if label else (value or "")
+    return show
+
+
+def formatters(entity: EntitySpec) -> dict:
+    result = {}
+    for f in entity.fields:
+        if f.type == "enum":
+            result[f.name] = enum_formatter(f)
+        elif f.type == "phone":
+            result[f.name] = display_phone
+        elif f.type == "many":
+            result[f.name] = lambda items: ", ".join(str(i) for i in items or [])
+    return result

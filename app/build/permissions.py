@@ -1,0 +1,21 @@
+"""One FAB permission view-menu per entity, with the portal's action names.
+
+FAB would create can_list/can_show/can_add/... for the UI view and can_get/can_post/...
+for the API; collapsing both onto `can_<action> on <Entity>` keeps boot fast and makes
+one grant mean the same thing on every path.
+"""
+READ, CREATE, UPDATE, DELETE, IMPORT, EXPORT = "read", "create", "update", "delete", "import", "export"
+ACTIONS = (READ, CREATE, UPDATE, DELETE, IMPORT, EXPORT)
+
+VIEW_METHODS = {
+    "list": READ, "show": READ, "download": READ,
+    "add": CREATE, "edit": UPDATE, "delete": DELETE,
+}
+API_METHODS = {
+    "get_list": READ, "get": READ, "info": READ,
+    "post": CREATE, "put": UPDATE, "delete": DELETE,
+}
+
+
+def permission(action: str) -> str:
+    return f"can_{action}"

@@ -1,0 +1,20 @@
+"""Which records still point at a record that is about to be deleted (on_delete: restrict)."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from ..i18n import lazy
+from ..schema.spec import EntitySpec, PortalSpec
+
+
+def blocking_references(portal: PortalSpec, models: dict, session, entity: EntitySpec, item) -> str:
+    """A readable summary like '3 Ticket, 1 Project', or '' when nothing blocks the delete."""
+    parts = []
+    for source, f in portal.links_to(entity.name):
+        if f.on_delete != "restrict":
+            continue
+        model = models[source.name]
+        count = session.scalar(select(func.count()).select_from(model).where(getattr(model, f.column_name) == item.id))
+        if count:
+            parts.append(f"{count} × {lazy(source.label)}")
+    return ", ".join(parts)

@@ -1,0 +1,105 @@
+"""Generate one FAB ModelView per entity: list/show/add/edit/delete with schema validation."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from flask_appbuilder import ModelView
+from flask_appbuilder.fieldwidgets import Select2Widget
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import lazy_gettext as _l
+from wtforms import SelectField
+from wtforms.validators import InputRequired, Optional, StopValidation
+
+from ..i18n import lazy
+from ..records import FieldError, clean_value
+from ..schema.spec import EntitySpec, FieldSpec, PortalSpec
+from . import columns
+from .permissions import VIEW_METHODS
+from .references import blocking_references
+
+
+class FieldRule:
+    """WTForms validator applying the schema's rules to one field; keeps the cleaned value."""
+
+    def __init__(self, field: FieldSpec) -> None:
+        self.field = field
+
+    def __call__(self, form, wt_field) -> None:
+        try:
+            wt_field.data = clean_value(self.field, wt_field.data)
+        except FieldError as exc:
+            raise StopValidation(str(exc)) from None
+
+
+class UniqueTogetherRule:
+    """Attached to the first field of a unique_together group; reads the other fields from the form."""
+
+    def __init__(self, view_class, group: tuple[str, ...]) -> None:
+        self.view_class, self.group = view_class, group
+
+    def __call__(self, form, wt_field) -> None:
+        values = {name: form[name].data for name in self.group if name in form}
+        current = SimpleNamespace(id=getattr(form, "_id", None))
+        errors = self.view_class.writer().conflicts(values, current)
+        if self.group[0] in errors:
+            raise StopValidation(errors[self.group[0]][-1])
+
+
+def _enum_select(f: FieldSpec) -> SelectField:
+    choices = [(c.key, lazy(c.label)) for c in f.choices]
+    if not f.required:
+        choices.insert(0, ("", ""))
+    return SelectField(
+        lazy(f.label), choices=choices, description=lazy(f.help) if f.help else "",
+        coerce=lambda v: "" if v is None else str(v), default=f.default or "",
+        validators=[InputRequired() if f.required else Optional(), FieldRule(f)],
+        widget=Select2Widget(),
+    )
+
+
+class EntityView(ModelView):
+    """Behaviour shared by every generated view; the factory fills in the class attributes."""
+
+    portal: PortalSpec
+    entity: EntitySpec
+    models: dict
+    writer_factory = None
+    method_permission_name = VIEW_METHODS
+
+    @classmethod
+    def writer(cls):
+        return cls.writer_factory(cls.entity)
+
+    def pre_delete(self, item) -> None:
+        blocking = blocking_references(self.portal, self.models, self.datamodel.session, self.entity, item)
+        if blocking:
+            raise FieldError(_l("Cannot delete: %(what)s still refer to this record.", what=blocking))
+
+
+def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_factory) -> type:
+    extra = {f.name: _enum_select(f) for f in entity.fields if f.type == "enum" and not f.readonly}
+    validators = {f.name: [FieldRule(f)] for f in entity.fields if f.type not in ("enum", "link", "user", "many")}
+    attrs = dict(
+        portal=portal, entity=entity, models=models, writer_factory=staticmethod(writer_factory),
+        datamodel=SQLAInterface(models[entity.name]),
+        class_permission_name=entity.name,
+        route_base=f"/{entity.snake}",
+        list_title=lazy(entity.label), show_title=lazy(entity.label),
+        add_title=lazy(entity.label), edit_title=lazy(entity.label),
+        list_columns=columns.list_columns(entity),
+        show_columns=columns.show_columns(entity),
+        add_columns=columns.form_columns(entity),
+        edit_columns=columns.form_columns(entity),
+        search_columns=list(entity.search) or columns.list_columns(entity),
+        label_columns=columns.label_columns(entity),
+        description_columns=columns.description_columns(entity),
+        formatters_columns=columns.formatters(entity),
+        add_form_extra_fields=extra, edit_form_extra_fields=extra,
+        validators_columns=validators,
+    )
+    if entity.order:
+        attrs["base_order"] = entity.order[0]
+    view = type(f"{entity.name}View", (EntityView,), attrs)
+    for group in entity.unique_together:
+        validators.setdefault(group[0], []).append(UniqueTogetherRule(view, group))
+    return view

@@ -1,0 +1,26 @@
+"""`flask --app run portal ...` commands."""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .schema import load_portal
+
+portal_cli = AppGroup("portal", help="Schema-driven portal commands.")
+
+
+@portal_cli.command("check")
+@click.option("--dir", "directory", default=None, help="Schema directory (default: PORTAL_SCHEMA_DIR).")
+def check_command(directory):
+    """Validate every schema file; print each problem as file:line: message."""
+    directory = directory or current_app.config["PORTAL_SCHEMA_DIR"]
+    spec, problems = load_portal(directory)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) found.", err=True)
+        sys.exit(1)
+    click.echo(f"OK: {len(spec.modules)} modules, {len(spec.entities)} entities.")

@@ -1,0 +1,465 @@
+"""Check loaded YAML and turn it into frozen spec objects.
+
+Every problem found is collected (never raised) so that one run reports all of them
+as `file:line: message`. Nothing here imports Flask.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from decimal import Decimal, InvalidOperation
+
+from .loader import Problem, SourceFile, YList, YMap
+from .spec import (
+    DYNAMIC_DEFAULTS, FIELD_TYPES, ON_DELETE, Choice, EntitySpec, FieldSpec, Label,
+    ModuleSpec, PortalSpec, humanize, snake_case,
+)
+
+MODULE_KEYS = ("version", "module", "label", "entities")
+ENTITY_KEYS = ("label", "title", "fields", "list", "search", "order", "unique_together")
+COMMON_FIELD_KEYS = ("type", "label", "required", "unique", "default", "help", "index", "readonly")
+TYPE_FIELD_KEYS = {
+    "string": ("length", "pattern"),
+    "text": ("length",),
+    "integer": ("min", "max"),
+    "decimal": ("min", "max", "precision", "scale"),
+    "boolean": (),
+    "date": ("min", "max"),
+    "datetime": ("min", "max"),
+    "enum": ("choices",),
+    "email": ("length",),
+    "phone": (),
+    "url": ("length",),
+    "link": ("to", "on_delete"),
+    "many": ("to",),
+    "user": (),
+}
+ALL_FIELD_KEYS = tuple(sorted(set(COMMON_FIELD_KEYS).union(*TYPE_FIELD_KEYS.values())))
+AUDIT_FIELDS = ("created_on", "changed_on", "created_by", "changed_by")
+RESERVED_FIELDS = {"id", "metadata", "registry", "query", "query_class", *AUDIT_FIELDS, "created_by_id", "changed_by_id"}
+MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+ENTITY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,59}$")
+FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+LOCALE_CODE = re.compile(r"^[a-z]{2}(_[A-Z]{2})?$")
+NOT_UNIQUE_TYPES = ("many", "boolean", "text")
+NOT_SORTABLE_TYPES = ("many",)
+
+
+def did_you_mean(word, options) -> str:
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "a number"
+    if isinstance(value, (float, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, YMap):
+        return "a mapping"
+    if isinstance(value, YList):
+        return "a list"
+    if value is None:
+        return "empty"
+    return type(value).__name__
+
+
+class _Check:
+    """Collects problems for one run; helper methods return None on a bad value."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def error(self, file: str, line: int, message: str) -> None:
+        self.problems.append(Problem(file, line, message))
+
+    def keys(self, mapping: YMap, allowed, file: str, what: str) -> None:
+        for key in mapping:
+            if key not in allowed:
+                self.error(file, mapping.line_of(key), f"unknown key '{key}' in {what}{did_you_mean(key, allowed)}")
+
+    def mapping(self, value, file, line, what) -> YMap | None:
+        if isinstance(value, YMap):
+            return value
+        self.error(file, line, f"{what} must be a mapping, got {_kind(value)}")
+        return None
+
+    def boolean(self, value, file, line, what) -> bool:
+        if isinstance(value, bool):
+            return value
+        self.error(file, line, f"{what} must be true or false, got {_kind(value)}")
+        return False
+
+    def integer(self, value, file, line, what, low=None, high=None) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(file, line, f"{what} must be a whole number, got {_kind(value)}")
+            return None
+        if (low is not None and value < low) or (high is not None and value > high):
+            self.error(file, line, f"{what} must be between {low} and {high}, got {value}")
+            return None
+        return value
+
+    def text(self, value, file, line, what) -> str | None:
+        if isinstance(value, str) and value.strip():
+            return value
+        self.error(file, line, f"{what} must be non-empty text, got {_kind(value)}")
+        return None
+
+    def label(self, value, file, line, what, fallback: str) -> tuple[Label, bool]:
+        """A label is text or a locale -> text map; returns (label, given)."""
+        if value is None:
+            return Label.plain(fallback), False
+        if isinstance(value, str) and value.strip():
+            return Label.plain(value), True
+        if isinstance(value, YMap) and value:
+            texts = []
+            for locale, text in value.items():
+                if not isinstance(locale, str) or not LOCALE_CODE.match(locale):
+                    self.error(file, value.line_of(locale), f"'{locale}' in {what} is not a locale code like en or zh")
+                elif not isinstance(text, str) or not text.strip():
+                    self.error(file, value.line_of(locale), f"{what} for '{locale}' must be non-empty text, got {_kind(text)}")
+                else:
+                    texts.append((locale, text))
+            if texts:
+                return Label(tuple(texts)), True
+            return Label.plain(fallback), False
+        self.error(file, line, f"{what} must be text or a map like {{en: ..., zh: ...}}, got {_kind(value)}")
+        return Label.plain(fallback), False
+
+    def name_list(self, value, file, line, what) -> list[tuple[str, int]]:
+        if isinstance(value, str):
+            return [(value, line)]
+        if not isinstance(value, YList):
+            self.error(file, line, f"{what} must be a list of field names, got {_kind(value)}")
+            return []
+        result = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                result.append((item, value.line_of(i)))
+            else:
+                self.error(file, value.line_of(i), f"{what} entries must be field names, got {_kind(item)}")
+        return result
+
+
+def check(files: list[SourceFile]) -> tuple[PortalSpec | None, list[Problem]]:
+    """Check all loaded files together; returns the spec only when there is no problem."""
+    run = _Check()
+    modules: list[ModuleSpec] = []
+    module_seen: dict[str, str] = {}
+    for source in files:
+        if source.data is None:
+            continue
+        module = _check_module(run, source, module_seen)
+        if module:
+            modules.append(module)
+    _check_across_modules(run, modules)
+    if run.problems:
+        return None, run.problems
+    return PortalSpec(tuple(modules)), []
+
+
+def _check_module(run: _Check, source: SourceFile, module_seen: dict) -> ModuleSpec | None:
+    file, data = source.path, source.data
+    if not isinstance(data, YMap):
+        run.error(file, getattr(data, "line", 1), f"a schema file must be a mapping with module and entities, got {_kind(data)}")
+        return None
+    run.keys(data, MODULE_KEYS, file, "module")
+    if "version" not in data:
+        run.error(file, data.line, "missing 'version: 1'")
+    elif data["version"] != 1:
+        run.error(file, data.line_of("version"), f"unsupported version {data['version']!r}; this portal reads version 1")
+    name = data.get("module")
+    if name is None:
+        run.error(file, data.line, "missing 'module' (the module's name, e.g. crm)")
+        name = "?"
+    elif not isinstance(name, str) or not MODULE_NAME.match(name):
+        run.error(file, data.line_of("module"), f"module name {name!r} must be lowercase letters, digits and _ (starting with a letter)")
+    elif name in module_seen:
+        run.error(file, data.line_of("module"), f"module '{name}' is already defined in {module_seen[name]}")
+    else:
+        module_seen[name] = file
+    label, given = run.label(data.get("label"), file, data.line_of("label"), "module label", humanize(str(name)))
+    entities = []
+    raw_entities = data.get("entities")
+    if raw_entities is None:
+        run.error(file, data.line, "missing 'entities'")
+    elif run.mapping(raw_entities, file, data.line_of("entities"), "entities") is not None:
+        if not raw_entities:
+            run.error(file, data.line_of("entities"), "entities is empty")
+        for entity_name, raw in raw_entities.items():
+            entity = _check_entity(run, file, str(name), entity_name, raw, raw_entities.line_of(entity_name))
+            if entity:
+                entities.append(entity)
+    return ModuleSpec(str(name), label, file, tuple(entities), given)
+
+
+def _check_entity(run: _Check, file, module, name, raw, line) -> EntitySpec | None:
+    if not isinstance(name, str) or not ENTITY_NAME.match(name):
+        run.error(file, line, f"entity name {name!r} must be CamelCase letters and digits, e.g. FollowUp")
+        return None
+    if snake_case(name).startswith("ab_"):
+        run.error(file, line, f"entity name '{name}' clashes with the portal's own ab_* tables")
+    raw = run.mapping(raw, file, line, f"entity '{name}'")
+    if raw is None:
+        return None
+    run.keys(raw, ENTITY_KEYS, file, f"entity '{name}'")
+    label, given = run.label(raw.get("label"), file, raw.line_of("label"), f"label of '{name}'", humanize(name))
+    fields: list[FieldSpec] = []
+    raw_fields = raw.get("fields")
+    if raw_fields is None:
+        run.error(file, line, f"entity '{name}' has no 'fields'")
+    elif run.mapping(raw_fields, file, raw.line_of("fields"), f"fields of '{name}'") is not None:
+        if not raw_fields:
+            run.error(file, raw.line_of("fields"), f"entity '{name}' has no fields")
+        for field_name, raw_field in raw_fields.items():
+            spec = _check_field(run, file, name, field_name, raw_field, raw_fields.line_of(field_name))
+            if spec:
+                fields.append(spec)
+    by_name = {f.name: f for f in fields}
+    for f in fields:
+        if f.type in ("link", "user") and f.column_name in by_name:
+            run.error(file, f.line, f"field '{f.column_name}' clashes with the column that stores link '{f.name}'")
+    where = f"entity '{name}'"
+
+    def field_ref(field_name, ref_line, what, forbid=()):
+        if field_name in by_name:
+            if by_name[field_name].type in forbid:
+                run.error(file, ref_line, f"{what} cannot use '{field_name}' (a {by_name[field_name].type} field)")
+                return None
+            return field_name
+        if field_name in AUDIT_FIELDS and "audit" not in forbid:
+            return field_name
+        if isinstance(raw_fields, YMap) and field_name in raw_fields:
+            return None  # the field itself is broken and already reported
+        known = list(by_name) + list(AUDIT_FIELDS)
+        run.error(file, ref_line, f"{what} names unknown field '{field_name}' of {where}{did_you_mean(field_name, known)}")
+        return None
+
+    title = None
+    if "title" in raw:
+        title_value = run.text(raw["title"], file, raw.line_of("title"), "title")
+        if title_value:
+            title = field_ref(title_value, raw.line_of("title"), "title", forbid=("many", "audit"))
+    list_cols = tuple(f for f, ln in run.name_list(raw.get("list", YList()), file, raw.line_of("list"), "list")
+                      if field_ref(f, ln, "list"))
+    search_cols = tuple(f for f, ln in run.name_list(raw.get("search", YList()), file, raw.line_of("search"), "search")
+                        if field_ref(f, ln, "search"))
+    order = []
+    for item, ln in run.name_list(raw.get("order", YList()), file, raw.line_of("order"), "order"):
+        direction, field_name = ("desc", item[1:]) if item.startswith("-") else ("asc", item.lstrip("+"))
+        if field_ref(field_name, ln, "order", forbid=NOT_SORTABLE_TYPES):
+            order.append((field_name, direction))
+    unique_together = []
+    if "unique_together" in raw:
+        groups = raw["unique_together"]
+        if not isinstance(groups, YList) or not groups:
+            run.error(file, raw.line_of("unique_together"), f"unique_together must be a list of field lists, got {_kind(groups)}")
+        else:
+            if all(isinstance(g, str) for g in groups):  # a single group written flat
+                flat = YList([groups]); flat.line = groups.line; flat.item_lines = [groups.line]
+                groups = flat
+            for i, group in enumerate(groups):
+                names = run.name_list(group, file, groups.line_of(i), "unique_together")
+                if len(names) < 2:
+                    run.error(file, groups.line_of(i), "a unique_together group needs at least two fields")
+                    continue
+                ok = [field_ref(f, ln, "unique_together", forbid=("many", "audit")) for f, ln in names]
+                if all(ok):
+                    unique_together.append(tuple(ok))
+    return EntitySpec(
+        name=name, module=module, label=label, file=file, line=line, fields=tuple(fields),
+        title=title, list=list_cols, search=search_cols, order=tuple(order),
+        unique_together=tuple(unique_together), label_given=given,
+    )
+
+
+def _check_field(run: _Check, file, entity, name, raw, line) -> FieldSpec | None:
+    where = f"field '{entity}.{name}'"
+    if not isinstance(name, str) or not FIELD_NAME.match(name):
+        run.error(file, line, f"field name {name!r} must be lowercase letters, digits and _ (starting with a letter)")
+        return None
+    if name in RESERVED_FIELDS:
+        run.error(file, line, f"field name '{name}' is reserved by the portal")
+        return None
+    if isinstance(raw, str):  # shorthand: `notes: text`
+        shorthand = YMap({"type": raw}); shorthand.line = line; shorthand.key_lines = {"type": line}
+        raw = shorthand
+    raw = run.mapping(raw, file, line, where)
+    if raw is None:
+        return None
+    ftype = raw.get("type")
+    if ftype is None:
+        run.error(file, line, f"{where} has no 'type' (one of {', '.join(FIELD_TYPES)})")
+        return None
+    if ftype not in FIELD_TYPES:
+        run.error(file, raw.line_of("type"), f"unknown type {ftype!r} for {where}{did_you_mean(ftype, FIELD_TYPES)}; types are {', '.join(FIELD_TYPES)}")
+        return None
+    allowed = COMMON_FIELD_KEYS + TYPE_FIELD_KEYS[ftype]
+    for key in raw:
+        if key in allowed:
+            continue
+        if key in ALL_FIELD_KEYS:
+            run.error(file, raw.line_of(key), f"'{key}' does not apply to a {ftype} field ({where})")
+        else:
+            run.error(file, raw.line_of(key), f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}")
+
+    def at(key):
+        return raw.line_of(key)
+
+    label, given = run.label(raw.get("label"), file, at("label"), f"label of {where}", humanize(name))
+    options: dict = {"name": name, "type": ftype, "label": label, "label_given": given, "line": line}
+    for flag in ("required", "unique", "index", "readonly"):
+        if flag in raw:
+            options[flag] = run.boolean(raw[flag], file, at(flag), f"'{flag}' of {where}")
+    if options.get("unique") and ftype in NOT_UNIQUE_TYPES:
+        run.error(file, at("unique"), f"a {ftype} field cannot be unique ({where})")
+    if "help" in raw:
+        options["help"], _ = run.label(raw["help"], file, at("help"), f"help of {where}", "")
+    if "length" in raw:
+        options["length"] = run.integer(raw["length"], file, at("length"), f"length of {where}", 1, 100000)
+    if "pattern" in raw:
+        pattern = run.text(raw["pattern"], file, at("pattern"), f"pattern of {where}")
+        if pattern:
+            try:
+                re.compile(pattern)
+                options["pattern"] = pattern
+            except re.error as exc:
+                run.error(file, at("pattern"), f"pattern of {where} is not a valid regular expression: {exc}")
+    if ftype == "decimal":
+        precision = run.integer(raw.get("precision", 12), file, at("precision"), f"precision of {where}", 1, 38)
+        scale = run.integer(raw.get("scale", 2), file, at("scale"), f"scale of {where}", 0, 38)
+        if precision and scale is not None and scale > precision:
+            run.error(file, at("scale"), f"scale {scale} of {where} is larger than its precision {precision}")
+        options["precision"], options["scale"] = precision or 12, scale if scale is not None else 2
+    if ftype == "enum":
+        options["choices"] = _check_choices(run, file, where, raw.get("choices"), at("choices"))
+    if ftype in ("link", "many"):
+        target = raw.get("to")
+        if target is None:
+            run.error(file, line, f"{where} needs 'to: <Entity>'")
+        elif not isinstance(target, str):
+            run.error(file, at("to"), f"'to' of {where} must be an entity name, got {_kind(target)}")
+        else:
+            options["to"] = target
+    if "on_delete" in raw:
+        value = raw["on_delete"]
+        if value not in ON_DELETE:
+            run.error(file, at("on_delete"), f"on_delete of {where} must be one of {', '.join(ON_DELETE)}, got {value!r}{did_you_mean(value, ON_DELETE)}")
+        elif value == "set_null" and options.get("required"):
+            run.error(file, at("on_delete"), f"{where} is required, so on_delete cannot be set_null")
+        else:
+            options["on_delete"] = value
+    for bound in ("min", "max"):
+        if bound in raw:
+            options[bound] = _literal(run, file, at(bound), f"{bound} of {where}", ftype, raw[bound])
+    if options.get("min") is not None and options.get("max") is not None and options["min"] > options["max"]:
+        run.error(file, at("max"), f"max of {where} is smaller than its min")
+    if "default" in raw:
+        options["default"] = _check_default(run, file, at("default"), where, ftype, raw["default"], options)
+    return FieldSpec(**options)
+
+
+def _check_choices(run, file, where, raw, line) -> tuple[Choice, ...]:
+    if raw is None:
+        run.error(file, line, f"{where} is an enum and needs 'choices'")
+        return ()
+    choices = []
+    if isinstance(raw, YList):
+        items = [(item, None, raw.line_of(i)) for i, item in enumerate(raw)]
+    elif isinstance(raw, YMap):
+        items = [(key, value, raw.line_of(key)) for key, value in raw.items()]
+    else:
+        run.error(file, line, f"choices of {where} must be a list or a key -> label map, got {_kind(raw)}")
+        return ()
+    for key, label, ln in items:
+        if not isinstance(key, str) or not re.match(r"^[A-Za-z0-9_\-]{1,50}$", key):
+            hint = " (quote it: YAML reads yes/no/on/off as true/false)" if isinstance(key, bool) else ""
+            run.error(file, ln, f"choice key {key!r} of {where} must be short text of letters, digits, _ or -{hint}")
+            continue
+        text, _ = run.label(label, file, ln, f"label of choice '{key}'", humanize(key))
+        choices.append(Choice(key, text))
+    if not items:
+        run.error(file, line, f"{where} has no choices")
+    return tuple(choices)
+
+
+def _literal(run, file, line, what, ftype, value):
+    """Parse a literal YAML value for a field type; reports and returns None when it does not fit."""
+    try:
+        if ftype == "integer" and not isinstance(value, bool) and isinstance(value, int):
+            return value
+        if ftype == "decimal" and not isinstance(value, bool) and isinstance(value, (int, float, str)):
+            return Decimal(str(value))
+        if ftype == "date":
+            if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+                return value
+            if isinstance(value, str):
+                return dt.date.fromisoformat(value)
+        if ftype == "datetime":
+            if isinstance(value, dt.datetime):
+                return value
+            if isinstance(value, (str, dt.date)):
+                return dt.datetime.fromisoformat(str(value))
+        if ftype == "boolean" and isinstance(value, bool):
+            return value
+        if ftype in ("string", "text", "email", "phone", "url", "enum") and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    except (ValueError, InvalidOperation):
+        pass
+    run.error(file, line, f"{what} must be a {ftype} value, got {value!r}")
+    return None
+
+
+def _check_default(run, file, line, where, ftype, value, options):
+    if isinstance(value, str) and value in DYNAMIC_DEFAULTS:
+        if ftype not in DYNAMIC_DEFAULTS[value]:
+            run.error(file, line, f"default '{value}' only fits a {' or '.join(DYNAMIC_DEFAULTS[value])} field, not {ftype} ({where})")
+            return None
+        return value
+    if ftype in ("link", "many", "user"):
+        run.error(file, line, f"a {ftype} field cannot have a literal default ({where}); user fields accept current_user")
+        return None
+    literal = _literal(run, file, line, f"default of {where}", ftype, value)
+    if literal is None:
+        return None
+    if ftype == "enum" and options.get("choices") and literal not in [c.key for c in options["choices"]]:
+        keys = [c.key for c in options["choices"]]
+        run.error(file, line, f"default '{literal}' of {where} is not one of its choices {', '.join(keys)}{did_you_mean(literal, keys)}")
+        return None
+    if options.get("min") is not None and literal < options["min"] or options.get("max") is not None and literal > options["max"]:
+        run.error(file, line, f"default of {where} is outside its min/max")
+        return None
+    if options.get("length") and isinstance(literal, str) and len(literal) > options["length"]:
+        run.error(file, line, f"default of {where} is longer than its length {options['length']}")
+        return None
+    if options.get("pattern") and isinstance(literal, str) and not re.fullmatch(options["pattern"], literal):
+        run.error(file, line, f"default of {where} does not match its pattern")
+        return None
+    return literal
+
+
+def _check_across_modules(run: _Check, modules: list[ModuleSpec]) -> None:
+    """Names must be unique across all modules and links must point to existing entities."""
+    entities: dict[str, EntitySpec] = {}
+    tables: dict[str, EntitySpec] = {}
+    for module in modules:
+        for entity in module.entities:
+            if entity.name in entities:
+                other = entities[entity.name]
+                run.error(entity.file, entity.line, f"entity '{entity.name}' is already defined in {other.file}:{other.line}")
+                continue
+            if entity.table in tables:
+                other = tables[entity.table]
+                run.error(entity.file, entity.line, f"entity '{entity.name}' has the same table/API name '{entity.table}' as '{other.name}'")
+                continue
+            entities[entity.name] = entity
+            tables[entity.table] = entity
+    for entity in entities.values():
+        for f in entity.fields:
+            if f.type in ("link", "many") and f.to is not None and f.to not in entities:
+                run.error(entity.file, f.line, f"field '{entity.name}.{f.name}' links to unknown entity '{f.to}'{did_you_mean(f.to, entities)}")

@@ -1,0 +1,163 @@
+"""Plain, frozen description of the portal that the checker produces and the builders consume.
+
+Nothing here imports Flask or SQLAlchemy: a spec can be checked and tested on its own.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+LOCALES = ("en", "zh")
+DEFAULT_LOCALE = "en"
+
+FIELD_TYPES = (
+    "string", "text", "integer", "decimal", "boolean", "date", "datetime",
+    "enum", "email", "phone", "url", "link", "many", "user",
+)
+ON_DELETE = ("cascade", "restrict", "set_null")
+DYNAMIC_DEFAULTS = {"now": ("datetime",), "today": ("date",), "current_user": ("user",)}
+
+
+def snake_case(name: str) -> str:
+    """CustomerContact -> customer_contact (used for tables and API paths)."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def humanize(name: str) -> str:
+    """next_follow_up -> Next follow up; FollowUp -> Follow up."""
+    words = snake_case(name).replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
+@dataclass(frozen=True)
+class Label:
+    """A text in several locales; falls back to English, then to any locale."""
+
+    texts: tuple[tuple[str, str], ...]
+
+    def get(self, locale: str | None) -> str:
+        table = dict(self.texts)
+        if locale:
+            base = locale.replace("-", "_").split("_")[0]
+            if base in table:
+                return table[base]
+        return table.get(DEFAULT_LOCALE) or next(iter(table.values()), "")
+
+    def missing(self, locales=LOCALES) -> tuple[str, ...]:
+        have = dict(self.texts)
+        return tuple(loc for loc in locales if loc not in have)
+
+    @classmethod
+    def plain(cls, text: str) -> "Label":
+        return cls(((DEFAULT_LOCALE, text),))
+
+
+@dataclass(frozen=True)
+class Choice:
+    key: str
+    label: Label
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str
+    label: Label
+    line: int = 0
+    label_given: bool = False
+    required: bool = False
+    unique: bool = False
+    default: Any = None
+    min: Any = None
+    max: Any = None
+    length: int | None = None
+    pattern: str | None = None
+    help: Label | None = None
+    index: bool = False
+    readonly: bool = False
+    choices: tuple[Choice, ...] = ()
+    to: str | None = None  # target entity of link / many
+    on_delete: str = "restrict"
+    precision: int = 12
+    scale: int = 2
+
+    @property
+    def is_relation(self) -> bool:
+        return self.type in ("link", "many", "user")
+
+    @property
+    def column_name(self) -> str:
+        """The real column: link and user fields store `<name>_id`; many fields have none."""
+        if self.type in ("link", "user"):
+            return f"{self.name}_id"
+        return self.name
+
+    def choice_label(self, key) -> Label | None:
+        for choice in self.choices:
+            if choice.key == key:
+                return choice.label
+        return None
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    name: str
+    module: str
+    label: Label
+    file: str
+    line: int
+    fields: tuple[FieldSpec, ...]
+    title: str | None = None
+    list: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+    order: tuple[tuple[str, str], ...] = ()  # (field, "asc"|"desc")
+    unique_together: tuple[tuple[str, ...], ...] = ()
+    label_given: bool = False
+
+    @property
+    def snake(self) -> str:
+        return snake_case(self.name)
+
+    @property
+    def table(self) -> str:
+        return self.snake
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    name: str
+    label: Label
+    file: str
+    entities: tuple[EntitySpec, ...]
+    label_given: bool = False
+
+
+@dataclass(frozen=True)
+class PortalSpec:
+    modules: tuple[ModuleSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def entities(self) -> tuple[EntitySpec, ...]:
+        return tuple(e for m in self.modules for e in m.entities)
+
+    def entity(self, name: str) -> EntitySpec:
+        for e in self.entities:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    def links_to(self, target: str) -> list[tuple[EntitySpec, FieldSpec]]:
+        """Every (entity, link field) pointing at `target`: used for related-record panels."""
+        return [(e, f) for e in self.entities for f in e.fields if f.type == "link" and f.to == target]

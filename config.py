@@ -1,0 +1,31 @@
+"""Portal configuration; every value can be overridden by the environment or create_app(config)."""
+import os
+from pathlib import Path
+
+from flask_appbuilder.const import AUTH_DB
+
+BASE_DIR = Path(__file__).resolve().parent
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")  # create_app refuses to start in production without one
+SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'portal.db'}")
+SQLALCHEMY_TRACK_MODIFICATIONS = False
+PORTAL_SCHEMA_DIR = os.environ.get("PORTAL_SCHEMA_DIR", str(BASE_DIR / "schemas"))
+
+APP_NAME = "Admin Portal"
+APP_THEME = ""
+AUTH_TYPE = AUTH_DB
+AUTH_ROLE_ADMIN = "Admin"
+AUTH_ROLE_PUBLIC = "Public"
+
+FAB_API_SWAGGER_UI = True
+FAB_ADD_SECURITY_API = False  # marshmallow 4 breaks FAB's security CRUD API; the UI manages users
+FAB_UPDATE_PERMS = True
+WTF_CSRF_ENABLED = True
+WTF_CSRF_TIME_LIMIT = None
+
+BABEL_DEFAULT_LOCALE = "en"
+BABEL_DEFAULT_FOLDER = "translations"
+LANGUAGES = {
+    "en": {"flag": "gb", "name": "English"},
+    "zh": {"flag": "cn", "name": "中文"},
+}
