@@ -1,7 +1,17 @@
 """Entry point: `gunicorn run:app`, `flask --app run ...`, or `python run.py` for a local portal."""
-from app import create_app
+import sys
 
-app = create_app()
+from app import create_app
+from app.schema import SchemaProblems
+
+try:
+    app = create_app()
+except SchemaProblems as problems:
+    # start-up and `flask portal check` report schema problems the same way: file:line: message
+    for problem in problems.problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(problems.problems)} problem(s) found in the schemas; the portal was not started.", file=sys.stderr)
+    sys.exit(1)
 
 if __name__ == "__main__":
     from app.quickstart import serve

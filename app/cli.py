@@ -24,3 +24,12 @@ def check_command(directory):
         click.echo(f"{len(problems)} problem(s) found.", err=True)
         sys.exit(1)
     click.echo(f"OK: {len(spec.modules)} modules, {len(spec.entities)} entities.")
+
+
+@portal_cli.command("demo")
+def demo_command():
+    """Load demo data into an empty portal."""
+    from .demo import load_demo
+
+    summary = load_demo(current_app)
+    click.echo(f"Loaded demo data: {summary}" if summary else "The portal already has data; nothing loaded.")

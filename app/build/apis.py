@@ -10,11 +10,12 @@ from flask_appbuilder.api import ModelRestApi
 from flask_appbuilder.exceptions import DatabaseException
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..i18n import lazy
 from ..schema.spec import EntitySpec, PortalSpec
 from . import columns
-from .permissions import API_METHODS
+from .permissions import API_METHODS, entity_permissions
 from .references import blocking_references
 
 
@@ -68,14 +69,14 @@ class EntityApi(ModelRestApi):
         try:
             if creating:
                 self.pre_add(item)
-                self.datamodel.add(item, raise_exception=True)
+                self.datamodel.add(item)
                 self.post_add(item)
             else:
                 self.pre_update(item)
-                self.datamodel.edit(item, raise_exception=True)
+                self.datamodel.edit(item)
                 self.post_update(item)
-        except DatabaseException as exc:
-            return self.response_422(message=str(_l("The database refused the change: %(reason)s", reason=exc.__cause__)))
+        except (DatabaseException, SQLAlchemyError) as exc:
+            return self.response_422(message=str(_l("The database refused the change: %(reason)s", reason=getattr(exc, 'orig', None) or exc.__cause__ or exc)))
         body = {"result": self.show_model_schema.dump(item), "id": item.id}
         return self.response(201 if creating else 200, **body)
 
@@ -103,10 +104,10 @@ class EntityApi(ModelRestApi):
             return self.response_422(message=str(_l("Cannot delete: %(what)s still refer to this record.", what=blocking)))
         try:
             self.pre_delete(item)
-            self.datamodel.delete(item, raise_exception=True)
+            self.datamodel.delete(item)
             self.post_delete(item)
-        except DatabaseException as exc:
-            return self.response_422(message=str(_l("The database refused the change: %(reason)s", reason=exc.__cause__)))
+        except (DatabaseException, SQLAlchemyError) as exc:
+            return self.response_422(message=str(_l("The database refused the change: %(reason)s", reason=getattr(exc, 'orig', None) or exc.__cause__ or exc)))
         return self.response(200, message="OK")
 
 
@@ -117,7 +118,7 @@ def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_facto
         portal=portal, entity=entity, models=models, writer_factory=staticmethod(writer_factory),
         datamodel=SQLAInterface(models[entity.name]),
         resource_name=entity.snake,
-        class_permission_name=entity.name,
+        class_permission_name=entity.name, base_permissions=entity_permissions(),
         openapi_spec_tag=entity.name,
         list_columns=read_columns, show_columns=read_columns,
         add_columns=write_columns, edit_columns=write_columns,

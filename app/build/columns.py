@@ -54,13 +54,24 @@ def enum_formatter(f: FieldSpec):
     return show
 
 
+def blank_if_none(show):
+    """FAB prints None for empty values; people expect an empty cell."""
+    return lambda value: "" if value is None else show(value)
+
+
+def display_decimal(value) -> str:
+    return f"{value:,}"
+
+
+def display_boolean(value) -> str:
+    return str(_l("Yes") if value else _l("No"))
+
+
 def formatters(entity: EntitySpec) -> dict:
-    result = {}
+    by_type = {"enum": None, "phone": display_phone, "decimal": display_decimal, "boolean": display_boolean,
+               "many": lambda items: ", ".join(str(i) for i in items)}
+    result = {name: blank_if_none(str) for name in AUDIT_LABELS}
     for f in entity.fields:
-        if f.type == "enum":
-            result[f.name] = enum_formatter(f)
-        elif f.type == "phone":
-            result[f.name] = display_phone
-        elif f.type == "many":
-            result[f.name] = lambda items: ", ".join(str(i) for i in items or [])
+        show = enum_formatter(f) if f.type == "enum" else by_type.get(f.type, str)
+        result[f.name] = blank_if_none(show)
     return result

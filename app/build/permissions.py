@@ -19,3 +19,12 @@ API_METHODS = {
 
 def permission(action: str) -> str:
     return f"can_{action}"
+
+
+def entity_permissions() -> list[str]:
+    """The permission list of both the view and the API of an entity (they share one view-menu).
+
+    menu_access is included because FAB deletes, from every role, any permission on a
+    view-menu that the class being registered does not list.
+    """
+    return [permission(action) for action in ACTIONS] + ["menu_access"]

@@ -14,7 +14,7 @@ from ..i18n import lazy
 from ..records import FieldError, clean_value
 from ..schema.spec import EntitySpec, FieldSpec, PortalSpec
 from . import columns
-from .permissions import VIEW_METHODS
+from .permissions import VIEW_METHODS, entity_permissions
 from .references import blocking_references
 
 
@@ -45,11 +45,26 @@ class UniqueTogetherRule:
             raise StopValidation(errors[self.group[0]][-1])
 
 
+class ValidatorsByColumn(dict):
+    """FAB appends its own validators to the list it is given; hand each form a copy."""
+
+    def get(self, key, default=None):
+        value = super().get(key, default)
+        return list(value) if value is not None else None
+
+
+class ChoiceField(SelectField):
+    """A select whose choice check is FieldRule's (one clear message instead of two)."""
+
+    def pre_validate(self, form) -> None:
+        pass
+
+
 def _enum_select(f: FieldSpec) -> SelectField:
     choices = [(c.key, lazy(c.label)) for c in f.choices]
     if not f.required:
         choices.insert(0, ("", ""))
-    return SelectField(
+    return ChoiceField(
         lazy(f.label), choices=choices, description=lazy(f.help) if f.help else "",
         coerce=lambda v: "" if v is None else str(v), default=f.default or "",
         validators=[InputRequired() if f.required else Optional(), FieldRule(f)],
@@ -78,11 +93,12 @@ class EntityView(ModelView):
 
 def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_factory) -> type:
     extra = {f.name: _enum_select(f) for f in entity.fields if f.type == "enum" and not f.readonly}
-    validators = {f.name: [FieldRule(f)] for f in entity.fields if f.type not in ("enum", "link", "user", "many")}
+    validators = ValidatorsByColumn(
+        (f.name, [FieldRule(f)]) for f in entity.fields if f.type not in ("enum", "link", "user", "many"))
     attrs = dict(
         portal=portal, entity=entity, models=models, writer_factory=staticmethod(writer_factory),
         datamodel=SQLAInterface(models[entity.name]),
-        class_permission_name=entity.name,
+        class_permission_name=entity.name, base_permissions=entity_permissions(),
         route_base=f"/{entity.snake}",
         list_title=lazy(entity.label), show_title=lazy(entity.label),
         add_title=lazy(entity.label), edit_title=lazy(entity.label),

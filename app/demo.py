@@ -1,0 +1,73 @@
+"""Demo data for the shipped crm, tickets and labour modules (skipped for entities that are absent)."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from decimal import Decimal
+
+from flask import Flask
+from sqlalchemy import func, select
+
+COMPANIES = ["华建集团", "中铁十局", "万科物业", "绿地地产", "宏达机电", "恒信装饰", "Acme Construction", "Blue Sky Property",
+             "东方幕墙", "安居物业", "北辰建设", "南方电力安装"]
+PEOPLE = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵强", "黄敏", "周杰", "吴刚", "徐丽", "孙浩", "马超", "朱琳", "胡军", "郭勇"]
+TRADES = ["general", "carpenter", "mason", "rebar", "electrician", "plumber", "welder"]
+
+
+def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
+    """Fill an empty portal with a realistic sample; returns a summary, or None if data already exists."""
+    models = app.extensions["portal_models"]
+    session = app.appbuilder.session
+    if "Customer" not in models or session.scalar(select(func.count()).select_from(models["Customer"])):
+        return None
+    rng = random.Random(seed)
+    today = dt.date.today()
+    made: dict[str, list] = {}
+
+    def add(entity: str, **values):
+        if entity not in models:
+            return None
+        record = models[entity](**values)
+        session.add(record)
+        made.setdefault(entity, []).append(record)
+        return record
+
+    for i, name in enumerate(COMPANIES):
+        customer = add("Customer", name=name, kind="company", industry=rng.choice(["construction", "real_estate", "property", "manufacturing"]),
+                       phone=f"+86138{10000000 + i * 7919:08d}", level=rng.choice(["vip", "normal", "normal", "potential"]),
+                       credit_limit=Decimal(rng.randrange(5, 200) * 10000), address=f"上海市浦东新区张江路{100 + i}号",
+                       next_follow_up=today + dt.timedelta(days=rng.randrange(-10, 30)))
+        contact = add("Contact", customer=customer, name=rng.choice(PEOPLE), position=rng.choice(["项目经理", "采购", "总经理"]),
+                      phone=f"+86139{20000000 + i * 3331:08d}", is_primary=True)
+        for k in range(rng.randrange(1, 4)):
+            add("FollowUp", customer=customer, contact=contact, method=rng.choice(["phone", "visit", "wechat"]),
+                at=dt.datetime.combine(today - dt.timedelta(days=rng.randrange(1, 90)), dt.time(10)),
+                summary=rng.choice(["沟通年度维保合同", "现场踏勘", "报价跟进", "Discussed renewal"]))
+    customers = made.get("Customer", [])
+    statuses = ["open", "in_progress", "waiting", "resolved", "closed"]
+    for n in range(40):
+        opened = dt.datetime.combine(today - dt.timedelta(days=rng.randrange(0, 120)), dt.time(9, rng.randrange(60)))
+        status = rng.choice(statuses)
+        resolved = opened + dt.timedelta(hours=rng.randrange(2, 96)) if status in ("resolved", "closed") else None
+        add("Ticket", number=f"GD{opened:%Y%m%d}{n:02d}", subject=rng.choice(["空调不制冷", "电梯异响", "屋面渗水", "配电箱跳闸", "门禁故障"]),
+            customer=rng.choice(customers), priority=rng.choice(["urgent", "high", "normal", "normal", "low"]),
+            category=rng.choice(["repair", "installation", "inspection", "complaint"]), status=status,
+            opened_at=opened, resolved_at=resolved, due_date=(opened + dt.timedelta(days=3)).date(),
+            hours_spent=Decimal(rng.randrange(0, 40)) / 2)
+    projects = [add("Project", code=f"P2026-{i:03d}", name=name, customer=rng.choice(customers) if customers else None,
+                    status="active", start_date=today - dt.timedelta(days=120), budget=Decimal(rng.randrange(50, 500) * 1000))
+                for i, name in enumerate(["张江科学城二期", "临港物流园", "虹桥商务楼改造", "松江厂房扩建"], 1)]
+    workers = [add("Worker", name=f"{rng.choice(PEOPLE)}{i}", trade=rng.choice(TRADES), team=f"{rng.choice('一二三')}班组",
+                   phone=f"+86137{30000000 + i * 4421:08d}", day_rate=Decimal(rng.randrange(250, 550, 10)),
+                   projects=rng.sample([p for p in projects if p], k=2), active=True)
+               for i in range(1, 21)]
+    if "LabourEntry" in models and workers and projects:
+        for day in range(labour_days):
+            date = today - dt.timedelta(days=day)
+            for worker in rng.sample(workers, k=12):
+                days = Decimal(rng.choice(["1", "1", "0.5", "1.5"]))
+                add("LabourEntry", work_date=date, worker=worker, project=rng.choice(worker.projects), days=days,
+                    hours=days * 8, rate=worker.day_rate, amount=(days * worker.day_rate).quantize(Decimal("0.01")),
+                    approved=day > 3)
+    session.commit()
+    return ", ".join(f"{len(rows)} {name}" for name, rows in made.items())

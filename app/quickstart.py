@@ -1,0 +1,40 @@
+"""`python run.py`: make sure an admin exists, load demo data into an empty portal, serve locally."""
+from __future__ import annotations
+
+import os
+import secrets
+
+from flask import Flask
+
+from .demo import load_demo
+
+
+def ensure_admin(app: Flask) -> tuple[str, str] | None:
+    """Create the admin named by PORTAL_ADMIN_USER/PORTAL_ADMIN_PASSWORD (default admin + random password).
+
+    Returns the credentials when a user was created, None when it already existed.
+    """
+    sm = app.appbuilder.sm
+    username = os.environ.get("PORTAL_ADMIN_USER", "admin")
+    if sm.find_user(username=username):
+        return None
+    password = os.environ.get("PORTAL_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    role = sm.find_role(app.config["AUTH_ROLE_ADMIN"])
+    if not sm.add_user(username, "Portal", "Admin", f"{username}@localhost", role, password):
+        raise RuntimeError(f"could not create admin user {username}")
+    return username, password
+
+
+def serve(app: Flask) -> None:
+    host = os.environ.get("PORTAL_HOST", "127.0.0.1")
+    port = int(os.environ.get("PORTAL_PORT", "8080"))
+    with app.app_context():
+        created = ensure_admin(app)
+        if os.environ.get("PORTAL_DEMO", "1") == "1":
+            summary = load_demo(app)
+            if summary:
+                print(f"Loaded demo data: {summary}")
+    if created:
+        print(f"Created admin user '{created[0]}' with password '{created[1]}' (set PORTAL_ADMIN_PASSWORD to choose it).")
+    print(f"Portal running at http://{host}:{port}/  (Ctrl+C to stop)")
+    app.run(host=host, port=port, debug=False)

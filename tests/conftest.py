@@ -1,0 +1,91 @@
+"""Shared fixtures: a portal app on SQLite (default) or the PostgreSQL in PORTAL_TEST_DATABASE_URL."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from app import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = ("admin", "Admin-pass-1")
+
+
+def database_url(tmp_path_factory, name: str) -> str:
+    """A fresh, empty database for one app: a SQLite file, or a new schema on the test PostgreSQL."""
+    base = os.environ.get("PORTAL_TEST_DATABASE_URL")
+    if not base:
+        return f"sqlite:///{tmp_path_factory.mktemp(name) / 'portal.db'}"
+    schema = f"t_{name}_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options=-csearch_path%3D{schema}"
+
+
+def make_app(tmp_path_factory, name: str, schema_dir: Path | str = ROOT / "schemas", **config):
+    settings = {
+        "TESTING": True,
+        "WTF_CSRF_ENABLED": False,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": database_url(tmp_path_factory, name),
+        "PORTAL_SCHEMA_DIR": str(schema_dir),
+    }
+    settings.update(config)
+    app = create_app(settings)
+    with app.app_context():
+        sm = app.appbuilder.sm
+        if not sm.find_user(username=ADMIN[0]):
+            sm.add_user(ADMIN[0], "Ada", "Admin", "admin@example.com", sm.find_role("Admin"), ADMIN[1])
+    return app
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory):
+    return make_app(tmp_path_factory, "main")
+
+
+def login(client, username=ADMIN[0], password=ADMIN[1]):
+    response = client.post("/login/", data={"username": username, "password": password})
+    assert response.status_code == 302, response.data[:500]
+    return client
+
+
+def jwt_headers(client, username=ADMIN[0], password=ADMIN[1]) -> dict:
+    response = client.post("/api/v1/security/login",
+                           json={"username": username, "password": password, "provider": "db"})
+    assert response.status_code == 200, response.json
+    return {"Authorization": f"Bearer {response.json['access_token']}"}
+
+
+@pytest.fixture()
+def admin_client(app):
+    with app.test_client() as client:
+        yield login(client)
+
+
+@pytest.fixture()
+def api(app):
+    """A test client plus admin JWT headers."""
+    with app.test_client() as client:
+        headers = jwt_headers(client)
+
+        class Api:
+            def get(self, url, **kw):
+                return client.get(url, headers=headers, **kw)
+
+            def post(self, url, json=None, **kw):
+                return client.post(url, json=json, headers=headers, **kw)
+
+            def put(self, url, json=None, **kw):
+                return client.put(url, json=json, headers=headers, **kw)
+
+            def delete(self, url, **kw):
+                return client.delete(url, headers=headers, **kw)
+
+        yield Api()

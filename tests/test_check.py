@@ -1,0 +1,143 @@
+"""`portal check` and start-up report every schema problem as file:line: message."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from app.schema import SchemaProblems, load_portal
+from conftest import ROOT
+
+GOOD_HEAD = "version: 1\nmodule: m\nentities:\n"
+
+
+def problems_for(tmp_path: Path, yaml_text: str, name="m.yaml") -> list[str]:
+    (tmp_path / name).write_text(textwrap.dedent(yaml_text), encoding="utf-8")
+    spec, problems = load_portal(tmp_path)
+    assert (spec is None) == bool(problems)
+    return [str(p) for p in problems]
+
+
+# (yaml, line, expected message fragment): one case for every kind of problem the checker reports
+CASES = [
+    ("version: 1\nmodule: m\nentites: {}\n", 3, "unknown key 'entites' in module (did you mean 'entities'?)"),
+    ("version: 2\nmodule: m\nentities: {A: {fields: {x: string}}}\n", 1, "unsupported version 2"),
+    ("module: m\nentities: {A: {fields: {x: string}}}\n", 1, "missing 'version: 1'"),
+    ("version: 1\nentities: {A: {fields: {x: string}}}\n", 1, "missing 'module'"),
+    ("version: 1\nmodule: Bad-Name\nentities: {A: {fields: {x: string}}}\n", 2, "module name 'Bad-Name'"),
+    ("version: 1\nmodule: m\n", 1, "missing 'entities'"),
+    ("version: 1\nmodule: m\nentities: {}\n", 3, "entities is empty"),
+    (GOOD_HEAD + "  lower: {fields: {x: string}}\n", 4, "entity name 'lower' must be CamelCase"),
+    (GOOD_HEAD + "  A: {fields: {x: string}, lable: X}\n", 4, "unknown key 'lable' in entity 'A' (did you mean 'label'?)"),
+    (GOOD_HEAD + "  A: {label: X}\n", 4, "entity 'A' has no 'fields'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: strng}\n", 6, "unknown type 'strng' for field 'A.x' (did you mean 'string'?)"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {required: true}\n", 6, "field 'A.x' has no 'type'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, lenght: 5}\n", 6, "unknown key 'lenght' in field 'A.x' (did you mean 'length'?)"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, length: 5}\n", 6, "'length' does not apply to a integer field"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, required: 'yes'}\n", 6, "'required' of field 'A.x' must be true or false"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, length: 0}\n", 6, "length of field 'A.x' must be between 1 and 100000"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, pattern: '[a-'}\n", 6, "not a valid regular expression"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, default: abc}\n", 6, "default of field 'A.x' must be a integer value, got 'abc'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: date, default: now}\n", 6, "default 'now' only fits a datetime field, not date"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, min: 5, max: 1, default: 3}\n", 6, "max of field 'A.x' is smaller than its min"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, max: 10, default: 30}\n", 6, "default of field 'A.x' is outside its min/max"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: enum, choices: {a: A}, default: b}\n", 6, "default 'b' of field 'A.x' is not one of its choices"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: enum}\n", 6, "field 'A.x' is an enum and needs 'choices'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x:\n        type: enum\n        choices: [yes, b]\n", 8, "choice key True of field 'A.x'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link}\n", 6, "field 'A.x' needs 'to: <Entity>'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: Custmer}\n", 6, "field 'A.x' links to unknown entity 'Custmer'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: A, on_delete: drop}\n", 6, "on_delete of field 'A.x' must be one of cascade, restrict, set_null"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: A, required: true, on_delete: set_null}\n", 6, "is required, so on_delete cannot be set_null"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: many, to: A, unique: true}\n", 6, "a many field cannot be unique"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: user, default: 3}\n", 6, "a user field cannot have a literal default"),
+    (GOOD_HEAD + "  A:\n    fields:\n      id: string\n", 6, "field name 'id' is reserved"),
+    (GOOD_HEAD + "  A:\n    fields:\n      Bad: string\n", 6, "field name 'Bad' must be lowercase"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: A}\n      x_id: integer\n", 6, "field 'x_id' clashes with the column that stores link 'x'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: decimal, precision: 4, scale: 6}\n", 6, "scale 6 of field 'A.x' is larger than its precision 4"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    list: [x, y]\n", 6, "list names unknown field 'y' of entity 'A'"),
+    (GOOD_HEAD + "  A:\n    fields: {name: string}\n    search: [nme]\n", 6, "search names unknown field 'nme' of entity 'A' (did you mean 'name'?)"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    order: [-z]\n", 6, "order names unknown field 'z'"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    title: nope\n", 6, "title names unknown field 'nope'"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string, t: {type: many, to: A}}\n    order: [t]\n", 6, "order cannot use 't' (a many field)"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    unique_together: [[x]]\n", 6, "a unique_together group needs at least two fields"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    unique_together: [[x, q]]\n", 6, "unique_together names unknown field 'q'"),
+    (GOOD_HEAD + "  A:\n    label: {en: A, 'zh-CN': X}\n    fields: {x: string}\n", 5, "'zh-CN' in label of 'A' is not a locale code"),
+    (GOOD_HEAD + "  A:\n    label: [a]\n    fields: {x: string}\n", 5, "label of 'A' must be text or a map"),
+    (GOOD_HEAD + "  A: {fields: {x: string}}\n  A: {fields: {y: string}}\n", 5, "duplicate key 'A' (first at line 4)"),
+    (GOOD_HEAD + "  AbUser: {fields: {x: string}}\n", 4, "clashes with the portal's own ab_* tables"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}\n", 5, "YAML syntax error"),
+    ("- just\n- a list\n", 1, "a schema file must be a mapping"),
+    ("", 1, "file is empty"),
+]
+
+
+@pytest.mark.parametrize("yaml_text,line,fragment", CASES, ids=[c[2][:40] for c in CASES])
+def test_each_problem_is_reported_with_its_line(tmp_path, yaml_text, line, fragment):
+    problems = problems_for(tmp_path, yaml_text)
+    matching = [p for p in problems if fragment in p]
+    assert matching, problems
+    assert matching[0].startswith(f"{tmp_path / 'm.yaml'}:{line}: "), matching
+
+
+def test_problems_across_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("version: 1\nmodule: a\nentities:\n  Customer: {fields: {x: string}}\n")
+    (tmp_path / "b.yaml").write_text("version: 1\nmodule: a\nentities:\n  Customer: {fields: {y: string}}\n")
+    (tmp_path / "c.yaml").write_text("version: 1\nmodule: c\nentities:\n  CustomerX: {fields: {c: {type: link, to: Custome}}}\n")
+    problems = [str(p) for p in load_portal(tmp_path)[1]]
+    assert f"{tmp_path / 'b.yaml'}:2: module 'a' is already defined in {tmp_path / 'a.yaml'}" in problems
+    assert any(p.startswith(f"{tmp_path / 'b.yaml'}:4: entity 'Customer' is already defined in") for p in problems)
+    assert any("links to unknown entity 'Custome' (did you mean 'Customer'?)" in p for p in problems)
+
+
+def test_all_problems_reported_at_once(tmp_path):
+    problems = problems_for(tmp_path, GOOD_HEAD + "  A:\n    fields:\n      x: {type: strng}\n      y: {type: integer, default: q}\n    list: [zz]\n")
+    assert len(problems) == 3, problems
+
+
+def test_shipped_schemas_check_clean():
+    spec, problems = load_portal(ROOT / "schemas")
+    assert problems == []
+    assert {m.name for m in spec.modules} == {"crm", "tickets", "labour"}
+
+
+def run_cli(*args, schema_dir, cwd=ROOT):
+    env = {**os.environ, "PORTAL_SCHEMA_DIR": str(schema_dir), "DATABASE_URL": "sqlite:///:memory:", "SECRET_KEY": "x"}
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "run", "portal", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_check_bad_schemas_lists_problems_and_fails(tmp_path):
+    (tmp_path / "m.yaml").write_text(GOOD_HEAD + "  A:\n    fields:\n      x: {type: strng}\n      y: {type: link, to: Nope}\n")
+    result = run_cli("check", schema_dir=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [l for l in result.stderr.splitlines() if l.startswith(str(tmp_path))]
+    assert lines == [f"{tmp_path / 'm.yaml'}:6: unknown type 'strng' for field 'A.x' (did you mean 'string'?); "
+                     "types are string, text, integer, decimal, boolean, date, datetime, enum, email, phone, url, link, many, user",
+                     f"{tmp_path / 'm.yaml'}:7: field 'A.y' links to unknown entity 'Nope'"]
+
+
+def test_cli_check_good_schemas(tmp_path):
+    result = run_cli("check", schema_dir=ROOT / "schemas")
+    assert result.returncode == 0, result.stderr
+    assert "OK: 3 modules, 8 entities" in result.stdout
+
+
+def test_cli_check_missing_directory(tmp_path):
+    result = run_cli("check", schema_dir=tmp_path / "nowhere")
+    assert result.returncode != 0
+    assert "schema directory does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_create_app_refuses_bad_schemas(tmp_path):
+    from app import create_app
+
+    (tmp_path / "m.yaml").write_text(GOOD_HEAD + "  A: {fields: {x: {type: strng}}}\n")
+    with pytest.raises(SchemaProblems) as info:
+        create_app({"PORTAL_SCHEMA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": "sqlite:///:memory:"})
+    assert "m.yaml:4: unknown type 'strng'" in str(info.value)
