@@ -32,7 +32,7 @@ def make_app(tmp_path_factory, name: str, schema_dir: Path | str = ROOT / "schem
     settings = {
         "TESTING": True,
         "WTF_CSRF_ENABLED": False,
-        "SECRET_KEY": "test-secret",
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
         "SQLALCHEMY_DATABASE_URI": database_url(tmp_path_factory, name),
         "PORTAL_SCHEMA_DIR": str(schema_dir),
     }
@@ -72,20 +72,20 @@ def admin_client(app):
 @pytest.fixture()
 def api(app):
     """A test client plus admin JWT headers."""
-    with app.test_client() as client:
-        headers = jwt_headers(client)
+    client = app.test_client()  # no `with`: it may be used beside admin_client
+    headers = jwt_headers(client)
 
-        class Api:
-            def get(self, url, **kw):
-                return client.get(url, headers=headers, **kw)
+    class Api:
+        def get(self, url, **kw):
+            return client.get(url, headers=headers, **kw)
 
-            def post(self, url, json=None, **kw):
-                return client.post(url, json=json, headers=headers, **kw)
+        def post(self, url, json=None, **kw):
+            return client.post(url, json=json, headers=headers, **kw)
 
-            def put(self, url, json=None, **kw):
-                return client.put(url, json=json, headers=headers, **kw)
+        def put(self, url, json=None, **kw):
+            return client.put(url, json=json, headers=headers, **kw)
 
-            def delete(self, url, **kw):
-                return client.delete(url, headers=headers, **kw)
+        def delete(self, url, **kw):
+            return client.delete(url, headers=headers, **kw)
 
-        yield Api()
+    return Api()

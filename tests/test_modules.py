@@ -1,0 +1,140 @@
+"""CRUD for the shipped crm, tickets and labour modules through the UI and the API."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import login
+
+
+@pytest.fixture(scope="module")
+def ids(app):
+    """A small graph of records made through the API."""
+    client = app.test_client()
+    from conftest import jwt_headers
+
+    h = jwt_headers(client)
+
+    def post(entity, **payload):
+        response = client.post(f"/api/v1/{entity}/", json=payload, headers=h)
+        assert response.status_code == 201, (entity, response.json)
+        return response.json["id"]
+
+    customer = post("customer", name="上海建工七局", phone="13700000001", level="vip", industry="construction")
+    contact = post("contact", customer=customer, name="王经理", phone="13700000002", is_primary=True)
+    follow_up = post("follow_up", customer=customer, contact=contact, summary="首次拜访", method="visit")
+    ticket = post("ticket", number="GD2026112201", subject="配电箱跳闸", customer=customer, contact=contact,
+                  priority="urgent", assignee=1, due_date="2026-11-25")
+    note = post("ticket_note", ticket=ticket, body="已派电工")
+    project = post("project", code="P-TEST-1", name="张江二期", customer=customer, manager=1)
+    worker = post("worker", name="李木工", trade="carpenter", day_rate="380.00", phone="13700000003",
+                  id_card="31010119800101123X", projects=[project])
+    entry = post("labour_entry", work_date="2026-11-20", worker=worker, project=project, hours="8", days="1",
+                 rate="380.00", amount="380.00")
+    return dict(customer=customer, contact=contact, follow_up=follow_up, ticket=ticket, note=note,
+                project=project, worker=worker, entry=entry)
+
+
+ENTITIES = ["customer", "contact", "follow_up", "ticket", "ticket_note", "project", "worker", "labour_entry"]
+
+
+@pytest.mark.parametrize("entity", ENTITIES)
+def test_list_show_add_edit_pages_render(admin_client, ids, entity):
+    key = {"follow_up": "follow_up", "ticket_note": "note", "labour_entry": "entry"}.get(entity, entity)
+    for url in (f"/{entity}/list/", f"/{entity}/show/{ids[key]}", f"/{entity}/add", f"/{entity}/edit/{ids[key]}"):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        assert "None</td>" not in response.text
+
+
+def test_customer_detail_shows_related_records(admin_client, ids):
+    page = admin_client.get(f"/customer/show/{ids['customer']}").text
+    for tab in ("Contact", "Follow-up", "Ticket", "Project"):
+        assert f">{tab}<" in page or f"> {tab}" in page or tab in page
+    assert "王经理" in page and "首次拜访" in page and "GD2026112201" in page and "张江二期" in page
+
+
+def test_enum_labels_and_search(admin_client, ids):
+    page = admin_client.get("/ticket/list/").text
+    assert "Urgent" in page and "Open" in page  # labels, not keys
+    found = admin_client.get("/customer/list/?_flt_0_name=上海建工").text
+    assert "上海建工七局" in found
+    none = admin_client.get("/customer/list/?_flt_0_name=不存在的客户").text
+    assert "上海建工七局" not in none
+
+
+def test_ui_create_edit_delete_ticket(admin_client, ids, api):
+    form = {"number": "GD2026112299", "subject": "电梯异响", "customer": str(ids["customer"]), "category": "repair",
+            "priority": "high", "status": "open", "opened_at": "2026-11-22 09:00:00", "hours_spent": "1.5"}
+    assert admin_client.post("/ticket/add", data=form).status_code == 302
+    found = api.get("/api/v1/ticket/", query_string={"q": "(filters:!((col:number,opr:eq,value:GD2026112299)))"}).json
+    assert found["count"] == 1
+    pk = found["result"][0]["id"]
+    assert admin_client.post(f"/ticket/edit/{pk}", data={**form, "status": "resolved"}).status_code == 302
+    assert api.get(f"/api/v1/ticket/{pk}").json["result"]["status"] == "resolved"
+    admin_client.post(f"/ticket/delete/{pk}")
+    assert api.get(f"/api/v1/ticket/{pk}").status_code == 404
+
+
+def test_ticket_number_pattern(api, ids):
+    bad = api.post("/api/v1/ticket/", json={"number": "T-1", "subject": "x", "customer": ids["customer"]})
+    assert bad.status_code == 422 and "number" in bad.json["message"]
+
+
+def test_labour_entry_unique_per_worker_project_day(api, admin_client, ids):
+    payload = {"work_date": "2026-11-20", "worker": ids["worker"], "project": ids["project"], "hours": "4",
+               "days": "0.5", "rate": "380", "amount": "190"}
+    duplicate = api.post("/api/v1/labour_entry/", json=payload)
+    assert duplicate.status_code == 422
+    assert "already exists" in duplicate.json["message"]["work_date"][0]
+    form = {k: str(v) for k, v in payload.items()}
+    page = admin_client.post("/labour_entry/add", data=form)
+    assert page.status_code == 200 and "already exists" in page.text
+    other_day = api.post("/api/v1/labour_entry/", json={**payload, "work_date": "2026-11-21"})
+    assert other_day.status_code == 201, other_day.json
+    clash = api.put(f"/api/v1/labour_entry/{other_day.json['id']}", json={"work_date": "2026-11-20"})
+    assert clash.status_code == 422
+
+
+def test_readonly_fields_are_not_writable(api, admin_client, ids):
+    refused = api.post("/api/v1/ticket_note/", json={"ticket": ids["ticket"], "body": "x", "author": 1})
+    assert refused.status_code == 422 and refused.json["message"] == {"author": ["This field is read-only."]}
+    add_page = admin_client.get("/ticket_note/add").text
+    assert 'id="author"' not in add_page and 'id="body"' in add_page
+    note = api.get(f"/api/v1/ticket_note/{ids['note']}").json["result"]
+    assert note["author"]["username"] == "admin" and note["at"]
+
+
+def test_restrict_and_cascade_deletes(api):
+    customer = api.post("/api/v1/customer/", json={"name": "临时客户"}).json["id"]
+    contact = api.post("/api/v1/contact/", json={"customer": customer, "name": "临时联系人"}).json["id"]
+    follow = api.post("/api/v1/follow_up/", json={"customer": customer, "contact": contact, "summary": "x"}).json["id"]
+    ticket = api.post("/api/v1/ticket/", json={"number": "GD2026112288", "subject": "x", "customer": customer, "contact": contact}).json["id"]
+    refused = api.delete(f"/api/v1/customer/{customer}")
+    assert refused.status_code == 422 and "Ticket" in refused.json["message"]
+    # contact set_null on the ticket, follow-ups cascade with the customer
+    assert api.delete(f"/api/v1/contact/{contact}").status_code == 200
+    assert api.get(f"/api/v1/ticket/{ticket}").json["result"]["contact"] is None
+    assert api.get(f"/api/v1/follow_up/{follow}").json["result"]["contact"] is None
+    assert api.delete(f"/api/v1/ticket/{ticket}").status_code == 200
+    assert api.delete(f"/api/v1/customer/{customer}").status_code == 200
+    assert api.get(f"/api/v1/follow_up/{follow}").status_code == 404
+
+
+def test_audit_columns(api, ids):
+    record = api.get(f"/api/v1/customer/{ids['customer']}").json["result"]
+    assert record["created_on"] and record["changed_on"]
+
+
+def test_openapi_lists_every_entity(api):
+    spec = api.get("/api/v1/_openapi").json
+    for entity in ENTITIES:
+        assert f"/api/v1/{entity}/" in spec["paths"], entity
+
+
+def test_api_requires_login(app):
+    with app.test_client() as anonymous:
+        assert anonymous.get("/api/v1/customer/").status_code == 401
+        assert anonymous.post("/api/v1/customer/", json={"name": "x"}).status_code == 401
+        assert anonymous.get("/customer/list/").status_code == 302
