@@ -138,3 +138,12 @@ def test_api_requires_login(app):
         assert anonymous.get("/api/v1/customer/").status_code == 401
         assert anonymous.post("/api/v1/customer/", json={"name": "x"}).status_code == 401
         assert anonymous.get("/customer/list/").status_code == 302
+
+
+def test_add_form_prefills_defaults(admin_client):
+    page = admin_client.get("/customer/add").text
+    assert re.search(r'<option selected value="1">Ada Admin</option>|<option value="1" selected>', page), "owner not preset"
+    assert re.search(r'<option selected value="normal">', page), "enum default not preset"
+    entry = admin_client.get("/labour_entry/add").text
+    import datetime
+    assert datetime.date.today().isoformat() in entry

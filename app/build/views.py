@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from flask import redirect, request, url_for
 from flask_appbuilder import ModelView
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -84,6 +85,24 @@ class EntityView(ModelView):
     @classmethod
     def writer(cls):
         return cls.writer_factory(cls.entity)
+
+    def _current_user_fields(self) -> list[str]:
+        return [f.name for f in self.entity.fields if f.type == "user" and f.default == "current_user"]
+
+    def _get_add_widget(self, form, exclude_cols=None, widgets=None):
+        """A new record's user fields with `default: current_user` start out as the signed-in user."""
+        if request.method == "GET":
+            for name in self._current_user_fields():
+                if name in form:
+                    form[name].data = self.appbuilder.sm.current_user
+        return super()._get_add_widget(form, exclude_cols=exclude_cols, widgets=widgets)
+
+    def post_add_redirect(self):
+        """Back to where the user came from, or to the list rather than the home page."""
+        target = self.get_redirect()
+        if target in (self.appbuilder.get_url_for_index, "/"):
+            target = url_for(f"{self.endpoint}.list")
+        return redirect(target)
 
     def pre_delete(self, item) -> None:
         blocking = blocking_references(self.portal, self.models, self.datamodel.session, self.entity, item)

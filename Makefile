@@ -1,0 +1,32 @@
+# make run  - set up and run the portal locally (SQLite, demo data)
+# make test - set up and run the whole test suite (SQLite, then a real PostgreSQL; headless Chromium)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test check bench system-deps clean
+
+$(VENV)/.installed: requirements.txt requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-test.txt
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) run.py
+
+check: $(VENV)/.installed
+	$(PY) -m flask --app run portal check
+
+system-deps:
+	bash .ci/system-deps.sh
+
+test: $(VENV)/.installed system-deps
+	$(PY) -m pytest -q
+	PORTAL_TEST_DATABASE_URL=$$(bash .ci/postgres.sh) $(PY) -m pytest -q
+
+bench: $(VENV)/.installed system-deps
+	PORTAL_BENCH_PG=$$(bash .ci/postgres.sh) $(PY) -m bench
+
+clean:
+	rm -rf $(VENV) var artifacts .pytest_cache
