@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, select
 
+from .access import current_viewer
 from .records import FieldError, clean_value, is_blank
 from .schema.spec import EntitySpec, FieldSpec, PortalSpec
 
@@ -35,6 +36,13 @@ class RecordWriter:
         title = self.portal.entity(f.to).title
         return getattr(self.models[f.to], title) if title else None
 
+    def _visible(self, f: FieldSpec, query):
+        """Links may only point at records the user can see (a foreman books hours on own sites)."""
+        if f.type == "user":
+            return query
+        clause = current_viewer().row_clause(f.to, self.models)
+        return query if clause is None else query.where(clause)
+
     def resolve_link(self, f: FieldSpec, raw):
         """A link given as an id, {"id": n}, or as text: the target's title (spreadsheets carry titles)."""
         if isinstance(raw, dict):
@@ -45,13 +53,14 @@ class RecordWriter:
         if isinstance(raw, str) and title_column is None and raw.strip().isdigit():
             raw = int(raw)
         if isinstance(raw, int) and not isinstance(raw, bool):
-            record = self.session.get(target, raw)
+            record = self.session.scalar(self._visible(f, select(target).where(target.id == raw)))
             if record is None:
                 raise FieldError(_l("No record with id %(id)s.", id=raw))
             return record
         if not isinstance(raw, str) or title_column is None:
             raise FieldError(_l("Must be the id of a record."))
-        matches = self.session.scalars(select(target).where(title_column == raw.strip()).limit(2)).all()
+        query = self._visible(f, select(target).where(title_column == raw.strip()).limit(2))
+        matches = self.session.scalars(query).all()
         if not matches:
             raise FieldError(_l("No record named '%(title)s'.", title=raw.strip()))
         if len(matches) > 1:
@@ -62,8 +71,10 @@ class RecordWriter:
     def parse(self, data: dict, creating: bool) -> tuple[dict, dict]:
         """Return (values, errors); errors map a field name to a list of messages."""
         values, errors = {}, {}
-        fields = {f.name: f for f in writable_fields(self.entity)}
-        readonly = {f.name for f in self.entity.fields if f.readonly}
+        viewer = current_viewer()
+        unreadable = viewer.unreadable(self.entity.name)
+        fields = {f.name: f for f in writable_fields(self.entity) if f.name not in unreadable}
+        readonly = {f.name for f in self.entity.fields if f.readonly or f.name in unreadable}
         for key in data:
             if key in readonly:
                 errors[key] = [str(_l("This field is read-only."))]
@@ -78,6 +89,7 @@ class RecordWriter:
                 values[name] = self.clean(f, data[name])
             except FieldError as exc:
                 errors[name] = [str(exc)]
+        values.update(viewer.forced_values(self.entity.name))  # e.g. a salesperson's records are theirs
         return values, errors
 
     def clean(self, f: FieldSpec, raw):

@@ -65,8 +65,8 @@ def jwt_headers(client, username=ADMIN[0], password=ADMIN[1]) -> dict:
 
 @pytest.fixture()
 def admin_client(app):
-    with app.test_client() as client:
-        yield login(client)
+    # no `with`: a preserved request context would be shared with other clients' requests
+    return login(app.test_client())
 
 
 @pytest.fixture()

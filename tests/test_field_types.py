@@ -23,8 +23,7 @@ def assets_app(tmp_path_factory):
 
 @pytest.fixture()
 def client(assets_app):
-    with assets_app.test_client() as c:
-        yield login(c)
+    return login(assets_app.test_client())
 
 
 @pytest.fixture()

@@ -17,6 +17,8 @@ from ..schema.spec import EntitySpec, PortalSpec
 from . import columns
 from .permissions import API_METHODS, entity_permissions
 from .references import blocking_references
+from .scoping import PerViewer, row_scope_filters, viewer_filters, without_fields
+from ..access import current_viewer, mask_value
 
 
 def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
@@ -46,8 +48,52 @@ class EntityApi(ModelRestApi):
     allow_browser_login = True
     method_permission_name = API_METHODS
 
+    list_columns = PerViewer(without_fields)
+    show_columns = PerViewer(without_fields)
+    search_columns = PerViewer(without_fields)
+    order_columns = PerViewer(without_fields)
+    _filters = PerViewer(viewer_filters)
+
     def writer(self):
         return self.writer_factory(self.entity)
+
+    # -- what the viewer may see: drop hidden fields, mask masked ones ---------------------
+    def _scrub_record(self, record: dict) -> dict:
+        viewer = current_viewer()
+        hidden, masked = viewer.hidden(self.entity.name), viewer.masked(self.entity.name)
+        for name in hidden:
+            record.pop(name, None)
+        for name in masked:
+            if name in record:
+                record[name] = mask_value(record[name])
+        return record
+
+    def _scrub_metadata(self, data: dict) -> None:
+        hidden = current_viewer().unreadable(self.entity.name) - current_viewer().masked(self.entity.name)
+        for key in ("label_columns", "description_columns"):
+            for name in list(data.get(key, {})):
+                if name.split(".")[0] in hidden:
+                    del data[key][name]
+        for key in ("list_columns", "show_columns"):
+            if key in data:
+                data[key] = [c for c in data[key] if c.split(".")[0] not in hidden]
+
+    def pre_get_list(self, data: dict) -> None:
+        data["result"] = [self._scrub_record(r) for r in data.get("result", [])]
+        self._scrub_metadata(data)
+
+    def pre_get(self, data: dict) -> None:
+        if "result" in data:
+            self._scrub_record(data["result"])
+        self._scrub_metadata(data)
+
+    def pre_info(self, data: dict) -> None:
+        unreadable = current_viewer().unreadable(self.entity.name)
+        for key in ("add_columns", "edit_columns"):
+            if key in data:
+                data[key] = [c for c in data[key] if c.get("name") not in unreadable]
+        if "filters" in data:
+            data["filters"] = {k: v for k, v in data["filters"].items() if k not in unreadable}
 
     def _json_object(self):
         if not request.is_json:
@@ -77,7 +123,7 @@ class EntityApi(ModelRestApi):
                 self.post_update(item)
         except (DatabaseException, SQLAlchemyError) as exc:
             return self.response_422(message=str(_l("The database refused the change: %(reason)s", reason=getattr(exc, 'orig', None) or exc.__cause__ or exc)))
-        body = {"result": self.show_model_schema.dump(item), "id": item.id}
+        body = {"result": self._scrub_record(self.show_model_schema.dump(item)), "id": item.id}
         return self.response(201 if creating else 200, **body)
 
     def post_headless(self):
@@ -120,10 +166,11 @@ def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_facto
         resource_name=entity.snake,
         class_permission_name=entity.name, base_permissions=entity_permissions(),
         openapi_spec_tag=entity.name,
-        list_columns=read_columns, show_columns=read_columns,
+        _full_list_columns=read_columns, _full_show_columns=read_columns,
         add_columns=write_columns, edit_columns=write_columns,
-        search_columns=[f.name for f in entity.fields if f.type != "many"],
-        order_columns=[f.name for f in entity.fields if not f.is_relation] + ["id", "created_on", "changed_on"],
+        _full_search_columns=[f.name for f in entity.fields if f.type != "many"],
+        _full_order_columns=[f.name for f in entity.fields if not f.is_relation] + ["id", "created_on", "changed_on"],
+        base_filters=row_scope_filters(entity.name),
         label_columns=columns.label_columns(entity),
         description_columns=columns.description_columns(entity),
         list_title=lazy(entity.label), show_title=lazy(entity.label),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import phonenumbers
 from flask_babel import lazy_gettext as _l
 
+from ..access import current_viewer, mask_value
 from ..i18n import current_locale, lazy
 from ..schema.spec import EntitySpec, FieldSpec
 
@@ -73,5 +74,13 @@ def formatters(entity: EntitySpec) -> dict:
     result = {name: blank_if_none(str) for name in AUDIT_LABELS}
     for f in entity.fields:
         show = enum_formatter(f) if f.type == "enum" else by_type.get(f.type, str)
-        result[f.name] = blank_if_none(show)
+        result[f.name] = masked_for_viewer(entity.name, f.name, blank_if_none(show))
     return result
+
+
+def masked_for_viewer(entity_name: str, field_name: str, show):
+    def display(value):
+        if field_name in current_viewer().masked(entity_name):
+            return mask_value(value)
+        return show(value)
+    return display

@@ -17,6 +17,8 @@ from ..schema.spec import EntitySpec, FieldSpec, PortalSpec
 from . import columns
 from .permissions import VIEW_METHODS, entity_permissions
 from .references import blocking_references
+from .scoping import PerViewer, form_without_fields, row_scope_filters, viewer_filters, without_fields
+from ..access import current_viewer
 
 
 class FieldRule:
@@ -82,6 +84,27 @@ class EntityView(ModelView):
     writer_factory = None
     method_permission_name = VIEW_METHODS
 
+    # what the viewer may not see is left out of columns, forms and filters (see scoping.py)
+    list_columns = PerViewer(without_fields)
+    show_columns = PerViewer(without_fields)
+    search_columns = PerViewer(without_fields)
+    order_columns = PerViewer(without_fields)
+    add_columns = PerViewer(without_fields)
+    edit_columns = PerViewer(without_fields)
+    add_form = PerViewer(form_without_fields)
+    edit_form = PerViewer(form_without_fields)
+    _filters = PerViewer(viewer_filters)
+
+    def _force_scope(self, item) -> None:
+        for name, value in current_viewer().forced_values(self.entity.name).items():
+            setattr(item, name, value)
+
+    def pre_add(self, item) -> None:
+        self._force_scope(item)
+
+    def pre_update(self, item) -> None:
+        self._force_scope(item)
+
     @classmethod
     def writer(cls):
         return cls.writer_factory(cls.entity)
@@ -110,6 +133,11 @@ class EntityView(ModelView):
             raise FieldError(_l("Cannot delete: %(what)s still refer to this record.", what=blocking))
 
 
+def scoped_link_choices(entity: EntitySpec) -> dict:
+    """Link selects offer only records the viewer may see (so a foreman books hours on own sites)."""
+    return {f.name: row_scope_filters(f.to) for f in entity.fields if f.type in ("link", "many")}
+
+
 def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_factory) -> type:
     extra = {f.name: _enum_select(f) for f in entity.fields if f.type == "enum" and not f.readonly}
     validators = ValidatorsByColumn(
@@ -121,11 +149,14 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         route_base=f"/{entity.snake}",
         list_title=lazy(entity.label), show_title=lazy(entity.label),
         add_title=lazy(entity.label), edit_title=lazy(entity.label),
-        list_columns=columns.list_columns(entity),
-        show_columns=columns.show_columns(entity),
-        add_columns=columns.form_columns(entity),
-        edit_columns=columns.form_columns(entity),
-        search_columns=list(entity.search) or columns.list_columns(entity),
+        _full_list_columns=columns.list_columns(entity),
+        _full_show_columns=columns.show_columns(entity),
+        _full_add_columns=columns.form_columns(entity),
+        _full_edit_columns=columns.form_columns(entity),
+        _full_search_columns=list(entity.search) or columns.list_columns(entity),
+        base_filters=row_scope_filters(entity.name),
+        add_form_query_rel_fields=scoped_link_choices(entity),
+        edit_form_query_rel_fields=scoped_link_choices(entity),
         label_columns=columns.label_columns(entity),
         description_columns=columns.description_columns(entity),
         formatters_columns=columns.formatters(entity),

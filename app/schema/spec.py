@@ -135,6 +135,47 @@ class EntitySpec:
         return tuple(f.name for f in self.fields)
 
 
+ACTIONS = ("read", "create", "update", "delete", "import", "export")
+CURRENT_USER = "$user"
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """One condition of a row scope: `path` is a field, or link.field one hop away."""
+
+    path: tuple[str, ...]
+    values: tuple  # literal values (any of them matches), or (CURRENT_USER,)
+
+    @property
+    def is_current_user(self) -> bool:
+        return self.values == (CURRENT_USER,)
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    name: str
+    label: Label
+    file: str
+    line: int
+    grants: tuple[tuple[str, frozenset], ...] = ()       # entity -> actions
+    rows: tuple[tuple[str, tuple[RowRule, ...]], ...] = ()  # entity -> conditions (all must hold)
+    hide: tuple[tuple[str, frozenset], ...] = ()
+    mask: tuple[tuple[str, frozenset], ...] = ()
+    reports: tuple[str, ...] = ()
+
+    def actions(self, entity: str) -> frozenset:
+        return dict(self.grants).get(entity, frozenset())
+
+    def row_rules(self, entity: str) -> tuple[RowRule, ...] | None:
+        return dict(self.rows).get(entity)
+
+    def hidden(self, entity: str) -> frozenset:
+        return dict(self.hide).get(entity, frozenset())
+
+    def masked(self, entity: str) -> frozenset:
+        return dict(self.mask).get(entity, frozenset())
+
+
 @dataclass(frozen=True)
 class ModuleSpec:
     name: str
@@ -142,11 +183,16 @@ class ModuleSpec:
     file: str
     entities: tuple[EntitySpec, ...]
     label_given: bool = False
+    roles: tuple[RoleSpec, ...] = ()  # as written in this file; PortalSpec.roles merges them
 
 
 @dataclass(frozen=True)
 class PortalSpec:
     modules: tuple[ModuleSpec, ...] = field(default_factory=tuple)
+    roles: tuple[RoleSpec, ...] = ()  # merged across modules
+
+    def role(self, name: str) -> RoleSpec | None:
+        return next((r for r in self.roles if r.name == name), None)
 
     @property
     def entities(self) -> tuple[EntitySpec, ...]:
