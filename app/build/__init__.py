@@ -7,6 +7,7 @@ from ..i18n import lazy
 from ..schema.spec import PortalSpec
 from ..writer import RecordWriter
 from .apis import build_api
+from .roles import sync_permissions
 from .views import build_view
 
 
@@ -21,6 +22,8 @@ def register_portal(appbuilder, spec: PortalSpec, models: dict[str, type]) -> No
         # related-record panels on the detail page: every entity that links here
         views[entity.name].related_views = [views[source.name] for source, _ in spec.links_to(entity.name)
                                             if source.name != entity.name]
+    # FAB would sync permissions view by view (several queries each); sync_permissions does it in bulk
+    update_perms, appbuilder.update_perms = appbuilder.update_perms, False
     for module in spec.modules:
         for entity in module.entities:
             appbuilder.add_view(
@@ -28,3 +31,6 @@ def register_portal(appbuilder, spec: PortalSpec, models: dict[str, type]) -> No
                 category=module.name, category_label=lazy(module.label),
             )
             appbuilder.add_api(build_api(spec, entity, models, writer_factory))
+    appbuilder.update_perms = update_perms
+    if update_perms:
+        sync_permissions(appbuilder, spec)

@@ -17,7 +17,7 @@ from ..schema.spec import EntitySpec, PortalSpec
 from . import columns
 from .permissions import API_METHODS, entity_permissions
 from .references import blocking_references
-from .scoping import PerViewer, row_scope_filters, viewer_filters, without_fields
+from .scoping import PerViewer, row_scope_filters, viewer_filters, without_hidden, without_unreadable
 from ..access import current_viewer, mask_value
 
 
@@ -48,10 +48,10 @@ class EntityApi(ModelRestApi):
     allow_browser_login = True
     method_permission_name = API_METHODS
 
-    list_columns = PerViewer(without_fields)
-    show_columns = PerViewer(without_fields)
-    search_columns = PerViewer(without_fields)
-    order_columns = PerViewer(without_fields)
+    list_columns = PerViewer(without_hidden)
+    show_columns = PerViewer(without_hidden)
+    search_columns = PerViewer(without_unreadable)
+    order_columns = PerViewer(without_unreadable)
     _filters = PerViewer(viewer_filters)
 
     def writer(self):

@@ -38,7 +38,7 @@ def request_cached(key, make):
 class PerViewer:
     """A view attribute that FAB sets in full at start-up and that reads back trimmed for the viewer.
 
-    `trim(view, full_value, unreadable_fields)` makes the viewer's version; it is cached per request.
+    `trim(view, full_value)` makes the viewer's version; it is cached per request.
     """
 
     def __init__(self, trim) -> None:
@@ -53,30 +53,50 @@ class PerViewer:
         full = view.__dict__.get(self.slot, getattr(owner or type(view), self.slot, None))
         if not has_request_context() or full is None:
             return full
-        unreadable = current_viewer().unreadable(view.entity.name)
-        if not unreadable:
-            return full
-        return request_cached((id(view), self.name), lambda: self.trim(view, full, unreadable))
+        return request_cached((id(view), self.name), lambda: self.trim(view, full))
 
     def __set__(self, view, value) -> None:
         view.__dict__[self.slot] = value
 
 
-def without_fields(view, columns, unreadable):
-    return [c for c in columns if c.split(".")[0] not in unreadable]
+def _unreadable(view) -> frozenset:
+    return current_viewer().unreadable(view.entity.name)
+
+
+def _without(columns, fields: frozenset):
+    return [c for c in columns if c.split(".")[0] not in fields] if fields else columns
+
+
+def without_hidden(view, columns):
+    """For displayed columns: masked fields stay (their formatter masks them)."""
+    return _without(columns, current_viewer().hidden(view.entity.name))
+
+
+def without_unreadable(view, columns):
+    """For search, sort and forms: neither hidden nor masked fields."""
+    return _without(columns, _unreadable(view))
 
 
 _form_cache: dict = {}
 
 
-def form_without_fields(view, form_class, unreadable):
+def form_without_fields(view, form_class):
     """A subclass of a WTForms form with some fields removed (WTForms: set them to None)."""
-    key = (form_class, frozenset(unreadable))
+    unreadable = _unreadable(view)
+    if not unreadable:
+        return form_class
+    key = (form_class, unreadable)
     if key not in _form_cache:
         _form_cache[key] = type(form_class.__name__, (form_class,), {name: None for name in unreadable})
     return _form_cache[key]
 
 
-def viewer_filters(view, filters, unreadable):
-    """A fresh Filters object per request, limited to the viewer's search columns."""
+def viewer_filters(view, filters):
+    """A fresh Filters object per request (FAB shares one across threads), on the viewer's search columns."""
     return view.datamodel.get_filters(view.search_columns)
+
+
+def readable_views(view, related_views):
+    """Related-record panels only for entities the viewer may read (FAB shows them all)."""
+    sm = view.appbuilder.sm
+    return [v for v in related_views if sm.has_access("can_read", v.class_permission_name)]

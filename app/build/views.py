@@ -17,7 +17,9 @@ from ..schema.spec import EntitySpec, FieldSpec, PortalSpec
 from . import columns
 from .permissions import VIEW_METHODS, entity_permissions
 from .references import blocking_references
-from .scoping import PerViewer, form_without_fields, row_scope_filters, viewer_filters, without_fields
+from .scoping import (
+    PerViewer, form_without_fields, readable_views, row_scope_filters, viewer_filters, without_hidden, without_unreadable,
+)
 from ..access import current_viewer
 
 
@@ -85,15 +87,16 @@ class EntityView(ModelView):
     method_permission_name = VIEW_METHODS
 
     # what the viewer may not see is left out of columns, forms and filters (see scoping.py)
-    list_columns = PerViewer(without_fields)
-    show_columns = PerViewer(without_fields)
-    search_columns = PerViewer(without_fields)
-    order_columns = PerViewer(without_fields)
-    add_columns = PerViewer(without_fields)
-    edit_columns = PerViewer(without_fields)
+    list_columns = PerViewer(without_hidden)
+    show_columns = PerViewer(without_hidden)
+    search_columns = PerViewer(without_unreadable)
+    order_columns = PerViewer(without_unreadable)
+    add_columns = PerViewer(without_unreadable)
+    edit_columns = PerViewer(without_unreadable)
     add_form = PerViewer(form_without_fields)
     edit_form = PerViewer(form_without_fields)
     _filters = PerViewer(viewer_filters)
+    _related_views = PerViewer(readable_views)
 
     def _force_scope(self, item) -> None:
         for name, value in current_viewer().forced_values(self.entity.name).items():
