@@ -13,6 +13,7 @@ from app.schema import SchemaProblems, load_portal
 from conftest import ROOT
 
 GOOD_HEAD = "version: 1\nmodule: m\nentities:\n"
+ROLE_HEAD = GOOD_HEAD + "  A: {title: x, fields: {x: string, u: user, k: {type: enum, choices: [a, b]}}}\nroles:\n"
 
 
 def problems_for(tmp_path: Path, yaml_text: str, name="m.yaml") -> list[str]:
@@ -72,6 +73,21 @@ CASES = [
     ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}\n", 5, "YAML syntax error"),
     ("- just\n- a list\n", 1, "a schema file must be a mapping"),
     ("", 1, "file is empty"),
+    # roles
+    (ROLE_HEAD + "  Admin: {can: {A: all}}\n", 6, "role 'Admin' is built in"),
+    (ROLE_HEAD + "  Clerk: {cna: {A: all}}\n", 6, "unknown key 'cna' in role 'Clerk' (did you mean 'can'?)"),
+    (ROLE_HEAD + "  Clerk: {can: {B: all}}\n", 6, "'can' of role 'Clerk' names unknown entity 'B'"),
+    (ROLE_HEAD + "  Clerk: {can: {A: [read, wirte]}}\n", 6, "unknown action 'wirte' for A in role 'Clerk'; actions are read, create, update, delete, import, export or all"),
+    (ROLE_HEAD + "  Clerk: {can: {A: [update]}}\n", 6, "role 'Clerk' grants update on A without read"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {owner: $user}}\n", 8, "row scope of role 'Clerk' names unknown field 'owner' of A"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {x: $user}}\n", 8, "$user in role 'Clerk' only fits a single user field"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {u: 5}}\n", 8, "row scope 'u' of role 'Clerk' is a user field; use $user"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {x.y: 1}}\n", 8, "'x' is not a link"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {k: zz}}\n", 8, "row scope value 'zz' of role 'Clerk' is not a choice of 'k'"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {C: {x: 1}}\n", 8, "role 'Clerk' limits rows of C but grants nothing on it"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    hide: {A: [nope]}\n", 8, "hide of role 'Clerk' names unknown field 'nope' of A"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    hide: {A: [x]}\n", 8, "cannot use 'x': it is A's title"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    mask: {A: [u]}\n", 8, "cannot mask 'u' (a user field)"),
 ]
 
 
@@ -141,3 +157,18 @@ def test_create_app_refuses_bad_schemas(tmp_path):
     with pytest.raises(SchemaProblems) as info:
         create_app({"PORTAL_SCHEMA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": "sqlite:///:memory:"})
     assert "m.yaml:4: unknown type 'strng'" in str(info.value)
+
+
+def test_role_grants_merge_across_modules_but_not_twice(tmp_path):
+    (tmp_path / "a.yaml").write_text("version: 1\nmodule: a\nentities:\n  A: {fields: {x: string}}\n"
+                                     "roles:\n  Clerk: {label: {en: Clerk, zh: 文员}, can: {A: [read]}}\n")
+    (tmp_path / "b.yaml").write_text("version: 1\nmodule: b\nentities:\n  B: {fields: {y: string}}\n"
+                                     "roles:\n  Clerk: {can: {B: all}}\n")
+    spec, problems = load_portal(tmp_path)
+    assert problems == []
+    clerk = spec.role("Clerk")
+    assert clerk.actions("A") == {"read"} and "delete" in clerk.actions("B") and clerk.label.get("zh") == "文员"
+    (tmp_path / "c.yaml").write_text("version: 1\nmodule: c\nentities:\n  C: {fields: {z: string}}\n"
+                                     "roles:\n  Clerk: {can: {A: all}}\n")
+    problems = [str(p) for p in load_portal(tmp_path)[1]]
+    assert problems == [f"{tmp_path / 'c.yaml'}:6: role 'Clerk' sets grants for A again (also in {tmp_path / 'a.yaml'})"]

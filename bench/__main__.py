@@ -1,0 +1,13 @@
+"""Run every benchmark and print Markdown tables for docs/performance.md."""
+import sys
+
+from . import boot
+from .common import pg_url
+
+SUITES = {"boot": boot.run}
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or list(SUITES)
+    for name in chosen:
+        print("\n".join(SUITES[name](pg_url())))
+        print()
