@@ -37,6 +37,7 @@ def create_app(config: dict | object | None = None) -> Flask:
     db = get_sqla_class()()
     db.init_app(app)
     from views import PortalIndexView  # noqa: E402 - views/ imports app helpers
+    from views.reports import register_reports
 
     appbuilder = AppBuilder(indexview=PortalIndexView)
     with app.app_context():
@@ -44,6 +45,7 @@ def create_app(config: dict | object | None = None) -> Flask:
         models = register_models_and_tables(db, spec)
         appbuilder.init_app(app, db.session)
         register_portal(appbuilder, spec, models)
+        register_reports(appbuilder, spec)
     app.extensions["portal_models"] = models
 
     from .cli import portal_cli

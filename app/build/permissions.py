@@ -28,3 +28,12 @@ def entity_permissions() -> list[str]:
     view-menu that the class being registered does not list.
     """
     return [permission(action) for action in ACTIONS] + ["menu_access"]
+
+
+def report_view_menu(report_id: str) -> str:
+    """FAB view-menu of one report: `can_read` on it opens the report, `menu_access` lists it."""
+    return f"Report:{report_id}"
+
+
+def dashboard_view_menu(module: str) -> str:
+    return f"Dashboard:{module}"

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ..schema.spec import PortalSpec
-from .permissions import ACTIONS, permission
+from .permissions import ACTIONS, dashboard_view_menu, permission, report_view_menu
 
 # FAB pages every signed-in user needs: own profile and password
 SELF_SERVICE = [
@@ -22,12 +22,15 @@ SELF_SERVICE = [
 
 
 def entity_permission_pairs(spec: PortalSpec) -> set[tuple[str, str]]:
+    """Every permission the portal's pages, APIs, reports and dashboards check."""
     pairs = set()
     for module in spec.modules:
-        pairs.add(("menu_access", module.name))
+        pairs.update({("menu_access", module.name), ("menu_access", dashboard_view_menu(module.name))})
         for entity in module.entities:
             pairs.update((permission(a), entity.name) for a in ACTIONS)
             pairs.add(("menu_access", entity.name))
+        for report in module.reports:
+            pairs.update({("can_read", report_view_menu(report.id)), ("menu_access", report_view_menu(report.id))})
     return pairs
 
 
@@ -39,7 +42,12 @@ def role_permission_pairs(spec: PortalSpec, role_name: str) -> set[tuple[str, st
             actions = role.actions(entity.name)
             pairs.update((permission(a), entity.name) for a in actions)
             if "read" in actions:
-                pairs.update({("menu_access", entity.name), ("menu_access", module.name)})
+                pairs.update({("menu_access", entity.name), ("menu_access", module.name),
+                              ("menu_access", dashboard_view_menu(module.name))})
+        for report in module.reports:
+            if report.id in role.reports:
+                pairs.update({("can_read", report_view_menu(report.id)), ("menu_access", report_view_menu(report.id)),
+                              ("menu_access", module.name)})
     return pairs
 
 

@@ -12,11 +12,14 @@ from decimal import Decimal, InvalidOperation
 
 from .loader import Problem, SourceFile, YList, YMap
 from .spec import (
-    ACTIONS, CURRENT_USER, DYNAMIC_DEFAULTS, FIELD_TYPES, ON_DELETE, Choice, EntitySpec, FieldSpec,
-    Label, ModuleSpec, PortalSpec, RoleSpec, RowRule, humanize, snake_case,
+    ACTIONS, AGGREGATES, CHARTS, CURRENT_USER, DATE_BUCKETS, DYNAMIC_DEFAULTS, FIELD_TYPES, ON_DELETE,
+    Choice, EntitySpec, FieldSpec, GroupBy, Label, Measure, ModuleSpec, PortalSpec, ReportSpec, RoleSpec,
+    RowRule, humanize, snake_case,
 )
 
-MODULE_KEYS = ("version", "module", "label", "entities", "roles")
+MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports")
+REPORT_KEYS = ("label", "entity", "group_by", "measures", "filter", "chart", "chart_measure", "date_field")
+REPORT_ID = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
 ROLE_KEYS = ("label", "can", "rows", "hide", "mask", "reports")
 RESERVED_ROLES = ("Admin", "Public")
 MASKABLE_TYPES = ("string", "text", "email", "phone", "url", "integer", "decimal")
@@ -165,6 +168,7 @@ def check(files: list[SourceFile]) -> tuple[PortalSpec | None, list[Problem]]:
     for check_later in run.later:
         check_later(entities)
     roles = _merge_roles(run, modules)
+    _check_report_ids(run, modules, roles)
     if run.problems:
         return None, run.problems
     return PortalSpec(tuple(modules), roles), []
@@ -208,7 +212,13 @@ def _check_module(run: _Check, source: SourceFile, module_seen: dict) -> ModuleS
             role = _check_role(run, file, role_name, raw, data["roles"].line_of(role_name))
             if role:
                 roles.append(role)
-    return ModuleSpec(str(name), label, file, tuple(entities), given, tuple(roles))
+    reports = []
+    if "reports" in data and run.mapping(data["reports"], file, data.line_of("reports"), "reports") is not None:
+        for report_id, raw in data["reports"].items():
+            report = _check_report(run, file, str(name), report_id, raw, data["reports"].line_of(report_id))
+            if report:
+                reports.append(report)
+    return ModuleSpec(str(name), label, file, tuple(entities), given, tuple(roles), tuple(reports))
 
 
 def _check_entity(run: _Check, file, module, name, raw, line) -> EntitySpec | None:
@@ -624,3 +634,144 @@ def _merge_roles(run: _Check, modules: list[ModuleSpec]) -> tuple[RoleSpec, ...]
                 first.name, label, first.file, first.line, first.grants + role.grants, first.rows + role.rows,
                 first.hide + role.hide, first.mask + role.mask, first.reports + role.reports)
     return tuple(merged.values())
+
+
+# -- reports -----------------------------------------------------------------------------------
+
+MEASURE_SYNTAX = re.compile(r"^(\w+)(?:\(\s*([\w\s,]*)\))?$")
+
+
+def _check_report(run: _Check, file, module, report_id, raw, line) -> ReportSpec | None:
+    if not isinstance(report_id, str) or not REPORT_ID.match(report_id):
+        run.error(file, line, f"report id {report_id!r} must be lowercase letters, digits and _ (it is part of the URL)")
+        return None
+    raw = run.mapping(raw, file, line, f"report '{report_id}'")
+    if raw is None:
+        return None
+    where = f"report '{report_id}'"
+    run.keys(raw, REPORT_KEYS, file, where)
+    label, _ = run.label(raw.get("label"), file, raw.line_of("label"), f"label of {where}", humanize(report_id))
+    entity = raw.get("entity")
+    if not isinstance(entity, str):
+        run.error(file, raw.line_of("entity") if "entity" in raw else line, f"{where} needs 'entity: <Entity>'")
+        return None
+    group_by = []
+    for item, ln in run.name_list(raw.get("group_by", YList()), file, raw.line_of("group_by"), f"group_by of {where}"):
+        field, _, bucket = item.partition(":")
+        group_by.append((GroupBy(field, bucket or None), ln))
+    measures = []
+    raw_measures = raw.get("measures")
+    if raw_measures is None:
+        raw_measures = YMap({"count": "count"}); raw_measures.line = line; raw_measures.key_lines = {"count": line}
+    if run.mapping(raw_measures, file, raw.line_of("measures"), f"measures of {where}") is not None:
+        for name, expression in raw_measures.items():
+            measure = _check_measure(run, file, where, str(name), expression, raw_measures.line_of(name))
+            if measure:
+                measures.append((measure, raw_measures.line_of(name)))
+    filters = []
+    if "filter" in raw and run.mapping(raw["filter"], file, raw.line_of("filter"), f"filter of {where}") is not None:
+        for name, value in raw["filter"].items():
+            filters.append((str(name), tuple(value) if isinstance(value, YList) else (value,), raw["filter"].line_of(name)))
+    chart = raw.get("chart", "bar")
+    if chart not in CHARTS:
+        run.error(file, raw.line_of("chart"), f"chart of {where} must be one of {', '.join(CHARTS)}, got {chart!r}{did_you_mean(chart, CHARTS)}")
+        chart = "table"
+    date_field = raw.get("date_field")
+    chart_measure = raw.get("chart_measure")
+    if chart_measure is not None and chart_measure not in [m.name for m, _ in measures]:
+        run.error(file, raw.line_of("chart_measure"), f"chart_measure of {where} names unknown measure {chart_measure!r}{did_you_mean(chart_measure, [m.name for m, _ in measures])}")
+    run.later.append(_report_fields_check(run, file, line, where, raw, entity, group_by, measures, filters, date_field))
+    return ReportSpec(
+        id=report_id, module=module, label=label, entity=entity, file=file, line=line,
+        group_by=tuple(g for g, _ in group_by), measures=tuple(m for m, _ in measures),
+        filter=tuple((n, v) for n, v, _ in filters), chart=chart, date_field=date_field, chart_measure=chart_measure)
+
+
+def _check_measure(run, file, where, name, expression, line) -> Measure | None:
+    label = Label.plain(humanize(name))
+    if isinstance(expression, YMap):  # {expr: sum(hours), label: {...}}
+        label, _ = run.label(expression.get("label"), file, expression.line_of("label"), f"label of measure '{name}'", humanize(name))
+        run.keys(expression, ("expr", "label"), file, f"measure '{name}' of {where}")
+        expression = expression.get("expr")
+    match = MEASURE_SYNTAX.match(expression.strip()) if isinstance(expression, str) else None
+    if not match:
+        run.error(file, line, f"measure '{name}' of {where} must look like count, sum(field) or avg(field), got {expression!r}")
+        return None
+    function, arguments = match.group(1), [a.strip() for a in (match.group(2) or "").split(",") if a.strip()]
+    if function not in AGGREGATES:
+        run.error(file, line, f"unknown aggregate '{function}' in {where}{did_you_mean(function, AGGREGATES)}; use {', '.join(AGGREGATES)}")
+        return None
+    wanted = {"count": (0, 1), "avg_hours_between": (2, 2)}.get(function, (1, 1))
+    if not wanted[0] <= len(arguments) <= wanted[1]:
+        run.error(file, line, f"{function} in measure '{name}' of {where} takes {wanted[1]} field(s), got {len(arguments)}")
+        return None
+    return Measure(name, function, label, tuple(arguments))
+
+
+def _report_fields_check(run, file, line, where, raw, entity_name, group_by, measures, filters, date_field):
+    def check(entities):
+        entity = entities.get(entity_name)
+        if entity is None:
+            run.error(file, raw.line_of("entity"), f"{where} names unknown entity '{entity_name}'{did_you_mean(entity_name, entities)}")
+            return
+        fields = {f.name: f for f in entity.fields}
+
+        def known(name, ln, what):
+            if name in fields:
+                return fields[name]
+            run.error(file, ln, f"{what} of {where} names unknown field '{name}' of {entity_name}{did_you_mean(name, fields)}")
+            return None
+
+        for group, ln in group_by:
+            f = known(group.field, ln, "group_by")
+            if f is None:
+                continue
+            if f.type in ("date", "datetime"):
+                if group.bucket not in DATE_BUCKETS:
+                    run.error(file, ln, f"group_by '{group.field}' of {where} needs a bucket: {', '.join(f'{group.field}:{b}' for b in DATE_BUCKETS)}")
+            elif group.bucket:
+                run.error(file, ln, f"group_by '{group.field}:{group.bucket}' of {where}: buckets only apply to date fields")
+            elif f.type in ("many", "text", "decimal"):
+                run.error(file, ln, f"{where} cannot group by '{group.field}' (a {f.type} field)")
+        for measure, ln in measures:
+            for name in measure.fields:
+                f = known(name, ln, f"measure '{measure.name}'")
+                if f is None:
+                    continue
+                numeric = f.type in ("integer", "decimal")
+                if measure.function in ("sum", "avg") and not numeric:
+                    run.error(file, ln, f"{measure.function}({name}) in {where} needs a number field, '{name}' is {f.type}")
+                elif measure.function == "avg_hours_between" and f.type not in ("date", "datetime"):
+                    run.error(file, ln, f"avg_hours_between in {where} needs date or datetime fields, '{name}' is {f.type}")
+                elif measure.function in ("min", "max") and f.type not in ("integer", "decimal", "date", "datetime"):
+                    run.error(file, ln, f"{measure.function}({name}) in {where} needs a number or date field")
+        for name, values, ln in filters:
+            f = known(name, ln, "filter")
+            if f is None or f.type in ("many", "link", "user"):
+                if f is not None and not (f.type == "user" and values == (CURRENT_USER,)):
+                    run.error(file, ln, f"filter of {where} cannot compare '{name}' (a {f.type} field); user fields accept $user")
+                continue
+            for value in values:
+                before = len(run.problems)
+                literal = _literal(run, file, ln, f"filter value of '{name}' in {where}", f.type, value)
+                if len(run.problems) == before and f.type == "enum" and literal not in [c.key for c in f.choices]:
+                    run.error(file, ln, f"filter value '{literal}' of {where} is not a choice of '{name}'")
+        if date_field is not None:
+            f = known(date_field, raw.line_of("date_field"), "date_field")
+            if f is not None and f.type not in ("date", "datetime"):
+                run.error(file, raw.line_of("date_field"), f"date_field of {where} must be a date or datetime field")
+    return check
+
+
+def _check_report_ids(run: _Check, modules: list[ModuleSpec], roles) -> None:
+    seen: dict[str, ReportSpec] = {}
+    for module in modules:
+        for report in module.reports:
+            if report.id in seen:
+                run.error(report.file, report.line, f"report '{report.id}' is already defined in {seen[report.id].file}")
+            seen[report.id] = report
+    for module in modules:
+        for role in module.roles:
+            for report_id in role.reports:
+                if report_id not in seen:
+                    run.error(role.file, role.line, f"role '{role.name}' names unknown report '{report_id}'{did_you_mean(report_id, seen)}")

@@ -176,6 +176,46 @@ class RoleSpec:
         return dict(self.mask).get(entity, frozenset())
 
 
+DATE_BUCKETS = ("day", "week", "month", "quarter", "year")
+AGGREGATES = ("count", "sum", "avg", "min", "max", "count_distinct", "avg_hours_between")
+CHARTS = ("bar", "line", "pie", "table")
+
+
+@dataclass(frozen=True)
+class GroupBy:
+    field: str
+    bucket: str | None = None  # for date/datetime fields
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    function: str
+    label: Label
+    fields: tuple[str, ...] = ()  # () for count; (start, end) for avg_hours_between
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    id: str
+    module: str
+    label: Label
+    entity: str
+    file: str
+    line: int
+    group_by: tuple[GroupBy, ...]
+    measures: tuple[Measure, ...]
+    filter: tuple[tuple[str, tuple], ...] = ()  # field -> accepted values
+    chart: str = "bar"
+    date_field: str | None = None  # what the user's date range applies to
+    chart_measure: str | None = None  # the measure the chart plots (default: the first)
+
+    def fields_used(self) -> set[str]:
+        used = {g.field for g in self.group_by} | {name for name, _ in self.filter}
+        used |= {f for m in self.measures for f in m.fields}
+        return used | ({self.date_field} if self.date_field else set())
+
+
 @dataclass(frozen=True)
 class ModuleSpec:
     name: str
@@ -184,6 +224,7 @@ class ModuleSpec:
     entities: tuple[EntitySpec, ...]
     label_given: bool = False
     roles: tuple[RoleSpec, ...] = ()  # as written in this file; PortalSpec.roles merges them
+    reports: tuple[ReportSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +234,13 @@ class PortalSpec:
 
     def role(self, name: str) -> RoleSpec | None:
         return next((r for r in self.roles if r.name == name), None)
+
+    @property
+    def reports(self) -> tuple[ReportSpec, ...]:
+        return tuple(r for m in self.modules for r in m.reports)
+
+    def report(self, report_id: str) -> ReportSpec | None:
+        return next((r for r in self.reports if r.id == report_id), None)
 
     @property
     def entities(self) -> tuple[EntitySpec, ...]:

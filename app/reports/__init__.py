@@ -1,0 +1,1 @@
+"""Reports: one SQL GROUP BY per report, shaped for pages, JSON, charts and downloads."""

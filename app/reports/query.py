@@ -1,0 +1,229 @@
+"""Build and run a report's single GROUP BY statement, with the viewer's row scope and hidden fields."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from flask_appbuilder.security.sqla.models import User
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import Integer, cast, distinct, func, literal, select
+from sqlalchemy.orm import aliased
+
+from ..access import Viewer
+from ..i18n import current_locale, lazy
+from ..records import FieldError, clean_value
+from ..schema.spec import CURRENT_USER, EntitySpec, FieldSpec, GroupBy, PortalSpec, ReportSpec
+
+
+class ReportRefused(Exception):
+    """The viewer may not run this report as asked (a hidden field, a bad parameter)."""
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    filters: tuple[tuple[str, object], ...] = ()  # group-by field -> raw value chosen by the user
+
+
+@dataclass
+class ReportColumn:
+    key: str
+    label: object  # str or lazy string
+    kind: str  # "group" or "measure"
+
+
+@dataclass
+class ReportResult:
+    report: ReportSpec
+    columns: list[ReportColumn]
+    rows: list[dict] = field(default_factory=list)  # group key -> {"value", "label"}, measure -> number
+    totals: dict = field(default_factory=dict)
+    date_field: str | None = None
+
+
+def date_field_of(report: ReportSpec, entity: EntitySpec) -> str | None:
+    """The field the user's date range applies to: as declared, else the grouped date, else the first date."""
+    if report.date_field:
+        return report.date_field
+    for group in report.group_by:
+        if group.bucket:
+            return group.field
+    return next((f.name for f in entity.fields if f.type in ("date", "datetime")), None)
+
+
+def bucket_expression(column, bucket: str, dialect: str):
+    """A text key per date bucket, the same on SQLite and PostgreSQL: 2026-11-22, 2026-11-16 (Monday), 2026-11, 2026-Q4, 2026."""
+    if dialect == "postgresql":
+        if bucket == "week":
+            return func.to_char(func.date_trunc("week", column), "YYYY-MM-DD")
+        pattern = {"day": "YYYY-MM-DD", "month": "YYYY-MM", "quarter": 'YYYY-"Q"Q', "year": "YYYY"}[bucket]
+        return func.to_char(column, pattern)
+    if bucket == "week":
+        return func.date(column, "weekday 0", "-6 days")
+    if bucket == "quarter":
+        quarter = (cast(func.strftime("%m", column), Integer) + 2) / 3
+        return func.strftime("%Y", column).concat("-Q").concat(cast(quarter, Integer))
+    pattern = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[bucket]
+    return func.strftime(pattern, column)
+
+
+def hours_between(start, end, dialect: str):
+    if dialect == "postgresql":
+        return func.extract("epoch", end - start) / 3600.0
+    return (func.julianday(end) - func.julianday(start)) * 24.0
+
+
+class ReportQuery:
+    """Turns a ReportSpec + parameters + viewer into one SELECT ... GROUP BY and runs it."""
+
+    def __init__(self, portal: PortalSpec, models: dict, session, viewer: Viewer) -> None:
+        self.portal, self.models, self.session, self.viewer = portal, models, session, viewer
+
+    def run(self, report: ReportSpec, params: ReportParams = ReportParams()) -> ReportResult:
+        statement, columns, entity = self.statement(report, params)
+        result = ReportResult(report, columns, date_field=date_field_of(report, entity))
+        for values in self.session.execute(statement):
+            result.rows.append(self._row(report, entity, columns, values))
+        result.totals = _totals(report, columns, result.rows)
+        return result
+
+    def statement(self, report: ReportSpec, params: ReportParams):
+        entity = self.portal.entity(report.entity)
+        unreadable = self.viewer.unreadable(entity.name)
+        used_for_grouping = {g.field for g in report.group_by} | {n for n, _ in report.filter} | {n for n, _ in params.filters}
+        date_field = date_field_of(report, entity)
+        if (params.date_from or params.date_to) and date_field:
+            used_for_grouping.add(date_field)
+        if used_for_grouping & unreadable:
+            raise ReportRefused(_l("This report uses fields that are hidden from you."))
+        model = self.models[entity.name]
+        dialect = self.session.get_bind().dialect.name
+        selected, group_exprs, columns, joins = [], [], [], []
+        for group in report.group_by:
+            f = entity.field(group.field)
+            label = _group_label(f, group)
+            exprs = self._group_exprs(model, f, group, dialect, joins)
+            selected += exprs
+            group_exprs += exprs
+            columns.append(ReportColumn(group.field, label, "group"))
+        for measure in report.measures:
+            if set(measure.fields) & unreadable:
+                continue  # a measure over a hidden field is left out for this viewer
+            selected.append(self._measure_expr(model, entity, measure, dialect).label(f"m_{measure.name}"))
+            columns.append(ReportColumn(measure.name, lazy(measure.label), "measure"))
+        statement = select(*selected).select_from(model)
+        for target, condition in joins:
+            statement = statement.outerjoin(target, condition)
+        statement = statement.where(*self._conditions(report, entity, model, params, date_field))
+        if group_exprs:
+            statement = statement.group_by(*group_exprs).order_by(*group_exprs)
+        return statement, columns, entity
+
+    def _group_exprs(self, model, f: FieldSpec, group: GroupBy, dialect: str, joins: list) -> list:
+        column = getattr(model, f.column_name)
+        if group.bucket:
+            return [bucket_expression(column, group.bucket, dialect).label(f"g_{f.name}")]
+        if f.type == "link":
+            target_spec = self.portal.entity(f.to)
+            target = aliased(self.models[f.to])
+            joins.append((target, column == target.id))
+            title = getattr(target, target_spec.title) if target_spec.title else cast(target.id, Integer)
+            return [column.label(f"g_{f.name}"), title.label(f"t_{f.name}")]
+        if f.type == "user":
+            user = aliased(User)
+            joins.append((user, column == user.id))
+            name = user.first_name.concat(" ").concat(user.last_name)
+            return [column.label(f"g_{f.name}"), name.label(f"t_{f.name}")]
+        return [column.label(f"g_{f.name}")]
+
+    def _measure_expr(self, model, entity: EntitySpec, measure, dialect: str):
+        columns = [getattr(model, entity.field(name).column_name) for name in measure.fields]
+        if measure.function == "count":
+            return func.count(columns[0]) if columns else func.count()
+        if measure.function == "count_distinct":
+            return func.count(distinct(columns[0]))
+        if measure.function == "avg_hours_between":
+            return func.avg(hours_between(columns[0], columns[1], dialect))
+        return getattr(func, measure.function)(columns[0])
+
+    def _conditions(self, report, entity, model, params: ReportParams, date_field) -> list:
+        conditions = []
+        for name, values in report.filter:
+            column = getattr(model, entity.field(name).column_name)
+            if values == (CURRENT_USER,):
+                conditions.append(column == self.viewer.user_id)
+            else:
+                conditions.append(column.in_([clean_value(entity.field(name), v) for v in values]))
+        for name, raw in params.filters:
+            f = entity.field(name)
+            column = getattr(model, f.column_name)
+            try:
+                value = int(raw) if f.type in ("link", "user") else clean_value(f, raw)
+            except (FieldError, ValueError):
+                raise ReportRefused(_l("Not a valid value for %(field)s.", field=name)) from None
+            conditions.append(column.is_(None) if value is None else column == value)
+        if date_field:
+            column = getattr(model, date_field)
+            is_datetime = entity.field(date_field).type == "datetime"
+            if params.date_from:
+                start = dt.datetime.combine(params.date_from, dt.time(0)) if is_datetime else params.date_from
+                conditions.append(column >= start)
+            if params.date_to:
+                end = params.date_to + dt.timedelta(days=1)
+                end = dt.datetime.combine(end, dt.time(0)) if is_datetime else end
+                conditions.append(column < end)
+        scope = self.viewer.row_clause(entity.name, self.models)
+        if scope is not None:
+            conditions.append(scope)
+        return conditions or [literal(True)]
+
+    def _row(self, report, entity, columns, values) -> dict:
+        row = {}
+        mapping = values._mapping
+        for column in columns:
+            if column.kind == "group":
+                f = entity.field(column.key)
+                raw = mapping[f"g_{f.name}"]
+                title = mapping.get(f"t_{f.name}")
+                row[column.key] = {"value": raw, "label": _display(f, raw, title)}
+            else:
+                row[column.key] = _number(mapping[f"m_{column.key}"])
+        return row
+
+
+def _group_label(f: FieldSpec, group: GroupBy):
+    return lazy(f.label)
+
+
+def _display(f: FieldSpec, raw, title):
+    if raw is None:
+        return str(_l("(none)"))
+    if f.type == "enum":
+        label = f.choice_label(raw)
+        return label.get(current_locale()) if label else str(raw)
+    if f.type in ("link", "user"):
+        return str(title if title is not None else raw)
+    if f.type == "boolean":
+        return str(_l("Yes") if raw else _l("No"))
+    return str(raw)
+
+
+def _number(value):
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        value = float(value)
+    if isinstance(value, float):
+        return round(value, 2)
+    return value
+
+
+def _totals(report, columns, rows) -> dict:
+    """Sums and counts add up across groups; averages, minimums and maximums do not, so they have none."""
+    totals = {}
+    for measure in report.measures:
+        if measure.function in ("count", "sum") and any(c.key == measure.name for c in columns):
+            totals[measure.name] = _number(sum((r[measure.name] or 0) for r in rows))
+    return totals
