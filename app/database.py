@@ -21,7 +21,7 @@ def _sqlite_foreign_keys(dbapi_connection, connection_record) -> None:
 
 
 def ensure_tables(engine: Engine, metadata) -> list[str]:
-    """Create missing tables, then add columns that a schema gained since the table was made.
+    """Create missing tables, then add the columns and indexes a schema gained since then.
 
     Columns are added as nullable (existing rows have no value); nothing is ever dropped,
     so removing a field from YAML keeps its data. Returns what was changed, for the log.
@@ -44,6 +44,11 @@ def ensure_tables(engine: Engine, metadata) -> list[str]:
                 new_column.nullable = True
                 operations.add_column(table.name, new_column)
                 changes.append(f"added column {table.name}.{column.name}")
+            indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name not in indexes and not index.unique:
+                    index.create(conn)
+                    changes.append(f"created index {index.name}")
     for change in changes:
         log.info("database: %s", change)
     return changes

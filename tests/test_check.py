@@ -13,6 +13,7 @@ from app.schema import SchemaProblems, load_portal
 from conftest import ROOT
 
 GOOD_HEAD = "version: 1\nmodule: m\nentities:\n"
+REPORT_HEAD = GOOD_HEAD + "  A: {title: x, fields: {x: string, n: decimal, d: date, k: {type: enum, choices: [a, b]}}}\nreports:\n"
 ROLE_HEAD = GOOD_HEAD + "  A: {title: x, fields: {x: string, u: user, k: {type: enum, choices: [a, b]}}}\nroles:\n"
 
 
@@ -88,6 +89,27 @@ CASES = [
     (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    hide: {A: [nope]}\n", 8, "hide of role 'Clerk' names unknown field 'nope' of A"),
     (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    hide: {A: [x]}\n", 8, "cannot use 'x': it is A's title"),
     (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    mask: {A: [u]}\n", 8, "cannot mask 'u' (a user field)"),
+    (ROLE_HEAD + "  Clerk: {can: {A: [read]}, reports: [nope]}\n", 6, "role 'Clerk' names unknown report 'nope'"),
+    # reports
+    (REPORT_HEAD + "  Bad-Id: {entity: A}\n", 6, "report id 'Bad-Id' must be lowercase"),
+    (REPORT_HEAD + "  r: {group_by: [k]}\n", 6, "report 'r' needs 'entity: <Entity>'"),
+    (REPORT_HEAD + "  r: {entity: B}\n", 6, "report 'r' names unknown entity 'B'"),
+    (REPORT_HEAD + "  r: {entity: A, grup_by: [k]}\n", 6, "unknown key 'grup_by' in report 'r' (did you mean 'group_by'?)"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: [zz]}\n", 6, "group_by of report 'r' names unknown field 'zz' of A"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: [d]}\n", 6, "group_by 'd' of report 'r' needs a bucket: d:day, d:week"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: ['d:fortnight']}\n", 6, "group_by 'd' of report 'r' needs a bucket"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: ['k:month']}\n", 6, "buckets only apply to date fields"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: [n]}\n", 6, "report 'r' cannot group by 'n' (a decimal field)"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {s: sum(x)}}\n", 6, "sum(x) in report 'r' needs a number field, 'x' is string"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {s: total(n)}}\n", 6, "unknown aggregate 'total' in report 'r'"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {s: 'sum(n'}}\n", 6, "measure 's' of report 'r' must look like count, sum(field)"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {s: sum(q)}}\n", 6, "measure 's' of report 'r' names unknown field 'q'"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {s: 'avg_hours_between(d)'}}\n", 6, "avg_hours_between in measure 's' of report 'r' takes 2 field(s), got 1"),
+    (REPORT_HEAD + "  r: {entity: A, chart: donut}\n", 6, "chart of report 'r' must be one of bar, line, pie, table"),
+    (REPORT_HEAD + "  r: {entity: A, chart_measure: cost}\n", 6, "chart_measure of report 'r' names unknown measure 'cost'"),
+    (REPORT_HEAD + "  r: {entity: A, filter: {k: c}}\n", 6, "filter value 'c' of report 'r' is not a choice of 'k'"),
+    (REPORT_HEAD + "  r: {entity: A, filter: {n: abc}}\n", 6, "filter value of 'n' in report 'r' must be a decimal value"),
+    (REPORT_HEAD + "  r: {entity: A, date_field: k}\n", 6, "date_field of report 'r' must be a date or datetime field"),
 ]
 
 
@@ -172,3 +194,10 @@ def test_role_grants_merge_across_modules_but_not_twice(tmp_path):
                                      "roles:\n  Clerk: {can: {A: all}}\n")
     problems = [str(p) for p in load_portal(tmp_path)[1]]
     assert problems == [f"{tmp_path / 'c.yaml'}:6: role 'Clerk' sets grants for A again (also in {tmp_path / 'a.yaml'})"]
+
+
+def test_report_ids_are_unique_across_modules(tmp_path):
+    (tmp_path / "a.yaml").write_text("version: 1\nmodule: a\nentities:\n  A: {fields: {x: string}}\nreports:\n  r: {entity: A}\n")
+    (tmp_path / "b.yaml").write_text("version: 1\nmodule: b\nentities:\n  B: {fields: {y: string}}\nreports:\n  r: {entity: B}\n")
+    problems = [str(p) for p in load_portal(tmp_path)[1]]
+    assert problems == [f"{tmp_path / 'b.yaml'}:6: report 'r' is already defined in {tmp_path / 'a.yaml'}"]

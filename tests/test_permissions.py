@@ -87,7 +87,15 @@ def test_every_role_entity_action_matches_the_yaml(app):
                               for pv in role_row.permissions)
                     if has != (action in granted):
                         mismatches.append(f"{'leak' if has else 'over-denial'}: {role.name} {action} {entity.name} grant")
-    assert probes == len(spec.roles) * len(spec.entities) * (len(CRUD) * 2 + 2)
+        for report in spec.reports:  # report access by id, on the page and the API
+            expected = report.id in role.reports and "read" in role.actions(report.entity)
+            page = ui.get(f"/reports/{report.id}").status_code == 200
+            data = api_client.get(f"/api/v1/reports/{report.id}", headers=headers).status_code == 200
+            for channel, allowed in (("UI", page), ("API", data)):
+                probes += 1
+                if allowed != expected:
+                    mismatches.append(f"{'leak' if allowed else 'over-denial'}: {role.name} report {report.id} via {channel}")
+    assert probes == len(spec.roles) * (len(spec.entities) * (len(CRUD) * 2 + 2) + len(spec.reports) * 2)
     assert mismatches == []
 
 

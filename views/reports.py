@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.access import current_viewer
 from app.build.permissions import dashboard_view_menu, report_view_menu
 from app.i18n import lazy
-from app.reports.output import as_json, chart_config, chart_measure, csv_bytes, table, xlsx_bytes
+from app.reports.output import as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell, xlsx_bytes
 from app.reports.query import ReportParams, ReportQuery, ReportRefused
 
 FILTERABLE = ("enum", "link", "user", "boolean")
@@ -103,8 +103,7 @@ class ReportsView(BaseView):
         except ReportRefused as exc:
             flash(str(exc), "danger")
             params, result = ReportParams(), None
-        header, rows = table(result) if result else ([], [])
-        totals = [result.totals.get(c.key, "") if c.kind == "measure" else "" for c in result.columns] if result else []
+        header, rows, totals = display_table(result) if result else ([], [], [])
         return self.render_template(
             "portal/report.html", report=report, title=lazy(report.label), result=result, header=header, rows=rows,
             totals=totals, chart=chart_config(result) if result and report.chart != "table" else None,
@@ -173,7 +172,7 @@ class DashboardView(BaseView):
                 query = select(func.count()).select_from(model)
                 scope = viewer.row_clause(entity.name, models)
                 count = session.scalar(query.where(scope) if scope is not None else query)
-                cards.append((lazy(entity.label), count, f"/{entity.snake}/list/"))
+                cards.append((lazy(entity.label), format_cell(count), f"/{entity.snake}/list/"))
         charts = []
         for report in open_reports(module.name):
             try:
@@ -182,9 +181,10 @@ class DashboardView(BaseView):
                 continue
             measure = chart_measure(result)
             if measure is not None and measure.key in result.totals:  # one headline number per report
-                cards.append((f"{lazy(report.label)} · {measure.label}", result.totals[measure.key],
+                cards.append((f"{lazy(report.label)} · {measure.label}", format_cell(result.totals[measure.key]),
                               url_for("ReportsView.show", report_id=report.id)))
-            charts.append((report, lazy(report.label), chart_config(result) if report.chart != "table" else None, table(result)))
+            charts.append((report, lazy(report.label), chart_config(result) if report.chart != "table" else None,
+                           display_table(result)))
         return self.render_template("portal/dashboard.html", module=module, title=lazy(module.label), cards=cards, charts=charts)
 
 

@@ -8,7 +8,7 @@ from flask import current_app, has_request_context
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import (
-    Boolean, Column, Date, DateTime, ForeignKey, Integer, Numeric, String, Table, Text,
+    Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Table, Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import relationship
@@ -82,7 +82,20 @@ def build_models(spec: PortalSpec) -> dict[str, type]:
     models: dict[str, type] = {}
     for entity in spec.entities:
         models[entity.name] = _build_model(entity, models, build)
+    for report in spec.reports:
+        _report_index(spec, report, models)
     return models
+
+
+def _report_index(spec: PortalSpec, report, models: dict) -> None:
+    """A covering index per report (filters, groups, measures) so its GROUP BY reads the index only."""
+    entity = spec.entity(report.entity)
+    names = [name for name, _ in report.filter] + [g.field for g in report.group_by]
+    names += [f for m in report.measures for f in m.fields]
+    columns = list(dict.fromkeys(entity.field(n).column_name for n in names if entity.field(n).type != "many"))
+    if columns:
+        table = models[entity.name].__table__
+        Index(f"ix_report_{report.id}"[:63], *(table.c[c] for c in columns[:16]))
 
 
 def _build_model(entity: EntitySpec, models: dict, build: int) -> type:

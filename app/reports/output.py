@@ -32,6 +32,26 @@ def table(result: ReportResult) -> tuple[list[str], list[list]]:
     return header, rows
 
 
+def format_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def display_table(result: ReportResult) -> tuple[list[str], list[list[tuple[str, bool]]], list[tuple[str, bool]]]:
+    """The page's table, formatted in Python (a Jinja loop over thousands of cells is slow)."""
+    header, rows = table(result)
+    numeric = [c.kind == "measure" for c in result.columns]
+    shown = [[(format_cell(cell), is_number) for cell, is_number in zip(r, numeric)] for r in rows]
+    totals = [(format_cell(result.totals.get(c.key)) if c.kind == "measure" else "", c.kind == "measure")
+              for c in result.columns]
+    return header, shown, totals
+
+
 def chart_measure(result: ReportResult):
     """The one measure a chart plots: `chart_measure` if set and visible, else the first one."""
     measures = [c for c in result.columns if c.kind == "measure"]

@@ -211,8 +211,11 @@ def _display(f: FieldSpec, raw, title):
 
 
 def _number(value):
+    """JSON-friendly measure values: floats rounded to cents, dates as ISO text."""
     if value is None:
         return None
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
     if isinstance(value, Decimal):
         value = float(value)
     if isinstance(value, float):
