@@ -12,6 +12,7 @@ from flask_appbuilder.utils.legacy import get_sqla_class
 
 from .build import register_portal
 from .database import ensure_tables
+from .security import PortalSecurityManager
 from .schema import SchemaProblems, load_portal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,7 @@ def create_app(config: dict | object | None = None) -> Flask:
     from views import PortalIndexView  # noqa: E402 - views/ imports app helpers
     from views.reports import register_reports
 
-    appbuilder = AppBuilder(indexview=PortalIndexView)
+    appbuilder = AppBuilder(indexview=PortalIndexView, security_manager_class=PortalSecurityManager)
     with app.app_context():
         _create_database_dir(app.config["SQLALCHEMY_DATABASE_URI"])
         models = register_models_and_tables(db, spec)
