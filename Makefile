@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check bench system-deps clean
+.PHONY: run test check bench system-deps clean translations
 
 $(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,6 @@ bench: $(VENV)/.installed system-deps
 
 clean:
 	rm -rf $(VENV) var artifacts .pytest_cache
+
+translations: $(VENV)/.installed
+	$(PY) translations/update.py

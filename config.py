@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 from flask_appbuilder.const import AUTH_DB
+from flask_babel import lazy_gettext
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -11,7 +12,7 @@ SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR /
 SQLALCHEMY_TRACK_MODIFICATIONS = False
 PORTAL_SCHEMA_DIR = os.environ.get("PORTAL_SCHEMA_DIR", str(BASE_DIR / "schemas"))
 
-APP_NAME = "Admin Portal"
+APP_NAME = lazy_gettext("Admin Portal")  # rendered per request, so it follows the language
 APP_THEME = ""
 AUTH_TYPE = AUTH_DB
 AUTH_ROLE_ADMIN = "Admin"
@@ -24,7 +25,7 @@ WTF_CSRF_ENABLED = True
 WTF_CSRF_TIME_LIMIT = None
 
 BABEL_DEFAULT_LOCALE = "en"
-BABEL_DEFAULT_FOLDER = "translations"
+BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "translations")  # FAB puts its own catalog first; ours wins
 LANGUAGES = {
     "en": {"flag": "gb", "name": "English"},
     "zh": {"flag": "cn", "name": "中文"},

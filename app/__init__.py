@@ -12,6 +12,7 @@ from flask_appbuilder.utils.legacy import get_sqla_class
 
 from .build import register_portal
 from .database import ensure_tables
+from .locale import compile_catalogs, install_locale_handling
 from .security import PortalSecurityManager
 from .schema import SchemaProblems, load_portal
 
@@ -40,13 +41,16 @@ def create_app(config: dict | object | None = None) -> Flask:
     from views import PortalIndexView  # noqa: E402 - views/ imports app helpers
     from views.reports import register_reports
 
-    appbuilder = AppBuilder(indexview=PortalIndexView, security_manager_class=PortalSecurityManager)
+    compile_catalogs(ROOT / "translations")
+    appbuilder = AppBuilder(
+        indexview=PortalIndexView, security_manager_class=PortalSecurityManager, base_template="portal/baselayout.html")
     with app.app_context():
         _create_database_dir(app.config["SQLALCHEMY_DATABASE_URI"])
         models = register_models_and_tables(db, spec)
         appbuilder.init_app(app, db.session)
         register_portal(appbuilder, spec, models)
         register_reports(appbuilder, spec)
+        install_locale_handling(app)
     app.extensions["portal_models"] = models
 
     from .cli import portal_cli

@@ -8,16 +8,20 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .schema import load_portal
+from .schema.i18n_check import missing_translations
 
 portal_cli = AppGroup("portal", help="Schema-driven portal commands.")
 
 
 @portal_cli.command("check")
 @click.option("--dir", "directory", default=None, help="Schema directory (default: PORTAL_SCHEMA_DIR).")
-def check_command(directory):
+@click.option("--i18n", is_flag=True, help="Also list labels that lack a locale (en, zh).")
+def check_command(directory, i18n):
     """Validate every schema file; print each problem as file:line: message."""
     directory = directory or current_app.config["PORTAL_SCHEMA_DIR"]
     spec, problems = load_portal(directory)
+    if i18n and spec is not None:
+        problems = missing_translations(spec, tuple(current_app.config["LANGUAGES"]))
     for problem in problems:
         click.echo(str(problem), err=True)
     if problems:

@@ -6,9 +6,10 @@ import random
 from decimal import Decimal
 
 from flask import Flask
+from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import func, select
 
-COMPANIES = ["华建集团", "中铁十局", "万科物业", "绿地地产", "宏达机电", "恒信装饰", "Acme Construction", "Blue Sky Property",
+COMPANIES = ["华建集团", "中铁十局", "万科物业", "绿地地产", "宏达机电", "恒信装饰", "远大建工", "蓝天物业",
              "东方幕墙", "安居物业", "北辰建设", "南方电力安装"]
 PEOPLE = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵强", "黄敏", "周杰", "吴刚", "徐丽", "孙浩", "马超", "朱琳", "胡军", "郭勇"]
 TRADES = ["general", "carpenter", "mason", "rebar", "electrician", "plumber", "welder"]
@@ -21,6 +22,7 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
     if "Customer" not in models or session.scalar(select(func.count()).select_from(models["Customer"])):
         return None
     rng = random.Random(seed)
+    admin = session.scalar(select(User).order_by(User.id))
     today = dt.date.today()
     made: dict[str, list] = {}
 
@@ -33,7 +35,7 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
         return record
 
     for i, name in enumerate(COMPANIES):
-        customer = add("Customer", name=name, kind="company", industry=rng.choice(["construction", "real_estate", "property", "manufacturing"]),
+        customer = add("Customer", name=name, kind="company", owner=admin, industry=rng.choice(["construction", "real_estate", "property", "manufacturing"]),
                        phone=f"+86138{10000000 + i * 7919:08d}", level=rng.choice(["vip", "normal", "normal", "potential"]),
                        credit_limit=Decimal(rng.randrange(5, 200) * 10000), address=f"上海市浦东新区张江路{100 + i}号",
                        next_follow_up=today + dt.timedelta(days=rng.randrange(-10, 30)))
@@ -42,18 +44,20 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
         for k in range(rng.randrange(1, 4)):
             add("FollowUp", customer=customer, contact=contact, method=rng.choice(["phone", "visit", "wechat"]),
                 at=dt.datetime.combine(today - dt.timedelta(days=rng.randrange(1, 90)), dt.time(10)),
-                summary=rng.choice(["沟通年度维保合同", "现场踏勘", "报价跟进", "Discussed renewal"]))
+                summary=rng.choice(["沟通年度维保合同", "现场踏勘", "报价跟进", "续签意向沟通"]))
     customers = made.get("Customer", [])
     statuses = ["open", "in_progress", "waiting", "resolved", "closed"]
     for n in range(40):
         opened = dt.datetime.combine(today - dt.timedelta(days=rng.randrange(0, 120)), dt.time(9, rng.randrange(60)))
         status = rng.choice(statuses)
         resolved = opened + dt.timedelta(hours=rng.randrange(2, 96)) if status in ("resolved", "closed") else None
-        add("Ticket", number=f"GD{opened:%Y%m%d}{n:02d}", subject=rng.choice(["空调不制冷", "电梯异响", "屋面渗水", "配电箱跳闸", "门禁故障"]),
+        add("Ticket", assignee=admin, number=f"GD{opened:%Y%m%d}{n:02d}", subject=rng.choice(["空调不制冷", "电梯异响", "屋面渗水", "配电箱跳闸", "门禁故障"]),
             customer=rng.choice(customers), priority=rng.choice(["urgent", "high", "normal", "normal", "low"]),
             category=rng.choice(["repair", "installation", "inspection", "complaint"]), status=status,
             opened_at=opened, resolved_at=resolved, due_date=(opened + dt.timedelta(days=3)).date(),
             hours_spent=Decimal(rng.randrange(0, 40)) / 2)
+    for ticket in made.get("Ticket", [])[:10]:
+        add("TicketNote", ticket=ticket, body=rng.choice(["已电话联系客户", "已派师傅上门", "等待配件到货"]))
     projects = [add("Project", code=f"P2026-{i:03d}", name=name, customer=rng.choice(customers) if customers else None,
                     status="active", start_date=today - dt.timedelta(days=120), budget=Decimal(rng.randrange(50, 500) * 1000))
                 for i, name in enumerate(["张江科学城二期", "临港物流园", "虹桥商务楼改造", "松江厂房扩建"], 1)]

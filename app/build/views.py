@@ -98,6 +98,11 @@ class EntityView(ModelView):
     _filters = PerViewer(viewer_filters)
     _related_views = PerViewer(readable_views)
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        for form_class in {self._full_add_form, self._full_edit_form}:
+            _name_blank_choices(form_class)
+
     def _force_scope(self, item) -> None:
         for name, value in current_viewer().forced_values(self.entity.name).items():
             setattr(item, name, value)
@@ -134,6 +139,16 @@ class EntityView(ModelView):
         blocking = blocking_references(self.portal, self.models, self.datamodel.session, self.entity, item)
         if blocking:
             raise FieldError(_l("Cannot delete: %(what)s still refer to this record.", what=blocking))
+
+
+def _name_blank_choices(form_class) -> None:
+    """FAB leaves the empty choice of an optional link select blank, which Select2 shows as '__None'."""
+    for name in dir(form_class):
+        unbound = getattr(form_class, name, None)
+        if getattr(unbound, "field_class", None) is not None and "allow_blank" in getattr(unbound, "kwargs", {}):
+            unbound.kwargs.setdefault("blank_text", "")
+            if not unbound.kwargs["blank_text"]:
+                unbound.kwargs["blank_text"] = _l("(none)")
 
 
 def scoped_link_choices(entity: EntitySpec) -> dict:
