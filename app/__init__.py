@@ -8,6 +8,8 @@ from pathlib import Path
 
 from flask import Flask
 from flask_appbuilder import AppBuilder, Model
+from flask_appbuilder.api import BaseApi
+from flask_wtf.csrf import CSRFProtect
 from flask_appbuilder.utils.legacy import get_sqla_class
 
 from .build import register_portal
@@ -51,11 +53,24 @@ def create_app(config: dict | object | None = None) -> Flask:
         register_portal(appbuilder, spec, models)
         register_reports(appbuilder, spec)
         install_locale_handling(app)
+        protect_forms(app, appbuilder)
     app.extensions["portal_models"] = models
 
     from .cli import portal_cli
     app.cli.add_command(portal_cli)
     return app
+
+
+def protect_forms(app: Flask, appbuilder) -> None:
+    """CSRF tokens on every form post (FAB's templates add them when CSRFProtect is present).
+
+    The REST APIs are exempt: they take JSON (which a cross-site form cannot send) or, for
+    imports from a browser session, check the X-CSRFToken header themselves.
+    """
+    csrf = CSRFProtect(app)
+    for view in appbuilder.baseviews:
+        if isinstance(view, BaseApi):
+            csrf.exempt(view.blueprint)
 
 
 def register_models_and_tables(db, spec):

@@ -219,3 +219,15 @@ def test_ticket_resolution_time_average(app, api):
     assert [r["opened_at"]["value"] for r in data["rows"]] == ["2025-03"]
     assert data["rows"][0]["opened"] == len(march)
     assert data["rows"][0]["avg_resolution_hours"] == pytest.approx(sum(durations) / len(durations), abs=0.01)
+
+
+def test_import_forces_the_row_scope_owner(world):
+    app, admin, h, assets, suppliers, keeper = world
+    client = app.test_client()
+    kh = jwt_headers(client, "keeper1", PASSWORD)
+    content = "code,keeper,price\nA-7001,admin,10\n".encode()
+    result = client.post("/api/v1/asset/import", data={"file": (io.BytesIO(content), "a.csv")}, headers=kh,
+                         content_type="multipart/form-data")
+    assert result.status_code == 200, result.json
+    got = admin.get("/api/v1/asset/", headers=h, query_string={"q": "(filters:!((col:code,opr:eq,value:A-7001)))"}).json
+    assert got["result"][0]["keeper"]["id"] == keeper

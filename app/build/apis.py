@@ -6,8 +6,10 @@ and rejects exactly what the forms do, with per-field localized errors.
 from __future__ import annotations
 
 from flask import request
-from flask_appbuilder.api import ModelRestApi
-from flask_appbuilder.exceptions import DatabaseException
+from flask_wtf.csrf import validate_csrf
+from wtforms import ValidationError
+from flask_appbuilder.api import ModelRestApi, expose, get_list_schema, protect, rison, safe
+from flask_appbuilder.exceptions import DatabaseException, FABException
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,6 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..i18n import lazy
 from ..schema.spec import EntitySpec, PortalSpec
 from . import columns
+from ..tabular import FORMATS, FileProblem
+from .dataio import export_response, run_import
 from .permissions import API_METHODS, entity_permissions
 from .references import blocking_references
 from .scoping import PerViewer, row_scope_filters, viewer_filters, without_hidden, without_unreadable
@@ -157,6 +161,70 @@ class EntityApi(ModelRestApi):
         return self.response(200, message="OK")
 
 
+class DataApiMixin:
+    """GET <entity>/export?format=csv|xlsx&q=(filters...) and POST <entity>/import (multipart)."""
+
+    @expose("/export", methods=["GET"])
+    @protect()
+    @safe
+    @rison(get_list_schema)
+    def export_data(self, **kwargs):
+        """Export the (filtered) records as CSV or XLSX
+        ---
+        get:
+          parameters:
+          - {in: query, name: format, schema: {type: string, enum: [csv, xlsx]}}
+          - {in: query, name: q, content: {application/json: {schema: {$ref: '#/components/schemas/get_list_schema'}}}}
+          responses:
+            200: {description: the file}
+        """
+        fmt = request.args.get("format", "csv")
+        if fmt not in FORMATS:
+            return self.response_400(message=str(_l("Upload a .csv or .xlsx file.")))
+        try:
+            filters = self._handle_filters_args(kwargs.get("rison", {}))
+            order_column, order_direction = self._handle_order_args(kwargs.get("rison", {}))
+        except FABException as exc:
+            return self.response_400(message=str(exc))
+        query = self.datamodel.apply_all(self.datamodel.session.query(self.datamodel.obj), filters, order_column, order_direction)
+        return export_response(self, query, fmt)
+
+    @expose("/import", methods=["POST"])
+    @protect()
+    @safe
+    def import_data(self):
+        """Import a CSV/XLSX file: all rows or none; dry_run=true only checks
+        ---
+        post:
+          requestBody:
+            content:
+              multipart/form-data:
+                schema:
+                  type: object
+                  properties:
+                    file: {type: string, format: binary}
+                    key: {type: string, description: unique field to update existing records by}
+                    dry_run: {type: boolean}
+          responses:
+            200: {description: imported (or checked) with counts}
+            422: {description: per-row errors; nothing was written}
+        """
+        if "Authorization" not in request.headers:  # a browser session: a cross-site form could post here
+            try:
+                validate_csrf(request.headers.get("X-CSRFToken", ""))
+            except ValidationError:
+                return self.response_400(message=str(_l("The CSRF token is missing or invalid.")))
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            return self.response_400(message=str(_l("Choose a file to import.")))
+        dry_run = request.form.get("dry_run", "false").lower() in ("1", "true", "yes")
+        try:
+            report = run_import(self, upload.stream, upload.filename, request.form.get("key"), dry_run=dry_run)
+        except FileProblem as exc:
+            return self.response_400(message=str(exc))
+        return self.response(200 if report.ok else 422, **report.as_dict())
+
+
 def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_factory) -> type:
     read_columns = _read_columns(portal, entity)
     write_columns = columns.form_columns(entity)
@@ -177,4 +245,4 @@ def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_facto
     )
     if entity.order:
         attrs["base_order"] = entity.order[0]
-    return type(f"{entity.name}Api", (EntityApi,), attrs)
+    return type(f"{entity.name}Api", (DataApiMixin, EntityApi), attrs)

@@ -10,10 +10,12 @@ ACTIONS = (READ, CREATE, UPDATE, DELETE, IMPORT, EXPORT)
 VIEW_METHODS = {
     "list": READ, "show": READ, "download": READ,
     "add": CREATE, "edit": UPDATE, "delete": DELETE,
+    "export_data": EXPORT, "import_data": IMPORT,
 }
 API_METHODS = {
     "get_list": READ, "get": READ, "info": READ,
     "post": CREATE, "put": UPDATE, "delete": DELETE,
+    "export_data": EXPORT, "import_data": IMPORT,
 }
 
 

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from flask import redirect, request, url_for
-from flask_appbuilder import ModelView
+import io
+
+from flask import abort, flash, redirect, request, url_for
+from flask_appbuilder import ModelView, expose, has_access
+from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
@@ -15,6 +18,8 @@ from ..i18n import lazy
 from ..records import FieldError, clean_value
 from ..schema.spec import EntitySpec, FieldSpec, PortalSpec
 from . import columns
+from ..tabular import FORMATS, FileProblem
+from .dataio import export_response, keep_upload, run_import, take_upload
 from .permissions import VIEW_METHODS, entity_permissions
 from .references import blocking_references
 from .scoping import (
@@ -80,6 +85,8 @@ def _enum_select(f: FieldSpec) -> SelectField:
 class EntityView(ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes."""
 
+    list_template = "portal/list.html"
+
     portal: PortalSpec
     entity: EntitySpec
     models: dict
@@ -127,6 +134,62 @@ class EntityView(ModelView):
                 if name in form:
                     form[name].data = self.appbuilder.sm.current_user
         return super()._get_add_widget(form, exclude_cols=exclude_cols, widgets=widgets)
+
+    def render_template(self, template, **kwargs):
+        sm = self.appbuilder.sm
+        kwargs.setdefault("can_export", sm.has_access("can_export", self.class_permission_name))
+        kwargs.setdefault("can_import", sm.has_access("can_import", self.class_permission_name))
+        kwargs.setdefault("export_url", f"{self.route_base}/export/")
+        kwargs.setdefault("import_url", f"{self.route_base}/import")
+        return super().render_template(template, **kwargs)
+
+    @expose("/export/<fmt>")
+    @has_access
+    def export_data(self, fmt: str):
+        """The list as filtered and sorted on screen, in the viewer's scope, as CSV or XLSX."""
+        if fmt not in FORMATS:
+            abort(404)
+        get_filter_args(self._filters)
+        order_column, order_direction = get_order_args().get(self.__class__.__name__) or self.base_order or ("", "")
+        filters = self._filters.get_joined_filters(self._base_filters)
+        query = self.datamodel.apply_all(self.datamodel.session.query(self.datamodel.obj), filters,
+                                         order_column, order_direction)
+        return export_response(self, query, fmt)
+
+    @expose("/import", methods=["GET", "POST"])
+    @has_access
+    def import_data(self):
+        """Upload, check (every row, nothing saved), then confirm: all rows are saved or none."""
+        report, token, key = None, None, request.form.get("key", "")
+        if request.method == "POST":
+            try:
+                if request.form.get("action") == "commit":
+                    upload = take_upload(request.form.get("token", ""))
+                    if upload is None:
+                        flash(str(_l("The checked file has expired; upload it again.")), "danger")
+                    else:
+                        path, fmt = upload
+                        with path.open("rb") as stream:
+                            report = run_import(self, stream, f"upload.{fmt}", key, dry_run=False)
+                        if report.written:
+                            path.unlink(missing_ok=True)
+                            flash(str(_l("Imported: %(created)d created, %(updated)d updated.",
+                                         created=report.created, updated=report.updated)), "success")
+                            return redirect(url_for(f"{self.endpoint}.list"))
+                else:
+                    upload = request.files.get("file")
+                    if upload is None or not upload.filename:
+                        flash(str(_l("Choose a file to import.")), "danger")
+                    else:
+                        data = upload.read()
+                        report = run_import(self, io.BytesIO(data), upload.filename, key, dry_run=True)
+                        token = keep_upload(data, upload.filename) if report.ok else None
+            except FileProblem as exc:
+                flash(str(exc), "danger")
+        unreadable = current_viewer().unreadable(self.entity.name)
+        keys = [(f.name, lazy(f.label)) for f in self.entity.fields if f.unique and f.name not in unreadable]
+        return self.render_template("portal/import.html", title=_l("Import %(entity)s", entity=lazy(self.entity.label)),
+                                    report=report, token=token, key=key, key_choices=keys)
 
     def post_add_redirect(self):
         """Back to where the user came from, or to the list rather than the home page."""
