@@ -11,7 +11,7 @@ from browser import LiveServer, launch_browser, log_in, screenshot
 from conftest import make_app
 
 # visible text allowed to stay Latin: brand-free words, formats and things that are data, not UI
-ALLOWED = {"CSV", "Excel", "English", "OpenID", "VIP", "zh", "en", "GD", "admin", "ID"}
+ALLOWED = {"CSV", "csv", "xlsx", "Excel", "English", "OpenID", "VIP", "zh", "en", "GD", "admin", "ID"}
 VISIBLE_TEXT = """() => {
   const texts = [];
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
@@ -61,7 +61,7 @@ def pages(app) -> list[str]:
     for module in spec.modules:
         urls.append(f"/dashboard/{module.name}")
         for entity in module.entities:
-            urls += [f"/{entity.snake}/list/", f"/{entity.snake}/add", f"/{entity.snake}/show/1", f"/{entity.snake}/edit/1"]
+            urls += [f"/{entity.snake}/{page}" for page in ("list/", "add", "show/1", "edit/1", "import")]
     urls += [f"/reports/{r.id}" for r in spec.reports]
     return urls
 
@@ -105,3 +105,20 @@ def test_form_errors_are_chinese_and_language_is_remembered(live):
     other.goto(f"{server.url}/lang/en")
     other.goto(f"{server.url}/customer/list/")
     assert "Customer" in other.locator(".panel-heading").first.inner_text()
+
+
+def test_import_errors_are_chinese(live, tmp_path):
+    app, server, browser = live
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    log_in(page, server.url, "admin", "Admin-pass-1")
+    page.goto(f"{server.url}/lang/zh")
+    page.goto(f"{server.url}/worker/import")
+    path = tmp_path / "workers.csv"
+    path.write_text("姓名,工种,日工资,颜色\n张三,木工,abc,红\n", encoding="utf-8")
+    page.set_input_files("#file", str(path))
+    page.click("#import-preview")
+    page.wait_for_load_state()
+    text = page.locator("#import-errors").inner_text()
+    assert "未知列" in text and "文件未导入" in text
+    assert english_left(page.evaluate(VISIBLE_TEXT)) == []
+    screenshot(page, "zh-worker-import-errors")
