@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 
 from .access import Viewer
 from .i18n import lazy
-from .records import FieldError, clean_value, is_blank
+from .records import FieldError, clean_present, clean_value, is_blank
 from .schema.spec import EntitySpec, FieldSpec, PortalSpec
 from .tabular import FileProblem, read_rows
 
@@ -63,6 +63,7 @@ class Importer:
         self.portal, self.entity, self.models, self.session, self.viewer = portal, entity, models, session, viewer
         self.model = models[entity.name]
         self.key = key
+        self._memo: dict[str, dict] = {}
 
     # -- public -------------------------------------------------------------------------------
     def run(self, stream, fmt: str, dry_run: bool = True, progress: Callable[[int], None] | None = None,
@@ -170,14 +171,24 @@ class Importer:
             report.errors.append(RowError(row, str(lazy(f.label)), message))
 
     def _value(self, f: FieldSpec, cell, resolvers):
+        if cell is None or cell == "" or (isinstance(cell, str) and not cell.strip()):
+            return [] if f.type == "many" else None
         if f.type == "many":
-            titles = [] if is_blank(cell) else [t.strip() for t in str(cell).replace("，", ",").split(",") if t.strip()]
-            return [resolvers[f.name](t) for t in titles]
-        if is_blank(cell):
-            return None
+            return [resolvers[f.name](t.strip()) for t in str(cell).replace("，", ",").split(",") if t.strip()]
         if f.is_relation:
             return resolvers[f.name](cell)
-        return clean_value(f, cell)
+        # spreadsheets repeat values (rates, hours, dates, choices): clean each distinct one once
+        memo = self._memo.setdefault(f.name, {})
+        key = (type(cell), cell)
+        if key not in memo:
+            try:
+                memo[key] = clean_present(f, cell)
+            except FieldError as exc:
+                memo[key] = exc
+        result = memo[key]
+        if isinstance(result, FieldError):
+            raise result
+        return result
 
     # -- links by title, in bulk ----------------------------------------------------------------
     def _link_map(self, f: FieldSpec, index: int, data: list[list]):
@@ -252,8 +263,8 @@ class Importer:
                 seen.setdefault(value, r["_row"])
             columns = [getattr(self.model, self.entity.field(n).column_name) for n in group]
             owners: dict[tuple, int] = {}
-            values = list(seen)
-            for chunk in _chunks(values, CHUNK // max(1, len(group))):
+            values = list(seen) if self._table_has_rows() else []  # an empty table cannot conflict
+            for chunk in _chunks(values, 3 * CHUNK // max(1, len(group))):
                 condition = columns[0].in_([v[0] for v in chunk]) if len(group) == 1 else tuple_(*columns).in_(chunk)
                 for row in self.session.execute(select(self.model.id, *columns).where(condition)):
                     owners[tuple(_normal(v) for v in row[1:])] = row[0]
@@ -263,6 +274,11 @@ class Importer:
                     self._error(report, r["_row"], self.entity.field(group[0]), str(
                         _l("Already exists.") if len(group) == 1 else
                         _l("A record with the same %(fields)s already exists.", fields=", ".join(group))))
+
+    def _table_has_rows(self) -> bool:
+        if not hasattr(self, "_has_rows"):
+            self._has_rows = self.session.scalar(select(self.model.id).limit(1)) is not None
+        return self._has_rows
 
     # -- writing --------------------------------------------------------------------------------
     def _write(self, columns, records: list[dict]) -> None:
@@ -290,8 +306,10 @@ class Importer:
                 if many:
                     result = connection.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), chunk)
                     new_ids += [row[0] for row in result]
+                elif connection.dialect.name == "sqlite":
+                    _insert_sqlite(connection, table, chunk)
                 else:
-                    connection.execute(insert(table), chunk)
+                    connection.execute(insert(table), chunk)  # PostgreSQL: SQLAlchemy batches these well
             if changed:
                 values = {k: bindparam(k) for k in changed[0] if k != "_pk"}
                 statement = update(table).where(table.c.id == bindparam("_pk")).values(values)
@@ -310,6 +328,28 @@ class Importer:
         except Exception:
             self.session.rollback()
             raise
+
+
+def _insert_sqlite(connection, table, rows: list[dict]) -> None:
+    """INSERT many rows through the driver, with SQLAlchemy's own type conversions and column defaults.
+
+    On SQLite, SQLAlchemy's generic per-row parameter handling costs about twice the insert itself;
+    converting column by column gives the same stored values for a fraction of it.
+    """
+    dialect = connection.dialect
+    given = list(rows[0])
+    defaults = {c.name: c.default for c in table.columns
+                if c.name not in given and c.default is not None and not c.primary_key}
+    names = given + list(defaults)
+    converters = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+    fillers = [(d.arg(None) if d.is_callable else d.arg) for d in defaults.values()]
+    tuples = []
+    for row in rows:
+        values = [row[n] for n in given] + [f for f in fillers]
+        tuples.append(tuple(v if convert is None or v is None else convert(v) for v, convert in zip(values, converters)))
+    columns = ", ".join(dialect.identifier_preparer.quote(n) for n in names)
+    marks = ", ".join("?" for _ in names)
+    connection.exec_driver_sql(f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({columns}) VALUES ({marks})", tuples)
 
 
 def _key_text(value) -> str:
