@@ -9,14 +9,14 @@ from pathlib import Path
 from flask import Flask
 from flask_appbuilder import AppBuilder, Model
 from flask_appbuilder.api import BaseApi
-from flask_wtf.csrf import CSRFProtect
 from flask_appbuilder.utils.legacy import get_sqla_class
+from flask_wtf.csrf import CSRFProtect
 
 from .build import register_portal
 from .database import ensure_tables
 from .locale import compile_catalogs, install_locale_handling
-from .security import PortalSecurityManager
 from .schema import SchemaProblems, load_portal
+from .security import PortalSecurityManager
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)

@@ -9,9 +9,10 @@ Rules for a user with several roles (only roles declared in YAML count; Admin se
 """
 from __future__ import annotations
 
-from flask import current_app, has_request_context, request
+from flask import current_app, has_request_context
 from sqlalchemy import and_, false, or_
 
+from .request_cache import request_cached
 from .schema.spec import EntitySpec, PortalSpec, RoleSpec, RowRule
 
 MASK = "****"
@@ -98,10 +99,7 @@ def current_viewer() -> Viewer:
     admin_role = current_app.config["AUTH_ROLE_ADMIN"]
     if not has_request_context():
         return Viewer(portal, _Everyone(admin_role), admin_role)
-    if "portal.viewer" not in request.environ:
-        user = current_app.appbuilder.sm.current_user
-        request.environ["portal.viewer"] = Viewer(portal, user, admin_role)
-    return request.environ["portal.viewer"]
+    return request_cached("viewer", lambda: Viewer(portal, current_app.appbuilder.sm.current_user, admin_role))
 
 
 class _Everyone:

@@ -41,7 +41,7 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
                        next_follow_up=today + dt.timedelta(days=rng.randrange(-10, 30)))
         contact = add("Contact", customer=customer, name=rng.choice(PEOPLE), position=rng.choice(["项目经理", "采购", "总经理"]),
                       phone=f"+86139{20000000 + i * 3331:08d}", is_primary=True)
-        for k in range(rng.randrange(1, 4)):
+        for _ in range(rng.randrange(1, 4)):
             add("FollowUp", customer=customer, contact=contact, method=rng.choice(["phone", "visit", "wechat"]),
                 at=dt.datetime.combine(today - dt.timedelta(days=rng.randrange(1, 90)), dt.time(10)),
                 summary=rng.choice(["沟通年度维保合同", "现场踏勘", "报价跟进", "续签意向沟通"]))

@@ -141,7 +141,10 @@ class Importer:
         for number, cells in enumerate(data, start=2):
             record: dict = {"_row": number}
             errors_before = len(report.errors)
-            for f, cell in zip(columns, cells):
+            if any(not is_blank(c) for c in cells[len(columns):]):
+                report.errors.append(RowError(number, "", str(_l("This row has more cells than the header has columns."))))
+            cells = cells[:len(columns)] + [None] * (len(columns) - len(cells))  # CSV rows may stop early
+            for f, cell in zip(columns, cells, strict=True):
                 if f is None:
                     continue
                 try:

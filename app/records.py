@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
-from decimal import Decimal, InvalidOperation, ROUND_HALF_UP
 from urllib.parse import urlparse
 
 import phonenumbers

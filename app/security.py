@@ -5,23 +5,16 @@ answers cannot change within a request, so each user's permission set is read on
 """
 from __future__ import annotations
 
-from flask import has_request_context, request
 from flask_appbuilder.security.sqla.manager import SecurityManager
+
+from .request_cache import request_cached
 
 
 class PortalSecurityManager(SecurityManager):
-    def _cached(self, key, compute):
-        if not has_request_context():
-            return compute()
-        cache = request.environ.setdefault("portal.permissions", {})
-        if key not in cache:
-            cache[key] = compute()
-        return cache[key]
-
     def _has_view_access(self, user, permission_name: str, view_name: str) -> bool:
-        granted = self._cached(("user", getattr(user, "id", None)), lambda: self.get_user_permissions(user))
+        granted = request_cached(("permissions", getattr(user, "id", None)), lambda: self.get_user_permissions(user))
         return (permission_name, view_name) in granted
 
     def is_item_public(self, permission_name, view_name) -> bool:
-        public = self._cached("public", lambda: {(p.permission.name, p.view_menu.name) for p in self.get_public_permissions() or []})
+        public = request_cached("public permissions", lambda: {(p.permission.name, p.view_menu.name) for p in self.get_public_permissions() or []})
         return (permission_name, view_name) in public

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import statistics
 import time
 import uuid
 from contextlib import contextmanager
@@ -18,15 +17,6 @@ def best_of(fn, repeat: int = 5) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def median_of(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 @contextmanager

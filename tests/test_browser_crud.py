@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import sync_playwright
-
 from browser import LiveServer, launch_browser, log_in, screenshot
 from conftest import ADMIN, make_app
+from playwright.sync_api import sync_playwright
 
 
 @pytest.fixture(scope="module")

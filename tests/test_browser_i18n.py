@@ -4,11 +4,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from browser import LiveServer, launch_browser, log_in, screenshot
+from conftest import make_app
 from playwright.sync_api import sync_playwright
 
 from app.demo import load_demo
-from browser import LiveServer, launch_browser, log_in, screenshot
-from conftest import make_app
 
 # visible text allowed to stay Latin: brand-free words, formats and things that are data, not UI
 ALLOWED = {"CSV", "csv", "xlsx", "Excel", "English", "OpenID", "VIP", "zh", "en", "GD", "admin", "ID"}

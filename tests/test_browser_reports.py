@@ -4,11 +4,11 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 import pytest
+from browser import LiveServer, launch_browser, log_in, screenshot
+from conftest import ADMIN, make_app
 from playwright.sync_api import sync_playwright
 
 from app.demo import load_demo
-from browser import LiveServer, launch_browser, log_in, screenshot
-from conftest import ADMIN, make_app
 
 PAINTED = """canvas => {
   const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;

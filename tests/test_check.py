@@ -8,9 +8,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from app.schema import SchemaProblems, load_portal
-from conftest import ROOT
 
 GOOD_HEAD = "version: 1\nmodule: m\nentities:\n"
 REPORT_HEAD = GOOD_HEAD + "  A: {title: x, fields: {x: string, n: decimal, d: date, k: {type: enum, choices: [a, b]}}}\nreports:\n"
@@ -201,3 +201,17 @@ def test_report_ids_are_unique_across_modules(tmp_path):
     (tmp_path / "b.yaml").write_text("version: 1\nmodule: b\nentities:\n  B: {fields: {y: string}}\nreports:\n  r: {entity: B}\n")
     problems = [str(p) for p in load_portal(tmp_path)[1]]
     assert problems == [f"{tmp_path / 'b.yaml'}:6: report 'r' is already defined in {tmp_path / 'a.yaml'}"]
+
+
+def test_cli_check_i18n_lists_labels_missing_a_locale(tmp_path):
+    (tmp_path / "m.yaml").write_text(
+        "version: 1\nmodule: m\nlabel: {en: Stock, zh: 库存}\nentities:\n"
+        "  Item:\n    label: {en: Item}\n    fields:\n      name: {type: string, label: {en: Name, zh: 名称}}\n"
+        "      state: {type: enum, label: {en: State, zh: 状态}, choices: {new: {en: New}, old: {en: Old, zh: 旧}}}\n")
+    result = run_cli("check", "--i18n", schema_dir=tmp_path)
+    assert result.returncode == 1
+    lines = [l for l in result.stderr.splitlines() if l.startswith(str(tmp_path))]
+    assert lines == [f"{tmp_path / 'm.yaml'}:5: label of entity 'Item' has no zh text ('Item')",
+                     f"{tmp_path / 'm.yaml'}:9: label of choice 'new' of 'Item.state' has no zh text ('New')"]
+    shipped = run_cli("check", "--i18n", schema_dir=ROOT / "schemas")
+    assert shipped.returncode == 0, shipped.stderr

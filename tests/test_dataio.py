@@ -9,9 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from openpyxl import Workbook, load_workbook
-
 from conftest import ROOT, jwt_headers, login
+from openpyxl import Workbook, load_workbook
 from test_permissions import PASSWORD, make_user
 
 
@@ -182,6 +181,10 @@ def test_import_file_problems(app, staff, api):
     assert post(b"", "c.csv").json["errors"][0]["message"] == "The file is empty."
     unknown = post(csv_bytes([["name", "colour"], ["a", "red"]]), "c.csv").json["errors"]
     assert unknown == [{"row": 1, "field": "colour", "message": "Unknown column."}]
+    short = post(b"name,phone,level\n\xe7\x9f\xad\xe8\xa1\x8c\n,13911112345\n", "c.csv").json["errors"]
+    assert short == [{"row": 3, "field": "Name", "message": "This field is required."}]  # row 2 just stops early
+    extra = post(csv_bytes([["name"], ["a", "stray"]]), "c.csv").json["errors"]
+    assert extra == [{"row": 2, "field": "", "message": "This row has more cells than the header has columns."}]
     missing = post(csv_bytes([["phone"], ["13911110000"]]), "c.csv").json["errors"]
     assert missing == [{"row": 2, "field": "Name", "message": "This field is required."}]
     assert post(csv_bytes([["name"], ["a"]]), "c.csv", key="name").json["errors"][0]["message"] == "The key must be a unique field."

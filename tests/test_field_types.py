@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import ROOT, jwt_headers, login, make_app
 
 ASSETS = ROOT / "tests" / "fixtures" / "assets"

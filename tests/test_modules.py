@@ -5,8 +5,6 @@ import re
 
 import pytest
 
-from conftest import login
-
 
 @pytest.fixture(scope="module")
 def ids(app):

@@ -9,9 +9,8 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
-from openpyxl import load_workbook
-
 from conftest import ROOT, jwt_headers, login, make_app
+from openpyxl import load_workbook
 from test_permissions import PASSWORD, make_user
 
 ASSETS = ROOT / "tests" / "fixtures" / "assets"

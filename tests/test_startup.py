@@ -6,9 +6,8 @@ import shutil
 import subprocess
 import sys
 
-from sqlalchemy import create_engine, inspect
-
 from conftest import ROOT, database_url, jwt_headers, make_app
+from sqlalchemy import create_engine, inspect
 
 
 def test_new_yaml_file_becomes_a_module_after_restart(tmp_path, tmp_path_factory):

@@ -6,23 +6,23 @@ and rejects exactly what the forms do, with per-field localized errors.
 from __future__ import annotations
 
 from flask import request
-from flask_wtf.csrf import validate_csrf
-from wtforms import ValidationError
 from flask_appbuilder.api import ModelRestApi, expose, get_list_schema, protect, rison, safe
 from flask_appbuilder.exceptions import DatabaseException, FABException
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import validate_csrf
 from sqlalchemy.exc import SQLAlchemyError
+from wtforms import ValidationError
 
+from ..access import current_viewer, mask_value
 from ..i18n import lazy
 from ..schema.spec import EntitySpec, PortalSpec
-from . import columns
 from ..tabular import FORMATS, FileProblem
+from . import columns
 from .dataio import export_response, run_import
 from .permissions import API_METHODS, entity_permissions
 from .references import blocking_references
 from .scoping import PerViewer, row_scope_filters, viewer_filters, without_hidden, without_unreadable
-from ..access import current_viewer, mask_value
 
 
 def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:

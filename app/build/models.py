@@ -8,7 +8,17 @@ from flask import current_app, has_request_context
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import (
-    Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Table, Text,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import relationship

@@ -5,10 +5,11 @@ FAB keep doing that while every read during a request gets the viewer's version.
 """
 from __future__ import annotations
 
-from flask import current_app, has_request_context, request
+from flask import current_app, has_request_context
 from flask_appbuilder.models.filters import BaseFilter
 
 from ..access import current_viewer
+from ..request_cache import request_cached
 
 
 class RowScopeFilter(BaseFilter):
@@ -24,15 +25,6 @@ class RowScopeFilter(BaseFilter):
 
 def row_scope_filters(entity_name: str) -> list:
     return [["id", RowScopeFilter, entity_name]]
-
-
-def request_cached(key, make):
-    if not has_request_context():
-        return make()
-    cache = request.environ.setdefault("portal.cache", {})
-    if key not in cache:
-        cache[key] = make()
-    return cache[key]
 
 
 class PerViewer:

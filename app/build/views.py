@@ -1,31 +1,36 @@
 """Generate one FAB ModelView per entity: list/show/add/edit/delete with schema validation."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import io
+from types import SimpleNamespace
 
 from flask import abort, flash, redirect, request, url_for
 from flask_appbuilder import ModelView, expose, has_access
-from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectField
 from wtforms.validators import InputRequired, Optional, StopValidation
 
+from ..access import current_viewer
 from ..i18n import lazy
 from ..records import FieldError, clean_value
 from ..schema.spec import EntitySpec, FieldSpec, PortalSpec
-from . import columns
 from ..tabular import FORMATS, FileProblem
+from . import columns
 from .dataio import export_response, keep_upload, run_import, take_upload
 from .permissions import VIEW_METHODS, entity_permissions
 from .references import blocking_references
 from .scoping import (
-    PerViewer, form_without_fields, readable_views, row_scope_filters, viewer_filters, without_hidden, without_unreadable,
+    PerViewer,
+    form_without_fields,
+    readable_views,
+    row_scope_filters,
+    viewer_filters,
+    without_hidden,
+    without_unreadable,
 )
-from ..access import current_viewer
 
 
 class FieldRule:

@@ -12,9 +12,27 @@ from decimal import Decimal, InvalidOperation
 
 from .loader import Problem, SourceFile, YList, YMap
 from .spec import (
-    ACTIONS, AGGREGATES, CHARTS, CURRENT_USER, DATE_BUCKETS, DYNAMIC_DEFAULTS, FIELD_TYPES, ON_DELETE,
-    Choice, EntitySpec, FieldSpec, GroupBy, Label, Measure, ModuleSpec, PortalSpec, ReportSpec, RoleSpec,
-    RowRule, humanize, snake_case,
+    ACTIONS,
+    AGGREGATES,
+    CHARTS,
+    CURRENT_USER,
+    DATE_BUCKETS,
+    DYNAMIC_DEFAULTS,
+    FIELD_TYPES,
+    ON_DELETE,
+    Choice,
+    EntitySpec,
+    FieldSpec,
+    GroupBy,
+    Label,
+    Measure,
+    ModuleSpec,
+    PortalSpec,
+    ReportSpec,
+    RoleSpec,
+    RowRule,
+    humanize,
+    snake_case,
 )
 
 MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports")
