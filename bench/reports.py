@@ -111,9 +111,9 @@ def measure(app, label: str) -> list[str]:
                 finally:
                     connection.close()
 
-        # interleaved, best of 7: the anchor and the pages see the same machine and cache state
+        # interleaved, best of 11: the anchor and the pages see the same machine and cache state
         timings = {"raw": [], "page": [], "api": []}
-        for _ in range(7):
+        for _ in range(11):
             for name, call in (("raw", raw_query), ("page", lambda: _ok(client.get(f"/reports/{report_id}"))),
                                ("api", lambda: _ok(client.get(f"/api/v1/reports/{report_id}")))):
                 start = time.perf_counter()
