@@ -63,3 +63,15 @@ def test_server_start_with_broken_schema_exits_with_problems(tmp_path):
     assert result.returncode == 1
     assert f"{tmp_path / 'bad.yaml'}:4: unknown type 'strng'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_fab_user_commands_work_with_yaml_roles(app):
+    env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "SECRET_KEY": "x" * 32}
+    command = [sys.executable, "-m", "flask", "--app", "run", "fab", "create-user", "--role", "Sales", "--username", "cli_sales",
+               "--firstname", "Cli", "--lastname", "Sales", "--email", "cli_sales@example.com", "--password", "Cli-pass-1"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "User cli_sales created." in result.stdout, result.stderr
+    client = app.test_client()
+    headers = jwt_headers(client, "cli_sales", "Cli-pass-1")
+    assert client.get("/api/v1/customer/", headers=headers).status_code == 200
+    assert client.get("/api/v1/ticket/", headers=headers).status_code == 403
