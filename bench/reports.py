@@ -66,6 +66,8 @@ def fill(app, rows: int = ROWS) -> float:
                     f"COPY {table.name} (work_date, worker_id, project_id, hours, days, rate, amount, approved, created_on, changed_on) FROM STDIN",
                     buffer)
                 raw.commit()
+                raw.set_isolation_level(0)  # VACUUM cannot run in a transaction
+                raw.cursor().execute(f"VACUUM ANALYZE {table.name}")  # what autovacuum does after a bulk load
             finally:
                 raw.close()
         else:

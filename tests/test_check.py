@@ -99,6 +99,7 @@ CASES = [
     (REPORT_HEAD + "  r: {entity: A, group_by: [d]}\n", 6, "group_by 'd' of report 'r' needs a bucket: d:day, d:week"),
     (REPORT_HEAD + "  r: {entity: A, group_by: ['d:fortnight']}\n", 6, "group_by 'd' of report 'r' needs a bucket"),
     (REPORT_HEAD + "  r: {entity: A, group_by: ['k:month']}\n", 6, "buckets only apply to date fields"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: ['d:year', 'd:day']}\n", 6, "group_by of report 'r' uses 'd' twice"),
     (REPORT_HEAD + "  r: {entity: A, group_by: [n]}\n", 6, "report 'r' cannot group by 'n' (a decimal field)"),
     (REPORT_HEAD + "  r: {entity: A, measures: {s: sum(x)}}\n", 6, "sum(x) in report 'r' needs a number field, 'x' is string"),
     (REPORT_HEAD + "  r: {entity: A, measures: {s: total(n)}}\n", 6, "unknown aggregate 'total' in report 'r'"),

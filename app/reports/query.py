@@ -100,43 +100,45 @@ class ReportQuery:
             raise ReportRefused(_l("This report uses fields that are hidden from you."))
         model = self.models[entity.name]
         dialect = self.session.get_bind().dialect.name
-        selected, group_exprs, columns, joins = [], [], [], []
+        # aggregate on the entity's own columns first, then join link titles onto the (few) groups:
+        # the GROUP BY key stays narrow and the planner can estimate it
+        keys, columns = [], []
         for group in report.group_by:
             f = entity.field(group.field)
-            label = _group_label(f, group)
-            exprs = self._group_exprs(model, f, group, dialect, joins)
-            selected += exprs
-            group_exprs += exprs
-            columns.append(ReportColumn(group.field, label, "group"))
+            column = getattr(model, f.column_name)
+            key = bucket_expression(column, group.bucket, dialect) if group.bucket else column
+            keys.append(key.label(f"g_{f.name}"))
+            columns.append(ReportColumn(group.field, _group_label(f, group), "group"))
+        measures = []
         for measure in report.measures:
             if set(measure.fields) & unreadable:
                 continue  # a measure over a hidden field is left out for this viewer
-            selected.append(self._measure_expr(model, entity, measure, dialect).label(f"m_{measure.name}"))
+            measures.append(self._measure_expr(model, entity, measure, dialect).label(f"m_{measure.name}"))
             columns.append(ReportColumn(measure.name, lazy(measure.label), "measure"))
-        statement = select(*selected).select_from(model)
-        for target, condition in joins:
-            statement = statement.outerjoin(target, condition)
-        statement = statement.where(*self._conditions(report, entity, model, params, date_field))
-        if group_exprs:
-            statement = statement.group_by(*group_exprs).order_by(*group_exprs)
-        return statement, columns, entity
+        grouped = select(*keys, *measures).select_from(model)
+        grouped = grouped.where(*self._conditions(report, entity, model, params, date_field))
+        if keys:
+            grouped = grouped.group_by(*keys)
+        grouped = grouped.subquery("grouped")
+        statement = select(*grouped.c)
+        for group in report.group_by:
+            title = self._title_join(entity.field(group.field), grouped.c[f"g_{group.field}"])
+            if title is not None:
+                target, condition, expression = title
+                statement = statement.outerjoin(target, condition).add_columns(expression.label(f"t_{group.field}"))
+        order = [grouped.c[f"g_{g.field}"] for g in report.group_by]
+        return (statement.order_by(*order) if order else statement), columns, entity
 
-    def _group_exprs(self, model, f: FieldSpec, group: GroupBy, dialect: str, joins: list) -> list:
-        column = getattr(model, f.column_name)
-        if group.bucket:
-            return [bucket_expression(column, group.bucket, dialect).label(f"g_{f.name}")]
+    def _title_join(self, f: FieldSpec, key):
+        """(table, join condition, title expression) for link and user groups, else None."""
         if f.type == "link":
-            target_spec = self.portal.entity(f.to)
             target = aliased(self.models[f.to])
-            joins.append((target, column == target.id))
-            title = getattr(target, target_spec.title) if target_spec.title else cast(target.id, Integer)
-            return [column.label(f"g_{f.name}"), title.label(f"t_{f.name}")]
+            title_name = self.portal.entity(f.to).title
+            return target, key == target.id, getattr(target, title_name) if title_name else cast(target.id, Integer)
         if f.type == "user":
             user = aliased(User)
-            joins.append((user, column == user.id))
-            name = user.first_name.concat(" ").concat(user.last_name)
-            return [column.label(f"g_{f.name}"), name.label(f"t_{f.name}")]
-        return [column.label(f"g_{f.name}")]
+            return user, key == user.id, user.first_name.concat(" ").concat(user.last_name)
+        return None
 
     def _measure_expr(self, model, entity: EntitySpec, measure, dialect: str):
         columns = [getattr(model, entity.field(name).column_name) for name in measure.fields]

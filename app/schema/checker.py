@@ -676,6 +676,9 @@ def _check_report(run: _Check, file, module, report_id, raw, line) -> ReportSpec
     group_by = []
     for item, ln in run.name_list(raw.get("group_by", YList()), file, raw.line_of("group_by"), f"group_by of {where}"):
         field, _, bucket = item.partition(":")
+        if any(g.field == field for g, _ in group_by):
+            run.error(file, ln, f"group_by of {where} uses '{field}' twice; group by one bucket of it")
+            continue
         group_by.append((GroupBy(field, bucket or None), ln))
     measures = []
     raw_measures = raw.get("measures")
