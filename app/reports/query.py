@@ -84,8 +84,9 @@ class ReportQuery:
     def run(self, report: ReportSpec, params: ReportParams = ReportParams()) -> ReportResult:
         statement, columns, entity = self.statement(report, params)
         result = ReportResult(report, columns, date_field=date_field_of(report, entity))
-        for values in self.session.execute(statement):
-            result.rows.append(self._row(report, entity, columns, values))
+        rows = self.session.execute(statement)
+        shape = self._row_shape(entity, columns, list(rows.keys()))
+        result.rows = [{key: make(values) for key, make in shape} for values in rows]
         result.totals = _totals(report, columns, result.rows)
         return result
 
@@ -181,18 +182,20 @@ class ReportQuery:
             conditions.append(scope)
         return conditions or [literal(True)]
 
-    def _row(self, report, entity, columns, values) -> dict:
-        row = {}
-        mapping = values._mapping
+    def _row_shape(self, entity, columns, names: list[str]) -> list:
+        """(key, values -> cell) per report column, resolved once per result rather than once per row."""
+        position = {name: i for i, name in enumerate(names)}
+        shape = []
         for column in columns:
             if column.kind == "group":
                 f = entity.field(column.key)
-                raw = mapping[f"g_{f.name}"]
-                title = mapping.get(f"t_{f.name}")
-                row[column.key] = {"value": raw, "label": _display(f, raw, title)}
+                at, title_at = position[f"g_{f.name}"], position.get(f"t_{f.name}")
+                shape.append((column.key, lambda v, f=f, at=at, t=title_at: {
+                    "value": v[at], "label": _display(f, v[at], v[t] if t is not None else None)}))
             else:
-                row[column.key] = _number(mapping[f"m_{column.key}"])
-        return row
+                at = position[f"m_{column.key}"]
+                shape.append((column.key, lambda v, at=at: _number(v[at])))
+        return shape
 
 
 def _group_label(f: FieldSpec, group: GroupBy):
