@@ -84,7 +84,7 @@ class ReportQuery:
     def run(self, report: ReportSpec, params: ReportParams = ReportParams()) -> ReportResult:
         statement, columns, entity = self.statement(report, params)
         result = ReportResult(report, columns, date_field=date_field_of(report, entity))
-        rows = self.session.execute(statement)
+        rows = self.session.connection().execute(statement)  # Core: no ORM row machinery for plain tuples
         shape = self._row_shape(entity, columns, list(rows.keys()))
         result.rows = [{key: make(values) for key, make in shape} for values in rows]
         result.totals = _totals(report, columns, result.rows)
