@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,3 +50,14 @@ def log_in(page, base_url: str, username: str, password: str) -> None:
     page.fill("#password", password)
     page.click("input[type=submit], button[type=submit]")
     page.wait_for_load_state()
+
+
+@contextmanager
+def live_browser(app):
+    """Serve `app` on a free local port and give (server, browser) for the duration."""
+    with LiveServer(app) as server, sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        try:
+            yield server, browser
+        finally:
+            browser.close()

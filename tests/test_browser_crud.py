@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import pytest
-from browser import LiveServer, launch_browser, log_in, screenshot
+from browser import live_browser, log_in, screenshot
 from conftest import ADMIN, make_app
-from playwright.sync_api import sync_playwright
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     app = make_app(tmp_path_factory, "browser", WTF_CSRF_ENABLED=True)
-    with LiveServer(app) as server, sync_playwright() as playwright:
-        browser = launch_browser(playwright)
+    with live_browser(app) as (server, browser):
         yield server, browser
-        browser.close()
 
 
 def test_add_customer_with_a_mistake_then_fix_it(live):

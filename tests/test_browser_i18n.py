@@ -4,9 +4,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import LiveServer, launch_browser, log_in, screenshot
+from browser import live_browser, log_in, screenshot
 from conftest import make_app
-from playwright.sync_api import sync_playwright
 
 from app.demo import load_demo
 
@@ -40,10 +39,8 @@ def live(tmp_path_factory):
         user = sm.find_user(username="admin")
         user.first_name, user.last_name = "系统", "管理员"
         sm.update_user(user)
-    with LiveServer(app) as server, sync_playwright() as playwright:
-        browser = launch_browser(playwright)
+    with live_browser(app) as (server, browser):
         yield app, server, browser
-        browser.close()
 
 
 def english_left(texts: list[str]) -> list[str]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 import pytest
-from browser import LiveServer, launch_browser, log_in, screenshot
+from browser import live_browser, log_in, screenshot
 from conftest import ADMIN, make_app
-from playwright.sync_api import sync_playwright
 
 from app.demo import load_demo
 
@@ -23,10 +22,8 @@ def live(tmp_path_factory):
     app = make_app(tmp_path_factory, "browser_reports")
     with app.app_context():
         load_demo(app, labour_days=20)
-    with LiveServer(app) as server, sync_playwright() as playwright:
-        browser = launch_browser(playwright)
+    with live_browser(app) as (server, browser):
         yield server, browser
-        browser.close()
 
 
 def test_report_chart_draws_from_local_assets(live):
