@@ -21,7 +21,7 @@ from ..tabular import FORMATS, FileProblem
 from . import columns
 from .dataio import export_response, run_import
 from .permissions import API_METHODS, entity_permissions
-from .references import blocking_references
+from .references import delete_refusal
 from .scoping import PerViewer, row_scope_filters, viewer_filters, without_hidden, without_unreadable
 
 
@@ -73,7 +73,7 @@ class EntityApi(ModelRestApi):
         return record
 
     def _scrub_metadata(self, data: dict) -> None:
-        hidden = current_viewer().unreadable(self.entity.name) - current_viewer().masked(self.entity.name)
+        hidden = current_viewer().hidden(self.entity.name)
         for key in ("label_columns", "description_columns"):
             for name in list(data.get(key, {})):
                 if name.split(".")[0] in hidden:
@@ -98,6 +98,10 @@ class EntityApi(ModelRestApi):
                 data[key] = [c for c in data[key] if c.get("name") not in unreadable]
         if "filters" in data:
             data["filters"] = {k: v for k, v in data["filters"].items() if k not in unreadable}
+
+    def _database_refused(self, exc):
+        reason = getattr(exc, "orig", None) or exc.__cause__ or exc
+        return self.response_422(message=str(_l("The database refused the change: %(reason)s", reason=reason)))
 
     def _json_object(self):
         if not request.is_json:
@@ -126,7 +130,7 @@ class EntityApi(ModelRestApi):
                 self.datamodel.edit(item)
                 self.post_update(item)
         except (DatabaseException, SQLAlchemyError) as exc:
-            return self.response_422(message=str(_l("The database refused the change: %(reason)s", reason=getattr(exc, 'orig', None) or exc.__cause__ or exc)))
+            return self._database_refused(exc)
         body = {"result": self._scrub_record(self.show_model_schema.dump(item)), "id": item.id}
         return self.response(201 if creating else 200, **body)
 
@@ -149,15 +153,15 @@ class EntityApi(ModelRestApi):
         item = self.datamodel.get(pk, self._base_filters)
         if not item:
             return self.response_404()
-        blocking = blocking_references(self.portal, self.models, self.datamodel.session, self.entity, item)
-        if blocking:
-            return self.response_422(message=str(_l("Cannot delete: %(what)s still refer to this record.", what=blocking)))
+        refusal = delete_refusal(self.portal, self.models, self.datamodel.session, self.entity, item)
+        if refusal:
+            return self.response_422(message=str(refusal))
         try:
             self.pre_delete(item)
             self.datamodel.delete(item)
             self.post_delete(item)
         except (DatabaseException, SQLAlchemyError) as exc:
-            return self.response_422(message=str(_l("The database refused the change: %(reason)s", reason=getattr(exc, 'orig', None) or exc.__cause__ or exc)))
+            return self._database_refused(exc)
         return self.response(200, message="OK")
 
 
@@ -183,11 +187,10 @@ class DataApiMixin:
             return self.response_400(message=str(_l("Upload a .csv or .xlsx file.")))
         try:
             filters = self._handle_filters_args(kwargs.get("rison", {}))
-            order_column, order_direction = self._handle_order_args(kwargs.get("rison", {}))
+            order = self._handle_order_args(kwargs.get("rison", {}))
         except FABException as exc:
             return self.response_400(message=str(exc))
-        query = self.datamodel.apply_all(self.datamodel.session.query(self.datamodel.obj), filters, order_column, order_direction)
-        return export_response(self, query, fmt)
+        return export_response(self, filters, order, fmt)
 
     @expose("/import", methods=["POST"])
     @protect()

@@ -30,10 +30,11 @@ def eager_options(entity, model) -> list:
     return options
 
 
-def export_response(view, query, fmt: str) -> Response:
-    """Stream the query's rows as CSV or XLSX; memory stays flat however many rows there are."""
-    entity = view.entity
-    query = query.options(*eager_options(entity, view.datamodel.obj))
+def export_response(view, filters, order: tuple[str, str], fmt: str) -> Response:
+    """Stream the filtered, ordered records as CSV or XLSX; memory stays flat however many rows there are."""
+    entity, datamodel = view.entity, view.datamodel
+    query = datamodel.apply_all(datamodel.session.query(datamodel.obj), filters, *order)
+    query = query.options(*eager_options(entity, datamodel.obj))
     rows = export_rows(entity, query, current_viewer())
     chunks = csv_chunks(rows) if fmt == "csv" else xlsx_chunks(rows, entity.name)
     filename = f"{entity.snake}-{dt.date.today().isoformat()}.{fmt}"

@@ -1,6 +1,7 @@
 """Which records still point at a record that is about to be deleted (on_delete: restrict)."""
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from ..i18n import lazy
@@ -18,3 +19,9 @@ def blocking_references(portal: PortalSpec, models: dict, session, entity: Entit
         if count:
             parts.append(f"{count} × {lazy(source.label)}")
     return ", ".join(parts)
+
+
+def delete_refusal(portal: PortalSpec, models: dict, session, entity: EntitySpec, item):
+    """The localized reason a delete is refused (pages and API say the same), or None."""
+    blocking = blocking_references(portal, models, session, entity, item)
+    return _l("Cannot delete: %(what)s still refer to this record.", what=blocking) if blocking else None

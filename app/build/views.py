@@ -21,7 +21,7 @@ from ..tabular import FORMATS, FileProblem
 from . import columns
 from .dataio import export_response, keep_upload, run_import, take_upload
 from .permissions import VIEW_METHODS, entity_permissions
-from .references import blocking_references
+from .references import delete_refusal
 from .scoping import (
     PerViewer,
     form_without_fields,
@@ -155,11 +155,8 @@ class EntityView(ModelView):
         if fmt not in FORMATS:
             abort(404)
         get_filter_args(self._filters)
-        order_column, order_direction = get_order_args().get(self.__class__.__name__) or self.base_order or ("", "")
-        filters = self._filters.get_joined_filters(self._base_filters)
-        query = self.datamodel.apply_all(self.datamodel.session.query(self.datamodel.obj), filters,
-                                         order_column, order_direction)
-        return export_response(self, query, fmt)
+        order = get_order_args().get(self.__class__.__name__) or self.base_order or ("", "")
+        return export_response(self, self._filters.get_joined_filters(self._base_filters), order, fmt)
 
     @expose("/import", methods=["GET", "POST"])
     @has_access
@@ -204,9 +201,9 @@ class EntityView(ModelView):
         return redirect(target)
 
     def pre_delete(self, item) -> None:
-        blocking = blocking_references(self.portal, self.models, self.datamodel.session, self.entity, item)
-        if blocking:
-            raise FieldError(_l("Cannot delete: %(what)s still refer to this record.", what=blocking))
+        refusal = delete_refusal(self.portal, self.models, self.datamodel.session, self.entity, item)
+        if refusal:
+            raise FieldError(refusal)
 
 
 def _name_blank_choices(form_class) -> None:
