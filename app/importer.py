@@ -10,7 +10,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Callable
 
-from flask_appbuilder.security.sqla.models import User
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 
@@ -19,6 +18,7 @@ from .i18n import lazy
 from .records import FieldError, clean_present, clean_value, is_blank
 from .schema.spec import EntitySpec, FieldSpec, PortalSpec
 from .tabular import FileProblem, read_rows
+from .writer import link_target
 
 CHUNK = 500  # values per IN (...) lookup and rows per INSERT batch
 MAX_ERRORS = 1000  # a file with more problems is reported up to here
@@ -195,12 +195,9 @@ class Importer:
 
     # -- links by title, in bulk ----------------------------------------------------------------
     def _link_map(self, f: FieldSpec, index: int, data: list[list]):
-        if f.type == "user":
-            target, title = User, User.username
-        else:
-            target = self.models[f.to]
-            title_name = self.portal.entity(f.to).title
-            title = getattr(target, title_name) if title_name else target.id
+        target, title = link_target(self.portal, self.models, f)
+        if title is None:  # an entity without a title is linked by id
+            title = target.id
         wanted = set()
         for cells in data:
             cell = cells[index] if index < len(cells) else None

@@ -5,6 +5,7 @@ record-level rules (required, unique, unique_together) are checked against the d
 """
 from __future__ import annotations
 
+from flask_appbuilder.security.sqla.models import User
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, select
 
@@ -17,25 +18,23 @@ def writable_fields(entity: EntitySpec) -> list[FieldSpec]:
     return [f for f in entity.fields if not f.readonly]
 
 
+def link_target(portal: PortalSpec, models: dict, f: FieldSpec):
+    """(model, title column or None) a link/user/many field points at; users are named by username."""
+    if f.type == "user":
+        return User, User.username
+    title = portal.entity(f.to).title
+    return models[f.to], (getattr(models[f.to], title) if title else None)
+
+
 class RecordWriter:
-    def __init__(self, portal: PortalSpec, entity: EntitySpec, models: dict, session, user_model) -> None:
+    def __init__(self, portal: PortalSpec, entity: EntitySpec, models: dict, session) -> None:
         self.portal = portal
         self.entity = entity
         self.model = models[entity.name]
         self.models = models
         self.session = session
-        self.user_model = user_model
 
     # -- links -----------------------------------------------------------------------------
-    def _target(self, f: FieldSpec):
-        return self.user_model if f.type == "user" else self.models[f.to]
-
-    def _title_column(self, f: FieldSpec):
-        if f.type == "user":
-            return self.user_model.username
-        title = self.portal.entity(f.to).title
-        return getattr(self.models[f.to], title) if title else None
-
     def _visible(self, f: FieldSpec, query):
         """Links may only point at records the user can see (a foreman books hours on own sites)."""
         if f.type == "user":
@@ -49,7 +48,7 @@ class RecordWriter:
             raw = raw.get("id")
         if isinstance(raw, float) and raw.is_integer():
             raw = int(raw)
-        target, title_column = self._target(f), self._title_column(f)
+        target, title_column = link_target(self.portal, self.models, f)
         if isinstance(raw, str) and title_column is None and raw.strip().isdigit():
             raw = int(raw)
         if isinstance(raw, int) and not isinstance(raw, bool):

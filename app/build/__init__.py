@@ -1,8 +1,6 @@
 """Build the running portal from a checked spec: models, then views, APIs and menus."""
 from __future__ import annotations
 
-from flask_appbuilder.security.sqla.models import User
-
 from ..i18n import lazy
 from ..schema.spec import PortalSpec
 from ..writer import RecordWriter
@@ -15,7 +13,7 @@ def register_portal(appbuilder, spec: PortalSpec, models: dict[str, type]) -> No
     """Create and register every view and API for the models built from the spec."""
 
     def writer_factory(entity):
-        return RecordWriter(spec, entity, models, appbuilder.session, User)
+        return RecordWriter(spec, entity, models, appbuilder.session)
 
     views = {e.name: build_view(spec, e, models, writer_factory) for e in spec.entities}
     for entity in spec.entities:
