@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 from app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "tests" / "fixtures" / "assets"  # a module that exists only in the tests, every field type
 ADMIN = ("admin", "Admin-pass-1")
 
 

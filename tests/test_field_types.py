@@ -4,9 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ROOT, jwt_headers, login, make_app
-
-ASSETS = ROOT / "tests" / "fixtures" / "assets"
+from conftest import ASSETS, jwt_headers, login, make_app
 
 
 @pytest.fixture(scope="module")

@@ -21,50 +21,39 @@ def make_user(app, username, *role_names):
         return user.id
 
 
+# action -> (method, path, extra request arguments, status when allowed); a refused request never gets that status.
+# Allowed writes aim at a missing id or send no data, so nothing is stored.
+UI_PROBES = {
+    "read": ("get", "/{entity}/list/", {}, 200),
+    "create": ("get", "/{entity}/add", {}, 200),
+    "update": ("get", f"/{{entity}}/edit/{MISSING}", {}, 404),
+    "delete": ("post", f"/{{entity}}/delete/{MISSING}", {}, 404),
+    "export": ("get", "/{entity}/export/csv", {}, 200),
+    "import": ("get", "/{entity}/import", {}, 200),
+}
+API_PROBES = {
+    "read": ("get", "/api/v1/{entity}/", {}, 200),
+    "create": ("post", "/api/v1/{entity}/", {"json": {}}, 422),  # field errors
+    "update": ("put", f"/api/v1/{{entity}}/{MISSING}", {"json": {}}, 404),
+    "delete": ("delete", f"/api/v1/{{entity}}/{MISSING}", {}, 404),
+    "export": ("get", "/api/v1/{entity}/export?format=csv", {}, 200),
+    "import": ("post", "/api/v1/{entity}/import", {}, 400),  # "choose a file"
+}
+
+
+def _probe(probes, client, entity: str, action: str, **extra):
+    """(allowed?, status) for one action on one entity."""
+    method, path, arguments, allowed_status = probes[action]
+    response = getattr(client, method)(path.format(entity=entity), **arguments, **extra)
+    return response.status_code == allowed_status, response.status_code
+
+
 def ui_probe(client, entity: str, action: str):
-    """(allowed?, status) for one action through the pages."""
-    if action == "read":
-        response = client.get(f"/{entity}/list/")
-        return response.status_code == 200, response.status_code
-    if action == "create":
-        response = client.get(f"/{entity}/add")
-        return response.status_code == 200, response.status_code
-    if action == "update":
-        response = client.get(f"/{entity}/edit/{MISSING}")
-        return response.status_code == 404, response.status_code
-    if action == "delete":
-        response = client.post(f"/{entity}/delete/{MISSING}")
-        return response.status_code == 404, response.status_code
-    if action == "export":
-        response = client.get(f"/{entity}/export/csv")
-        return response.status_code == 200, response.status_code
-    if action == "import":
-        response = client.get(f"/{entity}/import")
-        return response.status_code == 200, response.status_code
-    raise ValueError(action)
+    return _probe(UI_PROBES, client, entity, action)
 
 
 def api_probe(client, headers, entity: str, action: str):
-    base = f"/api/v1/{entity}/"
-    if action == "read":
-        response = client.get(base, headers=headers)
-        return response.status_code == 200, response.status_code
-    if action == "create":
-        response = client.post(base, json={}, headers=headers)  # allowed: field errors, nothing stored
-        return response.status_code == 422, response.status_code
-    if action == "update":
-        response = client.put(f"{base}{MISSING}", json={}, headers=headers)
-        return response.status_code == 404, response.status_code
-    if action == "delete":
-        response = client.delete(f"{base}{MISSING}", headers=headers)
-        return response.status_code == 404, response.status_code
-    if action == "export":
-        response = client.get(f"{base}export?format=csv", headers=headers)
-        return response.status_code == 200, response.status_code
-    if action == "import":
-        response = client.post(f"{base}import", headers=headers)  # allowed: 400 "choose a file", nothing stored
-        return response.status_code == 400, response.status_code
-    raise ValueError(action)
+    return _probe(API_PROBES, client, entity, action, headers=headers)
 
 
 CRUD = ("read", "create", "update", "delete", "import", "export")

@@ -9,11 +9,9 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
-from conftest import ROOT, jwt_headers, login, make_app
+from conftest import ASSETS, jwt_headers, login, make_app
 from openpyxl import load_workbook
 from test_permissions import PASSWORD, make_user
-
-ASSETS = ROOT / "tests" / "fixtures" / "assets"
 
 
 @pytest.fixture(scope="module")
