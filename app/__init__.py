@@ -13,7 +13,7 @@ from flask_appbuilder.utils.legacy import get_sqla_class
 from flask_wtf.csrf import CSRFProtect
 
 from .build import register_portal
-from .database import ensure_tables
+from .database import configure_engine, ensure_tables, forget_connections, startup_lock
 from .locale import compile_catalogs, install_locale_handling
 from .schema import SchemaProblems, load_portal
 from .security import PortalSecurityManager
@@ -48,12 +48,19 @@ def create_app(config: dict | object | None = None) -> Flask:
         indexview=PortalIndexView, security_manager_class=PortalSecurityManager, base_template="portal/baselayout.html")
     with app.app_context():
         _create_database_dir(app.config["SQLALCHEMY_DATABASE_URI"])
-        models = register_models_and_tables(db, spec)
-        appbuilder.init_app(app, db.session)
-        register_portal(appbuilder, spec, models)
-        register_reports(appbuilder, spec)
+        engine = db.engine
+        configure_engine(engine)
+        # tables, FAB's permissions and the YAML roles are written once, by one process at a time
+        with startup_lock(engine):
+            models = register_models_and_tables(db, spec)
+            appbuilder.init_app(app, db.session)
+            register_portal(appbuilder, spec, models)
+            register_reports(appbuilder, spec)
         install_locale_handling(app)
         protect_forms(app, appbuilder)
+        # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
+        db.session.remove()
+        forget_connections(engine)
     app.extensions["portal_models"] = models
 
     from .cli import portal_cli

@@ -1,23 +1,94 @@
-"""Create and evolve the tables behind the schemas on start-up (additive changes only)."""
+"""Create and evolve the tables behind the schemas on start-up (additive changes only), safely across processes.
+
+Start-up is the only time the portal writes schema and permission rows. Under gunicorn several
+processes may start at once on an empty database, so that work runs under a cross-process lock;
+afterwards the engine is disposed so that no pooled connection survives into a forked worker.
+"""
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import event, inspect
+from sqlalchemy import event, exc, inspect, text
 from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
 
-@event.listens_for(Engine, "connect")
+def configure_engine(engine: Engine) -> None:
+    """Per-engine settings: SQLite foreign keys, and no connection used in a process that did not open it."""
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_foreign_keys)
+    event.listen(engine, "connect", _remember_pid)
+    event.listen(engine, "checkout", _refuse_inherited_connection)
+
+
 def _sqlite_foreign_keys(dbapi_connection, connection_record) -> None:
     """SQLite ignores ON DELETE CASCADE / RESTRICT unless asked per connection."""
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _remember_pid(dbapi_connection, connection_record) -> None:
+    connection_record.info["pid"] = os.getpid()
+
+
+def _refuse_inherited_connection(dbapi_connection, connection_record, connection_proxy) -> None:
+    """SQLAlchemy's fork recipe: a pooled connection opened by another process is never reused here.
+
+    Two processes reading one socket interleave each other's result sets (a request could read another
+    request's rows). create_app disposes the pool and gunicorn's post_fork disposes it again; this
+    guard makes any connection that still slipped through be replaced instead of shared.
+    """
+    pid = os.getpid()
+    if connection_record.info.get("pid") != pid:
+        connection_record.dbapi_connection = connection_proxy.dbapi_connection = None
+        raise exc.DisconnectionError(f"connection opened by process {connection_record.info.get('pid')}, not {pid}")
+
+
+def forget_connections(engine: Engine, close: bool = True) -> None:
+    """Drop every pooled connection; in a forked child (close=False) without touching the parent's sockets."""
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        return  # the single in-memory connection *is* the database
+    engine.dispose(close=close)
+
+
+@contextmanager
+def startup_lock(engine: Engine):
+    """Serialise start-up work (tables, permissions, roles) across every process on this database.
+
+    PostgreSQL: a session advisory lock keyed by the database URL (so test schemas don't wait on each
+    other); SQLite: an flock on a file beside the database. Released when the block ends or the process dies.
+    """
+    key = int.from_bytes(hashlib.sha256(str(engine.url).encode()).digest()[:8], "big", signed=True)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+        return
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".startup-lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_tables(engine: Engine, metadata) -> list[str]:

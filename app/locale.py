@@ -6,6 +6,8 @@ for the user, so it follows them to other browsers and to the API.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from babel.messages.mofile import write_mo
@@ -84,7 +86,9 @@ def compile_catalogs(directory: Path) -> None:
             continue
         with po_path.open("rb") as po_file:
             catalog = read_po(po_file)
-        tmp = mo_path.with_suffix(".mo.tmp")
-        with tmp.open("wb") as mo_file:
+        # a temporary name of this process's own, then an atomic rename: processes starting at once
+        # never read half a file nor rename each other's temporary file away
+        with tempfile.NamedTemporaryFile("wb", dir=mo_path.parent, prefix=".messages-", suffix=".mo", delete=False) as mo_file:
             write_mo(mo_file, catalog)
-        tmp.replace(mo_path)  # atomic: concurrent workers never read half a file
+        os.chmod(mo_file.name, 0o644)
+        os.replace(mo_file.name, mo_path)
