@@ -73,7 +73,10 @@ def _forget_session_choice(sender, user, **extra) -> None:
 def install_locale_handling(app) -> None:
     from flask_babel import get_babel
 
+    from .i18n import install_template_gettext
+
     get_babel(app).locale_selector = select_locale
+    install_template_gettext(app)
     app.after_request(remember_locale)
     user_logged_in.connect(_forget_session_choice, app)
 

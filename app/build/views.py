@@ -9,12 +9,12 @@ from flask_appbuilder import ModelView, expose, has_access
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.urltools import get_filter_args, get_order_args
-from flask_babel import lazy_gettext as _l
+from flask_babel import gettext, lazy_gettext as _l
 from wtforms import SelectField
 from wtforms.validators import InputRequired, Optional, StopValidation
 
 from ..access import current_viewer
-from ..i18n import lazy
+from ..i18n import format_with_schema_text, lazy
 from ..records import FieldError, clean_value
 from ..schema.spec import EntitySpec, FieldSpec, PortalSpec
 from ..tabular import FORMATS, FileProblem
@@ -190,7 +190,8 @@ class EntityView(ModelView):
                 flash(str(exc), "danger")
         unreadable = current_viewer().unreadable(self.entity.name)
         keys = [(f.name, lazy(f.label)) for f in self.entity.fields if f.unique and f.name not in unreadable]
-        return self.render_template("portal/import.html", title=_l("Import %(entity)s", entity=lazy(self.entity.label)),
+        return self.render_template("portal/import.html", title=format_with_schema_text(
+                                        gettext("Import %(entity)s"), entity=lazy(self.entity.label)),
                                     report=report, token=token, key=key, key_choices=keys)
 
     def post_add_redirect(self):
