@@ -1,5 +1,6 @@
 """Portal configuration; every value can be overridden by the environment or create_app(config)."""
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from flask_appbuilder.const import AUTH_DB
@@ -8,6 +9,7 @@ from flask_babel import lazy_gettext
 BASE_DIR = Path(__file__).resolve().parent
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")  # create_app refuses to start in production without one
+PORTAL_ENV = os.environ.get("PORTAL_ENV", "development")  # "production": refuse unsafe settings (also under gunicorn)
 SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'portal.db'}")
 SQLALCHEMY_TRACK_MODIFICATIONS = False
 PORTAL_SCHEMA_DIR = os.environ.get("PORTAL_SCHEMA_DIR", str(BASE_DIR / "schemas"))
@@ -23,6 +25,17 @@ FAB_ADD_SECURITY_API = False  # marshmallow 4 breaks FAB's security CRUD API; th
 FAB_UPDATE_PERMS = True
 WTF_CSRF_ENABLED = True
 WTF_CSRF_TIME_LIMIT = None
+
+# session cookie: not sent on cross-site POSTs; Secure once the portal is served over HTTPS
+SESSION_COOKIE_SAMESITE = REMEMBER_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = REMEMBER_COOKIE_SECURE = os.environ.get("PORTAL_COOKIE_SECURE", "0") == "1"
+SESSION_COOKIE_HTTPONLY = REMEMBER_COOKIE_HTTPONLY = True
+PERMANENT_SESSION_LIFETIME = timedelta(hours=float(os.environ.get("PORTAL_SESSION_HOURS", "12")))
+JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=float(os.environ.get("PORTAL_JWT_MINUTES", "60")))  # every token has exp
+JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=float(os.environ.get("PORTAL_JWT_REFRESH_DAYS", "7")))
+
+# request bodies (imports, later attachments) above this are refused with 413 before anything reads them
+MAX_CONTENT_LENGTH = int(float(os.environ.get("PORTAL_MAX_UPLOAD_MB", "20")) * 1024 * 1024)
 
 BABEL_DEFAULT_LOCALE = "en"
 BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "translations")  # FAB puts its own catalog first; ours wins

@@ -2,6 +2,7 @@
 import sys
 
 from app import create_app
+from app.protection import ConfigurationProblem
 from app.schema import SchemaProblems
 
 try:
@@ -11,6 +12,9 @@ except SchemaProblems as problems:
     for problem in problems.problems:
         print(problem, file=sys.stderr)
     print(f"{len(problems.problems)} problem(s) found in the schemas; the portal was not started.", file=sys.stderr)
+    sys.exit(1)
+except ConfigurationProblem as problem:
+    print(f"The portal was not started: {problem}", file=sys.stderr)
     sys.exit(1)
 
 if __name__ == "__main__":

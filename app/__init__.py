@@ -8,13 +8,12 @@ from pathlib import Path
 
 from flask import Flask
 from flask_appbuilder import AppBuilder, Model
-from flask_appbuilder.api import BaseApi
 from flask_appbuilder.utils.legacy import get_sqla_class
-from flask_wtf.csrf import CSRFProtect
 
 from .build import register_portal
 from .database import configure_engine, ensure_tables, forget_connections, startup_lock
 from .locale import compile_catalogs, install_locale_handling
+from .protection import protect_requests, require_secret_key
 from .schema import SchemaProblems, load_portal
 from .security import PortalSecurityManager
 
@@ -31,6 +30,7 @@ def create_app(config: dict | object | None = None) -> Flask:
         app.config.update(config)
     elif config is not None:
         app.config.from_object(config)
+    require_secret_key(app)
     app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or _local_secret_key(app)
 
     spec, problems = load_portal(app.config["PORTAL_SCHEMA_DIR"])
@@ -57,7 +57,7 @@ def create_app(config: dict | object | None = None) -> Flask:
             register_portal(appbuilder, spec, models)
             register_reports(appbuilder, spec)
         install_locale_handling(app)
-        protect_forms(app, appbuilder)
+        protect_requests(app, appbuilder)
         # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
         db.session.remove()
         forget_connections(engine)
@@ -66,18 +66,6 @@ def create_app(config: dict | object | None = None) -> Flask:
     from .cli import portal_cli
     app.cli.add_command(portal_cli)
     return app
-
-
-def protect_forms(app: Flask, appbuilder) -> None:
-    """CSRF tokens on every form post (FAB's templates add them when CSRFProtect is present).
-
-    The REST APIs are exempt: they take JSON (which a cross-site form cannot send) or, for
-    imports from a browser session, check the X-CSRFToken header themselves.
-    """
-    csrf = CSRFProtect(app)
-    for view in appbuilder.baseviews:
-        if isinstance(view, BaseApi):
-            csrf.exempt(view.blueprint)
 
 
 def register_models_and_tables(db, spec):

@@ -10,6 +10,6 @@ ROOT = Path(__file__).resolve().parent.parent
 POT = ROOT / "translations" / "messages.pot"
 
 subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", str(ROOT / "babel.cfg"), "-k", "_l",
-                "-k", "lazy_gettext", "-o", str(POT), "--no-location", "--sort-output", str(ROOT)], check=True)
+                "-k", "lazy_gettext", "-o", str(POT), "--no-location", "--sort-output", "--width", "120", str(ROOT)], check=True)
 subprocess.run([sys.executable, "-m", "babel.messages.frontend", "update", "-i", str(POT), "-d", str(ROOT / "translations"),
-                "--no-fuzzy-matching", "--ignore-obsolete"], check=True)
+                "--no-fuzzy-matching", "--ignore-obsolete", "--width", "120"], check=True)

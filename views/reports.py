@@ -72,7 +72,8 @@ def table_html(table) -> Markup:
     for row in rows:
         parts.append("<tr>" + "".join(cell(text, number) for text, number in row) + "</tr>")
     if not rows:
-        parts.append(f'<tr><td colspan="{len(header)}">{escape(_l("No data for this selection."))}</td></tr>')
+        no_data = escape(_l("No data for this selection."))
+        parts.append(f'<tr><td colspan="{len(header)}">{no_data}</td></tr>')
     parts.append("</tbody>")
     if rows and totals:
         first = [(str(_l("Total")), False)] if not totals[0][1] else [totals[0]]
