@@ -209,3 +209,20 @@ _CLEANERS = {
     "integer": _integer, "decimal": _decimal, "boolean": _boolean,
     "date": _date, "datetime": _datetime, "enum": _enum,
 }
+
+
+MAX_ID = 2**31 - 1  # ids are INTEGER columns (32-bit on PostgreSQL)
+
+
+def record_id(value) -> int:
+    """A record id from a path, filter or payload; anything that cannot be one (junk, <= 0, past 32 bits) is a
+    ValueError, so callers answer 4xx instead of letting the database or driver overflow."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, str):
+        if not re.fullmatch(r"\s*\+?\d{1,10}\s*", value):
+            raise ValueError(value)
+        value = int(value)
+    if not isinstance(value, int) or not 0 < value <= MAX_ID:
+        raise ValueError(value)
+    return value

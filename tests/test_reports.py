@@ -228,3 +228,15 @@ def test_import_forces_the_row_scope_owner(world):
     assert result.status_code == 200, result.json
     got = admin.get("/api/v1/asset/", headers=h, query_string={"q": "(filters:!((col:code,opr:eq,value:A-7001)))"}).json
     assert got["result"][0]["keeper"]["id"] == keeper
+
+
+def test_report_parameters_at_the_edges_are_answered_not_crashed(api):
+    """Extreme dates are a valid range (9999-12-31 = no end); ids past 32 bits or junk are a clear 400."""
+    edge = api.get("/api/v1/reports/labour_by_project?from=9999-12-31&to=9999-12-31")
+    assert edge.status_code == 200 and edge.json["rows"] == []
+    assert api.get("/api/v1/reports/labour_by_project?from=0001-01-01&to=9999-12-31").status_code == 200
+    for junk in ("99999999999999999999999", "9223372036854775808", "-1", "1e3", "abc"):
+        refused = api.get(f"/api/v1/reports/labour_by_project?f_project={junk}")
+        assert refused.status_code == 400, (junk, refused.status_code)
+        assert "project" in refused.json["message"]
+    assert api.get("/api/v1/reports/labour_by_project?from=2026-02-30").status_code == 400

@@ -12,7 +12,7 @@ from sqlalchemy.orm import aliased
 
 from ..access import Viewer
 from ..i18n import current_locale, lazy
-from ..records import FieldError, clean_value
+from ..records import FieldError, clean_value, record_id
 from ..schema.spec import CURRENT_USER, EntitySpec, FieldSpec, GroupBy, PortalSpec, ReportSpec
 
 
@@ -163,7 +163,7 @@ class ReportQuery:
             f = entity.field(name)
             column = getattr(model, f.column_name)
             try:
-                value = int(raw) if f.type in ("link", "user") else clean_value(f, raw)
+                value = record_id(raw) if f.type in ("link", "user") else clean_value(f, raw)
             except (FieldError, ValueError):
                 raise ReportRefused(_l("Not a valid value for %(field)s.", field=name)) from None
             conditions.append(column.is_(None) if value is None else column == value)
@@ -173,7 +173,7 @@ class ReportQuery:
             if params.date_from:
                 start = dt.datetime.combine(params.date_from, dt.time(0)) if is_datetime else params.date_from
                 conditions.append(column >= start)
-            if params.date_to:
+            if params.date_to and params.date_to < dt.date.max:  # up to 9999-12-31 means no end
                 end = params.date_to + dt.timedelta(days=1)
                 end = dt.datetime.combine(end, dt.time(0)) if is_datetime else end
                 conditions.append(column < end)
