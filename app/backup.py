@@ -34,6 +34,7 @@ FORMAT = "portal-backup"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 FILES = "files"
+TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 ARCHIVE_NAME = re.compile(r"^portal-backup-(\d{8}T\d{6}Z)(?:-(\d+))?\.tar\.gz$")
 
 
@@ -202,7 +203,21 @@ def _open_archive(archive: Path):
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BackupError(f"{archive} has backup format version {manifest.get('format_version')}; "
                           f"this portal reads version {FORMAT_VERSION}")
+    if not _well_formed(manifest):
+        raise BackupError(f"{archive} is damaged: its manifest is incomplete or malformed")
     return tar, manifest
+
+
+def _well_formed(manifest: dict) -> bool:
+    """Names and numbers from an archive end up in SQL and paths: accept only plain ones."""
+    def count(value):
+        return type(value) is int and value >= 0
+
+    tables, files = manifest.get("tables"), manifest.get("files")
+    return (isinstance(tables, dict) and all(TABLE_NAME.fullmatch(t) and count(n) for t, n in tables.items())
+            and isinstance(files, dict) and count(files.get("count")) and count(files.get("bytes"))
+            and isinstance(manifest.get("schema_fingerprint"), str) and isinstance(manifest.get("created_at"), str)
+            and isinstance(manifest.get("database_sha256"), str))
 
 
 def _unpack_database(archive: Path, work: Path, database) -> tuple[dict, Path]:
@@ -397,11 +412,11 @@ class PostgresDatabase:
             consumer = subprocess.Popen([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"],
                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=consumer_err, env=env)
             try:
-                consumer.stdin.write(b"BEGIN;\n" + drops)
+                consumer.stdin.write(b"SET client_min_messages = warning;\nBEGIN;\n" + drops)
                 for line in rewrite(producer.stdout):
                     consumer.stdin.write(line)
                 if producer.wait() == 0:
-                    consumer.stdin.write(b"\nCOMMIT;\n")
+                    consumer.stdin.write(_count_check(target, manifest["tables"]) + b"COMMIT;\n")
             except BrokenPipeError:
                 pass  # psql stopped at an error; its message is read below
             finally:
@@ -417,6 +432,16 @@ class PostgresDatabase:
                     errors.seek(0)
                     message = errors.read().decode(errors="replace").strip()[-2000:]
                     raise BackupError(f"restore failed, nothing was changed ({name}: {message})")
+
+
+def _count_check(schema: str, tables: dict[str, int]) -> bytes:
+    """A DO block that aborts the restore transaction if any table's row count differs from the manifest."""
+    checks = "".join(
+        f"  SELECT count(*) INTO n FROM {_ident(schema)}.{_ident(table)};\n"
+        f"  IF n <> {int(expected)} THEN RAISE EXCEPTION 'table %: % rows, the backup says {int(expected)}', "
+        f"{_literal(table)}, n; END IF;\n"
+        for table, expected in sorted(tables.items()))
+    return f"\nDO $check$\nDECLARE n bigint;\nBEGIN\n{checks}END\n$check$;\n".encode()
 
 
 def _current_schema(conn) -> str:
@@ -456,6 +481,8 @@ def schema_rewriter(source: str, target: str):
     Only schema qualifiers (`src.` / `"src".`, also inside 'src.seq'::regclass literals) outside COPY data
     blocks are rewritten; table data passes through byte for byte.
     """
+    if "'" in source + target:  # the name also appears inside string literals ('schema.seq'::regclass)
+        raise BackupError("PostgreSQL schema names with a quote (') cannot be restored into")
     forms = [re.escape(_ident(source).encode())]
     if re.fullmatch(r"[a-z_][a-z0-9_$]*", source):
         forms.append(re.escape(source.encode()))
@@ -535,6 +562,10 @@ def _run(command: list[str], env: dict, name: str) -> str:
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _pattern(schema: str) -> str:
