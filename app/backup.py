@@ -11,6 +11,7 @@ Every expected failure raises BackupError with one clear sentence; the CLI print
 from __future__ import annotations
 
 import glob
+import gzip
 import hashlib
 import io
 import itertools
@@ -192,10 +193,10 @@ def rows_in_the_way(counts: dict[str, int]) -> list[str]:
     return [table for table, n in sorted(counts.items()) if n and (not table.startswith("ab_") or table == "ab_user")]
 
 
-def _open_archive(archive: Path):
+def _read_manifest(archive: Path) -> dict:
     try:
-        tar = tarfile.open(archive, "r:gz")
-        manifest = json.loads(tar.extractfile(MANIFEST).read())
+        with tarfile.open(archive, "r:gz") as tar:
+            manifest = json.loads(tar.extractfile(MANIFEST).read())
     except (tarfile.TarError, OSError, EOFError, zlib.error, KeyError, AttributeError, ValueError) as exc:
         raise BackupError(f"{archive} is not a portal backup or is damaged ({_reason(exc)})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -205,7 +206,7 @@ def _open_archive(archive: Path):
                           f"this portal reads version {FORMAT_VERSION}")
     if not _well_formed(manifest):
         raise BackupError(f"{archive} is damaged: its manifest is incomplete or malformed")
-    return tar, manifest
+    return manifest
 
 
 def _well_formed(manifest: dict) -> bool:
@@ -221,18 +222,17 @@ def _well_formed(manifest: dict) -> bool:
 
 
 def _unpack_database(archive: Path, work: Path, database) -> tuple[dict, Path]:
-    tar, manifest = _open_archive(archive)
-    with tar:
-        if manifest.get("database") != database.kind:
-            raise BackupError(f"{archive} holds a {manifest.get('database')} database; this portal uses {database.kind}")
-        dump = work / database.dump_name
-        try:
-            with tar.extractfile(database.dump_name) as source, open(dump, "wb") as target:
-                shutil.copyfileobj(source, target)
-        except (tarfile.TarError, EOFError, zlib.error, KeyError, AttributeError) as exc:
-            raise BackupError(f"{archive} is damaged ({_reason(exc)})") from None
-        except OSError as exc:
-            raise BackupError(f"cannot read {archive}: {_reason(exc)}") from None
+    manifest = _read_manifest(archive)
+    if manifest.get("database") != database.kind:
+        raise BackupError(f"{archive} holds a {manifest.get('database')} database; this portal uses {database.kind}")
+    dump = work / database.dump_name
+    try:
+        with tarfile.open(archive, "r:gz") as tar, tar.extractfile(database.dump_name) as source, open(dump, "wb") as target:
+            shutil.copyfileobj(source, target)
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error, KeyError, AttributeError) as exc:
+        raise BackupError(f"{archive} is damaged ({_reason(exc)})") from None
+    except OSError as exc:
+        raise BackupError(f"cannot unpack {archive}: {_reason(exc)}") from None
     if _sha256(dump) != manifest.get("database_sha256"):
         raise BackupError(f"{archive} is damaged: the database dump does not match its checksum")
     return manifest, dump
@@ -263,9 +263,9 @@ def _stage_files(archive: Path, files_dir: Path, manifest: dict) -> Path:
 
 def _place_files(staged: Path, files_dir: Path) -> int:
     count = len(_list_files(staged))
-    if files_dir.exists():
-        files_dir.rmdir()  # checked empty before the restore began
     if staged.is_dir():
+        if files_dir.exists():
+            files_dir.rmdir()  # checked empty before the restore began
         staged.rename(files_dir)
     shutil.rmtree(staged.parent, ignore_errors=True)
     return count

@@ -10,9 +10,12 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tarfile
+import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -202,14 +205,38 @@ def test_damaged_or_foreign_archives_are_refused_and_change_nothing(source, tmp_
     assert sum(before[t] for t in ("ab_user", "customer")) == 0
 
 
-def test_keep_prunes_only_the_oldest_backups_this_command_made(source, tmp_path):
+def test_backup_while_the_portal_writes_then_keep_prunes_only_our_oldest(source, tmp_path):
     for stamp in ("20200101T000000Z", "20200102T000000Z", "20200102T000000Z-1"):
         shutil.copy(source["archive"], tmp_path / f"portal-backup-{stamp}.tar.gz")
     decoys = [tmp_path / "notes.txt", tmp_path / "portal-backup-latest.tar.gz", tmp_path / "db-20190101T000000Z.tar.gz"]
     for decoy in decoys:
         decoy.write_text("not a backup of ours")
-    result = portal_cli("backup", "--to", str(tmp_path), "--keep", "2", url=source["url"], files_dir=source["files_dir"])
+
+    client = source["app"].test_client()
+    headers = jwt_headers(client)
+    stop, statuses = threading.Event(), []
+
+    def keep_writing():
+        while not stop.is_set():
+            statuses.append(client.post("/api/v1/customer/", json={"name": f"并发客户 {len(statuses)}"}, headers=headers).status_code)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        result = portal_cli("backup", "--to", str(tmp_path), "--keep", "2", url=source["url"], files_dir=source["files_dir"])
+    finally:
+        stop.set()
+        writer.join()
     assert result.returncode == 0, result.stderr
+    assert statuses and set(statuses) == {201}  # the portal kept serving writes during the backup
+    with tarfile.open(re.search(r"^Backup written: (\S+) ", result.stdout, re.M)[1], "r:gz") as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        if manifest["database"] == "sqlite":  # the copy is one consistent snapshot: its counts are the manifest's
+            tar.extract("database.sqlite3", tmp_path / "copy", filter="data")
+            with closing(sqlite3.connect(tmp_path / "copy" / "database.sqlite3")) as copy:
+                assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                assert copy.execute("SELECT count(*) FROM customer").fetchone()[0] == manifest["tables"]["customer"]
+    assert 1 <= manifest["tables"]["customer"] <= 1 + len(statuses)
     newest = Path(re.search(r"^Backup written: (\S+) ", result.stdout, re.M)[1])
     ours = sorted(p.name for p in tmp_path.glob("portal-backup-2*.tar.gz"))
     assert ours == ["portal-backup-20200102T000000Z-1.tar.gz", newest.name]
