@@ -13,6 +13,8 @@ PORTAL_ENV = os.environ.get("PORTAL_ENV", "development")  # "production": refuse
 SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'portal.db'}")
 SQLALCHEMY_TRACK_MODIFICATIONS = False
 PORTAL_SCHEMA_DIR = os.environ.get("PORTAL_SCHEMA_DIR", str(BASE_DIR / "schemas"))
+PORTAL_FILES_DIR = os.environ.get("PORTAL_FILES_DIR", str(BASE_DIR / "var" / "files"))  # uploaded files
+PORTAL_BACKUP_DIR = os.environ.get("PORTAL_BACKUP_DIR", str(BASE_DIR / "var" / "backups"))  # `portal backup`
 
 APP_NAME = lazy_gettext("Admin Portal")  # rendered per request, so it follows the language
 APP_THEME = ""

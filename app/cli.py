@@ -75,3 +75,60 @@ def _count_rows(path: str, fmt: str) -> int:
         with open(path, "rb") as handle:
             return max(sum(1 for _ in handle) - 1, 0)
     return 0
+
+
+@portal_cli.command("backup")
+@click.option("--to", "directory", default=None, help="Directory for the archive (default: PORTAL_BACKUP_DIR).")
+@click.option("--keep", type=click.IntRange(min=1), default=None, help="Keep only the newest N backups in that directory.")
+def backup_command(directory, keep):
+    """Back up the database and the uploaded files into one archive."""
+    from flask_appbuilder import Model
+
+    from .backup import BackupError, create_backup
+
+    engine = current_app.extensions["sqlalchemy"].engine
+    try:
+        result = create_backup(engine, Model.metadata, current_app.config["PORTAL_FILES_DIR"],
+                               directory or current_app.config["PORTAL_BACKUP_DIR"], keep)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    manifest = result.manifest
+    click.echo(f"Backup written: {result.path} ({result.path.stat().st_size} bytes)")
+    _echo_table(("table", "rows"), [(table, rows) for table, rows in manifest["tables"].items()]
+                + [("(files)", manifest["files"]["count"])])
+    for path in result.pruned:
+        click.echo(f"Deleted old backup: {path}")
+
+
+@portal_cli.command("restore")
+@click.argument("path", type=click.Path(dir_okay=False))
+def restore_command(path):
+    """Restore a backup archive into an EMPTY portal; stop the portal first."""
+    from flask_appbuilder import Model
+
+    from .backup import BackupError, restore_backup
+
+    current_app.appbuilder.session.remove()
+    engine = current_app.extensions["sqlalchemy"].engine
+    try:
+        result = restore_backup(engine, Model.metadata, current_app.config["PORTAL_FILES_DIR"], path)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = [(table, expected, "-" if actual is None else actual, "ok" if expected == actual else "MISMATCH")
+            for table, expected, actual in result.rows]
+    expected_files, restored_files = result.files
+    rows.append(("(files)", expected_files, restored_files, "ok" if expected_files == restored_files else "MISMATCH"))
+    _echo_table(("table", "backup", "restored", "check"), rows)
+    if result.schema_changed:
+        click.echo("Note: the backup was made with different schemas; the portal adds missing tables and columns "
+                   "when it starts.")
+    if not result.ok:
+        click.echo(f"Restored {path}, but the row counts do not match the backup.", err=True)
+        sys.exit(1)
+    click.echo(f"Restored {path} (made {result.manifest['created_at']}): every count matches the backup.")
+
+
+def _echo_table(header: tuple, rows: list[tuple]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
