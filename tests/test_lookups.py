@@ -127,6 +127,7 @@ def test_lookup_applies_the_target_row_scope(world):
     ("/labour_entry/lookup/worker?page=99999999999999999999", 400),
     ("/labour_entry/lookup/worker?page=", 400),
     ("/labour_entry/lookup/worker?q=" + "x" * 101, 400),
+    ("/labour_entry/lookup/worker?q=a%00b", 400),
 ])
 def test_lookup_refuses_bad_requests_with_a_clear_message(world, url, status):
     app, ids = world

@@ -117,6 +117,8 @@ def lookup_response(view, field_name: str):
     page, text = request.args.get("page", "1"), request.args.get("q", "")
     if not re.fullmatch(r"[0-9]{1,4}", page) or not 1 <= int(page) <= MAX_PAGE:
         return jsonify(message=str(_l("page must be a whole number from 1 to %(max)d.", max=MAX_PAGE))), 400
+    if "\x00" in text:  # PostgreSQL refuses NUL in text
+        return jsonify(message=str(_l("Not a valid search text."))), 400
     if len(text) > MAX_QUERY_LENGTH:
         return jsonify(message=str(_l("Please type at most %(max)d characters.", max=MAX_QUERY_LENGTH))), 400
     results, more = search_titles(link_target(field), text, int(page))
