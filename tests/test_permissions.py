@@ -179,7 +179,9 @@ def test_sales_related_records_follow_the_customer_scope(app, people):
     refused = api.post("/api/v1/follow_up/", json={"customer": people["c2"], "summary": "偷跟进"}, headers=h)
     assert refused.status_code == 422 and "customer" in refused.json["message"]
     add_form = ui.get("/follow_up/add").text
-    assert "甲方一号" in add_form and "乙方二号" not in add_form
+    assert 'data-lookup-url="/follow_up/lookup/customer"' in add_form  # the picker offers what its lookup finds
+    offered = [r["title"] for r in ui.get("/follow_up/lookup/customer").json["results"]]
+    assert "甲方一号" in offered and "乙方二号" not in offered
     show = ui.get(f"/customer/show/{people['c1']}").text
     tabs = re.findall(r'href="#(\w+)View" data-toggle="tab"', show)
     assert tabs == ["Contact", "FollowUp"], "Sales may not read tickets or projects: no panels for them"

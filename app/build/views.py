@@ -20,6 +20,7 @@ from ..schema.spec import EntitySpec, FieldSpec, PortalSpec
 from ..tabular import FORMATS, FileProblem
 from . import columns
 from .dataio import export_response, keep_upload, run_import, take_upload
+from .lookups import form_fields, lookup_response, search_fields
 from .permissions import VIEW_METHODS, entity_permissions
 from .references import delete_refusal
 from .scoping import (
@@ -110,11 +111,6 @@ class EntityView(ModelView):
     _filters = PerViewer(viewer_filters)
     _related_views = PerViewer(readable_views)
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        for form_class in {self._full_add_form, self._full_edit_form}:
-            _name_blank_choices(form_class)
-
     def _force_scope(self, item) -> None:
         for name, value in current_viewer().forced_values(self.entity.name).items():
             setattr(item, name, value)
@@ -157,6 +153,12 @@ class EntityView(ModelView):
         get_filter_args(self._filters)
         order = get_order_args().get(self.__class__.__name__) or self.base_order or ("", "")
         return export_response(self, self._filters.get_joined_filters(self._base_filters), order, fmt)
+
+    @expose("/lookup/<field>")
+    @has_access
+    def lookup(self, field: str):
+        """Picker choices: ids and titles of the linked records in the viewer's scope, a page at a time."""
+        return lookup_response(self, field)
 
     @expose("/import", methods=["GET", "POST"])
     @has_access
@@ -207,23 +209,9 @@ class EntityView(ModelView):
             raise FieldError(refusal)
 
 
-def _name_blank_choices(form_class) -> None:
-    """FAB leaves the empty choice of an optional link select blank, which Select2 shows as '__None'."""
-    for name in dir(form_class):
-        unbound = getattr(form_class, name, None)
-        if getattr(unbound, "field_class", None) is not None and "allow_blank" in getattr(unbound, "kwargs", {}):
-            unbound.kwargs.setdefault("blank_text", "")
-            if not unbound.kwargs["blank_text"]:
-                unbound.kwargs["blank_text"] = _l("(none)")
-
-
-def scoped_link_choices(entity: EntitySpec) -> dict:
-    """Link selects offer only records the viewer may see (so a foreman books hours on own sites)."""
-    return {f.name: row_scope_filters(f.to) for f in entity.fields if f.type in ("link", "many")}
-
-
 def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_factory) -> type:
     extra = {f.name: _enum_select(f) for f in entity.fields if f.type == "enum" and not f.readonly}
+    extra.update(form_fields(entity, writer_factory))  # type-ahead pickers, never the whole linked table
     validators = ValidatorsByColumn(
         (f.name, [FieldRule(f)]) for f in entity.fields if f.type not in ("enum", "link", "user", "many"))
     attrs = dict(
@@ -239,8 +227,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         _full_edit_columns=columns.form_columns(entity),
         _full_search_columns=list(entity.search) or columns.list_columns(entity),
         base_filters=row_scope_filters(entity.name),
-        add_form_query_rel_fields=scoped_link_choices(entity),
-        edit_form_query_rel_fields=scoped_link_choices(entity),
+        search_form_extra_fields=search_fields(entity),
         label_columns=columns.label_columns(entity),
         description_columns=columns.description_columns(entity),
         formatters_columns=columns.formatters(entity),

@@ -1,0 +1,41 @@
+// Type-ahead pickers: every <select class="portal-lookup" data-lookup-url=...> becomes a Select2 that asks the
+// server for one page of matching records at a time (app/build/lookups.py). Titles are inserted as text, never HTML.
+(function ($) {
+  if (!$ || !$.fn.select2) { return; }
+
+  function asText(item) {
+    return $("<span/>").text(item.text === undefined ? "" : String(item.text));
+  }
+
+  function init(element) {
+    var $select = $(element);
+    if ($select.hasClass("select2-hidden-accessible")) { return; }
+    $select.select2({
+      theme: "bootstrap",
+      width: "100%",
+      placeholder: $select.attr("data-placeholder") || "",
+      allowClear: $select.attr("data-allow-clear") === "true",
+      maximumInputLength: 100,
+      templateResult: asText,
+      templateSelection: asText,
+      ajax: {
+        url: $select.attr("data-lookup-url"),
+        dataType: "json",
+        delay: 250,
+        data: function (params) { return {q: params.term || "", page: params.page || 1}; },
+        processResults: function (data) {
+          return {
+            results: $.map(data.results, function (record) { return {id: record.id, text: record.title}; }),
+            pagination: {more: data.more}
+          };
+        }
+      }
+    });
+  }
+
+  function initAll() { $("select.portal-lookup").each(function () { init(this); }); }
+
+  $(initAll);
+  // FAB's list filters add their value inputs when a filter is chosen from the menu
+  $(document).on("click", "a.filter", initAll);
+})(window.jQuery);
