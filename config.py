@@ -11,6 +11,8 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")  # create_app refuses to start in 
 SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'portal.db'}")
 SQLALCHEMY_TRACK_MODIFICATIONS = False
 PORTAL_SCHEMA_DIR = os.environ.get("PORTAL_SCHEMA_DIR", str(BASE_DIR / "schemas"))
+# list pages and the list API count matching rows up to this many, then show "10,000+" (count_capped)
+PORTAL_COUNT_CAP = int(os.environ.get("PORTAL_COUNT_CAP", "10000"))
 
 APP_NAME = lazy_gettext("Admin Portal")  # rendered per request, so it follows the language
 APP_THEME = ""
