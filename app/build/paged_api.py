@@ -36,7 +36,7 @@ LIST_ARGS_SCHEMA = copy.deepcopy(get_list_schema)
 LIST_ARGS_SCHEMA["properties"].update({
     "page": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE_INDEX},
     "page_size": {"type": "integer", "minimum": 1},
-    "after": {"type": "string", "maxLength": 2000,
+    "after": {"type": "string", "minLength": 1, "maxLength": 2000,
               "description": "the `next` cursor of the previous response: the page that follows it (`page` is ignored)"},
 })
 
@@ -58,7 +58,7 @@ def rison(schema: dict):
             if value:
                 try:
                     kwargs["rison"] = prison.loads(value)
-                except prison.decoder.ParserException:
+                except (prison.decoder.ParserException, RecursionError, IndexError, ValueError):  # "((" recurses
                     try:
                         if not current_app.config.get("FAB_API_ALLOW_JSON_QS", True):
                             raise ValueError(value)

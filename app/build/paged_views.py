@@ -95,8 +95,10 @@ class PagedListView:
         fetch = dict(order_column=order_column, order_direction=order_direction, page_size=page_size,
                      cap=count_cap(), options=self._list_load_options(), clamp=True)
         result = self.datamodel.fetch_page(joined, position=position, **fetch)
-        if not result.items and result.count and (position.page > 0 or position.after):
-            result = self.datamodel.fetch_page(joined, position=Position(page=-1), **fetch)  # past the end
+        if not result.items and result.count and position != Position():
+            # past either end of the list (rows deleted meanwhile, or an edited link): show the page at that end
+            beyond_start = position.before is not None or (position.after is None and position.page < 0)
+            result = self.datamodel.fetch_page(joined, position=Position(page=0 if beyond_start else -1), **fetch)
         widgets["list"] = self.list_widget(
             label_columns=self.label_columns,
             include_columns=self.list_columns,
