@@ -225,12 +225,24 @@ def test_html_numbered_pages_and_first_link(world, admin):
     (f"after_{VIEW}=garbage", slice(0, 25)),
     (f"before_{VIEW}=%00%ff", slice(0, 25)),
     (f"page_{VIEW}=1000", slice(65, 90)),  # past the end: the last page
+    (f"_scheme=x&_external=1&page_{VIEW}=1", slice(25, 50)),  # url_for's keywords in the URL (a 500 in FAB)
 ])
 def test_html_junk_paging_arguments_give_a_sensible_page(world, admin, query, first_rows):
     ui, _, _ = admin
     response = ui.get(f"/labour_entry/list/?{query}")
     assert response.status_code == 200, query
     assert row_ids(response.text) == world["ordered"][first_rows], query
+
+
+def test_html_sort_links_flip_the_order_and_start_from_page_one(world, admin):
+    ui, _, _ = admin
+    html = ui.get(f"/labour_entry/list/?psize_{VIEW}=10&page_{VIEW}=2").text
+    by_hours = re.search(rf'<th><a href="([^"]*_oc_{VIEW}=hours[^"]*)"', html).group(1).replace("&amp;", "&")
+    assert f"page_{VIEW}" not in by_hours and f"_od_{VIEW}=asc" in by_hours
+    sorted_html = ui.get(by_hours).text
+    assert row_ids(sorted_html) == world["by_hours"][:10]
+    flipped = re.search(rf'<th><a href="([^"]*_oc_{VIEW}=hours[^"]*)"', sorted_html).group(1)
+    assert f"_od_{VIEW}=desc" in flipped
 
 
 def test_html_cursor_of_another_order_falls_back_to_the_page_number(world, admin):

@@ -16,6 +16,7 @@ from .paging import MAX_PAGE_INDEX, CursorError, Page, Position, count_cap, deco
 
 MAX_PAGE_SIZE = 100
 PAGE_SIZES = (25, 50, 75, 100)
+URL_FOR_KEYWORDS = ("_external", "_anchor", "_method", "_scheme")
 
 
 class PagedListWidget(ListWidget):
@@ -133,11 +134,29 @@ class Pager:
     def visible(self) -> bool:
         return self.page.has_prev or self.page.has_next
 
-    def url(self, page: int, after: str | None = None, before: str | None = None, size: int | None = None) -> str:
+    def _args(self):
+        """The request's query arguments without cursors and without url_for's own keywords (a 500 in FAB)."""
         name = self.view_name
         args = request.args.copy()
-        for key in (f"after_{name}", f"before_{name}"):
+        for key in (f"after_{name}", f"before_{name}", *URL_FOR_KEYWORDS):
             args.pop(key, None)
+        return args
+
+    def _build(self, args) -> str:
+        return url_for(request.endpoint, **(request.view_args or {}), **args.to_dict(flat=False))
+
+    def order_url(self, column: str) -> str:
+        """Sort on `column` (ascending, or flipped if it is the current order), from the first page."""
+        name = self.view_name
+        args = self._args()
+        current = args.get(f"_oc_{name}") == column and args.get(f"_od_{name}") == "asc"
+        args[f"_oc_{name}"], args[f"_od_{name}"] = column, "desc" if current else "asc"
+        args.pop(f"page_{name}", None)
+        return self._build(args)
+
+    def url(self, page: int, after: str | None = None, before: str | None = None, size: int | None = None) -> str:
+        name = self.view_name
+        args = self._args()
         args[f"page_{name}"] = str(page)
         if after and self.use_cursors:
             args[f"after_{name}"] = after
@@ -145,7 +164,7 @@ class Pager:
             args[f"before_{name}"] = before
         if size is not None:
             args[f"psize_{name}"] = str(size)
-        return url_for(request.endpoint, **(request.view_args or {}), **args.to_dict(flat=False))
+        return self._build(args)
 
     @property
     def first_url(self) -> str | None:
