@@ -314,3 +314,12 @@ def test_list_requests_run_at_most_six_sql_statements(world, request, who):
             response = call()
         assert response.status_code == 200, name
         assert len(seen) <= 6, (who, name, len(seen), [s[:80] for s in seen])
+
+
+def test_related_list_on_a_detail_page_pages_with_the_same_pager(world, admin):
+    ui, _, _ = admin
+    mine = world["mine"]  # project 1's 30 entries, more than the cap
+    html = ui.get("/project/show/1").text
+    assert record_count(html) == f"{CAP}+" and row_ids(html) == mine[:25]
+    last = link(html, "last")
+    assert last.startswith("/project/show/1?") and row_ids(ui.get(last).text) == mine[-25:]

@@ -91,7 +91,7 @@ class PagedListView:
             order_column, order_direction = self.base_order or ("id", "asc")
         order_direction = order_direction if order_direction in ("asc", "desc") else "asc"
         own_links = position is not None  # only our own _list reads cursors back from the URL
-        position = position or Position(page=min(max(page or 0, 0), MAX_PAGE_INDEX))
+        position = position or Position(page=min(max(page or 0, -MAX_PAGE_INDEX), MAX_PAGE_INDEX))
         joined = filters.get_joined_filters(self._base_filters)
         fetch = dict(order_column=order_column, order_direction=order_direction, page_size=page_size,
                      cap=count_cap(), options=self._list_load_options(), clamp=True)
