@@ -15,6 +15,8 @@ SQLALCHEMY_TRACK_MODIFICATIONS = False
 PORTAL_SCHEMA_DIR = os.environ.get("PORTAL_SCHEMA_DIR", str(BASE_DIR / "schemas"))
 PORTAL_FILES_DIR = os.environ.get("PORTAL_FILES_DIR", str(BASE_DIR / "var" / "files"))  # uploaded files
 PORTAL_BACKUP_DIR = os.environ.get("PORTAL_BACKUP_DIR", str(BASE_DIR / "var" / "backups"))  # `portal backup`
+# list pages and the list API count matching rows up to this many, then show "10,000+" (count_capped)
+PORTAL_COUNT_CAP = int(os.environ.get("PORTAL_COUNT_CAP", "10000"))
 
 APP_NAME = lazy_gettext("Admin Portal")  # rendered per request, so it follows the language
 APP_THEME = ""

@@ -6,9 +6,8 @@ and rejects exactly what the forms do, with per-field localized errors.
 from __future__ import annotations
 
 from flask import request
-from flask_appbuilder.api import ModelRestApi, expose, get_list_schema, protect, rison, safe
+from flask_appbuilder.api import ModelRestApi, expose, protect, safe
 from flask_appbuilder.exceptions import DatabaseException, FABException
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import validate_csrf
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,6 +19,8 @@ from ..schema.spec import EntitySpec, PortalSpec
 from ..tabular import FORMATS, FileProblem
 from . import columns
 from .dataio import export_response, run_import
+from .paged_api import LIST_ARGS_SCHEMA, PagedListApi, rison
+from .paging import PagedInterface
 from .permissions import API_METHODS, entity_permissions
 from .references import delete_refusal
 from .scoping import PerViewer, row_scope_filters, viewer_filters, without_hidden, without_unreadable
@@ -44,7 +45,7 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on"]
 
 
-class EntityApi(ModelRestApi):
+class EntityApi(PagedListApi, ModelRestApi):
     portal: PortalSpec
     entity: EntitySpec
     models: dict
@@ -171,14 +172,14 @@ class DataApiMixin:
     @expose("/export", methods=["GET"])
     @protect()
     @safe
-    @rison(get_list_schema)
+    @rison(LIST_ARGS_SCHEMA)
     def export_data(self, **kwargs):
         """Export the (filtered) records as CSV or XLSX
         ---
         get:
           parameters:
           - {in: query, name: format, schema: {type: string, enum: [csv, xlsx]}}
-          - {in: query, name: q, content: {application/json: {schema: {$ref: '#/components/schemas/get_list_schema'}}}}
+          - {in: query, name: q, content: {application/json: {schema: {$ref: '#/components/schemas/portal_get_list_schema'}}}}
           responses:
             200: {description: the file}
         """
@@ -233,7 +234,7 @@ def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_facto
     write_columns = columns.form_columns(entity)
     attrs = dict(
         portal=portal, entity=entity, models=models, writer_factory=staticmethod(writer_factory),
-        datamodel=SQLAInterface(models[entity.name]),
+        datamodel=PagedInterface(models[entity.name]),
         resource_name=entity.snake,
         class_permission_name=entity.name, base_permissions=entity_permissions(),
         openapi_spec_tag=entity.name,

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 from flask import abort, flash, redirect, request, url_for
 from flask_appbuilder import ModelView, expose, has_access
 from flask_appbuilder.fieldwidgets import Select2Widget
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.urltools import get_filter_args, get_order_args
 from flask_babel import gettext, lazy_gettext as _l
 from wtforms import SelectField
@@ -21,6 +20,8 @@ from ..tabular import FORMATS, FileProblem
 from . import columns
 from .dataio import export_response, keep_upload, run_import, take_upload
 from .lookups import form_fields, lookup_response, search_fields
+from .paged_views import PagedListView
+from .paging import PagedInterface
 from .permissions import VIEW_METHODS, entity_permissions
 from .references import delete_refusal
 from .scoping import (
@@ -88,7 +89,7 @@ def _enum_select(f: FieldSpec) -> SelectField:
     )
 
 
-class EntityView(ModelView):
+class EntityView(PagedListView, ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes."""
 
     list_template = "portal/list.html"
@@ -216,7 +217,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         (f.name, [FieldRule(f)]) for f in entity.fields if f.type not in ("enum", "link", "user", "many"))
     attrs = dict(
         portal=portal, entity=entity, models=models, writer_factory=staticmethod(writer_factory),
-        datamodel=SQLAInterface(models[entity.name]),
+        datamodel=PagedInterface(models[entity.name]),
         class_permission_name=entity.name, base_permissions=entity_permissions(),
         route_base=f"/{entity.snake}",
         list_title=lazy(entity.label), show_title=lazy(entity.label),
