@@ -149,6 +149,21 @@ def _stop_group(process: subprocess.Popen | None, grace: float = 15) -> None:
             continue
 
 
+def _postgres_cpu(database: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving `database` (title 'postgres: user db host ...')."""
+    import psutil
+    found = {}
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            title = " ".join(process.info["cmdline"] or [])
+            if title.startswith("postgres:") and f" {database} " in title:
+                times = process.cpu_times()
+                found[process.pid] = times.user + times.system
+        except psutil.Error:
+            pass
+    return found
+
+
 def _machine_busy_seconds() -> float:
     import psutil
     times = psutil.cpu_times()
@@ -160,6 +175,7 @@ class Phase:
     """One locust run: its stats rows (by endpoint and 'Aggregated'), failures and CPU split."""
     kind: str
     seconds: int
+    load_average: float = 0.0
     stats: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
     exceptions: int = 0
@@ -173,7 +189,7 @@ class Phase:
 
 
 def run_locust(kind: str, classes: list[str], server: Gunicorn, users: int, spawn_rate: float, seconds: int,
-               targets_path: Path, out: Path, tag: str) -> Phase:
+               targets_path: Path, out: Path, tag: str, database: str) -> Phase:
     prefix = out / f"{tag}"
     command = [str(BIN / "locust"), "-f", str(ROOT / "bench" / "load_locustfile.py"), "--headless",
                "-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds}s", "--host", f"http://{HOST}:{server.port}",
@@ -182,6 +198,7 @@ def run_locust(kind: str, classes: list[str], server: Gunicorn, users: int, spaw
     log_offset = server.log_size()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_before, machine_before = server.cpu_seconds(), _machine_busy_seconds()
+    postgres_before = _postgres_cpu(database)
     with (out / f"{tag}.locust.log").open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
@@ -196,8 +213,10 @@ def run_locust(kind: str, classes: list[str], server: Gunicorn, users: int, spaw
     phase.cpu = {
         "locust": children_after.ru_utime + children_after.ru_stime - children_before.ru_utime - children_before.ru_stime,
         "gunicorn": server.cpu_seconds() - server_before,
+        "postgres": sum(t - postgres_before.get(pid, 0.0) for pid, t in _postgres_cpu(database).items()),
         "machine": _machine_busy_seconds() - machine_before,
     }
+    phase.load_average = os.getloadavg()[0]
     phase.stats = _read_stats(Path(f"{prefix}_stats.csv"))
     phase.failures = _read_csv(Path(f"{prefix}_failures.csv"))
     phase.exceptions = len(_read_csv(Path(f"{prefix}_exceptions.csv")))
@@ -262,6 +281,7 @@ def fetch_export(server: Gunicorn, path: str, headers: dict, cookies, timeout: f
     except requests.RequestException as exc:
         result["error"] = f"{type(exc).__name__}: {str(exc)[:160]}"
     result["total"] = time.perf_counter() - start
+    time.sleep(2)  # the arbiter logs a killed worker's SIGKILL a moment after the client saw the cut
     if path.endswith("xlsx") and result["complete"]:
         result["complete"] = b"PK\x05\x06" in tail[-1024:]  # the zip's end record: the file was finished
     server_log = server.log_since(log_offset)
@@ -303,13 +323,15 @@ def _mark(ok: bool) -> str:
     return "✓" if ok else "✗"
 
 
-def report(args, seed: dict, portal: list[Phase], anchor: list[Phase], exports: list[dict]) -> list[str]:
+def report(args, seed: dict, portal: list[Phase], anchor: list[Phase], exports: list[dict],
+           warmup: Phase | None = None) -> list[str]:
     label = f" — {args.label}" if args.label else ""
     sizes = seed["sizes"]
     lines = [f"## Peak load: {args.users} users, {sizes['entries'] / 1e6:g}M rows, gunicorn{label}", "",
              f"`python -m bench.load` ({len(portal)} runs of {args.duration} s, {args.users} users spawned at "
              f"{args.spawn_rate:g}/s, think time {args.wait_min:g}–{args.wait_max:g} s; each run preceded by a "
-             f"{args.anchor_duration} s anchor slice). Server: `{' '.join(['gunicorn', *(['--preload'] if args.preload else []), '-w', '2', '-b', f'{HOST}:{args.port}', 'run:app'])}`"""
+             f"{args.anchor_duration} s anchor slice; gunicorn is started afresh for every run, so start-up effects "
+             f"count in each). Server: `{' '.join(['gunicorn', *(['--preload'] if args.preload else []), '-w', '2', '-b', f'{HOST}:{args.port}', 'run:app'])}`"""
              f"{'' if args.preload else ' (diagnosis: NOT the production command, --preload left out)'}"
              f"{' + ./gunicorn.conf.py' if (ROOT / 'gunicorn.conf.py').exists() else ''}, PostgreSQL 15 database "
              f"`{args.database}`: {sizes['entries']:,} labour entries, {sizes['workers']:,} workers, "
@@ -335,11 +357,19 @@ def report(args, seed: dict, portal: list[Phase], anchor: list[Phase], exports: 
         lines.append(f"| p{p} s | {_median_spread([t[p] for t in totals])} | "
                      f"{f'≤ {target:g} {_mark(median <= target)}' if target else ''} | "
                      f"{_median_spread([a.total[p] for a in anchor])} |")
-    cpu = {k: [ph.cpu[k] / ph.seconds for ph in portal] for k in ("gunicorn", "locust", "machine")}
+    cpu = {k: [ph.cpu[k] / ph.seconds for ph in portal] for k in ("gunicorn", "postgres", "locust", "machine")}
     lines += [f"| worker kills / app errors logged | {sum(p.worker_kills for p in portal)} / "
               f"{sum(p.app_errors for p in portal)} (all runs) |  |  |",
-              f"| CPU cores busy: gunicorn / locust / whole machine | {_median_spread(cpu['gunicorn'])} / "
-              f"{_median_spread(cpu['locust'])} / {_median_spread(cpu['machine'])} | of 2 |  |", ""]
+              f"| CPU cores busy: gunicorn / PostgreSQL (this database) / locust / whole machine | "
+              f"{_median_spread(cpu['gunicorn'])} / {_median_spread(cpu['postgres'])} / {_median_spread(cpu['locust'])} / "
+              f"{_median_spread(cpu['machine'])} | of 2 |  |",
+              f"| machine load average (1 min) at the end of each run | "
+              f"{', '.join(f'{p.load_average:.1f}' for p in portal)} |  |  |"]
+    if warmup:
+        t = warmup.total
+        lines.append(f"| warm-up before run 1 (5 users, {warmup.seconds} s, not in the figures above) | {t['requests']} "
+                     f"requests, {t['failures']} failed, {warmup.app_errors} app errors logged |  |  |")
+    lines.append("")
 
     names = sorted({n for p in portal for n in p.stats if n != "Aggregated"},
                    key=lambda n: -statistics.median(p.stats.get(n, {}).get("requests", 0) for p in portal))
@@ -360,7 +390,8 @@ def report(args, seed: dict, portal: list[Phase], anchor: list[Phase], exports: 
         lines += [f"| {name} | {error} | {count} |" for (name, error), count in sorted(errors.items(), key=lambda e: -e[1])]
     if exports:
         lines += ["", f"Exports of all {sizes['entries']:,} labour entries as load_admin, one at a time, no other load "
-                  "(gunicorn's sync workers are killed after 30 s without a heartbeat unless gunicorn.conf.py says otherwise):",
+                  "on the server that served the last run (gunicorn's sync workers are killed after 30 s without a heartbeat "
+                  "unless gunicorn.conf.py says otherwise):",
                   "", "| export | status | first byte s | total s | MB | complete | workers killed meanwhile |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for e in exports:
@@ -370,9 +401,13 @@ def report(args, seed: dict, portal: list[Phase], anchor: list[Phase], exports: 
                 complete += f" ({max(e['lines'] - 1, 0):,} rows)"
             lines.append(f"| `GET {e['path']}` | {e['status']} | {ttfb} | {e['total']:.1f} | {e['bytes'] / 1e6:.1f} | "
                          f"{complete} | {e['worker_kills']} |")
-    lines += ["", "Locust runs on the same 2 cores as gunicorn and PostgreSQL (its share is in the CPU row); other "
-              "processes on the machine (the 'whole machine' figure minus gunicorn and locust, PostgreSQL included) "
-              "also compete. Percentiles are locust's (rounded to 2 significant digits)."]
+    lines += ["", "Each user waits its think time after every answer, so the offered load is at most about "
+              f"{args.users / ((args.wait_min + args.wait_max) / 2):.0f} requests/s: the anchor comes close to that, so "
+              "throughput / anchor reads as the share of the offered peak load the portal served. Locust runs on the "
+              "same 2 cores as gunicorn and PostgreSQL (its share is in the CPU row); the rest of 'whole machine' is "
+              "other work on the machine (the load average row shows how busy it was). Percentiles are locust's "
+              "(rounded to 2 significant digits); failures are any status other than 2xx/3xx, a connection error, or a "
+              "redirect to the login page."]
     return lines
 
 
@@ -411,25 +446,30 @@ def main(args) -> list[str]:
     portal: list[Phase] = []
     anchor: list[Phase] = []
     exports: list[dict] = []
+    warmup = None
     try:
         say(f"load: starting {' '.join(portal_server.command)} (cwd {ROOT})")
-        portal_server.start("/login/")
         anchor_server.start("/")
-        if args.warmup:
-            say(f"load: warm-up, 5 users for {args.warmup} s (not counted)")
-            run_locust("warmup", ["AdminUser", "ForemanUser"], portal_server, 5, 5, args.warmup, targets_path, out,
-                       "warmup")
+        if args.warmup:  # fills PostgreSQL's caches; its own gunicorn start, so run 1 starts like the others
+            say(f"load: warm-up, 5 users for {args.warmup} s (reported apart)")
+            portal_server.start("/login/")
+            warmup = run_locust("warmup", ["AdminUser", "ForemanUser"], portal_server, 5, 5, args.warmup,
+                                targets_path, out, "warmup", args.database)
+            portal_server.stop()
         for n in range(1, args.runs + 1):
             say(f"load: run {n}/{args.runs}: anchor {args.anchor_duration} s")
             anchor.append(run_locust("anchor", ["AnchorUser"], anchor_server, args.users, args.spawn_rate,
-                                     args.anchor_duration, targets_path, out, f"run{n}-anchor"))
-            say(f"load: run {n}/{args.runs}: portal {args.duration} s")
+                                     args.anchor_duration, targets_path, out, f"run{n}-anchor", args.database))
+            say(f"load: run {n}/{args.runs}: portal {args.duration} s (fresh gunicorn)")
+            portal_server.stop()
+            portal_server.start("/login/")
             phase = run_locust("portal", ["AdminUser", "ForemanUser"], portal_server, args.users, args.spawn_rate,
-                               args.duration, targets_path, out, f"run{n}-portal")
+                               args.duration, targets_path, out, f"run{n}-portal", args.database)
             portal.append(phase)
             t = phase.total
             say(f"load:   {t['requests']} requests, {t['failures']} failed, {t['rps']:.1f}/s, p50 {t['50']:.2f} s, "
-                f"p95 {t['95']:.2f} s (anchor {anchor[-1].total['rps']:.1f}/s)")
+                f"p95 {t['95']:.2f} s (anchor {anchor[-1].total['rps']:.1f}/s), "
+                f"load average {phase.load_average:.1f}")
         anchor_server.stop()
         if args.exports:
             say("load: exports (CSV page, XLSX API) through gunicorn")
@@ -437,10 +477,10 @@ def main(args) -> list[str]:
     finally:
         portal_server.stop()
         anchor_server.stop()
-    lines = report(args, seed, portal, anchor, exports)
+    lines = report(args, seed, portal, anchor, exports, warmup)
     (out / "results.json").write_text(json.dumps({
         "args": vars(args), "seed": {k: v for k, v in seed.items() if k != "foreman_entries"},
-        "portal": [p.__dict__ for p in portal], "anchor": [a.__dict__ for a in anchor], "exports": exports,
+        "warmup": warmup.__dict__ if warmup else None, "portal": [p.__dict__ for p in portal], "anchor": [a.__dict__ for a in anchor], "exports": exports,
     }, indent=1, default=str), encoding="utf-8")
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return lines
