@@ -382,22 +382,25 @@ def report(args, seed: dict, portal: list[Phase], anchor: list[Phase], exports: 
     lines.append("")
 
     names = sorted({n for p in portal for n in p.stats if n != "Aggregated"},
-                   key=lambda n: -statistics.median(p.stats.get(n, {}).get("requests", 0) for p in portal))
+                   key=lambda n: (-statistics.median(p.stats.get(n, {}).get("requests", 0) for p in portal), n))
     lines += ["| endpoint | requests | failures | p50 s | p95 s | p99 s |", "| --- | --- | --- | --- | --- | --- |"]
     for name in names:
         rows = [p.stats[name] for p in portal if name in p.stats]
         lines.append(f"| {name} | {_median_spread([r['requests'] for r in rows], '{:.0f}')} | "
                      f"{_median_spread([r['failures'] for r in rows], '{:.0f}')} | "
                      + " | ".join(_median_spread([r[p] for r in rows]) for p in ("50", "95", "99")) + " |")
-    errors: dict[tuple[str, str], int] = {}
+    errors: dict[str, dict[str, int]] = {}
     for phase in portal:
         for failure in phase.failures:
-            key = (failure["Name"], _short_error(failure["Error"]))
-            errors[key] = errors.get(key, 0) + int(failure["Occurrences"])
+            kinds = errors.setdefault(failure["Name"], {})
+            error = _short_error(failure["Error"])
+            kinds[error] = kinds.get(error, 0) + int(failure["Occurrences"])
     if errors:
-        lines += ["", "Failures by endpoint (all runs together):", "", "| endpoint | error | count |",
+        lines += ["", "Failures by endpoint (all runs together):", "", "| endpoint | failures | errors |",
                   "| --- | --- | --- |"]
-        lines += [f"| {name} | {error} | {count} |" for (name, error), count in sorted(errors.items(), key=lambda e: -e[1])]
+        for name, kinds in sorted(errors.items(), key=lambda e: -sum(e[1].values())):
+            detail = ", ".join(f"{error} ×{count}" for error, count in sorted(kinds.items(), key=lambda k: -k[1]))
+            lines.append(f"| {name} | {sum(kinds.values())} | {detail} |")
     if exports:
         lines += ["", f"Exports of all {sizes['entries']:,} labour entries as load_admin, one at a time, no other load, "
                   "each on a freshly started gunicorn (gunicorn's sync workers are killed after 30 s without a heartbeat "
@@ -422,6 +425,7 @@ def report(args, seed: dict, portal: list[Phase], anchor: list[Phase], exports: 
 
 
 def _short_error(error: str) -> str:
+    error = re.sub(r"^CatchResponseError\('(.*)'\)$", r"\1", error)  # our own failure texts, unwrapped
     error = re.sub(r"0x[0-9a-f]+", "…", error)
     return error.replace("|", "/")[:120]
 
