@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import io
 import json
 import logging
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
-SEED_VERSION = 1  # bump when the generated data changes shape
+SEED_VERSION = 2  # bump when the generated data changes shape
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = "bench_load_seed"
 PASSWORD = "load-pass-2026"  # bench-only database on 127.0.0.1
@@ -81,11 +82,19 @@ def stored_seed(url: str) -> dict | None:
         connection.close()
 
 
+def schemas_digest() -> str:
+    """Changed YAML (new fields, roles, reports) means a new seed."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "schemas").glob("*.yaml")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def ensure_seeded(server_url: str, database: str, sizes: Sizes, log=print) -> dict:
     """Seed `database` unless it already holds this seed; returns what the load test needs to know."""
     url = database_url(server_url, database)
     info = stored_seed(url)
-    if info and info.get("sizes") == dataclasses.asdict(sizes):
+    if info and info.get("sizes") == dataclasses.asdict(sizes) and info.get("schemas") == schemas_digest():
         log(f"seed: {database} already holds seed v{SEED_VERSION} ({sizes.entries:,} entries); not seeding")
         return info
     started = time.perf_counter()
@@ -100,7 +109,7 @@ def ensure_seeded(server_url: str, database: str, sizes: Sizes, log=print) -> di
     user_ids = _boot_app(url)
     log(f"seed: COPY {sizes.entries:,} labour entries, {sizes.customers:,} customers, {sizes.workers:,} workers, ...")
     info = _copy_rows(url, sizes, user_ids, log)
-    info.update(sizes=dataclasses.asdict(sizes), users=USERS, password=PASSWORD,
+    info.update(sizes=dataclasses.asdict(sizes), schemas=schemas_digest(), users=USERS, password=PASSWORD,
                 seconds=round(time.perf_counter() - started, 1), seeded_on=dt.date.today().isoformat())
     _write_marker(url, info)
     log(f"seed: done in {info['seconds']} s")
