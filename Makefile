@@ -1,10 +1,11 @@
 # make run  - set up and run the portal locally (SQLite, demo data)
 # make test - set up and run the whole test suite (SQLite, then a real PostgreSQL; headless Chromium)
+# make bench / make bench-load - benchmarks (docs/performance.md)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check bench system-deps clean translations
+.PHONY: run test check bench bench-load system-deps clean translations
 
 $(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +26,16 @@ test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q
 	PORTAL_TEST_DATABASE_URL=$$(bash .ci/postgres.sh) $(PY) -m pytest -q
 
-bench: $(VENV)/.installed system-deps
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(PY) -m pip install -q -r requirements-bench.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed system-deps
 	PORTAL_BENCH_PG=$$(bash .ci/postgres.sh) $(PY) -m bench
+
+# peak load only: 50 users, 1M rows, gunicorn + locust; options via LOAD_ARGS, e.g. LOAD_ARGS="--runs 1 --label after"
+bench-load: $(VENV)/.bench-installed system-deps
+	PORTAL_BENCH_PG=$$(bash .ci/postgres.sh) $(PY) -m bench.load $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) var artifacts .pytest_cache
