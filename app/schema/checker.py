@@ -73,12 +73,11 @@ NOT_UNIQUE_TYPES = ("many", "boolean", "text")
 NOT_SORTABLE_TYPES = ("many", "link", "user")  # FAB cannot sort a list by a relationship
 NOT_TITLE_TYPES = ("many", "link", "user")  # the title is a column of the entity's own table
 AUDIT_TYPES = {"created_on": "datetime", "changed_on": "datetime", "created_by": "user", "changed_by": "user"}
-# attributes of WTForms forms, marshmallow schemas and FAB models that a field of the same name would shadow
+# attributes of the WTForms form class, marshmallow schemas and FAB models that a field of the same name
+# would shadow (meta, process, post_process and error_messages crash the pages; the rest break form posts)
 FORM_RESERVED_FIELDS = {
     "data", "errors", "form_errors", "meta", "process", "populate_obj", "post_process", "validate",
-    "validate_on_submit", "hidden_tag", "is_submitted", "csrf_token", "to_json",
-    "dump", "dumps", "load", "loads", "opts", "fields", "declared_fields", "dict_class", "error_messages",
-    "get_attribute", "handle_error", "on_bind_field", "set_class", "from_dict", "context",
+    "validate_on_submit", "hidden_tag", "is_submitted", "csrf_token", "error_messages", "to_json",
 }
 MAX_COLUMNS = 500       # per table; SQLite allows 2000, PostgreSQL 1600
 MAX_ENTITIES = 500
@@ -610,6 +609,8 @@ def _check_across_modules(run: _Check, modules: list[ModuleSpec]) -> None:
         for f in entity.fields:
             if f.type in ("link", "many") and f.to is not None and f.to not in entities:
                 run.error(entity.file, f.line, "S503", f"field '{entity.name}.{f.name}' links to unknown entity '{_short(f.to)}'{did_you_mean(f.to, entities)}")
+            elif f.type == "many" and f.to == entity.name:  # models.py builds no self-referencing association yet
+                run.error(entity.file, f.line, "S504", f"many field '{entity.name}.{f.name}' cannot point at its own entity; link to another entity")
     reports = {r.id: r for m in reversed(modules) for r in reversed(m.reports)}  # a repeated id is reported elsewhere
     _check_database_names(run, entities.values(), reports.values())
     return entities
