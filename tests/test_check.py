@@ -217,3 +217,143 @@ def test_cli_check_i18n_lists_labels_missing_a_locale(tmp_path):
                      f"{tmp_path / 'm.yaml'}:9: S011 label of choice 'new' of 'Item.state' has no zh text ('New')"]
     shipped = run_cli("check", "--i18n", schema_dir=ROOT / "schemas")
     assert shipped.returncode == 0, shipped.stderr
+
+
+# -- the checker is total: hostile files get coded problems, in bounded time ------------------------
+
+LINK_HEAD = GOOD_HEAD + "  B: {title: n, fields: {n: string}}\n"
+HARDENING_CASES = [
+    # names that clash with the portal's own pages, endpoints, permissions or tables
+    (GOOD_HEAD + "  Menu: {fields: {x: string}}\n", 4, "S901", "entity name 'Menu' is taken by the portal's own pages"),
+    (GOOD_HEAD + "  USERS: {fields: {x: string}}\n", 4, "S901", "entity name 'USERS' is taken"),
+    (GOOD_HEAD + "  Open: {fields: {x: string}}\n", 4, "S901", "('openapi')"),
+    (GOOD_HEAD + "  ResetMyPassword: {fields: {x: string}}\n", 4, "S901", "entity name 'ResetMyPassword' is taken"),
+    (GOOD_HEAD + "  Ab: {fields: {x: string}}\n", 4, "S902", "clashes with the portal's own ab_* tables"),
+    (GOOD_HEAD + "  SqliteStat: {fields: {x: string}}\n", 4, "S902", "entity name 'SqliteStat'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      meta: string\n", 6, "S904", "field name 'meta' is reserved by the forms"),
+    (LINK_HEAD + "  A:\n    fields:\n      xy: {type: many, to: B}\n  AXy: {fields: {y: string}}\n", 8, "S903", "table of entity 'AXy' would be named 'a_xy', like the table of many field 'A.xy'"),
+    (LINK_HEAD + "  Report:\n    fields: {x: string}\n    search: [x]\nreports:\n  x: {entity: Report}\n", 9, "S903", "'ix_report_x'"),
+    (GOOD_HEAD + "  APkey: {fields: {x: string}}\n  A: {fields: {x: string}}\n", 4, "S903", "like a primary key the database creates"),
+    # database limits
+    (GOOD_HEAD + "  A:\n    fields:\n" + "".join(f"      f{i}: string\n" for i in range(500)), 4, "S801", "has 505 columns"),
+    (GOOD_HEAD + "  " + "Ab" * 30 + ":\n    fields:\n      x: string\n", 4, "S802", "PostgreSQL allows 63"),
+    (GOOD_HEAD + "  " + "Ab" * 15 + ":\n    fields:\n      " + "x" * 20 + ": {type: string, index: true}\n", 6, "S802", "the index of field"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, default: 3000000000}\n", 6, "S415", "stored as INTEGER"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: decimal, precision: 4, scale: 2, max: 1000}\n", 6, "S415", "at most 2 digits before the point"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: decimal, min: .nan}\n", 6, "S415", "finite number"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: datetime, default: 2026-01-01T10:00:00+08:00}\n", 6, "S415", "without a time zone"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: enum, choices: [a, a]}\n", 6, "S423", "choice 'a' of field 'A.x' is listed twice"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, pattern: '(a+)+$', default: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!}\n", 6, "S408", "exponential time"),
+    # constructs the build cannot serve
+    (LINK_HEAD + "  A:\n    fields: {x: string, b: {type: link, to: B}}\n    order: [b]\n", 7, "S305", "order cannot use 'b' (a link field)"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string, u: user}\n    order: [-u]\n", 6, "S305", "order cannot use 'u' (a user field)"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    order: [created_by]\n", 6, "S305", "order cannot use 'created_by' (a user field)"),
+    (LINK_HEAD + "  A:\n    fields: {x: string, b: {type: link, to: B}}\n    title: b\n", 7, "S305", "title cannot use 'b' (a link field)"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    title: created_on\n", 6, "S305", "title cannot use 'created_on' (an audit field)"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: many, to: A}\n", 6, "S504", "cannot point at its own entity"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string, y: string}\n    unique_together: [[x, x]]\n", 6, "S307", "names the same field twice"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: [k], measures: {k: count}}\n", 6, "S720", "has the name of a group_by field"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {'Bad Name': count}}\n", 6, "S720", "measure name 'Bad Name'"),
+    (REPORT_HEAD + "  r: {entity: A, date_field: [d]}\n", 6, "S005", "date_field of report 'r' must be non-empty text"),
+    (ROLE_HEAD + "  admin: {can: {A: all}}\n", 6, "S602", "role 'admin' is built in"),
+    # links to unknown entities anywhere never raise
+    (GOOD_HEAD + "  A:\n    fields: {x: string, p: {type: link, to: Nowhere}}\nroles:\n  R:\n    can: {A: [read]}\n    rows: {A: {p.manager: 1}}\n",
+     5, "S503", "links to unknown entity 'Nowhere'"),
+    (GOOD_HEAD + "  A: {fields: {x: string}}\nreports:\n  r: {entity: Nowhere, group_by: [x], filter: {x: 1}, measures: {s: sum(x)}}\n",
+     6, "S704", "names unknown entity 'Nowhere'"),
+    # loading
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\n  ? [a, b]\n  : 1\n", 5, "S110", "a key must be plain text"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\n  ~: 1\n", 5, "S110", "a key must be plain text"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: {type: integer, default: !!python/object:os.system x}}}\n", 4, "S106", "YAML value error"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: {type: date, default: 2026-13-45}}}\n", 4, "S106", "cannot read value"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: {type: integer, default: " + "9" * 5000 + "}}}\n", 4, "S106", "cannot read value"),
+    ("version: 1\nmodule: m\nentities: &e\n  A: {fields: {x: *e}}\n", 4, "S109", "nested more than"),
+    ("version: 1\nmodule: m\nentities: " + "[" * 5000 + "]" * 5000 + "\n", 1, "S109", "nested too deeply"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\nlabel: " + "{a: " * 60 + "1" + "}" * 60 + "\n", 5, "S109", "nested more than"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\nlabel: \"\x07\"\n", 1, "S105", "YAML error"),
+]
+
+
+@pytest.mark.parametrize("yaml_text,line,code,fragment", HARDENING_CASES, ids=[c[3][:40] for c in HARDENING_CASES])
+def test_hostile_schemas_get_coded_problems(tmp_path, yaml_text, line, code, fragment):
+    test_each_problem_is_reported_with_its_line(tmp_path, yaml_text, line, code, fragment)
+
+
+def billion_laughs(levels: int = 12) -> str:
+    lines = ["version: 1", "module: m", "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    lines += ["entities:", f"  A: {{fields: {{x: string}}, list: *a{levels - 1}}}"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("content,code", [
+    (billion_laughs().encode(), "S108"),
+    (b"version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\nlabel: " + b"x" * 300_000 + b"\n", "S104"),
+    (b"version: 1\nmodule: \xff\xfe caf\xe9\n", "S103"),
+    (bytes(range(256)) * 4, "S103"),
+    (b"\x00\x01\x02 junk \x00", "S105"),
+], ids=["alias-bomb", "huge-file", "latin-1", "binary", "nul-bytes"])
+def test_unreadable_files_fail_fast_with_a_code(tmp_path, content, code):
+    import time
+
+    (tmp_path / "m.yaml").write_bytes(content)
+    started = time.process_time()
+    spec, problems = load_portal(tmp_path)
+    assert time.process_time() - started < 5  # CPU seconds: the alias bomb would need hours
+    assert spec is None and [p.code for p in problems] == [code], problems
+    assert str(problems[0]).startswith(f"{tmp_path / 'm.yaml'}:")
+
+
+def test_problem_codes_are_registered_and_documented():
+    """Every code the checker can emit (a literal in app/schema/) is in the registry and in docs/schema.md."""
+    import re as regex
+
+    from app.schema.codes import AREAS, CODES
+
+    emitted = set()
+    for path in (ROOT / "app" / "schema").glob("*.py"):
+        if path.name != "codes.py":
+            emitted |= set(regex.findall(r'"(S\d{3})"', path.read_text(encoding="utf-8")))
+    assert emitted and emitted <= set(CODES), sorted(emitted - set(CODES))
+    assert len(CODES) == sum(len(area) for area in AREAS.values())  # no code in two areas
+    docs = (ROOT / "docs" / "schema.md").read_text(encoding="utf-8")
+    documented = dict(regex.findall(r"^\| `(S\d{3})` \| (.+?) \|", docs, regex.M))
+    assert set(documented) == set(CODES)
+    assert all(documented[code] == title for code, title in CODES.items())
+
+
+def cpu_of(run):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return result, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+@pytest.mark.parametrize("command", [["-m", "flask", "--app", "run", "portal", "check"], ["-m", "app.check"]],
+                         ids=["flask-portal-check", "python-m-app.check"])
+def test_check_opens_no_database_and_writes_nothing(tmp_path, command):
+    """The check needs neither database nor secret key: a DATABASE_URL nobody can open changes nothing."""
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env["DATABASE_URL"] = "postgresql+psycopg2://nobody@127.0.0.1:9/none"  # nothing listens on port 9
+    secret = ROOT / "var" / "secret_key"
+    secret_before = secret.stat().st_mtime_ns if secret.exists() else None
+
+    def run(schema_dir):
+        return subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**env, "PORTAL_SCHEMA_DIR": str(schema_dir)})
+
+    good, cpu = cpu_of(lambda: run(ROOT / "schemas"))
+    assert good.returncode == 0, good.stderr
+    assert "OK: 3 modules, 8 entities" in good.stdout
+    assert cpu < 4, f"{cpu:.1f} CPU seconds"  # about 1.5 on an idle machine, mostly imports
+    (tmp_path / "m.yaml").write_text(GOOD_HEAD + "  Menu: {fields: {x: {type: strng}}}\n")
+    bad = run(tmp_path)
+    assert bad.returncode == 1
+    assert "Traceback" not in bad.stderr + bad.stdout
+    assert bad.stderr.splitlines()[:2] == [
+        f"{tmp_path / 'm.yaml'}:4: S901 entity name 'Menu' is taken by the portal's own pages, API or permissions ('menu'); choose another name",
+        f"{tmp_path / 'm.yaml'}:4: S404 unknown type 'strng' for field 'Menu.x' (did you mean 'string'?); "
+        "types are string, text, integer, decimal, boolean, date, datetime, enum, email, phone, url, link, many, user"]
+    assert (secret.stat().st_mtime_ns if secret.exists() else None) == secret_before

@@ -27,9 +27,10 @@ RESERVED_NAMES = frozenset({
     "userinfoeditview", "userstatschartview", "registeruserdbview", "registeruseroauthview",
     "registerusermodelview", "healthview", "metricsview",
     # FAB's permission view-menus (menu entries and categories) that an entity name could spell
-    "base permissions", "views/menus", "list users", "list roles", "list groups",
+    "base permissions", "views/menus", "list users", "list roles", "list groups", "user's statistics",
+    "permission on views/menus",
     # FAB's own SQLAlchemy model classes (a second class of the same name breaks their relationships)
-    "apikey", "permissionview", "registeruser",
+    "apikey", "permissionview", "registeruser", "userlocale",
 })
 
 # table names the database or the stack keep for themselves
