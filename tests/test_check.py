@@ -357,3 +357,8 @@ def test_check_opens_no_database_and_writes_nothing(tmp_path, command):
         f"{tmp_path / 'm.yaml'}:4: S404 unknown type 'strng' for field 'Menu.x' (did you mean 'string'?); "
         "types are string, text, integer, decimal, boolean, date, datetime, enum, email, phone, url, link, many, user"]
     assert (secret.stat().st_mtime_ns if secret.exists() else None) == secret_before
+
+
+def test_each_problem_prints_on_one_line(tmp_path):
+    problems = problems_for(tmp_path, GOOD_HEAD + '  A: {fields: {x: string}, "bad\\nkey\\u0007": 1}\n')
+    assert problems == [f"{tmp_path / 'm.yaml'}:4: S302 unknown key 'bad\\nkey\\x07' in entity 'A'"]

@@ -37,7 +37,7 @@ EXAMPLES = int(os.environ.get("PORTAL_FUZZ_EXAMPLES", "60"))
 BOOTS = max(1, int(os.environ.get("PORTAL_FUZZ_BOOTS", "8")))
 LOCAL_HUNT = "PORTAL_FUZZ_EXAMPLES" in os.environ
 LOAD_SECONDS = 30  # generous: the machine running CI may be busy; a hang never ends
-PROBLEM_LINE = re.compile(r"^.+:\d+: (S\d{3}) \S.*$", re.S)
+PROBLEM_LINE = re.compile(r"^[^\n]+:\d+: (S\d{3}) \S[^\n]*$")  # one line per problem
 
 BASES = {
     "shipped": sorted((ROOT / "schemas").glob("*.yaml")),

@@ -47,7 +47,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.code} {self.message}"
+        # one problem, one line: newlines or control characters from the YAML are shown escaped
+        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in self.message)
+        return f"{self.file}:{self.line}: {self.code} {message}"
 
 
 @dataclass(frozen=True)
