@@ -14,7 +14,6 @@ from sqlalchemy import select
 from app.schema import load_portal
 from app.schema.reserved import RESERVED_NAMES, entity_name_forms
 
-# names no entity can produce: URL variables, and view-menus the portal derives from modules and reports
 def _spec_names(spec) -> set[str]:
     names = {e.name for e in spec.entities} | {m.name for m in spec.modules}
     names |= {f"{e.name}View" for e in spec.entities} | {f"{e.name}Api" for e in spec.entities}
@@ -44,9 +43,8 @@ def _own_names(app) -> dict[str, str]:
     with app.app_context():
         for name in app.appbuilder.session.scalars(select(ViewMenu.name)):
             add(name, "permission view-menu")
-    models = set(app.extensions["portal_models"].values())
-    for mapper in Model.registry.mappers:
-        if mapper.class_ not in models:
+    for mapper in Model.registry.mappers:  # entity models of every portal built in this process are skipped
+        if not mapper.class_.__module__.startswith("portal_models_"):
             add(mapper.class_.__name__, "model class")
     return found
 
