@@ -5,10 +5,20 @@ from app import create_app
 from app.protection import ConfigurationProblem
 from app.schema import SchemaProblems
 
+
+def _checking_schemas(argv: list[str]) -> bool:
+    """`flask --app run portal check ...` needs no database, tables or secret key: skip create_app."""
+    return any(argv[i:i + 2] == ["portal", "check"] for i in range(len(argv)))
+
+
 try:
-    app = create_app()
+    if _checking_schemas(sys.argv[1:]):
+        from app.check import check_only_app
+        app = check_only_app()
+    else:
+        app = create_app()
 except SchemaProblems as problems:
-    # start-up and `flask portal check` report schema problems the same way: file:line: message
+    # start-up and `flask portal check` report schema problems the same way: file:line: CODE message
     for problem in problems.problems:
         print(problem, file=sys.stderr)
     print(f"{len(problems.problems)} problem(s) found in the schemas; the portal was not started.", file=sys.stderr)

@@ -17,7 +17,11 @@ class SchemaProblems(Exception):
 
 
 def load_portal(directory: str | Path) -> tuple[PortalSpec | None, list[Problem]]:
+    """Load and check every schema file; never raises for any content of the files."""
     files, problems = load_dir(Path(directory))
-    spec, check_problems = check(files)
+    try:
+        spec, check_problems = check(files)
+    except Exception as exc:  # a checker bug must still give a coded problem, not a traceback
+        spec, check_problems = None, [Problem(str(directory), 0, "S099", f"internal checker error ({type(exc).__name__}: {exc}); please report it")]
     problems = problems + check_problems
     return (None if problems else spec), problems

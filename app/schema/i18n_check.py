@@ -13,7 +13,7 @@ def missing_translations(spec: PortalSpec, locales=LOCALES) -> list[Problem]:
             return
         missing = label.missing(locales)
         if missing:
-            problems.append(Problem(file, line, f"{what} has no {', '.join(missing)} text ({label.get('en')!r})"))
+            problems.append(Problem(file, line, "S011", f"{what} has no {', '.join(missing)} text ({label.get('en')!r})"))
 
     for module in spec.modules:
         need(module.label, module.file, 1, f"label of module '{module.name}'")
