@@ -8,11 +8,14 @@ masked, and every text cell made safe for spreadsheets (`tabular.safe_text`).
 """
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
 from typing import Callable, Iterator
 
 from flask_appbuilder.security.sqla.models import User
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import String, case, cast, func, literal, null, select
+from sqlalchemy import String, case, cast, func, literal, null, select, type_coerce
+from sqlalchemy.types import NullType
 from sqlalchemy.orm import aliased
 
 from .access import Viewer, mask_value
@@ -23,6 +26,7 @@ from .xlsx_stream import cell_xml
 
 BATCH = 2000  # rows fetched (server-side cursor on PostgreSQL) and sent per chunk
 MEMO_LIMIT = 50_000  # distinct values remembered per column before the memo starts over
+RAW_TYPES = ("decimal", "date", "datetime", "boolean")  # read as the driver gives them (SQLite: text, float, 0/1)
 
 
 def export_fields(entity: EntitySpec, viewer: Viewer) -> list[FieldSpec]:
@@ -59,6 +63,8 @@ class Export:
                 columns.append(_title_or_id(title, fk))
             elif f.type == "many":
                 columns.append(self._many_titles(model, f))
+            elif f.type in RAW_TYPES:  # converted once per distinct value by `_converter`, not per cell by SQLAlchemy
+                columns.append(type_coerce(getattr(model, f.column_name), NullType()).label(f.name))
             else:
                 columns.append(getattr(model, f.column_name))
         statement = query.statement.with_only_columns(*columns, maintain_column_froms=False).select_from(model)
@@ -86,7 +92,7 @@ class Export:
         title_field = self.portal.entity(f.to).field(title_name) if title_name else None
         title = getattr(target, title_name) if title_field is not None and not title_field.is_relation else None
         shown = _title_or_id(title, target.id)
-        return (select(func.aggregate_strings(shown, ", ").aggregate_order_by(shown))
+        return (select(func.aggregate_strings(shown, ", "))  # in no set order: SQLite < 3.44 cannot sort it
                 .select_from(secondary.join(target, secondary.c.right_id == target.id))
                 .where(secondary.c.left_id == model.id).scalar_subquery())
 
@@ -122,7 +128,14 @@ class Export:
         if f.type == "boolean":
             yes, no = str(_l("Yes")), str(_l("No"))
             return lambda v: "" if v is None else (yes if v else no)
-        if f.type in ("integer", "decimal", "date", "datetime"):
+        if f.type == "decimal":
+            scale = f.scale
+            return lambda v: "" if v is None else (v if isinstance(v, Decimal) else Decimal(f"{v:.{scale}f}"))
+        if f.type == "date":
+            return lambda v: "" if v is None else (dt.date.fromisoformat(v) if isinstance(v, str) else v)
+        if f.type == "datetime":
+            return lambda v: "" if v is None else (dt.datetime.fromisoformat(v) if isinstance(v, str) else v)
+        if f.type == "integer":
             return lambda v: "" if v is None else v
         return lambda v: "" if v is None else safe_text(str(v))
 

@@ -79,6 +79,8 @@ def _batched(items: Iterator, size: int) -> Iterator[list]:
 
 
 def _blank_row(cells: list) -> bool:
+    if cells and cells[0].__class__ is str and cells[0] and not cells[0].isspace():
+        return False  # the usual row, decided without a loop
     return all(is_blank(c) for c in cells)
 
 
@@ -256,6 +258,13 @@ class Importer:
         return None
 
     def _value(self, f: FieldSpec, cell):
+        memo = self._memo.get(f.name)
+        if memo is not None and cell.__class__ is str:  # the hot path: a text cell of a scalar field seen before
+            result = memo.get(cell, memo)
+            if result is not memo:
+                if result.__class__ is FieldError:
+                    raise result
+                return result
         if cell is None or cell == "" or (isinstance(cell, str) and not cell.strip()):
             return [] if f.type == "many" else None
         if isinstance(cell, str) and cell[0] == "'":
@@ -266,10 +275,9 @@ class Importer:
         if f.is_relation:
             return self._links[f.name](cell)
         # spreadsheets repeat values (rates, hours, dates, choices): clean each distinct one once
-        memo = self._memo.get(f.name)
         if memo is None:
             memo = self._memo[f.name] = {}
-        key = cell if type(cell) is str else (type(cell), cell)
+        key = cell if cell.__class__ is str else (type(cell), cell)
         result = memo.get(key, memo)
         if result is memo:
             if len(memo) >= MEMO_LIMIT:
@@ -324,7 +332,8 @@ class Importer:
                         self._pending.append((error, group, value))
                 else:
                     seen.add(digest)
-                values.setdefault(value, r)
+                if self._table_had_rows:
+                    values.setdefault(value, r)
             if self._table_had_rows:  # an empty table cannot conflict
                 self._check_against_table(group, list(values), rows, report)
 
@@ -410,8 +419,8 @@ class _LinkResolver:
     def prepare(self, columns, chunk: list) -> None:
         index = columns.index(self.f)
         wanted = set()
-        for _, cells in chunk:
-            cell = cells[index] if index < len(cells) else None
+        cells_seen = {cells[index] if index < len(cells) else None for _, cells in chunk}
+        for cell in cells_seen:
             if not is_blank(cell):
                 if isinstance(cell, str) and cell[0] == "'":
                     cell = unquote_formula(cell)
