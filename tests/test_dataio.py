@@ -232,8 +232,8 @@ def crew(app, staff):
     admin = app.test_client()
     ids = {}
     for name, trade, card, phone, projects, active in [
-            ("导出工人甲", "mason", "110101199001011234", "13900001111", [staff["site"]], True),
-            ("导出工人乙", "welder", "110101199001015678", "13900002222", [staff["site"], staff["other_site"]], False)]:
+            ("导出工人甲", "mason", "110101199002021234", "13900001111", [staff["site"]], True),
+            ("导出工人乙", "welder", "110101199002025678", "13900002222", [staff["site"], staff["other_site"]], False)]:
         created = admin.post("/api/v1/worker/", headers=h, json={
             "name": name, "trade": trade, "id_card": card, "phone": phone, "day_rate": "420.5",
             "bank_account": "622202000012345678", "team": "导出班组", "projects": projects, "active": active})
@@ -252,7 +252,7 @@ def test_export_content_enum_labels_links_many_booleans_masks(app, staff, crew):
     rows = read_csv(admin.get("/worker/export/csv?_flt_0_team=导出班组&_oc_WorkerView=name&_od_WorkerView=asc").data)
     assert rows[0] == ["Name", "ID card no.", "Mobile", "Trade", "Day rate", "Crew", "Bank account", "Projects", "Active"]
     second, first = rows[1:]  # sorted by name: 乙 (U+4E59) before 甲 (U+7532)
-    assert first == ["导出工人甲", "110101199001011234", "'+8613900001111", "Mason", "420.50", "导出班组",
+    assert first == ["导出工人甲", "110101199002021234", "'+8613900001111", "Mason", "420.50", "导出班组",
                      "622202000012345678", "导入工地", "Yes"]
     assert second[3] == "Welder" and second[8] == "No"
     assert sorted(second[7].split(", ")) == sorted(["导入工地", "别人的工地"])
