@@ -1,20 +1,36 @@
-"""Read and write spreadsheets (CSV, XLSX) row by row, so big files never sit in memory twice."""
+"""Read and write spreadsheets (CSV, XLSX) row by row: memory stays flat however big the file is.
+
+Reading streams the file (CSV decoded on the fly, XLSX through openpyxl's read-only parser).
+Writing produces bytes chunk by chunk: CSV through `csv.writer`, XLSX as a zip built incrementally
+(`xlsx_stream.py`), so the first bytes leave long before the last row is read.
+"""
 from __future__ import annotations
 
+import codecs
 import csv
 import io
-import tempfile
+import re
 from typing import IO, Iterable, Iterator
 
 from flask_babel import lazy_gettext as _l
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 
 FORMATS = ("csv", "xlsx")
-CSV_ENCODINGS = ("utf-8-sig", "gb18030")  # Excel in China saves CSV as GB18030/GBK
+UTF8, GB18030 = "utf-8-sig", "gb18030"  # Excel in China saves CSV as GB18030/GBK
+PREFIX_BYTES = 64 * 1024  # how much of a CSV file decides its encoding
+
+# OWASP CSV injection: a text cell starting with one of these is run as a formula by Excel/LibreOffice
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# characters an XLSX (XML 1.0) cell cannot hold; openpyxl refuses them with IllegalCharacterError
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class FileProblem(ValueError):
     """The file as a whole cannot be read (wrong type, encoding, empty)."""
+
+
+class NotUtf8(Exception):
+    """A CSV that looked like UTF-8 at its start has other bytes further on: read it again as GB18030."""
 
 
 def file_format(filename: str) -> str:
@@ -24,51 +40,75 @@ def file_format(filename: str) -> str:
     return suffix
 
 
-def read_rows(stream: IO[bytes], fmt: str) -> Iterator[list]:
-    """Rows of cells: text for CSV, typed values (numbers, dates) for XLSX; the header first."""
+def read_rows(stream: IO[bytes], fmt: str, encoding: str | None = None) -> Iterator[list]:
+    """Rows of cells: text for CSV, typed values (numbers, dates) for XLSX; the header first.
+
+    CSV encoding: `encoding`, or UTF-8 if the first 64 KB decode as UTF-8, else GB18030. A UTF-8 guess
+    that meets a non-UTF-8 byte later raises NotUtf8; the caller rewinds and passes `encoding=GB18030`.
+    """
     if fmt == "xlsx":
-        try:
-            book = load_workbook(stream, read_only=True, data_only=True)
-        except Exception:  # openpyxl raises many types for a broken or mislabelled file
-            raise FileProblem(_l("This is not a readable Excel (.xlsx) file.")) from None
-        for values in book.worksheets[0].iter_rows(values_only=True):
-            yield list(values)
-        book.close()
+        yield from _xlsx_rows(stream)
         return
-    data = stream.read()
-    for encoding in CSV_ENCODINGS:
+    encoding = encoding or _guess_encoding(stream)
+    text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+    try:
+        yield from csv.reader(text)
+    except UnicodeDecodeError:
+        if encoding == UTF8:
+            raise NotUtf8() from None
+        raise FileProblem(_l("The CSV file is neither UTF-8 nor GB18030 encoded.")) from None
+    finally:
+        text.detach()  # the caller owns (and closes) the binary stream
+
+
+def _guess_encoding(stream: IO[bytes]) -> str:
+    start = stream.tell()
+    prefix = stream.read(PREFIX_BYTES)
+    stream.seek(start)
+    for encoding in (UTF8, GB18030):
         try:
-            text = data.decode(encoding)
-            break
+            codecs.getincrementaldecoder(encoding)().decode(prefix, final=len(prefix) < PREFIX_BYTES)
+            return encoding
         except UnicodeDecodeError:
             continue
-    else:
-        raise FileProblem(_l("The CSV file is neither UTF-8 nor GB18030 encoded."))
-    yield from csv.reader(io.StringIO(text, newline=""))
+    raise FileProblem(_l("The CSV file is neither UTF-8 nor GB18030 encoded."))
 
 
-def csv_chunks(rows: Iterable[list], chunk_rows: int = 1000) -> Iterator[bytes]:
-    """CSV bytes (UTF-8 with BOM for Excel), a chunk every `chunk_rows` rows."""
+def _xlsx_rows(stream: IO[bytes]) -> Iterator[list]:
+    try:
+        book = load_workbook(stream, read_only=True, data_only=True)
+    except Exception:  # openpyxl raises many types for a broken or mislabelled file
+        raise FileProblem(_l("This is not a readable Excel (.xlsx) file.")) from None
+    try:
+        for values in book.worksheets[0].iter_rows(values_only=True):
+            yield list(values)
+    except Exception:  # a sheet broken further on (zip, XML): openpyxl raises many types here too
+        raise FileProblem(_l("This is not a readable Excel (.xlsx) file.")) from None
+    finally:
+        book.close()
+
+
+def safe_text(text: str) -> str:
+    """A text cell that no spreadsheet will run as a formula and that XLSX can hold."""
+    if _ILLEGAL.search(text):
+        text = _ILLEGAL.sub("", text)
+    if text.startswith(FORMULA_START):
+        return "'" + text
+    return text
+
+
+def unquote_formula(text: str) -> str:
+    """Undo `safe_text`'s quote, so an exported file imports back to the same values."""
+    return text[1:] if text[:1] == "'" and text[1:2] in FORMULA_START and text[1:2] != "" else text
+
+
+def csv_chunks(batches: Iterable[list[list]]) -> Iterator[bytes]:
+    """CSV bytes (UTF-8 with BOM for Excel), one chunk per batch of rows."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     yield "\ufeff".encode("utf-8")
-    for n, row in enumerate(rows, 1):
-        writer.writerow(row)
-        if n % chunk_rows == 0:
-            yield buffer.getvalue().encode("utf-8")
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue().encode("utf-8")
-
-
-def xlsx_chunks(rows: Iterable[list], sheet_title: str, chunk_bytes: int = 64 * 1024) -> Iterator[bytes]:
-    """An XLSX built in write-only mode (rows streamed to disk), then sent in chunks."""
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet(title=sheet_title[:31])
-    for row in rows:
-        sheet.append(row)
-    with tempfile.TemporaryFile() as spool:
-        book.save(spool)
-        spool.seek(0)
-        while chunk := spool.read(chunk_bytes):
-            yield chunk
+    for rows in batches:
+        writer.writerows(rows)
+        yield buffer.getvalue().encode("utf-8")
+        buffer.seek(0)
+        buffer.truncate()

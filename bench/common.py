@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import time
 import uuid
 from contextlib import contextmanager
@@ -17,6 +18,26 @@ def best_of(fn, repeat: int = 5) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def interleaved(calls: dict, repeat: int = 5) -> dict[str, list[float]]:
+    """Wall times of each call, run in turns (a, b, c, a, b, c, ...) so all see the same machine state."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeat):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    """`median (min–max)` of timings, e.g. `1.23 (1.20–1.31)`."""
+    return f"{median(values) * scale:.{digits}f} ({min(values) * scale:.{digits}f}–{max(values) * scale:.{digits}f})"
 
 
 @contextmanager

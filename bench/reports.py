@@ -68,6 +68,7 @@ def fill(app, rows: int = ROWS) -> float:
                 raw.commit()
                 raw.set_isolation_level(0)  # VACUUM cannot run in a transaction
                 raw.cursor().execute(f"VACUUM ANALYZE {table.name}")  # what autovacuum does after a bulk load
+                raw.set_isolation_level(1)  # back to transactions before the connection returns to the pool
             finally:
                 raw.close()
         else:

@@ -221,3 +221,147 @@ def test_cli_import_with_progress(app, tmp_path):
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert "row 2, Trade: Not a valid choice" in failed.stderr and "row 2, Day rate: Must be a number." in failed.stderr
+
+
+# -- exports at scale: same content as the per-object export had; safe cells; streamed XLSX --------------------------
+
+@pytest.fixture(scope="module")
+def crew(app, staff):
+    """Two workers on the foreman's site (one on two sites) and labour entries on both sites."""
+    h = jwt_headers(app.test_client())
+    admin = app.test_client()
+    ids = {}
+    for name, trade, card, phone, projects, active in [
+            ("导出工人甲", "mason", "110101199002021234", "13900001111", [staff["site"]], True),
+            ("导出工人乙", "welder", "110101199002025678", "13900002222", [staff["site"], staff["other_site"]], False)]:
+        created = admin.post("/api/v1/worker/", headers=h, json={
+            "name": name, "trade": trade, "id_card": card, "phone": phone, "day_rate": "420.5",
+            "bank_account": "622202000012345678", "team": "导出班组", "projects": projects, "active": active})
+        assert created.status_code == 201, created.json
+        ids[name] = created.json["id"]
+    for worker, project, day in [("导出工人甲", "site", 1), ("导出工人乙", "other_site", 2)]:
+        created = admin.post("/api/v1/labour_entry/", headers=h, json={
+            "work_date": f"2026-09-0{day}", "worker": ids[worker], "project": staff[project], "hours": "8", "days": "1",
+            "rate": "420.5", "amount": "420.5", "approved": day == 1})
+        assert created.status_code == 201, created.json
+    return ids
+
+
+def test_export_content_enum_labels_links_many_booleans_masks(app, staff, crew):
+    admin = login(app.test_client())
+    rows = read_csv(admin.get("/worker/export/csv?_flt_0_team=导出班组&_oc_WorkerView=name&_od_WorkerView=asc").data)
+    assert rows[0] == ["Name", "ID card no.", "Mobile", "Trade", "Day rate", "Crew", "Bank account", "Projects", "Active"]
+    second, first = rows[1:]  # sorted by name: 乙 (U+4E59) before 甲 (U+7532)
+    assert first == ["导出工人甲", "110101199002021234", "'+8613900001111", "Mason", "420.50", "导出班组",
+                     "622202000012345678", "导入工地", "Yes"]
+    assert second[3] == "Welder" and second[8] == "No"
+    assert sorted(second[7].split(", ")) == sorted(["导入工地", "别人的工地"])
+    zh = read_csv(admin.get("/worker/export/csv?_l_=zh&_flt_0_team=导出班组&_oc_WorkerView=name&_od_WorkerView=asc").data)
+    assert zh[0][:4] == ["姓名", "身份证号", "手机", "工种"] and zh[2][3] == "瓦工" and zh[2][8] == "是" and zh[1][8] == "否"
+    finance = login(app.test_client(), "io_finance", PASSWORD)
+    seen = read_csv(finance.get("/worker/export/csv?_flt_0_team=导出班组&_oc_WorkerView=name&_od_WorkerView=asc").data)
+    assert [r[1:3] for r in seen[1:]] == [["110****5678", "139****2222"], ["110****1234", "139****1111"]]  # masked
+    foreman = login(app.test_client(), "io_foreman", PASSWORD)
+    entries = read_csv(foreman.get("/labour_entry/export/csv").data)
+    assert entries[0][:4] == ["Date", "Worker", "Project", "Hours"]
+    assert {r[2] for r in entries[1:]} == {"导入工地"}  # only the foreman's site
+    mine = [r for r in entries[1:] if r[1] in ("导出工人甲", "导出工人乙")]
+    assert mine == [["2026-09-01", "导出工人甲", "导入工地", "8.00", "1.00", "420.50", "420.50", "", "Yes", ""]]
+
+
+def test_export_xlsx_streams_and_round_trips(app, staff, crew, api):
+    admin = login(app.test_client())
+    url = "/worker/export/{}?_flt_0_team=导出班组&_oc_WorkerView=name&_od_WorkerView=asc"
+    response = admin.get(url.format("xlsx"), buffered=False)
+    assert response.is_streamed and "spreadsheetml" in response.mimetype
+    chunks = list(response.response)
+    assert len(chunks) >= 3  # the zip's first parts leave before the rows are read
+    sheet = load_workbook(io.BytesIO(b"".join(chunks))).active
+    cells = list(sheet.iter_rows(values_only=True))
+    as_csv = read_csv(admin.get(url.format("csv")).data)
+    assert [["" if v is None else str(v) for v in r] for r in cells] == \
+        [[v.replace("420.50", "420.5") for v in r] for r in as_csv]
+    assert isinstance(cells[1][4], float) and cells[1][4] == 420.5
+    entries = list(load_workbook(io.BytesIO(admin.get("/labour_entry/export/xlsx?_flt_0_work_content=").data)).active.values)
+    assert entries[0][0] == "Date"
+    # the exported file imports back unchanged: both rows found by ID card and updated, links by title
+    back = io.BytesIO(b"".join(chunks))
+    result = api.post("/api/v1/worker/import", data={"file": (back, "w.xlsx"), "key": "id_card"},
+                      content_type="multipart/form-data")
+    assert result.status_code == 200 and (result.json["created"], result.json["updated"]) == (0, 2), result.json
+    again = read_csv(admin.get(url.format("csv")).data)
+    assert again == as_csv
+
+
+def test_export_neutralises_formulas_and_strips_control_characters(app, staff, api):
+    names = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+2", "-3+4", "@SUM(A1)", "\t=tab", "普通\x0e客户"]
+    for n, name in enumerate(names):
+        created = api.post("/api/v1/customer/", json={"name": name, "notes": f"注入测试{n}\x0b\x1f", "industry": "property"})
+        assert created.status_code == 201, created.json
+    admin = login(app.test_client())
+    rows = read_csv(admin.get("/customer/export/csv?_flt_0_industry=property").data)
+    name_column, notes_column = rows[0].index("Name"), rows[0].index("Notes")
+    exported = sorted(r[name_column] for r in rows[1:])
+    assert exported == sorted(["'=HYPERLINK(\"http://evil.example\",\"x\")", "'+1+2", "'-3+4", "'@SUM(A1)", "'=tab", "普通客户"])  # names are stripped
+    assert all(r[notes_column].startswith("注入测试") and r[notes_column][-1].isdigit() for r in rows[1:])
+    response = admin.get("/customer/export/xlsx?_flt_0_industry=property")
+    sheet = load_workbook(io.BytesIO(response.data)).active
+    assert sheet.max_row == len(names) + 1  # the record with control characters did not cut the file short
+    cells = [sheet.cell(row=r, column=name_column + 1) for r in range(2, sheet.max_row + 1)]
+    assert all(c.data_type == "s" for c in cells)  # text, never a formula
+    assert sorted(c.value for c in cells) == exported
+    # importing the export back gives the original names (the quote is ours, not the user's)
+    back = api.post("/api/v1/customer/import", content_type="multipart/form-data", data={"file": (io.BytesIO(csv_bytes(
+        [["name", "industry"], ["'=1+1", "property"], ["'@x", "property"], ["it's", "property"]])), "c.csv")})
+    assert back.status_code == 200 and back.json["created"] == 3, back.json
+    names = {r["name"] for r in api.get("/api/v1/customer/", query_string={
+        "q": "(filters:!((col:industry,opr:eq,value:property)),page_size:100)"}).json["result"]}
+    assert {"=1+1", "@x", "it's"} <= names and "'=1+1" not in names
+
+
+# -- imports in bounded memory --------------------------------------------------------------------------------------
+
+def test_csv_that_turns_gb18030_after_the_first_64kb(app, staff):
+    rows = [["name", "trade", "day_rate"]] + [[f"worker{n:05d}", "general", "300"] for n in range(4000)]
+    rows.append(["编码工人", "普工", "300"])
+    content = csv_bytes(rows, "gb18030")
+    assert content[:70_000].isascii()
+    h = jwt_headers(app.test_client())
+    result = app.test_client().post("/api/v1/worker/import", headers=h, content_type="multipart/form-data",
+                                     data={"file": (io.BytesIO(content), "w.csv"), "dry_run": "true"})
+    assert result.status_code == 200 and result.json["rows"] == 4001 and result.json["written"] is False, result.json
+
+
+MEMORY_ROWS = 150_000
+MEMORY_BOUND_MB = 200  # the app alone is ~110 MB; reading the whole file (as before) needed ~270 MB for 100k rows
+
+
+def test_import_of_150k_rows_stays_in_bounded_memory(tmp_path_factory, tmp_path):
+    """The CLI imports 150k labour entries in a subprocess that reports its own peak RSS (VmHWM).
+
+    (Not getrusage: Linux carries ru_maxrss over exec, so a child would report pytest's own peak.)
+    """
+    from conftest import database_url
+
+    env = {**os.environ, "DATABASE_URL": database_url(tmp_path_factory, "memory"), "SECRET_KEY": "x" * 32}
+    wrapper = ("import sys\nfrom flask.cli import main\ntry:\n    main()\nfinally:\n"
+               "    peak = [line for line in open('/proc/self/status') if line.startswith('VmHWM')][0]\n"
+               "    print('MAXRSS_KB', peak.split()[1], file=sys.stderr)\n")
+
+    def cli(entity, rows):
+        path = tmp_path / f"{entity}.csv"
+        path.write_bytes(csv_bytes(rows))
+        result = subprocess.run([sys.executable, "-c", wrapper, "--app", "run", "portal", "import", entity, str(path)],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result, int(result.stderr.rsplit("MAXRSS_KB", 1)[1].split()[0]) / 1024
+
+    cli("Project", [["code", "name"]] + [[f"M{p}", f"内存工地{p}"] for p in range(20)])
+    cli("Worker", [["name", "day_rate"]] + [[f"内存工人{w}", "400"] for w in range(500)])
+    day0 = dt.date(2020, 1, 1)
+    entries = [["日期", "工人", "项目", "工时", "工日", "日工资", "金额", "已审核"]] + [
+        [(day0 + dt.timedelta(days=n // 10_000)).isoformat(), f"内存工人{n % 500}", f"内存工地{n // 500 % 20}",
+         "8", "1", "400", "400", "是"] for n in range(MEMORY_ROWS)]
+    result, peak_mb = cli("LabourEntry", entries)
+    assert f"Imported {MEMORY_ROWS} rows into LabourEntry: {MEMORY_ROWS} created" in result.stdout
+    assert peak_mb < MEMORY_BOUND_MB, f"peak RSS {peak_mb:.0f} MB"

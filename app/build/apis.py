@@ -18,7 +18,7 @@ from ..i18n import lazy
 from ..schema.spec import EntitySpec, PortalSpec
 from ..tabular import FORMATS, FileProblem
 from . import columns
-from .dataio import export_response, run_import
+from .dataio import export_response, run_import, spool_upload
 from .paged_api import LIST_ARGS_SCHEMA, PagedListApi, rison
 from .paging import PagedInterface
 from .permissions import API_METHODS, entity_permissions
@@ -223,7 +223,8 @@ class DataApiMixin:
             return self.response_400(message=str(_l("Choose a file to import.")))
         dry_run = request.form.get("dry_run", "false").lower() in ("1", "true", "yes")
         try:
-            report = run_import(self, upload.stream, upload.filename, request.form.get("key"), dry_run=dry_run)
+            with spool_upload(upload) as spool:  # on disk: a big file never sits in memory
+                report = run_import(self, spool, upload.filename, request.form.get("key"), dry_run=dry_run)
         except FileProblem as exc:
             return self.response_400(message=str(exc))
         return self.response(200 if report.ok else 422, **report.as_dict())

@@ -4,55 +4,66 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from flask import Response, current_app, stream_with_context
-from sqlalchemy.orm import joinedload, selectinload
 
 from ..access import current_viewer
-from ..exporter import export_rows
+from ..exporter import Export
 from ..importer import Importer
-from ..tabular import csv_chunks, file_format, xlsx_chunks
+from ..tabular import csv_chunks, file_format
+from ..xlsx_stream import xlsx_chunks
 
 UPLOADS = Path(tempfile.gettempdir()) / "portal-uploads"
 MIMETYPES = {"csv": "text/csv; charset=utf-8", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
-
-
-def eager_options(entity, model) -> list:
-    """Load links with the rows (one query per batch, not one per row)."""
-    options = []
-    for f in entity.fields:
-        if f.type in ("link", "user"):
-            options.append(joinedload(getattr(model, f.name)))
-        elif f.type == "many":
-            options.append(selectinload(getattr(model, f.name)))
-    return options
+COPY_BUFFER = 1024 * 1024
 
 
 def export_response(view, filters, order: tuple[str, str], fmt: str) -> Response:
     """Stream the filtered, ordered records as CSV or XLSX; memory stays flat however many rows there are."""
     entity, datamodel = view.entity, view.datamodel
     query = datamodel.apply_all(datamodel.session.query(datamodel.obj), filters, *order)
-    query = query.options(*eager_options(entity, datamodel.obj))
-    rows = export_rows(entity, query, current_viewer())
-    chunks = csv_chunks(rows) if fmt == "csv" else xlsx_chunks(rows, entity.name)
+    spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
+    export = Export(spec, entity, models, current_viewer(), query)
+    batches = export.batches(datamodel.session, fmt)
+    if fmt == "csv":
+        chunks = csv_chunks(_with_header(export.header, batches))
+    else:
+        chunks = xlsx_chunks(export.header, batches, entity.name)
     filename = f"{entity.snake}-{dt.date.today().isoformat()}.{fmt}"
     return Response(stream_with_context(chunks), mimetype=MIMETYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-def run_import(view, stream, filename: str, key: str | None, dry_run: bool):
+def _with_header(header: list, batches):
+    yield [header]
+    yield from batches
+
+
+def run_import(view, stream: IO[bytes], filename: str, key: str | None, dry_run: bool):
     spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
     importer = Importer(spec, view.entity, models, view.datamodel.session, current_viewer(), key or None)
     return importer.run(stream, file_format(filename), dry_run=dry_run)
 
 
-def keep_upload(data: bytes, filename: str) -> str:
+def spool_upload(upload) -> IO[bytes]:
+    """An uploaded file copied to an anonymous temp file in 1 MB pieces (never whole in memory), rewound."""
+    spool = tempfile.TemporaryFile()
+    shutil.copyfileobj(upload.stream, spool, COPY_BUFFER)
+    spool.seek(0)
+    return spool
+
+
+def keep_upload(stream: IO[bytes], filename: str) -> str:
     """Keep a checked file until the user confirms the import; returns its token."""
     UPLOADS.mkdir(mode=0o700, exist_ok=True)
     token = secrets.token_urlsafe(16) + "." + file_format(filename)
-    (UPLOADS / token).write_bytes(data)
+    stream.seek(0)
+    with (UPLOADS / token).open("wb") as kept:
+        shutil.copyfileobj(stream, kept, COPY_BUFFER)
     return token
 
 

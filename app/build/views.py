@@ -1,7 +1,6 @@
 """Generate one FAB ModelView per entity: list/show/add/edit/delete with schema validation."""
 from __future__ import annotations
 
-import io
 from types import SimpleNamespace
 
 from flask import abort, flash, redirect, request, url_for
@@ -18,7 +17,7 @@ from ..records import FieldError, clean_value
 from ..schema.spec import EntitySpec, FieldSpec, PortalSpec
 from ..tabular import FORMATS, FileProblem
 from . import columns
-from .dataio import export_response, keep_upload, run_import, take_upload
+from .dataio import export_response, keep_upload, run_import, spool_upload, take_upload
 from .lookups import form_fields, lookup_response, search_fields
 from .paged_views import PagedListView
 from .paging import PagedInterface
@@ -186,9 +185,9 @@ class EntityView(PagedListView, ModelView):
                     if upload is None or not upload.filename:
                         flash(str(_l("Choose a file to import.")), "danger")
                     else:
-                        data = upload.read()
-                        report = run_import(self, io.BytesIO(data), upload.filename, key, dry_run=True)
-                        token = keep_upload(data, upload.filename) if report.ok else None
+                        with spool_upload(upload) as spool:  # on disk: a big file never sits in memory
+                            report = run_import(self, spool, upload.filename, key, dry_run=True)
+                            token = keep_upload(spool, upload.filename) if report.ok else None
             except FileProblem as exc:
                 flash(str(exc), "danger")
         unreadable = current_viewer().unreadable(self.entity.name)
