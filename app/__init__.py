@@ -15,6 +15,7 @@ from flask_wtf.csrf import CSRFProtect
 from .build import register_portal
 from .database import ensure_tables
 from .locale import compile_catalogs, install_locale_handling
+from .operations import install_operations
 from .schema import SchemaProblems, load_portal
 from .security import PortalSecurityManager
 
@@ -54,6 +55,7 @@ def create_app(config: dict | object | None = None) -> Flask:
         register_reports(appbuilder, spec)
         install_locale_handling(app)
         protect_forms(app, appbuilder)
+        install_operations(app, appbuilder)
     app.extensions["portal_models"] = models
 
     from .cli import portal_cli

@@ -13,6 +13,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from ..access import current_viewer
 from ..exporter import export_rows
 from ..importer import Importer
+from ..observability import timed, timed_chunks
 from ..tabular import csv_chunks, file_format, xlsx_chunks
 
 UPLOADS = Path(tempfile.gettempdir()) / "portal-uploads"
@@ -36,7 +37,7 @@ def export_response(view, filters, order: tuple[str, str], fmt: str) -> Response
     query = datamodel.apply_all(datamodel.session.query(datamodel.obj), filters, *order)
     query = query.options(*eager_options(entity, datamodel.obj))
     rows = export_rows(entity, query, current_viewer())
-    chunks = csv_chunks(rows) if fmt == "csv" else xlsx_chunks(rows, entity.name)
+    chunks = timed_chunks("export", csv_chunks(rows) if fmt == "csv" else xlsx_chunks(rows, entity.name))
     filename = f"{entity.snake}-{dt.date.today().isoformat()}.{fmt}"
     return Response(stream_with_context(chunks), mimetype=MIMETYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
@@ -45,7 +46,8 @@ def export_response(view, filters, order: tuple[str, str], fmt: str) -> Response
 def run_import(view, stream, filename: str, key: str | None, dry_run: bool):
     spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
     importer = Importer(spec, view.entity, models, view.datamodel.session, current_viewer(), key or None)
-    return importer.run(stream, file_format(filename), dry_run=dry_run)
+    with timed("import"):
+        return importer.run(stream, file_format(filename), dry_run=dry_run)
 
 
 def keep_upload(data: bytes, filename: str) -> str:
