@@ -43,14 +43,14 @@ def install_rate_limits(app, appbuilder) -> None:
     limiter = appbuilder.sm.limiter
     config = app.config
     login_views = [appbuilder.sm.auth_view.blueprint] + [v.blueprint for v in appbuilder.baseviews if isinstance(v, SecurityApi)]
-    by_user = limiter.shared_limit(config["PORTAL_LOGIN_LIMIT_USER"], scope="login-user", key_func=login_username,
+    by_user = limiter.shared_limit(configured("PORTAL_LOGIN_LIMIT_USER"), scope="login-user", key_func=login_username,
                                    methods=["POST"], deduct_when=login_failed_in_request)
-    by_ip = limiter.shared_limit(config["PORTAL_LOGIN_LIMIT_IP"], scope="login-ip", key_func=client_ip,
+    by_ip = limiter.shared_limit(configured("PORTAL_LOGIN_LIMIT_IP"), scope="login-ip", key_func=client_ip,
                                  methods=["POST"], deduct_when=login_failed_in_request)
     for blueprint in login_views:
         by_user(blueprint)
         by_ip(blueprint)
-    per_user = limiter.shared_limit(config["PORTAL_API_LIMIT"], scope=API_SCOPE, key_func=api_client)
+    per_user = limiter.shared_limit(configured("PORTAL_API_LIMIT"), scope=API_SCOPE, key_func=api_client)
     for view in appbuilder.baseviews:
         if isinstance(view, BaseApi) and not isinstance(view, SecurityApi):
             per_user(view.blueprint)
@@ -60,6 +60,11 @@ def install_rate_limits(app, appbuilder) -> None:
     config["AUTH_DB_FAKE_PASSWORD_HASH_CHECK"] = generate_password_hash(
         "not-a-password", method=config.get("FAB_PASSWORD_HASH_METHOD", "scrypt"),
         salt_length=config.get("FAB_PASSWORD_HASH_SALT_LENGTH", 16))
+
+
+def configured(name: str):
+    """The limit as the app's config says at request time (e.g. "5/minute", "100 per hour")."""
+    return lambda: current_app.config[name]
 
 
 def client_ip() -> str:

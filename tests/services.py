@@ -16,7 +16,9 @@ from pathlib import Path
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# the newest installed PostgreSQL server, as .ci/postgres.sh picks it (Debian: /usr/lib/postgresql/15/bin)
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+             default=Path("/usr/lib/postgresql/15/bin"))
 PORTS = range(18400, 18500)
 
 
