@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 
 import pytest
-from conftest import jwt_headers, login, make_app
+from conftest import ROOT, jwt_headers, login, make_app
 from sqlalchemy import text
 from services import PostgresCluster
 
@@ -89,6 +90,16 @@ def test_metrics_count_requests_jobs_and_pool(app, api):
         busy = metric(client.get("/metrics").data, "portal_db_pool_checked_out")
     assert busy == idle + 1
     assert metric(client.get("/metrics").data, "portal_db_pool_checked_out") == idle
+
+
+def test_grafana_dashboard_uses_metrics_the_portal_exports(app, api):
+    assert api.get("/api/v1/reports/customers_by_level").status_code == 200  # a job figure exists
+    exported = {re.sub(r"_(bucket|count|sum)$", "", line.split("{")[0].split(" ")[0])
+                for line in app.test_client().get("/metrics").get_data(as_text=True).splitlines() if not line.startswith("#")}
+    dashboard = json.loads((ROOT / "docs" / "grafana-portal.json").read_text())
+    used = {re.sub(r"_(bucket|count|sum)$", "", name) for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"\b((?:flask|portal)_[a-z_]+)\b", target["expr"])}
+    assert used and used <= exported, used - exported
 
 
 def test_request_ids(app):
