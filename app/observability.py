@@ -34,10 +34,12 @@ class PortalMetrics:
 
     def __init__(self, app, engine):
         self.registry = CollectorRegistry()
+        before = app.before_request_funcs.setdefault(None, [])
+        existing = len(before)
         self.exporter = PrometheusMetrics(app, registry=self.registry, group_by="endpoint", metrics_decorator=metrics_guard)
-        # start the clock before any other before_request (the rate limiter's 429s would go untimed)
-        before = app.before_request_funcs[None]
-        before.insert(0, before.pop())
+        # start the exporter's clock before the other before_request hooks: the rate limiter's
+        # 429s (raised from its own hook) would otherwise go untimed and uncounted by endpoint
+        before[:] = before[existing:] + before[:existing]
         self.jobs = Histogram("portal_job_duration_seconds", "Imports, reports and exports, seconds",
                               ("kind", "outcome"), buckets=JOB_BUCKETS, registry=self.registry)
         # livesum: the total over live workers; livemax: each worker has the same pool size
@@ -53,9 +55,8 @@ class PortalMetrics:
         event.listen(engine, "checkin", lambda *args: self.checked_out.dec())
 
 
-def install_metrics(app, engine) -> PortalMetrics:
-    metrics = app.extensions[EXTENSION] = PortalMetrics(app, engine)
-    return metrics
+def install_metrics(app, engine) -> None:
+    app.extensions[EXTENSION] = PortalMetrics(app, engine)
 
 
 @contextmanager
