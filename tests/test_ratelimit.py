@@ -1,6 +1,7 @@
 """Rate limits: failed sign-ins per username and per IP, API calls per user; Redis shared by gunicorn workers."""
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,8 +39,9 @@ def limited_app(tmp_path_factory):
     return app
 
 
-def test_five_failures_lock_the_username_not_the_office(limited_app):
+def test_five_failures_lock_the_username_not_the_office(limited_app, caplog):
     client = limited_app.test_client()
+    caplog.set_level(logging.WARNING, logger="portal.audit")
     for _ in range(5):
         assert form_login(client, "alice", "wrong").status_code == 302  # FAB's "invalid login" redirect
     locked = form_login(client, "alice", PASSWORD, headers={"Accept-Language": "zh"})
@@ -47,6 +49,9 @@ def test_five_failures_lock_the_username_not_the_office(limited_app):
     assert 1 <= int(locked.headers["Retry-After"]) <= 61  # the window: one minute (rounded up)
     page = locked.get_data(as_text=True)
     assert LOCKED_ZH in page and 'name="password"' in page  # FAB's sign-in form, with the message
+    audit = [r.getMessage() for r in caplog.records if r.name == "portal.audit"]
+    assert audit.count("login failed user='alice' ip=127.0.0.1") == 5
+    assert audit[-1] == "login locked (login-user) user='alice' ip=127.0.0.1"
     # the same username through the API shares the counter, case-insensitively (as FAB's lookup is)
     api_locked = api_login(client, "ALICE", PASSWORD)
     assert api_locked.status_code == 429 and LOCKED_EN in api_locked.json["message"]
