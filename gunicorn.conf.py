@@ -19,6 +19,16 @@ def on_starting(server):
                 os.remove(path)
 
 
+def post_fork(server, worker):
+    """--preload built the app in the master: a worker must not reuse the master's pooled connections
+    (two processes on one PostgreSQL socket hang). The lead's start-up work has the full version of this."""
+    app = getattr(server.app, "callable", None)  # None without --preload
+    if app is not None:
+        with app.app_context():
+            for engine in app.extensions["sqlalchemy"].engines.values():
+                engine.dispose(close=False)
+
+
 def child_exit(server, worker):
     """A worker is gone: its live gauges must no longer count in the sums."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -128,7 +129,8 @@ class Gunicorn:
         env = {**os.environ, **self.env, "GUNICORN_ACCESS_LOG": str(self.access_log)}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--preload", "-w", "2", "-k", "sync", "-b", f"127.0.0.1:{self.port}", "run:app"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(self.workdir / "gunicorn.err", "wb"))
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(self.workdir / "gunicorn.err", "wb"),
+            start_new_session=True)  # its own process group: the workers can be stopped with it
 
         def up():
             if self.process.poll() is not None:
@@ -140,7 +142,11 @@ class Gunicorn:
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(30)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:  # a stuck worker: end the whole group we started
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
 
     def access_lines(self) -> list[str]:
         return self.access_log.read_text().splitlines() if self.access_log.exists() else []

@@ -174,9 +174,10 @@ def portal_server(tmp_path_factory):
 
 def worker_pids(server, request_ids) -> set[str]:
     """Which workers answered these requests, from gunicorn's access log (`pid=... rid=...`)."""
-    lines = [line for line in server.access_lines() if any(f"rid={rid}" in line for rid in request_ids)]
-    assert len(lines) == len(request_ids), lines
-    return {line.split(" pid=")[1].split()[0] for line in lines}
+    def logged():  # gunicorn writes the line just after sending the response
+        lines = [line for line in server.access_lines() if any(f"rid={rid}" in line for rid in request_ids)]
+        return lines if len(lines) == len(request_ids) else None
+    return {line.split(" pid=")[1].split()[0] for line in wait_until(logged, 10, "access log lines")}
 
 
 def test_sign_in_lock_holds_across_gunicorn_workers(portal_server):
