@@ -50,7 +50,7 @@ def unavailable_response():
             # rendered straight from the Jinja environment: Flask's context processors
             # (Flask-Login's current_user) would go to the database again
             template = current_app.jinja_env.get_template("portal/unavailable.html")
-            response = make_response(template.render(title=title, message=message, lang=lang, retry_url=request.full_path))
+            response = make_response(template.render(title=title, message=message, lang=lang))
     response.status_code = 503
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
