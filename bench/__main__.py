@@ -1,10 +1,10 @@
 """Run every benchmark and print Markdown tables for docs/performance.md."""
 import sys
 
-from . import boot, imports, reports
+from . import boot, imports, ops, reports
 from .common import pg_url
 
-SUITES = {"boot": boot.run, "reports": reports.run, "imports": imports.run}
+SUITES = {"boot": boot.run, "reports": reports.run, "imports": imports.run, "ops": ops.run}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SUITES)
