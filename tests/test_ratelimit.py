@@ -166,10 +166,14 @@ def portal_server(tmp_path_factory):
     server = Gunicorn(workdir, {
         "DATABASE_URL": url, "SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256", "REDIS_URL": redis_server.url,
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"), "PORTAL_METRICS_TOKEN": "scrape-token"})
-    server.start()
-    yield server
-    server.stop()
-    redis_server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            redis_server.stop()
 
 
 def worker_pids(server, request_ids) -> set[str]:
