@@ -12,6 +12,7 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")  # create_app refuses to start in 
 PORTAL_ENV = os.environ.get("PORTAL_ENV", "development")  # "production": refuse unsafe settings (also under gunicorn)
 SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'portal.db'}")
 SQLALCHEMY_TRACK_MODIFICATIONS = False
+SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}  # after a database restart, stale connections are replaced
 PORTAL_SCHEMA_DIR = os.environ.get("PORTAL_SCHEMA_DIR", str(BASE_DIR / "schemas"))
 PORTAL_FILES_DIR = os.environ.get("PORTAL_FILES_DIR", str(BASE_DIR / "var" / "files"))  # uploaded files
 PORTAL_BACKUP_DIR = os.environ.get("PORTAL_BACKUP_DIR", str(BASE_DIR / "var" / "backups"))  # `portal backup`
@@ -47,3 +48,14 @@ LANGUAGES = {
     "en": {"flag": "gb", "name": "English"},
     "zh": {"flag": "cn", "name": "中文"},
 }
+
+# Production plumbing (docs/operations.md): rate limits, Redis, metrics, logs
+RATELIMIT_ENABLED = os.environ.get("PORTAL_RATELIMIT_ENABLED", "1") != "0"
+RATELIMIT_KEY_PREFIX = os.environ.get("PORTAL_RATELIMIT_PREFIX", "portal")
+REDIS_URL = os.environ.get("REDIS_URL", "")  # rate limit counters shared by all workers; memory when unset
+PORTAL_LOGIN_LIMIT_USER = os.environ.get("PORTAL_LOGIN_LIMIT_USER", "5/minute")  # failed sign-ins per username
+PORTAL_LOGIN_LIMIT_IP = os.environ.get("PORTAL_LOGIN_LIMIT_IP", "30/minute")  # failed sign-ins per client IP
+PORTAL_API_LIMIT = os.environ.get("PORTAL_API_LIMIT", "1000/minute")  # API calls per user (or IP if anonymous)
+PORTAL_METRICS_TOKEN = os.environ.get("PORTAL_METRICS_TOKEN", "")  # unset: /metrics answers localhost only
+PORTAL_READYZ_CACHE_SECONDS = float(os.environ.get("PORTAL_READYZ_CACHE_SECONDS", "5"))
+PORTAL_LOG_LEVEL = os.environ.get("PORTAL_LOG_LEVEL", "INFO")

@@ -1,12 +1,26 @@
-"""gunicorn settings the portal relies on; gunicorn reads ./gunicorn.conf.py by default.
+"""gunicorn settings the portal relies on; gunicorn reads ./gunicorn.conf.py by default, so the README's
+`gunicorn --preload -w 2 -b 0.0.0.0:8080 run:app` uses them. Command-line flags still win over these.
 
-Command-line flags (-w, -b, --preload, ...) still win over what is set here.
+Access log lines end with the request id the portal sends back in X-Request-ID. With
+PROMETHEUS_MULTIPROC_DIR set, the workers' metrics are added up in /metrics (see docs/operations.md).
 """
+import glob
 import os
 
 worker_class = "sync"  # sync workers = cores; the app is not written for gevent/eventlet monkey-patching
 workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 2))
 bind = os.environ.get("PORTAL_BIND", "127.0.0.1:8080")
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms pid=%(p)s rid=%({x-request-id}o)s'
+
+
+def on_starting(server):
+    """Drop figures that a previous run left in PROMETHEUS_MULTIPROC_DIR (this master's own stay)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for path in glob.glob(os.path.join(directory, "*.db")):
+            if not path.endswith(f"_{os.getpid()}.db"):
+                os.remove(path)
 
 
 def post_fork(server, worker):
@@ -20,3 +34,17 @@ def post_fork(server, worker):
     with app.app_context():
         for engine in app.extensions["sqlalchemy"].engines.values():
             forget_connections(engine, close=False)
+
+
+def post_worker_init(worker):
+    """Let long streamed downloads tell the arbiter this worker is alive (see app/serving.py)."""
+    from app.serving import attach_worker
+
+    attach_worker(worker.wsgi, worker)
+
+
+def child_exit(server, worker):
+    """A worker is gone: its live gauges must no longer count in the sums."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)

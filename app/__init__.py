@@ -14,6 +14,7 @@ from .build import register_portal
 from .database import configure_engine, ensure_tables, forget_connections, startup_lock
 from .locale import compile_catalogs, install_locale_handling
 from .protection import protect_requests, require_secret_key
+from .operations import install_operations
 from .schema import SchemaProblems, load_portal
 from .security import PortalSecurityManager
 
@@ -58,6 +59,7 @@ def create_app(config: dict | object | None = None) -> Flask:
             register_reports(appbuilder, spec)
         install_locale_handling(app)
         protect_requests(app, appbuilder)
+        install_operations(app, appbuilder)
         # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
         db.session.remove()
         forget_connections(engine)

@@ -26,7 +26,8 @@ class UserLocale(Model):
     locale = Column(String(10), nullable=False)
 
 
-def select_locale() -> str:
+def select_locale(use_saved: bool = True) -> str:
+    """use_saved=False: decide without the database (for pages shown while it is down)."""
     config = current_app.config
     languages = config["LANGUAGES"]
     if not has_request_context():
@@ -37,7 +38,7 @@ def select_locale() -> str:
     chosen = session.get(SESSION_KEY)
     if chosen in languages:
         return chosen
-    saved = _saved_locale()
+    saved = _saved_locale() if use_saved else None
     if saved in languages:
         return saved
     return request.accept_languages.best_match(list(languages)) or config["BABEL_DEFAULT_LOCALE"]

@@ -1,4 +1,5 @@
-"""FAB's security manager with per-request caching of permission checks and fewer queries per request.
+"""FAB's security manager with per-request caching of permission checks, fewer queries per request and
+sign-in rate limits.
 
 FAB asks the database once per menu item and button (about 40 queries per page here); the
 answers cannot change within a request, so each user's permission set is read once per request,
@@ -12,6 +13,7 @@ from flask_appbuilder.security.sqla.models import assoc_permissionview_role
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from . import ratelimit
 from .request_cache import request_cached
 
 
@@ -58,3 +60,12 @@ class PortalSecurityManager(SecurityManager):
             .where(role_condition)
         )
         return {(p, v) for p, v in self.session.execute(statement)}
+
+    def create_limiter(self, app):
+        return ratelimit.create_limiter(app)
+
+    def auth_user_db(self, username, password):
+        user = super().auth_user_db(username, password)
+        if user is None:
+            ratelimit.note_login_failure(username)
+        return user

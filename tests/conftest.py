@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app import create_app
+from services import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "tests" / "fixtures" / "assets"  # a module that exists only in the tests, every field type
@@ -90,3 +91,12 @@ def api(app):
             return client.delete(url, headers=headers, **kw)
 
     return Api()
+
+
+@pytest.fixture()
+def redis_server(tmp_path):
+    """A real redis-server of our own (Debian package; .ci/system-deps.sh installs it)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

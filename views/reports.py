@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from app.access import current_viewer
 from app.build.permissions import dashboard_view_menu, report_view_menu
 from app.i18n import lazy
+from app.observability import timed
 from app.reports.output import as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell, xlsx_bytes
 from app.reports.query import ReportParams, ReportQuery, ReportRefused
 
@@ -84,7 +85,8 @@ def table_html(table) -> Markup:
 
 def run(report, params: ReportParams):
     spec, models = _portal()
-    return ReportQuery(spec, models, current_app.appbuilder.session, current_viewer()).run(report, params)
+    with timed("report"):
+        return ReportQuery(spec, models, current_app.appbuilder.session, current_viewer()).run(report, params)
 
 
 class ReportsView(BaseView):

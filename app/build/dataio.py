@@ -14,6 +14,8 @@ from flask import Response, current_app, stream_with_context
 from ..access import current_viewer
 from ..exporter import Export
 from ..importer import Importer
+from ..observability import timed, timed_chunks
+from ..serving import keep_alive
 from ..tabular import csv_chunks, file_format
 from ..xlsx_stream import xlsx_chunks
 
@@ -33,6 +35,7 @@ def export_response(view, filters, order: tuple[str, str], fmt: str) -> Response
         chunks = csv_chunks(_with_header(export.header, batches))
     else:
         chunks = xlsx_chunks(export.header, batches, entity.name)
+    chunks = keep_alive(timed_chunks("export", chunks))
     filename = f"{entity.snake}-{dt.date.today().isoformat()}.{fmt}"
     return Response(stream_with_context(chunks), mimetype=MIMETYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
@@ -46,7 +49,8 @@ def _with_header(header: list, batches):
 def run_import(view, stream: IO[bytes], filename: str, key: str | None, dry_run: bool):
     spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
     importer = Importer(spec, view.entity, models, view.datamodel.session, current_viewer(), key or None)
-    return importer.run(stream, file_format(filename), dry_run=dry_run)
+    with timed("import"):
+        return importer.run(stream, file_format(filename), dry_run=dry_run)
 
 
 def spool_upload(upload) -> IO[bytes]:
