@@ -25,7 +25,7 @@ RESERVED_NAMES = frozenset({
     "resetmypasswordview", "resetpasswordview", "rolemodelview", "userdbmodelview", "userldapmodelview",
     "useroauthmodelview", "userremoteusermodelview", "usergroupmodelview", "groupmodelview",
     "userinfoeditview", "userstatschartview", "registeruserdbview", "registeruseroauthview",
-    "registerusermodelview", "healthview", "metricsview",
+    "registerusermodelview", "healthview", "metricsview", "health", "prometheus_metrics",
     # FAB's permission view-menus (menu entries and categories) that an entity name could spell
     "base permissions", "views/menus", "list users", "list roles", "list groups", "user's statistics",
     "permission on views/menus",
