@@ -8,13 +8,16 @@ masked, and every text cell made safe for spreadsheets (`tabular.safe_text`).
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from decimal import Decimal
 from typing import Callable, Iterator
 
 from flask_appbuilder.security.sqla.models import User
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import String, case, cast, func, literal, null, select, type_coerce
+from sqlalchemy import String, Text, case, cast, func, literal, null, select, type_coerce
+from sqlalchemy.sql.elements import Label
 from sqlalchemy.types import NullType
 from sqlalchemy.orm import aliased
 
@@ -27,6 +30,8 @@ from .xlsx_stream import cell_xml
 BATCH = 2000  # rows fetched (server-side cursor on PostgreSQL) and sent per chunk
 MEMO_LIMIT = 50_000  # distinct values remembered per column before the memo starts over
 RAW_TYPES = ("decimal", "date", "datetime", "boolean")  # read as the driver gives them (SQLite: text, float, 0/1)
+SQL_ILLEGAL = "[\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]"  # tabular._ILLEGAL as a PostgreSQL regex (text holds no NUL)
+SQL_FORMULA_START = "^[-=+@\t\r]"  # tabular.FORMULA_START
 
 
 def export_fields(entity: EntitySpec, viewer: Viewer) -> list[FieldSpec]:
@@ -70,6 +75,7 @@ class Export:
         statement = query.statement.with_only_columns(*columns, maintain_column_froms=False).select_from(model)
         for alias, onclause in joins:
             statement = statement.outerjoin(alias, onclause)
+        self.columns = columns
         return statement
 
     def _title(self, entity_name: str, alias, joins: list):
@@ -138,6 +144,62 @@ class Export:
         if f.type == "integer":
             return lambda v: "" if v is None else v
         return lambda v: "" if v is None else safe_text(str(v))
+
+
+    # -- CSV written by PostgreSQL -------------------------------------------------------------
+    def can_format_in_database(self, dialect: str) -> bool:
+        """PostgreSQL can render every cell itself unless a field is masked (masking rules live in Python)."""
+        return dialect == "postgresql" and not self.masked
+
+    def csv_chunks(self, session) -> Iterator[bytes]:
+        """The CSV (BOM, header, rows) with each row rendered as one CSV line by PostgreSQL.
+
+        Converting a million rows cell by cell in Python costs ~10x a `COPY` of the same SELECT; here Python
+        only joins lines, and the cells are exactly what `_converter` + `csv.writer` would write (text cells
+        quoted, made spreadsheet-safe by the same rules as `tabular.safe_text`).
+        """
+        cells = []
+        for f, column in zip(self.fields, self.columns):
+            column = column.element if isinstance(column, Label) else column
+            quoted, text = self._sql_text(f, column)
+            cells.append(_csv_cell(self._cell_text(f, column)) if quoted else func.coalesce(text, ""))
+        line = func.concat_ws(",", *cells)
+        out = io.StringIO()
+        csv.writer(out).writerow(self.header)
+        yield ("\ufeff" + out.getvalue()).encode("utf-8")
+        result = session.execute(self.statement.with_only_columns(line),
+                                 execution_options={"stream_results": True, "yield_per": BATCH})
+        try:
+            for rows in result.partitions():
+                yield ("\r\n".join(row[0] for row in rows) + "\r\n").encode("utf-8")
+        finally:
+            result.close()
+
+    def _sql_text(self, f: FieldSpec, column) -> tuple[bool, object]:
+        """(is text to quote, SQL text of the cell) for one export column."""
+        if f.type in ("integer", "decimal", "date"):
+            return False, cast(column, Text)
+        if f.type == "datetime":
+            seconds = func.to_char(column, "YYYY-MM-DD HH24:MI:SS")
+            return False, seconds + case((func.date_trunc("second", column) == column, ""),
+                                         else_=func.to_char(column, ".US"))
+        return True, column
+
+    def _cell_text(self, f: FieldSpec, column):
+        if f.type == "enum":
+            locale = current_locale()
+            labels = [(c.key, c.label.get(locale)) for c in f.choices]
+            return case(*((column == key, text) for key, text in labels), else_=column) if labels else column
+        if f.type == "boolean":
+            return case((column.is_(True), str(_l("Yes"))), (column.is_(False), str(_l("No"))))
+        return cast(column, Text)
+
+
+def _csv_cell(text):
+    """A quoted CSV cell of spreadsheet-safe text ('' for NULL): tabular.safe_text, in SQL."""
+    cleaned = func.regexp_replace(text, SQL_ILLEGAL, "", "g")
+    safe = case((cleaned.op("~")(SQL_FORMULA_START), literal("'") + cleaned), else_=cleaned)
+    return func.coalesce(literal('"') + func.replace(safe, '"', '""') + literal('"'), "")
 
 
 class _Memo(dict):

@@ -30,11 +30,12 @@ def export_response(view, filters, order: tuple[str, str], fmt: str) -> Response
     query = datamodel.apply_all(datamodel.session.query(datamodel.obj), filters, *order)
     spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
     export = Export(spec, entity, models, current_viewer(), query)
-    batches = export.batches(datamodel.session, fmt)
-    if fmt == "csv":
-        chunks = csv_chunks(_with_header(export.header, batches))
+    if fmt == "csv" and export.can_format_in_database(datamodel.session.get_bind().dialect.name):
+        chunks = export.csv_chunks(datamodel.session)
+    elif fmt == "csv":
+        chunks = csv_chunks(_with_header(export.header, export.batches(datamodel.session, fmt)))
     else:
-        chunks = xlsx_chunks(export.header, batches, entity.name)
+        chunks = xlsx_chunks(export.header, export.batches(datamodel.session, fmt), entity.name)
     chunks = keep_alive(timed_chunks("export", chunks))
     filename = f"{entity.snake}-{dt.date.today().isoformat()}.{fmt}"
     return Response(stream_with_context(chunks), mimetype=MIMETYPES[fmt],
