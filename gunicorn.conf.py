@@ -27,12 +27,13 @@ def post_fork(server, worker):
     """With --preload the app (and its engine) was built in the master: make sure the worker starts with
     an empty connection pool. create_app already disposed it; this covers anything opened after that."""
     app = getattr(server.app, "callable", None)  # None without --preload: the worker builds its own app
-    if app is None:
+    database = getattr(app, "extensions", {}).get("sqlalchemy")  # None for an app that is not the portal
+    if database is None:
         return
     from app.database import forget_connections
 
     with app.app_context():
-        for engine in app.extensions["sqlalchemy"].engines.values():
+        for engine in database.engines.values():
             forget_connections(engine, close=False)
 
 
