@@ -315,3 +315,25 @@ def test_related_list_on_a_detail_page_pages_with_the_same_pager(world, admin):
     assert record_count(html) == f"{CAP}+" and row_ids(html) == mine[:25]
     last = link(html, "last")
     assert last.startswith("/project/show/1?") and row_ids(ui.get(last).text) == mine[-25:]
+
+
+@pytest.mark.parametrize("who", ["admin", "foreman"])
+def test_deep_numbered_pages_read_ids_first_and_give_the_same_rows(world, request, who, monkeypatch):
+    """Past DEFERRED_JOIN_OFFSET a numbered page skips ids only, then reads its rows: same rows, same order, scope."""
+    import app.build.paging as paging
+
+    ui, client, headers = request.getfixturevalue(who)
+    expected = world["ordered"] if who == "admin" else world["mine"]
+    by_hours = world["by_hours"] if who == "admin" else None
+    pages = {}
+    for threshold in (10**9, 1):  # never deferred, then always (page 1 skips 7 rows)
+        monkeypatch.setattr(paging, "DEFERRED_JOIN_OFFSET", threshold)
+        pages[threshold] = [api_list(client, headers, page=p, page_size=7).json["ids"] for p in range(1, 5)]
+        pages[threshold, "html"] = row_ids(ui.get(f"/labour_entry/list/?psize_{VIEW}=7&page_{VIEW}=2").text)
+        if by_hours:
+            pages[threshold, "hours"] = api_list(client, headers, page=3, page_size=7, order_column="hours",
+                                                 order_direction="asc").json["ids"]
+    assert pages[1] == pages[10**9] == [expected[7 * p:7 * p + 7] for p in range(1, 5)]
+    assert pages[1, "html"] == pages[10**9, "html"] == expected[14:21]
+    if by_hours:
+        assert pages[1, "hours"] == pages[10**9, "hours"] == by_hours[21:28]

@@ -92,9 +92,23 @@ def build_models(spec: PortalSpec) -> dict[str, type]:
     models: dict[str, type] = {}
     for entity in spec.entities:
         models[entity.name] = _build_model(entity, models, build)
+    for entity in spec.entities:
+        _order_index(entity, models)
     for report in spec.reports:
         _report_index(spec, report, models)
     return models
+
+
+def order_index_name(table: str) -> str:
+    return f"ix_{table}_by_order"
+
+
+def _order_index(entity: EntitySpec, models: dict) -> None:
+    """The list's default order plus id (its tie-break), so a deep page finds its ids in the index alone."""
+    columns = [entity.field(name).column_name for name, _ in entity.order if entity.field(name) is not None]
+    if columns and columns != ["id"]:
+        table = models[entity.name].__table__
+        Index(order_index_name(entity.table), *(table.c[c] for c in columns), table.c.id)
 
 
 def _report_index(spec: PortalSpec, report, models: dict) -> None:

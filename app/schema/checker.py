@@ -640,6 +640,8 @@ def _database_names(entity: EntitySpec):
         elif f.index or f.name in entity.search or f.name in sorted_on or f.name == entity.title:
             yield f"ix_{table}_{f.name}", f"index of field '{entity.name}.{f.name}'", f.line, True
     yield f"ix_{table}_created_on", f"index of entity '{entity.name}'", entity.line, True
+    if entity.order:
+        yield f"ix_{table}_by_order", f"order index of entity '{entity.name}'", entity.line, True
     for group in entity.unique_together:
         yield f"uq_{table}_{'_'.join(group)}", f"unique_together of entity '{entity.name}'", entity.line, True
 
