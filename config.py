@@ -18,6 +18,8 @@ PORTAL_FILES_DIR = os.environ.get("PORTAL_FILES_DIR", str(BASE_DIR / "var" / "fi
 PORTAL_BACKUP_DIR = os.environ.get("PORTAL_BACKUP_DIR", str(BASE_DIR / "var" / "backups"))  # `portal backup`
 # list pages and the list API count matching rows up to this many, then show "10,000+" (count_capped)
 PORTAL_COUNT_CAP = int(os.environ.get("PORTAL_COUNT_CAP", "10000"))
+# report results are reused until their tables change, at most this long (0: always query)
+PORTAL_REPORT_CACHE_SECONDS = float(os.environ.get("PORTAL_REPORT_CACHE_SECONDS", "300"))
 
 APP_NAME = lazy_gettext("Admin Portal")  # rendered per request, so it follows the language
 APP_THEME = ""

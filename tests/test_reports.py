@@ -240,3 +240,53 @@ def test_report_parameters_at_the_edges_are_answered_not_crashed(api):
         assert refused.status_code == 400, (junk, refused.status_code)
         assert "project" in refused.json["message"]
     assert api.get("/api/v1/reports/labour_by_project?from=2026-02-30").status_code == 400
+
+
+def _grouping_queries(app, call) -> int:
+    """How many GROUP BY statements `call()` ran (the report's own query)."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        engine = app.appbuilder.session.get_bind()
+    seen = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "GROUP BY" in statement:
+            seen.append(statement)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        call()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def test_report_results_are_reused_until_data_changes_and_never_shared_across_scopes(world):
+    app, client, h, assets, suppliers, keeper = world
+    url = "/api/v1/reports/assets_by_supplier"
+    first = {}
+    assert _grouping_queries(app, lambda: first.update(client.get(url, headers=h).json)) == 1
+    again = {}
+    assert _grouping_queries(app, lambda: again.update(client.get(url, headers=h).json)) == 0  # reused
+    assert again == first
+    assert _grouping_queries(app, lambda: client.get(f"{url}?_l_=zh", headers=h)) == 1  # another language
+    # the keeper's row scope gets a result of its own, never the admin's
+    keeper_headers = jwt_headers(app.test_client(), "keeper1", PASSWORD)
+    mine = client.get(url, headers=keeper_headers).json
+    assert mine["totals"]["assets"] == sum(1 for a in assets if a["keeper"] == keeper) < first["totals"]["assets"]
+    # a committed change shows at once, on both databases
+    created = client.post("/api/v1/asset/", json={"code": "A-9999", "quantity": 1, "price": "10.00", "keeper": 1}, headers=h)
+    assert created.status_code == 201
+    after = {}
+    assert _grouping_queries(app, lambda: after.update(client.get(url, headers=h).json)) == 1
+    assert after["totals"]["assets"] == first["totals"]["assets"] + 1
+    assert client.delete(f"/api/v1/asset/{created.json['id']}", headers=h).status_code == 200
+    assert client.get(url, headers=h).json["totals"]["assets"] == first["totals"]["assets"]
+
+
+def test_report_cache_can_be_turned_off(tmp_path_factory):
+    app = make_app(tmp_path_factory, "nocache", schema_dir=ASSETS, PORTAL_REPORT_CACHE_SECONDS=0)
+    client = app.test_client()
+    h = jwt_headers(client)
+    for _ in range(2):
+        assert _grouping_queries(app, lambda: client.get("/api/v1/reports/assets_by_quarter", headers=h)) == 1

@@ -15,6 +15,7 @@ from app.access import current_viewer
 from app.build.permissions import dashboard_view_menu, report_view_menu
 from app.i18n import lazy
 from app.observability import timed
+from app.reports.cache import cache_key, data_generation, report_cache
 from app.reports.output import as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell, xlsx_bytes
 from app.reports.query import ReportParams, ReportQuery, ReportRefused
 
@@ -84,9 +85,15 @@ def table_html(table) -> Markup:
 
 
 def run(report, params: ReportParams):
+    """The report's result: from the cache while its tables are unchanged (app/reports/cache.py), else queried."""
     spec, models = _portal()
-    with timed("report"):
-        return ReportQuery(spec, models, current_app.appbuilder.session, current_viewer()).run(report, params)
+    session, viewer = current_app.appbuilder.session, current_viewer()
+
+    def query():
+        with timed("report"):
+            return ReportQuery(spec, models, session, viewer).run(report, params)
+    generation = data_generation(session)
+    return report_cache().get_or_run(cache_key(report, params, viewer), generation, query)
 
 
 class ReportsView(BaseView):
