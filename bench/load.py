@@ -64,6 +64,9 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--export-timeout", type=float, default=600, help="give up on one export after this (s)")
     parser.add_argument("--no-preload", dest="preload", action="store_false",
                         help="diagnosis only: start gunicorn without --preload (the report says so)")
+    parser.add_argument("--include-ramp", dest="steady", action="store_false",
+                        help="count the ramp-up too (every user signing in within the first seconds); default: "
+                             "statistics start once all users have spawned")
     parser.add_argument("--label", default="", help='shown in the heading, e.g. "before"')
     parser.add_argument("--out", default=str(ROOT / "var" / "bench-load"), help="raw results and logs")
     parsed = parser.parse_args(argv)
@@ -189,11 +192,13 @@ class Phase:
 
 
 def run_locust(kind: str, classes: list[str], server: Gunicorn, users: int, spawn_rate: float, seconds: int,
-               targets_path: Path, out: Path, tag: str, database: str) -> Phase:
+               targets_path: Path, out: Path, tag: str, database: str, steady: bool = False) -> Phase:
+    """`steady`: statistics start once every user has spawned (and signed in), as load tests usually measure."""
     prefix = out / f"{tag}"
     command = [str(BIN / "locust"), "-f", str(ROOT / "bench" / "load_locustfile.py"), "--headless",
                "-u", str(users), "-r", str(spawn_rate), "-t", f"{seconds}s", "--host", f"http://{HOST}:{server.port}",
-               "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING", *classes]
+               "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING", *(["--reset-stats"] if steady else []),
+               *classes]
     env = {**os.environ, "LOAD_TARGETS": str(targets_path)}
     log_offset = server.log_size()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -340,8 +345,11 @@ def report(args, seed: dict, portal: list[Phase], anchor: list[Phase], exports: 
     lines = [f"## Peak load: {args.users} users, {sizes['entries'] / 1e6:g}M rows, gunicorn{label}", "",
              f"`python -m bench.load` ({len(portal)} runs of {args.duration} s, {args.users} users spawned at "
              f"{args.spawn_rate:g}/s, think time {args.wait_min:g}–{args.wait_max:g} s; each run preceded by a "
-             f"{args.anchor_duration} s anchor slice; gunicorn is started afresh for every run, so start-up effects "
-             f"count in each). Server: `{' '.join(['gunicorn', *(['--preload'] if args.preload else []), '-w', '2', '-b', f'{HOST}:{args.port}', 'run:app'])}`"""
+             f"{args.anchor_duration} s anchor slice; gunicorn is started afresh for every run; "
+             + ("statistics count from the moment all users have spawned (locust --reset-stats), "
+                "so most of the sign-in burst of the first seconds is not in the figures" if args.steady else
+                "the ramp-up, with every user signing in within the first seconds, counts in each")
+             + "). Server: `{' '.join(['gunicorn', *(['--preload'] if args.preload else []), '-w', '2', '-b', f'{HOST}:{args.port}', 'run:app'])}`"""
              f"{'' if args.preload else ' (diagnosis: NOT the production command, --preload left out)'}"
              f"{' + ./gunicorn.conf.py' if (ROOT / 'gunicorn.conf.py').exists() else ''}, PostgreSQL 15 database "
              f"`{args.database}`: {sizes['entries']:,} labour entries, {sizes['workers']:,} workers, "
@@ -478,7 +486,7 @@ def main(args) -> list[str]:
             portal_server.stop()
             portal_server.start("/login/")
             phase = run_locust("portal", ["AdminUser", "ForemanUser"], portal_server, args.users, args.spawn_rate,
-                               args.duration, targets_path, out, f"run{n}-portal", args.database)
+                               args.duration, targets_path, out, f"run{n}-portal", args.database, steady=args.steady)
             portal.append(phase)
             t = phase.total
             say(f"load:   {t['requests']} requests, {t['failures']} failed, {t['rps']:.1f}/s, p50 {t['50']:.2f} s, "
