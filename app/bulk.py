@@ -16,6 +16,8 @@ from typing import Iterator
 
 from sqlalchemy import bindparam, delete, insert, update
 
+from .schema.spec import VERSION_COLUMN
+
 COPY_READ = 1024 * 1024  # bytes psycopg2 asks for per read of the COPY stream
 
 
@@ -166,6 +168,8 @@ def _insert_returning(connection, table, spool: RowSpool, chunk: Chunk, secondar
 def _update(connection, table, spool: RowSpool, chunk: Chunk, secondaries: dict) -> None:
     names = spool.changed_columns
     statement = update(table).where(table.c.id == bindparam("_pk")).values({n: bindparam(n) for n in names})
+    if VERSION_COLUMN in table.c:  # an update by key is a save too: pages and API holding the old version get 409
+        statement = statement.values({VERSION_COLUMN: table.c[VERSION_COLUMN] + 1})
     connection.execute(statement, [dict(zip(names + ["_pk"], row)) for row in chunk.changed])
     for name in spool.many:
         secondary = secondaries[name]

@@ -112,14 +112,34 @@ def ensure_tables(engine: Engine, metadata) -> list[str]:
                 if column.name in present:
                     continue
                 new_column = column._copy()
-                new_column.nullable = True
+                # existing rows get the server default (row_version: 1), else the column stays empty
+                new_column.nullable = column.nullable or column.server_default is None
                 operations.add_column(table.name, new_column)
                 changes.append(f"added column {table.name}.{column.name}")
-            indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+            indexes = _stored_indexes(conn, inspector, table.name)
             for index in table.indexes:
+                if index.name in indexes and _plain_became_expression(indexes[index.name], index):
+                    index.drop(conn)  # an older build indexed the whole text; long values did not fit
+                    del indexes[index.name]
+                    changes.append(f"dropped index {index.name}")
                 if index.name not in indexes and not index.unique:
                     index.create(conn)
                     changes.append(f"created index {index.name}")
     for change in changes:
         log.info("database: %s", change)
     return changes
+
+
+def _stored_indexes(conn, inspector, table_name: str) -> dict:
+    """Index name -> reflected index. SQLAlchemy does not reflect SQLite's expression indexes: name them only."""
+    if conn.dialect.name == "sqlite":
+        rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"),
+                            {"t": table_name})
+        return {name: {} for name, in rows}
+    return {i["name"]: i for i in inspector.get_indexes(table_name)}
+
+
+def _plain_became_expression(reflected: dict, index) -> bool:
+    """A stored index on plain columns whose definition is now an expression (a prefix of a text)."""
+    is_expression = any(not hasattr(e, "table") for e in index.expressions)
+    return is_expression and all(reflected.get("column_names") or [None])

@@ -96,7 +96,7 @@ class Export:
     def _many_titles(self, model, f: FieldSpec):
         """`title, title, ...` of a many-field's records, one correlated aggregate per row."""
         secondary = getattr(model, f.name).property.secondary
-        target = self.models[f.to]
+        target = aliased(self.models[f.to])  # its own table when the field points at its own entity
         title_name = self.portal.entity(f.to).title
         title_field = self.portal.entity(f.to).field(title_name) if title_name else None
         title = getattr(target, title_name) if title_field is not None and not title_field.is_relation else None

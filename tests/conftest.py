@@ -75,20 +75,20 @@ def admin_client(app):
 def api(app):
     """A test client plus admin JWT headers."""
     client = app.test_client()  # no `with`: it may be used beside admin_client
-    headers = jwt_headers(client)
+    jwt = jwt_headers(client)
 
-    class Api:
-        def get(self, url, **kw):
-            return client.get(url, headers=headers, **kw)
+    class Api:  # extra headers (e.g. If-Match) are added to the JWT one
+        def get(self, url, headers=None, **kw):
+            return client.get(url, headers={**jwt, **(headers or {})}, **kw)
 
-        def post(self, url, json=None, **kw):
-            return client.post(url, json=json, headers=headers, **kw)
+        def post(self, url, json=None, headers=None, **kw):
+            return client.post(url, json=json, headers={**jwt, **(headers or {})}, **kw)
 
-        def put(self, url, json=None, **kw):
-            return client.put(url, json=json, headers=headers, **kw)
+        def put(self, url, json=None, headers=None, **kw):
+            return client.put(url, json=json, headers={**jwt, **(headers or {})}, **kw)
 
-        def delete(self, url, **kw):
-            return client.delete(url, headers=headers, **kw)
+        def delete(self, url, headers=None, **kw):
+            return client.delete(url, headers={**jwt, **(headers or {})}, **kw)
 
     return Api()
 

@@ -39,3 +39,43 @@ def test_add_customer_with_a_mistake_then_fix_it(live):
     assert page.locator("text=Follow-up").count() >= 1  # related-record tab
     screenshot(page, "customer-show")
     page.close()
+
+
+def test_two_pages_editing_one_record_the_second_save_is_refused(live):
+    """Two people open the same customer; the first saves; the second gets the message, keeps the input, reloads."""
+    server, browser = live
+    first, second = (browser.new_context(viewport={"width": 1280, "height": 900}).new_page() for _ in range(2))
+    for page in (first, second):
+        log_in(page, server.url, *ADMIN)
+    first.goto(f"{server.url}/customer/add")
+    first.fill("#name", "Locking Co")
+    first.click("button[type=submit]")
+    first.wait_for_load_state()
+    first.goto(f"{server.url}/customer/list/?_flt_0_name=Locking+Co")
+    first.locator("table tr", has_text="Locking Co").locator("a[href*='/customer/edit/']").first.click()
+    first.wait_for_url("**/customer/edit/**")
+    edit_url = first.url
+    second.goto(edit_url)
+
+    first.fill("#address", "Saved first")
+    first.click("button[type=submit]")
+    first.wait_for_load_state()
+    second.fill("#address", "Typed second")
+    second.click("button[type=submit]")
+    second.wait_for_load_state()
+    alert = second.locator(".alert-danger", has_text="Changed by admin at").first
+    assert "reload and try again" in alert.inner_text()
+    assert second.input_value("#address") == "Typed second"  # the user's input is still there
+    screenshot(second, "customer-edit-stale")
+
+    alert.locator("a", has_text="Reload").click()
+    second.wait_for_load_state()
+    assert second.input_value("#address") == "Saved first"
+    second.fill("#address", "Second, after reload")
+    second.click("button[type=submit]")
+    second.wait_for_load_state()
+    assert second.locator(".alert-success").count() == 1
+    second.goto(edit_url)
+    assert second.input_value("#address") == "Second, after reload"
+    for page in (first, second):
+        page.context.close()

@@ -15,9 +15,9 @@ from wtforms import ValidationError
 
 from ..access import current_viewer, mask_value
 from ..i18n import lazy
-from ..schema.spec import EntitySpec, PortalSpec
+from ..schema.spec import VERSION_COLUMN, EntitySpec, PortalSpec
 from ..tabular import FORMATS, FileProblem
-from . import columns
+from . import columns, versions
 from .dataio import export_response, run_import, spool_upload
 from .paged_api import LIST_ARGS_SCHEMA, PagedListApi, rison
 from .paging import PagedInterface
@@ -42,7 +42,7 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
             result.append(f"{f.name}.id")
         else:
             result.append(f.name)
-    return result + ["created_on", "changed_on"]
+    return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
 class EntityApi(PagedListApi, ModelRestApi):
@@ -131,9 +131,12 @@ class EntityApi(PagedListApi, ModelRestApi):
                 self.datamodel.edit(item)
                 self.post_update(item)
         except (DatabaseException, SQLAlchemyError) as exc:
-            return self._database_refused(exc)
+            return versions.conflict(self, item) if versions.is_stale(exc) else self._database_refused(exc)
         body = {"result": self._scrub_record(self.show_model_schema.dump(item)), "id": item.id}
-        return self.response(201 if creating else 200, **body)
+        return versions.with_etag(self.response(201 if creating else 200, **body), item)
+
+    def get_headless(self, pk, **kwargs):
+        return versions.with_etag(super().get_headless(pk, **kwargs))
 
     def post_headless(self):
         payload, error = self._json_object()
@@ -148,12 +151,16 @@ class EntityApi(PagedListApi, ModelRestApi):
         payload, error = self._json_object()
         if error:
             return error
-        return self._save(item, payload, creating=False)
+        refusal = versions.refuse_if_stale(self, item, payload)  # If-Match / row_version in the body
+        return refusal or self._save(item, payload, creating=False)
 
     def delete_headless(self, pk):
         item = self.datamodel.get(pk, self._base_filters)
         if not item:
             return self.response_404()
+        stale = versions.refuse_if_stale(self, item)
+        if stale:
+            return stale
         refusal = delete_refusal(self.portal, self.models, self.datamodel.session, self.entity, item)
         if refusal:
             return self.response_422(message=str(refusal))
@@ -162,7 +169,7 @@ class EntityApi(PagedListApi, ModelRestApi):
             self.datamodel.delete(item)
             self.post_delete(item)
         except (DatabaseException, SQLAlchemyError) as exc:
-            return self._database_refused(exc)
+            return versions.conflict(self, item) if versions.is_stale(exc) else self._database_refused(exc)
         return self.response(200, message="OK")
 
 
@@ -238,7 +245,7 @@ def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_facto
         datamodel=PagedInterface(models[entity.name]),
         resource_name=entity.snake,
         class_permission_name=entity.name, base_permissions=entity_permissions(),
-        openapi_spec_tag=entity.name,
+        openapi_spec_tag=entity.name, openapi_spec_methods=versions.openapi_spec_methods(f"{entity.name}Api"),
         _full_list_columns=read_columns, _full_show_columns=read_columns,
         add_columns=write_columns, edit_columns=write_columns,
         _full_search_columns=[f.name for f in entity.fields if f.type != "many"],

@@ -20,13 +20,19 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.orm import relationship
 
 from ..records import max_length
-from ..schema.spec import EntitySpec, FieldSpec, PortalSpec, snake_case
+from ..schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec, snake_case
 
 ON_DELETE_SQL = {"cascade": "CASCADE", "restrict": "RESTRICT", "set_null": "SET NULL"}
+# A B-tree entry holds at most ~2.7 KB on PostgreSQL: unbounded text (and strings that may exceed that in
+# UTF-8) is indexed on a prefix, so long values still fit; the index keeps the name a plain one would get.
+PREFIX_INDEX_CHARS = 100
+LONG_STRING_CHARS = 600
 _build_counter = itertools.count(1)
 _generated_tables: list[Table] = []
 
@@ -76,6 +82,11 @@ def _column_default(f: FieldSpec):
 def _indexed(entity: EntitySpec, f: FieldSpec) -> bool:
     sorted_on = {name for name, _ in entity.order}
     return bool(f.index or f.name in entity.search or f.name in sorted_on or f.name == entity.title) and not f.unique
+
+
+def _long_values(f: FieldSpec) -> bool:
+    """Values that may not fit one B-tree index entry."""
+    return f.type == "text" or (max_length(f) or 0) > LONG_STRING_CHARS
 
 
 def forget_previous_models() -> None:
@@ -129,17 +140,25 @@ def _build_model(entity: EntitySpec, models: dict, build: int) -> type:
         "id": Column(Integer, primary_key=True),
     }
     table_args: list = []
+    prefix_indexed = []
     for f in entity.fields:
         if f.type == "many":
             attrs[f.name] = _many_relationship(entity, f, models)
         elif f.type in ("link", "user"):
             attrs.update(_link_columns(entity, f, models))
         else:
+            indexed = _indexed(entity, f)
+            if indexed and _long_values(f):
+                prefix_indexed.append(f.name)
             attrs[f.name] = Column(
                 _column_type(f), nullable=not f.required, unique=f.unique or None,
-                index=_indexed(entity, f) or None, default=_column_default(f),
+                index=(indexed and not _long_values(f)) or None, default=_column_default(f),
             )
     attrs.update(_audit_columns())
+    # every ORM UPDATE adds 1 and checks the old value in its WHERE: a concurrent save raises StaleDataError
+    version = Column(VERSION_COLUMN, Integer, nullable=False, server_default=text("1"))
+    attrs[VERSION_COLUMN] = version
+    attrs["__mapper_args__"] = {"version_id_col": version}
     for group in entity.unique_together:
         columns = [entity.field(name).column_name for name in group]
         table_args.append(UniqueConstraint(*columns, name=f"uq_{entity.table}_{'_'.join(group)}"[:63]))
@@ -148,6 +167,8 @@ def _build_model(entity: EntitySpec, models: dict, build: int) -> type:
     attrs["__str__"] = _title_function(entity)
     attrs["__repr__"] = lambda self: f"<{entity.name} {self.id}>"
     model = type(entity.name, (Model,), attrs)
+    for name in prefix_indexed:
+        Index(f"ix_{entity.table}_{name}", func.substr(model.__table__.c[name], 1, PREFIX_INDEX_CHARS))
     _generated_tables.append(model.__table__)
     return model
 
@@ -162,7 +183,7 @@ def _link_columns(entity: EntitySpec, f: FieldSpec, models: dict) -> dict:
         on_delete = ON_DELETE_SQL[f.on_delete]
     column = Column(
         Integer, ForeignKey(f"{target_table}.id", ondelete=on_delete),
-        nullable=not f.required, index=True, default=_column_default(f),
+        nullable=not f.required, index=True, unique=f.unique or None, default=_column_default(f),
     )
     options = {"foreign_keys": [column]}
     if f.to == entity.name:
@@ -179,7 +200,14 @@ def _many_relationship(entity: EntitySpec, f: FieldSpec, models: dict):
         extend_existing=True,
     )
     _generated_tables.append(table)
-    return relationship(lambda: models[f.to], secondary=table)
+    if f.to != entity.name:
+        return relationship(lambda: models[f.to], secondary=table)
+    # both foreign keys point at this table: say which side is which
+    return relationship(
+        lambda: models[f.to], secondary=table,
+        primaryjoin=lambda: models[entity.name].id == table.c.left_id,
+        secondaryjoin=lambda: models[f.to].id == table.c.right_id,
+    )
 
 
 def _audit_columns() -> dict:

@@ -14,9 +14,9 @@ from wtforms.validators import InputRequired, Optional, StopValidation
 from ..access import current_viewer
 from ..i18n import format_with_schema_text, lazy
 from ..records import FieldError, clean_value
-from ..schema.spec import EntitySpec, FieldSpec, PortalSpec
+from ..schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec
 from ..tabular import FORMATS, FileProblem
-from . import columns
+from . import columns, versions
 from .dataio import export_response, keep_upload, run_import, spool_upload, take_upload
 from .lookups import form_fields, lookup_response, search_fields
 from .paged_views import PagedListView
@@ -125,6 +125,11 @@ class EntityView(PagedListView, ModelView):
     def writer(cls):
         return cls.writer_factory(cls.entity)
 
+    @property
+    def database_error_message(self):
+        """FAB flashes this when a save raises: say so when it lost the race to another save (versions.py)."""
+        return versions.lost_race_flash(self) or ModelView.database_error_message
+
     def _current_user_fields(self) -> list[str]:
         return [f.name for f in self.entity.fields if f.type == "user" and f.default == "current_user"]
 
@@ -212,6 +217,8 @@ class EntityView(PagedListView, ModelView):
 def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_factory) -> type:
     extra = {f.name: _enum_select(f) for f in entity.fields if f.type == "enum" and not f.readonly}
     extra.update(form_fields(entity, writer_factory))  # type-ahead pickers, never the whole linked table
+    version_rule = versions.VersionRule(None)  # the edit form's hidden row_version; the view is set below
+    edit_extra = {**extra, VERSION_COLUMN: versions.VersionField(validators=[version_rule])}
     validators = ValidatorsByColumn(
         (f.name, [FieldRule(f)]) for f in entity.fields if f.type not in ("enum", "link", "user", "many"))
     attrs = dict(
@@ -224,19 +231,20 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         _full_list_columns=columns.list_columns(entity),
         _full_show_columns=columns.show_columns(entity),
         _full_add_columns=columns.form_columns(entity),
-        _full_edit_columns=columns.form_columns(entity),
+        _full_edit_columns=columns.form_columns(entity) + [VERSION_COLUMN],
         _full_search_columns=list(entity.search) or columns.list_columns(entity),
         base_filters=row_scope_filters(entity.name),
         search_form_extra_fields=search_fields(entity),
         label_columns=columns.label_columns(entity),
         description_columns=columns.description_columns(entity),
         formatters_columns=columns.formatters(entity),
-        add_form_extra_fields=extra, edit_form_extra_fields=extra,
+        add_form_extra_fields=extra, edit_form_extra_fields=edit_extra,
         validators_columns=validators,
     )
     if entity.order:
         attrs["base_order"] = entity.order[0]
     view = type(f"{entity.name}View", (EntityView,), attrs)
+    version_rule.view_class = view
     for group in entity.unique_together:
         validators.setdefault(group[0], []).append(UniqueTogetherRule(view, group))
     return view

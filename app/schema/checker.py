@@ -23,6 +23,7 @@ from .spec import (
     DYNAMIC_DEFAULTS,
     FIELD_TYPES,
     ON_DELETE,
+    VERSION_COLUMN,
     Choice,
     EntitySpec,
     FieldSpec,
@@ -64,7 +65,8 @@ TYPE_FIELD_KEYS = {
 }
 ALL_FIELD_KEYS = tuple(sorted(set(COMMON_FIELD_KEYS).union(*TYPE_FIELD_KEYS.values())))
 AUDIT_FIELDS = ("created_on", "changed_on", "created_by", "changed_by")
-RESERVED_FIELDS = {"id", "metadata", "registry", "query", "query_class", *AUDIT_FIELDS, "created_by_id", "changed_by_id"}
+RESERVED_FIELDS = {"id", "metadata", "registry", "query", "query_class", *AUDIT_FIELDS, "created_by_id", "changed_by_id",
+                   VERSION_COLUMN}
 MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 ENTITY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,59}$")
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
@@ -330,9 +332,9 @@ def _check_entity(run: _Check, file, module, name, raw, line) -> EntitySpec | No
             if spec:
                 fields.append(spec)
     by_name = {f.name: f for f in fields}
-    columns = 1 + len(AUDIT_FIELDS) + sum(1 for f in fields if f.type != "many")
+    columns = 2 + len(AUDIT_FIELDS) + sum(1 for f in fields if f.type != "many")
     if columns > MAX_COLUMNS:
-        run.error(file, line, "S801", f"entity '{name}' has {columns} columns (with id and the 4 audit columns); at most {MAX_COLUMNS} are allowed")
+        run.error(file, line, "S801", f"entity '{name}' has {columns} columns (with id, row_version and the 4 audit columns); at most {MAX_COLUMNS} are allowed")
     for f in fields:
         if f.type in ("link", "user") and f.column_name in by_name:
             run.error(file, f.line, "S310", f"field '{f.column_name}' clashes with the column that stores link '{f.name}'")
@@ -609,8 +611,6 @@ def _check_across_modules(run: _Check, modules: list[ModuleSpec]) -> None:
         for f in entity.fields:
             if f.type in ("link", "many") and f.to is not None and f.to not in entities:
                 run.error(entity.file, f.line, "S503", f"field '{entity.name}.{f.name}' links to unknown entity '{_short(f.to)}'{did_you_mean(f.to, entities)}")
-            elif f.type == "many" and f.to == entity.name:  # models.py builds no self-referencing association yet
-                run.error(entity.file, f.line, "S504", f"many field '{entity.name}.{f.name}' cannot point at its own entity; link to another entity")
     reports = {r.id: r for m in reversed(modules) for r in reversed(m.reports)}  # a repeated id is reported elsewhere
     _check_database_names(run, entities.values(), reports.values())
     return entities

@@ -86,7 +86,6 @@ AREAS: dict[str, dict[str, str]] = {
         "S501": "link needs a target",
         "S502": "link target must be an entity name",
         "S503": "link to an unknown entity",
-        "S504": "many field to its own entity",
     },
     "roles": {
         "S601": "bad role name",

@@ -16,6 +16,7 @@ FIELD_TYPES = (
     "enum", "email", "phone", "url", "link", "many", "user",
 )
 ON_DELETE = ("cascade", "restrict", "set_null")
+VERSION_COLUMN = "row_version"  # every entity table's optimistic-locking counter (a reserved field name)
 DYNAMIC_DEFAULTS = {"now": ("datetime",), "today": ("date",), "current_user": ("user",)}
 
 
