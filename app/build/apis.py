@@ -19,6 +19,7 @@ from ..schema.spec import EntitySpec, PortalSpec
 from ..tabular import FORMATS, FileProblem
 from . import columns
 from .dataio import export_response, run_import, spool_upload
+from .input_errors import check_filters
 from .paged_api import LIST_ARGS_SCHEMA, PagedListApi, rison
 from .paging import PagedInterface
 from .permissions import API_METHODS, entity_permissions
@@ -99,6 +100,12 @@ class EntityApi(PagedListApi, ModelRestApi):
                 data[key] = [c for c in data[key] if c.get("name") not in unreadable]
         if "filters" in data:
             data["filters"] = {k: v for k, v in data["filters"].items() if k not in unreadable}
+
+    def _handle_filters_args(self, rison_args):
+        """FAB's filters from `q`, with every value checked against its field (a FilterValueError is a 400)."""
+        filters = super()._handle_filters_args(rison_args)
+        check_filters(self.entity, filters)
+        return filters
 
     def _database_refused(self, exc):
         reason = getattr(exc, "orig", None) or exc.__cause__ or exc
