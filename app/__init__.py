@@ -11,6 +11,7 @@ from flask_appbuilder import AppBuilder, Model
 from flask_appbuilder.utils.legacy import get_sqla_class
 
 from .build import register_portal
+from .build.input_errors import install_input_checks
 from .database import configure_engine, ensure_tables, forget_connections, startup_lock
 from .locale import compile_catalogs, install_locale_handling
 from .protection import protect_requests, require_secret_key
@@ -59,6 +60,7 @@ def create_app(config: dict | object | None = None) -> Flask:
             register_reports(appbuilder, spec)
         install_locale_handling(app)
         protect_requests(app, appbuilder)
+        install_input_checks(app)
         install_operations(app, appbuilder)
         # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
         db.session.remove()

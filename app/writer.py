@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, select
 
 from .access import current_viewer
-from .records import FieldError, clean_value, is_blank
+from .records import FieldError, clean_value, is_blank, record_id
 from .schema.spec import EntitySpec, FieldSpec, PortalSpec
 
 
@@ -52,6 +52,10 @@ class RecordWriter:
         if isinstance(raw, str) and title_column is None and raw.strip().isdigit():
             raw = int(raw)
         if isinstance(raw, int) and not isinstance(raw, bool):
+            try:
+                record_id(raw)
+            except ValueError:  # past the id column's range: the database would overflow
+                raise FieldError(_l("No record with id %(id)s.", id=raw)) from None
             record = self.session.scalar(self._visible(f, select(target).where(target.id == raw)))
             if record is None:
                 raise FieldError(_l("No record with id %(id)s.", id=raw))

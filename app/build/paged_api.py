@@ -31,8 +31,19 @@ from flask_babel import gettext
 
 from .paging import MAX_PAGE_INDEX, CursorError, Position, count_cap, decode_cursor
 
-# FAB's list arguments, with bounds on paging and the cursor
+# FAB's list arguments, with bounds on paging and the cursor; a filter names its column, operator and value,
+# and only `in`/`not_in` take a list (FAB would hand any other filter a list and fail with a TypeError)
 LIST_ARGS_SCHEMA = copy.deepcopy(get_list_schema)
+SCALAR = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
+LIST_ARGS_SCHEMA["properties"]["filters"]["items"] = {
+    "type": "object",
+    "required": ["col", "opr", "value"],
+    "properties": {"col": {"type": "string"}, "opr": {"type": "string"},
+                   "value": {"anyOf": [*SCALAR["anyOf"], {"type": "array", "items": SCALAR}]}},
+    "if": {"properties": {"opr": {"enum": ["in", "not_in"]}}},
+    "then": {"properties": {"value": {"type": "array", "items": SCALAR}}},
+    "else": {"properties": {"value": SCALAR}},
+}
 LIST_ARGS_SCHEMA["properties"].update({
     "page": {"type": "integer", "minimum": 0, "maximum": MAX_PAGE_INDEX},
     "page_size": {"type": "integer", "minimum": 1},

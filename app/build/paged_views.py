@@ -6,12 +6,13 @@ rows) and renders a pager with first/previous/numbers/next/last links.
 """
 from __future__ import annotations
 
-from flask import request, url_for
+from flask import flash, request, url_for
 from flask_appbuilder.urltools import get_filter_args
 from flask_appbuilder.widgets import ListWidget
 from flask_babel import format_decimal, gettext
 from sqlalchemy.orm import joinedload, selectinload
 
+from .input_errors import clean_filters
 from .paging import MAX_PAGE_INDEX, CursorError, Page, Position, count_cap, decode_cursor
 
 MAX_PAGE_SIZE = 100
@@ -65,6 +66,8 @@ class PagedListView:
     def _list(self, **kwargs):
         order_column, order_direction = self._list_order()
         get_filter_args(self._filters)
+        for problem in clean_filters(self.entity, self._filters):  # the list without that filter, and why
+            flash(problem, "danger")
         widgets = self._get_list_widget(
             filters=self._filters, order_column=order_column, order_direction=order_direction,
             page_size=self._list_page_size(), position=self._list_position(order_column, order_direction), **kwargs)
@@ -86,7 +89,7 @@ class PagedListView:
                          page_size=None, widgets=None, position: Position | None = None, **kwargs):
         """Also draws the related-record lists of detail pages (FAB passes a plain page number then)."""
         widgets = widgets or {}
-        page_size = page_size or self.page_size
+        page_size = min(page_size, MAX_PAGE_SIZE) if page_size and page_size > 0 else self.page_size
         if not order_column or order_column not in self.order_columns:
             order_column, order_direction = self.base_order or ("id", "asc")
         order_direction = order_direction if order_direction in ("asc", "desc") else "asc"

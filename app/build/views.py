@@ -18,6 +18,7 @@ from ..schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec
 from ..tabular import FORMATS, FileProblem
 from . import columns, versions
 from .dataio import export_response, keep_upload, run_import, spool_upload, take_upload
+from .input_errors import clean_filters
 from .lookups import form_fields, lookup_response, search_fields
 from .paged_views import PagedListView
 from .paging import PagedInterface
@@ -156,6 +157,9 @@ class EntityView(PagedListView, ModelView):
         if fmt not in FORMATS:
             abort(404)
         get_filter_args(self._filters)
+        problems = clean_filters(self.entity, self._filters)
+        if problems:
+            abort(400, description=problems[0])
         order = get_order_args().get(self.__class__.__name__) or self.base_order or ("", "")
         return export_response(self, self._filters.get_joined_filters(self._base_filters), order, fmt)
 
