@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import flash, request, url_for
 from flask_appbuilder.urltools import get_filter_args
 from flask_appbuilder.widgets import ListWidget
-from flask_babel import format_decimal, gettext
+from flask_babel import format_decimal, gettext, lazy_gettext as _l
 from sqlalchemy.orm import joinedload, selectinload
 
 from .input_errors import clean_filters
@@ -42,6 +42,8 @@ class PagedListView:
         column, direction = request.args.get(f"_oc_{name}"), request.args.get(f"_od_{name}")
         if column in self.order_columns and direction in ("asc", "desc"):
             return column, direction
+        if column:  # hidden, masked, unknown or a relation: never sorted by, and the page says so (the API: 400)
+            flash(str(_l("This list cannot be sorted by %(column)s.", column=column[:60])), "warning")
         return self.base_order or ("id", "asc")
 
     def _list_position(self, order_column: str, order_direction: str) -> Position:
