@@ -349,7 +349,7 @@ def report(args, seed: dict, portal: list[Phase], anchor: list[Phase], exports: 
              + ("statistics count from the moment all users have spawned (locust --reset-stats), "
                 "so most of the sign-in burst of the first seconds is not in the figures" if args.steady else
                 "the ramp-up, with every user signing in within the first seconds, counts in each")
-             + "). Server: `{' '.join(['gunicorn', *(['--preload'] if args.preload else []), '-w', '2', '-b', f'{HOST}:{args.port}', 'run:app'])}`"""
+             + f"). Server: `{' '.join(['gunicorn', *(['--preload'] if args.preload else []), '-w', '2', '-b', f'{HOST}:{args.port}', 'run:app'])}`"
              f"{'' if args.preload else ' (diagnosis: NOT the production command, --preload left out)'}"
              f"{' + ./gunicorn.conf.py' if (ROOT / 'gunicorn.conf.py').exists() else ''}, PostgreSQL 15 database "
              f"`{args.database}`: {sizes['entries']:,} labour entries, {sizes['workers']:,} workers, "
