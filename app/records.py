@@ -129,7 +129,8 @@ def _decimal_limits(scale: int, precision: int) -> tuple[Decimal, Decimal]:
     return Decimal(1).scaleb(-scale), Decimal(10) ** (precision - scale)
 
 
-def _decimal(field, value) -> Decimal:
+def parse_number(value) -> Decimal:
+    """A finite Decimal from a number or text like "1,234.5"; anything else is a FieldError."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise FieldError(_l("Must be a number."))
     try:
@@ -138,6 +139,11 @@ def _decimal(field, value) -> Decimal:
         raise FieldError(_l("Must be a number.")) from None
     if not number.is_finite():
         raise FieldError(_l("Must be a number."))
+    return number
+
+
+def _decimal(field, value) -> Decimal:
+    number = parse_number(value)
     quantum, too_large = _decimal_limits(field.scale, field.precision)
     if number.as_tuple().exponent < -field.scale and number.quantize(quantum, rounding=ROUND_HALF_UP) != number:
         raise FieldError(_l("At most %(scale)d decimal places.", scale=field.scale))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from flask import abort, current_app, jsonify, make_response, request
 from flask_appbuilder.exceptions import FABException
@@ -22,7 +22,7 @@ from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 
 from ..i18n import lazy
-from ..records import FieldError, clean_value, is_blank, record_id
+from ..records import FieldError, clean_value, is_blank, parse_number, record_id
 from ..schema.spec import EntitySpec, FieldSpec
 
 PAGE_ARG = re.compile(r"(page|psize)_")  # FAB's get_page_args/get_page_size_args int() any argument holding these
@@ -131,14 +131,7 @@ def _unbounded(field: FieldSpec) -> FieldSpec:
 
 def _decimal(field: FieldSpec, value) -> Decimal:
     """A number that fits the column (decimal places do not matter for a comparison)."""
-    if isinstance(value, bool):
-        raise FieldError(_l("Must be a number."))
-    try:
-        number = Decimal(value.replace(",", "").strip() if isinstance(value, str) else str(value))
-    except InvalidOperation:
-        raise FieldError(_l("Must be a number.")) from None
-    if not number.is_finite():
-        raise FieldError(_l("Must be a number."))
+    number = parse_number(value)
     if abs(number) >= Decimal(10) ** (field.precision - field.scale):
         raise FieldError(_l("Number is too large."))
     return number
