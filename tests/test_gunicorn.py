@@ -144,3 +144,41 @@ def test_cold_start_of_four_workers_then_preloaded_production_command(tmp_path, 
         assert process.poll() is None
     assert problems == []
     assert_clean_log(tmp_path / "preload.log")
+
+
+def test_a_long_streamed_export_is_not_killed_by_the_worker_timeout(tmp_path, tmp_path_factory):
+    """gunicorn kills a sync worker that does not check in for --timeout seconds, even mid-download; the export
+    stream checks in between chunks, so an XLSX that takes several timeouts to write arrives whole."""
+    import datetime as dt
+    import io
+
+    from conftest import make_app
+    from openpyxl import load_workbook
+    from sqlalchemy import create_engine
+
+    rows = 300_000
+    url = database_url(tmp_path_factory, "longexport")
+    app = make_app(tmp_path_factory, "longexport", SQLALCHEMY_DATABASE_URI=url)
+    now = dt.datetime(2026, 1, 1)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(app.extensions["portal_models"]["Customer"].__table__.insert(),
+                     [{"name": f"长导出客户{n:06d}", "kind": "company", "level": "normal", "created_on": now,
+                       "changed_on": now} for n in range(rows)])
+    engine.dispose()
+    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "gunicorn-test-secret-key-long-enough-0123456789",
+           "PORTAL_SCHEMA_DIR": str(ROOT / "schemas")}
+    with gunicorn(["--preload", "-w", "1", "--timeout", "1"], env, tmp_path / "long.log") as (base, process):
+        api = urllib.request.build_opener()
+        status, body = call(api, "POST", f"{base}/api/v1/security/login",
+                            {"username": ADMIN[0], "password": ADMIN[1], "provider": "db"})
+        auth = {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
+        started = time.monotonic()
+        status, body = call(api, "GET", f"{base}/api/v1/customer/export?format=xlsx", headers=auth)
+        took = time.monotonic() - started
+        assert process.poll() is None
+    assert status == 200
+    assert took > 2, f"the export took {took:.1f} s: too fast to prove anything against a 1 s timeout"
+    sheet = load_workbook(io.BytesIO(body), read_only=True).worksheets[0]
+    assert sum(1 for _ in sheet.iter_rows(values_only=True)) == rows + 1
+    assert "WORKER TIMEOUT" not in (tmp_path / "long.log").read_text()
