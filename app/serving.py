@@ -6,7 +6,8 @@ a worker that makes progress checks in; a hung one still gets killed.
 """
 from __future__ import annotations
 
-from typing import Iterator
+import time
+from typing import Callable, Iterator
 
 from flask import Flask, current_app
 
@@ -28,3 +29,18 @@ def keep_alive(chunks: Iterator[bytes]) -> Iterator[bytes]:
     for chunk in chunks:
         worker.notify()
         yield chunk
+
+
+def heartbeat(every: float = 0.5) -> Callable[[], None]:
+    """A function to call often during one long blocking step (e.g. a COPY); it checks in at most every `every` s."""
+    worker = current_app.extensions.get(EXTENSION)
+    if worker is None:
+        return lambda: None
+    last = [0.0]
+
+    def beat() -> None:
+        now = time.monotonic()
+        if now - last[0] >= every:
+            last[0] = now
+            worker.notify()
+    return beat

@@ -388,3 +388,19 @@ def test_csv_rendered_by_postgresql_equals_the_python_rendering(app, staff, crew
             assert read_csv(in_database) == read_csv(in_python), entity.name
             checked += len(read_csv(in_database)) - 1
     assert checked >= 20  # workers, labour entries, projects, customers with formula-like names...
+
+
+@pytest.mark.skipif(not os.environ.get("PORTAL_TEST_DATABASE_URL"), reason="the COPY path is PostgreSQL's")
+def test_the_copy_behind_a_postgresql_csv_export_reports_progress_while_it_runs(app, staff, crew):
+    """The COPY is one blocking call; it must let gunicorn's arbiter know the worker is alive (app/serving.py)."""
+    from app.exporter import Export
+
+    spec, models = app.extensions["portal_spec"], app.extensions["portal_models"]
+    session = app.appbuilder.session
+    calls = []
+    with app.test_request_context("/"):
+        from app.access import current_viewer
+        model = models["LabourEntry"]
+        export = Export(spec, spec.entity("LabourEntry"), models, current_viewer(), session.query(model))
+        rows = read_csv(b"".join(export.csv_chunks(session, progress=lambda: calls.append(1))))
+    assert len(rows) > 1 and len(calls) >= len(rows) - 1  # at least once per row COPY wrote

@@ -15,7 +15,7 @@ from ..access import current_viewer
 from ..exporter import Export
 from ..importer import Importer
 from ..observability import timed, timed_chunks
-from ..serving import keep_alive
+from ..serving import heartbeat, keep_alive
 from ..tabular import csv_chunks, file_format
 from ..xlsx_stream import xlsx_chunks
 
@@ -31,7 +31,7 @@ def export_response(view, filters, order: tuple[str, str], fmt: str) -> Response
     spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
     export = Export(spec, entity, models, current_viewer(), query)
     if fmt == "csv" and export.can_format_in_database(datamodel.session.get_bind().dialect.name):
-        chunks = export.csv_chunks(datamodel.session)
+        chunks = export.csv_chunks(datamodel.session, progress=heartbeat())  # the COPY itself can outlast --timeout
     elif fmt == "csv":
         chunks = csv_chunks(_with_header(export.header, export.batches(datamodel.session, fmt)))
     else:
