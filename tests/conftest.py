@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from app import create_app
 from services import RedisServer
@@ -100,3 +101,20 @@ def redis_server(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@contextmanager
+def sql_statements(app):
+    """Every SQL statement the app's engine runs inside the block (a list, filled as they run)."""
+    with app.app_context():
+        engine = app.appbuilder.session.get_bind()
+    seen = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

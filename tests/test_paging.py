@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from contextlib import contextmanager
 
 import prison
 import pytest
-from conftest import ROOT, jwt_headers, login, make_app
-from sqlalchemy import event, select
+from conftest import ROOT, jwt_headers, login, make_app, sql_statements
+from sqlalchemy import select
 
 CAP = 25
 ENTRIES = 90  # 30 per project; the foreman runs project 1
@@ -274,20 +273,6 @@ def admin_like(world):
 
 # -- SQL statements per request -------------------------------------------------------------------
 
-@contextmanager
-def statements(engine):
-    seen = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 @pytest.mark.parametrize("who", ["admin", "foreman"])
 def test_list_requests_run_at_most_six_sql_statements(world, request, who):
     ui, client, headers = request.getfixturevalue(who)
@@ -302,7 +287,7 @@ def test_list_requests_run_at_most_six_sql_statements(world, request, who):
         "API page 3": lambda: api_list(client, headers, page=3, page_size=10),
     }
     for name, call in requests.items():
-        with statements(world["engine"]) as seen:
+        with sql_statements(world["app"]) as seen:
             response = call()
         assert response.status_code == 200, name
         assert len(seen) <= 6, (who, name, len(seen), [s[:80] for s in seen])

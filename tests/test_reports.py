@@ -9,7 +9,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 import pytest
-from conftest import ASSETS, jwt_headers, login, make_app
+from conftest import ASSETS, jwt_headers, login, make_app, sql_statements
 from openpyxl import load_workbook
 from test_permissions import PASSWORD, make_user
 
@@ -244,21 +244,9 @@ def test_report_parameters_at_the_edges_are_answered_not_crashed(api):
 
 def _grouping_queries(app, call) -> int:
     """How many GROUP BY statements `call()` ran (the report's own query)."""
-    from sqlalchemy import event
-
-    with app.app_context():
-        engine = app.appbuilder.session.get_bind()
-    seen = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        if "GROUP BY" in statement:
-            seen.append(statement)
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with sql_statements(app) as seen:
         call()
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    return len(seen)
+    return sum("GROUP BY" in statement for statement in seen)
 
 
 def test_report_results_are_reused_until_data_changes_and_never_shared_across_scopes(world):
