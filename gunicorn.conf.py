@@ -30,7 +30,7 @@ def post_fork(server, worker):
     database = getattr(app, "extensions", {}).get("sqlalchemy")  # None for an app that is not the portal
     if database is None:
         return
-    from app.database import forget_connections
+    from app.runtime.database import forget_connections
 
     with app.app_context():
         for engine in database.engines.values():
@@ -38,8 +38,8 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    """Let long streamed downloads tell the arbiter this worker is alive (see app/serving.py)."""
-    from app.serving import attach_worker
+    """Let long streamed downloads tell the arbiter this worker is alive (see app/runtime/serving.py)."""
+    from app.runtime.serving import attach_worker
 
     attach_worker(worker.wsgi, worker)
 

@@ -2,7 +2,7 @@
 import sys
 
 from app import create_app
-from app.protection import ConfigurationProblem
+from app.runtime.protection import ConfigurationProblem
 from app.schema import SchemaProblems
 
 

@@ -10,14 +10,14 @@ from flask import Flask
 from flask_appbuilder import AppBuilder, Model
 from flask_appbuilder.utils.legacy import get_sqla_class
 
-from .build import register_portal
-from .build.input_errors import install_input_checks
-from .database import configure_engine, ensure_tables, forget_connections, startup_lock
-from .locale import compile_catalogs, install_locale_handling
-from .protection import protect_requests, require_secret_key
-from .operations import install_operations
-from .schema import SchemaProblems, load_portal
-from .security import PortalSecurityManager
+from app.generate import register_portal
+from app.generate.input_errors import install_input_checks
+from app.runtime.database import configure_engine, ensure_tables, forget_connections, startup_lock
+from app.runtime.locale import compile_catalogs, install_locale_handling
+from app.runtime.protection import protect_requests, require_secret_key
+from app.runtime.operations import install_operations
+from app.schema import SchemaProblems, load_portal
+from app.runtime.security import PortalSecurityManager
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def create_app(config: dict | object | None = None) -> Flask:
     db = get_sqla_class()()
     db.init_app(app)
     from views import PortalIndexView  # noqa: E402 - views/ imports app helpers
-    from views.reports import register_reports
+    from views.report_pages import register_reports
 
     compile_catalogs(ROOT / "translations")
     appbuilder = AppBuilder(
@@ -67,13 +67,13 @@ def create_app(config: dict | object | None = None) -> Flask:
         forget_connections(engine)
     app.extensions["portal_models"] = models
 
-    from .cli import portal_cli
+    from app.cli import portal_cli
     app.cli.add_command(portal_cli)
     return app
 
 
 def register_models_and_tables(db, spec):
-    from .build.models import build_models
+    from app.generate.models import build_models
 
     models = build_models(spec)
     ensure_tables(db.engine, Model.metadata)

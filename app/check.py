@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from .schema import load_portal
-from .schema.i18n_check import missing_translations
-from .schema.spec import LOCALES
+from app.schema import load_portal
+from app.schema.i18n_check import missing_translations
+from app.schema.spec import LOCALES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ def check_only_app():
     """A bare Flask app carrying the portal config and CLI, for `flask --app run portal check`."""
     from flask import Flask
 
-    from .cli import portal_cli
+    from app.cli import portal_cli
 
     app = Flask("app")
     app.config.from_object("config")

@@ -16,7 +16,7 @@ portal_cli = AppGroup("portal", help="Schema-driven portal commands.")
 @click.option("--i18n", is_flag=True, help="Also list labels that lack a locale (en, zh).")
 def check_command(directory, i18n):
     """Validate every schema file; print each problem as file:line: CODE message. Opens no database."""
-    from .check import run_check
+    from app.check import run_check
 
     directory = directory or current_app.config["PORTAL_SCHEMA_DIR"]
     sys.exit(run_check(directory, i18n, tuple(current_app.config["LANGUAGES"])))
@@ -25,7 +25,7 @@ def check_command(directory, i18n):
 @portal_cli.command("demo")
 def demo_command():
     """Load demo data into an empty portal."""
-    from .demo import load_demo
+    from app.demo import load_demo
 
     summary = load_demo(current_app)
     click.echo(f"Loaded demo data: {summary}" if summary else "The portal already has data; nothing loaded.")
@@ -38,9 +38,9 @@ def demo_command():
 @click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
 def import_command(entity_name, path, key, dry_run):
     """Import a CSV/XLSX file into ENTITY (name or snake_case); all rows or none."""
-    from .access import current_viewer
-    from .importer import Importer
-    from .tabular import FileProblem, file_format
+    from app.rules.access import current_viewer
+    from app.data.importer import Importer
+    from app.data.tabular import FileProblem, file_format
 
     spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
     entity = next((e for e in spec.entities if entity_name in (e.name, e.snake)), None)
@@ -76,7 +76,7 @@ def backup_command(directory, keep):
     """Back up the database and the uploaded files into one archive."""
     from flask_appbuilder import Model
 
-    from .backup import BackupError, create_backup
+    from app.data.backup import BackupError, create_backup
 
     engine = current_app.extensions["sqlalchemy"].engine
     try:
@@ -98,7 +98,7 @@ def restore_command(path):
     """Restore a backup archive into an EMPTY portal; stop the portal first."""
     from flask_appbuilder import Model
 
-    from .backup import BackupError, restore_backup
+    from app.data.backup import BackupError, restore_backup
 
     current_app.appbuilder.session.remove()
     engine = current_app.extensions["sqlalchemy"].engine

@@ -11,7 +11,7 @@ from flask import has_request_context
 from flask_babel import LazyString, get_locale, get_translations
 from markupsafe import Markup, escape
 
-from .schema.spec import Label
+from app.schema.spec import Label
 
 
 def current_locale() -> str:

@@ -6,7 +6,7 @@ import secrets
 
 from flask import Flask
 
-from .demo import load_demo
+from app.demo import load_demo
 
 
 def ensure_admin(app: Flask) -> tuple[str, str] | None:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from app import create_app
-from app.build.roles import sync_permissions
+from app.generate.roles import sync_permissions
 
 from .common import row
 

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.access import Viewer
-from app.exporter import Export
+from app.rules.access import Viewer
+from app.data.exporter import Export
 
 from .common import interleaved, median, pg_schema, row, spread
 from .reports import ROWS, _app, fill

@@ -23,8 +23,8 @@ from openpyxl import Workbook
 
 from sqlalchemy import delete
 
-from app.access import current_viewer
-from app.importer import Importer
+from app.rules.access import current_viewer
+from app.data.importer import Importer
 
 from .common import interleaved, median, pg_schema, row, spread
 from .reports import ROOT, _app

@@ -27,8 +27,8 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 from sqlalchemy import event, select
 
 from app import create_app
-from app.build.paged_api import LIST_ARGS_SCHEMA
-from app.build.paging import Cursor
+from app.generate.paged_api import LIST_ARGS_SCHEMA
+from app.generate.paging import Cursor
 
 from .common import pg_schema, row
 from .reports import fill

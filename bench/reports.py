@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from app import create_app
-from app.access import Viewer
-from app.reports.query import ReportQuery
+from app.rules.access import Viewer
+from app.data.reports.query import ReportQuery
 
 from .common import pg_schema, row
 
@@ -129,7 +129,7 @@ def measure(app, label: str) -> list[str]:
 
 
 def _no_params():
-    from app.reports.query import ReportParams
+    from app.data.reports.query import ReportParams
     return ReportParams()
 
 

@@ -23,7 +23,7 @@ from conftest import ROOT, database_url, jwt_headers, make_app
 from sqlalchemy import make_url
 
 from app import create_app
-from app.backup import BackupError, find_client, schema_rewriter
+from app.data.backup import BackupError, find_client, schema_rewriter
 
 SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 RECORDS = ["customer", "contact", "project", "worker", "ticket"]
@@ -93,7 +93,7 @@ def empty_portal(tmp_path_factory, name: str):
 
 
 def table_counts(app) -> dict[str, int]:
-    from app.backup import database_for
+    from app.data.backup import database_for
 
     with app.app_context():
         return database_for(app.extensions["sqlalchemy"].engine).counts()

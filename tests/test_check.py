@@ -26,91 +26,91 @@ def problems_for(tmp_path: Path, yaml_text: str, name="m.yaml") -> list[str]:
 
 # (yaml, line, code, expected message fragment): one case for every kind of problem the checker reports
 CASES = [
-    ("version: 1\nmodule: m\nentites: {}\n", 3, "S202", "unknown key 'entites' in module (did you mean 'entities'?)"),
-    ("version: 2\nmodule: m\nentities: {A: {fields: {x: string}}}\n", 1, "S204", "unsupported version 2"),
-    ("module: m\nentities: {A: {fields: {x: string}}}\n", 1, "S203", "missing 'version: 1'"),
-    ("version: 1\nentities: {A: {fields: {x: string}}}\n", 1, "S205", "missing 'module'"),
-    ("version: 1\nmodule: Bad-Name\nentities: {A: {fields: {x: string}}}\n", 2, "S206", "module name 'Bad-Name'"),
-    ("version: 1\nmodule: m\n", 1, "S208", "missing 'entities'"),
-    ("version: 1\nmodule: m\nentities: {}\n", 3, "S209", "entities is empty"),
-    (GOOD_HEAD + "  lower: {fields: {x: string}}\n", 4, "S301", "entity name 'lower' must be CamelCase"),
-    (GOOD_HEAD + "  A: {fields: {x: string}, lable: X}\n", 4, "S302", "unknown key 'lable' in entity 'A' (did you mean 'label'?)"),
-    (GOOD_HEAD + "  A: {label: X}\n", 4, "S303", "entity 'A' has no 'fields'"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: strng}\n", 6, "S404", "unknown type 'strng' for field 'A.x' (did you mean 'string'?)"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {required: true}\n", 6, "S403", "field 'A.x' has no 'type'"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, lenght: 5}\n", 6, "S406", "unknown key 'lenght' in field 'A.x' (did you mean 'length'?)"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, length: 5}\n", 6, "S405", "'length' does not apply to a integer field"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, required: 'yes'}\n", 6, "S002", "'required' of field 'A.x' must be true or false"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, length: 0}\n", 6, "S004", "length of field 'A.x' must be between 1 and 100000"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, pattern: '[a-'}\n", 6, "S408", "not a valid regular expression"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, default: abc}\n", 6, "S415", "default of field 'A.x' must be a integer value, got 'abc'"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: date, default: now}\n", 6, "S417", "default 'now' only fits a datetime field, not date"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, min: 5, max: 1, default: 3}\n", 6, "S416", "max of field 'A.x' is smaller than its min"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, max: 10, default: 30}\n", 6, "S420", "default of field 'A.x' is outside its min/max"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: enum, choices: {a: A}, default: b}\n", 6, "S419", "default 'b' of field 'A.x' is not one of its choices"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: enum}\n", 6, "S410", "field 'A.x' is an enum and needs 'choices'"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x:\n        type: enum\n        choices: [yes, b]\n", 8, "S412", "choice key True of field 'A.x'"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link}\n", 6, "S501", "field 'A.x' needs 'to: <Entity>'"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: Custmer}\n", 6, "S503", "field 'A.x' links to unknown entity 'Custmer'"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: A, on_delete: drop}\n", 6, "S413", "on_delete of field 'A.x' must be one of cascade, restrict, set_null"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: A, required: true, on_delete: set_null}\n", 6, "S414", "is required, so on_delete cannot be set_null"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: many, to: A, unique: true}\n", 6, "S407", "a many field cannot be unique"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: user, default: 3}\n", 6, "S418", "a user field cannot have a literal default"),
-    (GOOD_HEAD + "  A:\n    fields:\n      id: string\n", 6, "S402", "field name 'id' is reserved"),
-    (GOOD_HEAD + "  A:\n    fields:\n      Bad: string\n", 6, "S401", "field name 'Bad' must be lowercase"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: A}\n      x_id: integer\n", 6, "S310", "field 'x_id' clashes with the column that stores link 'x'"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: decimal, precision: 4, scale: 6}\n", 6, "S409", "scale 6 of field 'A.x' is larger than its precision 4"),
-    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    list: [x, y]\n", 6, "S304", "list names unknown field 'y' of entity 'A'"),
-    (GOOD_HEAD + "  A:\n    fields: {name: string}\n    search: [nme]\n", 6, "S304", "search names unknown field 'nme' of entity 'A' (did you mean 'name'?)"),
-    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    order: [-z]\n", 6, "S304", "order names unknown field 'z'"),
-    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    title: nope\n", 6, "S304", "title names unknown field 'nope'"),
-    (GOOD_HEAD + "  A:\n    fields: {x: string, t: {type: many, to: A}}\n    order: [t]\n", 6, "S305", "order cannot use 't' (a many field)"),
-    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    unique_together: [[x]]\n", 6, "S307", "a unique_together group needs at least two fields"),
-    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    unique_together: [[x, q]]\n", 6, "S304", "unique_together names unknown field 'q'"),
-    (GOOD_HEAD + "  A:\n    label: {en: A, 'zh-CN': X}\n    fields: {x: string}\n", 5, "S006", "'zh-CN' in label of 'A' is not a locale code"),
-    (GOOD_HEAD + "  A:\n    label: [a]\n    fields: {x: string}\n", 5, "S008", "label of 'A' must be text or a map"),
-    (GOOD_HEAD + "  A: {fields: {x: string}}\n  A: {fields: {y: string}}\n", 5, "S111", "duplicate key 'A' (first at line 4)"),
-    (GOOD_HEAD + "  AbUser: {fields: {x: string}}\n", 4, "S902", "clashes with the portal's own ab_* tables"),
-    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}\n", 5, "S105", "YAML syntax error"),
-    ("- just\n- a list\n", 1, "S201", "a schema file must be a mapping"),
-    ("", 1, "S107", "file is empty"),
+    ("version: 1\nmodule: m\nentites: {}\n", 3, "E202", "unknown key 'entites' in module (did you mean 'entities'?)"),
+    ("version: 2\nmodule: m\nentities: {A: {fields: {x: string}}}\n", 1, "E204", "unsupported version 2"),
+    ("module: m\nentities: {A: {fields: {x: string}}}\n", 1, "E203", "missing 'version: 1'"),
+    ("version: 1\nentities: {A: {fields: {x: string}}}\n", 1, "E205", "missing 'module'"),
+    ("version: 1\nmodule: Bad-Name\nentities: {A: {fields: {x: string}}}\n", 2, "E206", "module name 'Bad-Name'"),
+    ("version: 1\nmodule: m\n", 1, "E208", "missing 'entities'"),
+    ("version: 1\nmodule: m\nentities: {}\n", 3, "E209", "entities is empty"),
+    (GOOD_HEAD + "  lower: {fields: {x: string}}\n", 4, "E301", "entity name 'lower' must be CamelCase"),
+    (GOOD_HEAD + "  A: {fields: {x: string}, lable: X}\n", 4, "E302", "unknown key 'lable' in entity 'A' (did you mean 'label'?)"),
+    (GOOD_HEAD + "  A: {label: X}\n", 4, "E303", "entity 'A' has no 'fields'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: strng}\n", 6, "E404", "unknown type 'strng' for field 'A.x' (did you mean 'string'?)"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {required: true}\n", 6, "E403", "field 'A.x' has no 'type'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, lenght: 5}\n", 6, "E406", "unknown key 'lenght' in field 'A.x' (did you mean 'length'?)"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, length: 5}\n", 6, "E405", "'length' does not apply to a integer field"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, required: 'yes'}\n", 6, "E002", "'required' of field 'A.x' must be true or false"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, length: 0}\n", 6, "E004", "length of field 'A.x' must be between 1 and 100000"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, pattern: '[a-'}\n", 6, "E408", "not a valid regular expression"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, default: abc}\n", 6, "E415", "default of field 'A.x' must be a integer value, got 'abc'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: date, default: now}\n", 6, "E417", "default 'now' only fits a datetime field, not date"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, min: 5, max: 1, default: 3}\n", 6, "E416", "max of field 'A.x' is smaller than its min"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, max: 10, default: 30}\n", 6, "E420", "default of field 'A.x' is outside its min/max"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: enum, choices: {a: A}, default: b}\n", 6, "E419", "default 'b' of field 'A.x' is not one of its choices"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: enum}\n", 6, "E410", "field 'A.x' is an enum and needs 'choices'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x:\n        type: enum\n        choices: [yes, b]\n", 8, "E412", "choice key True of field 'A.x'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link}\n", 6, "E501", "field 'A.x' needs 'to: <Entity>'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: Custmer}\n", 6, "E503", "field 'A.x' links to unknown entity 'Custmer'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: A, on_delete: drop}\n", 6, "E413", "on_delete of field 'A.x' must be one of cascade, restrict, set_null"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: A, required: true, on_delete: set_null}\n", 6, "E414", "is required, so on_delete cannot be set_null"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: many, to: A, unique: true}\n", 6, "E407", "a many field cannot be unique"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: user, default: 3}\n", 6, "E418", "a user field cannot have a literal default"),
+    (GOOD_HEAD + "  A:\n    fields:\n      id: string\n", 6, "E402", "field name 'id' is reserved"),
+    (GOOD_HEAD + "  A:\n    fields:\n      Bad: string\n", 6, "E401", "field name 'Bad' must be lowercase"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: link, to: A}\n      x_id: integer\n", 6, "E310", "field 'x_id' clashes with the column that stores link 'x'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: decimal, precision: 4, scale: 6}\n", 6, "E409", "scale 6 of field 'A.x' is larger than its precision 4"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    list: [x, y]\n", 6, "E304", "list names unknown field 'y' of entity 'A'"),
+    (GOOD_HEAD + "  A:\n    fields: {name: string}\n    search: [nme]\n", 6, "E304", "search names unknown field 'nme' of entity 'A' (did you mean 'name'?)"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    order: [-z]\n", 6, "E304", "order names unknown field 'z'"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    title: nope\n", 6, "E304", "title names unknown field 'nope'"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string, t: {type: many, to: A}}\n    order: [t]\n", 6, "E305", "order cannot use 't' (a many field)"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    unique_together: [[x]]\n", 6, "E307", "a unique_together group needs at least two fields"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    unique_together: [[x, q]]\n", 6, "E304", "unique_together names unknown field 'q'"),
+    (GOOD_HEAD + "  A:\n    label: {en: A, 'zh-CN': X}\n    fields: {x: string}\n", 5, "E006", "'zh-CN' in label of 'A' is not a locale code"),
+    (GOOD_HEAD + "  A:\n    label: [a]\n    fields: {x: string}\n", 5, "E008", "label of 'A' must be text or a map"),
+    (GOOD_HEAD + "  A: {fields: {x: string}}\n  A: {fields: {y: string}}\n", 5, "E111", "duplicate key 'A' (first at line 4)"),
+    (GOOD_HEAD + "  AbUser: {fields: {x: string}}\n", 4, "E902", "clashes with the portal's own ab_* tables"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}\n", 5, "E105", "YAML syntax error"),
+    ("- just\n- a list\n", 1, "E201", "a schema file must be a mapping"),
+    ("", 1, "E107", "file is empty"),
     # roles
-    (ROLE_HEAD + "  Admin: {can: {A: all}}\n", 6, "S602", "role 'Admin' is built in"),
-    (ROLE_HEAD + "  Clerk: {cna: {A: all}}\n", 6, "S603", "unknown key 'cna' in role 'Clerk' (did you mean 'can'?)"),
-    (ROLE_HEAD + "  Clerk: {can: {B: all}}\n", 6, "S604", "'can' of role 'Clerk' names unknown entity 'B'"),
-    (ROLE_HEAD + "  Clerk: {can: {A: [read, wirte]}}\n", 6, "S605", "unknown action 'wirte' for A in role 'Clerk'; actions are read, create, update, delete, import, export or all"),
-    (ROLE_HEAD + "  Clerk: {can: {A: [update]}}\n", 6, "S606", "role 'Clerk' grants update on A without read"),
-    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {owner: $user}}\n", 8, "S609", "row scope of role 'Clerk' names unknown field 'owner' of A"),
-    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {x: $user}}\n", 8, "S612", "$user in role 'Clerk' only fits a single user field"),
-    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {u: 5}}\n", 8, "S613", "row scope 'u' of role 'Clerk' is a user field; use $user"),
-    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {x.y: 1}}\n", 8, "S610", "'x' is not a link"),
-    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {k: zz}}\n", 8, "S614", "row scope value 'zz' of role 'Clerk' is not a choice of 'k'"),
-    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {C: {x: 1}}\n", 8, "S607", "role 'Clerk' limits rows of C but grants nothing on it"),
-    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    hide: {A: [nope]}\n", 8, "S615", "hide of role 'Clerk' names unknown field 'nope' of A"),
-    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    hide: {A: [x]}\n", 8, "S616", "cannot use 'x': it is A's title"),
-    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    mask: {A: [u]}\n", 8, "S617", "cannot mask 'u' (a user field)"),
-    (ROLE_HEAD + "  Clerk: {can: {A: [read]}, reports: [nope]}\n", 6, "S619", "role 'Clerk' names unknown report 'nope'"),
+    (ROLE_HEAD + "  Admin: {can: {A: all}}\n", 6, "E602", "role 'Admin' is built in"),
+    (ROLE_HEAD + "  Clerk: {cna: {A: all}}\n", 6, "E603", "unknown key 'cna' in role 'Clerk' (did you mean 'can'?)"),
+    (ROLE_HEAD + "  Clerk: {can: {B: all}}\n", 6, "E604", "'can' of role 'Clerk' names unknown entity 'B'"),
+    (ROLE_HEAD + "  Clerk: {can: {A: [read, wirte]}}\n", 6, "E605", "unknown action 'wirte' for A in role 'Clerk'; actions are read, create, update, delete, import, export or all"),
+    (ROLE_HEAD + "  Clerk: {can: {A: [update]}}\n", 6, "E606", "role 'Clerk' grants update on A without read"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {owner: $user}}\n", 8, "E609", "row scope of role 'Clerk' names unknown field 'owner' of A"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {x: $user}}\n", 8, "E612", "$user in role 'Clerk' only fits a single user field"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {u: 5}}\n", 8, "E613", "row scope 'u' of role 'Clerk' is a user field; use $user"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {x.y: 1}}\n", 8, "E610", "'x' is not a link"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {A: {k: zz}}\n", 8, "E614", "row scope value 'zz' of role 'Clerk' is not a choice of 'k'"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    rows: {C: {x: 1}}\n", 8, "E607", "role 'Clerk' limits rows of C but grants nothing on it"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    hide: {A: [nope]}\n", 8, "E615", "hide of role 'Clerk' names unknown field 'nope' of A"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    hide: {A: [x]}\n", 8, "E616", "cannot use 'x': it is A's title"),
+    (ROLE_HEAD + "  Clerk:\n    can: {A: [read]}\n    mask: {A: [u]}\n", 8, "E617", "cannot mask 'u' (a user field)"),
+    (ROLE_HEAD + "  Clerk: {can: {A: [read]}, reports: [nope]}\n", 6, "E619", "role 'Clerk' names unknown report 'nope'"),
     # reports
-    (REPORT_HEAD + "  Bad-Id: {entity: A}\n", 6, "S701", "report id 'Bad-Id' must be lowercase"),
-    (REPORT_HEAD + "  r: {group_by: [k]}\n", 6, "S702", "report 'r' needs 'entity: <Entity>'"),
-    (REPORT_HEAD + "  r: {entity: B}\n", 6, "S704", "report 'r' names unknown entity 'B'"),
-    (REPORT_HEAD + "  r: {entity: A, grup_by: [k]}\n", 6, "S703", "unknown key 'grup_by' in report 'r' (did you mean 'group_by'?)"),
-    (REPORT_HEAD + "  r: {entity: A, group_by: [zz]}\n", 6, "S706", "group_by of report 'r' names unknown field 'zz' of A"),
-    (REPORT_HEAD + "  r: {entity: A, group_by: [d]}\n", 6, "S707", "group_by 'd' of report 'r' needs a bucket: d:day, d:week"),
-    (REPORT_HEAD + "  r: {entity: A, group_by: ['d:fortnight']}\n", 6, "S707", "group_by 'd' of report 'r' needs a bucket"),
-    (REPORT_HEAD + "  r: {entity: A, group_by: ['k:month']}\n", 6, "S708", "buckets only apply to date fields"),
-    (REPORT_HEAD + "  r: {entity: A, group_by: ['d:year', 'd:day']}\n", 6, "S705", "group_by of report 'r' uses 'd' twice"),
-    (REPORT_HEAD + "  r: {entity: A, group_by: [n]}\n", 6, "S709", "report 'r' cannot group by 'n' (a decimal field)"),
-    (REPORT_HEAD + "  r: {entity: A, measures: {s: sum(x)}}\n", 6, "S713", "sum(x) in report 'r' needs a number field, 'x' is string"),
-    (REPORT_HEAD + "  r: {entity: A, measures: {s: total(n)}}\n", 6, "S711", "unknown aggregate 'total' in report 'r'"),
-    (REPORT_HEAD + "  r: {entity: A, measures: {s: 'sum(n'}}\n", 6, "S710", "measure 's' of report 'r' must look like count, sum(field)"),
-    (REPORT_HEAD + "  r: {entity: A, measures: {s: sum(q)}}\n", 6, "S706", "measure 's' of report 'r' names unknown field 'q'"),
-    (REPORT_HEAD + "  r: {entity: A, measures: {s: 'avg_hours_between(d)'}}\n", 6, "S712", "avg_hours_between in measure 's' of report 'r' takes 2 field(s), got 1"),
-    (REPORT_HEAD + "  r: {entity: A, chart: donut}\n", 6, "S714", "chart of report 'r' must be one of bar, line, pie, table"),
-    (REPORT_HEAD + "  r: {entity: A, chart_measure: cost}\n", 6, "S715", "chart_measure of report 'r' names unknown measure 'cost'"),
-    (REPORT_HEAD + "  r: {entity: A, filter: {k: c}}\n", 6, "S717", "filter value 'c' of report 'r' is not a choice of 'k'"),
-    (REPORT_HEAD + "  r: {entity: A, filter: {n: abc}}\n", 6, "S415", "filter value of 'n' in report 'r' must be a decimal value"),
-    (REPORT_HEAD + "  r: {entity: A, date_field: k}\n", 6, "S718", "date_field of report 'r' must be a date or datetime field"),
+    (REPORT_HEAD + "  Bad-Id: {entity: A}\n", 6, "E701", "report id 'Bad-Id' must be lowercase"),
+    (REPORT_HEAD + "  r: {group_by: [k]}\n", 6, "E702", "report 'r' needs 'entity: <Entity>'"),
+    (REPORT_HEAD + "  r: {entity: B}\n", 6, "E704", "report 'r' names unknown entity 'B'"),
+    (REPORT_HEAD + "  r: {entity: A, grup_by: [k]}\n", 6, "E703", "unknown key 'grup_by' in report 'r' (did you mean 'group_by'?)"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: [zz]}\n", 6, "E706", "group_by of report 'r' names unknown field 'zz' of A"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: [d]}\n", 6, "E707", "group_by 'd' of report 'r' needs a bucket: d:day, d:week"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: ['d:fortnight']}\n", 6, "E707", "group_by 'd' of report 'r' needs a bucket"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: ['k:month']}\n", 6, "E708", "buckets only apply to date fields"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: ['d:year', 'd:day']}\n", 6, "E705", "group_by of report 'r' uses 'd' twice"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: [n]}\n", 6, "E709", "report 'r' cannot group by 'n' (a decimal field)"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {s: sum(x)}}\n", 6, "E713", "sum(x) in report 'r' needs a number field, 'x' is string"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {s: total(n)}}\n", 6, "E711", "unknown aggregate 'total' in report 'r'"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {s: 'sum(n'}}\n", 6, "E710", "measure 's' of report 'r' must look like count, sum(field)"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {s: sum(q)}}\n", 6, "E706", "measure 's' of report 'r' names unknown field 'q'"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {s: 'avg_hours_between(d)'}}\n", 6, "E712", "avg_hours_between in measure 's' of report 'r' takes 2 field(s), got 1"),
+    (REPORT_HEAD + "  r: {entity: A, chart: donut}\n", 6, "E714", "chart of report 'r' must be one of bar, line, pie, table"),
+    (REPORT_HEAD + "  r: {entity: A, chart_measure: cost}\n", 6, "E715", "chart_measure of report 'r' names unknown measure 'cost'"),
+    (REPORT_HEAD + "  r: {entity: A, filter: {k: c}}\n", 6, "E717", "filter value 'c' of report 'r' is not a choice of 'k'"),
+    (REPORT_HEAD + "  r: {entity: A, filter: {n: abc}}\n", 6, "E415", "filter value of 'n' in report 'r' must be a decimal value"),
+    (REPORT_HEAD + "  r: {entity: A, date_field: k}\n", 6, "E718", "date_field of report 'r' must be a date or datetime field"),
 ]
 
 
@@ -127,9 +127,9 @@ def test_problems_across_files(tmp_path):
     (tmp_path / "b.yaml").write_text("version: 1\nmodule: a\nentities:\n  Customer: {fields: {y: string}}\n")
     (tmp_path / "c.yaml").write_text("version: 1\nmodule: c\nentities:\n  CustomerX: {fields: {c: {type: link, to: Custome}}}\n")
     problems = [str(p) for p in load_portal(tmp_path)[1]]
-    assert f"{tmp_path / 'b.yaml'}:2: S207 module 'a' is already defined in {tmp_path / 'a.yaml'}" in problems
-    assert any(p.startswith(f"{tmp_path / 'b.yaml'}:4: S308 entity 'Customer' is already defined in") for p in problems)
-    assert any(p.startswith(f"{tmp_path / 'c.yaml'}:4: S503 ") and "links to unknown entity 'Custome' (did you mean 'Customer'?)" in p
+    assert f"{tmp_path / 'b.yaml'}:2: E207 module 'a' is already defined in {tmp_path / 'a.yaml'}" in problems
+    assert any(p.startswith(f"{tmp_path / 'b.yaml'}:4: E308 entity 'Customer' is already defined in") for p in problems)
+    assert any(p.startswith(f"{tmp_path / 'c.yaml'}:4: E503 ") and "links to unknown entity 'Custome' (did you mean 'Customer'?)" in p
                for p in problems)
 
 
@@ -156,9 +156,9 @@ def test_cli_check_bad_schemas_lists_problems_and_fails(tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
     lines = [l for l in result.stderr.splitlines() if l.startswith(str(tmp_path))]
-    assert lines == [f"{tmp_path / 'm.yaml'}:6: S404 unknown type 'strng' for field 'A.x' (did you mean 'string'?); "
+    assert lines == [f"{tmp_path / 'm.yaml'}:6: E404 unknown type 'strng' for field 'A.x' (did you mean 'string'?); "
                      "types are string, text, integer, decimal, boolean, date, datetime, enum, email, phone, url, link, many, user",
-                     f"{tmp_path / 'm.yaml'}:7: S503 field 'A.y' links to unknown entity 'Nope'"]
+                     f"{tmp_path / 'm.yaml'}:7: E503 field 'A.y' links to unknown entity 'Nope'"]
 
 
 def test_cli_check_good_schemas(tmp_path):
@@ -170,7 +170,7 @@ def test_cli_check_good_schemas(tmp_path):
 def test_cli_check_missing_directory(tmp_path):
     result = run_cli("check", schema_dir=tmp_path / "nowhere")
     assert result.returncode != 0
-    assert f"{tmp_path / 'nowhere'}:0: S101 schema directory does not exist" in result.stderr
+    assert f"{tmp_path / 'nowhere'}:0: E101 schema directory does not exist" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -180,7 +180,7 @@ def test_create_app_refuses_bad_schemas(tmp_path):
     (tmp_path / "m.yaml").write_text(GOOD_HEAD + "  A: {fields: {x: {type: strng}}}\n")
     with pytest.raises(SchemaProblems) as info:
         create_app({"PORTAL_SCHEMA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": "sqlite:///:memory:"})
-    assert "m.yaml:4: S404 unknown type 'strng'" in str(info.value)
+    assert "m.yaml:4: E404 unknown type 'strng'" in str(info.value)
 
 
 def test_role_grants_merge_across_modules_but_not_twice(tmp_path):
@@ -195,14 +195,14 @@ def test_role_grants_merge_across_modules_but_not_twice(tmp_path):
     (tmp_path / "c.yaml").write_text("version: 1\nmodule: c\nentities:\n  C: {fields: {z: string}}\n"
                                      "roles:\n  Clerk: {can: {A: all}}\n")
     problems = [str(p) for p in load_portal(tmp_path)[1]]
-    assert problems == [f"{tmp_path / 'c.yaml'}:6: S618 role 'Clerk' sets grants for A again (also in {tmp_path / 'a.yaml'})"]
+    assert problems == [f"{tmp_path / 'c.yaml'}:6: E618 role 'Clerk' sets grants for A again (also in {tmp_path / 'a.yaml'})"]
 
 
 def test_report_ids_are_unique_across_modules(tmp_path):
     (tmp_path / "a.yaml").write_text("version: 1\nmodule: a\nentities:\n  A: {fields: {x: string}}\nreports:\n  r: {entity: A}\n")
     (tmp_path / "b.yaml").write_text("version: 1\nmodule: b\nentities:\n  B: {fields: {y: string}}\nreports:\n  r: {entity: B}\n")
     problems = [str(p) for p in load_portal(tmp_path)[1]]
-    assert problems == [f"{tmp_path / 'b.yaml'}:6: S719 report 'r' is already defined in {tmp_path / 'a.yaml'}"]
+    assert problems == [f"{tmp_path / 'b.yaml'}:6: E719 report 'r' is already defined in {tmp_path / 'a.yaml'}"]
 
 
 def test_cli_check_i18n_lists_labels_missing_a_locale(tmp_path):
@@ -213,8 +213,8 @@ def test_cli_check_i18n_lists_labels_missing_a_locale(tmp_path):
     result = run_cli("check", "--i18n", schema_dir=tmp_path)
     assert result.returncode == 1
     lines = [l for l in result.stderr.splitlines() if l.startswith(str(tmp_path))]
-    assert lines == [f"{tmp_path / 'm.yaml'}:5: S011 label of entity 'Item' has no zh text ('Item')",
-                     f"{tmp_path / 'm.yaml'}:9: S011 label of choice 'new' of 'Item.state' has no zh text ('New')"]
+    assert lines == [f"{tmp_path / 'm.yaml'}:5: E011 label of entity 'Item' has no zh text ('Item')",
+                     f"{tmp_path / 'm.yaml'}:9: E011 label of choice 'new' of 'Item.state' has no zh text ('New')"]
     shipped = run_cli("check", "--i18n", schema_dir=ROOT / "schemas")
     assert shipped.returncode == 0, shipped.stderr
 
@@ -224,52 +224,52 @@ def test_cli_check_i18n_lists_labels_missing_a_locale(tmp_path):
 LINK_HEAD = GOOD_HEAD + "  B: {title: n, fields: {n: string}}\n"
 HARDENING_CASES = [
     # names that clash with the portal's own pages, endpoints, permissions or tables
-    (GOOD_HEAD + "  Menu: {fields: {x: string}}\n", 4, "S901", "entity name 'Menu' is taken by the portal's own pages"),
-    (GOOD_HEAD + "  USERS: {fields: {x: string}}\n", 4, "S901", "entity name 'USERS' is taken"),
-    (GOOD_HEAD + "  Open: {fields: {x: string}}\n", 4, "S901", "('openapi')"),
-    (GOOD_HEAD + "  ResetMyPassword: {fields: {x: string}}\n", 4, "S901", "entity name 'ResetMyPassword' is taken"),
-    (GOOD_HEAD + "  Ab: {fields: {x: string}}\n", 4, "S902", "clashes with the portal's own ab_* tables"),
-    (GOOD_HEAD + "  SqliteStat: {fields: {x: string}}\n", 4, "S902", "entity name 'SqliteStat'"),
-    (GOOD_HEAD + "  A:\n    fields:\n      meta: string\n", 6, "S904", "field name 'meta' is reserved by the forms"),
-    (LINK_HEAD + "  A:\n    fields:\n      xy: {type: many, to: B}\n  AXy: {fields: {y: string}}\n", 8, "S903", "table of entity 'AXy' would be named 'a_xy', like the table of many field 'A.xy'"),
-    (LINK_HEAD + "  Report:\n    fields: {x: string}\n    search: [x]\nreports:\n  x: {entity: Report}\n", 9, "S903", "'ix_report_x'"),
-    (GOOD_HEAD + "  APkey: {fields: {x: string}}\n  A: {fields: {x: string}}\n", 4, "S903", "like a primary key the database creates"),
+    (GOOD_HEAD + "  Menu: {fields: {x: string}}\n", 4, "E901", "entity name 'Menu' is taken by the portal's own pages"),
+    (GOOD_HEAD + "  USERS: {fields: {x: string}}\n", 4, "E901", "entity name 'USERS' is taken"),
+    (GOOD_HEAD + "  Open: {fields: {x: string}}\n", 4, "E901", "('openapi')"),
+    (GOOD_HEAD + "  ResetMyPassword: {fields: {x: string}}\n", 4, "E901", "entity name 'ResetMyPassword' is taken"),
+    (GOOD_HEAD + "  Ab: {fields: {x: string}}\n", 4, "E902", "clashes with the portal's own ab_* tables"),
+    (GOOD_HEAD + "  SqliteStat: {fields: {x: string}}\n", 4, "E902", "entity name 'SqliteStat'"),
+    (GOOD_HEAD + "  A:\n    fields:\n      meta: string\n", 6, "E904", "field name 'meta' is reserved by the forms"),
+    (LINK_HEAD + "  A:\n    fields:\n      xy: {type: many, to: B}\n  AXy: {fields: {y: string}}\n", 8, "E903", "table of entity 'AXy' would be named 'a_xy', like the table of many field 'A.xy'"),
+    (LINK_HEAD + "  Report:\n    fields: {x: string}\n    search: [x]\nreports:\n  x: {entity: Report}\n", 9, "E903", "'ix_report_x'"),
+    (GOOD_HEAD + "  APkey: {fields: {x: string}}\n  A: {fields: {x: string}}\n", 4, "E903", "like a primary key the database creates"),
     # database limits
-    (GOOD_HEAD + "  A:\n    fields:\n" + "".join(f"      f{i}: string\n" for i in range(500)), 4, "S801", "has 506 columns"),
-    (GOOD_HEAD + "  " + "Ab" * 30 + ":\n    fields:\n      x: string\n", 4, "S802", "PostgreSQL allows 63"),
-    (GOOD_HEAD + "  " + "Ab" * 15 + ":\n    fields:\n      " + "x" * 20 + ": {type: string, index: true}\n", 6, "S802", "the index of field"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, default: 3000000000}\n", 6, "S415", "stored as INTEGER"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: decimal, precision: 4, scale: 2, max: 1000}\n", 6, "S415", "at most 2 digits before the point"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: decimal, min: .nan}\n", 6, "S415", "finite number"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: datetime, default: 2026-01-01T10:00:00+08:00}\n", 6, "S415", "without a time zone"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: enum, choices: [a, a]}\n", 6, "S423", "choice 'a' of field 'A.x' is listed twice"),
-    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, pattern: '(a+)+$', default: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!}\n", 6, "S408", "exponential time"),
+    (GOOD_HEAD + "  A:\n    fields:\n" + "".join(f"      f{i}: string\n" for i in range(500)), 4, "E801", "has 506 columns"),
+    (GOOD_HEAD + "  " + "Ab" * 30 + ":\n    fields:\n      x: string\n", 4, "E802", "PostgreSQL allows 63"),
+    (GOOD_HEAD + "  " + "Ab" * 15 + ":\n    fields:\n      " + "x" * 20 + ": {type: string, index: true}\n", 6, "E802", "the index of field"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: integer, default: 3000000000}\n", 6, "E415", "stored as INTEGER"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: decimal, precision: 4, scale: 2, max: 1000}\n", 6, "E415", "at most 2 digits before the point"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: decimal, min: .nan}\n", 6, "E415", "finite number"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: datetime, default: 2026-01-01T10:00:00+08:00}\n", 6, "E415", "without a time zone"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: enum, choices: [a, a]}\n", 6, "E423", "choice 'a' of field 'A.x' is listed twice"),
+    (GOOD_HEAD + "  A:\n    fields:\n      x: {type: string, pattern: '(a+)+$', default: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!}\n", 6, "E408", "exponential time"),
     # constructs the build cannot serve
-    (LINK_HEAD + "  A:\n    fields: {x: string, b: {type: link, to: B}}\n    order: [b]\n", 7, "S305", "order cannot use 'b' (a link field)"),
-    (GOOD_HEAD + "  A:\n    fields: {x: string, u: user}\n    order: [-u]\n", 6, "S305", "order cannot use 'u' (a user field)"),
-    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    order: [created_by]\n", 6, "S305", "order cannot use 'created_by' (a user field)"),
-    (LINK_HEAD + "  A:\n    fields: {x: string, b: {type: link, to: B}}\n    title: b\n", 7, "S305", "title cannot use 'b' (a link field)"),
-    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    title: created_on\n", 6, "S305", "title cannot use 'created_on' (an audit field)"),
-    (GOOD_HEAD + "  A:\n    fields: {x: string, y: string}\n    unique_together: [[x, x]]\n", 6, "S307", "names the same field twice"),
-    (REPORT_HEAD + "  r: {entity: A, group_by: [k], measures: {k: count}}\n", 6, "S720", "has the name of a group_by field"),
-    (REPORT_HEAD + "  r: {entity: A, measures: {'Bad Name': count}}\n", 6, "S720", "measure name 'Bad Name'"),
-    (REPORT_HEAD + "  r: {entity: A, date_field: [d]}\n", 6, "S005", "date_field of report 'r' must be non-empty text"),
-    (ROLE_HEAD + "  admin: {can: {A: all}}\n", 6, "S602", "role 'admin' is built in"),
+    (LINK_HEAD + "  A:\n    fields: {x: string, b: {type: link, to: B}}\n    order: [b]\n", 7, "E305", "order cannot use 'b' (a link field)"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string, u: user}\n    order: [-u]\n", 6, "E305", "order cannot use 'u' (a user field)"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    order: [created_by]\n", 6, "E305", "order cannot use 'created_by' (a user field)"),
+    (LINK_HEAD + "  A:\n    fields: {x: string, b: {type: link, to: B}}\n    title: b\n", 7, "E305", "title cannot use 'b' (a link field)"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string}\n    title: created_on\n", 6, "E305", "title cannot use 'created_on' (an audit field)"),
+    (GOOD_HEAD + "  A:\n    fields: {x: string, y: string}\n    unique_together: [[x, x]]\n", 6, "E307", "names the same field twice"),
+    (REPORT_HEAD + "  r: {entity: A, group_by: [k], measures: {k: count}}\n", 6, "E720", "has the name of a group_by field"),
+    (REPORT_HEAD + "  r: {entity: A, measures: {'Bad Name': count}}\n", 6, "E720", "measure name 'Bad Name'"),
+    (REPORT_HEAD + "  r: {entity: A, date_field: [d]}\n", 6, "E005", "date_field of report 'r' must be non-empty text"),
+    (ROLE_HEAD + "  admin: {can: {A: all}}\n", 6, "E602", "role 'admin' is built in"),
     # links to unknown entities anywhere never raise
     (GOOD_HEAD + "  A:\n    fields: {x: string, p: {type: link, to: Nowhere}}\nroles:\n  R:\n    can: {A: [read]}\n    rows: {A: {p.manager: 1}}\n",
-     5, "S503", "links to unknown entity 'Nowhere'"),
+     5, "E503", "links to unknown entity 'Nowhere'"),
     (GOOD_HEAD + "  A: {fields: {x: string}}\nreports:\n  r: {entity: Nowhere, group_by: [x], filter: {x: 1}, measures: {s: sum(x)}}\n",
-     6, "S704", "names unknown entity 'Nowhere'"),
+     6, "E704", "names unknown entity 'Nowhere'"),
     # loading
-    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\n  ? [a, b]\n  : 1\n", 5, "S110", "a key must be plain text"),
-    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\n  ~: 1\n", 5, "S110", "a key must be plain text"),
-    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: {type: integer, default: !!python/object:os.system x}}}\n", 4, "S106", "YAML value error"),
-    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: {type: date, default: 2026-13-45}}}\n", 4, "S106", "cannot read value"),
-    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: {type: integer, default: " + "9" * 5000 + "}}}\n", 4, "S106", "cannot read value"),
-    ("version: 1\nmodule: m\nentities: &e\n  A: {fields: {x: *e}}\n", 4, "S109", "nested more than"),
-    ("version: 1\nmodule: m\nentities: " + "[" * 5000 + "]" * 5000 + "\n", 1, "S109", "nested too deeply"),
-    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\nlabel: " + "{a: " * 60 + "1" + "}" * 60 + "\n", 5, "S109", "nested more than"),
-    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\nlabel: \"\x07\"\n", 1, "S105", "YAML error"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\n  ? [a, b]\n  : 1\n", 5, "E110", "a key must be plain text"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\n  ~: 1\n", 5, "E110", "a key must be plain text"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: {type: integer, default: !!python/object:os.system x}}}\n", 4, "E106", "YAML value error"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: {type: date, default: 2026-13-45}}}\n", 4, "E106", "cannot read value"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: {type: integer, default: " + "9" * 5000 + "}}}\n", 4, "E106", "cannot read value"),
+    ("version: 1\nmodule: m\nentities: &e\n  A: {fields: {x: *e}}\n", 4, "E109", "nested more than"),
+    ("version: 1\nmodule: m\nentities: " + "[" * 5000 + "]" * 5000 + "\n", 1, "E109", "nested too deeply"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\nlabel: " + "{a: " * 60 + "1" + "}" * 60 + "\n", 5, "E109", "nested more than"),
+    ("version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\nlabel: \"\x07\"\n", 1, "E105", "YAML error"),
 ]
 
 
@@ -286,11 +286,11 @@ def billion_laughs(levels: int = 12) -> str:
 
 
 @pytest.mark.parametrize("content,code", [
-    (billion_laughs().encode(), "S108"),
-    (b"version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\nlabel: " + b"x" * 300_000 + b"\n", "S104"),
-    (b"version: 1\nmodule: \xff\xfe caf\xe9\n", "S103"),
-    (bytes(range(256)) * 4, "S103"),
-    (b"\x00\x01\x02 junk \x00", "S105"),
+    (billion_laughs().encode(), "E108"),
+    (b"version: 1\nmodule: m\nentities:\n  A: {fields: {x: string}}\nlabel: " + b"x" * 300_000 + b"\n", "E104"),
+    (b"version: 1\nmodule: \xff\xfe caf\xe9\n", "E103"),
+    (bytes(range(256)) * 4, "E103"),
+    (b"\x00\x01\x02 junk \x00", "E105"),
 ], ids=["alias-bomb", "huge-file", "latin-1", "binary", "nul-bytes"])
 def test_unreadable_files_fail_fast_with_a_code(tmp_path, content, code):
     import time
@@ -312,11 +312,11 @@ def test_problem_codes_are_registered_and_documented():
     emitted = set()
     for path in (ROOT / "app" / "schema").glob("*.py"):
         if path.name != "codes.py":
-            emitted |= set(regex.findall(r'"(S\d{3})"', path.read_text(encoding="utf-8")))
+            emitted |= set(regex.findall(r'"(E\d{3})"', path.read_text(encoding="utf-8")))
     assert emitted and emitted <= set(CODES), sorted(emitted - set(CODES))
     assert len(CODES) == sum(len(area) for area in AREAS.values())  # no code in two areas
     docs = (ROOT / "docs" / "schema.md").read_text(encoding="utf-8")
-    documented = dict(regex.findall(r"^\| `(S\d{3})` \| (.+?) \|", docs, regex.M))
+    documented = dict(regex.findall(r"^\| `(E\d{3})` \| (.+?) \|", docs, regex.M))
     assert set(documented) == set(CODES)
     assert all(documented[code] == title for code, title in CODES.items())
 
@@ -352,12 +352,12 @@ def test_check_opens_no_database_and_writes_nothing(tmp_path, command):
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr + bad.stdout
     assert bad.stderr.splitlines()[:2] == [
-        f"{tmp_path / 'm.yaml'}:4: S901 entity name 'Menu' is taken by the portal's own pages, API or permissions ('menu'); choose another name",
-        f"{tmp_path / 'm.yaml'}:4: S404 unknown type 'strng' for field 'Menu.x' (did you mean 'string'?); "
+        f"{tmp_path / 'm.yaml'}:4: E901 entity name 'Menu' is taken by the portal's own pages, API or permissions ('menu'); choose another name",
+        f"{tmp_path / 'm.yaml'}:4: E404 unknown type 'strng' for field 'Menu.x' (did you mean 'string'?); "
         "types are string, text, integer, decimal, boolean, date, datetime, enum, email, phone, url, link, many, user"]
     assert (secret.stat().st_mtime_ns if secret.exists() else None) == secret_before
 
 
 def test_each_problem_prints_on_one_line(tmp_path):
     problems = problems_for(tmp_path, GOOD_HEAD + '  A: {fields: {x: string}, "bad\\nkey\\u0007": 1}\n')
-    assert problems == [f"{tmp_path / 'm.yaml'}:4: S302 unknown key 'bad\\nkey\\x07' in entity 'A'"]
+    assert problems == [f"{tmp_path / 'm.yaml'}:4: E302 unknown key 'bad\\nkey\\x07' in entity 'A'"]

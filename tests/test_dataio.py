@@ -371,14 +371,14 @@ def test_import_of_150k_rows_stays_in_bounded_memory(tmp_path_factory, tmp_path)
 @pytest.mark.parametrize("locale", ["en", "zh"])
 def test_csv_rendered_by_postgresql_equals_the_python_rendering(app, staff, crew, locale):
     """Every entity's export, cell for cell, both ways (enum labels, booleans, links, many, dates, decimals, quotes)."""
-    from app.build.dataio import csv_chunks
-    from app.exporter import Export
+    from app.generate.dataio import csv_chunks
+    from app.data.exporter import Export
 
     spec, models = app.extensions["portal_spec"], app.extensions["portal_models"]
     session = app.appbuilder.session
     checked = 0
     with app.test_request_context(f"/?_l_={locale}"):
-        from app.access import current_viewer
+        from app.rules.access import current_viewer
         for entity in spec.entities:
             model = models[entity.name]
             export = Export(spec, entity, models, current_viewer(), session.query(model).order_by(model.id))
@@ -392,14 +392,14 @@ def test_csv_rendered_by_postgresql_equals_the_python_rendering(app, staff, crew
 
 @pytest.mark.skipif(not os.environ.get("PORTAL_TEST_DATABASE_URL"), reason="the COPY path is PostgreSQL's")
 def test_the_copy_behind_a_postgresql_csv_export_reports_progress_while_it_runs(app, staff, crew):
-    """The COPY is one blocking call; it must let gunicorn's arbiter know the worker is alive (app/serving.py)."""
-    from app.exporter import Export
+    """The COPY is one blocking call; it must let gunicorn's arbiter know the worker is alive (app/runtime/serving.py)."""
+    from app.data.exporter import Export
 
     spec, models = app.extensions["portal_spec"], app.extensions["portal_models"]
     session = app.appbuilder.session
     calls = []
     with app.test_request_context("/"):
-        from app.access import current_viewer
+        from app.rules.access import current_viewer
         model = models["LabourEntry"]
         export = Export(spec, spec.entity("LabourEntry"), models, current_viewer(), session.query(model))
         rows = read_csv(b"".join(export.csv_chunks(session, progress=lambda: calls.append(1))))

@@ -1,7 +1,7 @@
 """Bad input gets a clear 4xx and changes nothing: ids out of range, junk page and filter arguments, NUL characters.
 
 Each case was a 500 (OverflowError, DataError, TypeError, IndexError, ValueError) or a filter silently
-ignored (every row returned) before app/build/input_errors.py.
+ignored (every row returned) before app/generate/input_errors.py.
 """
 from __future__ import annotations
 

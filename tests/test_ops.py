@@ -12,7 +12,7 @@ from conftest import ROOT, jwt_headers, login, make_app
 from sqlalchemy import text
 from services import PostgresCluster
 
-from app.requestid import LOG_FORMAT, REQUEST_ID_FILTER
+from app.runtime.requestid import LOG_FORMAT, REQUEST_ID_FILTER
 
 
 def metric(body: bytes, name: str, **labels) -> float:

@@ -305,7 +305,7 @@ def test_related_list_on_a_detail_page_pages_with_the_same_pager(world, admin):
 @pytest.mark.parametrize("who", ["admin", "foreman"])
 def test_deep_numbered_pages_read_ids_first_and_give_the_same_rows(world, request, who, monkeypatch):
     """Past DEFERRED_JOIN_OFFSET a numbered page skips ids only, then reads its rows: same rows, same order, scope."""
-    import app.build.paging as paging
+    import app.generate.paging as paging
 
     ui, client, headers = request.getfixturevalue(who)
     expected = world["ordered"] if who == "admin" else world["mine"]

@@ -61,7 +61,7 @@ def test_server_start_with_broken_schema_exits_with_problems(tmp_path):
     env = {**os.environ, "PORTAL_SCHEMA_DIR": str(tmp_path), "DATABASE_URL": "sqlite:///:memory:"}
     result = subprocess.run([sys.executable, "run.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert f"{tmp_path / 'bad.yaml'}:4: S404 unknown type 'strng'" in result.stderr
+    assert f"{tmp_path / 'bad.yaml'}:4: E404 unknown type 'strng'" in result.stderr
     assert "Traceback" not in result.stderr
 
 

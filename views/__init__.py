@@ -1,4 +1,4 @@
-"""Hand-written views: the home page (module tiles); generated CRUD views live in app/build."""
+"""Hand-written views: the home page (module tiles); generated CRUD views live in app/generate."""
 from flask import current_app
 from flask_appbuilder import IndexView, expose
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checker import check
-from .loader import Problem, load_dir
-from .spec import PortalSpec
+from app.schema.checker import check
+from app.schema.loader import Problem, load_dir
+from app.schema.spec import PortalSpec
 
 
 class SchemaProblems(Exception):
@@ -22,6 +22,6 @@ def load_portal(directory: str | Path) -> tuple[PortalSpec | None, list[Problem]
     try:
         spec, check_problems = check(files)
     except Exception as exc:  # a checker bug must still give a coded problem, not a traceback
-        spec, check_problems = None, [Problem(str(directory), 0, "S099", f"internal checker error ({type(exc).__name__}: {exc}); please report it")]
+        spec, check_problems = None, [Problem(str(directory), 0, "E099", f"internal checker error ({type(exc).__name__}: {exc}); please report it")]
     problems = problems + check_problems
     return (None if problems else spec), problems

@@ -1,8 +1,8 @@
 """`portal check --i18n`: every label the UI shows must exist in every configured locale."""
 from __future__ import annotations
 
-from .loader import Problem
-from .spec import LOCALES, Label, PortalSpec
+from app.schema.loader import Problem
+from app.schema.spec import LOCALES, Label, PortalSpec
 
 
 def missing_translations(spec: PortalSpec, locales=LOCALES) -> list[Problem]:
@@ -13,7 +13,7 @@ def missing_translations(spec: PortalSpec, locales=LOCALES) -> list[Problem]:
             return
         missing = label.missing(locales)
         if missing:
-            problems.append(Problem(file, line, "S011", f"{what} has no {', '.join(missing)} text ({label.get('en')!r})"))
+            problems.append(Problem(file, line, "E011", f"{what} has no {', '.join(missing)} text ({label.get('en')!r})"))
 
     for module in spec.modules:
         need(module.label, module.file, 1, f"label of module '{module.name}'")

@@ -71,9 +71,9 @@ def _scalar(node: yaml.ScalarNode):
     try:
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:  # an unknown tag, a bad !!binary, ...
-        raise _Unreadable(node.start_mark.line + 1, "S106", f"YAML value error: {getattr(exc, 'problem', None) or exc}") from None
+        raise _Unreadable(node.start_mark.line + 1, "E106", f"YAML value error: {getattr(exc, 'problem', None) or exc}") from None
     except (ValueError, OverflowError, TypeError) as exc:  # 2026-13-45, a 5000-digit number, ...
-        raise _Unreadable(node.start_mark.line + 1, "S106", f"cannot read value {str(node.value)[:40]!r}: {exc}") from None
+        raise _Unreadable(node.start_mark.line + 1, "E106", f"cannot read value {str(node.value)[:40]!r}: {exc}") from None
     finally:
         loader.dispose()
 
@@ -90,23 +90,23 @@ class _Converter:
         line = node.start_mark.line + 1
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise _Unreadable(line, "S108", f"the file expands to more than {MAX_NODES:,} values (YAML aliases repeated too often?)")
+            raise _Unreadable(line, "E108", f"the file expands to more than {MAX_NODES:,} values (YAML aliases repeated too often?)")
         if depth > MAX_DEPTH:
-            raise _Unreadable(line, "S109", f"values are nested more than {MAX_DEPTH} levels deep")
+            raise _Unreadable(line, "E109", f"values are nested more than {MAX_DEPTH} levels deep")
         if isinstance(node, yaml.MappingNode):
             result = YMap()
             result.line, result.key_lines = line, {}
             for key_node, value_node in node.value:
                 key_line = key_node.start_mark.line + 1
                 if not isinstance(key_node, yaml.ScalarNode):
-                    self.problems.append(Problem(self.path, key_line, "S110", "a key must be plain text, not a list or mapping"))
+                    self.problems.append(Problem(self.path, key_line, "E110", "a key must be plain text, not a list or mapping"))
                     continue
                 key = self.convert(key_node, depth + 1)
                 if not isinstance(key, (str, int, bool)):
-                    self.problems.append(Problem(self.path, key_line, "S110", f"a key must be plain text, got {key!r:.40}"))
+                    self.problems.append(Problem(self.path, key_line, "E110", f"a key must be plain text, got {key!r:.40}"))
                     continue
                 if key in result:
-                    self.problems.append(Problem(self.path, key_line, "S111", f"duplicate key '{key}' (first at line {result.key_lines[key]})"))
+                    self.problems.append(Problem(self.path, key_line, "E111", f"duplicate key '{key}' (first at line {result.key_lines[key]})"))
                     continue
                 result[key] = self.convert(value_node, depth + 1)
                 result.key_lines[key] = key_line
@@ -133,32 +133,32 @@ def load_file(path: Path, display_name: str | None = None) -> tuple[SourceFile, 
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            return unreadable(1, "S104", f"file is {size:,} bytes; a schema file may have at most {MAX_FILE_BYTES:,}")
+            return unreadable(1, "E104", f"file is {size:,} bytes; a schema file may have at most {MAX_FILE_BYTES:,}")
         data = path.read_bytes()
     except OSError as exc:
-        return unreadable(1, "S102", f"cannot read file: {exc.strerror or exc}")
+        return unreadable(1, "E102", f"cannot read file: {exc.strerror or exc}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return unreadable(_line_of_byte(data, exc.start), "S103", f"not UTF-8 text (byte {exc.start}: {exc.reason}); save the file as UTF-8")
+        return unreadable(_line_of_byte(data, exc.start), "E103", f"not UTF-8 text (byte {exc.start}: {exc.reason}); save the file as UTF-8")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        return unreadable(mark.line + 1 if mark else 1, "S105", f"YAML syntax error: {exc.problem or exc.context or exc}")
+        return unreadable(mark.line + 1 if mark else 1, "E105", f"YAML syntax error: {exc.problem or exc.context or exc}")
     except yaml.YAMLError as exc:  # e.g. a control character (ReaderError)
-        return unreadable(getattr(exc, "line", 0) + 1 if hasattr(exc, "line") else 1, "S105", f"YAML error: {exc}")
+        return unreadable(getattr(exc, "line", 0) + 1 if hasattr(exc, "line") else 1, "E105", f"YAML error: {exc}")
     except RecursionError:
-        return unreadable(1, "S109", f"values are nested too deeply (at most {MAX_DEPTH} levels)")
+        return unreadable(1, "E109", f"values are nested too deeply (at most {MAX_DEPTH} levels)")
     if node is None:
-        return unreadable(1, "S107", "file is empty")
+        return unreadable(1, "E107", "file is empty")
     converter = _Converter(name)
     try:
         value = converter.convert(node)
     except _Unreadable as exc:
         return unreadable(exc.line, exc.code, exc.message)
     except RecursionError:
-        return unreadable(1, "S109", f"values are nested too deeply (at most {MAX_DEPTH} levels)")
+        return unreadable(1, "E109", f"values are nested too deeply (at most {MAX_DEPTH} levels)")
     return SourceFile(name, value), converter.problems
 
 
@@ -166,15 +166,15 @@ def load_dir(directory: Path) -> tuple[list[SourceFile], list[Problem]]:
     """Load every *.yaml / *.yml file of a directory, sorted by name."""
     directory = Path(directory)
     if not directory.is_dir():
-        return [], [Problem(str(directory), 0, "S101", "schema directory does not exist")]
+        return [], [Problem(str(directory), 0, "E101", "schema directory does not exist")]
     paths = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     if len(paths) > MAX_FILES:
-        return [], [Problem(str(directory), 0, "S104", f"{len(paths)} schema files; at most {MAX_FILES} are read")]
+        return [], [Problem(str(directory), 0, "E104", f"{len(paths)} schema files; at most {MAX_FILES} are read")]
     files, problems, total = [], [], 0
     for path in paths:
         total += path.stat().st_size if path.is_file() else 0
         if total > MAX_TOTAL_BYTES:
-            problems.append(Problem(str(path), 1, "S104", f"the schema files together exceed {MAX_TOTAL_BYTES:,} bytes; this file was not read"))
+            problems.append(Problem(str(path), 1, "E104", f"the schema files together exceed {MAX_TOTAL_BYTES:,} bytes; this file was not read"))
             files.append(SourceFile(str(path), None))
             continue
         source, file_problems = load_file(path, str(path))

@@ -8,7 +8,7 @@ checks that this list still covers every route, endpoint, view-menu and model cl
 """
 from __future__ import annotations
 
-from .spec import snake_case
+from app.schema.spec import snake_case
 
 # lowercase; compared with the entity name, its snake_case form, and name+"view" / name+"api"
 RESERVED_NAMES = frozenset({

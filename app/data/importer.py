@@ -1,0 +1,467 @@
+"""Validated, all-or-nothing import of CSV/XLSX rows into one entity, in bounded memory.
+
+Every cell goes through the same rules as forms and the API (`records.clean_value`); links are
+resolved by title in bulk, uniqueness is checked against the file and the database, the viewer's
+row scope and hidden fields apply. Nothing is written unless every row is valid.
+
+The file is read once, in chunks of ROWS_PER_CHUNK rows: each chunk's new link titles and keys are
+looked up with IN (...) queries (titles are remembered), its unique values are checked against the
+table and against a set of hashes of the file's earlier values, and its valid rows are spooled to a
+temp file (`bulk.RowSpool`). Only if no row is bad are they written, in one transaction (`bulk.write`).
+Memory holds one chunk, the link memos and the hash sets, not the file.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import IO, Callable, Iterator
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select, tuple_
+
+from app.data import bulk
+from app.rules.access import Viewer
+from app.data.bulk import Chunk, RowSpool
+from app.i18n import lazy
+from app.rules.records import FieldError, clean_present, clean_value, is_blank
+from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
+from app.data.tabular import GB18030, FileProblem, NotUtf8, read_rows, unquote_formula
+from app.rules.writer import link_target
+
+CHUNK = 500  # values per IN (...) lookup
+ROWS_PER_CHUNK = 2000  # rows validated, looked up and spooled together
+MAX_ERRORS = 1000  # a file with more problems is reported up to here
+MEMO_LIMIT = 20_000  # distinct cleaned values remembered per column
+
+
+@dataclass
+class RowError:
+    row: int  # spreadsheet row number (the header is row 1)
+    field: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"row": self.row, "field": self.field, "message": self.message}
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    preview: list[dict] = field(default_factory=list)  # first rows: {"row", "action", "values"}
+    written: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict:
+        return {"rows": self.rows, "created": self.created, "updated": self.updated, "written": self.written,
+                "errors": [e.as_dict() for e in self.errors], "preview": self.preview}
+
+
+def _chunks(values: list, size: int = CHUNK):
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _batched(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _blank_row(cells: list) -> bool:
+    if cells and cells[0].__class__ is str and cells[0] and not cells[0].isspace():
+        return False  # the usual row, decided without a loop
+    return all(is_blank(c) for c in cells)
+
+
+class Importer:
+    """One import: `run` reads the file once, chunk by chunk, and keeps only what the next chunk needs."""
+
+    def __init__(self, portal: PortalSpec, entity: EntitySpec, models: dict, session, viewer: Viewer,
+                 key: str | None = None) -> None:
+        self.portal, self.entity, self.models, self.session, self.viewer = portal, entity, models, session, viewer
+        self.model = models[entity.name]
+        self.key = key
+
+    # -- public -------------------------------------------------------------------------------
+    def run(self, stream: IO[bytes], fmt: str, dry_run: bool = True, progress: Callable[[int], None] | None = None,
+            preview_rows: int = 20) -> ImportReport:
+        """Check every row; unless `dry_run` or a row is bad, write them all in one transaction."""
+        start = stream.tell()
+        try:
+            return self._run(stream, fmt, None, dry_run, progress, preview_rows)
+        except NotUtf8:  # UTF-8 at the start, something else further on: the whole pass again as GB18030
+            stream.seek(start)
+            return self._run(stream, fmt, GB18030, dry_run, progress, preview_rows)
+
+    def _run(self, stream, fmt, encoding, dry_run, progress, preview_rows) -> ImportReport:
+        report = ImportReport()
+        self._memo: dict[str, dict] = {}
+        self._seen: dict[tuple, set] = {}  # unique group -> hashes of its values met so far in the file
+        self._pending: list[tuple[RowError, tuple, tuple]] = []  # in-file duplicates awaiting their first row
+        start = stream.tell()
+        spool = None
+        try:
+            rows = ((n, cells) for n, cells in enumerate(read_rows(stream, fmt, encoding), start=1)
+                    if not _blank_row(cells))
+            header = next(rows, None)
+            if header is None:
+                report.errors.append(RowError(1, "", str(_l("The file is empty."))))
+                return report
+            columns = self._columns(header[1], report)
+            if report.errors:
+                return report
+            self._prepare(columns)
+            titles = [str(c).strip() if c is not None else "" for c in header[1]]
+            spool = None if dry_run else RowSpool([f.column_name for f in self._scalar], [f.name for f in self._many])
+            for chunk in _batched(rows, ROWS_PER_CHUNK):
+                records = self._check_chunk(chunk, columns, titles, report, preview_rows)
+                if spool is not None and not report.errors:
+                    spool.add(self._spool_chunk(records))
+                if progress:
+                    progress(len(chunk))
+            if self._pending:
+                stream.seek(start)
+                self._name_first_rows(read_rows(stream, fmt, encoding), columns, report)
+            report.errors.sort(key=lambda e: e.row)
+            if report.errors or dry_run:
+                return report
+            self._write(spool)
+            report.written = True
+            return report
+        except FileProblem as exc:
+            report.errors.append(RowError(1, "", str(exc)))
+            return report
+        finally:
+            if spool is not None:
+                spool.close()
+
+    # -- header -------------------------------------------------------------------------------
+    def _columns(self, header: list, report: ImportReport) -> list[FieldSpec | None]:
+        """Match each header cell to a field by name or by its label in any language."""
+        by_title: dict[str, FieldSpec] = {}
+        for f in self.entity.fields:
+            by_title[f.name.lower()] = f
+            for _, text in f.label.texts:
+                by_title.setdefault(text.strip().lower(), f)
+        unreadable = self.viewer.unreadable(self.entity.name)
+        columns, seen = [], set()
+        for cell in header:
+            title = "" if cell is None else str(cell).strip()
+            if not title:
+                columns.append(None)  # an unnamed, usually empty, column
+                continue
+            f = by_title.get(title.lower())
+            if f is None:
+                report.errors.append(RowError(1, title, str(_l("Unknown column."))))
+            elif f.name in unreadable or f.readonly:
+                report.errors.append(RowError(1, title, str(_l("This column cannot be imported."))))
+            elif f.name in seen:
+                report.errors.append(RowError(1, title, str(_l("This column appears twice."))))
+            else:
+                seen.add(f.name)
+            columns.append(f if f is not None and f.name not in unreadable and not f.readonly else None)
+        if self.key is not None:
+            key_field = next((f for f in self.entity.fields if f.name == self.key), None)
+            if key_field is None or not key_field.unique:
+                report.errors.append(RowError(1, self.key or "", str(_l("The key must be a unique field."))))
+            elif self.key not in seen:
+                report.errors.append(RowError(1, self.key, str(_l("The key column is missing."))))
+        return columns
+
+    def _prepare(self, columns: list[FieldSpec | None]) -> None:
+        """What every chunk needs: link resolvers, forced values, required fields, unique groups, columns to write."""
+        self._links = {f.name: _LinkResolver(self, f) for f in columns if f is not None and f.is_relation}
+        self._forced = self.viewer.forced_values(self.entity.name)
+        self._forced_ids = {name: (v.id if hasattr(v, "id") else v) for name, v in self._forced.items()}
+        present = {f.name for f in columns if f is not None}
+        self._missing_required = [f for f in self.entity.fields if f.required and f.default is None
+                                  and f.name not in present and f.name not in self._forced]
+        self._required_present = [f for f in self.entity.fields
+                                  if f.required and f.name in present and f.name not in self._forced]
+        self._groups = [(f.name,) for f in self.entity.fields if f.unique] + list(self.entity.unique_together)
+        self._table_had_rows = self.session.scalar(select(self.model.id).limit(1)) is not None
+        self._scalar = [f for f in self.entity.fields if f.type != "many" and (f.name in present or f.name in self._forced)]
+        self._many = [f for f in self.entity.fields if f.type == "many" and f.name in present]
+
+    # -- rows ---------------------------------------------------------------------------------
+    def _check_chunk(self, chunk: list, columns, titles, report: ImportReport, preview_rows: int) -> list[dict]:
+        """Validate one chunk of rows; returns its valid records (counted, previewed, checked for uniqueness)."""
+        for name, resolver in self._links.items():
+            resolver.prepare(columns, chunk)
+        existing = self._existing_by_key(columns, chunk, report)
+        records = []
+        for number, cells in chunk:
+            report.rows += 1
+            record = self._record(number, cells, columns, existing, report)
+            if record is None:
+                continue
+            records.append(record)
+            if len(report.preview) < preview_rows:
+                report.preview.append({"row": number, "action": "update" if record.get("_id") else "create",
+                                       "values": {t: _show(c) for t, c in zip(titles, cells) if t}})
+        self._check_unique(records, report)
+        updated = sum(1 for r in records if r.get("_id"))
+        report.updated += updated
+        report.created += len(records) - updated
+        return records
+
+    def _record(self, number: int, cells: list, columns, existing: dict, report) -> dict | None:
+        """The cleaned values of one row, or None (with its errors reported) if any cell is bad."""
+        record: dict = {"_row": number}
+        ok = True
+        width = len(columns)
+        if len(cells) > width and any(not is_blank(c) for c in cells[width:]):
+            report.errors.append(RowError(number, "", str(_l("This row has more cells than the header has columns."))))
+            ok = False
+        if len(cells) < width:
+            cells = cells + [None] * (width - len(cells))  # CSV rows may stop early
+        for f, cell in zip(columns, cells):
+            if f is None:
+                continue
+            try:
+                record[f.name] = self._value(f, cell)
+            except FieldError as exc:
+                ok = False
+                self._error(report, number, f, str(exc))
+        if self.key and record.get(self.key) is not None:
+            record["_id"] = existing.get(record[self.key])
+            if record["_id"] == "out of scope":
+                ok = False
+                self._error(report, number, self.entity.field(self.key), str(_l("This record exists but is not yours to change.")))
+        if not record.get("_id"):
+            for f in self._missing_required:
+                ok = False
+                self._error(report, number, f, str(_l("This field is required.")))
+        for f in self._required_present:
+            if f.name in record and record[f.name] in (None, []):
+                ok = False
+                self._error(report, number, f, str(_l("This field is required.")))
+        record.update(self._forced_ids)
+        return record if ok else None
+
+    def _error(self, report: ImportReport, row: int, f: FieldSpec, message: str) -> RowError | None:
+        if len(report.errors) < MAX_ERRORS:
+            error = RowError(row, str(lazy(f.label)), message)
+            report.errors.append(error)
+            return error
+        return None
+
+    def _value(self, f: FieldSpec, cell):
+        memo = self._memo.get(f.name)
+        if memo is not None and cell.__class__ is str:  # the hot path: a text cell of a scalar field seen before
+            result = memo.get(cell, memo)
+            if result is not memo:
+                if result.__class__ is FieldError:
+                    raise result
+                return result
+        if cell is None or cell == "" or (isinstance(cell, str) and not cell.strip()):
+            return [] if f.type == "many" else None
+        if isinstance(cell, str) and cell[0] == "'":
+            cell = unquote_formula(cell)  # our own exports quote cells that look like formulas
+        if f.type == "many":
+            resolve = self._links[f.name]
+            return [resolve(t.strip()) for t in str(cell).replace("，", ",").split(",") if t.strip()]
+        if f.is_relation:
+            return self._links[f.name](cell)
+        # spreadsheets repeat values (rates, hours, dates, choices): clean each distinct one once
+        if memo is None:
+            memo = self._memo[f.name] = {}
+        key = cell if cell.__class__ is str else (type(cell), cell)
+        result = memo.get(key, memo)
+        if result is memo:
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()  # a column of distinct values (names, phones): keep memory flat
+            try:
+                result = clean_present(f, cell)
+            except FieldError as exc:
+                result = exc
+            memo[key] = result
+        if isinstance(result, FieldError):
+            raise result
+        return result
+
+    # -- keys and uniqueness ------------------------------------------------------------------
+    def _existing_by_key(self, columns, chunk: list, report) -> dict:
+        """key value -> id of the record to update (or 'out of scope' when it exists but is not the viewer's)."""
+        if not self.key or not self._table_had_rows:
+            return {}
+        f = self.entity.field(self.key)
+        index = [c.name if c else None for c in columns].index(self.key)
+        keys = set()
+        for _, cells in chunk:
+            try:
+                value = clean_value(f, cells[index] if index < len(cells) else None)
+            except FieldError:
+                continue
+            if value is not None:
+                keys.add(value)
+        column = getattr(self.model, f.column_name)
+        scope = self.viewer.row_clause(self.entity.name, self.models)
+        result = {}
+        for values in _chunks(sorted(keys, key=str)):
+            for pk, value in self.session.execute(select(self.model.id, column).where(column.in_(values))):
+                result[value] = pk
+            if scope is not None:
+                mine = set(self.session.scalars(select(self.model.id).where(column.in_(values), scope)))
+                result.update({v: "out of scope" for v, pk in list(result.items()) if v in values and pk not in mine})
+        return result
+
+    def _check_unique(self, records: list[dict], report: ImportReport) -> None:
+        """Unique fields and groups: against the earlier rows of the file (a set of hashes) and the table."""
+        for group in self._groups:
+            seen = self._seen.setdefault(group, set())
+            rows = [r for r in records if all(r.get(n) is not None for n in group)]
+            values = {}
+            for r in rows:
+                value = tuple(r[n] for n in group)
+                digest = hash(value)
+                if digest in seen:  # almost surely a duplicate: `_name_first_rows` finds the earlier row
+                    error = self._error(report, r["_row"], self.entity.field(group[0]), "")
+                    if error is not None:
+                        self._pending.append((error, group, value))
+                else:
+                    seen.add(digest)
+                if self._table_had_rows:
+                    values.setdefault(value, r)
+            if self._table_had_rows:  # an empty table cannot conflict
+                self._check_against_table(group, list(values), rows, report)
+
+    def _check_against_table(self, group: tuple, values: list[tuple], rows: list[dict], report) -> None:
+        columns = [getattr(self.model, self.entity.field(n).column_name) for n in group]
+        owners: dict[tuple, int] = {}
+        for chunk in _chunks(values, 3 * CHUNK // max(1, len(group))):
+            condition = columns[0].in_([v[0] for v in chunk]) if len(group) == 1 else tuple_(*columns).in_(chunk)
+            for row in self.session.execute(select(self.model.id, *columns).where(condition)):
+                owners[tuple(_normal(v) for v in row[1:])] = row[0]
+        for r in rows:
+            owner = owners.get(tuple(_normal(r[n]) for n in group))
+            if owner is not None and owner != r.get("_id"):
+                self._error(report, r["_row"], self.entity.field(group[0]), str(
+                    _l("Already exists.") if len(group) == 1 else
+                    _l("A record with the same %(fields)s already exists.", fields=", ".join(group))))
+
+    def _name_first_rows(self, rows: Iterator[list], columns, report: ImportReport) -> None:
+        """Second reading, only when the file repeats a unique value: name the row each repeat repeats."""
+        wanted = {(group, value): None for _, group, value in self._pending}
+        scratch = ImportReport()
+        numbered = ((n, cells) for n, cells in enumerate(rows, start=1) if not _blank_row(cells))
+        next(numbered, None)  # the header
+        for chunk in _batched(numbered, ROWS_PER_CHUNK):
+            for resolver in self._links.values():
+                resolver.prepare(columns, chunk)
+            for number, cells in chunk:
+                record = self._record(number, cells, columns, {}, scratch)
+                if record is None:
+                    continue
+                for group in self._groups:
+                    key = (group, tuple(record.get(n) for n in group))
+                    if key in wanted and wanted[key] is None:
+                        wanted[key] = number
+        for error, group, value in self._pending:
+            first = wanted[(group, value)]
+            if first is not None and first < error.row:
+                error.message = str(_l("Same %(fields)s as row %(row)d.", fields=", ".join(group), row=first))
+            else:  # two different values with the same hash: not a duplicate after all
+                report.errors.remove(error)
+
+    # -- writing --------------------------------------------------------------------------------
+    def _spool_chunk(self, records: list[dict]) -> Chunk:
+        now = dt.datetime.now().replace(microsecond=0)
+        user_id = self.viewer.user_id
+        names = [f.name for f in self._scalar]
+        many = [f.name for f in self._many]
+        chunk = Chunk()
+        for r in records:
+            values = tuple(r.get(n) for n in names)
+            if r.get("_id"):
+                chunk.changed.append(values + (now, user_id, r["_id"]))
+                if many:
+                    chunk.changed_links.append((r["_id"], {n: r.get(n) for n in many}))
+            else:
+                chunk.new.append(values + (now, user_id, now, user_id))
+                if many:
+                    chunk.new_links.append({n: r.get(n) for n in many})
+        return chunk
+
+    def _write(self, spool: RowSpool) -> None:
+        """Everything spooled, in one transaction: committed whole or rolled back whole."""
+        secondaries = {f.name: getattr(self.model, f.name).property.secondary for f in self._many}
+        try:
+            bulk.write(self.session.connection(), self.model.__table__, spool, secondaries)
+            self.session.commit()
+        except Exception:
+            self.session.rollback()
+            raise
+
+
+class _LinkResolver:
+    """Link cell -> id by the target's title, looked up per chunk for titles not met before (a memo)."""
+
+    def __init__(self, importer: Importer, f: FieldSpec) -> None:
+        self.f, self.session = f, importer.session
+        self.target, title = link_target(importer.portal, importer.models, f)
+        self.title = self.target.id if title is None else title  # an entity without a title is linked by id
+        self.scope = None if f.type == "user" else importer.viewer.row_clause(f.to, importer.models)
+        self.found: dict[str, list[int]] = {}
+        self.asked: set[str] = set()
+
+    def prepare(self, columns, chunk: list) -> None:
+        index = columns.index(self.f)
+        wanted = set()
+        cells_seen = {cells[index] if index < len(cells) else None for _, cells in chunk}
+        for cell in cells_seen:
+            if not is_blank(cell):
+                if isinstance(cell, str) and cell[0] == "'":
+                    cell = unquote_formula(cell)
+                parts = str(cell).replace("，", ",").split(",") if self.f.type == "many" else [cell]
+                wanted.update(_key_text(p) for p in parts if not is_blank(p))
+        wanted -= self.asked
+        if not wanted:
+            return
+        self.asked |= wanted
+        by_id = self.title is self.target.id
+        for values in _chunks(sorted(wanted)):
+            query = select(self.target.id, self.title).where(
+                self.title.in_([int(v) for v in values if v.isdigit()] if by_id else values))
+            if self.scope is not None:
+                query = query.where(self.scope)
+            for pk, text in self.session.execute(query):
+                self.found.setdefault(_key_text(text), []).append(pk)
+
+    def __call__(self, cell) -> int:
+        text = _key_text(cell)
+        ids = self.found.get(text)
+        if not ids:
+            raise FieldError(_l("No record named '%(title)s'.", title=text))
+        if len(ids) > 1:
+            raise FieldError(_l("More than one record is named '%(title)s'; use its id.", title=text))
+        return ids[0]
+
+
+def _key_text(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _normal(value):
+    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
+
+
+def _show(value):
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, list):
+        return value
+    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)

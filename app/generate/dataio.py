@@ -1,0 +1,79 @@
+"""Export and import endpoints shared by the generated pages and APIs."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO
+
+from flask import Response, current_app, stream_with_context
+
+from app.rules.access import current_viewer
+from app.data.exporter import Export
+from app.data.importer import Importer
+from app.runtime.observability import timed, timed_chunks
+from app.runtime.serving import heartbeat, keep_alive
+from app.data.tabular import csv_chunks, file_format
+from app.data.xlsx_stream import xlsx_chunks
+
+UPLOADS = Path(tempfile.gettempdir()) / "portal-uploads"
+MIMETYPES = {"csv": "text/csv; charset=utf-8", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+COPY_BUFFER = 1024 * 1024
+
+
+def export_response(view, filters, order: tuple[str, str], fmt: str) -> Response:
+    """Stream the filtered, ordered records as CSV or XLSX; memory stays flat however many rows there are."""
+    entity, datamodel = view.entity, view.datamodel
+    query = datamodel.apply_all(datamodel.session.query(datamodel.obj), filters, *order)
+    spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
+    export = Export(spec, entity, models, current_viewer(), query)
+    if fmt == "csv" and export.can_format_in_database(datamodel.session.get_bind().dialect.name):
+        chunks = export.csv_chunks(datamodel.session, progress=heartbeat())  # the COPY itself can outlast --timeout
+    elif fmt == "csv":
+        chunks = csv_chunks(_with_header(export.header, export.batches(datamodel.session, fmt)))
+    else:
+        chunks = xlsx_chunks(export.header, export.batches(datamodel.session, fmt), entity.name)
+    chunks = keep_alive(timed_chunks("export", chunks))
+    filename = f"{entity.snake}-{dt.date.today().isoformat()}.{fmt}"
+    return Response(stream_with_context(chunks), mimetype=MIMETYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _with_header(header: list, batches):
+    yield [header]
+    yield from batches
+
+
+def run_import(view, stream: IO[bytes], filename: str, key: str | None, dry_run: bool):
+    spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
+    importer = Importer(spec, view.entity, models, view.datamodel.session, current_viewer(), key or None)
+    with timed("import"):
+        return importer.run(stream, file_format(filename), dry_run=dry_run)
+
+
+def spool_upload(upload) -> IO[bytes]:
+    """An uploaded file copied to an anonymous temp file in 1 MB pieces (never whole in memory), rewound."""
+    spool = tempfile.TemporaryFile()
+    shutil.copyfileobj(upload.stream, spool, COPY_BUFFER)
+    spool.seek(0)
+    return spool
+
+
+def keep_upload(stream: IO[bytes], filename: str) -> str:
+    """Keep a checked file until the user confirms the import; returns its token."""
+    UPLOADS.mkdir(mode=0o700, exist_ok=True)
+    token = secrets.token_urlsafe(16) + "." + file_format(filename)
+    stream.seek(0)
+    with (UPLOADS / token).open("wb") as kept:
+        shutil.copyfileobj(stream, kept, COPY_BUFFER)
+    return token
+
+
+def take_upload(token: str) -> tuple[Path, str] | None:
+    if not token or "/" in token or os.sep in token:
+        return None
+    path = UPLOADS / token
+    return (path, token.rsplit(".", 1)[-1]) if path.exists() else None

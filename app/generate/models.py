@@ -1,0 +1,237 @@
+"""Build SQLAlchemy models (on FAB's declarative `Model`) from the checked spec."""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+from flask import current_app, has_request_context
+from flask_appbuilder import Model
+from flask_appbuilder.security.sqla.models import User
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import relationship
+
+from app.rules.records import max_length
+from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec, snake_case
+
+ON_DELETE_SQL = {"cascade": "CASCADE", "restrict": "RESTRICT", "set_null": "SET NULL"}
+# A B-tree entry holds at most ~2.7 KB on PostgreSQL: unbounded text (and strings that may exceed that in
+# UTF-8) is indexed on a prefix, so long values still fit; the index keeps the name a plain one would get.
+PREFIX_INDEX_CHARS = 100
+LONG_STRING_CHARS = 600
+_build_counter = itertools.count(1)
+_generated_tables: list[Table] = []
+
+
+def current_user_id() -> int | None:
+    """Id of the user behind this request (browser session or JWT); None in CLI jobs."""
+    if not has_request_context():
+        return None
+    user = current_app.appbuilder.sm.current_user
+    return getattr(user, "id", None)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now().replace(microsecond=0)
+
+
+def _column_type(f: FieldSpec):
+    if f.type in ("string", "email", "phone", "url"):
+        return String(max_length(f))
+    if f.type == "text":
+        return Text()
+    if f.type == "integer":
+        return Integer()
+    if f.type == "decimal":
+        return Numeric(f.precision, f.scale, asdecimal=True)
+    if f.type == "boolean":
+        return Boolean()
+    if f.type == "date":
+        return Date()
+    if f.type == "datetime":
+        return DateTime()
+    if f.type == "enum":
+        return String(max(len(c.key) for c in f.choices))
+    raise ValueError(f.type)
+
+
+def _column_default(f: FieldSpec):
+    if f.default == "now":
+        return _now
+    if f.default == "today":
+        return dt.date.today
+    if f.default == "current_user":
+        return current_user_id
+    return f.default
+
+
+def _indexed(entity: EntitySpec, f: FieldSpec) -> bool:
+    sorted_on = {name for name, _ in entity.order}
+    return bool(f.index or f.name in entity.search or f.name in sorted_on or f.name == entity.title) and not f.unique
+
+
+def _long_values(f: FieldSpec) -> bool:
+    """Values that may not fit one B-tree index entry."""
+    return f.type == "text" or (max_length(f) or 0) > LONG_STRING_CHARS
+
+
+def forget_previous_models() -> None:
+    """Drop tables of an earlier build from the shared metadata (tests build several portals)."""
+    for table in _generated_tables:
+        if table.name in Model.metadata.tables and Model.metadata.tables[table.name] is table:
+            Model.metadata.remove(table)
+    _generated_tables.clear()
+
+
+def build_models(spec: PortalSpec) -> dict[str, type]:
+    forget_previous_models()
+    build = next(_build_counter)
+    models: dict[str, type] = {}
+    for entity in spec.entities:
+        models[entity.name] = _build_model(entity, models, build)
+    for entity in spec.entities:
+        _order_index(entity, models)
+    for report in spec.reports:
+        _report_index(spec, report, models)
+    return models
+
+
+def order_index_name(table: str) -> str:
+    return f"ix_{table}_by_order"
+
+
+def _order_index(entity: EntitySpec, models: dict) -> None:
+    """The list's default order plus id (its tie-break), so a deep page finds its ids in the index alone."""
+    columns = [entity.field(name).column_name for name, _ in entity.order if entity.field(name) is not None]
+    if columns and columns != ["id"]:
+        table = models[entity.name].__table__
+        Index(order_index_name(entity.table), *(table.c[c] for c in columns), table.c.id)
+
+
+def _report_index(spec: PortalSpec, report, models: dict) -> None:
+    """A covering index per report (filters, groups, measures) so its GROUP BY reads the index only."""
+    entity = spec.entity(report.entity)
+    names = [name for name, _ in report.filter] + [g.field for g in report.group_by]
+    names += [f for m in report.measures for f in m.fields]
+    columns = list(dict.fromkeys(entity.field(n).column_name for n in names if entity.field(n).type != "many"))
+    if columns:
+        table = models[entity.name].__table__
+        Index(f"ix_report_{report.id}"[:63], *(table.c[c] for c in columns[:16]))
+
+
+def _build_model(entity: EntitySpec, models: dict, build: int) -> type:
+    attrs: dict = {
+        "__tablename__": entity.table,
+        "__module__": f"portal_models_{build}",  # unique per build: no clash in FAB's class registry
+        "id": Column(Integer, primary_key=True),
+    }
+    table_args: list = []
+    prefix_indexed = []
+    for f in entity.fields:
+        if f.type == "many":
+            attrs[f.name] = _many_relationship(entity, f, models)
+        elif f.type in ("link", "user"):
+            attrs.update(_link_columns(entity, f, models))
+        else:
+            indexed = _indexed(entity, f)
+            if indexed and _long_values(f):
+                prefix_indexed.append(f.name)
+            attrs[f.name] = Column(
+                _column_type(f), nullable=not f.required, unique=f.unique or None,
+                index=(indexed and not _long_values(f)) or None, default=_column_default(f),
+            )
+    attrs.update(_audit_columns())
+    # every ORM UPDATE adds 1 and checks the old value in its WHERE: a concurrent save raises StaleDataError
+    version = Column(VERSION_COLUMN, Integer, nullable=False, server_default=text("1"))
+    attrs[VERSION_COLUMN] = version
+    attrs["__mapper_args__"] = {"version_id_col": version}
+    for group in entity.unique_together:
+        columns = [entity.field(name).column_name for name in group]
+        table_args.append(UniqueConstraint(*columns, name=f"uq_{entity.table}_{'_'.join(group)}"[:63]))
+    table_args.append({"extend_existing": True})
+    attrs["__table_args__"] = tuple(table_args)
+    attrs["__str__"] = _title_function(entity)
+    attrs["__repr__"] = lambda self: f"<{entity.name} {self.id}>"
+    model = type(entity.name, (Model,), attrs)
+    for name in prefix_indexed:
+        Index(f"ix_{entity.table}_{name}", func.substr(model.__table__.c[name], 1, PREFIX_INDEX_CHARS))
+    _generated_tables.append(model.__table__)
+    return model
+
+
+def _link_columns(entity: EntitySpec, f: FieldSpec, models: dict) -> dict:
+    if f.type == "user":
+        target_table, target = "ab_user", (lambda: User)
+        on_delete = "SET NULL" if not f.required else "RESTRICT"
+    else:
+        target_table = snake_case(f.to)
+        target = lambda: models[f.to]  # noqa: E731 - resolved after every model exists
+        on_delete = ON_DELETE_SQL[f.on_delete]
+    column = Column(
+        Integer, ForeignKey(f"{target_table}.id", ondelete=on_delete),
+        nullable=not f.required, index=True, unique=f.unique or None, default=_column_default(f),
+    )
+    options = {"foreign_keys": [column]}
+    if f.to == entity.name:
+        options["remote_side"] = lambda: [models[f.to].id]
+    return {f.column_name: column, f.name: relationship(target, **options)}
+
+
+def _many_relationship(entity: EntitySpec, f: FieldSpec, models: dict):
+    target_table = snake_case(f.to)
+    table = Table(
+        f"{entity.table}_{f.name}", Model.metadata,
+        Column("left_id", Integer, ForeignKey(f"{entity.table}.id", ondelete="CASCADE"), primary_key=True),
+        Column("right_id", Integer, ForeignKey(f"{target_table}.id", ondelete="CASCADE"), primary_key=True, index=True),
+        extend_existing=True,
+    )
+    _generated_tables.append(table)
+    if f.to != entity.name:
+        return relationship(lambda: models[f.to], secondary=table)
+    # both foreign keys point at this table: say which side is which
+    return relationship(
+        lambda: models[f.to], secondary=table,
+        primaryjoin=lambda: models[entity.name].id == table.c.left_id,
+        secondaryjoin=lambda: models[f.to].id == table.c.right_id,
+    )
+
+
+def _audit_columns() -> dict:
+    created_by = Column(Integer, ForeignKey("ab_user.id", ondelete="SET NULL"), default=current_user_id)
+    changed_by = Column(
+        Integer, ForeignKey("ab_user.id", ondelete="SET NULL"), default=current_user_id, onupdate=current_user_id,
+    )
+    return {
+        "created_on": Column(DateTime, default=_now, nullable=False, index=True),
+        "changed_on": Column(DateTime, default=_now, onupdate=_now, nullable=False),
+        "created_by_id": created_by,
+        "changed_by_id": changed_by,
+        "created_by": relationship(User, foreign_keys=[created_by]),
+        "changed_by": relationship(User, foreign_keys=[changed_by]),
+    }
+
+
+def _title_function(entity: EntitySpec):
+    title = entity.title
+
+    def __str__(self) -> str:
+        value = getattr(self, title, None) if title else None
+        if value is None or value == "":
+            return f"#{self.id}"
+        return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else str(value)
+
+    return __str__

@@ -1,0 +1,254 @@
+"""Generate one FAB ModelView per entity: list/show/add/edit/delete with schema validation."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from flask import abort, flash, redirect, request, url_for
+from flask_appbuilder import ModelView, expose, has_access
+from flask_appbuilder.fieldwidgets import Select2Widget
+from flask_appbuilder.urltools import get_filter_args, get_order_args
+from flask_babel import gettext, lazy_gettext as _l
+from wtforms import SelectField
+from wtforms.validators import InputRequired, Optional, StopValidation
+
+from app.rules.access import current_viewer
+from app.i18n import format_with_schema_text, lazy
+from app.rules.records import FieldError, clean_value
+from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec
+from app.data.tabular import FORMATS, FileProblem
+from app.generate import columns, versions
+from app.generate.dataio import export_response, keep_upload, run_import, spool_upload, take_upload
+from app.generate.input_errors import clean_filters
+from app.generate.lookups import form_fields, lookup_response, search_fields
+from app.generate.paged_pages import PagedListView
+from app.generate.paging import PagedInterface
+from app.generate.permissions import VIEW_METHODS, entity_permissions
+from app.generate.references import delete_refusal
+from app.generate.scoping import (
+    PerViewer,
+    form_without_fields,
+    readable_views,
+    row_scope_filters,
+    viewer_filters,
+    without_hidden,
+    without_unreadable,
+)
+
+
+class FieldRule:
+    """WTForms validator applying the schema's rules to one field; keeps the cleaned value."""
+
+    def __init__(self, field: FieldSpec) -> None:
+        self.field = field
+
+    def __call__(self, form, wt_field) -> None:
+        try:
+            wt_field.data = clean_value(self.field, wt_field.data)
+        except FieldError as exc:
+            raise StopValidation(str(exc)) from None
+
+
+class UniqueTogetherRule:
+    """Attached to the first field of a unique_together group; reads the other fields from the form."""
+
+    def __init__(self, view_class, group: tuple[str, ...]) -> None:
+        self.view_class, self.group = view_class, group
+
+    def __call__(self, form, wt_field) -> None:
+        values = {name: form[name].data for name in self.group if name in form}
+        current = SimpleNamespace(id=getattr(form, "_id", None))
+        errors = self.view_class.writer().conflicts(values, current)
+        if self.group[0] in errors:
+            raise StopValidation(errors[self.group[0]][-1])
+
+
+class ValidatorsByColumn(dict):
+    """FAB appends its own validators to the list it is given; hand each form a copy."""
+
+    def get(self, key, default=None):
+        value = super().get(key, default)
+        return list(value) if value is not None else None
+
+
+class ChoiceField(SelectField):
+    """A select whose choice check is FieldRule's (one clear message instead of two)."""
+
+    def pre_validate(self, form) -> None:
+        pass
+
+
+def _enum_select(f: FieldSpec) -> SelectField:
+    choices = [(c.key, lazy(c.label)) for c in f.choices]
+    if not f.required:
+        choices.insert(0, ("", ""))
+    return ChoiceField(
+        lazy(f.label), choices=choices, description=lazy(f.help) if f.help else "",
+        coerce=lambda v: "" if v is None else str(v), default=f.default or "",
+        validators=[InputRequired() if f.required else Optional(), FieldRule(f)],
+        widget=Select2Widget(),
+    )
+
+
+class EntityView(PagedListView, ModelView):
+    """Behaviour shared by every generated view; the factory fills in the class attributes."""
+
+    list_template = "portal/list.html"
+
+    portal: PortalSpec
+    entity: EntitySpec
+    models: dict
+    writer_factory = None
+    method_permission_name = VIEW_METHODS
+
+    # what the viewer may not see is left out of columns, forms and filters (see scoping.py)
+    list_columns = PerViewer(without_hidden)
+    show_columns = PerViewer(without_hidden)
+    search_columns = PerViewer(without_unreadable)
+    order_columns = PerViewer(without_unreadable)
+    add_columns = PerViewer(without_unreadable)
+    edit_columns = PerViewer(without_unreadable)
+    add_form = PerViewer(form_without_fields)
+    edit_form = PerViewer(form_without_fields)
+    _filters = PerViewer(viewer_filters)
+    _related_views = PerViewer(readable_views)
+
+    def _force_scope(self, item) -> None:
+        for name, value in current_viewer().forced_values(self.entity.name).items():
+            setattr(item, name, value)
+
+    def pre_add(self, item) -> None:
+        self._force_scope(item)
+
+    def pre_update(self, item) -> None:
+        self._force_scope(item)
+
+    @classmethod
+    def writer(cls):
+        return cls.writer_factory(cls.entity)
+
+    @property
+    def database_error_message(self):
+        """FAB flashes this when a save raises: say so when it lost the race to another save (versions.py)."""
+        return versions.lost_race_flash(self) or ModelView.database_error_message
+
+    def _current_user_fields(self) -> list[str]:
+        return [f.name for f in self.entity.fields if f.type == "user" and f.default == "current_user"]
+
+    def _get_add_widget(self, form, exclude_cols=None, widgets=None):
+        """A new record's user fields with `default: current_user` start out as the signed-in user."""
+        if request.method == "GET":
+            for name in self._current_user_fields():
+                if name in form:
+                    form[name].data = self.appbuilder.sm.current_user
+        return super()._get_add_widget(form, exclude_cols=exclude_cols, widgets=widgets)
+
+    def render_template(self, template, **kwargs):
+        sm = self.appbuilder.sm
+        kwargs.setdefault("can_export", sm.has_access("can_export", self.class_permission_name))
+        kwargs.setdefault("can_import", sm.has_access("can_import", self.class_permission_name))
+        kwargs.setdefault("export_url", f"{self.route_base}/export/")
+        kwargs.setdefault("import_url", f"{self.route_base}/import")
+        return super().render_template(template, **kwargs)
+
+    @expose("/export/<fmt>")
+    @has_access
+    def export_data(self, fmt: str):
+        """The list as filtered and sorted on screen, in the viewer's scope, as CSV or XLSX."""
+        if fmt not in FORMATS:
+            abort(404)
+        get_filter_args(self._filters)
+        problems = clean_filters(self.entity, self._filters)
+        if problems:
+            abort(400, description=problems[0])
+        order = get_order_args().get(self.__class__.__name__) or self.base_order or ("", "")
+        return export_response(self, self._filters.get_joined_filters(self._base_filters), order, fmt)
+
+    @expose("/lookup/<field>")
+    @has_access
+    def lookup(self, field: str):
+        """Picker choices: ids and titles of the linked records in the viewer's scope, a page at a time."""
+        return lookup_response(self, field)
+
+    @expose("/import", methods=["GET", "POST"])
+    @has_access
+    def import_data(self):
+        """Upload, check (every row, nothing saved), then confirm: all rows are saved or none."""
+        report, token, key = None, None, request.form.get("key", "")
+        if request.method == "POST":
+            try:
+                if request.form.get("action") == "commit":
+                    upload = take_upload(request.form.get("token", ""))
+                    if upload is None:
+                        flash(str(_l("The checked file has expired; upload it again.")), "danger")
+                    else:
+                        path, fmt = upload
+                        with path.open("rb") as stream:
+                            report = run_import(self, stream, f"upload.{fmt}", key, dry_run=False)
+                        if report.written:
+                            path.unlink(missing_ok=True)
+                            flash(str(_l("Imported: %(created)d created, %(updated)d updated.",
+                                         created=report.created, updated=report.updated)), "success")
+                            return redirect(url_for(f"{self.endpoint}.list"))
+                else:
+                    upload = request.files.get("file")
+                    if upload is None or not upload.filename:
+                        flash(str(_l("Choose a file to import.")), "danger")
+                    else:
+                        with spool_upload(upload) as spool:  # on disk: a big file never sits in memory
+                            report = run_import(self, spool, upload.filename, key, dry_run=True)
+                            token = keep_upload(spool, upload.filename) if report.ok else None
+            except FileProblem as exc:
+                flash(str(exc), "danger")
+        unreadable = current_viewer().unreadable(self.entity.name)
+        keys = [(f.name, lazy(f.label)) for f in self.entity.fields if f.unique and f.name not in unreadable]
+        return self.render_template("portal/import.html", title=format_with_schema_text(
+                                        gettext("Import %(entity)s"), entity=lazy(self.entity.label)),
+                                    report=report, token=token, key=key, key_choices=keys)
+
+    def post_add_redirect(self):
+        """Back to where the user came from, or to the list rather than the home page."""
+        target = self.get_redirect()
+        if target in (self.appbuilder.get_url_for_index, "/"):
+            target = url_for(f"{self.endpoint}.list")
+        return redirect(target)
+
+    def pre_delete(self, item) -> None:
+        refusal = delete_refusal(self.portal, self.models, self.datamodel.session, self.entity, item)
+        if refusal:
+            raise FieldError(refusal)
+
+
+def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_factory) -> type:
+    extra = {f.name: _enum_select(f) for f in entity.fields if f.type == "enum" and not f.readonly}
+    extra.update(form_fields(entity, writer_factory))  # type-ahead pickers, never the whole linked table
+    version_rule = versions.VersionRule(None)  # the edit form's hidden row_version; the view is set below
+    edit_extra = {**extra, VERSION_COLUMN: versions.VersionField(validators=[version_rule])}
+    validators = ValidatorsByColumn(
+        (f.name, [FieldRule(f)]) for f in entity.fields if f.type not in ("enum", "link", "user", "many"))
+    attrs = dict(
+        portal=portal, entity=entity, models=models, writer_factory=staticmethod(writer_factory),
+        datamodel=PagedInterface(models[entity.name]),
+        class_permission_name=entity.name, base_permissions=entity_permissions(),
+        route_base=f"/{entity.snake}",
+        list_title=lazy(entity.label), show_title=lazy(entity.label),
+        add_title=lazy(entity.label), edit_title=lazy(entity.label),
+        _full_list_columns=columns.list_columns(entity),
+        _full_show_columns=columns.show_columns(entity),
+        _full_add_columns=columns.form_columns(entity),
+        _full_edit_columns=columns.form_columns(entity) + [VERSION_COLUMN],
+        _full_search_columns=list(entity.search) or columns.list_columns(entity),
+        base_filters=row_scope_filters(entity.name),
+        search_form_extra_fields=search_fields(entity),
+        label_columns=columns.label_columns(entity),
+        description_columns=columns.description_columns(entity),
+        formatters_columns=columns.formatters(entity),
+        add_form_extra_fields=extra, edit_form_extra_fields=edit_extra,
+        validators_columns=validators,
+    )
+    if entity.order:
+        attrs["base_order"] = entity.order[0]
+    view = type(f"{entity.name}View", (EntityView,), attrs)
+    version_rule.view_class = view
+    for group in entity.unique_together:
+        validators.setdefault(group[0], []).append(UniqueTogetherRule(view, group))
+    return view

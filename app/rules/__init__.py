@@ -1,0 +1,1 @@
+"""Record rules: value cleaning, who sees which rows and fields, and writing records."""

@@ -1,0 +1,131 @@
+"""What the current user may see: row scopes, hidden and masked fields, from the YAML roles.
+
+FAB permissions decide *whether* a user may read/create/... an entity; this module decides
+*which rows and fields*. Every path (UI, API, export, import, reports) asks the same Viewer.
+
+Rules for a user with several roles (only roles declared in YAML count; Admin sees everything):
+  rows:   unrestricted if any role that reads the entity has no scope there, else any scope matches;
+  hide:   a field is hidden only if every role that reads the entity hides it (mask alike).
+"""
+from __future__ import annotations
+
+from flask import current_app, has_request_context
+from sqlalchemy import and_, false, or_
+
+from app.runtime.request_cache import request_cached
+from app.schema.spec import EntitySpec, PortalSpec, RoleSpec, RowRule
+
+MASK = "****"
+
+
+class Viewer:
+    def __init__(self, portal: PortalSpec, user, admin_role: str) -> None:
+        self.portal = portal
+        self.user = user
+        names = {role.name for role in getattr(user, "roles", None) or []}
+        self.is_admin = admin_role in names
+        self.roles: list[RoleSpec] = [r for r in portal.roles if r.name in names]
+
+    @property
+    def user_id(self):
+        return getattr(self.user, "id", None)
+
+    def readers(self, entity: str) -> list[RoleSpec]:
+        return [r for r in self.roles if "read" in r.actions(entity)]
+
+    def _restricted(self, entity: str) -> list[RoleSpec]:
+        """The YAML roles that shape what this user sees of an entity (empty: no restriction)."""
+        return [] if self.is_admin else self.readers(entity)
+
+    def hidden(self, entity: str) -> frozenset:
+        roles = self._restricted(entity)
+        return frozenset.intersection(*(r.hidden(entity) for r in roles)) if roles else frozenset()
+
+    def masked(self, entity: str) -> frozenset:
+        roles = self._restricted(entity)
+        masked = frozenset.intersection(*(r.masked(entity) | r.hidden(entity) for r in roles)) if roles else frozenset()
+        return masked - self.hidden(entity)
+
+    def unreadable(self, entity: str) -> frozenset:
+        """Fields that may not be shown in full, searched, sorted or written: hidden or masked."""
+        return self.hidden(entity) | self.masked(entity)
+
+    def scopes(self, entity: str) -> list[tuple[RowRule, ...]] | None:
+        """None: every row. Otherwise the row scopes of which any one must match."""
+        roles = self._restricted(entity)
+        if not roles or any(r.row_rules(entity) is None for r in roles):
+            return None
+        return [r.row_rules(entity) for r in roles]
+
+    def row_clause(self, entity: str, models: dict):
+        """SQL condition limiting `entity` to this user's rows, or None for all rows."""
+        scopes = self.scopes(entity)
+        if scopes is None:
+            return None
+        if self.user_id is None:
+            return false()
+        model = models[entity]
+        return or_(*(and_(*(self._rule_clause(model, entity, rule, models) for rule in scope)) for scope in scopes))
+
+    def _rule_clause(self, model, entity: str, rule: RowRule, models: dict):
+        spec = self.portal.entity(entity)
+        field = spec.field(rule.path[0])
+        if len(rule.path) == 2:
+            target = models[field.to]
+            inner = self._rule_clause(target, field.to, RowRule(rule.path[1:], rule.values), models)
+            return getattr(model, field.name).has(inner)
+        column = getattr(model, field.column_name)
+        if rule.is_current_user:
+            return column == self.user_id
+        return column.in_(rule.values)
+
+    def forced_values(self, entity: str) -> dict:
+        """Values a new or edited record must carry to stay in the user's scope (e.g. owner = me)."""
+        scopes = self.scopes(entity)
+        if not scopes:
+            return {}
+        forced = {}
+        for rule in scopes[0]:
+            if len(rule.path) == 1 and rule.is_current_user:
+                forced[rule.path[0]] = self.user
+            elif len(rule.path) == 1 and len(rule.values) == 1:
+                forced[rule.path[0]] = rule.values[0]
+        return forced
+
+
+def current_viewer() -> Viewer:
+    """The Viewer of this request (cached on the request); outside a request, an unrestricted one."""
+    portal = current_app.extensions["portal_spec"]
+    admin_role = current_app.config["AUTH_ROLE_ADMIN"]
+    if not has_request_context():
+        return Viewer(portal, _Everyone(admin_role), admin_role)
+    return request_cached("viewer", lambda: Viewer(portal, current_app.appbuilder.sm.current_user, admin_role))
+
+
+class _Everyone:
+    """Stands for CLI jobs and start-up code: acts with the Admin role."""
+
+    id = None
+
+    def __init__(self, admin_role: str) -> None:
+        self.roles = [type("Role", (), {"name": admin_role})()]
+
+
+def mask_value(value) -> str:
+    """138****8000 for phones and ids, a****@example.com for emails, **** for short values."""
+    if value is None or value == "":
+        return ""
+    text = str(value)
+    if text.startswith("+86") and len(text) == 14:
+        text = text[3:]
+    if "@" in text:
+        name, _, domain = text.partition("@")
+        return f"{name[:1]}{MASK}@{domain}"
+    if len(text) >= 7:
+        return f"{text[:3]}{MASK}{text[-4:]}"
+    return MASK
+
+
+def visible_fields(entity: EntitySpec, viewer: Viewer) -> list[str]:
+    hidden = viewer.hidden(entity.name)
+    return [f.name for f in entity.fields if f.name not in hidden]

@@ -1,0 +1,1 @@
+"""Infrastructure of the running portal: database, serving, protection, operations, locale."""

@@ -1,0 +1,293 @@
+"""Report pages, downloads, per-module dashboards and the report JSON API."""
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Response, abort, current_app, flash, redirect, request, url_for
+from flask_appbuilder import BaseView, expose
+from flask_appbuilder.api import BaseApi, safe
+from flask_babel import lazy_gettext as _l
+from flask_jwt_extended import verify_jwt_in_request
+from markupsafe import Markup, escape
+from sqlalchemy import func, select
+
+from app.rules.access import current_viewer
+from app.generate.permissions import dashboard_view_menu, report_view_menu
+from app.i18n import lazy
+from app.runtime.observability import timed
+from app.data.reports.cache import cache_key, data_generation, report_cache
+from app.data.reports.output import as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell, xlsx_bytes
+from app.data.reports.query import ReportParams, ReportQuery, ReportRefused
+
+FILTERABLE = ("enum", "link", "user", "boolean")
+
+
+def _portal():
+    return current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
+
+
+def can_open(report) -> bool:
+    sm = current_app.appbuilder.sm
+    return sm.has_access("can_read", report_view_menu(report.id)) and sm.has_access("can_read", report.entity)
+
+
+def open_reports(module: str | None = None) -> list:
+    spec, _ = _portal()
+    return [r for r in spec.reports if (module is None or r.module == module) and can_open(r)]
+
+
+def parse_params(report) -> ReportParams:
+    """from/to (ISO dates) and f_<field>=value filters on the report's group fields."""
+    spec, _ = _portal()
+    entity = spec.entity(report.entity)
+
+    def date(name):
+        text = request.args.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise ReportRefused(_l("Not a valid date: %(value)s (use 2026-01-31).", value=text)) from None
+
+    filters = []
+    groupable = {g.field for g in report.group_by}
+    for key, value in request.args.items():
+        if key.startswith("f_") and value != "":
+            name = key[2:]
+            if name not in groupable or entity.field(name).type not in FILTERABLE:
+                raise ReportRefused(_l("This report cannot be filtered by %(field)s.", field=name))
+            filters.append((name, value))
+    params = ReportParams(date("from"), date("to"), tuple(filters))
+    if params.date_from and params.date_to and params.date_from > params.date_to:
+        raise ReportRefused(_l("The start date is after the end date."))
+    return params
+
+
+def table_html(table) -> Markup:
+    """The report table as one HTML string: a Jinja loop yields per cell, slow for thousands of groups."""
+    header, rows, totals = table
+    cell = lambda text, number, tag="td": f'<{tag} class="text-right">{escape(text)}</{tag}>' if number else f"<{tag}>{escape(text)}</{tag}>"  # noqa: E731
+    parts = ['<table class="table table-condensed table-striped report-table"><thead><tr>']
+    parts += [f"<th>{escape(h)}</th>" for h in header]
+    parts.append("</tr></thead><tbody>")
+    for row in rows:
+        parts.append("<tr>" + "".join(cell(text, number) for text, number in row) + "</tr>")
+    if not rows:
+        no_data = escape(_l("No data for this selection."))
+        parts.append(f'<tr><td colspan="{len(header)}">{no_data}</td></tr>')
+    parts.append("</tbody>")
+    if rows and totals:
+        first = [(str(_l("Total")), False)] if not totals[0][1] else [totals[0]]
+        parts.append("<tfoot><tr>" + "".join(cell(t, n, "th") for t, n in first + totals[1:]) + "</tr></tfoot>")
+    parts.append("</table>")
+    return Markup("".join(parts))
+
+
+def run(report, params: ReportParams):
+    """The report's result: from the cache while its tables are unchanged (app/data/reports/cache.py), else queried."""
+    spec, models = _portal()
+    session, viewer = current_app.appbuilder.session, current_viewer()
+
+    def query():
+        with timed("report"):
+            return ReportQuery(spec, models, session, viewer).run(report, params)
+    generation = data_generation(session)
+    return report_cache().get_or_run(cache_key(report, params, viewer), generation, query)
+
+
+class ReportsView(BaseView):
+    route_base = "/reports"
+    default_view = "index"
+    base_permissions = []  # access is per report: can_read on Report:<id>
+
+    def _report_or_abort(self, report_id: str):
+        spec, _ = _portal()
+        report = spec.report(report_id)
+        if report is None:
+            abort(404)
+        if not self.appbuilder.sm.current_user:
+            return redirect(url_for(self.appbuilder.sm.auth_view.__class__.__name__ + ".login", next=request.url))
+        if not can_open(report):
+            flash(str(_l("Access is Denied")), "danger")
+            return redirect(self.appbuilder.get_url_for_index)
+        return report
+
+    @expose("/")
+    def index(self):
+        if not self.appbuilder.sm.current_user:
+            return redirect(url_for(self.appbuilder.sm.auth_view.__class__.__name__ + ".login"))
+        reports = [(r, lazy(r.label)) for r in open_reports()]
+        return self.render_template("portal/reports_index.html", reports=reports, title=_l("Reports"))
+
+    @expose("/<report_id>")
+    def show(self, report_id: str):
+        report = self._report_or_abort(report_id)
+        if not hasattr(report, "id"):
+            return report
+        spec, _ = _portal()
+        entity = spec.entity(report.entity)
+        try:
+            params = parse_params(report)
+            result = run(report, params)
+        except ReportRefused as exc:
+            flash(str(exc), "danger")
+            params, result = ReportParams(), None
+        table = table_html(display_table(result)) if result else None
+        return self.render_template(
+            "portal/report.html", report=report, title=lazy(report.label), result=result, table=table, chart=chart_config(result) if result and report.chart != "table" else None,
+            filters=self._filter_choices(entity, report, result, params), params=params,
+            date_label=lazy(entity.field(result.date_field).label) if result and result.date_field else None,
+            query=request.query_string.decode())
+
+    def _filter_choices(self, entity, report, result, params):
+        """Select boxes for the report's enum/link/user/boolean groups, with the values that occur."""
+        chosen = dict(params.filters)
+        choices = []
+        for group in report.group_by:
+            f = entity.field(group.field)
+            if f.type not in FILTERABLE or group.field in current_viewer().unreadable(entity.name):
+                continue
+            if f.type == "enum":
+                options = [(c.key, lazy(c.label)) for c in f.choices]
+            elif f.type == "boolean":
+                options = [("true", _l("Yes")), ("false", _l("No"))]
+            else:
+                seen = {(str(r[group.field]["value"]), r[group.field]["label"]) for r in (result.rows if result else [])
+                        if r[group.field]["value"] is not None}
+                options = sorted(seen, key=lambda o: o[1])
+            selected = chosen.get(group.field, "")
+            html = Markup("".join(f'<option value="{escape(v)}"{" selected" if str(v) == selected else ""}>{escape(t)}</option>'
+                                  for v, t in options))  # one string: thousands of options through Jinja are slow
+            choices.append((group.field, lazy(f.label), html))
+        return choices
+
+    @expose("/<report_id>/download.<fmt>")
+    def download(self, report_id: str, fmt: str):
+        report = self._report_or_abort(report_id)
+        if not hasattr(report, "id"):
+            return report
+        if fmt not in ("csv", "xlsx"):
+            abort(404)
+        try:
+            result = run(report, parse_params(report))
+        except ReportRefused as exc:
+            flash(str(exc), "danger")
+            return redirect(url_for(".show", report_id=report_id))
+        body, mime = (csv_bytes(result), "text/csv; charset=utf-8") if fmt == "csv" else (
+            xlsx_bytes(result), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        filename = f"{report.id}-{dt.date.today().isoformat()}.{fmt}"
+        return Response(body, mimetype=mime, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+class DashboardView(BaseView):
+    route_base = "/dashboard"
+    base_permissions = []
+
+    @expose("/<module_name>")
+    def module(self, module_name: str):
+        spec, models = _portal()
+        module = next((m for m in spec.modules if m.name == module_name), None)
+        if module is None:
+            abort(404)
+        sm = self.appbuilder.sm
+        if not sm.current_user:
+            return redirect(url_for(sm.auth_view.__class__.__name__ + ".login", next=request.url))
+        if not sm.has_access("menu_access", dashboard_view_menu(module.name)):
+            flash(str(_l("Access is Denied")), "danger")
+            return redirect(self.appbuilder.get_url_for_index)
+        viewer, session = current_viewer(), self.appbuilder.session
+        cards = []
+        for entity in module.entities:
+            if sm.has_access("can_read", entity.name):
+                model = models[entity.name]
+                query = select(func.count()).select_from(model)
+                scope = viewer.row_clause(entity.name, models)
+                count = session.scalar(query.where(scope) if scope is not None else query)
+                cards.append((lazy(entity.label), format_cell(count), f"/{entity.snake}/list/"))
+        charts = []
+        for report in open_reports(module.name):
+            try:
+                result = run(report, ReportParams())
+            except ReportRefused:
+                continue
+            measure = chart_measure(result)
+            if measure is not None and measure.key in result.totals:  # one headline number per report
+                cards.append((f"{lazy(report.label)} · {measure.label}", format_cell(result.totals[measure.key]),
+                              url_for("ReportsView.show", report_id=report.id)))
+            charts.append((report, lazy(report.label), chart_config(result) if report.chart != "table" else None,
+                           table_html(display_table(result))))
+        return self.render_template("portal/dashboard.html", module=module, title=lazy(module.label), cards=cards, charts=charts)
+
+
+class ReportApi(BaseApi):
+    """GET /api/v1/reports/ (the reports you may open) and /api/v1/reports/<id> (its data as JSON)."""
+
+    resource_name = "reports"
+    class_permission_name = "Reports"
+    base_permissions = []
+    openapi_spec_tag = "Reports"
+
+    def _signed_in(self) -> bool:
+        verify_jwt_in_request(optional=True)
+        return bool(self.appbuilder.sm.current_user)
+
+    @expose("/", methods=["GET"])
+    @safe
+    def list_reports(self):
+        """List the reports the caller may open
+        ---
+        get:
+          responses:
+            200:
+              description: Report ids and labels
+        """
+        if not self._signed_in():
+            return self.response_401()
+        reports = [{"id": r.id, "label": str(lazy(r.label)), "module": r.module, "entity": r.entity, "chart": r.chart}
+                   for r in open_reports()]
+        return self.response(200, result=reports, count=len(reports))
+
+    @expose("/<report_id>", methods=["GET"])
+    @safe
+    def get_report(self, report_id: str):
+        """One report's rows and totals; query args from, to (ISO dates) and f_<group field>
+        ---
+        get:
+          parameters:
+          - in: path
+            name: report_id
+            schema: {type: string}
+          responses:
+            200:
+              description: columns, rows and totals
+            400: {description: bad parameter}
+            403: {description: not allowed}
+            404: {description: no such report}
+        """
+        if not self._signed_in():
+            return self.response_401()
+        spec, _ = _portal()
+        report = spec.report(report_id)
+        if report is None:
+            return self.response_404()
+        if not can_open(report):
+            return self.response_403()
+        try:
+            result = run(report, parse_params(report))
+        except ReportRefused as exc:
+            return self.response_400(message=str(exc))
+        return self.response(200, **as_json(result))
+
+
+def register_reports(appbuilder, spec) -> None:
+    """Report pages, dashboards and the report API, with menu links under each module."""
+    appbuilder.add_view_no_menu(ReportsView)
+    appbuilder.add_view_no_menu(DashboardView)
+    appbuilder.add_api(ReportApi)
+    for module in spec.modules:
+        appbuilder.add_link(dashboard_view_menu(module.name), href=f"/dashboard/{module.name}", label=_l("Dashboard"),
+                            icon="fa-dashboard", category=module.name)
+        for report in module.reports:
+            appbuilder.add_link(report_view_menu(report.id), href=f"/reports/{report.id}", label=lazy(report.label),
+                                icon="fa-bar-chart", category=module.name)
