@@ -1,0 +1,295 @@
+"""Check one field of an entity: its name, type, type options, literals (default/min/max) and choices."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import re._constants as _re_constants
+import re._parser as _re_parser
+from decimal import Decimal, InvalidOperation
+
+from app.schema.loader import YList, YMap
+from app.schema.values import Check, did_you_mean, kind, short
+from app.schema.spec import (
+    DYNAMIC_DEFAULTS,
+    FIELD_TYPES,
+    ON_DELETE,
+    VERSION_COLUMN,
+    Choice,
+    FieldSpec,
+    humanize,
+)
+
+MASKABLE_TYPES = ("string", "text", "email", "phone", "url", "integer", "decimal")
+
+COMMON_FIELD_KEYS = ("type", "label", "required", "unique", "default", "help", "index", "readonly")
+TYPE_FIELD_KEYS = {
+    "string": ("length", "pattern"),
+    "text": ("length",),
+    "integer": ("min", "max"),
+    "decimal": ("min", "max", "precision", "scale"),
+    "boolean": (),
+    "date": ("min", "max"),
+    "datetime": ("min", "max"),
+    "enum": ("choices",),
+    "email": ("length",),
+    "phone": (),
+    "url": ("length",),
+    "link": ("to", "on_delete"),
+    "many": ("to",),
+    "user": (),
+}
+ALL_FIELD_KEYS = tuple(sorted(set(COMMON_FIELD_KEYS).union(*TYPE_FIELD_KEYS.values())))
+
+AUDIT_FIELDS = ("created_on", "changed_on", "created_by", "changed_by")
+RESERVED_FIELDS = {"id", "metadata", "registry", "query", "query_class", *AUDIT_FIELDS, "created_by_id", "changed_by_id",
+                   VERSION_COLUMN}
+
+FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+
+NOT_UNIQUE_TYPES = ("many", "boolean", "text")
+NOT_SORTABLE_TYPES = ("many", "link", "user")  # FAB cannot sort a list by a relationship
+NOT_TITLE_TYPES = ("many", "link", "user")  # the title is a column of the entity's own table
+
+AUDIT_TYPES = {"created_on": "datetime", "changed_on": "datetime", "created_by": "user", "changed_by": "user"}
+# attributes of the WTForms form class, marshmallow schemas and FAB models that a field of the same name
+# would shadow (meta, process, post_process and error_messages crash the pages; the rest break form posts)
+FORM_RESERVED_FIELDS = {
+    "data", "errors", "form_errors", "meta", "process", "populate_obj", "post_process", "validate",
+    "validate_on_submit", "hidden_tag", "is_submitted", "csrf_token", "error_messages", "to_json",
+}
+
+MAX_CHOICES = 1000
+INT_RANGE = (-2**31, 2**31 - 1)  # INTEGER on PostgreSQL
+
+MAX_PATTERN = 500
+
+
+def _pattern_problem(pattern: str) -> str | None:
+    """Why a `pattern:` is refused: invalid, too long, or able to take exponential time (ReDoS).
+
+    A repeat inside a repeat, like (a+)+ or (\w*)*, makes a failing match try exponentially many
+    splits, which would hang the checker on the default and a worker on every form post.
+    Uses the stdlib's regex parser (re._parser; private, but stable since Python 3.11).
+    """
+    if len(pattern) > MAX_PATTERN:
+        return f"is longer than {MAX_PATTERN} characters"
+    try:
+        re.compile(pattern)
+        tree = _re_parser.parse(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        return f"is not a valid regular expression: {exc}"
+    repeats = (_re_constants.MAX_REPEAT, _re_constants.MIN_REPEAT, getattr(_re_constants, "POSSESSIVE_REPEAT", None))
+
+    def nested(items, in_repeat: bool) -> bool:
+        for op, arg in items:
+            if op in repeats:
+                low, high, sub = arg
+                many = high is _re_constants.MAXREPEAT or high > 1
+                if many and in_repeat:
+                    return True
+                if nested(sub, in_repeat or many):
+                    return True
+            elif op is _re_constants.SUBPATTERN and nested(arg[-1], in_repeat):
+                return True
+            elif op is _re_constants.BRANCH and any(nested(branch, in_repeat) for branch in arg[1]):
+                return True
+            elif op in (_re_constants.ASSERT, _re_constants.ASSERT_NOT) and nested(arg[1], in_repeat):
+                return True
+        return False
+
+    if nested(tree, False):
+        return "repeats a group that itself repeats, like (a+)+; matching can take exponential time"
+    return None
+
+
+def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
+    where = f"field '{entity}.{name}'"
+    if not isinstance(name, str) or not FIELD_NAME.match(name):
+        run.error(file, line, "E401", f"field name {short(repr(name))} must be lowercase letters, digits and _ (starting with a letter, at most 60)")
+        return None
+    if name in RESERVED_FIELDS:
+        run.error(file, line, "E402", f"field name '{name}' is reserved by the portal")
+        return None
+    if name in FORM_RESERVED_FIELDS:
+        run.error(file, line, "E904", f"field name '{name}' is reserved by the forms and the API; choose another name")
+        return None
+    if isinstance(raw, str):  # shorthand: `notes: text`
+        shorthand = YMap({"type": raw}); shorthand.line = line; shorthand.key_lines = {"type": line}
+        raw = shorthand
+    raw = run.mapping(raw, file, line, where)
+    if raw is None:
+        return None
+    ftype = raw.get("type")
+    if ftype is None:
+        run.error(file, line, "E403", f"{where} has no 'type' (one of {', '.join(FIELD_TYPES)})")
+        return None
+    if ftype not in FIELD_TYPES:
+        run.error(file, raw.line_of("type"), "E404", f"unknown type {short(repr(ftype))} for {where}{did_you_mean(ftype, FIELD_TYPES)}; types are {', '.join(FIELD_TYPES)}")
+        return None
+    allowed = COMMON_FIELD_KEYS + TYPE_FIELD_KEYS[ftype]
+    for key in raw:
+        if key in allowed:
+            continue
+        if key in ALL_FIELD_KEYS:
+            run.error(file, raw.line_of(key), "E405", f"'{key}' does not apply to a {ftype} field ({where})")
+        else:
+            run.error(file, raw.line_of(key), "E406", f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}")
+
+    def at(key):
+        return raw.line_of(key)
+
+    label, given = run.label(raw.get("label"), file, at("label"), f"label of {where}", humanize(name))
+    options: dict = {"name": name, "type": ftype, "label": label, "label_given": given, "line": line}
+    for flag in ("required", "unique", "index", "readonly"):
+        if flag in raw:
+            options[flag] = run.boolean(raw[flag], file, at(flag), f"'{flag}' of {where}")
+    if options.get("unique") and ftype in NOT_UNIQUE_TYPES:
+        run.error(file, at("unique"), "E407", f"a {ftype} field cannot be unique ({where})")
+    if "help" in raw:
+        options["help"], _ = run.label(raw["help"], file, at("help"), f"help of {where}", "")
+    if "length" in raw:
+        options["length"] = run.integer(raw["length"], file, at("length"), f"length of {where}", 1, 100000)
+    if "pattern" in raw:
+        pattern = run.text(raw["pattern"], file, at("pattern"), f"pattern of {where}")
+        if pattern:
+            problem = _pattern_problem(pattern)
+            if problem:
+                run.error(file, at("pattern"), "E408", f"pattern of {where} {problem}")
+            else:
+                options["pattern"] = pattern
+    if ftype == "decimal":
+        precision = run.integer(raw.get("precision", 12), file, at("precision"), f"precision of {where}", 1, 38)
+        scale = run.integer(raw.get("scale", 2), file, at("scale"), f"scale of {where}", 0, 38)
+        if precision and scale is not None and scale > precision:
+            run.error(file, at("scale"), "E409", f"scale {scale} of {where} is larger than its precision {precision}")
+        options["precision"], options["scale"] = precision or 12, scale if scale is not None else 2
+    if ftype == "enum":
+        options["choices"] = _check_choices(run, file, where, raw.get("choices"), at("choices"))
+    if ftype in ("link", "many"):
+        target = raw.get("to")
+        if target is None:
+            run.error(file, line, "E501", f"{where} needs 'to: <Entity>'")
+        elif not isinstance(target, str):
+            run.error(file, at("to"), "E502", f"'to' of {where} must be an entity name, got {kind(target)}")
+        else:
+            options["to"] = target
+    if "on_delete" in raw:
+        value = raw["on_delete"]
+        if value not in ON_DELETE:
+            run.error(file, at("on_delete"), "E413", f"on_delete of {where} must be one of {', '.join(ON_DELETE)}, got {short(repr(value))}{did_you_mean(value, ON_DELETE)}")
+        elif value == "set_null" and options.get("required"):
+            run.error(file, at("on_delete"), "E414", f"{where} is required, so on_delete cannot be set_null")
+        else:
+            options["on_delete"] = value
+    for bound in ("min", "max"):
+        if bound in raw:
+            options[bound] = parse_literal(run, file, at(bound), f"{bound} of {where}", ftype, raw[bound], options)
+    if options.get("min") is not None and options.get("max") is not None and options["min"] > options["max"]:
+        run.error(file, at("max"), "E416", f"max of {where} is smaller than its min")
+    if "default" in raw:
+        options["default"] = _check_default(run, file, at("default"), where, ftype, raw["default"], options)
+    return FieldSpec(**options)
+
+
+def _check_choices(run, file, where, raw, line) -> tuple[Choice, ...]:
+    if raw is None:
+        run.error(file, line, "E410", f"{where} is an enum and needs 'choices'")
+        return ()
+    choices = []
+    if isinstance(raw, YList):
+        items = [(item, None, raw.line_of(i)) for i, item in enumerate(raw)]
+    elif isinstance(raw, YMap):
+        items = [(key, value, raw.line_of(key)) for key, value in raw.items()]
+    else:
+        run.error(file, line, "E411", f"choices of {where} must be a list or a key -> label map, got {kind(raw)}")
+        return ()
+    if len(items) > MAX_CHOICES:
+        run.error(file, line, "E804", f"{where} has {len(items)} choices; at most {MAX_CHOICES} (use a link to an entity for long lists)")
+        return ()
+    seen = set()
+    for key, label, ln in items:
+        if not isinstance(key, str) or not re.match(r"^[A-Za-z0-9_\-]{1,50}$", key):
+            hint = " (quote it: YAML reads yes/no/on/off as true/false)" if isinstance(key, bool) else ""
+            run.error(file, ln, "E412", f"choice key {short(repr(key))} of {where} must be short text of letters, digits, _ or -{hint}")
+            continue
+        if key in seen:
+            run.error(file, ln, "E423", f"choice '{key}' of {where} is listed twice")
+            continue
+        seen.add(key)
+        text, _ = run.label(label, file, ln, f"label of choice '{key}'", humanize(key))
+        choices.append(Choice(key, text))
+    if not items:
+        run.error(file, line, "E410", f"{where} has no choices")
+    return tuple(choices)
+
+
+def parse_literal(run, file, line, what, ftype, value, limits=None):
+    """Parse a literal YAML value for a field type; reports and returns None when it does not fit.
+
+    `limits` (the field's options) bounds decimals by precision/scale; integers always fit INTEGER.
+    """
+    limits = limits or {}
+    literal, reason = None, ""
+    try:
+        if ftype == "integer" and not isinstance(value, bool) and isinstance(value, int):
+            if INT_RANGE[0] <= value <= INT_RANGE[1]:
+                return value
+            reason = f" (whole numbers are stored as INTEGER: {INT_RANGE[0]} to {INT_RANGE[1]})"
+        elif ftype == "decimal" and not isinstance(value, bool) and isinstance(value, (int, float, str)):
+            literal = Decimal(str(value))
+            precision, scale = limits.get("precision") or 12, limits.get("scale") or 0
+            if not literal.is_finite():
+                reason = " (it must be a finite number)"
+            elif abs(literal) >= Decimal(10) ** (precision - scale) or -literal.as_tuple().exponent > scale:
+                reason = f" (precision {precision}, scale {scale}: at most {precision - scale} digits before the point and {scale} after)"
+            else:
+                return literal
+        elif ftype == "date":
+            if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+                return value
+            if isinstance(value, str):
+                return dt.date.fromisoformat(value)
+        elif ftype == "datetime":
+            if isinstance(value, (str, dt.date)) and not isinstance(value, dt.datetime):
+                value = dt.datetime.fromisoformat(str(value))
+            if isinstance(value, dt.datetime):
+                if value.tzinfo is None:
+                    return value
+                reason = " (write it without a time zone: times are stored as local time)"
+        elif ftype == "boolean" and isinstance(value, bool):
+            return value
+        elif ftype in ("string", "text", "email", "phone", "url", "enum") and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    except (ValueError, InvalidOperation, OverflowError):
+        pass
+    run.error(file, line, "E415", f"{what} must be a {ftype} value, got {short(repr(value))}{reason}")
+    return None
+
+
+def _check_default(run, file, line, where, ftype, value, options):
+    if isinstance(value, str) and value in DYNAMIC_DEFAULTS:
+        if ftype not in DYNAMIC_DEFAULTS[value]:
+            run.error(file, line, "E417", f"default '{value}' only fits a {' or '.join(DYNAMIC_DEFAULTS[value])} field, not {ftype} ({where})")
+            return None
+        return value
+    if ftype in ("link", "many", "user"):
+        run.error(file, line, "E418", f"a {ftype} field cannot have a literal default ({where}); user fields accept current_user")
+        return None
+    literal = parse_literal(run, file, line, f"default of {where}", ftype, value, options)
+    if literal is None:
+        return None
+    if ftype == "enum" and options.get("choices") and literal not in [c.key for c in options["choices"]]:
+        keys = [c.key for c in options["choices"]]
+        run.error(file, line, "E419", f"default '{literal}' of {where} is not one of its choices {', '.join(keys)}{did_you_mean(literal, keys)}")
+        return None
+    if options.get("min") is not None and literal < options["min"] or options.get("max") is not None and literal > options["max"]:
+        run.error(file, line, "E420", f"default of {where} is outside its min/max")
+        return None
+    if options.get("length") and isinstance(literal, str) and len(literal) > options["length"]:
+        run.error(file, line, "E421", f"default of {where} is longer than its length {options['length']}")
+        return None
+    if options.get("pattern") and isinstance(literal, str) and not re.fullmatch(options["pattern"], literal):
+        run.error(file, line, "E422", f"default of {where} does not match its pattern")
+        return None
+    return literal
+
