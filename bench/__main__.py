@@ -9,6 +9,9 @@ SUITES = {"boot": boot.run, "reports": reports.run, "imports": imports.run, "exp
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SUITES)
+    unknown = [name for name in chosen if name not in SUITES]
+    if unknown:
+        sys.exit(f"usage: python -m bench [{' '.join(SUITES)}]  (unknown: {' '.join(unknown)})")
     for name in chosen:
         print("\n".join(SUITES[name](pg_url())))
         print()
