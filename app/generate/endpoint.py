@@ -7,8 +7,8 @@
 - **hide**: hidden fields out of displayed columns, hidden and masked ones out of search, sort and forms,
   related-record panels only for entities the viewer may read, and the API's metadata
   (`viewer_metadata`, `viewer_info`, `viewer_openapi`);
-- **mask**: masked values in API records (`viewer_record`); on pages through the column formatters
-  (columns.masked_for_viewer, part of the field-type registry).
+- **mask**: masked values in API records (`viewer_record`) and on pages (`formatters_columns`: a masked
+  field's formatter shows mask_value of the stored value).
 
 FAB builds columns, forms and filters once per class at start-up; the `PerRequest` descriptors of
 app.generate.fab let it keep doing that while every read during a request gets the viewer's version.
@@ -43,6 +43,8 @@ class ViewerScopedEndpoint:
     edit_columns = PerRequest(without_unreadable)
     add_form = PerRequest(form_without_fields)
     edit_form = PerRequest(form_without_fields)
+    # mask: what list and show pages display of a masked field
+    formatters_columns = PerRequest(lambda endpoint, formatters: endpoint.masked_formatters(formatters))
 
     # -- scope -----------------------------------------------------------------------------------
     @staticmethod
@@ -81,6 +83,13 @@ class ViewerScopedEndpoint:
         trim_openapi(self, api_spec)
 
     # -- mask --------------------------------------------------------------------------------------
+    def masked_formatters(self, formatters: dict) -> dict:
+        """The page's column formatters with each masked field's replaced by the mask of the stored value."""
+        masked = current_viewer().masked(self.entity.name)
+        if not masked:
+            return formatters
+        return {**formatters, **{name: mask_value for name in masked}}
+
     def viewer_record(self, record: dict) -> dict:
         """A serialized record as the viewer may see it: hidden fields dropped, masked ones masked."""
         viewer = current_viewer()

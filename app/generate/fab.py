@@ -43,7 +43,8 @@ Public but fragile hooks we override or rely on (checked by the contract test to
 value)`, `datamodel.get_filters(search_columns)`, `Filters.get_joined_filters(filters)`, FAB assigning
 `list_columns`/`show_columns`/`search_columns`/`order_columns`/`add_columns`/`edit_columns`/`add_form`/`edit_form`/
 `_filters`/`_related_views` on the instance in `__init__` (what `PerRequest` relies on), `method_permission_name`,
-`get_filter_args(filters)`.
+`get_filter_args(filters)`; on the security manager `has_access`, `is_item_public`, `get_user_permissions`,
+`get_user_roles`, `get_role_permissions`, `builtin_roles`, `create_limiter`, `auth_user_db`, `get_user_by_id`.
 """
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ from flask_appbuilder.const import (
 from flask_appbuilder.models.filters import BaseFilter, Filters
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.manager import BaseSecurityManager
+from flask_appbuilder.security.sqla.manager import SecurityManager as SqlaSecurityManager
 from flask_appbuilder.security.sqla.models import Permission, PermissionView, Role, ViewMenu, assoc_permissionview_role
 from flask_appbuilder.urltools import get_filter_args
 
@@ -322,6 +324,16 @@ CONTRACT = (
     (AppBuilder, "add_view", None),
     (AppBuilder, "add_api", None),
     (BaseSecurityManager, "_has_view_access", ("self", "user", "permission_name", "view_name")),
+    # security manager hooks runtime/security.py overrides or calls
+    (BaseSecurityManager, "has_access", ("self", "permission_name", "view_name")),
+    (BaseSecurityManager, "is_item_public", ("self", "permission_name", "view_name")),
+    (BaseSecurityManager, "get_user_permissions", ("self", "user")),
+    (BaseSecurityManager, "get_user_roles", ("self", "user")),
+    (BaseSecurityManager, "get_role_permissions", ("self", "role")),
+    (BaseSecurityManager, "builtin_roles", None),
+    (BaseSecurityManager, "create_limiter", ("self", "app")),
+    (BaseSecurityManager, "auth_user_db", ("self", "username", "password")),
+    (SqlaSecurityManager, "get_user_by_id", ("self", "pk")),
     (Permission, "name", None),
     (ViewMenu, "name", None),
     (PermissionView, "permission", None),

@@ -219,7 +219,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         search_form_extra_fields=search_fields(entity),
         label_columns=columns.label_columns(entity),
         description_columns=columns.description_columns(entity),
-        formatters_columns=columns.formatters(entity),
+        full_formatters_columns=columns.formatters(entity),
         add_form_extra_fields=extra, edit_form_extra_fields=edit_extra,
         validators_columns=validators,
     )
