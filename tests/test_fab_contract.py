@@ -27,7 +27,8 @@ def contract_problems(contract=fab.CONTRACT) -> list[str]:
     """One clear line per FAB attribute that is missing or no longer takes the parameters we rely on."""
     problems = []
     for owner, name, params in contract:
-        where = f"{owner.__module__}.{owner.__qualname__}.{name}"
+        owner_name = f"{owner.__module__}.{owner.__qualname__}" if isinstance(owner, type) else owner.__name__
+        where = f"{owner_name}.{name}"
         try:
             inspect.getattr_static(owner, name)
         except AttributeError:
@@ -69,9 +70,12 @@ def test_fab_tables_and_instance_attributes(app):
     for table, columns in fab.TABLE_CONTRACT:
         missing = [c for c in columns if c not in table.c]
         assert not missing, f"Flask-AppBuilder {FAB_VERSION}: table {table.name} lacks columns {missing}"
-    instances = {type(app.appbuilder): app.appbuilder}
-    for owner, name in fab.INSTANCE_CONTRACT:
-        assert hasattr(instances[owner], name), f"Flask-AppBuilder {FAB_VERSION}: {owner.__qualname__} instances have no {name}"
+    with app.app_context():
+        datamodel = next(v.datamodel for v in app.appbuilder.baseviews if hasattr(v, "datamodel"))
+        samples = [app.appbuilder, app.appbuilder.sm, datamodel.get_filters()]
+        for owner, name in fab.INSTANCE_CONTRACT:
+            instance = next(s for s in samples if isinstance(s, owner))
+            assert hasattr(instance, name), f"Flask-AppBuilder {FAB_VERSION}: {owner.__qualname__} instances have no {name}"
 
 
 def test_apispec_paths_are_where_apispec_paths_reads_them():
