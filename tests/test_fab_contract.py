@@ -138,9 +138,7 @@ def probe_app(tmp_path_factory):
             if self.fail_after_save:
                 raise RuntimeError("probe failure")
 
-        @property
-        def database_error_message(self):
-            error = fab.exception_being_handled()
+        def save_error_message(self, error):
             CALLS.append(f"handling={error!r}")
             return "probe database error"
 

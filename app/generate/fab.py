@@ -21,7 +21,8 @@ Private / undocumented FAB API used (FAB 5.3), and why:
 - `form._id`: FAB sets it on the edit form to the record's pk before validating ("trick to pass unique
   validation"); `edited_pk(form)`.
 - `database_error_message` read inside FAB's `except Exception:` around a save, with no exception passed:
-  `exception_being_handled()` (sys.exc_info) lets the message say "someone else saved first" (versions.py).
+  `ModelViewBoundary.save_error_message(error)` gets it (sys.exc_info), so the message can say "someone else
+  saved first" (versions.py).
 - `ModelRestApi._handle_filters_args(rison_args)` (returns the joined `Filters`), `_handle_order_args`,
   `_handle_columns_args`: the API's parsing of `q`; `rest_filters`, `rest_order`, `rest_columns`.
   `check_request_filters(filters)` is our hook on every parse.
@@ -125,13 +126,21 @@ class ModelViewBoundary:
     """FAB ModelView private hooks mapped onto named methods (put before ModelView in the bases).
 
     The class using it provides `request_filters()`, `readable_related_views(full)`, `prefill_add_form(form)`,
-    `list_page(**kwargs)` and `list_widgets(filters, ...)`.
+    `list_page(**kwargs)` and `list_widgets(filters, ...)`, and may override `save_error_message(error)`.
     """
 
     # FAB's search filters are one object shared by all requests: a fresh one per request
     _filters = PerRequest(lambda view, full: view.request_filters())
     # the related-record panels FAB's show/edit draw
     _related_views = PerRequest(lambda view, full: view.readable_related_views(full))
+
+    @property
+    def database_error_message(self):
+        """FAB flashes this when a save raises, inside its `except`, without the error: `save_error_message(error)`."""
+        return self.save_error_message(exception_being_handled())
+
+    def save_error_message(self, error: BaseException | None):
+        return BaseCRUDView.database_error_message
 
     def _get_add_widget(self, form, exclude_cols=None, widgets=None):
         self.prefill_add_form(form)

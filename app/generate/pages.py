@@ -105,10 +105,9 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
     def writer(cls):
         return cls.writer_factory(cls.entity)
 
-    @property
-    def database_error_message(self):
-        """FAB flashes this when a save raises: say so when it lost the race to another save (versions.py)."""
-        return versions.lost_race_flash(self, fab.exception_being_handled()) or ModelView.database_error_message
+    def save_error_message(self, error):
+        """Flashed when a save raises: say so when it lost the race to another save (versions.py)."""
+        return versions.lost_race_flash(self, error) or super().save_error_message(error)
 
     def _current_user_fields(self) -> list[str]:
         return [f.name for f in self.entity.fields if f.type == "user" and f.default == "current_user"]
