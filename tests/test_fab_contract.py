@@ -285,3 +285,30 @@ def test_rest_endpoints_call_the_headless_methods_and_filters_parse_to_filters(p
             "FAB's GET no longer calls get_headless"
         info = inspect.unwrap(ModelRestApi.info)(api, rison={"keys": ["add_title"]})
         assert info.status_code == 200 and info.get_json()["probe"] is True, "FAB's _info no longer calls info_headless"
+
+
+PAGE_SETTINGS = ("list_columns", "show_columns", "search_columns", "order_columns", "add_columns", "edit_columns",
+                 "add_form", "edit_form", "formatters_columns", "_filters", "_related_views")
+API_SETTINGS = ("list_columns", "show_columns", "search_columns", "order_columns", "_filters")
+
+
+def test_fab_assigns_the_per_request_settings_in_init(app):
+    """PerRequest relies on FAB computing these in __init__ and assigning them on the instance."""
+    models = app.extensions["portal_models"]
+
+    def per_request(names):
+        return {name: fab.PerRequest(lambda view, full: ("trimmed", full)) for name in names}
+
+    page = type("ProbeSettingsView", (ModelView,), {"datamodel": SQLAInterface(models["Customer"]),
+                                                    **per_request(PAGE_SETTINGS)})
+    rest = type("ProbeSettingsApi", (ModelRestApi,), {"datamodel": SQLAInterface(models["Customer"]),
+                                                      **per_request(API_SETTINGS)})
+    with app.app_context():
+        for cls, names in ((page, PAGE_SETTINGS), (rest, API_SETTINGS)):
+            instance = cls()
+            for name in names:
+                slot = f"full_{name.lstrip('_')}"
+                assert instance.__dict__.get(slot) is not None, \
+                    f"Flask-AppBuilder {FAB_VERSION}: {cls.__bases__[0].__name__}.__init__ no longer assigns {name}"
+            with app.test_request_context("/"):
+                assert instance.list_columns == ("trimmed", instance.__dict__["full_list_columns"])
