@@ -4,6 +4,7 @@ from __future__ import annotations
 from app.i18n import lazy
 from app.schema.spec import PortalSpec
 from app.rules.writer import RecordWriter
+from app.generate.fab import perms_sync_suppressed
 from app.generate.apis import build_api
 from app.generate.roles import sync_permissions
 from app.generate.pages import build_view
@@ -21,14 +22,13 @@ def register_portal(appbuilder, spec: PortalSpec, models: dict[str, type]) -> No
         views[entity.name].related_views = [views[source.name] for source, _ in spec.links_to(entity.name)
                                             if source.name != entity.name]
     # FAB would sync permissions view by view (several queries each); sync_permissions does it in bulk
-    update_perms, appbuilder.update_perms = appbuilder.update_perms, False
-    for module in spec.modules:
-        for entity in module.entities:
-            appbuilder.add_view(
-                views[entity.name], entity.name, label=lazy(entity.label), icon="fa-table",
-                category=module.name, category_label=lazy(module.label),
-            )
-            appbuilder.add_api(build_api(spec, entity, models, writer_factory))
-    appbuilder.update_perms = update_perms
-    if update_perms:
+    with perms_sync_suppressed(appbuilder) as sync_wanted:
+        for module in spec.modules:
+            for entity in module.entities:
+                appbuilder.add_view(
+                    views[entity.name], entity.name, label=lazy(entity.label), icon="fa-table",
+                    category=module.name, category_label=lazy(module.label),
+                )
+                appbuilder.add_api(build_api(spec, entity, models, writer_factory))
+    if sync_wanted:
         sync_permissions(appbuilder, spec)

@@ -8,6 +8,7 @@ The document also states honestly that date-times are sent as local time without
 """
 from __future__ import annotations
 
+from app.generate.fab import apispec_paths
 from app.rules.access import current_viewer
 
 LOCAL_DATETIME = "local date and time without a zone, e.g. 2026-01-31T14:30:00"
@@ -94,7 +95,7 @@ def _honest_responses(api_spec) -> None:
 
 def _honest_operations(api, api_spec) -> None:
     prefix = f"{api.route_base}/"
-    for path, operations in api_spec._paths.items():  # apispec keeps paths there; no public accessor
+    for path, operations in apispec_paths(api_spec).items():
         if not path.startswith(prefix):
             continue
         for method, operation in operations.items():

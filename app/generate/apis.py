@@ -11,19 +11,17 @@ from flask_appbuilder.exceptions import DatabaseException, FABException
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.rules.access import current_viewer, mask_value
 from app.i18n import lazy
 from app.schema.spec import VERSION_COLUMN, EntitySpec, PortalSpec
 from app.data.tabular import FORMATS, FileProblem
-from app.generate import columns, versions
-from app.generate.api_metadata import trim_info, trim_openapi
+from app.generate import columns, fab, versions
+from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.dataio import export_response, run_import, spool_upload
 from app.generate.input_errors import check_filters
 from app.generate.paged_api import LIST_ARGS_SCHEMA, PagedListApi, rison
 from app.generate.paging import PagedInterface
 from app.generate.permissions import API_METHODS, entity_permissions
 from app.generate.references import delete_refusal
-from app.generate.scoping import PerViewer, row_scope_filters, viewer_filters, without_hidden, without_unreadable
 
 
 def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
@@ -45,7 +43,9 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(PagedListApi, ModelRestApi):
+class EntityApi(ViewerScopedEndpoint, PagedListApi, fab.RestApiBoundary, ModelRestApi):
+    """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
+
     portal: PortalSpec
     entity: EntitySpec
     models: dict
@@ -53,61 +53,16 @@ class EntityApi(PagedListApi, ModelRestApi):
     allow_browser_login = True
     method_permission_name = API_METHODS
 
-    list_columns = PerViewer(without_hidden)
-    show_columns = PerViewer(without_hidden)
-    search_columns = PerViewer(without_unreadable)
-    order_columns = PerViewer(without_unreadable)
-    _filters = PerViewer(viewer_filters)
-
     def writer(self):
         return self.writer_factory(self.entity)
 
-    # -- what the viewer may see: drop hidden fields, mask masked ones ---------------------
-    def _scrub_record(self, record: dict) -> dict:
-        viewer = current_viewer()
-        hidden, masked = viewer.hidden(self.entity.name), viewer.masked(self.entity.name)
-        for name in hidden:
-            record.pop(name, None)
-        for name in masked:
-            if name in record:
-                record[name] = mask_value(record[name])
-        return record
-
-    def _scrub_metadata(self, data: dict) -> None:
-        hidden = current_viewer().hidden(self.entity.name)
-        for key in ("label_columns", "description_columns"):
-            for name in list(data.get(key, {})):
-                if name.split(".")[0] in hidden:
-                    del data[key][name]
-        for key in ("list_columns", "show_columns"):
-            if key in data:
-                data[key] = [c for c in data[key] if c.split(".")[0] not in hidden]
-
-    def pre_get_list(self, data: dict) -> None:
-        data["result"] = [self._scrub_record(r) for r in data.get("result", [])]
-        self._scrub_metadata(data)
-
-    def pre_get(self, data: dict) -> None:
-        if "result" in data:
-            self._scrub_record(data["result"])
-        self._scrub_metadata(data)
-
-    def info_headless(self, **kwargs):
-        """FAB's, trimmed to the viewer (FAB 5.3 never calls pre_info)."""
-        payload, rison_args = {}, kwargs.get("rison", {})
-        self.set_response_key_mappings(payload, self.info, rison_args, **rison_args)
-        trim_info(self, payload)
-        return self.response(200, **payload)
-
     def add_api_spec(self, api_spec) -> None:
         super().add_api_spec(api_spec)
-        trim_openapi(self, api_spec)
+        self.viewer_openapi(api_spec)
 
-    def _handle_filters_args(self, rison_args):
-        """FAB's filters from `q`, with every value checked against its field (a FilterValueError is a 400)."""
-        filters = super()._handle_filters_args(rison_args)
+    def check_request_filters(self, filters) -> None:
+        """Every filter value of `q` checked against its field (a FilterValueError is a 400)."""
         check_filters(self.entity, filters)
-        return filters
 
     def _database_refused(self, exc):
         reason = getattr(exc, "orig", None) or exc.__cause__ or exc
@@ -141,20 +96,20 @@ class EntityApi(PagedListApi, ModelRestApi):
                 self.post_update(item)
         except (DatabaseException, SQLAlchemyError) as exc:
             return versions.conflict(self, item) if versions.is_stale(exc) else self._database_refused(exc)
-        body = {"result": self._scrub_record(self.show_model_schema.dump(item)), "id": item.id}
+        body = {"result": self.viewer_record(self.show_model_schema.dump(item)), "id": item.id}
         return versions.with_etag(self.response(201 if creating else 200, **body), item)
 
-    def get_headless(self, pk, **kwargs):
-        return versions.with_etag(super().get_headless(pk, **kwargs))
+    def after_get(self, response):
+        return versions.with_etag(response)
 
-    def post_headless(self):
+    def create_record(self):
         payload, error = self._json_object()
         if error:
             return error
         return self._save(self.datamodel.obj(), payload, creating=True)
 
-    def put_headless(self, pk):
-        item = self.datamodel.get(pk, self._base_filters)
+    def update_record(self, pk):
+        item = fab.scoped_get(self, pk)
         if not item:
             return self.response_404()
         payload, error = self._json_object()
@@ -163,8 +118,8 @@ class EntityApi(PagedListApi, ModelRestApi):
         refusal = versions.refuse_if_stale(self, item, payload)  # If-Match / row_version in the body
         return refusal or self._save(item, payload, creating=False)
 
-    def delete_headless(self, pk):
-        item = self.datamodel.get(pk, self._base_filters)
+    def delete_record(self, pk):
+        item = fab.scoped_get(self, pk)
         if not item:
             return self.response_404()
         stale = versions.refuse_if_stale(self, item)
@@ -203,8 +158,8 @@ class DataApiMixin:
         if fmt not in FORMATS:
             return self.response_400(message=str(_l("Upload a .csv or .xlsx file.")))
         try:
-            filters = self._handle_filters_args(kwargs.get("rison", {}))
-            order = self._handle_order_args(kwargs.get("rison", {}))
+            filters = fab.rest_filters(self, kwargs.get("rison", {}))
+            order = fab.rest_order(self, kwargs.get("rison", {}))
         except FABException as exc:
             return self.response_400(message=str(exc))
         return export_response(self, filters, order, fmt)
@@ -250,11 +205,11 @@ def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_facto
         resource_name=entity.snake,
         class_permission_name=entity.name, base_permissions=entity_permissions(),
         openapi_spec_tag=entity.name, openapi_spec_methods=versions.openapi_spec_methods(f"{entity.name}Api"),
-        _full_list_columns=read_columns, _full_show_columns=read_columns,
+        full_list_columns=read_columns, full_show_columns=read_columns,
         add_columns=write_columns, edit_columns=write_columns,
-        _full_search_columns=[f.name for f in entity.fields if f.type != "many"],
-        _full_order_columns=[f.name for f in entity.fields if not f.is_relation] + ["id", "created_on", "changed_on"],
-        base_filters=row_scope_filters(entity.name),
+        full_search_columns=[f.name for f in entity.fields if f.type != "many"],
+        full_order_columns=[f.name for f in entity.fields if not f.is_relation] + ["id", "created_on", "changed_on"],
+        base_filters=EntityApi.row_scope_filters(entity),
         label_columns=columns.label_columns(entity),
         description_columns=columns.description_columns(entity),
         list_title=lazy(entity.label), show_title=lazy(entity.label),

@@ -15,25 +15,17 @@ import urllib.parse
 import jsonschema
 import prison
 from flask import current_app, request
-from flask_appbuilder.api import ModelRestApi, expose, get_list_schema, merge_response_func, safe
-from flask_appbuilder.const import (
-    API_DESCRIPTION_COLUMNS_RIS_KEY,
-    API_LABEL_COLUMNS_RIS_KEY,
-    API_LIST_COLUMNS_RIS_KEY,
-    API_LIST_TITLE_RIS_KEY,
-    API_ORDER_COLUMNS_RIS_KEY,
-    API_SELECT_COLUMNS_RIS_KEY,
-    API_URI_RIS_KEY,
-)
+from flask_appbuilder.api import expose, safe
 from flask_appbuilder.exceptions import FABException, InvalidColumnArgsFABException
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_babel import gettext
 
+from app.generate import fab
 from app.generate.paging import MAX_PAGE_INDEX, CursorError, Position, count_cap, decode_cursor
 
 # FAB's list arguments, with bounds on paging and the cursor; a filter names its column, operator and value,
 # and only `in`/`not_in` take a list (FAB would hand any other filter a list and fail with a TypeError)
-LIST_ARGS_SCHEMA = copy.deepcopy(get_list_schema)
+LIST_ARGS_SCHEMA = copy.deepcopy(fab.LIST_ARGS_SCHEMA_BASE)
 SCALAR = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
 LIST_ARGS_SCHEMA["properties"]["filters"]["items"] = {
     "type": "object",
@@ -64,7 +56,7 @@ def rison(schema: dict):
 
     def decorate(f):
         def wraps(self, *args, **kwargs):
-            value = request.args.get(API_URI_RIS_KEY)
+            value = request.args.get(fab.RISON_ARG)
             kwargs["rison"] = {}
             if value:
                 try:
@@ -73,7 +65,7 @@ def rison(schema: dict):
                     try:
                         if not current_app.config.get("FAB_API_ALLOW_JSON_QS", True):
                             raise ValueError(value)
-                        kwargs["rison"] = json.loads(urllib.parse.parse_qs(f"{API_URI_RIS_KEY}={value}")[API_URI_RIS_KEY][0])
+                        kwargs["rison"] = json.loads(urllib.parse.parse_qs(f"{fab.RISON_ARG}={value}")[fab.RISON_ARG][0])
                     except (ValueError, KeyError, IndexError):
                         return self.response_400(message=gettext("Not a valid Rison argument"))
             error = jsonschema.exceptions.best_match(validator.iter_errors(kwargs["rison"]))
@@ -96,11 +88,7 @@ class PagedListApi:
     @safe
     @permission_name("get")
     @rison(LIST_ARGS_SCHEMA)
-    @merge_response_func(ModelRestApi.merge_order_columns, API_ORDER_COLUMNS_RIS_KEY)
-    @merge_response_func(ModelRestApi.merge_list_label_columns, API_LABEL_COLUMNS_RIS_KEY)
-    @merge_response_func(ModelRestApi.merge_description_columns, API_DESCRIPTION_COLUMNS_RIS_KEY)
-    @merge_response_func(ModelRestApi.merge_list_columns, API_LIST_COLUMNS_RIS_KEY)
-    @merge_response_func(ModelRestApi.merge_list_title, API_LIST_TITLE_RIS_KEY)
+    @fab.list_metadata
     def get_list(self, **kwargs):
         """Get a page of records (filters, order, page or cursor in the Rison argument `q`)
         ---
@@ -176,15 +164,14 @@ class PagedListApi:
         response: dict = {}
         args = kwargs.get("rison", {})
         try:
-            select_columns, pruned_select_cols = self._handle_columns_args(
-                args, self.list_select_columns, self.list_columns)
+            select_columns, pruned_select_cols = fab.rest_columns(self, args)
         except InvalidColumnArgsFABException as exc:
             return self.response_400(message=str(exc))
-        self.set_response_key_mappings(response, self.get_list, args, **{API_SELECT_COLUMNS_RIS_KEY: pruned_select_cols})
+        fab.response_metadata(self, response, self.get_list, args, **{fab.SELECT_COLUMNS_KEY: pruned_select_cols})
         schema = self.model2schemaconverter.convert(pruned_select_cols) if pruned_select_cols else self.list_model_schema
         try:
-            joined_filters = self._handle_filters_args(args)
-            order_column, order_direction = self._handle_order_args(args)
+            joined_filters = fab.rest_filters(self, args)
+            order_column, order_direction = fab.rest_order(self, args)
         except FABException as exc:
             return self.response_400(message=str(exc))
         if not order_column:

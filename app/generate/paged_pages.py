@@ -1,17 +1,18 @@
 """List pages on the capped count and keyset paging of paging.py.
 
-Overrides FAB's `_list` (reads page, size, order and cursors from the URL; junk gives a sensible
-page, never a 500) and `_get_list_widget` (one count and one page query, links loaded with the
-rows) and renders a pager with first/previous/numbers/next/last links.
+Replaces FAB's list page (`list_page`: reads page, size, order and cursors from the URL; junk gives a
+sensible page, never a 500) and list widget (`list_widgets`: one count and one page query, links loaded
+with the rows; FAB's private hooks are mapped onto them in app.generate.fab.ModelViewBoundary) and renders
+a pager with first/previous/numbers/next/last links.
 """
 from __future__ import annotations
 
 from flask import flash, request, url_for
-from flask_appbuilder.urltools import get_filter_args
 from flask_appbuilder.widgets import ListWidget
 from flask_babel import format_decimal, gettext, lazy_gettext as _l
 from sqlalchemy.orm import joinedload, selectinload
 
+from app.generate import fab
 from app.generate.input_errors import clean_filters
 from app.generate.paging import MAX_PAGE_INDEX, CursorError, Page, Position, count_cap, decode_cursor
 
@@ -65,17 +66,17 @@ class PagedListView:
         size = _int_arg(f"psize_{self.__class__.__name__}", None)
         return min(size, MAX_PAGE_SIZE) if size and size > 0 else self.page_size
 
-    def _list(self, **kwargs):
+    def list_page(self, **kwargs):
         order_column, order_direction = self._list_order()
-        get_filter_args(self._filters)
-        for problem in clean_filters(self.entity, self._filters):  # the list without that filter, and why
+        filters = fab.filters_from_url(self)
+        for problem in clean_filters(self.entity, filters):  # the list without that filter, and why
             flash(problem, "danger")
-        widgets = self._get_list_widget(
-            filters=self._filters, order_column=order_column, order_direction=order_direction,
+        widgets = self.list_widgets(
+            filters=filters, order_column=order_column, order_direction=order_direction,
             page_size=self._list_page_size(), position=self._list_position(order_column, order_direction), **kwargs)
         form = self.search_form.refresh()
         self.update_redirect()
-        return self._get_search_widget(form=form, widgets=widgets)
+        return fab.search_page(self, form, widgets)
 
     def _list_load_options(self) -> list:
         """Load the links shown in the list with the rows (else one query per row and link)."""
@@ -87,17 +88,17 @@ class PagedListView:
                 options.append(selectinload(getattr(self.datamodel.obj, column)))
         return options
 
-    def _get_list_widget(self, filters, actions=None, order_column="", order_direction="", page=None,
-                         page_size=None, widgets=None, position: Position | None = None, **kwargs):
+    def list_widgets(self, filters, actions=None, order_column="", order_direction="", page=None,
+                     page_size=None, widgets=None, position: Position | None = None, **kwargs):
         """Also draws the related-record lists of detail pages (FAB passes a plain page number then)."""
         widgets = widgets or {}
         page_size = min(page_size, MAX_PAGE_SIZE) if page_size and page_size > 0 else self.page_size
         if not order_column or order_column not in self.order_columns:
             order_column, order_direction = self.base_order or ("id", "asc")
         order_direction = order_direction if order_direction in ("asc", "desc") else "asc"
-        own_links = position is not None  # only our own _list reads cursors back from the URL
+        own_links = position is not None  # only our own list_page reads cursors back from the URL
         position = position or Position(page=min(max(page or 0, -MAX_PAGE_INDEX), MAX_PAGE_INDEX))
-        joined = filters.get_joined_filters(self._base_filters)
+        joined = fab.joined_filters(self, filters)
         fetch = dict(order_column=order_column, order_direction=order_direction, page_size=page_size,
                      cap=count_cap(), options=self._list_load_options(), clamp=True)
         result = self.datamodel.fetch_page(joined, position=position, **fetch)

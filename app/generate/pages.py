@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from flask import abort, flash, redirect, request, url_for
 from flask_appbuilder import ModelView, expose, has_access
 from flask_appbuilder.fieldwidgets import Select2Widget
-from flask_appbuilder.urltools import get_filter_args, get_order_args
+from flask_appbuilder.urltools import get_order_args
 from flask_babel import gettext, lazy_gettext as _l
 from wtforms import SelectField
 from wtforms.validators import InputRequired, Optional, StopValidation
@@ -16,7 +16,8 @@ from app.i18n import format_with_schema_text, lazy
 from app.rules.records import FieldError, clean_value
 from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import FORMATS, FileProblem
-from app.generate import columns, versions
+from app.generate import columns, fab, versions
+from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.dataio import export_response, keep_upload, run_import, spool_upload, take_upload
 from app.generate.input_errors import clean_filters
 from app.generate.lookups import form_fields, lookup_response, search_fields
@@ -24,15 +25,6 @@ from app.generate.paged_pages import PagedListView
 from app.generate.paging import PagedInterface
 from app.generate.permissions import VIEW_METHODS, entity_permissions
 from app.generate.references import delete_refusal
-from app.generate.scoping import (
-    PerViewer,
-    form_without_fields,
-    readable_views,
-    row_scope_filters,
-    viewer_filters,
-    without_hidden,
-    without_unreadable,
-)
 
 
 class FieldRule:
@@ -56,7 +48,7 @@ class UniqueTogetherRule:
 
     def __call__(self, form, wt_field) -> None:
         values = {name: form[name].data for name in self.group if name in form}
-        current = SimpleNamespace(id=getattr(form, "_id", None))
+        current = SimpleNamespace(id=fab.edited_pk(form))
         errors = self.view_class.writer().conflicts(values, current)
         if self.group[0] in errors:
             raise StopValidation(errors[self.group[0]][-1])
@@ -89,8 +81,11 @@ def _enum_select(f: FieldSpec) -> SelectField:
     )
 
 
-class EntityView(PagedListView, ModelView):
-    """Behaviour shared by every generated view; the factory fills in the class attributes."""
+class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, ModelView):
+    """Behaviour shared by every generated view; the factory fills in the class attributes.
+
+    Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list page from PagedListView.
+    """
 
     list_template = "portal/list.html"
 
@@ -99,22 +94,6 @@ class EntityView(PagedListView, ModelView):
     models: dict
     writer_factory = None
     method_permission_name = VIEW_METHODS
-
-    # what the viewer may not see is left out of columns, forms and filters (see scoping.py)
-    list_columns = PerViewer(without_hidden)
-    show_columns = PerViewer(without_hidden)
-    search_columns = PerViewer(without_unreadable)
-    order_columns = PerViewer(without_unreadable)
-    add_columns = PerViewer(without_unreadable)
-    edit_columns = PerViewer(without_unreadable)
-    add_form = PerViewer(form_without_fields)
-    edit_form = PerViewer(form_without_fields)
-    _filters = PerViewer(viewer_filters)
-    _related_views = PerViewer(readable_views)
-
-    def _force_scope(self, item) -> None:
-        for name, value in current_viewer().forced_values(self.entity.name).items():
-            setattr(item, name, value)
 
     def pre_add(self, item) -> None:
         self._force_scope(item)
@@ -126,21 +105,19 @@ class EntityView(PagedListView, ModelView):
     def writer(cls):
         return cls.writer_factory(cls.entity)
 
-    @property
-    def database_error_message(self):
-        """FAB flashes this when a save raises: say so when it lost the race to another save (versions.py)."""
-        return versions.lost_race_flash(self) or ModelView.database_error_message
+    def save_error_message(self, error):
+        """Flashed when a save raises: say so when it lost the race to another save (versions.py)."""
+        return versions.lost_race_flash(self, error) or super().save_error_message(error)
 
     def _current_user_fields(self) -> list[str]:
         return [f.name for f in self.entity.fields if f.type == "user" and f.default == "current_user"]
 
-    def _get_add_widget(self, form, exclude_cols=None, widgets=None):
+    def prefill_add_form(self, form) -> None:
         """A new record's user fields with `default: current_user` start out as the signed-in user."""
         if request.method == "GET":
             for name in self._current_user_fields():
                 if name in form:
                     form[name].data = self.appbuilder.sm.current_user
-        return super()._get_add_widget(form, exclude_cols=exclude_cols, widgets=widgets)
 
     def render_template(self, template, **kwargs):
         sm = self.appbuilder.sm
@@ -156,12 +133,12 @@ class EntityView(PagedListView, ModelView):
         """The list as filtered and sorted on screen, in the viewer's scope, as CSV or XLSX."""
         if fmt not in FORMATS:
             abort(404)
-        get_filter_args(self._filters)
-        problems = clean_filters(self.entity, self._filters)
+        filters = fab.filters_from_url(self)
+        problems = clean_filters(self.entity, filters)
         if problems:
             abort(400, description=problems[0])
         order = get_order_args().get(self.__class__.__name__) or self.base_order or ("", "")
-        return export_response(self, self._filters.get_joined_filters(self._base_filters), order, fmt)
+        return export_response(self, fab.joined_filters(self, filters), order, fmt)
 
     @expose("/lookup/<field>")
     @has_access
@@ -232,16 +209,16 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         route_base=f"/{entity.snake}",
         list_title=lazy(entity.label), show_title=lazy(entity.label),
         add_title=lazy(entity.label), edit_title=lazy(entity.label),
-        _full_list_columns=columns.list_columns(entity),
-        _full_show_columns=columns.show_columns(entity),
-        _full_add_columns=columns.form_columns(entity),
-        _full_edit_columns=columns.form_columns(entity) + [VERSION_COLUMN],
-        _full_search_columns=list(entity.search) or columns.list_columns(entity),
-        base_filters=row_scope_filters(entity.name),
+        full_list_columns=columns.list_columns(entity),
+        full_show_columns=columns.show_columns(entity),
+        full_add_columns=columns.form_columns(entity),
+        full_edit_columns=columns.form_columns(entity) + [VERSION_COLUMN],
+        full_search_columns=list(entity.search) or columns.list_columns(entity),
+        base_filters=EntityView.row_scope_filters(entity),
         search_form_extra_fields=search_fields(entity),
         label_columns=columns.label_columns(entity),
         description_columns=columns.description_columns(entity),
-        formatters_columns=columns.formatters(entity),
+        full_formatters_columns=columns.formatters(entity),
         add_form_extra_fields=extra, edit_form_extra_fields=edit_extra,
         validators_columns=validators,
     )

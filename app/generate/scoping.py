@@ -1,15 +1,11 @@
-"""Per-request trimming of FAB view/API settings to what the current viewer may see.
-
-FAB computes columns, forms and filters once per view at start-up; these descriptors let
-FAB keep doing that while every read during a request gets the viewer's version.
-"""
+"""The viewer's row scope as a FAB filter, and the trimming of columns, forms and related views to what
+the viewer may see; app.generate.endpoint.ViewerScopedEndpoint applies them per request."""
 from __future__ import annotations
 
-from flask import current_app, has_request_context
+from flask import current_app
 from flask_appbuilder.models.filters import BaseFilter
 
 from app.rules.access import current_viewer
-from app.runtime.request_cache import request_cached
 
 
 class RowScopeFilter(BaseFilter):
@@ -25,30 +21,6 @@ class RowScopeFilter(BaseFilter):
 
 def row_scope_filters(entity_name: str) -> list:
     return [["id", RowScopeFilter, entity_name]]
-
-
-class PerViewer:
-    """A view attribute that FAB sets in full at start-up and that reads back trimmed for the viewer.
-
-    `trim(view, full_value)` makes the viewer's version; it is cached per request.
-    """
-
-    def __init__(self, trim) -> None:
-        self.trim = trim
-
-    def __set_name__(self, owner, name) -> None:
-        self.name, self.slot = name, f"_full_{name}"
-
-    def __get__(self, view, owner=None):
-        if view is None:
-            return self
-        full = view.__dict__.get(self.slot, getattr(owner or type(view), self.slot, None))
-        if not has_request_context() or full is None:
-            return full
-        return request_cached((id(view), self.name), lambda: self.trim(view, full))
-
-    def __set__(self, view, value) -> None:
-        view.__dict__[self.slot] = value
 
 
 def _unreadable(view) -> frozenset:
@@ -69,23 +41,19 @@ def without_unreadable(view, columns):
     return _without(columns, _unreadable(view))
 
 
-_form_cache: dict = {}
-
-
 def form_without_fields(view, form_class):
-    """A subclass of a WTForms form with some fields removed (WTForms: set them to None)."""
+    """A subclass of a WTForms form with some fields removed (WTForms: set them to None).
+
+    Kept on the view, one per set of removed fields (so per role combination: bounded, and gone with the app).
+    """
     unreadable = _unreadable(view)
     if not unreadable:
         return form_class
+    cache = view.__dict__.setdefault("trimmed_forms", {})
     key = (form_class, unreadable)
-    if key not in _form_cache:
-        _form_cache[key] = type(form_class.__name__, (form_class,), {name: None for name in unreadable})
-    return _form_cache[key]
-
-
-def viewer_filters(view, filters):
-    """A fresh Filters object per request (FAB shares one across threads), on the viewer's search columns."""
-    return view.datamodel.get_filters(view.search_columns)
+    if key not in cache:
+        cache[key] = type(form_class.__name__, (form_class,), {name: None for name in unreadable})
+    return cache[key]
 
 
 def readable_views(view, related_views):

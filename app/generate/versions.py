@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 
 from apispec import yaml_utils
 from flask import flash, request, url_for
@@ -24,6 +23,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from wtforms import HiddenField
 from wtforms.validators import StopValidation
 
+from app.generate import fab
 from app.schema.spec import VERSION_COLUMN
 
 NO_CHECK = None  # the client named no version: today's last-save-wins
@@ -113,7 +113,7 @@ def conflict(api, item):
     current = session.get(type(item), item.id)
     if current is None:
         return api.response_404()
-    body = api._scrub_record(api.show_model_schema.dump(current))
+    body = api.viewer_record(api.show_model_schema.dump(current))
     return with_etag(api.response(409, message=stale_message(current), current=body), current)
 
 
@@ -186,7 +186,7 @@ class VersionRule:
         self.view_class = view_class
 
     def __call__(self, form, field) -> None:
-        pk = getattr(form, "_id", None)
+        pk = fab.edited_pk(form)
         if pk is None or field.data in (None, ""):
             return  # no version sent: last save wins, as before
         view = self.view_class
@@ -209,9 +209,9 @@ def stale_flash(view_class, item) -> Markup:
     return Markup('{} <a href="{}">{}</a>').format(stale_message(item), link, gettext("Reload"))
 
 
-def lost_race_flash(view) -> Markup | None:
-    """Called while FAB handles a failed save: the stale flash if the UPDATE lost the race on row_version."""
-    if not is_stale(sys.exc_info()[1]):
+def lost_race_flash(view, error: BaseException | None) -> Markup | None:
+    """Called while FAB handles a failed save (`error`): the stale flash if the UPDATE lost the race on row_version."""
+    if not is_stale(error):
         return None
     session = view.datamodel.session
     session.rollback()

@@ -9,16 +9,17 @@ in one statement, and the Public role's permissions (checked first by every API 
 from __future__ import annotations
 
 from flask_appbuilder.security.sqla.manager import SecurityManager
-from flask_appbuilder.security.sqla.models import assoc_permissionview_role
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from app.generate.fab import PermissionCheckHook, assoc_permissionview_role
 from app.runtime import ratelimit
 from app.runtime.request_cache import request_cached
 
 
-class PortalSecurityManager(SecurityManager):
-    def _has_view_access(self, user, permission_name: str, view_name: str) -> bool:
+class PortalSecurityManager(PermissionCheckHook, SecurityManager):
+    def user_may(self, user, permission_name: str, view_name: str) -> bool:
+        """Every permission check of FAB's `has_access` for a signed-in user (via PermissionCheckHook)."""
         granted = request_cached(("permissions", getattr(user, "id", None)), lambda: self.get_user_permissions(user))
         return (permission_name, view_name) in granted
 
