@@ -12,6 +12,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import func, select
 
 from app.rules.access import current_viewer
+from app.portal import current_portal
 from app.generate.permissions import dashboard_view_menu, report_view_menu
 from app.i18n import lazy
 from app.runtime.observability import timed
@@ -23,7 +24,7 @@ FILTERABLE = ("enum", "link", "user", "boolean")
 
 
 def _portal():
-    return current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
+    return current_portal().spec, current_portal().models
 
 
 def can_open(report) -> bool:

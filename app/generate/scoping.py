@@ -5,10 +5,11 @@ FAB keep doing that while every read during a request gets the viewer's version.
 """
 from __future__ import annotations
 
-from flask import current_app, has_request_context
+from flask import has_request_context
 from flask_appbuilder.models.filters import BaseFilter
 
 from app.rules.access import current_viewer
+from app.portal import current_portal
 from app.runtime.request_cache import request_cached
 
 
@@ -19,7 +20,7 @@ class RowScopeFilter(BaseFilter):
     arg_name = "rowscope"
 
     def apply(self, query, entity_name):
-        clause = current_viewer().row_clause(entity_name, current_app.extensions["portal_models"])
+        clause = current_viewer().row_clause(entity_name, current_portal().models)
         return query if clause is None else query.filter(clause)
 
 
@@ -69,18 +70,13 @@ def without_unreadable(view, columns):
     return _without(columns, _unreadable(view))
 
 
-_form_cache: dict = {}
-
-
 def form_without_fields(view, form_class):
     """A subclass of a WTForms form with some fields removed (WTForms: set them to None)."""
     unreadable = _unreadable(view)
     if not unreadable:
         return form_class
-    key = (form_class, unreadable)
-    if key not in _form_cache:
-        _form_cache[key] = type(form_class.__name__, (form_class,), {name: None for name in unreadable})
-    return _form_cache[key]
+    return current_portal().form_cache.get_or_make(  # app-owned, bounded (app/portal.py)
+        (form_class, unreadable), lambda: type(form_class.__name__, (form_class,), {name: None for name in unreadable}))
 
 
 def viewer_filters(view, filters):
