@@ -194,7 +194,8 @@ class Importer:
                                   if f.required and f.name in present and f.name not in self._forced]
         self._groups = [(f.name,) for f in self.entity.fields if f.unique] + list(self.entity.unique_together)
         self._table_had_rows = self.session.scalar(select(self.model.id).limit(1)) is not None
-        self._scalar = [f for f in self.entity.fields if f.type != "many" and (f.name in present or f.name in self._forced)]
+        present |= set(self._forced) | self.rules.step_fields  # values the rule steps give every row
+        self._scalar = [f for f in self.entity.fields if f.type != "many" and f.name in present]
         self._many = [f for f in self.entity.fields if f.type == "many" and f.name in present]
 
     # -- rows ---------------------------------------------------------------------------------

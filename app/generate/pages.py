@@ -135,7 +135,9 @@ class EntityView(PagedListView, ModelView):
     def _before_write(self, item, creating: bool) -> None:
         """Forced row-scope values, the audit stamp and any portal rule step (record_rules.py)."""
         rules = self.writer()
-        rules.apply(item, rules.before_write(rules.context({}, creating, "form", None if creating else item)))
+        given = {name: getattr(item, name) for name in rules.writable}  # the form's values, populated by FAB
+        values = rules.before_write(rules.context(dict(given), creating, "form", None if creating else item))
+        rules.apply(item, {name: v for name, v in values.items() if name not in given or given[name] is not v})
 
     def pre_add(self, item) -> None:
         self._before_write(item, creating=True)

@@ -87,7 +87,11 @@ class RuleStep:
     check(ctx)          add errors with `ctx.error(field, message)`; any error refuses the write.
     check_many(batch)   the same for a batch of contexts (imports); override to check a chunk in bulk.
     before_write(ctx)   change `ctx.values` just before they are written (forced values, computed fields).
+    writes              the fields `before_write` may set, so a bulk import writes them even when the
+                        file has no such column.
     """
+
+    writes: tuple[str, ...] = ()
 
     def check(self, ctx: WriteContext) -> None:
         pass
@@ -268,10 +272,14 @@ class RecordRules:
         return tuple(stamp[name] for name in (AUDIT_NEW if creating else AUDIT_CHANGED))
 
     @property
+    def step_fields(self) -> set[str]:
+        """Fields some rule step sets in before_write (see RuleStep.writes)."""
+        return {name for step in self.steps for name in step.writes}
+
+    @property
     def checks_each_row(self) -> bool:
         """Whether a step beyond the built-ins wants to see every imported row (else imports skip the contexts)."""
-        return any(type(step).check_many is not RuleStep.check_many or type(step).check is not RuleStep.check
-                   for step in self.steps if not isinstance(step, _BUILT_IN))
+        return any(not isinstance(step, _BUILT_IN) for step in self.steps)
 
     # -- unique ----------------------------------------------------------------------------
     def conflicts(self, values: dict, current=None) -> dict:
