@@ -45,6 +45,8 @@ class Portal:
     models: dict = field(default_factory=dict)
     rule_steps: list["RuleStep"] = field(default_factory=lambda: _default_steps())  # record_rules.py: the write path
     form_cache: BoundedCache = field(default_factory=lambda: BoundedCache(FORM_CACHE_SIZE))
+    report_cache: object = None  # app/data/reports/cache.py ReportCache, made on first use
+    metrics: object = None  # app/runtime/observability.py PortalMetrics, set by install_operations
 
     def all_tables(self) -> MetaData:
         """FAB's tables and this portal's in one MetaData (copies), for backup and restore."""
@@ -85,3 +87,28 @@ def current_portal() -> Portal:
 
 def portal_of(app: Flask) -> Portal:
     return app.extensions[EXTENSION]
+
+
+# -- for hand-written pages (views/): who may open a report or dashboard, without FAB's permission names --
+
+def report_link_name(report_id: str) -> str:
+    """The menu link (and permission view-menu) name of a report."""
+    from app.generate.permissions import report_view_menu
+
+    return report_view_menu(report_id)
+
+
+def dashboard_link_name(module: str) -> str:
+    from app.generate.permissions import dashboard_view_menu
+
+    return dashboard_view_menu(module)
+
+
+def can_open_report(report) -> bool:
+    """The signed-in user may read the report and the entity it counts."""
+    sm = current_app.appbuilder.sm
+    return sm.has_access("can_read", report_link_name(report.id)) and sm.has_access("can_read", report.entity)
+
+
+def can_open_dashboard(module: str) -> bool:
+    return current_app.appbuilder.sm.has_access("menu_access", dashboard_link_name(module))
