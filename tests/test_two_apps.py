@@ -138,3 +138,15 @@ def test_an_engine_the_portal_did_not_create_gets_none_of_its_listeners(two_apps
         assert portal_listeners(outside) == set()
     finally:
         outside.dispose()
+
+
+def test_the_per_viewer_form_cache_is_bounded(two_apps):
+    from app.portal import FORM_CACHE_SIZE, BoundedCache
+
+    assert portal_of(two_apps[0]).form_cache.limit == FORM_CACHE_SIZE
+    cache = BoundedCache(3)
+    for key in "abc":
+        cache.get_or_make(key, lambda key=key: key.upper())
+    assert cache.get_or_make("a", lambda: "new") == "A"  # used again: kept
+    cache.get_or_make("d", lambda: "D")
+    assert list(cache) == ["c", "a", "d"]  # the least recently used ("b") went
