@@ -13,8 +13,10 @@ and imports all enforce it:
 - API: `apis.py` `_save` runs `parse` -> `check` -> `before_write` -> FAB's datamodel add/edit;
 - import: `importer.py` cleans cells in bulk, then runs `check_many` per chunk and `stamp_many` before `bulk.write`.
 
-Import keeps bulk versions of two built-in checks that would cost a query per row otherwise: uniqueness
-(hash sets over the file plus IN (...) lookups) and link resolution by title (a memo per chunk).
+Import keeps bulk forms of the built-in steps, because per-row cost matters at a million rows:
+required (field lists worked out once per file), uniqueness (hash sets over the file plus IN (...)
+lookups), links by title (a memo per chunk), row scope (`forced_ids`) and the audit stamp (`stamp_many`,
+one clock per chunk). A portal's own steps run through `check_many` / `before_write` on every chunk.
 """
 from __future__ import annotations
 
@@ -117,6 +119,9 @@ class RequiredStep(RuleStep):
                     ctx.error(f.name, _l("This field is required."))
             elif ctx.creating and f.default is None and f.name in rules.writable:
                 ctx.error(f.name, _l("This field is required."))
+
+    def check_many(self, batch: list[WriteContext]) -> None:
+        pass  # importer.py `_record`: the same rule per row, with the field lists worked out once per file
 
 
 class UniqueStep(RuleStep):
