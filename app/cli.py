@@ -38,11 +38,12 @@ def demo_command():
 @click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
 def import_command(entity_name, path, key, dry_run):
     """Import a CSV/XLSX file into ENTITY (name or snake_case); all rows or none."""
+    from app.portal import current_portal
     from app.rules.access import current_viewer
     from app.data.importer import Importer
     from app.data.tabular import FileProblem, file_format
 
-    spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
+    spec, models = current_portal().spec, current_portal().models
     entity = next((e for e in spec.entities if entity_name in (e.name, e.snake)), None)
     if entity is None:
         raise click.ClickException(f"unknown entity '{entity_name}'; entities: {', '.join(e.name for e in spec.entities)}")
@@ -74,13 +75,12 @@ def _count_rows(path: str, fmt: str) -> int:
 @click.option("--keep", type=click.IntRange(min=1), default=None, help="Keep only the newest N backups in that directory.")
 def backup_command(directory, keep):
     """Back up the database and the uploaded files into one archive."""
-    from flask_appbuilder import Model
-
     from app.data.backup import BackupError, create_backup
+    from app.portal import current_portal
 
     engine = current_app.extensions["sqlalchemy"].engine
     try:
-        result = create_backup(engine, Model.metadata, current_app.config["PORTAL_FILES_DIR"],
+        result = create_backup(engine, current_portal().all_tables(), current_app.config["PORTAL_FILES_DIR"],
                                directory or current_app.config["PORTAL_BACKUP_DIR"], keep)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
@@ -96,14 +96,13 @@ def backup_command(directory, keep):
 @click.argument("path", type=click.Path(dir_okay=False))
 def restore_command(path):
     """Restore a backup archive into an EMPTY portal; stop the portal first."""
-    from flask_appbuilder import Model
-
     from app.data.backup import BackupError, restore_backup
+    from app.portal import current_portal
 
     current_app.appbuilder.session.remove()
     engine = current_app.extensions["sqlalchemy"].engine
     try:
-        result = restore_backup(engine, Model.metadata, current_app.config["PORTAL_FILES_DIR"], path)
+        result = restore_backup(engine, current_portal().all_tables(), current_app.config["PORTAL_FILES_DIR"], path)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
     rows = [(table, expected, "-" if actual is None else actual, "ok" if expected == actual else "MISMATCH")

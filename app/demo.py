@@ -9,6 +9,8 @@ from flask import Flask
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import func, select
 
+from app.portal import portal_of
+
 COMPANIES = ["华建集团", "中铁十局", "万科物业", "绿地地产", "宏达机电", "恒信装饰", "远大建工", "蓝天物业",
              "东方幕墙", "安居物业", "北辰建设", "南方电力安装"]
 PEOPLE = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵强", "黄敏", "周杰", "吴刚", "徐丽", "孙浩", "马超", "朱琳", "胡军", "郭勇"]
@@ -17,7 +19,7 @@ TRADES = ["general", "carpenter", "mason", "rebar", "electrician", "plumber", "w
 
 def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
     """Fill an empty portal with a realistic sample; returns a summary, or None if data already exists."""
-    models = app.extensions["portal_models"]
+    models = portal_of(app).models
     session = app.appbuilder.session
     if "Customer" not in models or session.scalar(select(func.count()).select_from(models["Customer"])):
         return None

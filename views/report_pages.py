@@ -12,7 +12,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import func, select
 
 from app.rules.access import current_viewer
-from app.generate.permissions import dashboard_view_menu, report_view_menu
+from app.portal import can_open_dashboard, can_open_report, current_portal, dashboard_link_name, report_link_name
 from app.i18n import lazy
 from app.runtime.observability import timed
 from app.data.reports.cache import cache_key, data_generation, report_cache
@@ -23,12 +23,11 @@ FILTERABLE = ("enum", "link", "user", "boolean")
 
 
 def _portal():
-    return current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
+    return current_portal().spec, current_portal().models
 
 
 def can_open(report) -> bool:
-    sm = current_app.appbuilder.sm
-    return sm.has_access("can_read", report_view_menu(report.id)) and sm.has_access("can_read", report.entity)
+    return can_open_report(report)
 
 
 def open_reports(module: str | None = None) -> list:
@@ -193,7 +192,7 @@ class DashboardView(BaseView):
         sm = self.appbuilder.sm
         if not sm.current_user:
             return redirect(url_for(sm.auth_view.__class__.__name__ + ".login", next=request.url))
-        if not sm.has_access("menu_access", dashboard_view_menu(module.name)):
+        if not can_open_dashboard(module.name):
             flash(str(_l("Access is Denied")), "danger")
             return redirect(self.appbuilder.get_url_for_index)
         viewer, session = current_viewer(), self.appbuilder.session
@@ -286,8 +285,8 @@ def register_reports(appbuilder, spec) -> None:
     appbuilder.add_view_no_menu(DashboardView)
     appbuilder.add_api(ReportApi)
     for module in spec.modules:
-        appbuilder.add_link(dashboard_view_menu(module.name), href=f"/dashboard/{module.name}", label=_l("Dashboard"),
+        appbuilder.add_link(dashboard_link_name(module.name), href=f"/dashboard/{module.name}", label=_l("Dashboard"),
                             icon="fa-dashboard", category=module.name)
         for report in module.reports:
-            appbuilder.add_link(report_view_menu(report.id), href=f"/reports/{report.id}", label=lazy(report.label),
+            appbuilder.add_link(report_link_name(report.id), href=f"/reports/{report.id}", label=lazy(report.label),
                                 icon="fa-bar-chart", category=module.name)

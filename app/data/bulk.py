@@ -16,6 +16,7 @@ from typing import Iterator
 
 from sqlalchemy import bindparam, delete, insert, update
 
+from app.rules.record_rules import AUDIT_CHANGED, AUDIT_NEW
 from app.schema.spec import VERSION_COLUMN
 
 COPY_READ = 1024 * 1024  # bytes psycopg2 asks for per read of the COPY stream
@@ -34,8 +35,8 @@ class RowSpool:
 
     def __init__(self, columns: list[str], many: list[str]) -> None:
         self.columns, self.many = columns, many
-        self.new_columns = columns + ["changed_on", "changed_by_id", "created_on", "created_by_id"]
-        self.changed_columns = columns + ["changed_on", "changed_by_id"]
+        self.new_columns = columns + list(AUDIT_NEW)  # values stamped by RecordRules.stamp_many
+        self.changed_columns = columns + list(AUDIT_CHANGED)
         self.file = tempfile.TemporaryFile()
         self.count = 0
 

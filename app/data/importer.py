@@ -1,8 +1,10 @@
 """Validated, all-or-nothing import of CSV/XLSX rows into one entity, in bounded memory.
 
-Every cell goes through the same rules as forms and the API (`records.clean_value`); links are
-resolved by title in bulk, uniqueness is checked against the file and the database, the viewer's
-row scope and hidden fields apply. Nothing is written unless every row is valid.
+Every row goes through the same `RecordRules` as forms and the API (app/rules/record_rules.py): cells
+are cleaned by `records.clean_value`, links are resolved by title in bulk (in the viewer's row scope),
+required and uniqueness are checked in bulk (against the file and the database), the portal's own rule
+steps run per chunk (`check_many`, `before_write`), and the audit stamp comes from `stamp_many`.
+Nothing is written unless every row is valid.
 
 The file is read once, in chunks of ROWS_PER_CHUNK rows: each chunk's new link titles and keys are
 looked up with IN (...) queries (titles are remembered), its unique values are checked against the
@@ -26,7 +28,7 @@ from app.i18n import lazy
 from app.rules.records import FieldError, clean_present, clean_value, is_blank
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import GB18030, FileProblem, NotUtf8, read_rows, unquote_formula
-from app.rules.writer import link_target
+from app.rules.record_rules import RecordRules, link_target
 
 CHUNK = 500  # values per IN (...) lookup
 ROWS_PER_CHUNK = 2000  # rows validated, looked up and spooled together
@@ -92,6 +94,7 @@ class Importer:
         self.portal, self.entity, self.models, self.session, self.viewer = portal, entity, models, session, viewer
         self.model = models[entity.name]
         self.key = key
+        self.rules = RecordRules(portal, entity, models, session, viewer)
 
     # -- public -------------------------------------------------------------------------------
     def run(self, stream: IO[bytes], fmt: str, dry_run: bool = True, progress: Callable[[int], None] | None = None,
@@ -154,7 +157,7 @@ class Importer:
             by_title[f.name.lower()] = f
             for _, text in f.label.texts:
                 by_title.setdefault(text.strip().lower(), f)
-        unreadable = self.viewer.unreadable(self.entity.name)
+        writable = self.rules.writable  # neither readonly nor hidden/masked from this viewer
         columns, seen = [], set()
         for cell in header:
             title = "" if cell is None else str(cell).strip()
@@ -164,13 +167,13 @@ class Importer:
             f = by_title.get(title.lower())
             if f is None:
                 report.errors.append(RowError(1, title, str(_l("Unknown column."))))
-            elif f.name in unreadable or f.readonly:
+            elif f.name not in writable:
                 report.errors.append(RowError(1, title, str(_l("This column cannot be imported."))))
             elif f.name in seen:
                 report.errors.append(RowError(1, title, str(_l("This column appears twice."))))
             else:
                 seen.add(f.name)
-            columns.append(f if f is not None and f.name not in unreadable and not f.readonly else None)
+            columns.append(f if f is not None and f.name in writable else None)
         if self.key is not None:
             key_field = next((f for f in self.entity.fields if f.name == self.key), None)
             if key_field is None or not key_field.unique:
@@ -182,8 +185,8 @@ class Importer:
     def _prepare(self, columns: list[FieldSpec | None]) -> None:
         """What every chunk needs: link resolvers, forced values, required fields, unique groups, columns to write."""
         self._links = {f.name: _LinkResolver(self, f) for f in columns if f is not None and f.is_relation}
-        self._forced = self.viewer.forced_values(self.entity.name)
-        self._forced_ids = {name: (v.id if hasattr(v, "id") else v) for name, v in self._forced.items()}
+        self._forced = self.rules.forced  # the row scope's values (RowScopeStep), as ids for bulk.write
+        self._forced_ids = self.rules.forced_ids
         present = {f.name for f in columns if f is not None}
         self._missing_required = [f for f in self.entity.fields if f.required and f.default is None
                                   and f.name not in present and f.name not in self._forced]
@@ -191,7 +194,8 @@ class Importer:
                                   if f.required and f.name in present and f.name not in self._forced]
         self._groups = [(f.name,) for f in self.entity.fields if f.unique] + list(self.entity.unique_together)
         self._table_had_rows = self.session.scalar(select(self.model.id).limit(1)) is not None
-        self._scalar = [f for f in self.entity.fields if f.type != "many" and (f.name in present or f.name in self._forced)]
+        present |= set(self._forced) | self.rules.step_fields  # values the rule steps give every row
+        self._scalar = [f for f in self.entity.fields if f.type != "many" and f.name in present]
         self._many = [f for f in self.entity.fields if f.type == "many" and f.name in present]
 
     # -- rows ---------------------------------------------------------------------------------
@@ -211,6 +215,8 @@ class Importer:
                 report.preview.append({"row": number, "action": "update" if record.get("_id") else "create",
                                        "values": {t: _show(c) for t, c in zip(titles, cells) if t}})
         self._check_unique(records, report)
+        if self.rules.checks_each_row:
+            self._run_rule_steps(records, report)
         updated = sum(1 for r in records if r.get("_id"))
         report.updated += updated
         report.created += len(records) - updated
@@ -249,6 +255,22 @@ class Importer:
                 self._error(report, number, f, str(_l("This field is required.")))
         record.update(self._forced_ids)
         return record if ok else None
+
+    def _run_rule_steps(self, records: list[dict], report: ImportReport) -> None:
+        """The portal's own rule steps (record_rules.py) over a chunk: refusals become row errors."""
+        batch = [self.rules.context(r, not r.get("_id"), "import", record_id=r.get("_id"), row=r["_row"])
+                 for r in records]
+        self.rules.check_many(batch)
+        for ctx in batch:
+            if not ctx.errors:
+                self.rules.before_write(ctx)  # ctx.values is the record itself: changes are spooled
+            for name, messages in ctx.errors.items():
+                f = self.entity.field(name)
+                for message in messages:
+                    if f is not None:
+                        self._error(report, ctx.row, f, message)
+                    elif len(report.errors) < MAX_ERRORS:
+                        report.errors.append(RowError(ctx.row, name, message))
 
     def _error(self, report: ImportReport, row: int, f: FieldSpec, message: str) -> RowError | None:
         if len(report.errors) < MAX_ERRORS:
@@ -377,19 +399,18 @@ class Importer:
 
     # -- writing --------------------------------------------------------------------------------
     def _spool_chunk(self, records: list[dict]) -> Chunk:
-        now = dt.datetime.now().replace(microsecond=0)
-        user_id = self.viewer.user_id
+        new_stamp, changed_stamp = self.rules.stamp_many(True), self.rules.stamp_many(False)  # AuditStep, in bulk
         names = [f.name for f in self._scalar]
         many = [f.name for f in self._many]
         chunk = Chunk()
         for r in records:
             values = tuple(r.get(n) for n in names)
             if r.get("_id"):
-                chunk.changed.append(values + (now, user_id, r["_id"]))
+                chunk.changed.append(values + changed_stamp + (r["_id"],))
                 if many:
                     chunk.changed_links.append((r["_id"], {n: r.get(n) for n in many}))
             else:
-                chunk.new.append(values + (now, user_id, now, user_id))
+                chunk.new.append(values + new_stamp)
                 if many:
                     chunk.new_links.append({n: r.get(n) for n in many})
         return chunk

@@ -77,14 +77,14 @@ class EntityApi(ViewerScopedEndpoint, PagedListApi, fab.RestApiBoundary, ModelRe
         return payload, None
 
     def _save(self, item, payload: dict, creating: bool):
-        writer = self.writer()
-        values, errors = writer.parse(payload, creating)
-        if not errors:
-            errors = writer.conflicts(values, None if creating else item)
+        rules = self.writer()  # record_rules.py: the same rules as forms and imports
+        values, errors = rules.parse(payload, creating)
+        ctx = rules.context(values, creating, "api", None if creating else item, errors)
+        errors = rules.check(ctx)
         if errors:
             self.datamodel.session.rollback()
             return self.response_422(message=errors)
-        writer.apply(item, values)
+        rules.apply(item, rules.before_write(ctx))
         try:
             if creating:
                 self.pre_add(item)

@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, stream_with_context
 
 from app.rules.access import current_viewer
+from app.portal import current_portal
 from app.data.exporter import Export
 from app.data.importer import Importer
 from app.runtime.observability import timed, timed_chunks
@@ -28,7 +29,7 @@ def export_response(view, filters, order: tuple[str, str], fmt: str) -> Response
     """Stream the filtered, ordered records as CSV or XLSX; memory stays flat however many rows there are."""
     entity, datamodel = view.entity, view.datamodel
     query = datamodel.apply_all(datamodel.session.query(datamodel.obj), filters, *order)
-    spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
+    spec, models = current_portal().spec, current_portal().models
     export = Export(spec, entity, models, current_viewer(), query)
     if fmt == "csv" and export.can_format_in_database(datamodel.session.get_bind().dialect.name):
         chunks = export.csv_chunks(datamodel.session, progress=heartbeat())  # the COPY itself can outlast --timeout
@@ -48,7 +49,7 @@ def _with_header(header: list, batches):
 
 
 def run_import(view, stream: IO[bytes], filename: str, key: str | None, dry_run: bool):
-    spec, models = current_app.extensions["portal_spec"], current_app.extensions["portal_models"]
+    spec, models = current_portal().spec, current_portal().models
     importer = Importer(spec, view.entity, models, view.datamodel.session, current_viewer(), key or None)
     with timed("import"):
         return importer.run(stream, file_format(filename), dry_run=dry_run)

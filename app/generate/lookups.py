@@ -22,6 +22,7 @@ from wtforms.validators import StopValidation
 from wtforms.widgets import html_params
 
 from app.rules.access import current_viewer
+from app.portal import current_portal
 from app.i18n import lazy
 from app.rules.records import FieldError
 from app.schema.spec import EntitySpec, FieldSpec
@@ -60,8 +61,8 @@ def link_target(field: FieldSpec) -> Target:
     if field.type == "user":
         names = (User.first_name, User.last_name)
         return Target(User, names, (User.username, *names), (*names, User.id), None)
-    portal = current_app.extensions["portal_spec"]
-    model = current_app.extensions["portal_models"][field.to]
+    portal = current_portal().spec
+    model = current_portal().models[field.to]
     entity = portal.entity(field.to)
     title = entity.field(entity.title) if entity.title in entity.field_names else None
     if title is None or title.is_relation:  # no plain title column: records are "#id"
@@ -74,7 +75,7 @@ def link_target(field: FieldSpec) -> Target:
 def _scoped(target: Target, statement):
     if target.scoped_entity is None:
         return statement
-    clause = current_viewer().row_clause(target.scoped_entity, current_app.extensions["portal_models"])
+    clause = current_viewer().row_clause(target.scoped_entity, current_portal().models)
     return statement if clause is None else statement.where(clause)
 
 

@@ -1,8 +1,7 @@
-"""Build SQLAlchemy models (on FAB's declarative `Model`) from the checked spec."""
+"""Build SQLAlchemy models from the checked spec, on a declarative base and MetaData of the app's own."""
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 
 from flask import current_app, has_request_context
 from flask_appbuilder import Model
@@ -15,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     Numeric,
     String,
     Table,
@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.orm import relationship
+from sqlalchemy.orm import declarative_base, relationship
 
 from app.rules.records import max_length
 from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec, snake_case
@@ -33,8 +33,6 @@ ON_DELETE_SQL = {"cascade": "CASCADE", "restrict": "RESTRICT", "set_null": "SET 
 # UTF-8) is indexed on a prefix, so long values still fit; the index keeps the name a plain one would get.
 PREFIX_INDEX_CHARS = 100
 LONG_STRING_CHARS = 600
-_build_counter = itertools.count(1)
-_generated_tables: list[Table] = []
 
 
 def current_user_id() -> int | None:
@@ -89,20 +87,21 @@ def _long_values(f: FieldSpec) -> bool:
     return f.type == "text" or (max_length(f) or 0) > LONG_STRING_CHARS
 
 
-def forget_previous_models() -> None:
-    """Drop tables of an earlier build from the shared metadata (tests build several portals)."""
-    for table in _generated_tables:
-        if table.name in Model.metadata.tables and Model.metadata.tables[table.name] is table:
-            Model.metadata.remove(table)
-    _generated_tables.clear()
+def portal_metadata() -> MetaData:
+    """A MetaData for one app's generated tables that still resolves foreign keys to FAB's `ab_user`."""
+    metadata = MetaData()
+    # SQLAlchemy private API (one line): FK strings resolve within a MetaData, and `ab_user` must be FAB's
+    # own Table object (not a copy) so relationships to `User` find their join. create_all skips it (exists).
+    metadata._add_table(User.__table__.name, User.__table__.schema, User.__table__)
+    return metadata
 
 
-def build_models(spec: PortalSpec) -> dict[str, type]:
-    forget_previous_models()
-    build = next(_build_counter)
+def build_models(spec: PortalSpec, metadata: MetaData) -> dict[str, type]:
+    """The spec's models, on `metadata` (see portal_metadata) and a declarative registry of their own."""
+    base = declarative_base(metadata=metadata, name="PortalModel")
     models: dict[str, type] = {}
     for entity in spec.entities:
-        models[entity.name] = _build_model(entity, models, build)
+        models[entity.name] = _build_model(entity, models, base)
     for entity in spec.entities:
         _order_index(entity, models)
     for report in spec.reports:
@@ -133,17 +132,17 @@ def _report_index(spec: PortalSpec, report, models: dict) -> None:
         Index(f"ix_report_{report.id}"[:63], *(table.c[c] for c in columns[:16]))
 
 
-def _build_model(entity: EntitySpec, models: dict, build: int) -> type:
+def _build_model(entity: EntitySpec, models: dict, base) -> type:
     attrs: dict = {
         "__tablename__": entity.table,
-        "__module__": f"portal_models_{build}",  # unique per build: no clash in FAB's class registry
+        "__module__": "portal_models",  # each app's registry is its own: names never clash
         "id": Column(Integer, primary_key=True),
     }
     table_args: list = []
     prefix_indexed = []
     for f in entity.fields:
         if f.type == "many":
-            attrs[f.name] = _many_relationship(entity, f, models)
+            attrs[f.name] = _many_relationship(entity, f, models, base.metadata)
         elif f.type in ("link", "user"):
             attrs.update(_link_columns(entity, f, models))
         else:
@@ -162,14 +161,13 @@ def _build_model(entity: EntitySpec, models: dict, build: int) -> type:
     for group in entity.unique_together:
         columns = [entity.field(name).column_name for name in group]
         table_args.append(UniqueConstraint(*columns, name=f"uq_{entity.table}_{'_'.join(group)}"[:63]))
-    table_args.append({"extend_existing": True})
     attrs["__table_args__"] = tuple(table_args)
     attrs["__str__"] = _title_function(entity)
     attrs["__repr__"] = lambda self: f"<{entity.name} {self.id}>"
-    model = type(entity.name, (Model,), attrs)
+    attrs["to_json"] = Model.to_json  # what FAB's own Model base adds
+    model = type(entity.name, (base,), attrs)
     for name in prefix_indexed:
         Index(f"ix_{entity.table}_{name}", func.substr(model.__table__.c[name], 1, PREFIX_INDEX_CHARS))
-    _generated_tables.append(model.__table__)
     return model
 
 
@@ -191,15 +189,13 @@ def _link_columns(entity: EntitySpec, f: FieldSpec, models: dict) -> dict:
     return {f.column_name: column, f.name: relationship(target, **options)}
 
 
-def _many_relationship(entity: EntitySpec, f: FieldSpec, models: dict):
+def _many_relationship(entity: EntitySpec, f: FieldSpec, models: dict, metadata: MetaData):
     target_table = snake_case(f.to)
     table = Table(
-        f"{entity.table}_{f.name}", Model.metadata,
+        f"{entity.table}_{f.name}", metadata,
         Column("left_id", Integer, ForeignKey(f"{entity.table}.id", ondelete="CASCADE"), primary_key=True),
         Column("right_id", Integer, ForeignKey(f"{target_table}.id", ondelete="CASCADE"), primary_key=True, index=True),
-        extend_existing=True,
     )
-    _generated_tables.append(table)
     if f.to != entity.name:
         return relationship(lambda: models[f.to], secondary=table)
     # both foreign keys point at this table: say which side is which

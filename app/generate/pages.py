@@ -1,8 +1,6 @@
 """Generate one FAB ModelView per entity: list/show/add/edit/delete with schema validation."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from flask import abort, flash, redirect, request, url_for
 from flask_appbuilder import ModelView, expose, has_access
 from flask_appbuilder.fieldwidgets import Select2Widget
@@ -40,18 +38,20 @@ class FieldRule:
             raise StopValidation(str(exc)) from None
 
 
-class UniqueTogetherRule:
-    """Attached to the first field of a unique_together group; reads the other fields from the form."""
+def with_record_rules(view, form_class, creating: bool):
+    """The form class, whose `validate` also runs the record rules (record_rules.py) once every field is clean.
 
-    def __init__(self, view_class, group: tuple[str, ...]) -> None:
-        self.view_class, self.group = view_class, group
+    Errors land on their field (or are flashed when the field is not on the form); nothing is saved.
+    """
+    if form_class is None:
+        return None
 
-    def __call__(self, form, wt_field) -> None:
-        values = {name: form[name].data for name in self.group if name in form}
-        current = SimpleNamespace(id=fab.edited_pk(form))
-        errors = self.view_class.writer().conflicts(values, current)
-        if self.group[0] in errors:
-            raise StopValidation(errors[self.group[0]][-1])
+    def validate(form, extra_validators=None):
+        if not form_class.validate(form, extra_validators=extra_validators):
+            return False
+        return view.check_form(form, creating)
+
+    return type(form_class.__name__, (form_class,), {"validate": validate})
 
 
 class ValidatorsByColumn(dict):
@@ -95,11 +95,38 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
     writer_factory = None
     method_permission_name = VIEW_METHODS
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # FAB built the forms; saving one runs the record rules like the API and imports do
+        self.add_form = with_record_rules(self, self.add_form, creating=True)
+        self.edit_form = with_record_rules(self, self.edit_form, creating=False)
+
+    def check_form(self, form, creating: bool) -> bool:
+        """The record rules over a validated form; False (with errors on the form) refuses the save."""
+        rules = self.writer()
+        values = {name: form[name].data for name in rules.writable if name in form}
+        current = None if creating else self.datamodel.session.get(self.datamodel.obj, fab.edited_pk(form))
+        errors = rules.check(rules.context(values, creating, "form", current))
+        for name, messages in errors.items():
+            if name in form:
+                form[name].errors = list(form[name].errors) + messages
+            else:
+                for message in messages:
+                    flash(message, "danger")
+        return not errors
+
+    def _before_write(self, item, creating: bool) -> None:
+        """Forced row-scope values, the audit stamp and any portal rule step (record_rules.py)."""
+        rules = self.writer()
+        given = {name: getattr(item, name) for name in rules.writable}  # the form's values, populated by FAB
+        values = rules.before_write(rules.context(dict(given), creating, "form", None if creating else item))
+        rules.apply(item, {name: v for name, v in values.items() if name not in given or given[name] is not v})
+
     def pre_add(self, item) -> None:
-        self._force_scope(item)
+        self._before_write(item, creating=True)
 
     def pre_update(self, item) -> None:
-        self._force_scope(item)
+        self._before_write(item, creating=False)
 
     @classmethod
     def writer(cls):
@@ -226,6 +253,4 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         attrs["base_order"] = entity.order[0]
     view = type(f"{entity.name}View", (EntityView,), attrs)
     version_rule.view_class = view
-    for group in entity.unique_together:
-        validators.setdefault(group[0], []).append(UniqueTogetherRule(view, group))
     return view

@@ -2,9 +2,9 @@
 the viewer may see; app.generate.endpoint.ViewerScopedEndpoint applies them per request."""
 from __future__ import annotations
 
-from flask import current_app
 from flask_appbuilder.models.filters import BaseFilter
 
+from app.portal import current_portal
 from app.rules.access import current_viewer
 
 
@@ -15,7 +15,7 @@ class RowScopeFilter(BaseFilter):
     arg_name = "rowscope"
 
     def apply(self, query, entity_name):
-        clause = current_viewer().row_clause(entity_name, current_app.extensions["portal_models"])
+        clause = current_viewer().row_clause(entity_name, current_portal().models)
         return query if clause is None else query.filter(clause)
 
 
@@ -49,11 +49,9 @@ def form_without_fields(view, form_class):
     unreadable = _unreadable(view)
     if not unreadable:
         return form_class
-    cache = view.__dict__.setdefault("trimmed_forms", {})
-    key = (form_class, unreadable)
-    if key not in cache:
-        cache[key] = type(form_class.__name__, (form_class,), {name: None for name in unreadable})
-    return cache[key]
+    return current_portal().form_cache.get_or_make(  # app-owned, bounded (app/portal.py)
+        (form_class, unreadable), lambda: type(form_class.__name__, (form_class,), {name: None for name in unreadable}))
+
 
 
 def readable_views(view, related_views):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import current_app, has_request_context
 from sqlalchemy import and_, false, or_
 
+from app.portal import current_portal
 from app.runtime.request_cache import request_cached
 from app.schema.spec import EntitySpec, PortalSpec, RoleSpec, RowRule
 
@@ -95,7 +96,7 @@ class Viewer:
 
 def current_viewer() -> Viewer:
     """The Viewer of this request (cached on the request); outside a request, an unrestricted one."""
-    portal = current_app.extensions["portal_spec"]
+    portal = current_portal().spec
     admin_role = current_app.config["AUTH_ROLE_ADMIN"]
     if not has_request_context():
         return Viewer(portal, _Everyone(admin_role), admin_role)

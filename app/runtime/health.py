@@ -13,6 +13,8 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.portal import portal_of
+
 log = logging.getLogger(__name__)
 health = Blueprint("health", __name__)
 CACHE_KEY = "portal_readiness"
@@ -36,7 +38,7 @@ def readyz():
 def spec_tables(app) -> list:
     """The tables behind the loaded schemas: one per entity plus the link tables of many-fields."""
     tables = {}
-    for model in app.extensions["portal_models"].values():
+    for model in portal_of(app).models.values():
         tables[model.__table__.name] = model.__table__
         for relationship in inspect(model).relationships:
             if relationship.secondary is not None:

@@ -24,9 +24,10 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 from sqlalchemy import event
 
+from app.portal import current_portal, portal_of
+
 LOCAL_ADDRESSES = {"127.0.0.1", "::1"}
 JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-EXTENSION = "portal_metrics"
 
 
 class PortalMetrics:
@@ -56,13 +57,13 @@ class PortalMetrics:
 
 
 def install_metrics(app, engine) -> None:
-    app.extensions[EXTENSION] = PortalMetrics(app, engine)
+    portal_of(app).metrics = PortalMetrics(app, engine)
 
 
 @contextmanager
 def timed(kind: str):
     """Observe how long the block takes in portal_job_duration_seconds{kind=...,outcome=ok|error}."""
-    metrics = current_app.extensions.get(EXTENSION) if has_app_context() else None
+    metrics = current_portal().metrics if has_app_context() else None
     start, outcome = perf_counter(), "error"
     try:
         yield

@@ -25,6 +25,7 @@ from flask import current_app
 from sqlalchemy import text
 
 from app.i18n import current_locale
+from app.portal import current_portal
 
 MAX_ENTRIES = 256
 
@@ -54,10 +55,10 @@ class ReportCache:
 
 
 def report_cache() -> ReportCache:
-    extensions = current_app.extensions
-    if "portal.report_cache" not in extensions:
-        extensions["portal.report_cache"] = ReportCache(float(current_app.config.get("PORTAL_REPORT_CACHE_SECONDS", 300)))
-    return extensions["portal.report_cache"]
+    portal = current_portal()
+    if portal.report_cache is None:
+        portal.report_cache = ReportCache(float(current_app.config.get("PORTAL_REPORT_CACHE_SECONDS", 300)))
+    return portal.report_cache
 
 
 def cache_key(report, params, viewer) -> tuple:

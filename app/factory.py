@@ -1,0 +1,111 @@
+"""Application factory: load -> check -> build the portal described by the YAML schemas.
+
+Everything the portal builds for an app (spec, models, tables, rule steps, caches) is kept on one
+`Portal` object (app/portal.py), so several apps can live in one process. Hand-written pages are not
+imported from here: config `PORTAL_PAGES` names their package, whose `register(appbuilder, portal)`
+is called once the generated views exist (views/ may import app/, never the other way round).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+from flask_appbuilder import AppBuilder, IndexView, Model
+from flask_appbuilder.utils.legacy import get_sqla_class
+
+from app.generate import register_portal
+from app.generate.input_errors import install_input_checks
+from app.portal import Portal, install
+from app.runtime.database import configure_engine, ensure_tables, forget_connections, startup_lock
+from app.runtime.locale import compile_catalogs, install_locale_handling
+from app.runtime.operations import install_operations
+from app.runtime.protection import protect_requests, require_secret_key
+from app.runtime.security import PortalSecurityManager
+from app.schema import SchemaProblems, load_portal
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+
+def create_app(config: dict | object | None = None) -> Flask:
+    """Build a portal app; raises SchemaProblems (with every problem) if the schemas don't check."""
+    app = Flask("app", template_folder=str(ROOT / "views" / "templates"),
+                static_folder=str(ROOT / "views" / "static"), static_url_path="/portal-static")
+    app.config.from_object("config")
+    if isinstance(config, dict):
+        app.config.update(config)
+    elif config is not None:
+        app.config.from_object(config)
+    require_secret_key(app)
+    app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or _local_secret_key(app)
+
+    spec, problems = load_portal(app.config["PORTAL_SCHEMA_DIR"])
+    if problems:
+        raise SchemaProblems(problems)
+    from app.generate.models import portal_metadata
+
+    portal = install(app, Portal(spec=spec, metadata=portal_metadata()))
+    app.extensions["portal_spec"] = spec  # read-only aliases kept for scripts and tests; app code uses current_portal()
+
+    db = get_sqla_class()()
+    db.init_app(app)
+    pages = importlib.import_module(app.config["PORTAL_PAGES"]) if app.config.get("PORTAL_PAGES") else None
+
+    compile_catalogs(ROOT / "translations")
+    appbuilder = AppBuilder(indexview=getattr(pages, "INDEX_VIEW", IndexView),
+                            security_manager_class=PortalSecurityManager, base_template="portal/baselayout.html")
+    with app.app_context():
+        _create_database_dir(app.config["SQLALCHEMY_DATABASE_URI"])
+        engine = db.engine
+        configure_engine(engine)
+        # tables, FAB's permissions and the YAML roles are written once, by one process at a time
+        with startup_lock(engine):
+            portal.models.update(register_models_and_tables(db, portal))
+            appbuilder.init_app(app, db.session)
+            register_portal(appbuilder, spec, portal.models)
+            if pages is not None:
+                pages.register(appbuilder, portal)
+        install_locale_handling(app)
+        protect_requests(app, appbuilder)
+        install_input_checks(app)
+        install_operations(app, appbuilder)
+        # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
+        db.session.remove()
+        forget_connections(engine)
+    app.extensions["portal_models"] = portal.models
+
+    from app.cli import portal_cli
+    app.cli.add_command(portal_cli)
+    return app
+
+
+def register_models_and_tables(db, portal: Portal) -> dict:
+    """The portal's models on its own MetaData; FAB's tables first (the portal's link to ab_user)."""
+    from app.generate.models import build_models
+
+    models = build_models(portal.spec, portal.metadata)
+    ensure_tables(db.engine, Model.metadata)
+    ensure_tables(db.engine, portal.metadata)
+    return models
+
+
+def _create_database_dir(uri: str) -> None:
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:///:memory:"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _local_secret_key(app: Flask) -> str:
+    """No SECRET_KEY given: keep a random one in var/ so sessions survive restarts of a local portal."""
+    path = ROOT / "var" / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    os.chmod(path, 0o600)
+    log.warning("SECRET_KEY not set; generated one in %s", path)
+    return key

@@ -1,0 +1,324 @@
+"""The one record-rules path: every write (form, API, import) runs the same `RecordRules`.
+
+    clean values  ->  rule steps (check)  ->  rule steps (before_write: forced values, audit stamp)  ->  write
+
+*Clean values* turns input into typed values (`records.clean_value`; links resolved to records the
+viewer may see). *Rule steps* are an ordered list of small `RuleStep` objects, each with `check(ctx)`
+(add errors; nothing is written if any step objects) and `before_write(ctx)` (change the values about
+to be written). The steps come from the app's `Portal.rule_steps` (app/portal.py), so a new rule
+(a computed field, a workflow lock, a change log) is one `RuleStep` appended there, and forms, the API
+and imports all enforce it:
+
+- forms: `pages.py` runs `RecordRules.check` from the form's `validate` and `before_write` in pre_add/pre_update;
+- API: `apis.py` `_save` runs `parse` -> `check` -> `before_write` -> FAB's datamodel add/edit;
+- import: `importer.py` cleans cells in bulk, then runs `check_many` per chunk and `stamp_many` before `bulk.write`.
+
+Import keeps bulk forms of the built-in steps, because per-row cost matters at a million rows:
+required (field lists worked out once per file), uniqueness (hash sets over the file plus IN (...)
+lookups), links by title (a memo per chunk), row scope (`forced_ids`) and the audit stamp (`stamp_many`,
+one clock per chunk). A portal's own steps run through `check_many` / `before_write` on every chunk.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from flask_appbuilder.security.sqla.models import User
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import and_, func, select
+
+from app.rules.access import Viewer, current_viewer
+from app.rules.records import FieldError, clean_value, is_blank, record_id
+from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
+
+# audit columns every generated table has (models.py), in the order bulk.RowSpool writes them
+AUDIT_NEW = ("changed_on", "changed_by_id", "created_on", "created_by_id")
+AUDIT_CHANGED = ("changed_on", "changed_by_id")
+
+
+def writable_fields(entity: EntitySpec) -> list[FieldSpec]:
+    return [f for f in entity.fields if not f.readonly]
+
+
+def link_target(portal: PortalSpec, models: dict, f: FieldSpec):
+    """(model, title column or None) a link/user/many field points at; users are named by username."""
+    if f.type == "user":
+        return User, User.username
+    title = portal.entity(f.to).title
+    return models[f.to], (getattr(models[f.to], title) if title else None)
+
+
+@dataclass
+class WriteContext:
+    """One record on its way to the database, as every rule step sees it.
+
+    `values` are cleaned values keyed by field name (links: records for forms and the API, ids for
+    imports); `current` is the stored record being edited (None when creating, or in an import, where
+    `record_id` names the row an update-by-key changes); `source` is "form", "api" or "import".
+    """
+
+    rules: "RecordRules"
+    values: dict
+    creating: bool
+    source: str
+    current: object = None
+    record_id: int | None = None
+    row: int | None = None  # spreadsheet row of an import
+    errors: dict = field(default_factory=dict)
+
+    def get(self, name: str):
+        """The value the record will have: the new one if given, else the stored one."""
+        if name in self.values:
+            return self.values[name]
+        return getattr(self.stored(), name, None)
+
+    def stored(self):
+        """The record as stored before this write (None when creating); an import loads it on first ask."""
+        if self.current is None and self.record_id is not None:
+            rules = self.rules
+            self.current = rules.session.get(rules.model, self.record_id)
+        return self.current
+
+    def error(self, name: str, message) -> None:
+        self.errors.setdefault(name, []).append(str(message))
+
+
+class RuleStep:
+    """One step of the rules path. Subclass, override what you need, append to `Portal.rule_steps`.
+
+    check(ctx)          add errors with `ctx.error(field, message)`; any error refuses the write.
+    check_many(batch)   the same for a batch of contexts (imports); override to check a chunk in bulk.
+    before_write(ctx)   change `ctx.values` just before they are written (forced values, computed fields).
+    writes              the fields `before_write` may set, so a bulk import writes them even when the
+                        file has no such column.
+    """
+
+    writes: tuple[str, ...] = ()
+
+    def check(self, ctx: WriteContext) -> None:
+        pass
+
+    def check_many(self, batch: list[WriteContext]) -> None:
+        for ctx in batch:
+            self.check(ctx)
+
+    def before_write(self, ctx: WriteContext) -> None:
+        pass
+
+
+class RequiredStep(RuleStep):
+    """Required fields (without a default) must have a value; only fields the write sets are checked on edit."""
+
+    def check(self, ctx: WriteContext) -> None:
+        rules = ctx.rules
+        for f in rules.entity.fields:
+            if not f.required or f.name in ctx.errors or f.name in rules.forced:
+                continue
+            if f.name in ctx.values:
+                if ctx.values[f.name] is None or ctx.values[f.name] == []:
+                    ctx.error(f.name, _l("This field is required."))
+            elif ctx.creating and f.default is None and f.name in rules.writable:
+                ctx.error(f.name, _l("This field is required."))
+
+    def check_many(self, batch: list[WriteContext]) -> None:
+        pass  # importer.py `_record`: the same rule per row, with the field lists worked out once per file
+
+
+class UniqueStep(RuleStep):
+    """unique and unique_together, checked against the table (imports check the file itself in bulk)."""
+
+    def check(self, ctx: WriteContext) -> None:
+        if not ctx.errors:
+            for name, messages in ctx.rules.conflicts(ctx.values, ctx.current).items():
+                ctx.errors.setdefault(name, []).extend(messages)
+
+    def check_many(self, batch: list[WriteContext]) -> None:
+        pass  # importer.py `_check_unique`: one IN (...) query per chunk, hashes across the file
+
+
+class RowScopeStep(RuleStep):
+    """A record stays in the writer's row scope (e.g. a salesperson's records are theirs)."""
+
+    def before_write(self, ctx: WriteContext) -> None:
+        ctx.values.update(ctx.rules.forced if ctx.source != "import" else ctx.rules.forced_ids)
+
+
+class AuditStep(RuleStep):
+    """created_on/created_by on new records, changed_on/changed_by on every write."""
+
+    def before_write(self, ctx: WriteContext) -> None:
+        ctx.values.update(ctx.rules.audit_values(ctx.creating))
+
+
+def default_steps() -> list[RuleStep]:
+    """The built-in sequence; a portal's own steps go between RowScopeStep and AuditStep (Portal.add_rule_step)."""
+    return [RequiredStep(), UniqueStep(), RowScopeStep(), AuditStep()]
+
+
+class RecordRules:
+    """The rules of one entity for one writer (the request's viewer, or the CLI's unrestricted one)."""
+
+    def __init__(self, portal: PortalSpec, entity: EntitySpec, models: dict, session, viewer: Viewer | None = None,
+                 steps: list[RuleStep] | None = None) -> None:
+        self.portal, self.entity, self.models, self.session = portal, entity, models, session
+        self.model = models[entity.name]
+        self.viewer = viewer or current_viewer()
+        self.steps = steps if steps is not None else _app_steps()
+        self.unreadable = self.viewer.unreadable(entity.name)  # hidden or masked: not writable either
+        self.writable = {f.name: f for f in writable_fields(entity) if f.name not in self.unreadable}
+        self.forced = self.viewer.forced_values(entity.name)
+        self.forced_ids = {name: (v.id if hasattr(v, "id") else v) for name, v in self.forced.items()}
+
+    # -- clean values ----------------------------------------------------------------------
+    def _visible(self, f: FieldSpec, query):
+        """Links may only point at records the user can see (a foreman books hours on own sites)."""
+        if f.type == "user":
+            return query
+        clause = self.viewer.row_clause(f.to, self.models)
+        return query if clause is None else query.where(clause)
+
+    def resolve_link(self, f: FieldSpec, raw):
+        """A link given as an id, {"id": n}, or as text: the target's title (spreadsheets carry titles)."""
+        if isinstance(raw, dict):
+            raw = raw.get("id")
+        if isinstance(raw, float) and raw.is_integer():
+            raw = int(raw)
+        target, title_column = link_target(self.portal, self.models, f)
+        if isinstance(raw, str) and title_column is None and raw.strip().isdigit():
+            raw = int(raw)
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            try:
+                record_id(raw)
+            except ValueError:  # past the id column's range: the database would overflow
+                raise FieldError(_l("No record with id %(id)s.", id=raw)) from None
+            record = self.session.scalar(self._visible(f, select(target).where(target.id == raw)))
+            if record is None:
+                raise FieldError(_l("No record with id %(id)s.", id=raw))
+            return record
+        if not isinstance(raw, str) or title_column is None:
+            raise FieldError(_l("Must be the id of a record."))
+        query = self._visible(f, select(target).where(title_column == raw.strip()).limit(2))
+        matches = self.session.scalars(query).all()
+        if not matches:
+            raise FieldError(_l("No record named '%(title)s'.", title=raw.strip()))
+        if len(matches) > 1:
+            raise FieldError(_l("More than one record is named '%(title)s'; use its id.", title=raw.strip()))
+        return matches[0]
+
+    def clean(self, f: FieldSpec, raw):
+        """One field's input as its typed value (FieldError if it is not one)."""
+        if f.type == "many":
+            if is_blank(raw):
+                return []
+            items = raw if isinstance(raw, list) else [part for part in str(raw).split(",") if part.strip()]
+            return [self.resolve_link(f, item) for item in items]
+        if is_blank(raw):
+            if f.required:
+                raise FieldError(_l("This field is required."))
+            return None
+        if f.type in ("link", "user"):
+            return self.resolve_link(f, raw)
+        return clean_value(f, raw)
+
+    def parse(self, data: dict, creating: bool) -> tuple[dict, dict]:
+        """Clean a whole record given as a dict (API): (values, errors by field name)."""
+        values, errors = {}, {}
+        readonly = {f.name for f in self.entity.fields if f.readonly or f.name in self.unreadable}
+        for key in data:
+            if key in readonly:
+                errors[key] = [str(_l("This field is read-only."))]
+            elif key not in self.writable:
+                errors[key] = [str(_l("Unknown field."))]
+        for name, f in self.writable.items():
+            if name not in data:
+                continue
+            try:
+                values[name] = self.clean(f, data[name])
+            except FieldError as exc:
+                errors[name] = [str(exc)]
+        return values, errors
+
+    # -- rule steps ------------------------------------------------------------------------
+    def context(self, values: dict, creating: bool, source: str, current=None, errors: dict | None = None,
+                **extra) -> WriteContext:
+        return WriteContext(self, values, creating, source, current, errors=dict(errors or {}), **extra)
+
+    def check(self, ctx: WriteContext) -> dict:
+        """Run every step's check; returns the errors (empty: the record may be written)."""
+        for step in self.steps:
+            step.check(ctx)
+        return ctx.errors
+
+    def check_many(self, batch: list[WriteContext]) -> None:
+        """Every step's check over a batch (imports); errors land on each context."""
+        for step in self.steps:
+            step.check_many(batch)
+
+    def before_write(self, ctx: WriteContext) -> dict:
+        for step in self.steps:
+            step.before_write(ctx)
+        return ctx.values
+
+    def apply(self, item, values: dict) -> None:
+        for name, value in values.items():
+            setattr(item, name, value)
+
+    def audit_values(self, creating: bool, now: dt.datetime | None = None) -> dict:
+        now = now or dt.datetime.now().replace(microsecond=0)
+        user_id = self.viewer.user_id
+        stamp = {"changed_on": now, "changed_by_id": user_id}
+        if creating:
+            stamp.update(created_on=now, created_by_id=user_id)
+        return stamp
+
+    def stamp_many(self, creating: bool) -> tuple:
+        """The audit values of a chunk of bulk rows, in AUDIT_NEW / AUDIT_CHANGED order (one clock per chunk)."""
+        stamp = self.audit_values(creating)
+        return tuple(stamp[name] for name in (AUDIT_NEW if creating else AUDIT_CHANGED))
+
+    @property
+    def step_fields(self) -> set[str]:
+        """Fields some rule step sets in before_write (see RuleStep.writes)."""
+        return {name for step in self.steps for name in step.writes}
+
+    @property
+    def checks_each_row(self) -> bool:
+        """Whether a step beyond the built-ins wants to see every imported row (else imports skip the contexts)."""
+        return any(not isinstance(step, _BUILT_IN) for step in self.steps)
+
+    # -- unique ----------------------------------------------------------------------------
+    def conflicts(self, values: dict, current=None) -> dict:
+        """Unique and unique_together violations as field errors, checked before writing."""
+        errors = {}
+        for f in self.entity.fields:
+            if f.unique and values.get(f.name) is not None:
+                if self._exists({f.name: values[f.name]}, current):
+                    errors[f.name] = [str(_l("Already exists."))]
+        for group in self.entity.unique_together:
+            merged = {name: values[name] if name in values else getattr(current, name, None) for name in group}
+            if any(v is None for v in merged.values()):
+                continue
+            if self._exists(merged, current):
+                errors.setdefault(group[0], []).append(
+                    str(_l("A record with the same %(fields)s already exists.", fields=", ".join(group))))
+        return errors
+
+    def _exists(self, criteria: dict, current) -> bool:
+        conditions = []
+        for name, value in criteria.items():
+            f = self.entity.field(name)
+            column = getattr(self.model, f.column_name)
+            conditions.append(column == (value.id if f.type in ("link", "user") else value))
+        if current is not None and current.id is not None:
+            conditions.append(self.model.id != current.id)
+        query = select(func.count()).select_from(self.model).where(and_(*conditions))
+        return self.session.scalar(query) > 0
+
+
+_BUILT_IN = (RequiredStep, UniqueStep, RowScopeStep, AuditStep)
+
+
+def _app_steps() -> list[RuleStep]:
+    from app.portal import current_portal  # the app's own list (tests add steps to one app only)
+
+    return current_portal().rule_steps
