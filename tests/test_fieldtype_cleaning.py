@@ -319,3 +319,21 @@ def test_inside_an_app_type_of_finds_builtin_types(app, asset):
     with app.app_context():
         assert type_of(field(asset, "price")) is BUILTIN_TYPES["decimal"]
         assert field_types(app).names[:len(FIELD_TYPES)] == FIELD_TYPES
+
+
+def test_enum_form_field_is_a_select_of_labels_checked_by_the_rule(app, asset):
+    from werkzeug.datastructures import MultiDict
+    from wtforms import Form
+
+    from app.generate.pages import FieldRule
+
+    f = field(asset, "condition")
+    with app.test_request_context("/?_l_=zh"):
+        form_class = type("ConditionForm", (Form,), {"condition": type_of(f).form_field(f, FieldRule(f))})
+        form = form_class(MultiDict({"condition": "磨损"}))
+        assert form.validate() and form.condition.data == "worn"
+        assert [(key, str(label)) for key, label in form.condition.choices] == [
+            ("", ""), ("good", "良好"), ("worn", "磨损"), ("broken", "损坏")]
+        bad = form_class(MultiDict({"condition": "lost"}))
+        assert not bad.validate() and bad.errors == {"condition": ["不是有效选项，可选：good, worn, broken。"]}
+    assert type_of(field(asset, "code")).form_field(field(asset, "code"), FieldRule(f)) is None

@@ -133,6 +133,13 @@ class FieldType:
         """The SQLAlchemy column type of the field's own column."""
         raise ValueError(self.name)
 
+    # -- forms -------------------------------------------------------------------------------------------
+    def form_field(self, field, rule):
+        """A WTForms field for add/edit forms instead of the one FAB derives from the column, or None to keep
+        FAB's (with `rule`, the validator applying the schema's rules, added to it). Relations use the
+        type-ahead pickers of app/generate/lookups.py."""
+        return None
+
     # -- input -----------------------------------------------------------------------------------------
     def clean(self, field, value):
         """The value to store for input that is not blank (form text, JSON, spreadsheet cell); FieldError if none.

@@ -72,6 +72,11 @@ class EnumType(FieldType):
 
         return String(max(len(c.key) for c in field.choices))
 
+    def form_field(self, field, rule):
+        from app.fieldtypes.forms import choice_select
+
+        return choice_select(field, rule)
+
     def clean(self, field, value) -> str:
         """Accept the stored key or its label in any locale (spreadsheets carry labels)."""
         text = str(value).strip() if not isinstance(value, bool) else None
