@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from urllib.parse import urlparse
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
 
 from app.fieldtypes.base import _l, FieldError, FieldType
 
@@ -71,9 +75,7 @@ class EmailType(StringType):
     default_length = 254
 
     def clean(self, field, value) -> str:
-        from email_validator import EmailNotValidError, validate_email
-
-        text = super().clean(field, value)
+        text = StringType.clean(self, field, value)
         try:
             return validate_email(text, check_deliverability=False).normalized
         except EmailNotValidError:
@@ -86,9 +88,7 @@ class UrlType(StringType):
     default_length = 2048
 
     def clean(self, field, value) -> str:
-        from urllib.parse import urlparse
-
-        text = super().clean(field, value)
+        text = StringType.clean(self, field, value)
         parts = urlparse(text)
         if parts.scheme not in ("http", "https") or not parts.netloc or " " in text:
             raise FieldError(_l("Not a valid web address (it must start with http:// or https://)."))
@@ -103,9 +103,7 @@ class PhoneType(StringType):
     default_length = 32
 
     def clean(self, field, value) -> str:
-        import phonenumbers
-
-        text = super().clean(field, value)
+        text = StringType.clean(self, field, value)
         try:
             number = phonenumbers.parse(text, DEFAULT_PHONE_REGION)
         except phonenumbers.NumberParseException:
@@ -120,8 +118,6 @@ class PhoneType(StringType):
 
 def display_phone(value) -> str:
     """+86 138 0013 8000 (international format); a value that is not a number is shown as stored."""
-    import phonenumbers
-
     if not value:
         return ""
     try:
