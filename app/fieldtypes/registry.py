@@ -85,7 +85,7 @@ def field_types(app=None) -> FieldTypes:
 
         if not has_app_context():
             return BUILTIN_TYPES
-        app = current_app._get_current_object()
+        app = current_app
     registry = app.extensions.get(_EXTENSION)
     if registry is None:  # built once per app; two threads racing build equal registries
         extra = app.config.get(CONFIG_KEY) or ()
