@@ -57,6 +57,14 @@ class FieldTypes(Mapping):
         except KeyError:
             raise ValueError(f"unknown field type '{field.type}' of field '{field.name}'") from None
 
+    def dynamic_defaults(self) -> dict[str, tuple[str, ...]]:
+        """{"now": ("datetime",), ...}: the types that accept each dynamic default (for the checker)."""
+        table: dict[str, tuple[str, ...]] = {}
+        for ftype in self._table.values():
+            for default in ftype.dynamic_defaults:
+                table[default] = table.get(default, ()) + (ftype.name,)
+        return table
+
     def __repr__(self) -> str:
         return f"FieldTypes({', '.join(self.names)})"
 
