@@ -11,6 +11,7 @@ from flask_jwt_extended import verify_jwt_in_request
 from markupsafe import Markup, escape
 from sqlalchemy import func, select
 
+from app.fieldtypes import type_of
 from app.rules.access import current_viewer
 from app.portal import can_open_dashboard, can_open_report, current_portal, dashboard_link_name, report_link_name
 from app.i18n import lazy
@@ -18,8 +19,6 @@ from app.runtime.observability import timed
 from app.data.reports.cache import cache_key, data_generation, report_cache
 from app.data.reports.output import as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell, xlsx_bytes
 from app.data.reports.query import ReportParams, ReportQuery, ReportRefused
-
-FILTERABLE = ("enum", "link", "user", "boolean")
 
 
 def _portal():
@@ -54,7 +53,7 @@ def parse_params(report) -> ReportParams:
     for key, value in request.args.items():
         if key.startswith("f_") and value != "":
             name = key[2:]
-            if name not in groupable or entity.field(name).type not in FILTERABLE:
+            if name not in groupable or not type_of(entity.field(name)).report_filterable:
                 raise ReportRefused(_l("This report cannot be filtered by %(field)s.", field=name))
             filters.append((name, value))
     params = ReportParams(date("from"), date("to"), tuple(filters))
@@ -145,13 +144,10 @@ class ReportsView(BaseView):
         choices = []
         for group in report.group_by:
             f = entity.field(group.field)
-            if f.type not in FILTERABLE or group.field in current_viewer().unreadable(entity.name):
+            if not type_of(f).report_filterable or group.field in current_viewer().unreadable(entity.name):
                 continue
-            if f.type == "enum":
-                options = [(c.key, lazy(c.label)) for c in f.choices]
-            elif f.type == "boolean":
-                options = [("true", _l("Yes")), ("false", _l("No"))]
-            else:
+            options = type_of(f).report_filter_options(f)
+            if options is None:  # links: the records that occur in the result
                 seen = {(str(r[group.field]["value"]), r[group.field]["label"]) for r in (result.rows if result else [])
                         if r[group.field]["value"] is not None}
                 options = sorted(seen, key=lambda o: o[1])

@@ -4,37 +4,30 @@ One Core SELECT reads the rows: the list's filters, row scope and order come fro
 titles are joined in (many-fields aggregated), so no ORM object is built. Cells are converted column by
 column; a converted value is remembered per column (`_Memo`), so labels, choice texts, dates and titles
 are worked out once per distinct value, not once per cell. Hidden fields are left out, masked ones
-masked, and every text cell made safe for spreadsheets (`tabular.safe_text`).
+masked, and every text cell made safe for spreadsheets (`tabular.safe_text`). What a cell of each field
+type looks like is the type's `export_converter` / `export_sql` (app/fieldtypes).
 """
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import tempfile
-from decimal import Decimal
 from typing import Callable, Iterator
 
-from flask_appbuilder.security.sqla.models import User
-from flask_babel import lazy_gettext as _l
-from sqlalchemy import String, Text, case, cast, func, literal, null, select, type_coerce
+from sqlalchemy import String, case, cast, func, literal, null, select, type_coerce
 from sqlalchemy.sql.elements import Label
 from sqlalchemy.types import NullType
 from sqlalchemy.orm import aliased
 
-from app.rules.access import Viewer, mask_value
-from app.i18n import current_locale, lazy
-from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import safe_text
+from app.fieldtypes import type_of
+from app.i18n import lazy
+from app.rules.access import Viewer, mask_value
+from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.xlsx_stream import cell_xml
 
 BATCH = 2000  # rows fetched (server-side cursor on PostgreSQL) and sent per chunk
 MEMO_LIMIT = 50_000  # distinct values remembered per column before the memo starts over
-RAW_TYPES = ("decimal", "date", "datetime", "boolean")  # read as the driver gives them (SQLite: text, float, 0/1)
-# tabular._ILLEGAL's characters as one string for SQL translate() (PostgreSQL text holds no NUL nor surrogates)
-SQL_ILLEGAL = "".join(map(chr, [*range(0x01, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0xFFFE, 0xFFFF]))
-SQL_ILLEGAL_CLASS = f"[{SQL_ILLEGAL}]"
-SQL_FORMULA_START = "^[-=+@\t\r]"  # tabular.FORMULA_START
 
 
 def export_fields(entity: EntitySpec, viewer: Viewer) -> list[FieldSpec]:
@@ -63,15 +56,17 @@ class Export:
         model = self.models[self.entity.name]
         columns, joins = [], []
         for f in self.fields:
-            if f.type in ("link", "user"):
-                fk = getattr(model, f.column_name)
-                alias = aliased(User) if f.type == "user" else aliased(self.models[f.to])
-                joins.append((alias, fk == alias.id))
-                title = alias.username if f.type == "user" else self._title(f.to, alias, joins)
-                columns.append(_title_or_id(title, fk))
-            elif f.type == "many":
+            ftype = type_of(f)
+            if ftype.multiple:
                 columns.append(self._many_titles(model, f))
-            elif f.type in RAW_TYPES:  # converted once per distinct value by `_converter`, not per cell by SQLAlchemy
+            elif ftype.is_relation:
+                fk = getattr(model, f.column_name)
+                alias = aliased(ftype.target_model(f, self.models))
+                joins.append((alias, fk == alias.id))
+                title = alias.username if ftype.to_users else self._title(f.to, alias, joins)
+                columns.append(_title_or_id(title, fk))
+            elif ftype.export_raw:  # read as the driver gives them (SQLite: text, float, 0/1), converted once
+                # per distinct value by the type's `export_converter`, not per cell by SQLAlchemy
                 columns.append(type_coerce(getattr(model, f.column_name), NullType()).label(f.name))
             else:
                 columns.append(getattr(model, f.column_name))
@@ -87,10 +82,11 @@ class Export:
         if not target.title:
             return None
         f = target.field(target.title)
-        if f.type in ("link", "user"):
-            inner = aliased(User) if f.type == "user" else aliased(self.models[f.to])
+        ftype = type_of(f)
+        if ftype.is_relation and not ftype.multiple:
+            inner = aliased(ftype.target_model(f, self.models))
             joins.append((inner, getattr(alias, f.column_name) == inner.id))
-            return inner.username if f.type == "user" else _title_or_id(self._title(f.to, inner, joins), inner.id)
+            return inner.username if ftype.to_users else _title_or_id(self._title(f.to, inner, joins), inner.id)
         return getattr(alias, f.name)
 
     def _many_titles(self, model, f: FieldSpec):
@@ -122,32 +118,10 @@ class Export:
             result.close()
 
     def _converter(self, f: FieldSpec) -> Callable:
-        """DB value -> exported value, as the previous per-cell export showed it."""
+        """DB value -> exported value: the type's export cell, or the mask."""
         if f.name in self.masked:
             return lambda v: "" if v is None else safe_text(mask_value(v))
-        if f.type == "enum":
-            locale = current_locale()
-
-            def choice(v):
-                if v is None:
-                    return ""
-                label = f.choice_label(v)
-                return safe_text(label.get(locale) if label else str(v))
-            return choice
-        if f.type == "boolean":
-            yes, no = str(_l("Yes")), str(_l("No"))
-            return lambda v: "" if v is None else (yes if v else no)
-        if f.type == "decimal":
-            scale = f.scale
-            return lambda v: "" if v is None else (v if isinstance(v, Decimal) else Decimal(f"{v:.{scale}f}"))
-        if f.type == "date":
-            return lambda v: "" if v is None else (dt.date.fromisoformat(v) if isinstance(v, str) else v)
-        if f.type == "datetime":
-            return lambda v: "" if v is None else (dt.datetime.fromisoformat(v) if isinstance(v, str) else v)
-        if f.type == "integer":
-            return lambda v: "" if v is None else v
-        return lambda v: "" if v is None else safe_text(str(v))
-
+        return type_of(f).export_converter(f)
 
     # -- CSV written by PostgreSQL -------------------------------------------------------------
     def can_format_in_database(self, dialect: str) -> bool:
@@ -166,8 +140,7 @@ class Export:
         cells = []
         for f, column in zip(self.fields, self.columns):
             column = column.element if isinstance(column, Label) else column
-            quoted, text = self._sql_text(f, column)
-            cells.append(self._cell_text(f, column) if quoted else text)
+            cells.append(type_of(f).export_sql(f, column))
         statement = self.statement.with_only_columns(*cells)
         connection = session.connection()
         compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
@@ -185,36 +158,6 @@ class Export:
             spool.seek(0)
             while chunk := spool.read(spool_bytes):
                 yield chunk
-
-    def _sql_text(self, f: FieldSpec, column) -> tuple[bool, object]:
-        """(is text to quote, SQL text of the cell) for one export column."""
-        if f.type in ("integer", "decimal", "date"):
-            return False, cast(column, Text)
-        if f.type == "datetime":
-            seconds = func.to_char(column, "YYYY-MM-DD HH24:MI:SS")
-            return False, seconds + case((func.date_trunc("second", column) == column, ""),
-                                         else_=func.to_char(column, ".US"))
-        return True, column
-
-    def _cell_text(self, f: FieldSpec, column):
-        """SQL for a text cell, spreadsheet-safe; labels we write ourselves are made safe here, once."""
-        if f.type == "enum":
-            locale = current_locale()
-            labels = [(c.key, safe_text(c.label.get(locale))) for c in f.choices]
-            return case(*((column == key, text) for key, text in labels), else_=_safe_sql_text(column))
-        if f.type == "boolean":
-            return case((column.is_(True), safe_text(str(_l("Yes")))), (column.is_(False), safe_text(str(_l("No")))))
-        return _safe_sql_text(cast(column, Text))
-
-
-def _safe_sql_text(text):
-    """`tabular.safe_text` in SQL: characters XLSX cannot hold dropped, a leading formula character quoted.
-
-    Both tests are anchored or single-class regular expressions that fail fast on ordinary text; the
-    multibyte-aware translate() runs only for the rare value that holds such characters.
-    """
-    cleaned = case((text.op("~")(SQL_ILLEGAL_CLASS), func.translate(text, SQL_ILLEGAL, "")), else_=text)
-    return case((cleaned.op("~")(SQL_FORMULA_START), literal("'") + cleaned), else_=cleaned)
 
 
 class _Progressing:

@@ -97,6 +97,25 @@ def safe_text(text: str) -> str:
     return text
 
 
+# `safe_text`'s rules for PostgreSQL (the CSV export's COPY): _ILLEGAL's characters as one string for SQL
+# translate() (PostgreSQL text holds no NUL nor surrogates) and FORMULA_START as an anchored class
+SQL_ILLEGAL = "".join(map(chr, [*range(0x01, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0xFFFE, 0xFFFF]))
+SQL_ILLEGAL_CLASS = f"[{SQL_ILLEGAL}]"
+SQL_FORMULA_START = "^[-=+@\t\r]"
+
+
+def safe_sql_text(text):
+    """`safe_text` in SQL: characters XLSX cannot hold dropped, a leading formula character quoted.
+
+    Both tests are anchored or single-class regular expressions that fail fast on ordinary text; the
+    multibyte-aware translate() runs only for the rare value that holds such characters.
+    """
+    from sqlalchemy import case, func, literal
+
+    cleaned = case((text.op("~")(SQL_ILLEGAL_CLASS), func.translate(text, SQL_ILLEGAL, "")), else_=text)
+    return case((cleaned.op("~")(SQL_FORMULA_START), literal("'") + cleaned), else_=cleaned)
+
+
 def unquote_formula(text: str) -> str:
     """Undo `safe_text`'s quote, so an exported file imports back to the same values."""
     return text[1:] if text[:1] == "'" and text[1:2] in FORMULA_START and text[1:2] != "" else text

@@ -7,22 +7,21 @@ they come; out-of-range or junk values then overflow (OverflowError, DataError) 
 - a `pk` URL argument that cannot be a record id (app.rules.records.record_id) is a 404, JSON under /api/;
 - `page_<View>`/`psize_<View>` arguments that are not numbers are dropped (the first page, the default size);
 - a NUL character in the path, a filter/search argument or a form/JSON body is a 400 (PostgreSQL cannot store or compare it);
-- filter values are cleaned per field type with the form rules (app.rules.records), see `clean_filters`.
+- filter values are cleaned per field type (FieldType.clean_filter, app/fieldtypes), see `clean_filters`.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
-from decimal import Decimal
 
 from flask import abort, current_app, jsonify, make_response, request
 from flask_appbuilder.exceptions import FABException
-from flask_babel import gettext, lazy_gettext as _l
+from flask_babel import gettext
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 
 from app.i18n import lazy
-from app.rules.records import FieldError, clean_value, is_blank, parse_number, record_id
+from app.fieldtypes import type_of
+from app.rules.records import FieldError, record_id
 from app.schema.spec import EntitySpec, FieldSpec
 
 PAGE_ARG = re.compile(r"(page|psize)_")  # FAB's get_page_args/get_page_size_args int() any argument holding these
@@ -30,9 +29,6 @@ PAGE_NUMBER = re.compile(r"-?\d{1,9}")
 # query arguments whose values reach SQL (others, e.g. cursors or a picker's search text, are checked where read)
 API_DATABASE_ARGS, PAGE_DATABASE_ARGS = re.compile(r"q$"), re.compile(r"_flt_")
 FILTER_ARG = re.compile(r"_flt_(\d)_(.*)")  # as FAB's get_filter_args reads it
-TEXT_TYPES = ("string", "text", "email", "url", "phone")
-LINK_TYPES = ("link", "user", "many")
-KEY_OPERATORS = ("eq", "neq", "in", "not_in")  # on enums: the value is a key (sw/ct/... take any text)
 
 
 def install_input_checks(app) -> None:
@@ -124,47 +120,14 @@ class FilterValueError(FABException):
     """A filter value that does not fit its column; the message is localized and names the column."""
 
 
-def _unbounded(field: FieldSpec) -> FieldSpec:
-    """The field's type rules without min/max: a filter may ask for "hours > 0" when hours must be >= 1."""
-    return dataclasses.replace(field, min=None, max=None)
-
-
-def _decimal(field: FieldSpec, value) -> Decimal:
-    """A number that fits the column (decimal places do not matter for a comparison)."""
-    number = parse_number(value)
-    if abs(number) >= Decimal(10) ** (field.precision - field.scale):
-        raise FieldError(_l("Number is too large."))
-    return number
-
-
-def _text(value) -> str:
-    if not isinstance(value, (str, int, float)):
-        raise FieldError(_l("Must be text."))
-    return str(value)
-
-
 def clean_filter_value(field: FieldSpec, operator: str, value):
-    """The value a filter on `field` compares with, typed for the column; FieldError if it cannot be one.
-
-    Returns None for a blank value on a non-text column: that filter is not applied (as FAB does for gt/lt).
-    """
+    """The value a filter on `field` compares with, typed for the column (its type's `clean_filter`);
+    FieldError if it cannot be one. None for a blank value on a non-text column: that filter is not applied
+    (as FAB does for gt/lt)."""
     if isinstance(value, list):  # list pages send every value as a list; the API only for in/not_in
         values = [clean_filter_value(field, operator, item) for item in value]
         return [v for v in values if v is not None] or None
-    if field.type in TEXT_TYPES or (field.type == "enum" and operator not in KEY_OPERATORS):
-        return _text(value)
-    if field.type == "boolean":
-        return clean_value(field, value if value is not None else "")
-    if is_blank(value):
-        return None
-    if field.type in LINK_TYPES:
-        try:
-            return record_id(value)
-        except ValueError:
-            raise FieldError(_l("Must be the id of a record.")) from None
-    if field.type == "decimal":
-        return _decimal(field, value)
-    return clean_value(_unbounded(field), value)
+    return type_of(field).clean_filter(field, operator, value)
 
 
 def clean_filters(entity: EntitySpec, filters) -> list[str]:

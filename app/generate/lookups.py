@@ -21,6 +21,7 @@ from wtforms import Field
 from wtforms.validators import StopValidation
 from wtforms.widgets import html_params
 
+from app.fieldtypes import type_of
 from app.rules.access import current_viewer
 from app.portal import current_portal
 from app.i18n import lazy
@@ -30,7 +31,6 @@ from app.schema.spec import EntitySpec, FieldSpec
 PAGE_SIZE = 20
 MAX_PAGE = 500
 MAX_QUERY_LENGTH = 100
-TEXT_TYPES = ("string", "text", "email", "phone", "url", "enum")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Target:
 
 def link_target(field: FieldSpec) -> Target:
     """Users are found by username, first or last name and shown by name (as FAB shows them)."""
-    if field.type == "user":
+    if type_of(field).to_users:
         names = (User.first_name, User.last_name)
         return Target(User, names, (User.username, *names), (*names, User.id), None)
     portal = current_portal().spec
@@ -68,7 +68,7 @@ def link_target(field: FieldSpec) -> Target:
     if title is None or title.is_relation:  # no plain title column: records are "#id"
         return Target(model, (), (), (model.id,), field.to)
     column = getattr(model, title.column_name)
-    searched = column if title.type in TEXT_TYPES else cast(column, String)
+    searched = column if type_of(title).text_search else cast(column, String)
     return Target(model, (column,), (searched,), (column, model.id), field.to)
 
 
@@ -107,7 +107,7 @@ def titles_by_id(target: Target, ids) -> list[tuple[int, str]]:
 
 
 def lookup_fields(entity: EntitySpec) -> list[FieldSpec]:
-    return [f for f in entity.fields if f.type in ("link", "user", "many")]
+    return [f for f in entity.fields if type_of(f).is_relation]
 
 
 def lookup_response(view, field_name: str):
@@ -173,7 +173,7 @@ class LookupField(Field):
         super().__init__(lazy(spec.label), description=lazy(spec.help) if spec.help else "", **kwargs)
         self.spec, self.entity, self.writer_factory = spec, entity, writer_factory
         self.view_endpoint = f"{entity.name}View"
-        self.multiple = spec.type == "many"
+        self.multiple = type_of(spec).multiple
         self.allow_clear = not (self.multiple or spec.required)
         self.flags.required = spec.required
         self._problem = None
@@ -183,12 +183,12 @@ class LookupField(Field):
         self._problem = None
         try:
             ids = _ids(valuelist)
-            if self.spec.type == "many":
+            if self.multiple:
                 self.data = self.writer_factory(self.entity).clean(self.spec, ids)
             else:
                 self.data = self.writer_factory(self.entity).clean(self.spec, ids[0] if ids else None)
         except FieldError as exc:
-            self.data = [] if self.spec.type == "many" else None
+            self.data = [] if self.multiple else None
             self._problem = exc
         self._resolved = self.data
 

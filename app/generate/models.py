@@ -7,28 +7,22 @@ from flask import current_app, has_request_context
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import (
-    Boolean,
     Column,
-    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
-    Numeric,
-    String,
     Table,
-    Text,
     UniqueConstraint,
     func,
     text,
 )
 from sqlalchemy.orm import declarative_base, relationship
 
-from app.rules.records import max_length
-from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec, snake_case
+from app.fieldtypes import type_of
+from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec
 
-ON_DELETE_SQL = {"cascade": "CASCADE", "restrict": "RESTRICT", "set_null": "SET NULL"}
 # A B-tree entry holds at most ~2.7 KB on PostgreSQL: unbounded text (and strings that may exceed that in
 # UTF-8) is indexed on a prefix, so long values still fit; the index keeps the name a plain one would get.
 PREFIX_INDEX_CHARS = 100
@@ -45,26 +39,6 @@ def current_user_id() -> int | None:
 
 def _now() -> dt.datetime:
     return dt.datetime.now().replace(microsecond=0)
-
-
-def _column_type(f: FieldSpec):
-    if f.type in ("string", "email", "phone", "url"):
-        return String(max_length(f))
-    if f.type == "text":
-        return Text()
-    if f.type == "integer":
-        return Integer()
-    if f.type == "decimal":
-        return Numeric(f.precision, f.scale, asdecimal=True)
-    if f.type == "boolean":
-        return Boolean()
-    if f.type == "date":
-        return Date()
-    if f.type == "datetime":
-        return DateTime()
-    if f.type == "enum":
-        return String(max(len(c.key) for c in f.choices))
-    raise ValueError(f.type)
 
 
 def _column_default(f: FieldSpec):
@@ -84,7 +58,8 @@ def _indexed(entity: EntitySpec, f: FieldSpec) -> bool:
 
 def _long_values(f: FieldSpec) -> bool:
     """Values that may not fit one B-tree index entry."""
-    return f.type == "text" or (max_length(f) or 0) > LONG_STRING_CHARS
+    ftype = type_of(f)
+    return ftype.long_values or (ftype.max_length(f) or 0) > LONG_STRING_CHARS
 
 
 def portal_metadata() -> MetaData:
@@ -126,7 +101,7 @@ def _report_index(spec: PortalSpec, report, models: dict) -> None:
     entity = spec.entity(report.entity)
     names = [name for name, _ in report.filter] + [g.field for g in report.group_by]
     names += [f for m in report.measures for f in m.fields]
-    columns = list(dict.fromkeys(entity.field(n).column_name for n in names if entity.field(n).type != "many"))
+    columns = list(dict.fromkeys(entity.field(n).column_name for n in names if not type_of(entity.field(n)).multiple))
     if columns:
         table = models[entity.name].__table__
         Index(f"ix_report_{report.id}"[:63], *(table.c[c] for c in columns[:16]))
@@ -141,16 +116,17 @@ def _build_model(entity: EntitySpec, models: dict, base) -> type:
     table_args: list = []
     prefix_indexed = []
     for f in entity.fields:
-        if f.type == "many":
+        ftype = type_of(f)
+        if ftype.multiple:
             attrs[f.name] = _many_relationship(entity, f, models, base.metadata)
-        elif f.type in ("link", "user"):
+        elif ftype.is_relation:
             attrs.update(_link_columns(entity, f, models))
         else:
             indexed = _indexed(entity, f)
             if indexed and _long_values(f):
                 prefix_indexed.append(f.name)
             attrs[f.name] = Column(
-                _column_type(f), nullable=not f.required, unique=f.unique or None,
+                type_of(f).column_type(f), nullable=not f.required, unique=f.unique or None,
                 index=(indexed and not _long_values(f)) or None, default=_column_default(f),
             )
     attrs.update(_audit_columns())
@@ -172,15 +148,10 @@ def _build_model(entity: EntitySpec, models: dict, base) -> type:
 
 
 def _link_columns(entity: EntitySpec, f: FieldSpec, models: dict) -> dict:
-    if f.type == "user":
-        target_table, target = "ab_user", (lambda: User)
-        on_delete = "SET NULL" if not f.required else "RESTRICT"
-    else:
-        target_table = snake_case(f.to)
-        target = lambda: models[f.to]  # noqa: E731 - resolved after every model exists
-        on_delete = ON_DELETE_SQL[f.on_delete]
+    ftype = type_of(f)
+    target = lambda: ftype.target_model(f, models)  # noqa: E731 - resolved after every model exists
     column = Column(
-        Integer, ForeignKey(f"{target_table}.id", ondelete=on_delete),
+        ftype.column_type(f), ForeignKey(f"{ftype.target_table(f)}.id", ondelete=ftype.on_delete_sql(f)),
         nullable=not f.required, index=True, unique=f.unique or None, default=_column_default(f),
     )
     options = {"foreign_keys": [column]}
@@ -190,7 +161,7 @@ def _link_columns(entity: EntitySpec, f: FieldSpec, models: dict) -> dict:
 
 
 def _many_relationship(entity: EntitySpec, f: FieldSpec, models: dict, metadata: MetaData):
-    target_table = snake_case(f.to)
+    target_table = type_of(f).target_table(f)
     table = Table(
         f"{entity.table}_{f.name}", metadata,
         Column("left_id", Integer, ForeignKey(f"{entity.table}.id", ondelete="CASCADE"), primary_key=True),

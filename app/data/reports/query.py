@@ -5,14 +5,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from flask_appbuilder.security.sqla.models import User
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import Integer, cast, distinct, func, literal, select
 from sqlalchemy.orm import aliased
 
+from app.fieldtypes import type_of
+from app.i18n import lazy
 from app.rules.access import Viewer
-from app.i18n import current_locale, lazy
-from app.rules.records import FieldError, clean_value, record_id
+from app.rules.records import FieldError, clean_value
 from app.schema.spec import CURRENT_USER, EntitySpec, FieldSpec, GroupBy, PortalSpec, ReportSpec
 
 
@@ -50,7 +50,7 @@ def date_field_of(report: ReportSpec, entity: EntitySpec) -> str | None:
     for group in report.group_by:
         if group.bucket:
             return group.field
-    return next((f.name for f in entity.fields if f.type in ("date", "datetime")), None)
+    return next((f.name for f in entity.fields if type_of(f).is_moment), None)
 
 
 def bucket_expression(column, bucket: str, dialect: str):
@@ -132,14 +132,14 @@ class ReportQuery:
 
     def _title_join(self, f: FieldSpec, key):
         """(table, join condition, title expression) for link and user groups, else None."""
-        if f.type == "link":
-            target = aliased(self.models[f.to])
-            title_name = self.portal.entity(f.to).title
-            return target, key == target.id, getattr(target, title_name) if title_name else cast(target.id, Integer)
-        if f.type == "user":
-            user = aliased(User)
-            return user, key == user.id, user.first_name.concat(" ").concat(user.last_name)
-        return None
+        ftype = type_of(f)
+        if not ftype.is_relation or ftype.multiple:
+            return None
+        target = aliased(ftype.target_model(f, self.models))
+        if ftype.to_users:
+            return target, key == target.id, target.first_name.concat(" ").concat(target.last_name)
+        title_name = self.portal.entity(f.to).title
+        return target, key == target.id, getattr(target, title_name) if title_name else cast(target.id, Integer)
 
     def _measure_expr(self, model, entity: EntitySpec, measure, dialect: str):
         columns = [getattr(model, entity.field(name).column_name) for name in measure.fields]
@@ -163,13 +163,13 @@ class ReportQuery:
             f = entity.field(name)
             column = getattr(model, f.column_name)
             try:
-                value = record_id(raw) if f.type in ("link", "user") else clean_value(f, raw)
+                value = type_of(f).report_value(f, raw)
             except (FieldError, ValueError):
                 raise ReportRefused(_l("Not a valid value for %(field)s.", field=name)) from None
             conditions.append(column.is_(None) if value is None else column == value)
         if date_field:
             column = getattr(model, date_field)
-            is_datetime = entity.field(date_field).type == "datetime"
+            is_datetime = type_of(entity.field(date_field)).has_time
             if params.date_from:
                 start = dt.datetime.combine(params.date_from, dt.time(0)) if is_datetime else params.date_from
                 conditions.append(column >= start)
@@ -205,14 +205,7 @@ def _group_label(f: FieldSpec, group: GroupBy):
 def _display(f: FieldSpec, raw, title):
     if raw is None:
         return str(_l("(none)"))
-    if f.type == "enum":
-        label = f.choice_label(raw)
-        return label.get(current_locale()) if label else str(raw)
-    if f.type in ("link", "user"):
-        return str(title if title is not None else raw)
-    if f.type == "boolean":
-        return str(_l("Yes") if raw else _l("No"))
-    return str(raw)
+    return type_of(f).report_label(f, raw, title)
 
 
 def _number(value):
