@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from app.fieldtypes import BUILTIN_TYPES, FieldTypes
 from app.schema import load_portal
 from app.schema.i18n_check import missing_translations
 from app.schema.spec import LOCALES
@@ -18,10 +19,12 @@ from app.schema.spec import LOCALES
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_check(directory: str | Path, i18n: bool = False, locales=LOCALES, out=None, err=None) -> int:
-    """Print every problem as file:line: CODE message (stderr) or an OK line (stdout); returns the exit code."""
+def run_check(directory: str | Path, i18n: bool = False, locales=LOCALES, out=None, err=None,
+              types: FieldTypes = BUILTIN_TYPES) -> int:
+    """Print every problem as file:line: CODE message (stderr) or an OK line (stdout); returns the exit code.
+    `types`: the field types the portal knows (an app's PORTAL_FIELD_TYPES added to the built-in ones)."""
     out, err = out or sys.stdout, err or sys.stderr
-    spec, problems = load_portal(directory)
+    spec, problems = load_portal(directory, types)
     if i18n and spec is not None:
         problems = missing_translations(spec, tuple(locales))
     for problem in problems:

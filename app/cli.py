@@ -17,9 +17,10 @@ portal_cli = AppGroup("portal", help="Schema-driven portal commands.")
 def check_command(directory, i18n):
     """Validate every schema file; print each problem as file:line: CODE message. Opens no database."""
     from app.check import run_check
+    from app.fieldtypes import field_types
 
     directory = directory or current_app.config["PORTAL_SCHEMA_DIR"]
-    sys.exit(run_check(directory, i18n, tuple(current_app.config["LANGUAGES"])))
+    sys.exit(run_check(directory, i18n, tuple(current_app.config["LANGUAGES"]), types=field_types(current_app)))
 
 
 @portal_cli.command("demo")

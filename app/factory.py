@@ -17,6 +17,7 @@ from flask import Flask
 from flask_appbuilder import AppBuilder, IndexView, Model
 from flask_appbuilder.utils.legacy import get_sqla_class
 
+from app.fieldtypes import field_types
 from app.generate import register_portal
 from app.generate.input_errors import install_input_checks
 from app.portal import Portal, install
@@ -43,7 +44,7 @@ def create_app(config: dict | object | None = None) -> Flask:
     require_secret_key(app)
     app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or _local_secret_key(app)
 
-    spec, problems = load_portal(app.config["PORTAL_SCHEMA_DIR"])
+    spec, problems = load_portal(app.config["PORTAL_SCHEMA_DIR"], field_types(app))
     if problems:
         raise SchemaProblems(problems)
     from app.generate.models import portal_metadata

@@ -19,7 +19,6 @@ from app.fieldtypes.numbers import DecimalType, parse_number
 from app.generate.columns import formatters
 from app.generate.input_errors import clean_filter_value
 from app.rules.records import clean_value
-from app.schema import SchemaProblems
 from app.schema.spec import EntitySpec, FieldSpec, Label
 
 
@@ -132,7 +131,7 @@ def test_openapi_schema_of_the_value(percent_app):
     assert BUILTIN_TYPES["decimal"].openapi_schema(RATE)["oneOf"] == [{"type": "string"}, {"type": "number"}]
 
 
-@pytest.mark.xfail(strict=True, raises=SchemaProblems, reason="checker wiring: app/schema does not read the registry yet (E404 unknown type)")
+
 def test_end_to_end_from_yaml_to_pages_api_and_export(tmp_path_factory):
     schemas = tmp_path_factory.mktemp("percent-schemas")
     (schemas / "rates.yaml").write_text(

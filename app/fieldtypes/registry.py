@@ -106,6 +106,7 @@ def current_field_types() -> FieldTypes:
 
 
 def type_of(field) -> FieldType:
-    """The FieldType of a field spec: a dict lookup for built-in types, the current app's registry otherwise."""
-    ftype = BUILTIN_TYPES._table.get(field.type)
+    """The FieldType of a field spec: the one the checker resolved (FieldSpec.field_type), else a dict lookup for
+    built-in types, else the current app's registry (specs made by hand in tests)."""
+    ftype = getattr(field, "field_type", None) or BUILTIN_TYPES._table.get(field.type)
     return ftype if ftype is not None else field_types().of(field)

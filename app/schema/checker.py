@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from app.fieldtypes import BUILTIN_TYPES, FieldTypes
 from app.schema.loader import Problem, SourceFile, YMap
 from app.schema.entities import check_across_modules, check_entity
 from app.schema.reports import check_report, check_report_ids
@@ -23,9 +24,9 @@ MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports")
 
 MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
-def check(files: list[SourceFile]) -> tuple[PortalSpec | None, list[Problem]]:
+def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[PortalSpec | None, list[Problem]]:
     """Check all loaded files together; returns the spec only when there is no problem."""
-    run = Check()
+    run = Check(types)
     modules: list[ModuleSpec] = []
     module_seen: dict[str, str] = {}
     for source in files:

@@ -5,7 +5,7 @@ import re
 
 from app.schema.loader import YList, YMap
 from app.schema.reserved import MAX_IDENTIFIER_BYTES, reserved_clash, reserved_table
-from app.schema.fields import AUDIT_FIELDS, AUDIT_TYPES, NOT_SORTABLE_TYPES, NOT_TITLE_TYPES, check_field
+from app.schema.fields import AUDIT_FIELDS, AUDIT_TYPES, check_field
 from app.schema.values import Check, did_you_mean, kind, short
 from app.schema.spec import (
     EntitySpec,
@@ -48,22 +48,24 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
             if spec:
                 fields.append(spec)
     by_name = {f.name: f for f in fields}
-    columns = 2 + len(AUDIT_FIELDS) + sum(1 for f in fields if f.type != "many")
+    columns = 2 + len(AUDIT_FIELDS) + sum(1 for f in fields if not f.kind.multiple)
     if columns > MAX_COLUMNS:
         run.error(file, line, "E801", f"entity '{name}' has {columns} columns (with id, row_version and the 4 audit columns); at most {MAX_COLUMNS} are allowed")
     for f in fields:
-        if f.type in ("link", "user") and f.column_name in by_name:
+        if f.stores_link and f.column_name in by_name:
             run.error(file, f.line, "E310", f"field '{f.column_name}' clashes with the column that stores link '{f.name}'")
     where = f"entity '{name}'"
 
-    def field_ref(field_name, ref_line, what, forbid=()):
-        ftype = by_name[field_name].type if field_name in by_name else AUDIT_TYPES.get(field_name)
-        if field_name in AUDIT_FIELDS and field_name not in by_name and "audit" in forbid:
+    def field_ref(field_name, ref_line, what, allowed=None, audit=True):
+        """The field's name if it exists and its type passes `allowed` (a FieldType predicate), else None."""
+        type_name = by_name[field_name].type if field_name in by_name else AUDIT_TYPES.get(field_name)
+        if field_name in AUDIT_FIELDS and field_name not in by_name and not audit:
             run.error(file, ref_line, "E305", f"{what} cannot use '{field_name}' (an audit field)")
             return None
-        if ftype is not None:
-            if ftype in forbid:
-                run.error(file, ref_line, "E305", f"{what} cannot use '{field_name}' (a {ftype} field)")
+        if type_name is not None:
+            kind = by_name[field_name].kind if field_name in by_name else run.types[type_name]
+            if allowed is not None and not allowed(kind):
+                run.error(file, ref_line, "E305", f"{what} cannot use '{field_name}' (a {type_name} field)")
                 return None
             return field_name
         if isinstance(raw_fields, YMap) and field_name in raw_fields:
@@ -76,7 +78,7 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
     if "title" in raw:
         title_value = run.text(raw["title"], file, raw.line_of("title"), "title")
         if title_value:
-            title = field_ref(title_value, raw.line_of("title"), "title", forbid=NOT_TITLE_TYPES + ("audit",))
+            title = field_ref(title_value, raw.line_of("title"), "title", allowed=lambda kind: kind.can_be_title, audit=False)
     list_cols = tuple(f for f, ln in run.name_list(raw.get("list", YList()), file, raw.line_of("list"), "list")
                       if field_ref(f, ln, "list"))
     search_cols = tuple(f for f, ln in run.name_list(raw.get("search", YList()), file, raw.line_of("search"), "search")
@@ -84,7 +86,7 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
     order = []
     for item, ln in run.name_list(raw.get("order", YList()), file, raw.line_of("order"), "order"):
         direction, field_name = ("desc", item[1:]) if item.startswith("-") else ("asc", item.lstrip("+"))
-        if field_ref(field_name, ln, "order", forbid=NOT_SORTABLE_TYPES):
+        if field_ref(field_name, ln, "order", allowed=lambda kind: kind.sortable):
             order.append((field_name, direction))
     unique_together = []
     if "unique_together" in raw:
@@ -100,7 +102,7 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
                 if len(names) < 2:
                     run.error(file, groups.line_of(i), "E307", "a unique_together group needs at least two fields")
                     continue
-                ok = [field_ref(f, ln, "unique_together", forbid=("many", "audit")) for f, ln in names]
+                ok = [field_ref(f, ln, "unique_together", allowed=lambda kind: not kind.multiple, audit=False) for f, ln in names]
                 if len(set(ok)) < len(ok):
                     run.error(file, groups.line_of(i), "E307", "a unique_together group names the same field twice")
                 elif all(ok):
@@ -132,7 +134,7 @@ def check_across_modules(run: Check, modules: list[ModuleSpec]) -> None:
         run.error(first.file, first.line, "E803", f"the schemas define {len(entities)} entities; at most {MAX_ENTITIES} are allowed")
     for entity in entities.values():
         for f in entity.fields:
-            if f.type in ("link", "many") and f.to is not None and f.to not in entities:
+            if f.is_relation and f.to is not None and f.to not in entities:
                 run.error(entity.file, f.line, "E503", f"field '{entity.name}.{f.name}' links to unknown entity '{short(f.to)}'{did_you_mean(f.to, entities)}")
     reports = {r.id: r for m in reversed(modules) for r in reversed(m.reports)}  # a repeated id is reported elsewhere
     _check_database_names(run, entities.values(), reports.values())
@@ -151,12 +153,12 @@ def _database_names(entity: EntitySpec):
     yield f"{table}_id_seq", "id sequence", entity.line, False
     sorted_on = {name for name, _ in entity.order}
     for f in entity.fields:
-        if f.type == "many":
+        if f.kind.multiple:
             link_table = f"{table}_{f.name}"
             yield link_table, f"table of many field '{entity.name}.{f.name}'", f.line, True
             yield f"{link_table}_pkey", "primary key", f.line, False
             yield f"ix_{link_table}_right_id", f"index of many field '{entity.name}.{f.name}'", f.line, True
-        elif f.type in ("link", "user"):
+        elif f.stores_link:
             yield f"ix_{table}_{f.column_name}", f"index of field '{entity.name}.{f.name}'", f.line, True
         elif f.unique:
             yield f"{table}_{f.name}_key", "unique constraint", f.line, False

@@ -1,17 +1,14 @@
 """Check one field of an entity: its name, type, type options, literals (default/min/max) and choices."""
 from __future__ import annotations
 
-import datetime as dt
 import re
 import re._constants as _re_constants
 import re._parser as _re_parser
-from decimal import Decimal, InvalidOperation
 
+from app.fieldtypes import FieldType, LiteralError
 from app.schema.loader import YList, YMap
 from app.schema.values import Check, did_you_mean, kind, short
 from app.schema.spec import (
-    DYNAMIC_DEFAULTS,
-    FIELD_TYPES,
     ON_DELETE,
     VERSION_COLUMN,
     Choice,
@@ -19,36 +16,15 @@ from app.schema.spec import (
     humanize,
 )
 
-MASKABLE_TYPES = ("string", "text", "email", "phone", "url", "integer", "decimal")
-
+# keys every field accepts; each type adds its own (FieldType.option_keys), each key is checked the same way
+# whatever the type that takes it (length, pattern, min/max, precision/scale, choices, to, on_delete)
 COMMON_FIELD_KEYS = ("type", "label", "required", "unique", "default", "help", "index", "readonly")
-TYPE_FIELD_KEYS = {
-    "string": ("length", "pattern"),
-    "text": ("length",),
-    "integer": ("min", "max"),
-    "decimal": ("min", "max", "precision", "scale"),
-    "boolean": (),
-    "date": ("min", "max"),
-    "datetime": ("min", "max"),
-    "enum": ("choices",),
-    "email": ("length",),
-    "phone": (),
-    "url": ("length",),
-    "link": ("to", "on_delete"),
-    "many": ("to",),
-    "user": (),
-}
-ALL_FIELD_KEYS = tuple(sorted(set(COMMON_FIELD_KEYS).union(*TYPE_FIELD_KEYS.values())))
 
 AUDIT_FIELDS = ("created_on", "changed_on", "created_by", "changed_by")
 RESERVED_FIELDS = {"id", "metadata", "registry", "query", "query_class", *AUDIT_FIELDS, "created_by_id", "changed_by_id",
                    VERSION_COLUMN}
 
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
-
-NOT_UNIQUE_TYPES = ("many", "boolean", "text")
-NOT_SORTABLE_TYPES = ("many", "link", "user")  # FAB cannot sort a list by a relationship
-NOT_TITLE_TYPES = ("many", "link", "user")  # the title is a column of the entity's own table
 
 AUDIT_TYPES = {"created_on": "datetime", "changed_on": "datetime", "created_by": "user", "changed_by": "user"}
 # attributes of the WTForms form class, marshmallow schemas and FAB models that a field of the same name
@@ -59,7 +35,6 @@ FORM_RESERVED_FIELDS = {
 }
 
 MAX_CHOICES = 1000
-INT_RANGE = (-2**31, 2**31 - 1)  # INTEGER on PostgreSQL
 
 MAX_PATTERN = 500
 
@@ -120,17 +95,20 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
     if raw is None:
         return None
     ftype = raw.get("type")
+    names = run.types.names
     if ftype is None:
-        run.error(file, line, "E403", f"{where} has no 'type' (one of {', '.join(FIELD_TYPES)})")
+        run.error(file, line, "E403", f"{where} has no 'type' (one of {', '.join(names)})")
         return None
-    if ftype not in FIELD_TYPES:
-        run.error(file, raw.line_of("type"), "E404", f"unknown type {short(repr(ftype))} for {where}{did_you_mean(ftype, FIELD_TYPES)}; types are {', '.join(FIELD_TYPES)}")
+    if not isinstance(ftype, str) or ftype not in run.types:
+        run.error(file, raw.line_of("type"), "E404", f"unknown type {short(repr(ftype))} for {where}{did_you_mean(ftype, names)}; types are {', '.join(names)}")
         return None
-    allowed = COMMON_FIELD_KEYS + TYPE_FIELD_KEYS[ftype]
+    kind = run.types[ftype]
+    allowed = COMMON_FIELD_KEYS + kind.option_keys
+    all_keys = set(COMMON_FIELD_KEYS).union(*(run.types[n].option_keys for n in names))
     for key in raw:
         if key in allowed:
             continue
-        if key in ALL_FIELD_KEYS:
+        if key in all_keys:
             run.error(file, raw.line_of(key), "E405", f"'{key}' does not apply to a {ftype} field ({where})")
         else:
             run.error(file, raw.line_of(key), "E406", f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}")
@@ -139,11 +117,11 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
         return raw.line_of(key)
 
     label, given = run.label(raw.get("label"), file, at("label"), f"label of {where}", humanize(name))
-    options: dict = {"name": name, "type": ftype, "label": label, "label_given": given, "line": line}
+    options: dict = {"name": name, "type": ftype, "label": label, "label_given": given, "line": line, "field_type": kind}
     for flag in ("required", "unique", "index", "readonly"):
         if flag in raw:
             options[flag] = run.boolean(raw[flag], file, at(flag), f"'{flag}' of {where}")
-    if options.get("unique") and ftype in NOT_UNIQUE_TYPES:
+    if options.get("unique") and not kind.can_be_unique:
         run.error(file, at("unique"), "E407", f"a {ftype} field cannot be unique ({where})")
     if "help" in raw:
         options["help"], _ = run.label(raw["help"], file, at("help"), f"help of {where}", "")
@@ -157,15 +135,15 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
                 run.error(file, at("pattern"), "E408", f"pattern of {where} {problem}")
             else:
                 options["pattern"] = pattern
-    if ftype == "decimal":
+    if "precision" in kind.option_keys:
         precision = run.integer(raw.get("precision", 12), file, at("precision"), f"precision of {where}", 1, 38)
         scale = run.integer(raw.get("scale", 2), file, at("scale"), f"scale of {where}", 0, 38)
         if precision and scale is not None and scale > precision:
             run.error(file, at("scale"), "E409", f"scale {scale} of {where} is larger than its precision {precision}")
         options["precision"], options["scale"] = precision or 12, scale if scale is not None else 2
-    if ftype == "enum":
+    if "choices" in kind.option_keys:
         options["choices"] = _check_choices(run, file, where, raw.get("choices"), at("choices"))
-    if ftype in ("link", "many"):
+    if "to" in kind.option_keys:
         target = raw.get("to")
         if target is None:
             run.error(file, line, "E501", f"{where} needs 'to: <Entity>'")
@@ -183,11 +161,11 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
             options["on_delete"] = value
     for bound in ("min", "max"):
         if bound in raw:
-            options[bound] = parse_literal(run, file, at(bound), f"{bound} of {where}", ftype, raw[bound], options)
+            options[bound] = parse_literal(run, file, at(bound), f"{bound} of {where}", kind, raw[bound], options)
     if options.get("min") is not None and options.get("max") is not None and options["min"] > options["max"]:
         run.error(file, at("max"), "E416", f"max of {where} is smaller than its min")
     if "default" in raw:
-        options["default"] = _check_default(run, file, at("default"), where, ftype, raw["default"], options)
+        options["default"] = _check_default(run, file, at("default"), where, kind, raw["default"], options)
     return FieldSpec(**options)
 
 
@@ -223,62 +201,36 @@ def _check_choices(run, file, where, raw, line) -> tuple[Choice, ...]:
     return tuple(choices)
 
 
-def parse_literal(run, file, line, what, ftype, value, limits=None):
-    """Parse a literal YAML value for a field type; reports and returns None when it does not fit.
-
-    `limits` (the field's options) bounds decimals by precision/scale; integers always fit INTEGER.
-    """
-    limits = limits or {}
-    literal, reason = None, ""
+def parse_literal(run: Check, file, line, what, kind: FieldType, value, options=None):
+    """A literal YAML value (default, min, max, report filter value) as a value of the field's type
+    (FieldType.literal); reports E415 and returns None when it does not fit. `options` are the field's own
+    (decimals are bounded by its precision and scale)."""
     try:
-        if ftype == "integer" and not isinstance(value, bool) and isinstance(value, int):
-            if INT_RANGE[0] <= value <= INT_RANGE[1]:
-                return value
-            reason = f" (whole numbers are stored as INTEGER: {INT_RANGE[0]} to {INT_RANGE[1]})"
-        elif ftype == "decimal" and not isinstance(value, bool) and isinstance(value, (int, float, str)):
-            literal = Decimal(str(value))
-            precision, scale = limits.get("precision") or 12, limits.get("scale") or 0
-            if not literal.is_finite():
-                reason = " (it must be a finite number)"
-            elif abs(literal) >= Decimal(10) ** (precision - scale) or -literal.as_tuple().exponent > scale:
-                reason = f" (precision {precision}, scale {scale}: at most {precision - scale} digits before the point and {scale} after)"
-            else:
-                return literal
-        elif ftype == "date":
-            if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-                return value
-            if isinstance(value, str):
-                return dt.date.fromisoformat(value)
-        elif ftype == "datetime":
-            if isinstance(value, (str, dt.date)) and not isinstance(value, dt.datetime):
-                value = dt.datetime.fromisoformat(str(value))
-            if isinstance(value, dt.datetime):
-                if value.tzinfo is None:
-                    return value
-                reason = " (write it without a time zone: times are stored as local time)"
-        elif ftype == "boolean" and isinstance(value, bool):
-            return value
-        elif ftype in ("string", "text", "email", "phone", "url", "enum") and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    except (ValueError, InvalidOperation, OverflowError):
-        pass
-    run.error(file, line, "E415", f"{what} must be a {ftype} value, got {short(repr(value))}{reason}")
+        return kind.literal(value, options or {})
+    except LiteralError as exc:
+        reason = exc.reason
+    except (ValueError, ArithmeticError):
+        reason = ""
+    run.error(file, line, "E415", f"{what} must be a {kind.name} value, got {short(repr(value))}{reason}")
     return None
 
 
-def _check_default(run, file, line, where, ftype, value, options):
-    if isinstance(value, str) and value in DYNAMIC_DEFAULTS:
-        if ftype not in DYNAMIC_DEFAULTS[value]:
-            run.error(file, line, "E417", f"default '{value}' only fits a {' or '.join(DYNAMIC_DEFAULTS[value])} field, not {ftype} ({where})")
+def _check_default(run, file, line, where, kind: FieldType, value, options):
+    dynamic = run.types.dynamic_defaults()
+    if isinstance(value, str) and value in dynamic:
+        if kind.name not in dynamic[value]:
+            run.error(file, line, "E417", f"default '{value}' only fits a {' or '.join(dynamic[value])} field, not {kind.name} ({where})")
             return None
         return value
-    if ftype in ("link", "many", "user"):
-        run.error(file, line, "E418", f"a {ftype} field cannot have a literal default ({where}); user fields accept current_user")
+    if not kind.takes_literals:
+        fitting = ", ".join(f"{name} fields accept {default}" for default, types in dynamic.items() for name in types
+                            if not run.types[name].takes_literals)
+        run.error(file, line, "E418", f"a {kind.name} field cannot have a literal default ({where}){'; ' + fitting if fitting else ''}")
         return None
-    literal = parse_literal(run, file, line, f"default of {where}", ftype, value, options)
+    literal = parse_literal(run, file, line, f"default of {where}", kind, value, options)
     if literal is None:
         return None
-    if ftype == "enum" and options.get("choices") and literal not in [c.key for c in options["choices"]]:
+    if options.get("choices") and literal not in [c.key for c in options["choices"]]:
         keys = [c.key for c in options["choices"]]
         run.error(file, line, "E419", f"default '{literal}' of {where} is not one of its choices {', '.join(keys)}{did_you_mean(literal, keys)}")
         return None

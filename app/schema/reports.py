@@ -121,39 +121,39 @@ def _report_fields_check(run, file, line, where, raw, entity_name, group_by, mea
             f = known(group.field, ln, "group_by")
             if f is None:
                 continue
-            if f.type in ("date", "datetime"):
+            if f.kind.is_moment:
                 if group.bucket not in DATE_BUCKETS:
                     run.error(file, ln, "E707", f"group_by '{group.field}' of {where} needs a bucket: {', '.join(f'{group.field}:{b}' for b in DATE_BUCKETS)}")
             elif group.bucket:
                 run.error(file, ln, "E708", f"group_by '{group.field}:{group.bucket}' of {where}: buckets only apply to date fields")
-            elif f.type in ("many", "text", "decimal"):
+            elif not f.kind.groupable:
                 run.error(file, ln, "E709", f"{where} cannot group by '{group.field}' (a {f.type} field)")
         for measure, ln in measures:
             for name in measure.fields:
                 f = known(name, ln, f"measure '{measure.name}'")
                 if f is None:
                     continue
-                numeric = f.type in ("integer", "decimal")
+                numeric = f.kind.numeric
                 if measure.function in ("sum", "avg") and not numeric:
                     run.error(file, ln, "E713", f"{measure.function}({name}) in {where} needs a number field, '{name}' is {f.type}")
-                elif measure.function == "avg_hours_between" and f.type not in ("date", "datetime"):
+                elif measure.function == "avg_hours_between" and not f.kind.is_moment:
                     run.error(file, ln, "E713", f"avg_hours_between in {where} needs date or datetime fields, '{name}' is {f.type}")
-                elif measure.function in ("min", "max") and f.type not in ("integer", "decimal", "date", "datetime"):
+                elif measure.function in ("min", "max") and not f.kind.ordered:
                     run.error(file, ln, "E713", f"{measure.function}({name}) in {where} needs a number or date field")
         for name, values, ln in filters:
             f = known(name, ln, "filter")
-            if f is None or f.type in ("many", "link", "user"):
-                if f is not None and not (f.type == "user" and values == (CURRENT_USER,)):
+            if f is None or f.is_relation:
+                if f is not None and not (f.kind.to_users and values == (CURRENT_USER,)):
                     run.error(file, ln, "E716", f"filter of {where} cannot compare '{name}' (a {f.type} field); user fields accept $user")
                 continue
             for value in values:
                 before = len(run.problems)
-                literal = parse_literal(run, file, ln, f"filter value of '{name}' in {where}", f.type, value, vars(f))
-                if len(run.problems) == before and f.type == "enum" and literal not in [c.key for c in f.choices]:
+                literal = parse_literal(run, file, ln, f"filter value of '{name}' in {where}", f.kind, value, vars(f))
+                if len(run.problems) == before and f.choices and literal not in [c.key for c in f.choices]:
                     run.error(file, ln, "E717", f"filter value '{literal}' of {where} is not a choice of '{name}'")
         if date_field is not None:
             f = known(date_field, raw.line_of("date_field"), "date_field")
-            if f is not None and f.type not in ("date", "datetime"):
+            if f is not None and not f.kind.is_moment:
                 run.error(file, raw.line_of("date_field"), "E718", f"date_field of {where} must be a date or datetime field")
     return check
 

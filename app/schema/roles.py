@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from app.schema.loader import YList, YMap
-from app.schema.fields import MASKABLE_TYPES, parse_literal
+from app.schema.fields import parse_literal
 from app.schema.values import Check, did_you_mean
 from app.schema.spec import (
     ACTIONS,
@@ -98,7 +98,7 @@ def _field_set_check(run, file, key, where, entity_name, names):
                 run.error(file, ln, "E615", f"{key} of {where} names unknown field '{name}' of {entity_name}{did_you_mean(name, entity.field_names)}")
             elif name == entity.title:
                 run.error(file, ln, "E616", f"{key} of {where} cannot use '{name}': it is {entity_name}'s title, shown wherever the record is linked")
-            elif key == "mask" and entity.field(name).type not in MASKABLE_TYPES:
+            elif key == "mask" and not entity.field(name).kind.maskable:
                 run.error(file, ln, "E617", f"cannot mask '{name}' (a {entity.field(name).type} field); mask works on text, phone, email, url and numbers")
     return check
 
@@ -117,7 +117,7 @@ def _row_rule_check(run, file, line, where, entity_name, path, values):
             return
         field = entity.field(parts[0])
         if len(parts) == 2:
-            if field.type != "link":
+            if not (field.stores_link and field.to):
                 run.error(file, line, "E610", f"row scope path '{path}' of {where}: '{parts[0]}' is not a link")
                 return
             target = entities.get(field.to)
@@ -127,19 +127,19 @@ def _row_rule_check(run, file, line, where, entity_name, path, values):
                 run.error(file, line, "E609", f"row scope of {where} names unknown field '{parts[1]}' of {target.name}{did_you_mean(parts[1], target.field_names)}")
                 return
             field = target.field(parts[1])
-        if field.type in ("many", "link"):
+        if field.is_relation and not field.kind.to_users:
             run.error(file, line, "E611", f"row scope of {where} cannot compare '{path}' (a {field.type} field); use link.field")
             return
         for value in values:
             if value == CURRENT_USER:
-                if field.type != "user" or len(values) != 1:
+                if not field.kind.to_users or len(values) != 1:
                     run.error(file, line, "E612", f"$user in {where} only fits a single user field, not '{path}' ({field.type})")
-            elif field.type == "user":
+            elif field.kind.to_users:
                 run.error(file, line, "E613", f"row scope '{path}' of {where} is a user field; use $user")
             else:
                 before = len(run.problems)
-                literal = parse_literal(run, file, line, f"row scope value of '{path}' in {where}", field.type, value, vars(field))
-                if len(run.problems) == before and field.type == "enum" and literal not in [c.key for c in field.choices]:
+                literal = parse_literal(run, file, line, f"row scope value of '{path}' in {where}", field.kind, value, vars(field))
+                if len(run.problems) == before and field.choices and literal not in [c.key for c in field.choices]:
                     run.error(file, line, "E614", f"row scope value '{literal}' of {where} is not a choice of '{path}'")
     return check
 

@@ -8,16 +8,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.fieldtypes import BUILTIN_TYPES, FieldType
+
 LOCALES = ("en", "zh")
 DEFAULT_LOCALE = "en"
 
-FIELD_TYPES = (
-    "string", "text", "integer", "decimal", "boolean", "date", "datetime",
-    "enum", "email", "phone", "url", "link", "many", "user",
-)
+FIELD_TYPES = BUILTIN_TYPES.names  # an app may add its own (PORTAL_FIELD_TYPES, app/fieldtypes)
 ON_DELETE = ("cascade", "restrict", "set_null")
 VERSION_COLUMN = "row_version"  # every entity table's optimistic-locking counter (a reserved field name)
-DYNAMIC_DEFAULTS = {"now": ("datetime",), "today": ("date",), "current_user": ("user",)}
+DYNAMIC_DEFAULTS = BUILTIN_TYPES.dynamic_defaults()  # {"now": ("datetime",), "today": ("date",), ...}
 
 
 def snake_case(name: str) -> str:
@@ -83,17 +82,27 @@ class FieldSpec:
     on_delete: str = "restrict"
     precision: int = 12
     scale: int = 2
+    # the FieldType the checker resolved `type` to (the app's registry may add types); everything that
+    # differs between types is asked of it: `f.kind.clean(f, value)`, `f.kind.is_relation`, ...
+    field_type: FieldType | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def kind(self) -> FieldType:
+        return self.field_type if self.field_type is not None else BUILTIN_TYPES[self.type]
 
     @property
     def is_relation(self) -> bool:
-        return self.type in ("link", "many", "user")
+        return self.kind.is_relation
+
+    @property
+    def stores_link(self) -> bool:
+        """A link or user field: one record, kept in a `<name>_id` column (many fields use a table of pairs)."""
+        return self.kind.is_relation and not self.kind.multiple
 
     @property
     def column_name(self) -> str:
         """The real column: link and user fields store `<name>_id`; many fields have none."""
-        if self.type in ("link", "user"):
-            return f"{self.name}_id"
-        return self.name
+        return f"{self.name}_id" if self.stores_link else self.name
 
     def choice_label(self, key) -> Label | None:
         for choice in self.choices:
@@ -255,4 +264,4 @@ class PortalSpec:
 
     def links_to(self, target: str) -> list[tuple[EntitySpec, FieldSpec]]:
         """Every (entity, link field) pointing at `target`: used for related-record panels."""
-        return [(e, f) for e in self.entities for f in e.fields if f.type == "link" and f.to == target]
+        return [(e, f) for e in self.entities for f in e.fields if f.stores_link and f.to == target]

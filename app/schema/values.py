@@ -9,6 +9,7 @@ import difflib
 import re
 from decimal import Decimal
 
+from app.fieldtypes import BUILTIN_TYPES, FieldTypes
 from app.schema.loader import Problem, YList, YMap
 from app.schema.spec import (
     Label,
@@ -51,7 +52,8 @@ def kind(value) -> str:
 class Check:
     """Collects problems for one run; helper methods return None on a bad value."""
 
-    def __init__(self) -> None:
+    def __init__(self, types: FieldTypes = BUILTIN_TYPES) -> None:
+        self.types = types  # the field types this portal knows (app/fieldtypes; an app may add its own)
         self.problems: list[Problem] = []
         self.later: list = []  # checks that need every module's entities: f(entities) -> None
 
