@@ -195,8 +195,8 @@ class Importer:
         self._groups = [(f.name,) for f in self.entity.fields if f.unique] + list(self.entity.unique_together)
         self._table_had_rows = self.session.scalar(select(self.model.id).limit(1)) is not None
         present |= set(self._forced) | self.rules.step_fields  # values the rule steps give every row
-        self._scalar = [f for f in self.entity.fields if f.type != "many" and f.name in present]
-        self._many = [f for f in self.entity.fields if f.type == "many" and f.name in present]
+        self._scalar = [f for f in self.entity.fields if not f.kind.multiple and f.name in present]
+        self._many = [f for f in self.entity.fields if f.kind.multiple and f.name in present]
 
     # -- rows ---------------------------------------------------------------------------------
     def _check_chunk(self, chunk: list, columns, titles, report: ImportReport, preview_rows: int) -> list[dict]:
@@ -288,10 +288,10 @@ class Importer:
                     raise result
                 return result
         if cell is None or cell == "" or (isinstance(cell, str) and not cell.strip()):
-            return [] if f.type == "many" else None
+            return [] if f.kind.multiple else None
         if isinstance(cell, str) and cell[0] == "'":
             cell = unquote_formula(cell)  # our own exports quote cells that look like formulas
-        if f.type == "many":
+        if f.kind.multiple:
             resolve = self._links[f.name]
             return [resolve(t.strip()) for t in str(cell).replace("，", ",").split(",") if t.strip()]
         if f.is_relation:
@@ -433,7 +433,7 @@ class _LinkResolver:
         self.f, self.session = f, importer.session
         self.target, title = link_target(importer.portal, importer.models, f)
         self.title = self.target.id if title is None else title  # an entity without a title is linked by id
-        self.scope = None if f.type == "user" else importer.viewer.row_clause(f.to, importer.models)
+        self.scope = None if f.kind.to_users else importer.viewer.row_clause(f.to, importer.models)
         self.found: dict[str, list[int]] = {}
         self.asked: set[str] = set()
 
@@ -445,7 +445,7 @@ class _LinkResolver:
             if not is_blank(cell):
                 if isinstance(cell, str) and cell[0] == "'":
                     cell = unquote_formula(cell)
-                parts = str(cell).replace("，", ",").split(",") if self.f.type == "many" else [cell]
+                parts = str(cell).replace("，", ",").split(",") if self.f.kind.multiple else [cell]
                 wanted.update(_key_text(p) for p in parts if not is_blank(p))
         wanted -= self.asked
         if not wanted:

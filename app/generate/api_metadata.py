@@ -31,7 +31,7 @@ def _scoped_choices(api, viewer, column: dict) -> dict:
         field = api.entity.field(column.get("name"))
     except KeyError:
         return column
-    if field.type in ("link", "many") and viewer.scopes(field.to) is not None:
+    if field.is_relation and not field.kind.to_users and viewer.scopes(field.to) is not None:
         column = {k: v for k, v in column.items() if k not in ("values", "count")}
     return column
 
@@ -43,7 +43,6 @@ FIELD_ERRORS = {"type": "object", "additionalProperties": {"type": "array", "ite
 # answers any operation may give besides its own (bad q/NUL, no token, no permission, no such id, body
 # too large, field errors, rate limit); FAB's docstrings list only some of them
 COMMON_ERRORS = ("400", "401", "403", "404", "413", "422", "429")
-DECIMAL = {"oneOf": [{"type": "string"}, {"type": "number"}], "description": "a decimal; sent as a string"}
 
 
 def trim_openapi(api, api_spec) -> None:
@@ -54,7 +53,7 @@ def trim_openapi(api, api_spec) -> None:
     viewer = current_viewer()
     hidden, unreadable = viewer.hidden(api.entity.name), viewer.unreadable(api.entity.name)
     name = api.__class__.__name__
-    decimals = {f.name for f in api.entity.fields if f.type == "decimal"}
+    own_schemas = {f.name: own for f in api.entity.fields if (own := f.kind.openapi_schema(f)) is not None}
     for suffix, leave_out in ((".get_list", hidden), (".get", hidden), (".post", unreadable), (".put", unreadable)):
         schema = api_spec.components.schemas.get(name + suffix)
         if schema is None:
@@ -67,8 +66,9 @@ def trim_openapi(api, api_spec) -> None:
                 _honest_datetime(properties[column])
                 if "$ref" in properties[column]:  # a link: null when empty
                     properties[column] = {"allOf": [properties[column]], "nullable": True}
-                if column in decimals:
-                    properties[column] = {**DECIMAL, **({"nullable": True} if properties[column].get("nullable") else {})}
+                if column in own_schemas:  # what the type says its values look like (a decimal: a string)
+                    nullable = {"nullable": True} if properties[column].get("nullable") else {}
+                    properties[column] = {**own_schemas[column], **nullable}
         if "required" in schema:
             schema["required"] = [c for c in schema["required"] if c in properties]
 

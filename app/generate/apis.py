@@ -28,15 +28,15 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     """Scalar columns as they are; links as nested {id, title}; raw FK columns never (FAB + marshmallow 4)."""
     result = ["id"]
     for f in entity.fields:
-        if f.type == "link":
+        if f.stores_link and not f.kind.to_users:
             result.append(f"{f.name}.id")
             title = portal.entity(f.to).title
             target_title = portal.entity(f.to).field(title) if title else None
             if target_title and not target_title.is_relation:
                 result.append(f"{f.name}.{title}")
-        elif f.type == "user":
+        elif f.kind.to_users:
             result += [f"{f.name}.id", f"{f.name}.username"]
-        elif f.type == "many":
+        elif f.kind.multiple:
             result.append(f"{f.name}.id")
         else:
             result.append(f.name)
@@ -207,7 +207,7 @@ def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_facto
         openapi_spec_tag=entity.name, openapi_spec_methods=versions.openapi_spec_methods(f"{entity.name}Api"),
         full_list_columns=read_columns, full_show_columns=read_columns,
         add_columns=write_columns, edit_columns=write_columns,
-        full_search_columns=[f.name for f in entity.fields if f.type != "many"],
+        full_search_columns=[f.name for f in entity.fields if not f.kind.multiple],
         full_order_columns=[f.name for f in entity.fields if not f.is_relation] + ["id", "created_on", "changed_on"],
         base_filters=EntityApi.row_scope_filters(entity),
         label_columns=columns.label_columns(entity),

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, request, url_for
 from flask_appbuilder import ModelView, expose, has_access
-from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.urltools import get_order_args
 from flask_babel import gettext, lazy_gettext as _l
-from wtforms import SelectField
-from wtforms.validators import InputRequired, Optional, StopValidation
+from wtforms.validators import StopValidation
 
 from app.rules.access import current_viewer
 from app.i18n import format_with_schema_text, lazy
@@ -60,25 +58,6 @@ class ValidatorsByColumn(dict):
     def get(self, key, default=None):
         value = super().get(key, default)
         return list(value) if value is not None else None
-
-
-class ChoiceField(SelectField):
-    """A select whose choice check is FieldRule's (one clear message instead of two)."""
-
-    def pre_validate(self, form) -> None:
-        pass
-
-
-def _enum_select(f: FieldSpec) -> SelectField:
-    choices = [(c.key, lazy(c.label)) for c in f.choices]
-    if not f.required:
-        choices.insert(0, ("", ""))
-    return ChoiceField(
-        lazy(f.label), choices=choices, description=lazy(f.help) if f.help else "",
-        coerce=lambda v: "" if v is None else str(v), default=f.default or "",
-        validators=[InputRequired() if f.required else Optional(), FieldRule(f)],
-        widget=Select2Widget(),
-    )
 
 
 class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, ModelView):
@@ -137,7 +116,7 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
         return versions.lost_race_flash(self, error) or super().save_error_message(error)
 
     def _current_user_fields(self) -> list[str]:
-        return [f.name for f in self.entity.fields if f.type == "user" and f.default == "current_user"]
+        return [f.name for f in self.entity.fields if f.kind.to_users and f.default == "current_user"]
 
     def prefill_add_form(self, form) -> None:
         """A new record's user fields with `default: current_user` start out as the signed-in user."""
@@ -223,12 +202,14 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
 
 
 def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_factory) -> type:
-    extra = {f.name: _enum_select(f) for f in entity.fields if f.type == "enum" and not f.readonly}
+    # a type may bring its own form field (enum: a select of labels); the others keep the one FAB derives
+    own_fields = {f.name: own for f in entity.fields if (own := f.kind.form_field(f, FieldRule(f))) is not None}
+    extra = {name: own for name, own in own_fields.items() if not entity.field(name).readonly}
     extra.update(form_fields(entity, writer_factory))  # type-ahead pickers, never the whole linked table
     version_rule = versions.VersionRule(None)  # the edit form's hidden row_version; the view is set below
     edit_extra = {**extra, VERSION_COLUMN: versions.VersionField(validators=[version_rule])}
     validators = ValidatorsByColumn(
-        (f.name, [FieldRule(f)]) for f in entity.fields if f.type not in ("enum", "link", "user", "many"))
+        (f.name, [FieldRule(f)]) for f in entity.fields if not f.is_relation and f.name not in own_fields)
     attrs = dict(
         portal=portal, entity=entity, models=models, writer_factory=staticmethod(writer_factory),
         datamodel=PagedInterface(models[entity.name]),

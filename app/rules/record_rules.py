@@ -42,7 +42,7 @@ def writable_fields(entity: EntitySpec) -> list[FieldSpec]:
 
 def link_target(portal: PortalSpec, models: dict, f: FieldSpec):
     """(model, title column or None) a link/user/many field points at; users are named by username."""
-    if f.type == "user":
+    if f.kind.to_users:
         return User, User.username
     title = portal.entity(f.to).title
     return models[f.to], (getattr(models[f.to], title) if title else None)
@@ -172,7 +172,7 @@ class RecordRules:
     # -- clean values ----------------------------------------------------------------------
     def _visible(self, f: FieldSpec, query):
         """Links may only point at records the user can see (a foreman books hours on own sites)."""
-        if f.type == "user":
+        if f.kind.to_users:
             return query
         clause = self.viewer.row_clause(f.to, self.models)
         return query if clause is None else query.where(clause)
@@ -207,7 +207,7 @@ class RecordRules:
 
     def clean(self, f: FieldSpec, raw):
         """One field's input as its typed value (FieldError if it is not one)."""
-        if f.type == "many":
+        if f.kind.multiple:
             if is_blank(raw):
                 return []
             items = raw if isinstance(raw, list) else [part for part in str(raw).split(",") if part.strip()]
@@ -216,7 +216,7 @@ class RecordRules:
             if f.required:
                 raise FieldError(_l("This field is required."))
             return None
-        if f.type in ("link", "user"):
+        if f.is_relation:
             return self.resolve_link(f, raw)
         return clean_value(f, raw)
 
@@ -308,7 +308,7 @@ class RecordRules:
         for name, value in criteria.items():
             f = self.entity.field(name)
             column = getattr(self.model, f.column_name)
-            conditions.append(column == (value.id if f.type in ("link", "user") else value))
+            conditions.append(column == (value.id if f.stores_link else value))
         if current is not None and current.id is not None:
             conditions.append(self.model.id != current.id)
         query = select(func.count()).select_from(self.model).where(and_(*conditions))
