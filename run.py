@@ -2,7 +2,6 @@
 import sys
 
 from app import create_app
-from app.runtime.protection import ConfigurationProblem
 from app.schema import SchemaProblems
 
 
@@ -12,7 +11,7 @@ def _checking_schemas(argv: list[str]) -> bool:
 
 
 try:
-    if _checking_schemas(sys.argv[1:]):
+    if _checking_schemas(sys.argv[1:]):  # stays light: no Flask-AppBuilder, no database, nothing written
         from app.check import check_only_app
         app = check_only_app()
     else:
@@ -23,7 +22,11 @@ except SchemaProblems as problems:
         print(problem, file=sys.stderr)
     print(f"{len(problems.problems)} problem(s) found in the schemas; the portal was not started.", file=sys.stderr)
     sys.exit(1)
-except ConfigurationProblem as problem:
+except Exception as problem:
+    from app.runtime.protection import ConfigurationProblem  # imported here: checking must not load FAB
+
+    if not isinstance(problem, ConfigurationProblem):
+        raise
     print(f"The portal was not started: {problem}", file=sys.stderr)
     sys.exit(1)
 
