@@ -1,4 +1,4 @@
-"""Contract of the Flask-AppBuilder boundary (app/generate/fab.py) with the installed FAB.
+"""Contract of the Flask-AppBuilder boundary (app/fab.py) with the installed FAB.
 
 Every private or undocumented FAB attribute the portal uses is listed in `fab.CONTRACT`; these tests check
 that each still exists with the parameters we pass or receive, and, where it is cheap, that FAB still calls
@@ -17,7 +17,7 @@ from flask_appbuilder.api import ModelRestApi
 from flask_appbuilder.models.filters import Filters
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
-from app.generate import fab
+from app import fab
 from conftest import login, make_app
 
 FAB_VERSION = version("flask-appbuilder")
@@ -32,7 +32,7 @@ def contract_problems(contract=fab.CONTRACT) -> list[str]:
         try:
             inspect.getattr_static(owner, name)
         except AttributeError:
-            problems.append(f"Flask-AppBuilder {FAB_VERSION}: {where} is missing (app/generate/fab.py relies on it)")
+            problems.append(f"Flask-AppBuilder {FAB_VERSION}: {where} is missing (app/fab.py relies on it)")
             continue
         if params is None:
             continue  # a plain attribute: being there is the contract
@@ -43,7 +43,7 @@ def contract_problems(contract=fab.CONTRACT) -> list[str]:
             continue
         if actual[:len(params)] != params:
             problems.append(f"Flask-AppBuilder {FAB_VERSION}: {where} takes {actual}, "
-                            f"app/generate/fab.py expects {params}")
+                            f"app/fab.py expects {params}")
     return problems
 
 
@@ -55,7 +55,7 @@ def test_a_missing_attribute_is_reported_by_name_and_fab_version(monkeypatch):
     monkeypatch.delattr(ModelRestApi, "_handle_filters_args")
     problems = contract_problems()
     assert problems == [f"Flask-AppBuilder {FAB_VERSION}: flask_appbuilder.api.ModelRestApi._handle_filters_args "
-                        "is missing (app/generate/fab.py relies on it)"]
+                        "is missing (app/fab.py relies on it)"]
 
 
 def test_a_changed_signature_is_reported_with_both_parameter_lists(monkeypatch):

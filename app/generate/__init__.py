@@ -4,7 +4,7 @@ from __future__ import annotations
 from app.i18n import lazy
 from app.schema.spec import PortalSpec
 from app.rules.writer import RecordWriter
-from app.generate.fab import perms_sync_suppressed
+from app.fab import perms_sync_suppressed
 from app.generate.apis import build_api
 from app.generate.roles import sync_permissions
 from app.generate.pages import build_view

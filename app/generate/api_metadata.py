@@ -8,7 +8,7 @@ The document also states honestly that date-times are sent as local time without
 """
 from __future__ import annotations
 
-from app.generate.fab import apispec_paths
+from app.fab import apispec_paths
 from app.rules.access import current_viewer
 
 LOCAL_DATETIME = "local date and time without a zone, e.g. 2026-01-31T14:30:00"

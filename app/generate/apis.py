@@ -14,7 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.i18n import lazy
 from app.schema.spec import VERSION_COLUMN, EntitySpec, PortalSpec
 from app.data.tabular import FORMATS, FileProblem
-from app.generate import columns, fab, versions
+from app import fab
+from app.generate import columns, versions
 from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.dataio import export_response, run_import, spool_upload
 from app.generate.input_errors import check_filters

@@ -11,12 +11,12 @@
   field's formatter shows mask_value of the stored value).
 
 FAB builds columns, forms and filters once per class at start-up; the `PerRequest` descriptors of
-app.generate.fab let it keep doing that while every read during a request gets the viewer's version.
+app.fab let it keep doing that while every read during a request gets the viewer's version.
 """
 from __future__ import annotations
 
 from app.generate.api_metadata import trim_info, trim_openapi
-from app.generate.fab import PerRequest
+from app.fab import PerRequest
 from app.generate.scoping import (
     form_without_fields,
     readable_views,

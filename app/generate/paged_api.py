@@ -20,7 +20,7 @@ from flask_appbuilder.exceptions import FABException, InvalidColumnArgsFABExcept
 from flask_appbuilder.security.decorators import permission_name, protect
 from flask_babel import gettext
 
-from app.generate import fab
+from app import fab
 from app.generate.paging import MAX_PAGE_INDEX, CursorError, Position, count_cap, decode_cursor
 
 # FAB's list arguments, with bounds on paging and the cursor; a filter names its column, operator and value,

@@ -2,7 +2,7 @@
 
 Replaces FAB's list page (`list_page`: reads page, size, order and cursors from the URL; junk gives a
 sensible page, never a 500) and list widget (`list_widgets`: one count and one page query, links loaded
-with the rows; FAB's private hooks are mapped onto them in app.generate.fab.ModelViewBoundary) and renders
+with the rows; FAB's private hooks are mapped onto them in app.fab.ModelViewBoundary) and renders
 a pager with first/previous/numbers/next/last links.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from flask_appbuilder.widgets import ListWidget
 from flask_babel import format_decimal, gettext, lazy_gettext as _l
 from sqlalchemy.orm import joinedload, selectinload
 
-from app.generate import fab
+from app import fab
 from app.generate.input_errors import clean_filters
 from app.generate.paging import MAX_PAGE_INDEX, CursorError, Page, Position, count_cap, decode_cursor
 

@@ -12,7 +12,8 @@ from app.i18n import format_with_schema_text, lazy
 from app.rules.records import FieldError, clean_value
 from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import FORMATS, FileProblem
-from app.generate import columns, fab, versions
+from app import fab
+from app.generate import columns, versions
 from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.dataio import export_response, keep_upload, run_import, spool_upload, take_upload
 from app.generate.input_errors import clean_filters

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from app.generate.fab import Permission, PermissionView, Role, ViewMenu
+from app.fab import Permission, PermissionView, Role, ViewMenu
 from app.schema.spec import PortalSpec
 from app.generate.permissions import ACTIONS, dashboard_view_menu, permission, report_view_menu
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from wtforms import HiddenField
 from wtforms.validators import StopValidation
 
-from app.generate import fab
+from app import fab
 from app.schema.spec import VERSION_COLUMN
 
 NO_CHECK = None  # the client named no version: today's last-save-wins

@@ -12,7 +12,7 @@ from flask_appbuilder.security.sqla.manager import SecurityManager
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from app.generate.fab import PermissionCheckHook, assoc_permissionview_role
+from app.fab import PermissionCheckHook, assoc_permissionview_role
 from app.runtime import ratelimit
 from app.runtime.request_cache import request_cached
 
