@@ -58,6 +58,11 @@ class PercentType(DecimalType):
     def openapi_schema(self, field) -> dict:
         return {"type": "number", "minimum": 0, "maximum": 100, "description": "a percentage"}
 
+    def filter_operators(self, field):
+        from flask_appbuilder.models.sqla.filters import FilterEqual, FilterGreater, FilterSmaller
+
+        return [FilterEqual, FilterGreater, FilterSmaller]
+
 
 RATE = FieldSpec(name="rate", type="percent", label=Label.plain("Rate"))
 
@@ -148,3 +153,10 @@ def test_end_to_end_from_yaml_to_pages_api_and_export(tmp_path_factory):
     assert "12.5 %" in client.get("/rate/list/").get_data(as_text=True)
     rows = list(csv.reader(io.StringIO(client.get("/rate/export/csv").get_data(as_text=True).lstrip("\ufeff"))))
     assert rows[1][1] == "12.5 %"
+    # the type names its filter operators; the string field keeps FAB's by column type
+    filters = client.get("/api/v1/rate/_info", headers=headers).json["filters"]
+    assert [f["operator"] for f in filters["rate"]] == ["eq", "gt", "lt"]
+    assert "ct" in [f["operator"] for f in filters["name"]]
+    client.post("/api/v1/rate/", json={"name": "Low", "rate": "3"}, headers=headers)
+    above = client.get("/api/v1/rate/?q=(filters:!((col:rate,opr:gt,value:'10 %')))", headers=headers)
+    assert above.status_code == 200 and [r["name"] for r in above.json["result"]] == ["VAT"]

@@ -148,6 +148,11 @@ class FieldType:
         """
         return value
 
+    def filter_operators(self, field) -> list | None:
+        """The FAB filter classes (flask_appbuilder.models.sqla.filters) list pages and the API offer on this field,
+        or None to keep FAB's choice by SQL column type (app/generate/filters.py asks this first)."""
+        return None
+
     def clean_filter(self, field, operator: str, value):
         """The value a list/API filter compares with (None: the filter is not applied); FieldError if unfit."""
         if is_blank(value):

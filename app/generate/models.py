@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import declarative_base, relationship
 
 from app.fieldtypes import type_of
+from app.generate.filters import ENTITY_ATTRIBUTE
 from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec
 
 # A B-tree entry holds at most ~2.7 KB on PostgreSQL: unbounded text (and strings that may exceed that in
@@ -138,6 +139,7 @@ def _build_model(entity: EntitySpec, models: dict, base) -> type:
         columns = [entity.field(name).column_name for name in group]
         table_args.append(UniqueConstraint(*columns, name=f"uq_{entity.table}_{'_'.join(group)}"[:63]))
     attrs["__table_args__"] = tuple(table_args)
+    attrs[ENTITY_ATTRIBUTE] = entity  # which filters a column offers depends on its field's type (filters.py)
     attrs["__str__"] = _title_function(entity)
     attrs["__repr__"] = lambda self: f"<{entity.name} {self.id}>"
     attrs["to_json"] = Model.to_json  # what FAB's own Model base adds

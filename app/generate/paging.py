@@ -27,6 +27,8 @@ from flask import current_app
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from sqlalchemy import and_, asc, desc, false, func, or_, select
 
+from app.generate.filters import TypedFilterConverter
+
 DEFAULT_COUNT_CAP = 10_000
 DEFERRED_JOIN_OFFSET = 2_000  # from this many skipped rows on, skip ids first, then read the page
 MAX_PAGE_INDEX = 10_000_000  # beyond any real list; keeps OFFSET inside a 64-bit integer
@@ -131,7 +133,9 @@ class Page:
 
 
 class PagedInterface(SQLAInterface):
-    """FAB's SQLAlchemy interface plus the capped count and the keyset page query."""
+    """FAB's SQLAlchemy interface plus the capped count and the keyset page query; filters by field type."""
+
+    filter_converter_class = TypedFilterConverter
 
     def keyset_column(self, order_column: str):
         """The order column as a model attribute if it can carry a cursor (a NOT NULL column), else None."""
