@@ -345,10 +345,45 @@ def test_problem_codes_are_registered_and_documented():
             emitted |= set(regex.findall(r'"(E\d{3})"', path.read_text(encoding="utf-8")))
     assert emitted and emitted <= set(CODES), sorted(emitted - set(CODES))
     assert len(CODES) == sum(len(area) for area in AREAS.values())  # no code in two areas
-    docs = (ROOT / "docs" / "schema.md").read_text(encoding="utf-8")
-    documented = dict(regex.findall(r"^\| `(E\d{3})` \| (.+?) \|", docs, regex.M))
+    documented = {code: title for code, title, _ in documented_codes()}
     assert set(documented) == set(CODES)
     assert all(documented[code] == title for code, title in CODES.items())
+
+
+def documented_codes() -> list[tuple[str, str, str]]:
+    """(code, title, example) of each row of the "Problem codes" table in docs/schema.md."""
+    docs = (ROOT / "docs" / "schema.md").read_text(encoding="utf-8")
+    return re.findall(r"^\| `(E\d{3})` \| (.+?) \| \w+ \| (.+?) \|$", docs, re.M)
+
+
+# codes whose example is told in words: the file cannot be written on one line (tested above with real files)
+EXAMPLES_IN_WORDS = {"E099", "E101", "E102", "E103", "E104", "E107", "E108", "E109", "E801", "E803", "E804"}
+
+
+def test_every_documented_code_has_an_example():
+    from app.schema.codes import CODES
+
+    rows = documented_codes()
+    assert {code for code, _, _ in rows} == set(CODES)
+    assert all(example.strip() for _, _, example in rows)
+    in_words = {code for code, _, example in rows if not example.startswith("`")}
+    assert in_words <= EXAMPLES_IN_WORDS, sorted(in_words - EXAMPLES_IN_WORDS)
+
+
+@pytest.mark.parametrize("code,example", [(c, e.strip("`")) for c, _, e in documented_codes() if e.startswith("`")],
+                         ids=[c for c, _, e in documented_codes() if e.startswith("`")])
+def test_documented_example_yields_its_code(tmp_path, code, example):
+    from app.schema.i18n_check import missing_translations
+
+    for name, text in zip("abc", example.split(" + ")):
+        if text.startswith("{") and not re.match(r"\{(version|module):", text):
+            text = "{version: 1, module: m, " + text[1:]
+        (tmp_path / f"{name}.yaml").write_text(text + "\n", encoding="utf-8")
+    spec, problems = load_portal(tmp_path)
+    if code == "E011":  # only `portal check --i18n` reports missing locales
+        assert problems == []
+        problems = missing_translations(spec, ("en", "zh"))
+    assert code in [p.code for p in problems], [str(p) for p in problems]
 
 
 # -- the one test that needs a real process: `portal check` as an operator runs it ----------------------
