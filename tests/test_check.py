@@ -450,3 +450,28 @@ def test_each_problem_prints_on_one_line(tmp_path):
     """The one test of the rendered format: `file:line: CODE message`, control characters escaped."""
     problems = problems_for(tmp_path, GOOD_HEAD + '  A: {fields: {x: string}, "bad\\nkey\\u0007": 1}\n')
     assert problems == [f"{tmp_path / 'm.yaml'}:4: E302 unknown key 'bad\\nkey\\x07' in entity 'A'"]
+
+
+def test_a_directory_named_like_a_schema_file_is_a_coded_problem(tmp_path):
+    (tmp_path / "m.yaml").mkdir()
+    spec, problems = load_portal(tmp_path)
+    assert spec is None and coded_of(problems) == {("m.yaml", 1, "E102")}, problems
+
+
+def test_too_many_files_or_bytes_are_refused_before_reading(tmp_path):
+    from app.schema.loader import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES
+
+    many = tmp_path / "many"
+    many.mkdir()
+    for n in range(MAX_FILES + 1):
+        (many / f"m{n:03d}.yaml").write_text("")
+    assert [(p.line, p.code) for p in load_portal(many)[1]] == [(0, "E104")]
+    big = tmp_path / "big"
+    big.mkdir()
+    count = MAX_TOTAL_BYTES // (MAX_FILE_BYTES - 1) + 1
+    for n in range(count):  # each file is under the per-file limit (and not UTF-8: refused without parsing)
+        (big / f"b{n}.yaml").write_bytes(b"\xff" * (MAX_FILE_BYTES - 1))
+    (big / "z.yaml").write_text("version: 1\nmodule: z\nentities:\n  Z: {fields: {x: string}}\n")
+    problems = load_portal(big)[1]
+    assert [p.code for p in problems].count("E103") == count - 1
+    assert [(Path(p.file).name, p.code) for p in problems if p.code == "E104"] == [(f"b{count - 1}.yaml", "E104"), ("z.yaml", "E104")]
