@@ -52,3 +52,22 @@ def test_portal_group_help_lists_every_command(fresh):
     assert result.exit_code == 0
     for command in ("check", "demo", "import", "backup", "restore"):
         assert f"  {command} " in result.stdout, result.stdout
+
+
+def test_make_run_creates_the_admin_it_is_told_once(fresh, monkeypatch):
+    """`python run.py` (make run) makes sure an admin exists before serving: as named by the environment, once."""
+    from app.quickstart import ensure_admin
+
+    monkeypatch.setenv("PORTAL_ADMIN_USER", "boss")
+    monkeypatch.setenv("PORTAL_ADMIN_PASSWORD", "Boss-pass-1")
+    with fresh.app_context():
+        assert ensure_admin(fresh) == ("boss", "Boss-pass-1")
+        assert ensure_admin(fresh) is None  # already there: left alone
+    headers = jwt_headers(fresh.test_client(), "boss", "Boss-pass-1")
+    assert fresh.test_client().get("/api/v1/ticket/", headers=headers).status_code == 200  # with the Admin role
+    monkeypatch.setenv("PORTAL_ADMIN_USER", "boss2")
+    monkeypatch.delenv("PORTAL_ADMIN_PASSWORD")
+    with fresh.app_context():
+        username, password = ensure_admin(fresh)  # no password given: a random one, printed by `make run`
+    assert username == "boss2" and len(password) >= 16
+    jwt_headers(fresh.test_client(), username, password)
