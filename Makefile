@@ -1,5 +1,5 @@
 # make run  - set up and run the portal locally (SQLite, demo data)
-# make test - set up and run the whole test suite (SQLite, then a real PostgreSQL; headless Chromium)
+# make test - set up and run the whole test suite (SQLite, then a real PostgreSQL; headless Chromium), with branch coverage
 # make bench / make bench-load - benchmarks (docs/performance.md)
 PYTHON ?= python3
 VENV := .venv
@@ -22,9 +22,10 @@ check: $(VENV)/.installed
 system-deps:
 	bash .ci/system-deps.sh
 
+# branch coverage of app/ and views/ (.coveragerc): printed after the SQLite run, then for both runs combined
 test: $(VENV)/.installed system-deps
-	$(PY) -m pytest -q
-	PORTAL_TEST_DATABASE_URL=$$(bash .ci/postgres.sh) $(PY) -m pytest -q
+	$(PY) -m pytest -q --cov --cov-report=term
+	PORTAL_TEST_DATABASE_URL=$$(bash .ci/postgres.sh) $(PY) -m pytest -q --cov --cov-append --cov-report=term
 
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	$(PY) -m pip install -q -r requirements-bench.txt
@@ -38,7 +39,7 @@ bench-load: $(VENV)/.bench-installed system-deps
 	PORTAL_BENCH_PG=$$(bash .ci/postgres.sh) $(PY) -m bench.load $(LOAD_ARGS)
 
 clean:
-	rm -rf $(VENV) var artifacts .pytest_cache
+	rm -rf $(VENV) var artifacts .pytest_cache .coverage htmlcov
 
 translations: $(VENV)/.installed
 	$(PY) translations/update.py

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
 import tarfile
 import threading
 from contextlib import closing
@@ -30,12 +27,9 @@ RECORDS = ["customer", "contact", "project", "worker", "ticket"]
 ATTACHMENT = ("2026/11/合同 v1.pdf", b"%PDF-1.4 \x00\xff binary attachment")
 
 
-def portal_cli(*args, url: str, files_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DATABASE_URL": url, "PORTAL_SCHEMA_DIR": str(ROOT / "schemas"), "SECRET_KEY": SECRET,
-           "PORTAL_FILES_DIR": str(files_dir)}
-    env.pop("PORTAL_BACKUP_DIR", None)
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "run", "portal", *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+def portal_cli(app, *args):
+    """`flask --app run portal ARGS` on APP's database and files, in-process (so coverage counts it)."""
+    return app.test_cli_runner().invoke(args=["portal", *args])
 
 
 def schema_of(url: str) -> str:
@@ -75,8 +69,8 @@ def source(tmp_path_factory):
     attachment.write_bytes(ATTACHMENT[1])
 
     backups = tmp_path_factory.mktemp("bk_archives")
-    result = portal_cli("backup", "--to", str(backups), url=url, files_dir=files_dir)
-    assert result.returncode == 0, result.stderr
+    result = portal_cli(app, "backup", "--to", str(backups))
+    assert result.exit_code == 0, result.output
     archive = Path(re.search(r"^Backup written: (\S+) ", result.stdout, re.M)[1])
     assert archive.parent == backups and re.fullmatch(r"portal-backup-\d{8}T\d{6}Z\.tar\.gz", archive.name)
     assert re.search(r"^customer\s+1$", result.stdout, re.M) and re.search(r"^ab_user\s+1$", result.stdout, re.M)
@@ -115,10 +109,10 @@ def test_archive_holds_manifest_database_and_files(source):
 
 
 def test_restore_into_fresh_database_gives_back_the_same_records_and_files(source, tmp_path_factory):
-    url = database_url(tmp_path_factory, "bk_dst")
-    files_dir = tmp_path_factory.mktemp("bk_dst_files") / "files"
-    result = portal_cli("restore", str(source["archive"]), url=url, files_dir=files_dir)
-    assert result.returncode == 0, result.stderr
+    target, files_dir = empty_portal(tmp_path_factory, "bk_dst")
+    url = target.config["SQLALCHEMY_DATABASE_URI"]
+    result = portal_cli(target, "restore", str(source["archive"]))
+    assert result.exit_code == 0, result.output
     assert re.search(r"^customer\s+1\s+1\s+ok$", result.stdout, re.M), result.stdout
     assert re.search(r"^ab_user\s+1\s+1\s+ok$", result.stdout, re.M)
     assert "MISMATCH" not in result.stdout and "every count matches the backup" in result.stdout
@@ -140,8 +134,8 @@ def test_restore_into_non_empty_database_is_refused_and_changes_nothing(source):
     headers = jwt_headers(client)
     before = client.get("/api/v1/customer/", headers=headers).json["result"]
     counts = table_counts(app)
-    result = portal_cli("restore", str(source["archive"]), url=source["url"], files_dir=source["files_dir"])
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    result = portal_cli(app, "restore", str(source["archive"]))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert "refusing to restore into a portal that has data" in result.stderr and "customer" in result.stderr
     assert client.get("/api/v1/customer/", headers=headers).json["result"] == before
     assert table_counts(app) == counts
@@ -223,11 +217,11 @@ def test_backup_while_the_portal_writes_then_keep_prunes_only_our_oldest(source,
     writer = threading.Thread(target=keep_writing)
     writer.start()
     try:
-        result = portal_cli("backup", "--to", str(tmp_path), "--keep", "2", url=source["url"], files_dir=source["files_dir"])
+        result = portal_cli(source["app"], "backup", "--to", str(tmp_path), "--keep", "2")
     finally:
         stop.set()
         writer.join()
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert statuses and set(statuses) == {201}  # the portal kept serving writes during the backup
     with tarfile.open(re.search(r"^Backup written: (\S+) ", result.stdout, re.M)[1], "r:gz") as tar:
         manifest = json.loads(tar.extractfile("manifest.json").read())

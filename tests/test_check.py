@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -24,7 +25,20 @@ def problems_for(tmp_path: Path, yaml_text: str, name="m.yaml") -> list[str]:
     return [str(p) for p in problems]
 
 
-# (yaml, line, code, expected message fragment): one case for every kind of problem the checker reports
+def coded(tmp_path: Path, yaml_text: str, name="m.yaml") -> list[tuple[str, int, str]]:
+    """The (file name, line, code) of every problem: what the tests assert (wording may change, codes may not)."""
+    (tmp_path / name).write_text(textwrap.dedent(yaml_text), encoding="utf-8")
+    spec, problems = load_portal(tmp_path)
+    assert (spec is None) == bool(problems)
+    return [(Path(p.file).name, p.line, p.code) for p in problems]
+
+
+def coded_of(problems) -> set[tuple[str, int, str]]:
+    return {(Path(p.file).name, p.line, p.code) for p in problems}
+
+
+# (yaml, line, code, what it is about): one case for every kind of problem the checker reports; the last item
+# only names the case (tests assert the code and the line, never the wording)
 CASES = [
     ("version: 1\nmodule: m\nentites: {}\n", 3, "E202", "unknown key 'entites' in module (did you mean 'entities'?)"),
     ("version: 2\nmodule: m\nentities: {A: {fields: {x: string}}}\n", 1, "E204", "unsupported version 2"),
@@ -116,26 +130,21 @@ CASES = [
 
 @pytest.mark.parametrize("yaml_text,line,code,fragment", CASES, ids=[c[3][:40] for c in CASES])
 def test_each_problem_is_reported_with_its_line(tmp_path, yaml_text, line, code, fragment):
-    problems = problems_for(tmp_path, yaml_text)
-    matching = [p for p in problems if fragment in p]
-    assert matching, problems
-    assert matching[0].startswith(f"{tmp_path / 'm.yaml'}:{line}: {code} "), matching
+    problems = coded(tmp_path, yaml_text)
+    assert ("m.yaml", line, code) in problems, problems
 
 
 def test_problems_across_files(tmp_path):
     (tmp_path / "a.yaml").write_text("version: 1\nmodule: a\nentities:\n  Customer: {fields: {x: string}}\n")
     (tmp_path / "b.yaml").write_text("version: 1\nmodule: a\nentities:\n  Customer: {fields: {y: string}}\n")
     (tmp_path / "c.yaml").write_text("version: 1\nmodule: c\nentities:\n  CustomerX: {fields: {c: {type: link, to: Custome}}}\n")
-    problems = [str(p) for p in load_portal(tmp_path)[1]]
-    assert f"{tmp_path / 'b.yaml'}:2: E207 module 'a' is already defined in {tmp_path / 'a.yaml'}" in problems
-    assert any(p.startswith(f"{tmp_path / 'b.yaml'}:4: E308 entity 'Customer' is already defined in") for p in problems)
-    assert any(p.startswith(f"{tmp_path / 'c.yaml'}:4: E503 ") and "links to unknown entity 'Custome' (did you mean 'Customer'?)" in p
-               for p in problems)
+    problems = coded_of(load_portal(tmp_path)[1])
+    assert {("b.yaml", 2, "E207"), ("b.yaml", 4, "E308"), ("c.yaml", 4, "E503")} <= problems, problems
 
 
 def test_all_problems_reported_at_once(tmp_path):
-    problems = problems_for(tmp_path, GOOD_HEAD + "  A:\n    fields:\n      x: {type: strng}\n      y: {type: integer, default: q}\n    list: [zz]\n")
-    assert len(problems) == 3, problems
+    problems = coded(tmp_path, GOOD_HEAD + "  A:\n    fields:\n      x: {type: strng}\n      y: {type: integer, default: q}\n    list: [zz]\n")
+    assert problems == [("m.yaml", 6, "E404"), ("m.yaml", 7, "E415"), ("m.yaml", 8, "E304")], problems
 
 
 def test_shipped_schemas_check_clean():
@@ -144,34 +153,58 @@ def test_shipped_schemas_check_clean():
     assert {m.name for m in spec.modules} == {"crm", "tickets", "labour"}
 
 
-def run_cli(*args, schema_dir, cwd=ROOT):
-    env = {**os.environ, "PORTAL_SCHEMA_DIR": str(schema_dir), "DATABASE_URL": "sqlite:///:memory:", "SECRET_KEY": "x"}
-    return subprocess.run([sys.executable, "-m", "flask", "--app", "run", "portal", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+PROBLEM_LINE = re.compile(r"^(.+):(\d+): (E\d{3}) \S")
+
+
+def run_cli(*args, schema_dir):
+    """`flask --app run portal check ...` in-process (the bare app run.py builds for a check), so coverage counts it."""
+    from app.check import check_only_app
+
+    app = check_only_app()
+    app.config["PORTAL_SCHEMA_DIR"] = str(schema_dir)
+    return app.test_cli_runner().invoke(args=["portal", *args])
+
+
+def coded_lines(text: str) -> list[tuple[str, int, str]]:
+    return [(Path(m[1]).name, int(m[2]), m[3]) for m in map(PROBLEM_LINE.match, text.splitlines()) if m]
 
 
 def test_cli_check_bad_schemas_lists_problems_and_fails(tmp_path):
     (tmp_path / "m.yaml").write_text(GOOD_HEAD + "  A:\n    fields:\n      x: {type: strng}\n      y: {type: link, to: Nope}\n")
     result = run_cli("check", schema_dir=tmp_path)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [l for l in result.stderr.splitlines() if l.startswith(str(tmp_path))]
-    assert lines == [f"{tmp_path / 'm.yaml'}:6: E404 unknown type 'strng' for field 'A.x' (did you mean 'string'?); "
-                     "types are string, text, integer, decimal, boolean, date, datetime, enum, email, phone, url, link, many, user",
-                     f"{tmp_path / 'm.yaml'}:7: E503 field 'A.y' links to unknown entity 'Nope'"]
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert coded_lines(result.stderr) == [("m.yaml", 6, "E404"), ("m.yaml", 7, "E503")], result.stderr
+    assert result.stdout == "" and "2 problem(s) found." in result.stderr
 
 
-def test_cli_check_good_schemas(tmp_path):
+def test_cli_check_good_schemas():
     result = run_cli("check", schema_dir=ROOT / "schemas")
-    assert result.returncode == 0, result.stderr
-    assert "OK: 3 modules, 8 entities" in result.stdout
+    assert result.exit_code == 0, result.stderr
+    assert "OK: 3 modules, 8 entities" in result.stdout and result.stderr == ""
 
 
 def test_cli_check_missing_directory(tmp_path):
     result = run_cli("check", schema_dir=tmp_path / "nowhere")
-    assert result.returncode != 0
-    assert f"{tmp_path / 'nowhere'}:0: E101 schema directory does not exist" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.exit_code == 1
+    assert coded_lines(result.stderr) == [("nowhere", 0, "E101")], result.stderr
+
+
+def test_cli_check_dir_option_wins_over_the_configured_directory(tmp_path):
+    (tmp_path / "m.yaml").write_text(GOOD_HEAD + "  A: {fields: {x: {type: strng}}}\n")
+    result = run_cli("check", "--dir", str(tmp_path), schema_dir=ROOT / "schemas")
+    assert result.exit_code == 1 and coded_lines(result.stderr) == [("m.yaml", 4, "E404")]
+
+
+def test_python_m_app_check_entry_point(tmp_path, capsys):
+    from app.check import main
+
+    assert main(["--dir", str(ROOT / "schemas")]) == 0
+    assert "OK: 3 modules, 8 entities" in capsys.readouterr().out
+    (tmp_path / "m.yaml").write_text("version: 1\nmodule: m\nlabel: {en: M, zh: 模}\nentities:\n  A:\n    label: {en: A}\n"
+                                     "    fields: {x: {type: string, label: {en: X, zh: 叉}}}\n")
+    assert main(["--dir", str(tmp_path)]) == 0
+    assert main(["--dir", str(tmp_path), "--i18n"]) == 1
+    assert coded_lines(capsys.readouterr().err) == [("m.yaml", 5, "E011")]
 
 
 def test_create_app_refuses_bad_schemas(tmp_path):
@@ -180,7 +213,7 @@ def test_create_app_refuses_bad_schemas(tmp_path):
     (tmp_path / "m.yaml").write_text(GOOD_HEAD + "  A: {fields: {x: {type: strng}}}\n")
     with pytest.raises(SchemaProblems) as info:
         create_app({"PORTAL_SCHEMA_DIR": str(tmp_path), "SQLALCHEMY_DATABASE_URI": "sqlite:///:memory:"})
-    assert "m.yaml:4: E404 unknown type 'strng'" in str(info.value)
+    assert coded_of(info.value.problems) == {("m.yaml", 4, "E404")}
 
 
 def test_role_grants_merge_across_modules_but_not_twice(tmp_path):
@@ -194,15 +227,13 @@ def test_role_grants_merge_across_modules_but_not_twice(tmp_path):
     assert clerk.actions("A") == {"read"} and "delete" in clerk.actions("B") and clerk.label.get("zh") == "文员"
     (tmp_path / "c.yaml").write_text("version: 1\nmodule: c\nentities:\n  C: {fields: {z: string}}\n"
                                      "roles:\n  Clerk: {can: {A: all}}\n")
-    problems = [str(p) for p in load_portal(tmp_path)[1]]
-    assert problems == [f"{tmp_path / 'c.yaml'}:6: E618 role 'Clerk' sets grants for A again (also in {tmp_path / 'a.yaml'})"]
+    assert coded_of(load_portal(tmp_path)[1]) == {("c.yaml", 6, "E618")}
 
 
 def test_report_ids_are_unique_across_modules(tmp_path):
     (tmp_path / "a.yaml").write_text("version: 1\nmodule: a\nentities:\n  A: {fields: {x: string}}\nreports:\n  r: {entity: A}\n")
     (tmp_path / "b.yaml").write_text("version: 1\nmodule: b\nentities:\n  B: {fields: {y: string}}\nreports:\n  r: {entity: B}\n")
-    problems = [str(p) for p in load_portal(tmp_path)[1]]
-    assert problems == [f"{tmp_path / 'b.yaml'}:6: E719 report 'r' is already defined in {tmp_path / 'a.yaml'}"]
+    assert coded_of(load_portal(tmp_path)[1]) == {("b.yaml", 6, "E719")}
 
 
 def test_cli_check_i18n_lists_labels_missing_a_locale(tmp_path):
@@ -211,12 +242,11 @@ def test_cli_check_i18n_lists_labels_missing_a_locale(tmp_path):
         "  Item:\n    label: {en: Item}\n    fields:\n      name: {type: string, label: {en: Name, zh: 名称}}\n"
         "      state: {type: enum, label: {en: State, zh: 状态}, choices: {new: {en: New}, old: {en: Old, zh: 旧}}}\n")
     result = run_cli("check", "--i18n", schema_dir=tmp_path)
-    assert result.returncode == 1
-    lines = [l for l in result.stderr.splitlines() if l.startswith(str(tmp_path))]
-    assert lines == [f"{tmp_path / 'm.yaml'}:5: E011 label of entity 'Item' has no zh text ('Item')",
-                     f"{tmp_path / 'm.yaml'}:9: E011 label of choice 'new' of 'Item.state' has no zh text ('New')"]
+    assert result.exit_code == 1
+    assert coded_lines(result.stderr) == [("m.yaml", 5, "E011"), ("m.yaml", 9, "E011")], result.stderr
+    assert run_cli("check", schema_dir=tmp_path).exit_code == 0  # without --i18n a missing locale is fine
     shipped = run_cli("check", "--i18n", schema_dir=ROOT / "schemas")
-    assert shipped.returncode == 0, shipped.stderr
+    assert shipped.exit_code == 0, shipped.stderr
 
 
 # -- the checker is total: hostile files get coded problems, in bounded time ------------------------
@@ -315,49 +345,133 @@ def test_problem_codes_are_registered_and_documented():
             emitted |= set(regex.findall(r'"(E\d{3})"', path.read_text(encoding="utf-8")))
     assert emitted and emitted <= set(CODES), sorted(emitted - set(CODES))
     assert len(CODES) == sum(len(area) for area in AREAS.values())  # no code in two areas
-    docs = (ROOT / "docs" / "schema.md").read_text(encoding="utf-8")
-    documented = dict(regex.findall(r"^\| `(E\d{3})` \| (.+?) \|", docs, regex.M))
+    documented = {code: title for code, title, _ in documented_codes()}
     assert set(documented) == set(CODES)
     assert all(documented[code] == title for code, title in CODES.items())
 
 
-def cpu_of(run):
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = run()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return result, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+def documented_codes() -> list[tuple[str, str, str]]:
+    """(code, title, example) of each row of the "Problem codes" table in docs/schema.md."""
+    docs = (ROOT / "docs" / "schema.md").read_text(encoding="utf-8")
+    return re.findall(r"^\| `(E\d{3})` \| (.+?) \| \w+ \| (.+?) \|$", docs, re.M)
 
 
-@pytest.mark.parametrize("command", [["-m", "flask", "--app", "run", "portal", "check"], ["-m", "app.check"]],
-                         ids=["flask-portal-check", "python-m-app.check"])
-def test_check_opens_no_database_and_writes_nothing(tmp_path, command):
-    """The check needs neither database nor secret key: a DATABASE_URL nobody can open changes nothing."""
-    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
-    env["DATABASE_URL"] = "postgresql+psycopg2://nobody@127.0.0.1:9/none"  # nothing listens on port 9
-    secret = ROOT / "var" / "secret_key"
-    secret_before = secret.stat().st_mtime_ns if secret.exists() else None
+# codes whose example is told in words: the file cannot be written on one line (tested above with real files)
+EXAMPLES_IN_WORDS = {"E099", "E101", "E102", "E103", "E104", "E107", "E108", "E109", "E801", "E803", "E804"}
 
-    def run(schema_dir):
-        return subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                              env={**env, "PORTAL_SCHEMA_DIR": str(schema_dir)})
 
-    good, cpu = cpu_of(lambda: run(ROOT / "schemas"))
-    assert good.returncode == 0, good.stderr
-    assert "OK: 3 modules, 8 entities" in good.stdout
-    assert cpu < 4, f"{cpu:.1f} CPU seconds"  # about 1.5 on an idle machine, mostly imports
-    (tmp_path / "m.yaml").write_text(GOOD_HEAD + "  Menu: {fields: {x: {type: strng}}}\n")
-    bad = run(tmp_path)
-    assert bad.returncode == 1
-    assert "Traceback" not in bad.stderr + bad.stdout
-    assert bad.stderr.splitlines()[:2] == [
-        f"{tmp_path / 'm.yaml'}:4: E901 entity name 'Menu' is taken by the portal's own pages, API or permissions ('menu'); choose another name",
-        f"{tmp_path / 'm.yaml'}:4: E404 unknown type 'strng' for field 'Menu.x' (did you mean 'string'?); "
-        "types are string, text, integer, decimal, boolean, date, datetime, enum, email, phone, url, link, many, user"]
-    assert (secret.stat().st_mtime_ns if secret.exists() else None) == secret_before
+def test_every_documented_code_has_an_example():
+    from app.schema.codes import CODES
+
+    rows = documented_codes()
+    assert {code for code, _, _ in rows} == set(CODES)
+    assert all(example.strip() for _, _, example in rows)
+    in_words = {code for code, _, example in rows if not example.startswith("`")}
+    assert in_words <= EXAMPLES_IN_WORDS, sorted(in_words - EXAMPLES_IN_WORDS)
+
+
+@pytest.mark.parametrize("code,example", [(c, e.strip("`")) for c, _, e in documented_codes() if e.startswith("`")],
+                         ids=[c for c, _, e in documented_codes() if e.startswith("`")])
+def test_documented_example_yields_its_code(tmp_path, code, example):
+    for name, text in zip("abc", example.split(" + ")):
+        if text.startswith("{") and not re.match(r"\{(version|module):", text):
+            text = "{version: 1, module: m, " + text[1:]
+        (tmp_path / f"{name}.yaml").write_text(text + "\n", encoding="utf-8")
+    spec, problems = load_portal(tmp_path)
+    if code == "E011":  # only `portal check --i18n` reports missing locales
+        assert problems == []
+        result = run_cli("check", "--i18n", schema_dir=tmp_path)
+        assert [c for _, _, c in coded_lines(result.stderr)] == ["E011"], result.stderr
+        return
+    assert code in [p.code for p in problems], [str(p) for p in problems]
+
+
+# -- the one test that needs a real process: `portal check` as an operator runs it ----------------------
+
+CHECK_WRAPPER = """
+import json, sys, time
+from flask.cli import main
+started = time.perf_counter()
+sys.argv = ["flask", "--app", "run", "portal", "check"]  # run.py looks for `portal check` in sys.argv
+code = 0
+try:
+    main()
+except SystemExit as stop:
+    code = stop.code
+print(json.dumps({"exit": code, "seconds": time.perf_counter() - started,
+                  "imported_fab": "flask_appbuilder" in sys.modules}), file=sys.stderr)
+"""
+
+
+def _files_under(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def operator_check(tmp_path_factory):
+    """`flask --app run portal check` in a copy of the portal, SECRET_KEY unset, a database nobody can create."""
+    import json
+    import shutil
+    import time
+
+    copy = tmp_path_factory.mktemp("check_copy")
+    for name in ("app", "views", "schemas"):
+        shutil.copytree(ROOT / name, copy / name)  # with __pycache__: the copy starts as warm as the original
+    for name in ("run.py", "config.py"):
+        shutil.copy2(ROOT / name, copy / name)
+    before = _files_under(copy)
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "PORTAL_SCHEMA_DIR")}
+    env["DATABASE_URL"] = f"sqlite:///{copy / 'nowhere' / 'portal.db'}"  # create_app would make this directory
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", CHECK_WRAPPER], cwd=copy, env=env, capture_output=True, text=True,
+                            timeout=120)
+    wall = time.perf_counter() - started
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    return dict(result=result, report=report, wall=wall, written=set(_files_under(copy).items()) - set(before.items()))
+
+
+def test_portal_check_writes_nothing_and_is_fast(operator_check):
+    """No secret key, no database file or directory, no other file: the check only reads the schemas."""
+    result, report = operator_check["result"], operator_check["report"]
+    assert report["exit"] in (0, None) and "OK: 3 modules, 8 entities" in result.stdout, result.stderr
+    assert operator_check["written"] == set()  # var/secret_key, nowhere/portal.db, ...
+    # the issue's target is < 1.5 s for the shipped schemas (docs/performance.md); generous for a busy CI machine
+    assert operator_check["wall"] < 5, f"{operator_check['wall']:.2f} s"
+
+
+@pytest.mark.xfail(strict=True, reason="app/__init__.py imports flask_appbuilder at module level (and config.py "
+                   "imports flask_appbuilder.const), so `portal check` still pays ~0.9 s of FAB imports")
+def test_portal_check_does_not_import_flask_appbuilder(operator_check):
+    assert operator_check["report"]["imported_fab"] is False
 
 
 def test_each_problem_prints_on_one_line(tmp_path):
+    """The one test of the rendered format: `file:line: CODE message`, control characters escaped."""
     problems = problems_for(tmp_path, GOOD_HEAD + '  A: {fields: {x: string}, "bad\\nkey\\u0007": 1}\n')
     assert problems == [f"{tmp_path / 'm.yaml'}:4: E302 unknown key 'bad\\nkey\\x07' in entity 'A'"]
+
+
+def test_a_directory_named_like_a_schema_file_is_a_coded_problem(tmp_path):
+    (tmp_path / "m.yaml").mkdir()
+    spec, problems = load_portal(tmp_path)
+    assert spec is None and coded_of(problems) == {("m.yaml", 1, "E102")}, problems
+
+
+def test_too_many_files_or_bytes_are_refused_before_reading(tmp_path):
+    from app.schema.loader import MAX_FILE_BYTES, MAX_FILES, MAX_TOTAL_BYTES
+
+    many = tmp_path / "many"
+    many.mkdir()
+    for n in range(MAX_FILES + 1):
+        (many / f"m{n:03d}.yaml").write_text("")
+    assert [(p.line, p.code) for p in load_portal(many)[1]] == [(0, "E104")]
+    big = tmp_path / "big"
+    big.mkdir()
+    count = MAX_TOTAL_BYTES // (MAX_FILE_BYTES - 1) + 1
+    for n in range(count):  # each file is under the per-file limit (and not UTF-8: refused without parsing)
+        (big / f"b{n}.yaml").write_bytes(b"\xff" * (MAX_FILE_BYTES - 1))
+    (big / "z.yaml").write_text("version: 1\nmodule: z\nentities:\n  Z: {fields: {x: string}}\n")
+    problems = load_portal(big)[1]
+    assert [p.code for p in problems].count("E103") == count - 1
+    assert [(Path(p.file).name, p.code) for p in problems if p.code == "E104"] == [(f"b{count - 1}.yaml", "E104"), ("z.yaml", "E104")]

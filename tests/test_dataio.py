@@ -11,6 +11,7 @@ import sys
 import pytest
 from conftest import ROOT, jwt_headers, login
 from openpyxl import Workbook, load_workbook
+from sqlalchemy import text
 from test_permissions import PASSWORD, make_user
 
 
@@ -210,17 +211,29 @@ def test_xlsx_import_with_typed_cells(app, staff, api):
 def test_cli_import_with_progress(app, tmp_path):
     path = tmp_path / "workers.csv"
     path.write_bytes(csv_bytes([["name", "trade", "day_rate"]] + [[f"命令行工人{n}", "普工", "300"] for n in range(30)]))
-    env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "SECRET_KEY": "x" * 32}
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "run", "portal", "import", "Worker", str(path)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    runner = app.test_cli_runner()  # `flask --app run portal import ...`, in-process
+    result = runner.invoke(args=["portal", "import", "Worker", str(path)])
+    assert result.exit_code == 0, result.output
     assert "Imported 30 rows into Worker: 30 created, 0 updated." in result.stdout
+    assert "Checking rows" in result.stdout  # the progress bar
     bad = tmp_path / "bad.csv"
     bad.write_bytes(csv_bytes([["name", "trade", "day_rate"], ["坏工人", "飞行员", "abc"]]))
-    failed = subprocess.run([sys.executable, "-m", "flask", "--app", "run", "portal", "import", "worker", str(bad)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert failed.returncode == 1 and "Traceback" not in failed.stderr
-    assert "row 2, Trade: Not a valid choice" in failed.stderr and "row 2, Day rate: Must be a number." in failed.stderr
+    failed = runner.invoke(args=["portal", "import", "worker", str(bad)])
+    assert failed.exit_code == 1 and isinstance(failed.exception, SystemExit)
+    assert f"{bad}: row 2, Trade: " in failed.stderr and f"{bad}: row 2, Day rate: " in failed.stderr
+    assert "Nothing imported: 2 problem(s) in 1 rows." in failed.stderr
+    with app.app_context():
+        workers = lambda: app.appbuilder.session.execute(text("SELECT count(*) FROM worker")).scalar()  # noqa: E731
+        before = workers()
+        dry = runner.invoke(args=["portal", "import", "Worker", str(path), "--dry-run"])
+        assert dry.exit_code == 0 and "Would import 30 rows into Worker: 30 created, 0 updated." in dry.stdout, dry.output
+        assert workers() == before
+        app.appbuilder.session.remove()
+    unknown = runner.invoke(args=["portal", "import", "Nope", str(path)])
+    assert unknown.exit_code == 1 and "Error: unknown entity 'Nope'; entities: " in unknown.output
+    odd = tmp_path / "workers.txt"
+    odd.write_text("name\n")
+    assert runner.invoke(args=["portal", "import", "Worker", str(odd)]).exit_code == 1
 
 
 # -- exports at scale: same content as the per-object export had; safe cells; streamed XLSX --------------------------

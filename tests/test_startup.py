@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,16 +62,17 @@ def test_server_start_with_broken_schema_exits_with_problems(tmp_path):
     env = {**os.environ, "PORTAL_SCHEMA_DIR": str(tmp_path), "DATABASE_URL": "sqlite:///:memory:"}
     result = subprocess.run([sys.executable, "run.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert f"{tmp_path / 'bad.yaml'}:4: E404 unknown type 'strng'" in result.stderr
+    assert re.search(rf"^{re.escape(str(tmp_path / 'bad.yaml'))}:4: E404 ", result.stderr, re.M), result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_fab_user_commands_work_with_yaml_roles(app):
-    env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "SECRET_KEY": "x" * 32}
-    command = [sys.executable, "-m", "flask", "--app", "run", "fab", "create-user", "--role", "Sales", "--username", "cli_sales",
-               "--firstname", "Cli", "--lastname", "Sales", "--email", "cli_sales@example.com", "--password", "Cli-pass-1"]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and "User cli_sales created." in result.stdout, result.stderr
+    from flask_appbuilder.cli import fab  # `flask fab ...` (a flask.commands entry point), run in-process
+
+    args = ["create-user", "--role", "Sales", "--username", "cli_sales", "--firstname", "Cli", "--lastname", "Sales",
+            "--email", "cli_sales@example.com", "--password", "Cli-pass-1"]
+    result = app.test_cli_runner().invoke(fab, args)
+    assert result.exit_code == 0 and "User cli_sales created." in result.stdout, result.output
     client = app.test_client()
     headers = jwt_headers(client, "cli_sales", "Cli-pass-1")
     assert client.get("/api/v1/customer/", headers=headers).status_code == 200
