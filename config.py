@@ -3,8 +3,9 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from flask_appbuilder.const import AUTH_DB
 from flask_babel import lazy_gettext
+
+AUTH_DB = 1  # flask_appbuilder.const.AUTH_DB, written out so reading the config loads no FAB (portal check)
 
 BASE_DIR = Path(__file__).resolve().parent
 

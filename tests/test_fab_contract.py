@@ -312,3 +312,11 @@ def test_fab_assigns_the_per_request_settings_in_init(app):
                     f"Flask-AppBuilder {FAB_VERSION}: {cls.__bases__[0].__name__}.__init__ no longer assigns {name}"
             with app.test_request_context("/"):
                 assert instance.list_columns == ("trimmed", instance.__dict__["full_list_columns"])
+
+
+def test_config_auth_type_is_fabs_database_authentication():
+    """config.py writes FAB's AUTH_DB out (reading the config must not load FAB): it must still be FAB's value."""
+    import config
+    from flask_appbuilder.const import AUTH_DB
+
+    assert config.AUTH_TYPE == config.AUTH_DB == AUTH_DB
