@@ -50,7 +50,6 @@ def create_app(config: dict | object | None = None) -> Flask:
     from app.generate.models import portal_metadata
 
     portal = install(app, Portal(spec=spec, metadata=portal_metadata()))
-    app.extensions["portal_spec"] = spec  # read-only aliases kept for scripts and tests; app code uses current_portal()
 
     db = get_sqla_class()()
     db.init_app(app)
@@ -77,7 +76,6 @@ def create_app(config: dict | object | None = None) -> Flask:
         # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
         db.session.remove()
         forget_connections(engine)
-    app.extensions["portal_models"] = portal.models
 
     from app.cli import portal_cli
     app.cli.add_command(portal_cli)

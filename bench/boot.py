@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app import create_app
 from app.generate.roles import sync_permissions
+from app.portal import portal_of
 
 from .common import row
 
@@ -64,7 +65,7 @@ def run(pg: str | None = None) -> list[str]:
         fab_security = [v for v in ours_app.appbuilder.baseviews if not hasattr(v, "entity")]
         for view in fab_security:  # FAB's own security views, as a normal boot does
             ours_app.appbuilder._add_permission(view, update_perms=True)
-        sync_permissions(ours_app.appbuilder, ours_app.extensions["portal_spec"])
+        sync_permissions(ours_app.appbuilder, portal_of(ours_app).spec)
         ours_sync = time.perf_counter() - start
     entities = MODULES * ENTITIES_PER_MODULE
     return [

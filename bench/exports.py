@@ -17,6 +17,7 @@ from pathlib import Path
 
 from app.rules.access import Viewer
 from app.data.exporter import Export
+from app.portal import portal_of
 
 from .common import interleaved, median, pg_schema, row, spread
 from .reports import ROWS, _app, fill
@@ -40,7 +41,7 @@ class _Counter(io.RawIOBase):
 
 def export_sql(app) -> str:
     """The export's own SELECT for an admin, with its parameters inlined."""
-    spec, models = app.extensions["portal_spec"], app.extensions["portal_models"]
+    spec, models = portal_of(app).spec, portal_of(app).models
     with app.test_request_context():
         session = app.appbuilder.session
         admin = app.appbuilder.sm.find_user(username="bench")

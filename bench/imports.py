@@ -25,6 +25,7 @@ from sqlalchemy import delete
 
 from app.rules.access import current_viewer
 from app.data.importer import Importer
+from app.portal import portal_of
 
 from .common import interleaved, median, pg_schema, row, spread
 from .reports import ROOT, _app
@@ -49,7 +50,7 @@ def make_csv(rows: int = ROWS) -> bytes:
 
 
 def seed(app) -> None:
-    models = app.extensions["portal_models"]
+    models = portal_of(app).models
     now = dt.datetime.now()
     with app.app_context():
         with app.appbuilder.session.get_bind().begin() as conn:
@@ -62,7 +63,7 @@ def seed(app) -> None:
 
 
 def raw_import(app, data: bytes) -> float:
-    models = app.extensions["portal_models"]
+    models = portal_of(app).models
     with app.app_context():
         engine = app.appbuilder.session.get_bind()
         start = time.perf_counter()
@@ -91,7 +92,7 @@ def raw_import(app, data: bytes) -> float:
 
 
 def portal_import(app, data: bytes) -> tuple[float, object]:
-    spec, models = app.extensions["portal_spec"], app.extensions["portal_models"]
+    spec, models = portal_of(app).spec, portal_of(app).models
     with app.app_context():
         importer = Importer(spec, spec.entity("LabourEntry"), models, app.appbuilder.session, current_viewer())
         start = time.perf_counter()
@@ -100,7 +101,7 @@ def portal_import(app, data: bytes) -> tuple[float, object]:
 
 
 def clear(app) -> None:
-    models = app.extensions["portal_models"]
+    models = portal_of(app).models
     with app.app_context():
         with app.appbuilder.session.get_bind().begin() as conn:
             conn.execute(delete(models["LabourEntry"].__table__))

@@ -29,6 +29,7 @@ from sqlalchemy import event, select
 from app import create_app
 from app.generate.paged_api import LIST_ARGS_SCHEMA
 from app.generate.paging import Cursor
+from app.portal import portal_of
 
 from .common import pg_schema, row
 from .reports import fill
@@ -56,7 +57,7 @@ def _app(url: str, schemas: Path):
     logging.getLogger("flask_appbuilder").setLevel(logging.ERROR)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False,
                       "PORTAL_SCHEMA_DIR": str(schemas)})
-    model = app.extensions["portal_models"]["LabourEntry"]
+    model = portal_of(app).models["LabourEntry"]
 
     class AnchorLabourView(ModelView):  # what a developer would write by hand with FAB
         datamodel = SQLAInterface(model)
@@ -74,7 +75,7 @@ def _app(url: str, schemas: Path):
 
 def _deep_cursor(app, rows: int) -> str:
     """The cursor of the row in the middle of the list (as if someone had clicked "next" that far)."""
-    table = app.extensions["portal_models"]["LabourEntry"].__table__
+    table = portal_of(app).models["LabourEntry"].__table__
     with app.app_context():
         with app.appbuilder.session.get_bind().connect() as conn:
             found = conn.execute(select(table.c.work_date, table.c.id)

@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import event
 
 from app import create_app
+from app.portal import portal_of
 
 from .common import pg_schema, row
 
@@ -32,7 +33,7 @@ def _app(url: str, workers: int):
     logging.getLogger("flask_appbuilder").setLevel(logging.ERROR)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False,
                       "PORTAL_SCHEMA_DIR": str(ROOT / "schemas")})
-    models, now = app.extensions["portal_models"], dt.datetime.now()
+    models, now = portal_of(app).models, dt.datetime.now()
     with app.app_context():
         sm = app.appbuilder.sm
         sm.add_user("bench", "Bench", "Admin", "bench@example.com", sm.find_role("Admin"), "bench-pass")

@@ -17,6 +17,7 @@ from pathlib import Path
 from app import create_app
 from app.rules.access import Viewer
 from app.data.reports.query import ReportQuery
+from app.portal import portal_of
 
 from .common import pg_schema, row
 
@@ -37,7 +38,7 @@ def _app(url: str):
 
 def fill(app, rows: int = ROWS) -> float:
     """Projects, workers and `rows` labour entries, inserted in bulk; returns seconds taken."""
-    models = app.extensions["portal_models"]
+    models = portal_of(app).models
     rng = random.Random(1)
     start = time.perf_counter()
     with app.app_context():
@@ -89,7 +90,7 @@ def fill(app, rows: int = ROWS) -> float:
 
 
 def measure(app, label: str) -> list[str]:
-    spec, models = app.extensions["portal_spec"], app.extensions["portal_models"]
+    spec, models = portal_of(app).spec, portal_of(app).models
     lines = [f"### Reports over {ROWS:,} labour entries ({label})", "",
              row("report", "raw SQL (anchor) ms", "report page ms", "page / raw", "JSON API ms", "API / raw"),
              row("---", "---", "---", "---", "---", "---")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from conftest import jwt_headers, login
+from app.portal import portal_of
 
 SAMPLE = {
     "string": "x1", "text": "some text", "integer": 1, "decimal": "1.5", "boolean": True,
@@ -33,7 +34,7 @@ def sample_value(field, created: dict):
 
 def walk(app) -> list[tuple[str, int]]:
     """GET every page of every entity, report and dashboard; returns (url, status) of each 5xx."""
-    spec = app.extensions["portal_spec"]
+    spec = portal_of(app).spec
     client = app.test_client()
     login(client)
     api_client = app.test_client()

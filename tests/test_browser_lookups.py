@@ -7,6 +7,7 @@ import re
 import pytest
 from browser import live_browser, log_in, screenshot
 from conftest import ADMIN, jwt_headers, make_app
+from app.portal import portal_of
 
 XSS_NAME = "<img src=x onerror=window.__xss=1>"
 
@@ -19,7 +20,7 @@ def live(tmp_path_factory):
     for code, name in (("E-1", "东区工地"), ("W-1", "西区工地")):
         assert client.post("/api/v1/project/", json={"code": code, "name": name}, headers=h).status_code == 201
     with app.app_context():
-        table = app.extensions["portal_models"]["Worker"].__table__
+        table = portal_of(app).models["Worker"].__table__
         now = dt.datetime.now()
         names = [f"瓦工{n:02d}" for n in range(1, 46)] + [XSS_NAME]
         with app.appbuilder.session.get_bind().begin() as conn:

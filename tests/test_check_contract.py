@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.schema import load_portal
 from app.schema.reserved import RESERVED_NAMES, entity_name_forms
+from app.portal import portal_of
 
 def _spec_names(spec) -> set[str]:
     names = {e.name for e in spec.entities} | {m.name for m in spec.modules}
@@ -23,7 +24,7 @@ def _spec_names(spec) -> set[str]:
 
 def _own_names(app) -> dict[str, str]:
     """name -> where it was found, for every route segment, endpoint, view-menu and model class."""
-    spec = app.extensions["portal_spec"]
+    spec = portal_of(app).spec
     generated = _spec_names(spec)
     found: dict[str, str] = {}
 

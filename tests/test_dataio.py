@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from conftest import ROOT, jwt_headers, login
+from app.portal import portal_of
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import text
 from test_permissions import PASSWORD, make_user
@@ -387,7 +388,7 @@ def test_csv_rendered_by_postgresql_equals_the_python_rendering(app, staff, crew
     from app.generate.dataio import csv_chunks
     from app.data.exporter import Export
 
-    spec, models = app.extensions["portal_spec"], app.extensions["portal_models"]
+    spec, models = portal_of(app).spec, portal_of(app).models
     session = app.appbuilder.session
     checked = 0
     with app.test_request_context(f"/?_l_={locale}"):
@@ -408,7 +409,7 @@ def test_the_copy_behind_a_postgresql_csv_export_reports_progress_while_it_runs(
     """The COPY is one blocking call; it must let gunicorn's arbiter know the worker is alive (app/runtime/serving.py)."""
     from app.data.exporter import Export
 
-    spec, models = app.extensions["portal_spec"], app.extensions["portal_models"]
+    spec, models = portal_of(app).spec, portal_of(app).models
     session = app.appbuilder.session
     calls = []
     with app.test_request_context("/"):

@@ -19,6 +19,7 @@ from flask_appbuilder.models.sqla.interface import SQLAInterface
 
 from app import fab
 from conftest import login, make_app
+from app.portal import portal_of
 
 FAB_VERSION = version("flask-appbuilder")
 
@@ -92,7 +93,7 @@ CALLS: list[str] = []
 @pytest.fixture(scope="module")
 def probe_app(tmp_path_factory):
     app = make_app(tmp_path_factory, "fabcontract")
-    models = app.extensions["portal_models"]
+    models = portal_of(app).models
     columns = dict(list_columns=["name"], show_columns=["name"], add_columns=["name"], edit_columns=["name"],
                    search_columns=["name"])
 
@@ -241,7 +242,7 @@ def test_has_access_ends_in_the_permission_hook(probe_app, monkeypatch):
 
 def test_rest_endpoints_call_the_headless_methods_and_filters_parse_to_filters(probe_app):
     app, _, _, _, _, _ = probe_app
-    models = app.extensions["portal_models"]
+    models = portal_of(app).models
 
     class Probe(fab.RestApiBoundary, ModelRestApi):
         datamodel = SQLAInterface(models["Customer"])
@@ -294,7 +295,7 @@ API_SETTINGS = ("list_columns", "show_columns", "search_columns", "order_columns
 
 def test_fab_assigns_the_per_request_settings_in_init(app):
     """PerRequest relies on FAB computing these in __init__ and assigning them on the instance."""
-    models = app.extensions["portal_models"]
+    models = portal_of(app).models
 
     def per_request(names):
         return {name: fab.PerRequest(lambda view, full: ("trimmed", full)) for name in names}

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from conftest import ADMIN, ROOT, database_url
+from app.portal import portal_of
 
 CONCURRENCY, REQUESTS = 24, 160
 
@@ -162,7 +163,7 @@ def test_a_long_streamed_export_is_not_killed_by_the_worker_timeout(tmp_path, tm
     now = dt.datetime(2026, 1, 1)
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(app.extensions["portal_models"]["Customer"].__table__.insert(),
+        conn.execute(portal_of(app).models["Customer"].__table__.insert(),
                      [{"name": f"长导出客户{n:06d}", "kind": "company", "level": "normal", "created_on": now,
                        "changed_on": now} for n in range(rows)])
     engine.dispose()

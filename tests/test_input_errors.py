@@ -10,6 +10,7 @@ import re
 
 import pytest
 from conftest import jwt_headers, login, make_app
+from app.portal import portal_of
 
 HUGE = "9223372036854775808"  # past BIGINT; 2147483648 is past the INTEGER id columns
 ENTRIES = 6
@@ -18,7 +19,7 @@ ENTRIES = 6
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     app = make_app(tmp_path_factory, "inputs")
-    models = app.extensions["portal_models"]
+    models = portal_of(app).models
     with app.app_context():
         now = dt.datetime(2026, 1, 1)
         stamps = {"created_on": now, "changed_on": now}

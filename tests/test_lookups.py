@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 from conftest import ASSETS, jwt_headers, login, make_app
+from app.portal import portal_of
 from sqlalchemy import event, select
 from test_permissions import PASSWORD, make_user
 
@@ -45,7 +46,7 @@ def world(tmp_path_factory):
 def add_workers(app, count: int, prefix: str = "工人") -> None:
     """Bulk rows straight into the table: the tests measure pages, not how workers are created."""
     with app.app_context():
-        table = app.extensions["portal_models"]["Worker"].__table__
+        table = portal_of(app).models["Worker"].__table__
         now = dt.datetime.now()
         with app.appbuilder.session.get_bind().begin() as conn:
             conn.execute(table.insert(), [{"name": f"{prefix}{n:03d}", "trade": "general", "day_rate": 300, "active": True,
@@ -54,7 +55,7 @@ def add_workers(app, count: int, prefix: str = "工人") -> None:
 
 def worker_id(app, name: str) -> int:
     with app.app_context():
-        model = app.extensions["portal_models"]["Worker"]
+        model = portal_of(app).models["Worker"]
         return app.appbuilder.session.scalar(select(model.id).where(model.name == name))
 
 
@@ -263,7 +264,7 @@ def test_a_picked_id_in_scope_is_saved(world):
 def sql_log(app):
     """Every statement the app's engine runs, and how many Worker/Project objects the ORM loads."""
     statements, loaded = [], []
-    models = app.extensions["portal_models"]
+    models = portal_of(app).models
     with app.app_context():
         engine = app.appbuilder.session.get_bind()
 

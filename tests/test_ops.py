@@ -13,6 +13,7 @@ from sqlalchemy import text
 from services import PostgresCluster
 
 from app.runtime.requestid import LOG_FORMAT, REQUEST_ID_FILTER
+from app.portal import portal_of
 
 
 def metric(body: bytes, name: str, **labels) -> float:
@@ -41,7 +42,7 @@ def test_readiness_fails_when_a_column_is_missing(tmp_path_factory):
     app = make_app(tmp_path_factory, "readyz", PORTAL_READYZ_CACHE_SECONDS=0)
     client = app.test_client()
     assert client.get("/readyz").status_code == 200
-    table = app.extensions["portal_models"]["Contact"].__table__.name
+    table = portal_of(app).models["Contact"].__table__.name
     with app.app_context(), app.extensions["sqlalchemy"].engine.begin() as conn:
         conn.execute(text(f'ALTER TABLE "{table}" DROP COLUMN position'))
     ready = client.get("/readyz")

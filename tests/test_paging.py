@@ -12,6 +12,7 @@ import re
 import prison
 import pytest
 from conftest import ROOT, jwt_headers, login, make_app, sql_statements
+from app.portal import portal_of
 from sqlalchemy import select
 
 CAP = 25
@@ -23,7 +24,7 @@ VIEW = "LabourEntryView"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     app = make_app(tmp_path_factory, "paging", ROOT / "schemas", PORTAL_COUNT_CAP=CAP)
-    models = app.extensions["portal_models"]
+    models = portal_of(app).models
     with app.app_context():
         sm = app.appbuilder.sm
         foreman = sm.add_user("pager_foreman", "F", "Oreman", "f@example.com", [sm.find_role("SiteForeman")], PASSWORD)

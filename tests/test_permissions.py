@@ -5,6 +5,7 @@ import re
 
 import pytest
 from conftest import jwt_headers, login
+from app.portal import portal_of
 
 PASSWORD = "Role-pass-1"
 MISSING = 999999  # an id that does not exist: allowed requests get 404, denied ones are refused first
@@ -60,7 +61,7 @@ CRUD = ("read", "create", "update", "delete", "import", "export")
 
 
 def test_every_role_entity_action_matches_the_yaml(app):
-    spec = app.extensions["portal_spec"]
+    spec = portal_of(app).spec
     mismatches, probes = [], 0
     for role in spec.roles:
         username = f"matrix_{role.name.lower()}"
@@ -93,7 +94,7 @@ def test_every_role_entity_action_matches_the_yaml(app):
 def test_admin_can_do_everything(app, admin_client):
     headers = jwt_headers(app.test_client())
     client = app.test_client()
-    for entity in app.extensions["portal_spec"].entities:
+    for entity in portal_of(app).spec.entities:
         for action in CRUD:
             assert ui_probe(admin_client, entity.snake, action)[0], (entity.name, action)
             assert api_probe(client, headers, entity.snake, action)[0], (entity.name, action)

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 from conftest import ASSETS, jwt_headers, login, make_app, sql_statements
+from app.portal import portal_of
 from openpyxl import load_workbook
 from test_permissions import PASSWORD, make_user
 
@@ -190,7 +191,7 @@ def test_dashboard_cards_are_scoped(world):
 
 
 def test_every_shipped_report_runs_on_page_api_and_dashboard(app, admin_client, api):
-    spec = app.extensions["portal_spec"]
+    spec = portal_of(app).spec
     for report in spec.reports:
         assert admin_client.get(f"/reports/{report.id}").status_code == 200, report.id
         data = api.get(f"/api/v1/reports/{report.id}")
