@@ -17,6 +17,7 @@ SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}  # after a database restart,
 PORTAL_SCHEMA_DIR = os.environ.get("PORTAL_SCHEMA_DIR", str(BASE_DIR / "schemas"))
 PORTAL_FILES_DIR = os.environ.get("PORTAL_FILES_DIR", str(BASE_DIR / "var" / "files"))  # uploaded files
 PORTAL_PAGES = "views"  # package of hand-written pages: INDEX_VIEW and register(appbuilder, portal)
+PORTAL_FIELD_TYPES: list = []  # your own field types (FieldType subclasses or dotted paths), see docs/architecture.md
 PORTAL_BACKUP_DIR = os.environ.get("PORTAL_BACKUP_DIR", str(BASE_DIR / "var" / "backups"))  # `portal backup`
 # list pages and the list API count matching rows up to this many, then show "10,000+" (count_capped)
 PORTAL_COUNT_CAP = int(os.environ.get("PORTAL_COUNT_CAP", "10000"))
