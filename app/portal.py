@@ -5,6 +5,7 @@ never see each other's spec, models, tables, caches or rules.
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,19 +23,24 @@ FORM_CACHE_SIZE = 256  # per-viewer form classes (scoping.form_without_fields): 
 
 
 class BoundedCache(OrderedDict):
-    """A small LRU dict: keeps the `limit` most recently used entries."""
+    """A small LRU dict: keeps the `limit` most recently used entries; safe to share between request threads."""
 
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
+        self.lock = threading.Lock()
 
     def get_or_make(self, key, make):
-        if key in self:
+        with self.lock:
+            if key in self:
+                self.move_to_end(key)
+                return self[key]
+        value = make()  # outside the lock: two threads may both make it; the first one kept wins
+        with self.lock:
+            value = self.setdefault(key, value)
             self.move_to_end(key)
-            return self[key]
-        value = self[key] = make()
-        if len(self) > self.limit:
-            self.popitem(last=False)
+            if len(self) > self.limit:
+                self.popitem(last=False)
         return value
 
 

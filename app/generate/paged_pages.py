@@ -37,13 +37,13 @@ class PagedListView:
 
     list_widget = PagedListWidget
 
-    def _list_order(self) -> tuple[str, str]:
+    def _list_order(self, say_why: bool = True) -> tuple[str, str]:
         """The order asked for in the URL if the viewer may sort on it, else the default (then id)."""
         name = self.__class__.__name__
         column, direction = request.args.get(f"_oc_{name}"), request.args.get(f"_od_{name}")
         if column in self.order_columns and direction in ("asc", "desc"):
             return column, direction
-        if column:  # hidden, masked, unknown or a relation: never sorted by, and the page says so (the API: 400)
+        if column and say_why:  # hidden, masked, unknown or a relation: never sorted by, and the page says so (API: 400)
             flash(str(_l("This list cannot be sorted by %(column)s.", column=column[:60])), "warning")
         return self.base_order or ("id", "asc")
 

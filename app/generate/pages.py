@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, request, url_for
 from flask_appbuilder import ModelView, expose, has_access
-from flask_appbuilder.urltools import get_order_args
 from flask_babel import gettext, lazy_gettext as _l
 from wtforms.validators import StopValidation
 
@@ -144,7 +143,7 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
         problems = clean_filters(self.entity, filters)
         if problems:
             abort(400, description=problems[0])
-        order = get_order_args().get(self.__class__.__name__) or self.base_order or ("", "")
+        order = self._list_order(say_why=False)  # as the list shows it: never by a field the viewer may not sort on
         return export_response(self, fab.joined_filters(self, filters), order, fmt)
 
     @expose("/lookup/<field>")

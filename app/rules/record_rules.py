@@ -137,7 +137,8 @@ class UniqueStep(RuleStep):
 
 
 class RowScopeStep(RuleStep):
-    """A record stays in the writer's row scope (e.g. a salesperson's records are theirs)."""
+    """A record stays in the writer's row scope (e.g. a salesperson's records are theirs): the values are in the
+    context from the start (RecordRules.context), and set again here after any step that changed them."""
 
     def before_write(self, ctx: WriteContext) -> None:
         ctx.values.update(ctx.rules.forced if ctx.source != "import" else ctx.rules.forced_ids)
@@ -241,6 +242,8 @@ class RecordRules:
     # -- rule steps ------------------------------------------------------------------------
     def context(self, values: dict, creating: bool, source: str, current=None, errors: dict | None = None,
                 **extra) -> WriteContext:
+        # the record stays in the writer's row scope (e.g. owner = me): every step checks the values written
+        values.update(self.forced if source != "import" else self.forced_ids)
         return WriteContext(self, values, creating, source, current, errors=dict(errors or {}), **extra)
 
     def check(self, ctx: WriteContext) -> dict:

@@ -63,8 +63,8 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
             run.error(file, ref_line, "E305", f"{what} cannot use '{field_name}' (an audit field)")
             return None
         if type_name is not None:
-            kind = by_name[field_name].kind if field_name in by_name else run.types[type_name]
-            if allowed is not None and not allowed(kind):
+            field_kind = by_name[field_name].kind if field_name in by_name else run.types[type_name]
+            if allowed is not None and not allowed(field_kind):
                 run.error(file, ref_line, "E305", f"{what} cannot use '{field_name}' (a {type_name} field)")
                 return None
             return field_name
@@ -78,7 +78,7 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
     if "title" in raw:
         title_value = run.text(raw["title"], file, raw.line_of("title"), "title")
         if title_value:
-            title = field_ref(title_value, raw.line_of("title"), "title", allowed=lambda kind: kind.can_be_title, audit=False)
+            title = field_ref(title_value, raw.line_of("title"), "title", allowed=lambda t: t.can_be_title, audit=False)
     list_cols = tuple(f for f, ln in run.name_list(raw.get("list", YList()), file, raw.line_of("list"), "list")
                       if field_ref(f, ln, "list"))
     search_cols = tuple(f for f, ln in run.name_list(raw.get("search", YList()), file, raw.line_of("search"), "search")
@@ -86,7 +86,7 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
     order = []
     for item, ln in run.name_list(raw.get("order", YList()), file, raw.line_of("order"), "order"):
         direction, field_name = ("desc", item[1:]) if item.startswith("-") else ("asc", item.lstrip("+"))
-        if field_ref(field_name, ln, "order", allowed=lambda kind: kind.sortable):
+        if field_ref(field_name, ln, "order", allowed=lambda t: t.sortable):
             order.append((field_name, direction))
     unique_together = []
     if "unique_together" in raw:
@@ -102,7 +102,7 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
                 if len(names) < 2:
                     run.error(file, groups.line_of(i), "E307", "a unique_together group needs at least two fields")
                     continue
-                ok = [field_ref(f, ln, "unique_together", allowed=lambda kind: not kind.multiple, audit=False) for f, ln in names]
+                ok = [field_ref(f, ln, "unique_together", allowed=lambda t: not t.multiple, audit=False) for f, ln in names]
                 if len(set(ok)) < len(ok):
                     run.error(file, groups.line_of(i), "E307", "a unique_together group names the same field twice")
                 elif all(ok):

@@ -102,8 +102,8 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
     if not isinstance(ftype, str) or ftype not in run.types:
         run.error(file, raw.line_of("type"), "E404", f"unknown type {short(repr(ftype))} for {where}{did_you_mean(ftype, names)}; types are {', '.join(names)}")
         return None
-    kind = run.types[ftype]
-    allowed = COMMON_FIELD_KEYS + kind.option_keys
+    field_kind = run.types[ftype]
+    allowed = COMMON_FIELD_KEYS + field_kind.option_keys
     all_keys = set(COMMON_FIELD_KEYS).union(*(run.types[n].option_keys for n in names))
     for key in raw:
         if key in allowed:
@@ -117,11 +117,11 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
         return raw.line_of(key)
 
     label, given = run.label(raw.get("label"), file, at("label"), f"label of {where}", humanize(name))
-    options: dict = {"name": name, "type": ftype, "label": label, "label_given": given, "line": line, "field_type": kind}
+    options: dict = {"name": name, "type": ftype, "label": label, "label_given": given, "line": line, "field_type": field_kind}
     for flag in ("required", "unique", "index", "readonly"):
         if flag in raw:
             options[flag] = run.boolean(raw[flag], file, at(flag), f"'{flag}' of {where}")
-    if options.get("unique") and not kind.can_be_unique:
+    if options.get("unique") and not field_kind.can_be_unique:
         run.error(file, at("unique"), "E407", f"a {ftype} field cannot be unique ({where})")
     if "help" in raw:
         options["help"], _ = run.label(raw["help"], file, at("help"), f"help of {where}", "")
@@ -135,15 +135,15 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
                 run.error(file, at("pattern"), "E408", f"pattern of {where} {problem}")
             else:
                 options["pattern"] = pattern
-    if "precision" in kind.option_keys:
+    if "precision" in field_kind.option_keys:
         precision = run.integer(raw.get("precision", 12), file, at("precision"), f"precision of {where}", 1, 38)
         scale = run.integer(raw.get("scale", 2), file, at("scale"), f"scale of {where}", 0, 38)
         if precision and scale is not None and scale > precision:
             run.error(file, at("scale"), "E409", f"scale {scale} of {where} is larger than its precision {precision}")
         options["precision"], options["scale"] = precision or 12, scale if scale is not None else 2
-    if "choices" in kind.option_keys:
+    if "choices" in field_kind.option_keys:
         options["choices"] = _check_choices(run, file, where, raw.get("choices"), at("choices"))
-    if "to" in kind.option_keys:
+    if "to" in field_kind.option_keys:
         target = raw.get("to")
         if target is None:
             run.error(file, line, "E501", f"{where} needs 'to: <Entity>'")
@@ -161,11 +161,11 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
             options["on_delete"] = value
     for bound in ("min", "max"):
         if bound in raw:
-            options[bound] = parse_literal(run, file, at(bound), f"{bound} of {where}", kind, raw[bound], options)
+            options[bound] = parse_literal(run, file, at(bound), f"{bound} of {where}", field_kind, raw[bound], options)
     if options.get("min") is not None and options.get("max") is not None and options["min"] > options["max"]:
         run.error(file, at("max"), "E416", f"max of {where} is smaller than its min")
     if "default" in raw:
-        options["default"] = _check_default(run, file, at("default"), where, kind, raw["default"], options)
+        options["default"] = _check_default(run, file, at("default"), where, field_kind, raw["default"], options)
     return FieldSpec(**options)
 
 
@@ -201,33 +201,33 @@ def _check_choices(run, file, where, raw, line) -> tuple[Choice, ...]:
     return tuple(choices)
 
 
-def parse_literal(run: Check, file, line, what, kind: FieldType, value, options=None):
+def parse_literal(run: Check, file, line, what, field_kind: FieldType, value, options=None):
     """A literal YAML value (default, min, max, report filter value) as a value of the field's type
     (FieldType.literal); reports E415 and returns None when it does not fit. `options` are the field's own
     (decimals are bounded by its precision and scale)."""
     try:
-        return kind.literal(value, options or {})
+        return field_kind.literal(value, options or {})
     except LiteralError as exc:
         reason = exc.reason
     except (ValueError, ArithmeticError):
         reason = ""
-    run.error(file, line, "E415", f"{what} must be a {kind.name} value, got {short(repr(value))}{reason}")
+    run.error(file, line, "E415", f"{what} must be a {field_kind.name} value, got {short(repr(value))}{reason}")
     return None
 
 
-def _check_default(run, file, line, where, kind: FieldType, value, options):
+def _check_default(run, file, line, where, field_kind: FieldType, value, options):
     dynamic = run.types.dynamic_defaults()
     if isinstance(value, str) and value in dynamic:
-        if kind.name not in dynamic[value]:
-            run.error(file, line, "E417", f"default '{value}' only fits a {' or '.join(dynamic[value])} field, not {kind.name} ({where})")
+        if field_kind.name not in dynamic[value]:
+            run.error(file, line, "E417", f"default '{value}' only fits a {' or '.join(dynamic[value])} field, not {field_kind.name} ({where})")
             return None
         return value
-    if not kind.takes_literals:
+    if not field_kind.takes_literals:
         fitting = ", ".join(f"{name} fields accept {default}" for default, types in dynamic.items() for name in types
                             if not run.types[name].takes_literals)
-        run.error(file, line, "E418", f"a {kind.name} field cannot have a literal default ({where}){'; ' + fitting if fitting else ''}")
+        run.error(file, line, "E418", f"a {field_kind.name} field cannot have a literal default ({where}){'; ' + fitting if fitting else ''}")
         return None
-    literal = parse_literal(run, file, line, f"default of {where}", kind, value, options)
+    literal = parse_literal(run, file, line, f"default of {where}", field_kind, value, options)
     if literal is None:
         return None
     if options.get("choices") and literal not in [c.key for c in options["choices"]]:

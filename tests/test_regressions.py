@@ -1,4 +1,5 @@
-"""Review findings on the architecture refactor (83c8159..HEAD): each test fails on the current tree."""
+"""Regression tests from the review of the architecture refactor: forced row-scope values seen by every rule step,
+a non-text `to:` reported as E502, page exports never sorted by a field the viewer may not sort on."""
 from __future__ import annotations
 
 import csv
