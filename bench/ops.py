@@ -13,7 +13,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import app as portal
+import app.factory as portal  # create_app looks install_operations up here
 from app import create_app
 
 from .common import pg_schema, row
