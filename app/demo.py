@@ -17,6 +17,18 @@ PEOPLE = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵强", 
 TRADES = ["general", "carpenter", "mason", "rebar", "electrician", "plumber", "welder"]
 
 
+def _number(app: Flask, made: dict) -> None:
+    """Autonumber fields (ticket numbers, customer codes) from the portal's counters, as a create would."""
+    from app.rules.autonumber import new_numbers
+
+    portal = portal_of(app)
+    for name, records in made.items():
+        numbers = new_numbers(app.appbuilder.session, portal.spec.entity(name), portal.models[name], len(records))
+        for field_name, values in numbers.items():
+            for record, value in zip(records, values):
+                setattr(record, field_name, value)
+
+
 def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
     """Fill an empty portal with a realistic sample; returns a summary, or None if data already exists."""
     models = portal_of(app).models
@@ -53,7 +65,7 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
         opened = dt.datetime.combine(today - dt.timedelta(days=rng.randrange(0, 120)), dt.time(9, rng.randrange(60)))
         status = rng.choice(statuses)
         resolved = opened + dt.timedelta(hours=rng.randrange(2, 96)) if status in ("resolved", "closed") else None
-        add("Ticket", assignee=admin, number=f"GD{opened:%Y%m%d}{n:02d}", subject=rng.choice(["空调不制冷", "电梯异响", "屋面渗水", "配电箱跳闸", "门禁故障"]),
+        add("Ticket", assignee=admin, subject=rng.choice(["空调不制冷", "电梯异响", "屋面渗水", "配电箱跳闸", "门禁故障"]),
             customer=rng.choice(customers), priority=rng.choice(["urgent", "high", "normal", "normal", "low"]),
             category=rng.choice(["repair", "installation", "inspection", "complaint"]), status=status,
             opened_at=opened, resolved_at=resolved, due_date=(opened + dt.timedelta(days=3)).date(),
@@ -75,5 +87,6 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
                 add("LabourEntry", work_date=date, worker=worker, project=rng.choice(worker.projects), days=days,
                     hours=days * 8, rate=worker.day_rate, amount=(days * worker.day_rate).quantize(Decimal("0.01")),
                     approved=day > 3)
+    _number(app, made)
     session.commit()
     return ", ".join(f"{len(rows)} {name}" for name, rows in made.items())

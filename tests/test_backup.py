@@ -58,7 +58,7 @@ def source(tmp_path_factory):
     contact = post("contact", customer=customer, name="王经理", phone="13700000012", is_primary=True)
     project = post("project", code="P-BK-1", name="张江二期", customer=customer)
     worker = post("worker", name="李木工", trade="carpenter", day_rate="380.00", projects=[project])
-    ticket = post("ticket", number="GD2026112299", subject="配电箱跳闸", customer=customer, contact=contact,
+    ticket = post("ticket", subject="配电箱跳闸", customer=customer, contact=contact,
                   priority="urgent", due_date="2026-11-25")
     ids = dict(zip(RECORDS, (customer, contact, project, worker, ticket)))
     records = {entity: client.get(f"/api/v1/{entity}/{pk}", headers=headers).json["result"] for entity, pk in ids.items()}

@@ -1,6 +1,7 @@
 """CRUD for the shipped crm, tickets and labour modules through the UI and the API."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -22,7 +23,7 @@ def ids(app):
     customer = post("customer", name="上海建工七局", phone="13700000001", level="vip", industry="construction")
     contact = post("contact", customer=customer, name="王经理", phone="13700000002", is_primary=True)
     follow_up = post("follow_up", customer=customer, contact=contact, summary="首次拜访", method="visit")
-    ticket = post("ticket", number="GD2026112201", subject="配电箱跳闸", customer=customer, contact=contact,
+    ticket = post("ticket", subject="配电箱跳闸", customer=customer, contact=contact,
                   priority="urgent", assignee=1, due_date="2026-11-25")
     note = post("ticket_note", ticket=ticket, body="已派电工")
     project = post("project", code="P-TEST-1", name="张江二期", customer=customer, manager=1)
@@ -30,8 +31,9 @@ def ids(app):
                   id_card="31010119800101123X", projects=[project])
     entry = post("labour_entry", work_date="2026-11-20", worker=worker, project=project, hours="8", days="1",
                  rate="380.00", amount="380.00")
+    number = client.get(f"/api/v1/ticket/{ticket}", headers=h).json["result"]["number"]
     return dict(customer=customer, contact=contact, follow_up=follow_up, ticket=ticket, note=note,
-                project=project, worker=worker, entry=entry)
+                project=project, worker=worker, entry=entry, ticket_number=number)
 
 
 ENTITIES = ["customer", "contact", "follow_up", "ticket", "ticket_note", "project", "worker", "labour_entry"]
@@ -50,7 +52,7 @@ def test_customer_detail_shows_related_records(admin_client, ids):
     page = admin_client.get(f"/customer/show/{ids['customer']}").text
     for tab in ("Contact", "Follow-up", "Ticket", "Project"):
         assert f">{tab}<" in page or f"> {tab}" in page or tab in page
-    assert "王经理" in page and "首次拜访" in page and "GD2026112201" in page and "张江二期" in page
+    assert "王经理" in page and "首次拜访" in page and ids["ticket_number"] in page and "张江二期" in page
 
 
 def test_enum_labels_and_search(admin_client, ids):
@@ -63,21 +65,39 @@ def test_enum_labels_and_search(admin_client, ids):
 
 
 def test_ui_create_edit_delete_ticket(admin_client, ids, api):
-    form = {"number": "GD2026112299", "subject": "电梯异响", "customer": str(ids["customer"]), "category": "repair",
+    form = {"subject": "电梯异响", "customer": str(ids["customer"]), "category": "repair",
             "priority": "high", "status": "open", "opened_at": "2026-11-22 09:00:00", "hours_spent": "1.5"}
     assert admin_client.post("/ticket/add", data=form).status_code == 302
-    found = api.get("/api/v1/ticket/", query_string={"q": "(filters:!((col:number,opr:eq,value:GD2026112299)))"}).json
+    found = api.get("/api/v1/ticket/", query_string={"q": "(filters:!((col:subject,opr:eq,value:电梯异响)))"}).json
     assert found["count"] == 1
+    number = found["result"][0]["number"]  # the form has no input for it: assigned on create
+    assert number == f"TK-{dt.date.today():%Y%m}-0002" and number != ids["ticket_number"]
+    by_number = api.get("/api/v1/ticket/", query_string={"q": f"(filters:!((col:number,opr:eq,value:{number})))"}).json
+    assert by_number["count"] == 1
     pk = found["result"][0]["id"]
     assert admin_client.post(f"/ticket/edit/{pk}", data={**form, "status": "resolved"}).status_code == 302
     assert api.get(f"/api/v1/ticket/{pk}").json["result"]["status"] == "resolved"
+    assert api.get(f"/api/v1/ticket/{pk}").json["result"]["number"] == number  # an edit keeps it
     admin_client.post(f"/ticket/delete/{pk}")
     assert api.get(f"/api/v1/ticket/{pk}").status_code == 404
 
 
-def test_ticket_number_pattern(api, ids):
-    bad = api.post("/api/v1/ticket/", json={"number": "T-1", "subject": "x", "customer": ids["customer"]})
-    assert bad.status_code == 422 and "number" in bad.json["message"]
+def test_string_pattern(api, ids):
+    bad = api.put(f"/api/v1/worker/{ids['worker']}", json={"id_card": "31010119800101"})
+    assert bad.status_code == 422 and bad.json["message"] == {"id_card": ["Does not have the expected format."]}
+
+
+def test_ticket_number_is_assigned_and_read_only(api, admin_client, ids):
+    assert ids["ticket_number"] == f"TK-{dt.date.today():%Y%m}-0001"
+    refused = api.post("/api/v1/ticket/", json={"number": "TK-1", "subject": "x", "customer": ids["customer"]})
+    assert refused.status_code == 422 and refused.json["message"] == {"number": ["This field is read-only."]}
+    changed = api.put(f"/api/v1/ticket/{ids['ticket']}", json={"number": "TK-209901-0001"})
+    assert changed.status_code == 422 and changed.json["message"] == {"number": ["This field is read-only."]}
+    assert api.get(f"/api/v1/ticket/{ids['ticket']}").json["result"]["number"] == ids["ticket_number"]
+    assert 'id="number"' not in admin_client.get("/ticket/add").text
+    assert 'id="number"' not in admin_client.get(f"/ticket/edit/{ids['ticket']}").text
+    customer = api.get(f"/api/v1/customer/{ids['customer']}").json["result"]
+    assert customer["code"] == "C-00001"
 
 
 def test_labour_entry_unique_per_worker_project_day(api, admin_client, ids):
@@ -108,7 +128,7 @@ def test_restrict_and_cascade_deletes(api):
     customer = api.post("/api/v1/customer/", json={"name": "临时客户"}).json["id"]
     contact = api.post("/api/v1/contact/", json={"customer": customer, "name": "临时联系人"}).json["id"]
     follow = api.post("/api/v1/follow_up/", json={"customer": customer, "contact": contact, "summary": "x"}).json["id"]
-    ticket = api.post("/api/v1/ticket/", json={"number": "GD2026112288", "subject": "x", "customer": customer, "contact": contact}).json["id"]
+    ticket = api.post("/api/v1/ticket/", json={"subject": "x", "customer": customer, "contact": contact}).json["id"]
     refused = api.delete(f"/api/v1/customer/{customer}")
     assert refused.status_code == 422 and "Ticket" in refused.json["message"]
     # contact set_null on the ticket, follow-ups cascade with the customer

@@ -53,6 +53,7 @@ class ImportReport:
     updated: int = 0
     errors: list[RowError] = field(default_factory=list)
     preview: list[dict] = field(default_factory=list)  # first rows: {"row", "action", "values"}
+    ignored: list[RowError] = field(default_factory=list)  # columns of fields the portal assigns (autonumbers)
     written: bool = False
 
     @property
@@ -61,7 +62,8 @@ class ImportReport:
 
     def as_dict(self) -> dict:
         return {"rows": self.rows, "created": self.created, "updated": self.updated, "written": self.written,
-                "errors": [e.as_dict() for e in self.errors], "preview": self.preview}
+                "errors": [e.as_dict() for e in self.errors], "preview": self.preview,
+                "ignored": [e.as_dict() for e in self.ignored]}
 
 
 def _chunks(values: list, size: int = CHUNK):
@@ -114,6 +116,7 @@ class Importer:
         self._pending: list[tuple[RowError, tuple, tuple]] = []  # in-file duplicates awaiting their first row
         start = stream.tell()
         spool = None
+        self._writing = not dry_run
         try:
             rows = ((n, cells) for n, cells in enumerate(read_rows(stream, fmt, encoding), start=1)
                     if not _blank_row(cells))
@@ -138,6 +141,8 @@ class Importer:
                 self._name_first_rows(read_rows(stream, fmt, encoding), columns, report)
             report.errors.sort(key=lambda e: e.row)
             if report.errors or dry_run:
+                if report.errors and not dry_run:
+                    self.session.rollback()  # rule steps may have advanced counters (autonumbers) for spooled rows
                 return report
             self._write(spool)
             report.written = True
@@ -167,6 +172,8 @@ class Importer:
             f = by_title.get(title.lower())
             if f is None:
                 report.errors.append(RowError(1, title, str(_l("Unknown column."))))
+            elif f.kind.assigned:
+                report.ignored.append(RowError(1, title, str(_l("The portal assigns this value; the column is ignored."))))
             elif f.name not in writable:
                 report.errors.append(RowError(1, title, str(_l("This column cannot be imported."))))
             elif f.name in seen:
@@ -261,9 +268,9 @@ class Importer:
         batch = [self.rules.context(r, not r.get("_id"), "import", record_id=r.get("_id"), row=r["_row"])
                  for r in records]
         self.rules.check_many(batch)
+        if self._writing:  # ctx.values is the record itself: changes are spooled (a dry run takes no numbers)
+            self.rules.before_write_many([ctx for ctx in batch if not ctx.errors])
         for ctx in batch:
-            if not ctx.errors:
-                self.rules.before_write(ctx)  # ctx.values is the record itself: changes are spooled
             for name, messages in ctx.errors.items():
                 f = self.entity.field(name)
                 for message in messages:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 
@@ -84,6 +85,14 @@ def yes_no(value) -> str:
     return str(_l("Yes") if value else _l("No"))
 
 
+@dataclass(frozen=True)
+class OptionProblem:
+    """Why a type refuses one of its YAML options (FieldType.check_option): a stable checker code and the reason."""
+
+    code: str
+    message: str
+
+
 class FieldType:
     """One type of field. Subclasses set `name` and override what differs; defaults suit a plain text column."""
 
@@ -98,6 +107,9 @@ class FieldType:
     maskable: ClassVar[bool] = False  # roles may `mask` it (shown as ***)
     listed_by_default: ClassVar[bool] = True  # among the list's columns when the entity names none
     takes_literals: ClassVar[bool] = True  # may have a literal default / report filter values
+    own_options: ClassVar[tuple[str, ...]] = ()  # option keys only check_option checks (not the common check)
+    fixed_options: ClassVar[dict] = {}  # flags every field of the type has, e.g. {"readonly": True}
+    assigned: ClassVar[bool] = False  # the portal sets the value: an import column for it is ignored, not refused
     long_values: ClassVar[bool] = False  # values may not fit one B-tree index entry: indexed on a prefix
     # -- relations ---------------------------------------------------------------------------------
     is_relation: ClassVar[bool] = False  # link, many, user: values are records, resolved with the database
@@ -123,6 +135,11 @@ class FieldType:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise LiteralError()
+
+    def check_option(self, key: str, value) -> OptionProblem | None:
+        """The type's own check of one YAML option (called for each of `option_keys` the field gives, before the
+        common check of that key, which keys in `own_options` skip); None when the type has nothing against it."""
+        return None
 
     # -- storage ---------------------------------------------------------------------------------------
     def max_length(self, field) -> int | None:

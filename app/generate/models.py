@@ -7,7 +7,10 @@ from flask import current_app, has_request_context
 from flask_appbuilder import Model
 from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import (
+    BigInteger,
     Column,
+    PrimaryKeyConstraint,
+    String,
     DateTime,
     ForeignKey,
     Index,
@@ -72,9 +75,27 @@ def portal_metadata() -> MetaData:
     return metadata
 
 
+COUNTERS_TABLE = "portal_counters"
+
+
+def counters_table(metadata: MetaData) -> Table:
+    """Autonumber counters (app/rules/autonumber.py): the last number given per entity, field and period."""
+    if COUNTERS_TABLE in metadata.tables:
+        return metadata.tables[COUNTERS_TABLE]
+    return Table(
+        COUNTERS_TABLE, metadata,
+        Column("entity", String(60), nullable=False),
+        Column("field", String(60), nullable=False),
+        Column("period", String(10), nullable=False),  # "" (never restarts), "2026", "2026-11" or "2026-11-26"
+        Column("value", BigInteger, nullable=False),
+        PrimaryKeyConstraint("entity", "field", "period"),
+    )
+
+
 def build_models(spec: PortalSpec, metadata: MetaData) -> dict[str, type]:
     """The spec's models, on `metadata` (see portal_metadata) and a declarative registry of their own."""
     base = declarative_base(metadata=metadata, name="PortalModel")
+    counters_table(metadata)
     models: dict[str, type] = {}
     for entity in spec.entities:
         models[entity.name] = _build_model(entity, models, base)

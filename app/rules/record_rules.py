@@ -89,8 +89,11 @@ class RuleStep:
     check(ctx)          add errors with `ctx.error(field, message)`; any error refuses the write.
     check_many(batch)   the same for a batch of contexts (imports); override to check a chunk in bulk.
     before_write(ctx)   change `ctx.values` just before they are written (forced values, computed fields).
+    before_write_many(batch)  the same for a batch (imports, only when the rows are written); override to do
+                        it in bulk (e.g. one counter update per chunk).
     writes              the fields `before_write` may set, so a bulk import writes them even when the
-                        file has no such column.
+                        file has no such column (or `fields_written(entity)` when they depend on the entity).
+    applies(entity)     whether the step has anything to do for an entity (else RecordRules leaves it out).
     """
 
     writes: tuple[str, ...] = ()
@@ -104,6 +107,16 @@ class RuleStep:
 
     def before_write(self, ctx: WriteContext) -> None:
         pass
+
+    def before_write_many(self, batch: list[WriteContext]) -> None:
+        for ctx in batch:
+            self.before_write(ctx)
+
+    def fields_written(self, entity: EntitySpec) -> tuple[str, ...]:
+        return self.writes
+
+    def applies(self, entity: EntitySpec) -> bool:
+        return True
 
 
 class RequiredStep(RuleStep):
@@ -152,8 +165,10 @@ class AuditStep(RuleStep):
 
 
 def default_steps() -> list[RuleStep]:
-    """The built-in sequence; a portal's own steps go between RowScopeStep and AuditStep (Portal.add_rule_step)."""
-    return [RequiredStep(), UniqueStep(), RowScopeStep(), AuditStep()]
+    """The built-in sequence; a portal's own steps go between AutonumberStep and AuditStep (Portal.add_rule_step)."""
+    from app.rules.autonumber import AutonumberStep  # it builds on RuleStep
+
+    return [RequiredStep(), UniqueStep(), RowScopeStep(), AutonumberStep(), AuditStep()]
 
 
 class RecordRules:
@@ -164,7 +179,7 @@ class RecordRules:
         self.portal, self.entity, self.models, self.session = portal, entity, models, session
         self.model = models[entity.name]
         self.viewer = viewer or current_viewer()
-        self.steps = steps if steps is not None else _app_steps()
+        self.steps = [step for step in (steps if steps is not None else _app_steps()) if step.applies(entity)]
         self.unreadable = self.viewer.unreadable(entity.name)  # hidden or masked: not writable either
         self.writable = {f.name: f for f in writable_fields(entity) if f.name not in self.unreadable}
         self.forced = self.viewer.forced_values(entity.name)
@@ -262,6 +277,11 @@ class RecordRules:
             step.before_write(ctx)
         return ctx.values
 
+    def before_write_many(self, batch: list[WriteContext]) -> None:
+        """Every step's before_write over a batch of contexts about to be written (imports)."""
+        for step in self.steps:
+            step.before_write_many(batch)
+
     def apply(self, item, values: dict) -> None:
         for name, value in values.items():
             setattr(item, name, value)
@@ -282,7 +302,7 @@ class RecordRules:
     @property
     def step_fields(self) -> set[str]:
         """Fields some rule step sets in before_write (see RuleStep.writes)."""
-        return {name for step in self.steps for name in step.writes}
+        return {name for step in self.steps for name in step.fields_written(self.entity)}
 
     @property
     def checks_each_row(self) -> bool:

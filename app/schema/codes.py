@@ -81,6 +81,9 @@ AREAS: dict[str, dict[str, str]] = {
         "E421": "default longer than length",
         "E422": "default does not match pattern",
         "E423": "choice listed twice",
+        "E440": "autonumber pattern needs exactly one counter",
+        "E441": "unknown token in autonumber pattern",
+        "E442": "autonumber pattern too long",
     },
     "links": {
         "E501": "link needs a target",

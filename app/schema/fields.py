@@ -121,13 +121,21 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
     for flag in ("required", "unique", "index", "readonly"):
         if flag in raw:
             options[flag] = run.boolean(raw[flag], file, at(flag), f"'{flag}' of {where}")
+    options.update(field_kind.fixed_options)  # e.g. an autonumber is always readonly and unique
+    for key in field_kind.option_keys:  # the type's own view of its options, before the common checks below
+        if key in raw or key in field_kind.own_options:  # own options are checked even when missing
+            problem = field_kind.check_option(key, raw.get(key))
+            if problem:
+                run.error(file, at(key) if key in raw else line, problem.code, f"{key} of {where} {problem.message}")
+            elif key in field_kind.own_options:
+                options[key] = raw[key]
     if options.get("unique") and not field_kind.can_be_unique:
         run.error(file, at("unique"), "E407", f"a {ftype} field cannot be unique ({where})")
     if "help" in raw:
         options["help"], _ = run.label(raw["help"], file, at("help"), f"help of {where}", "")
     if "length" in raw:
         options["length"] = run.integer(raw["length"], file, at("length"), f"length of {where}", 1, 100000)
-    if "pattern" in raw:
+    if "pattern" in raw and "pattern" not in field_kind.own_options:
         pattern = run.text(raw["pattern"], file, at("pattern"), f"pattern of {where}")
         if pattern:
             problem = _pattern_problem(pattern)

@@ -35,7 +35,7 @@ RESERVED_NAMES = frozenset({
 
 # table names the database or the stack keep for themselves
 RESERVED_TABLE_PREFIXES = ("ab_", "sqlite_", "pg_")
-RESERVED_TABLES = frozenset({"ab", "alembic_version"})
+RESERVED_TABLES = frozenset({"ab", "alembic_version", "portal_counters"})  # portal_counters: autonumbers
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names silently
 
