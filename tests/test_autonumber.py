@@ -88,7 +88,8 @@ def test_the_checker_makes_an_autonumber_read_only_and_unique_and_refuses_option
     field = spec.entity("A").field("x")
     assert field.readonly and field.unique and field.pattern == "N-{###}"
     for options, code in [('pattern: "N-{###}", default: N-1', "E418"), ('pattern: "N-{###}", length: 5', "E405"),
-                          ("required: false", "E440"), ('pattern: "N-[0-9]+"', "E440")]:
+                          ("required: false", "E440"), ('pattern: "N-[0-9]+"', "E440"), ("pattern: [a, b]", "E440"),
+                          ("pattern: 12", "E440")]:
         _, problems = _check(tmp_path, f"x: {{type: autonumber, {options}}}")
         assert [p.code for p in problems] == [code], options
     _, problems = _check(tmp_path, "s: {type: string, pattern: '[a-'}")  # a string's pattern is still a regex

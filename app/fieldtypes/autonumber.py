@@ -111,6 +111,8 @@ class AutonumberType(StringType):
 
     def check_option(self, key: str, value) -> OptionProblem | None:
         if key == "pattern":
+            if not isinstance(value, str):  # YAML may give a number, a list or nothing
+                return OptionProblem("E440", "must be text with one counter such as {####}")
             try:
                 parse_pattern(value)
             except PatternError as exc:
