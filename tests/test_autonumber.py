@@ -254,3 +254,34 @@ def test_fifty_parallel_creates_through_gunicorn_get_fifty_consecutive_numbers(t
     month = dt.date.today()
     assert numbers == [f"TK-{month:%Y%m}-{n:04d}" for n in range(1, 51)]
     assert_clean_log(tmp_path / "autonum.log")
+
+
+def test_a_database_from_before_the_autonumber_fields_gets_them_at_start_up(tmp_path, tmp_path_factory):
+    """The crm module gained `Customer.code`: an existing database gets the column (existing rows empty), its
+    unique index (SQLite cannot add a UNIQUE column) and the counters table; new customers are numbered."""
+    old = tmp_path / "old"
+    old.mkdir()
+    crm = (ROOT / "schemas" / "crm.yaml").read_text(encoding="utf-8")
+    crm = re.sub(r"\n      code: .*", "", crm).replace("[code, name, ", "[name, ")
+    (old / "crm.yaml").write_text(crm, encoding="utf-8")
+    url = database_url(tmp_path_factory, "autonumold")
+    before = make_app(tmp_path_factory, "autonumold", schema_dir=old, SQLALCHEMY_DATABASE_URI=url)
+    client = before.test_client()
+    assert client.post("/api/v1/customer/", json={"name": "Old Co"}, headers=jwt_headers(client)).status_code == 201
+    with before.app_context():
+        before.appbuilder.session.get_bind().dispose()
+
+    app = make_app(tmp_path_factory, "autonumold", schema_dir=ROOT / "schemas", SQLALCHEMY_DATABASE_URI=url)
+    client = app.test_client()
+    headers = jwt_headers(client)
+    new = client.post("/api/v1/customer/", json={"name": "New Co"}, headers=headers)
+    assert new.status_code == 201 and new.json["result"]["code"] == "C-00001"
+    rows = client.get("/api/v1/customer/?q=(order_column:id,order_direction:asc)", headers=headers).json["result"]
+    assert [(r["name"], r["code"]) for r in rows] == [("Old Co", None), ("New Co", "C-00001")]
+    model = portal_of(app).models["Customer"]
+    with app.app_context():  # the unique index is there: a second C-00001 is refused by the database itself
+        session = app.appbuilder.session
+        session.add(model(name="Copy", code="C-00001", kind="company", level="normal"))
+        with pytest.raises(Exception, match="(?i)unique"):
+            session.commit()
+        session.rollback()

@@ -114,8 +114,13 @@ def ensure_tables(engine: Engine, metadata) -> list[str]:
                 new_column = column._copy()
                 # existing rows get the server default (row_version: 1), else the column stays empty
                 new_column.nullable = column.nullable or column.server_default is None
+                new_column.unique = None  # SQLite cannot ALTER a constraint in: a unique index instead (below)
                 operations.add_column(table.name, new_column)
                 changes.append(f"added column {table.name}.{column.name}")
+                if column.unique:  # existing rows hold NULL, which a unique index allows many times
+                    name = f"uq_{table.name}_{column.name}"[:63]
+                    operations.create_index(name, table.name, [column.name], unique=True)
+                    changes.append(f"created unique index {name}")
             indexes = _stored_indexes(conn, inspector, table.name)
             for index in table.indexes:
                 if index.name in indexes and _plain_became_expression(indexes[index.name], index):
