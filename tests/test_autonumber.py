@@ -262,7 +262,7 @@ def test_a_database_from_before_the_autonumber_fields_gets_them_at_start_up(tmp_
     old = tmp_path / "old"
     old.mkdir()
     crm = (ROOT / "schemas" / "crm.yaml").read_text(encoding="utf-8")
-    crm = re.sub(r"\n      code: .*", "", crm).replace("[code, name, ", "[name, ")
+    crm = re.sub(r"\n      code: .*", "", crm).replace("[name, code, ", "[name, ")
     (old / "crm.yaml").write_text(crm, encoding="utf-8")
     url = database_url(tmp_path_factory, "autonumold")
     before = make_app(tmp_path_factory, "autonumold", schema_dir=old, SQLALCHEMY_DATABASE_URI=url)
