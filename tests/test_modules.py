@@ -29,7 +29,7 @@ def ids(app):
     worker = post("worker", name="李木工", trade="carpenter", day_rate="380.00", phone="13700000003",
                   id_card="31010119800101123X", projects=[project])
     entry = post("labour_entry", work_date="2026-11-20", worker=worker, project=project, hours="8", days="1",
-                 rate="380.00", amount="380.00")
+                 rate="380.00")
     return dict(customer=customer, contact=contact, follow_up=follow_up, ticket=ticket, note=note,
                 project=project, worker=worker, entry=entry)
 
@@ -82,7 +82,7 @@ def test_ticket_number_pattern(api, ids):
 
 def test_labour_entry_unique_per_worker_project_day(api, admin_client, ids):
     payload = {"work_date": "2026-11-20", "worker": ids["worker"], "project": ids["project"], "hours": "4",
-               "days": "0.5", "rate": "380", "amount": "190"}
+               "days": "0.5", "rate": "380"}
     duplicate = api.post("/api/v1/labour_entry/", json=payload)
     assert duplicate.status_code == 422
     assert "already exists" in duplicate.json["message"]["work_date"][0]

@@ -54,6 +54,7 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
     preview: list[dict] = field(default_factory=list)  # first rows: {"row", "action", "values"}
     written: bool = False
+    ignored: list[RowError] = field(default_factory=list)  # columns read but not imported (computed fields)
 
     @property
     def ok(self) -> bool:
@@ -61,7 +62,8 @@ class ImportReport:
 
     def as_dict(self) -> dict:
         return {"rows": self.rows, "created": self.created, "updated": self.updated, "written": self.written,
-                "errors": [e.as_dict() for e in self.errors], "preview": self.preview}
+                "errors": [e.as_dict() for e in self.errors], "preview": self.preview,
+                "ignored": [e.as_dict() for e in self.ignored]}
 
 
 def _chunks(values: list, size: int = CHUNK):
@@ -167,6 +169,8 @@ class Importer:
             f = by_title.get(title.lower())
             if f is None:
                 report.errors.append(RowError(1, title, str(_l("Unknown column."))))
+            elif f.formula is not None:  # an exported file carries it: computed again on import, not an error
+                report.ignored.append(RowError(1, title, str(_l("Computed by a formula; this column is ignored."))))
             elif f.name not in writable:
                 report.errors.append(RowError(1, title, str(_l("This column cannot be imported."))))
             elif f.name in seen:
@@ -188,8 +192,9 @@ class Importer:
         self._forced = self.rules.forced  # the row scope's values (RowScopeStep), as ids for bulk.write
         self._forced_ids = self.rules.forced_ids
         present = {f.name for f in columns if f is not None}
+        computed = self.rules.step_fields  # rule steps give every row these (formula fields)
         self._missing_required = [f for f in self.entity.fields if f.required and f.default is None
-                                  and f.name not in present and f.name not in self._forced]
+                                  and f.name not in present and f.name not in self._forced and f.name not in computed]
         self._required_present = [f for f in self.entity.fields
                                   if f.required and f.name in present and f.name not in self._forced]
         self._groups = [(f.name,) for f in self.entity.fields if f.unique] + list(self.entity.unique_together)

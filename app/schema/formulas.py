@@ -27,7 +27,7 @@ def parse_expression(run: Check, file, line, what, source) -> Expression | None:
     try:
         return Expression.of(text)
     except ExpressionError as exc:
-        run.error(file, line, "E311", f"{what} {short(repr(text))}: {exc} (column {exc.column})")
+        run.error(file, line, "E311", f"{what} {short(repr(text))}: {exc}")
         return None
 
 
