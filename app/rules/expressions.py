@@ -312,7 +312,7 @@ def _compare(op, a, b):
         if op == ">":
             return a > b
         return a >= b
-    except TypeError:
+    except (TypeError, ArithmeticError):  # text against a number, a NaN: unknown, as in SQL
         return None
 
 
@@ -351,8 +351,8 @@ def _extreme(pick):
         if any(v is None for v in values):
             return None
         try:
-            return pick(_comparable(v, v)[0] if _number(v) is not None else v for v in values)
-        except TypeError:
+            return pick(_number(v) if _number(v) is not None else v for v in values)
+        except (TypeError, ArithmeticError):
             return None
     return fn
 
