@@ -145,3 +145,21 @@ def test_add_form_prefills_defaults(admin_client):
     entry = admin_client.get("/labour_entry/add").text
     import datetime
     assert datetime.date.today().isoformat() in entry
+
+
+def test_labour_ships_the_amount_formula_and_its_rules(api, ids):
+    """schemas/labour.yaml: amount = round(days * rate, 2), at most 12 hours a day, a project ends after it starts."""
+    entry = api.get(f"/api/v1/labour_entry/{ids['entry']}").json["result"]
+    assert float(entry["amount"]) == 380.0
+    changed = api.put(f"/api/v1/labour_entry/{ids['entry']}", json={"days": "0.5", "hours": "4"})
+    assert changed.status_code == 200, changed.json
+    assert float(api.get(f"/api/v1/labour_entry/{ids['entry']}").json["result"]["amount"]) == 190.0
+    too_long = api.put(f"/api/v1/labour_entry/{ids['entry']}", json={"hours": "7"})
+    assert too_long.status_code == 422 and too_long.json["message"] == {"hours": ["At most 12 hours per day"]}
+    written = api.put(f"/api/v1/labour_entry/{ids['entry']}", json={"amount": "1"})
+    assert written.status_code == 422 and written.json["message"] == {"amount": ["This field is read-only."]}
+    backwards = api.put(f"/api/v1/project/{ids['project']}", json={"start_date": "2026-11-01", "end_date": "2026-10-01"})
+    assert backwards.status_code == 422 and backwards.json["message"] == {"end_date": ["Ends before it starts"]}
+    assert api.put(f"/api/v1/project/{ids['project']}", json={"start_date": "2026-11-01"}).status_code == 200
+    assert api.get(f"/api/v1/project/{ids['project']}").json["result"]["end_date"] is None
+    assert api.put(f"/api/v1/labour_entry/{ids['entry']}", json={"days": "1", "hours": "8"}).status_code == 200
