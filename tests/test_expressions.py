@@ -124,11 +124,12 @@ def test_a_good_schema_gets_typed_formulas_in_dependency_order(tmp_path):
             amount: {type: decimal, formula: "round(days * worker.day_rate, 2)"}
           rules:
             - {check: "days <= 3", fields: [days], message: {en: Too many, zh: 太多}}
+            - {check: "days != null", message: {en: Say how many days}}
         """)
     assert problems == []
     entry = spec.entity("Entry")
     assert entry.formula_order == ("amount", "total")
-    assert entry.field("amount").readonly and entry.rules[0].fields == ("days",)
+    assert entry.field("amount").readonly and [r.fields for r in entry.rules] == [("days",), ()]
 
 
 @pytest.mark.parametrize("fields,rules,code,line", [

@@ -12,7 +12,7 @@ import dataclasses
 from app.rules.expressions import (
     BOOLEAN, DATE, DATETIME, NUMBER, TEXT, Expression, ExpressionError, ExpressionTypeError, infer,
 )
-from app.schema.loader import YMap
+from app.schema.loader import YList
 from app.schema.spec import CheckRule, EntitySpec, FieldSpec
 from app.schema.values import Check, did_you_mean, kind, short
 
@@ -61,7 +61,7 @@ def check_rules(run: Check, file, entity_name, raw, line) -> list[CheckRule]:
             continue
         run.keys(item, RULE_KEYS, file, what, "E302")
         expression = parse_expression(run, file, item.line_of("check"), f"check of {what}", item.get("check"))
-        names = run.name_list(item.get("fields", []), file, item.line_of("fields"), f"fields of {what}")
+        names = run.name_list(item.get("fields", YList()), file, item.line_of("fields"), f"fields of {what}")
         message, given = run.label(item.get("message"), file, item.line_of("message"), f"message of {what}", "")
         if not given:
             run.error(file, item_line, "E005", f"{what} needs a message, e.g. {{en: ..., zh: ...}}")
