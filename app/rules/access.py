@@ -63,7 +63,10 @@ class Viewer:
         """The fields `by_roles` names, plus every formula field that reads one of them (directly, through
         another formula, or one hop through a link): a formula must not reveal what it is computed from."""
         fields = set(by_roles(entity))
-        spec = self.portal.entity(entity)
+        try:
+            spec = self.portal.entity(entity)
+        except KeyError:  # not an entity of this portal: nothing computed from it
+            return frozenset(fields)
         for f in spec.formulas:  # dependency order: a formula over a hidden formula is hidden too
             for path in f.formula.names:
                 if len(path) == 1:
