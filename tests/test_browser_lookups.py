@@ -59,7 +59,6 @@ def test_pick_links_on_the_add_form_then_filter_the_list_by_one(live):
     page.wait_for_function("() => [...document.querySelectorAll('.select2-results__option')].some(o => o.textContent === '东区工地')")
     results(page).filter(has_text="东区工地").click()
     page.fill("#rate", "300")
-    page.fill("#amount", "300")
     screenshot(page, "lookup-add-form")
     page.click("button[type=submit]")
     page.wait_for_url("**/labour_entry/list/**")
