@@ -38,6 +38,7 @@ SCHEMA = """\
           margin: {type: decimal, precision: 12, scale: 2, formula: "amount - cost", label: {en: Margin, zh: 毛利}}
           crew_cost: {type: decimal, precision: 12, scale: 2, formula: "days * crew.day_rate", label: {en: Crew cost, zh: 人工成本}}
           tag: {type: string, length: 40, formula: "concat('J-', code)", label: {en: Tag, zh: 标签}}
+          double_days: {type: decimal, precision: 6, scale: 2, required: true, formula: "days * 2", label: {en: Double days, zh: 双倍工日}}
           ref: {type: string, length: 20, label: {en: Reference, zh: 参考号}}
           ref_tag: {type: string, length: 40, formula: "'R-' + ref", label: {en: Reference tag, zh: 参考标签}}
         order: [code]
@@ -134,6 +135,8 @@ def test_the_api_refuses_writes_to_a_formula_field(site):
     before = jobs(app)
     refused = client.post("/api/v1/job/", json={"code": "X1", "rate": "1", "amount": "5"}, headers=headers)
     assert refused.status_code == 422 and refused.json["message"] == {"amount": ["This field is read-only."]}
+    empty = client.post("/api/v1/job/", json={"code": "X2", "days": None}, headers=headers)  # double_days is required
+    assert empty.status_code == 422 and empty.json["message"] == {"double_days": ["Cannot be computed: a value it needs is empty."]}
     assert jobs(app) == before
 
 

@@ -172,9 +172,12 @@ class ExpressionStep(RuleStep):
 
     def check(self, ctx: WriteContext) -> None:
         entity = ctx.rules.entity
-        if not entity.rules:
+        if not (entity.rules or entity.formula_order):
             return
         self.compute(ctx)  # a rule may read a formula field
+        for f in entity.formulas:
+            if f.required and ctx.values[f.name] is None:  # the column is NOT NULL: say why instead of a database error
+                ctx.error(f.name, _l("Cannot be computed: a value it needs is empty."))
         get = ctx.rules.path_reader(ctx)
         locale = _locale()
         for rule in entity.rules:
