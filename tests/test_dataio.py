@@ -256,7 +256,7 @@ def crew(app, staff):
     for worker, project, day in [("导出工人甲", "site", 1), ("导出工人乙", "other_site", 2)]:
         created = admin.post("/api/v1/labour_entry/", headers=h, json={
             "work_date": f"2026-09-0{day}", "worker": ids[worker], "project": staff[project], "hours": "8", "days": "1",
-            "rate": "420.5", "amount": "420.5", "approved": day == 1})
+            "rate": "420.5", "approved": day == 1})
         assert created.status_code == 201, created.json
     return ids
 

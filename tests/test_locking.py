@@ -75,7 +75,7 @@ def test_409_body_hides_and_masks_like_a_read_and_row_scope_still_404s(app, api)
     project = api.post("/api/v1/project/", json={"code": "LOCK-1", "name": "Lock site", "status": "active"})
     assert project.status_code == 201, project.json
     entry = api.post("/api/v1/labour_entry/", json={"project": project.json["id"], "worker": pk,
-                                                     "work_date": "2026-01-05", "rate": 300, "amount": 300})
+                                                     "work_date": "2026-01-05", "rate": 300})
     assert entry.status_code == 201, entry.json
     hidden = client.put(f"/api/v1/labour_entry/{entry.json['id']}", json={"hours": 1},
                         headers={**foreman, "If-Match": '"9"'})

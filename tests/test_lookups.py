@@ -37,9 +37,9 @@ def world(tmp_path_factory):
     add_workers(app, WORKERS)
     ids["w1"] = worker_id(app, "工人001")
     ids["n_entry"] = post("labour_entry", work_date="2026-11-02", worker=ids["w1"], project=ids["north"],
-                          hours="8", days="1", rate="300", amount="300")
+                          hours="8", days="1", rate="300")
     ids["s_entry"] = post("labour_entry", work_date="2026-11-02", worker=ids["latin"], project=ids["south"],
-                          hours="8", days="1", rate="300", amount="300")
+                          hours="8", days="1", rate="300")
     return app, ids
 
 
@@ -203,7 +203,7 @@ def test_filtered_list_shows_the_chosen_record_only(world):
 
 
 def post_entry(client, **overrides):
-    data = {"work_date": "2026-11-03", "hours": "8", "days": "1", "rate": "300", "amount": "300"}
+    data = {"work_date": "2026-11-03", "hours": "8", "days": "1", "rate": "300"}
     data.update(overrides)
     return client.post("/labour_entry/add", data=data)
 
@@ -241,11 +241,11 @@ def test_a_related_add_cannot_smuggle_an_out_of_scope_link(world):
     before = entry_count(app)
     response = north.post(f"/labour_entry/add?_flt_0_project={ids['south']}",
                           data={"work_date": "2026-11-05", "worker": str(ids["w1"]), "hours": "8", "days": "1",
-                                "rate": "300", "amount": "300"})
+                                "rate": "300"})
     assert response.status_code == 200 and entry_count(app) == before
     allowed = north.post(f"/labour_entry/add?_flt_0_project={ids['north']}",
                          data={"work_date": "2026-11-05", "worker": str(ids["w1"]), "hours": "8", "days": "1",
-                               "rate": "300", "amount": "300"})
+                               "rate": "300"})
     assert allowed.status_code == 302 and entry_count(app) == before + 1
 
 

@@ -30,7 +30,7 @@ def ids(app):
     worker = post("worker", name="李木工", trade="carpenter", day_rate="380.00", phone="13700000003",
                   id_card="31010119800101123X", projects=[project])
     entry = post("labour_entry", work_date="2026-11-20", worker=worker, project=project, hours="8", days="1",
-                 rate="380.00", amount="380.00")
+                 rate="380.00")
     number = client.get(f"/api/v1/ticket/{ticket}", headers=h).json["result"]["number"]
     return dict(customer=customer, contact=contact, follow_up=follow_up, ticket=ticket, note=note,
                 project=project, worker=worker, entry=entry, ticket_number=number)
@@ -102,7 +102,7 @@ def test_ticket_number_is_assigned_and_read_only(api, admin_client, ids):
 
 def test_labour_entry_unique_per_worker_project_day(api, admin_client, ids):
     payload = {"work_date": "2026-11-20", "worker": ids["worker"], "project": ids["project"], "hours": "4",
-               "days": "0.5", "rate": "380", "amount": "190"}
+               "days": "0.5", "rate": "380"}
     duplicate = api.post("/api/v1/labour_entry/", json=payload)
     assert duplicate.status_code == 422
     assert "already exists" in duplicate.json["message"]["work_date"][0]
@@ -165,3 +165,21 @@ def test_add_form_prefills_defaults(admin_client):
     entry = admin_client.get("/labour_entry/add").text
     import datetime
     assert datetime.date.today().isoformat() in entry
+
+
+def test_labour_ships_the_amount_formula_and_its_rules(api, ids):
+    """schemas/labour.yaml: amount = round(days * rate, 2), at most 12 hours a day, a project ends after it starts."""
+    entry = api.get(f"/api/v1/labour_entry/{ids['entry']}").json["result"]
+    assert float(entry["amount"]) == 380.0
+    changed = api.put(f"/api/v1/labour_entry/{ids['entry']}", json={"days": "0.5", "hours": "4"})
+    assert changed.status_code == 200, changed.json
+    assert float(api.get(f"/api/v1/labour_entry/{ids['entry']}").json["result"]["amount"]) == 190.0
+    too_long = api.put(f"/api/v1/labour_entry/{ids['entry']}", json={"hours": "7"})
+    assert too_long.status_code == 422 and too_long.json["message"] == {"hours": ["At most 12 hours per day"]}
+    written = api.put(f"/api/v1/labour_entry/{ids['entry']}", json={"amount": "1"})
+    assert written.status_code == 422 and written.json["message"] == {"amount": ["This field is read-only."]}
+    backwards = api.put(f"/api/v1/project/{ids['project']}", json={"start_date": "2026-11-01", "end_date": "2026-10-01"})
+    assert backwards.status_code == 422 and backwards.json["message"] == {"end_date": ["Ends before it starts"]}
+    assert api.put(f"/api/v1/project/{ids['project']}", json={"start_date": "2026-11-01"}).status_code == 200
+    assert api.get(f"/api/v1/project/{ids['project']}").json["result"]["end_date"] is None
+    assert api.put(f"/api/v1/labour_entry/{ids['entry']}", json={"days": "1", "hours": "8"}).status_code == 200

@@ -136,7 +136,7 @@ def people(app):
     ids["w"] = post("worker", name="钢筋工老赵", trade="rebar", day_rate="420", id_card="110101199001011234",
                     bank_account="6222020200112233445")
     ids["e2"] = post("labour_entry", work_date="2026-11-01", worker=ids["w"], project=ids["p2"], hours="8", days="1",
-                     rate="420", amount="420")
+                     rate="420")
     ids["t_agent"] = post("ticket", subject="给客服的工单", customer=ids["c1"], assignee=ids["agent1"])
     ids["t_other"] = post("ticket", subject="别人的工单", customer=ids["c1"])
     return ids
@@ -227,10 +227,10 @@ def test_foreman_works_only_on_own_sites(app, people):
     assert api.get("/api/v1/project/", headers=h).json["ids"] == [people["p1"]]
     assert api.get(f"/api/v1/labour_entry/{people['e2']}", headers=h).status_code == 404
     other_site = api.post("/api/v1/labour_entry/", json={"work_date": "2026-11-02", "worker": people["w"], "project": people["p2"],
-                                                          "hours": "8", "days": "1", "rate": "420", "amount": "420"}, headers=h)
+                                                          "hours": "8", "days": "1", "rate": "420"}, headers=h)
     assert other_site.status_code == 422 and "project" in other_site.json["message"]
     own_site = api.post("/api/v1/labour_entry/", json={"work_date": "2026-11-02", "worker": people["w"], "project": people["p1"],
-                                                        "hours": "8", "days": "1", "rate": "420", "amount": "420"}, headers=h)
+                                                        "hours": "8", "days": "1", "rate": "420"}, headers=h)
     assert own_site.status_code == 201, own_site.json
     worker = api.get(f"/api/v1/worker/{people['w']}", headers=h).json["result"]
     assert "bank_account" not in worker and worker["id_card"] == "110****1234"

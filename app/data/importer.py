@@ -53,7 +53,8 @@ class ImportReport:
     updated: int = 0
     errors: list[RowError] = field(default_factory=list)
     preview: list[dict] = field(default_factory=list)  # first rows: {"row", "action", "values"}
-    ignored: list[RowError] = field(default_factory=list)  # columns of fields the portal assigns (autonumbers)
+    # columns read but not imported: values the portal assigns (autonumbers) or computes (formulas)
+    ignored: list[RowError] = field(default_factory=list)
     written: bool = False
 
     @property
@@ -174,6 +175,8 @@ class Importer:
                 report.errors.append(RowError(1, title, str(_l("Unknown column."))))
             elif f.kind.assigned:
                 report.ignored.append(RowError(1, title, str(_l("The portal assigns this value; the column is ignored."))))
+            elif f.formula is not None:  # an exported file carries it: computed again on import, not an error
+                report.ignored.append(RowError(1, title, str(_l("Computed by a formula; this column is ignored."))))
             elif f.name not in writable:
                 report.errors.append(RowError(1, title, str(_l("This column cannot be imported."))))
             elif f.name in seen:
@@ -195,8 +198,9 @@ class Importer:
         self._forced = self.rules.forced  # the row scope's values (RowScopeStep), as ids for bulk.write
         self._forced_ids = self.rules.forced_ids
         present = {f.name for f in columns if f is not None}
+        computed = self.rules.step_fields  # rule steps give every row these (formula fields)
         self._missing_required = [f for f in self.entity.fields if f.required and f.default is None
-                                  and f.name not in present and f.name not in self._forced]
+                                  and f.name not in present and f.name not in self._forced and f.name not in computed]
         self._required_present = [f for f in self.entity.fields
                                   if f.required and f.name in present and f.name not in self._forced]
         self._groups = [(f.name,) for f in self.entity.fields if f.unique] + list(self.entity.unique_together)

@@ -39,13 +39,45 @@ class Viewer:
         return [] if self.is_admin else self.readers(entity)
 
     def hidden(self, entity: str) -> frozenset:
+        return self._memo(("hidden", entity), lambda: self._with_formulas(entity, self._hidden_by_roles))
+
+    def masked(self, entity: str) -> frozenset:
+        return self._memo(("masked", entity),
+                          lambda: self._with_formulas(entity, self._masked_by_roles) - self.hidden(entity))
+
+    def _memo(self, key, make):
+        memo = self.__dict__.setdefault("_fields_memo", {})
+        if key not in memo:
+            memo[key] = make()
+        return memo[key]
+
+    def _hidden_by_roles(self, entity: str) -> frozenset:
         roles = self._restricted(entity)
         return frozenset.intersection(*(r.hidden(entity) for r in roles)) if roles else frozenset()
 
-    def masked(self, entity: str) -> frozenset:
+    def _masked_by_roles(self, entity: str) -> frozenset:
         roles = self._restricted(entity)
-        masked = frozenset.intersection(*(r.masked(entity) | r.hidden(entity) for r in roles)) if roles else frozenset()
-        return masked - self.hidden(entity)
+        return frozenset.intersection(*(r.masked(entity) | r.hidden(entity) for r in roles)) if roles else frozenset()
+
+    def _with_formulas(self, entity: str, by_roles, hops: int = 1) -> frozenset:
+        """The fields `by_roles` names, plus every formula field that reads one of them (directly, through
+        another formula, or one hop through a link): a formula must not reveal what it is computed from."""
+        fields = set(by_roles(entity))
+        try:
+            spec = self.portal.entity(entity)
+        except KeyError:  # not an entity of this portal: nothing computed from it
+            return frozenset(fields)
+        for f in spec.formulas:  # dependency order: a formula over a hidden formula is hidden too
+            for path in f.formula.names:
+                if len(path) == 1:
+                    reveals = path[0] in fields
+                else:
+                    target = spec.field(path[0]).to
+                    reveals = hops > 0 and path[1] in self._with_formulas(target, by_roles, hops - 1)
+                if reveals:
+                    fields.add(f.name)
+                    break
+        return frozenset(fields)
 
     def unreadable(self, entity: str) -> frozenset:
         """Fields that may not be shown in full, searched, sorted or written: hidden or masked."""

@@ -164,11 +164,97 @@ class AuditStep(RuleStep):
         ctx.values.update(ctx.rules.audit_values(ctx.creating))
 
 
+class ExpressionStep(RuleStep):
+    """`formula:` fields recomputed from the values about to be written, and `rules:` checks refused with
+    their message (the user's language) under the fields they name. The expressions were parsed and
+    compiled by the checker (app/rules/expressions.py); here each one is a closure call per record."""
+
+    def applies(self, entity: EntitySpec) -> bool:
+        return bool(entity.formula_order or entity.rules)
+
+    def fields_written(self, entity: EntitySpec) -> tuple[str, ...]:
+        return entity.formula_order
+
+    def check(self, ctx: WriteContext) -> None:
+        entity = ctx.rules.entity
+        if not (entity.rules or entity.formula_order):
+            return
+        self.compute(ctx)  # a rule may read a formula field
+        for f in entity.formulas:
+            if f.required and ctx.values[f.name] is None:  # the column is NOT NULL: say why instead of a database error
+                ctx.error(f.name, _l("Cannot be computed: a value it needs is empty."))
+        get = ctx.rules.path_reader(ctx)
+        locale = _locale()
+        for rule in entity.rules:
+            if rule.check.run(get) is False:  # null (an empty operand) is not a refusal, as in SQL CHECK
+                names = rule.fields or tuple(sorted({path[0] for path in rule.check.names}))[:1]
+                for name in names:
+                    ctx.error(name, rule.message.get(locale))
+
+    def before_write(self, ctx: WriteContext) -> None:
+        self.compute(ctx)
+
+    def compute(self, ctx: WriteContext) -> None:
+        rules = ctx.rules
+        formulas = rules.entity.formulas
+        if not formulas:
+            return
+        get = rules.path_reader(ctx)
+        for f in formulas:  # in dependency order: a formula reads the ones computed before it
+            ctx.values[f.name] = fit_formula_value(f, f.formula.run(get))
+
+
+def fit_formula_value(f: FieldSpec, value):
+    """A computed value as the field stores it: decimals at the field's scale (half up), integers whole, text
+    as text; null when it cannot be stored (too large for the column, or the wrong kind of value)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    if value is None:
+        return None
+    kind = f.kind
+    try:
+        if kind.numeric:
+            if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+                return None
+            if kind.name == "integer":
+                whole = int(Decimal(value).to_integral_value(ROUND_HALF_UP))
+                return whole if -2**63 <= whole < 2**63 else None
+            number = Decimal(value).quantize(Decimal(1).scaleb(-f.scale), rounding=ROUND_HALF_UP)
+            return number if abs(number) < Decimal(10) ** (f.precision - f.scale) else None
+        if kind.is_moment or kind.name == "boolean":
+            return value
+        text = value if isinstance(value, str) else str(value)
+        return text[: f.length] if f.length else text
+    except ArithmeticError:
+        return None
+
+
+def _default_value(f: FieldSpec):
+    """The value a new record gets for a field the write leaves out (its column default, models.py)."""
+    if f.default is None or f.is_relation:
+        return None
+    if f.default == "today" and f.kind.is_moment:
+        return dt.date.today()
+    if f.default == "now" and f.kind.is_moment:
+        return dt.datetime.now().replace(microsecond=0)
+    return f.default
+
+
+def _locale() -> str:
+    from flask import has_request_context
+    from flask_babel import get_locale
+
+    if not has_request_context():
+        return "en"
+    return str(get_locale() or "en")
+
+
 def default_steps() -> list[RuleStep]:
-    """The built-in sequence; a portal's own steps go between AutonumberStep and AuditStep (Portal.add_rule_step)."""
+    """The built-in sequence; a portal's own steps go between ExpressionStep and AuditStep (Portal.add_rule_step).
+    Numbers are assigned before formulas run, so a formula may read an autonumber."""
     from app.rules.autonumber import AutonumberStep  # it builds on RuleStep
 
-    return [RequiredStep(), UniqueStep(), RowScopeStep(), AutonumberStep(), AuditStep()]
+    return [RequiredStep(), UniqueStep(), RowScopeStep(), AutonumberStep(), ExpressionStep(), AuditStep()]
 
 
 class RecordRules:
@@ -307,7 +393,31 @@ class RecordRules:
     @property
     def checks_each_row(self) -> bool:
         """Whether a step beyond the built-ins wants to see every imported row (else imports skip the contexts)."""
-        return any(not isinstance(step, _BUILT_IN) for step in self.steps)
+        return any(not isinstance(step, _BUILT_IN) and step.applies(self.entity) for step in self.steps)
+
+    # -- expression names ----------------------------------------------------------------------
+    def path_reader(self, ctx: WriteContext):
+        """`get(path)` for expressions: a field of the record about to be written, or one hop through a
+        link (`worker.day_rate`) read from the linked record (imports carry ids: loaded once per id)."""
+        def get(path):
+            name = path[0]
+            value = ctx.values[name] if name in ctx.values else (
+                _default_value(self.entity.field(name)) if ctx.creating else ctx.get(name))
+            if len(path) == 1 or value is None:
+                return value
+            if isinstance(value, int):
+                value = self.linked(self.entity.field(path[0]), value)
+            return getattr(value, path[1], None)
+        return get
+
+    def linked(self, f: FieldSpec, record_id: int):
+        memo = self.__dict__.setdefault("_linked", {})
+        key = (f.to, record_id)
+        if key not in memo:
+            if len(memo) >= 10000:
+                memo.clear()  # keep memory flat over a long import
+            memo[key] = self.session.get(self.models[f.to], record_id)
+        return memo[key]
 
     # -- unique ----------------------------------------------------------------------------
     def conflicts(self, values: dict, current=None) -> dict:

@@ -6,11 +6,13 @@ reports all of them as `file:line: E123 message`. Nothing here imports Flask.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from app.fieldtypes import BUILTIN_TYPES, FieldTypes
 from app.schema.loader import Problem, SourceFile, YMap
 from app.schema.entities import check_across_modules, check_entity
+from app.schema.formulas import check_expressions
 from app.schema.reports import check_report, check_report_ids
 from app.schema.roles import check_role, merge_roles
 from app.schema.values import Check, kind, short
@@ -38,6 +40,9 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     entities = check_across_modules(run, modules)
     for check_later in run.later:
         check_later(entities)
+    # formulas and rules read other entities' fields (worker.day_rate): typed once all are known
+    modules = [dataclasses.replace(m, entities=tuple(check_expressions(run, e, entities) for e in m.entities))
+               for m in modules]
     roles = merge_roles(run, modules)
     check_report_ids(run, modules, roles)
     if run.problems:

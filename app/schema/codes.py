@@ -56,6 +56,12 @@ AREAS: dict[str, dict[str, str]] = {
         "E308": "entity defined twice",
         "E309": "same table or API name as another entity",
         "E310": "field clashes with a link's column",
+        "E311": "expression syntax error",
+        "E312": "expression names an unknown field",
+        "E313": "expression type mismatch",
+        "E314": "formulas depend on each other in a cycle",
+        "E315": "rule shows its message under an unknown field",
+        "E316": "field type cannot have a formula",
     },
     "field": {
         "E401": "bad field name",

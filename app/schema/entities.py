@@ -6,6 +6,7 @@ import re
 from app.schema.loader import YList, YMap
 from app.schema.reserved import MAX_IDENTIFIER_BYTES, reserved_clash, reserved_table
 from app.schema.fields import AUDIT_FIELDS, AUDIT_TYPES, check_field
+from app.schema.formulas import check_rules
 from app.schema.values import Check, did_you_mean, kind, short
 from app.schema.spec import (
     EntitySpec,
@@ -15,7 +16,7 @@ from app.schema.spec import (
     snake_case,
 )
 
-ENTITY_KEYS = ("label", "title", "fields", "list", "search", "order", "unique_together")
+ENTITY_KEYS = ("label", "title", "fields", "list", "search", "order", "unique_together", "rules")
 
 ENTITY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,59}$")
 
@@ -107,10 +108,11 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
                     run.error(file, groups.line_of(i), "E307", "a unique_together group names the same field twice")
                 elif all(ok):
                     unique_together.append(tuple(ok))
+    rules = check_rules(run, file, name, raw.get("rules"), raw.line_of("rules"))
     return EntitySpec(
         name=name, module=module, label=label, file=file, line=line, fields=tuple(fields),
         title=title, list=list_cols, search=search_cols, order=tuple(order),
-        unique_together=tuple(unique_together), label_given=given,
+        unique_together=tuple(unique_together), label_given=given, rules=tuple(rules),
     )
 
 def check_across_modules(run: Check, modules: list[ModuleSpec]) -> None:

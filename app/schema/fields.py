@@ -18,7 +18,7 @@ from app.schema.spec import (
 
 # keys every field accepts; each type adds its own (FieldType.option_keys), each key is checked the same way
 # whatever the type that takes it (length, pattern, min/max, precision/scale, choices, to, on_delete)
-COMMON_FIELD_KEYS = ("type", "label", "required", "unique", "default", "help", "index", "readonly")
+COMMON_FIELD_KEYS = ("type", "label", "required", "unique", "default", "help", "index", "readonly", "formula")
 
 AUDIT_FIELDS = ("created_on", "changed_on", "created_by", "changed_by")
 RESERVED_FIELDS = {"id", "metadata", "registry", "query", "query_class", *AUDIT_FIELDS, "created_by_id", "changed_by_id",
@@ -172,6 +172,14 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
             options[bound] = parse_literal(run, file, at(bound), f"{bound} of {where}", field_kind, raw[bound], options)
     if options.get("min") is not None and options.get("max") is not None and options["min"] > options["max"]:
         run.error(file, at("max"), "E416", f"max of {where} is smaller than its min")
+    if "formula" in raw:
+        from app.schema.formulas import parse_expression  # names and types are checked once all entities are known
+
+        if field_kind.is_relation:
+            run.error(file, at("formula"), "E316", f"a {ftype} field cannot have a formula ({where}); formulas compute values")
+        else:
+            options["formula"] = parse_expression(run, file, at("formula"), f"formula of {where}", raw["formula"])
+            options["readonly"] = True  # computed on every write: forms, API and imports do not set it
     if "default" in raw:
         options["default"] = _check_default(run, file, at("default"), where, field_kind, raw["default"], options)
     return FieldSpec(**options)

@@ -82,6 +82,9 @@ class FieldSpec:
     on_delete: str = "restrict"
     precision: int = 12
     scale: int = 2
+    # `formula:` (app/rules/expressions.py Expression, parsed and typed by the checker): computed on every
+    # write, stored, read-only
+    formula: Any = None
     # the FieldType the checker resolved `type` to (the app's registry may add types); everything that
     # differs between types is asked of it: `f.kind.clean(f, value)`, `f.kind.is_relation`, ...
     field_type: FieldType | None = field(default=None, compare=False, repr=False)
@@ -125,6 +128,13 @@ class EntitySpec:
     order: tuple[tuple[str, str], ...] = ()  # (field, "asc"|"desc")
     unique_together: tuple[tuple[str, ...], ...] = ()
     label_given: bool = False
+    rules: tuple["CheckRule", ...] = ()
+    formula_order: tuple[str, ...] = ()  # formula fields, each after the formulas it reads (the checker sorts them)
+
+    @property
+    def formulas(self) -> tuple[FieldSpec, ...]:
+        """Formula fields in the order they must be computed."""
+        return tuple(self.field(name) for name in self.formula_order)
 
     @property
     def snake(self) -> str:
@@ -143,6 +153,17 @@ class EntitySpec:
     @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
+
+
+@dataclass(frozen=True)
+class CheckRule:
+    """One `rules:` entry: `check` must not be false; else `message` is shown under `fields`."""
+
+    check: Any  # app/rules/expressions.py Expression
+    fields: tuple[str, ...]
+    message: Label
+    line: int = 0
+    field_lines: tuple[int, ...] = field(default=(), compare=False)  # where each of `fields` is written
 
 
 ACTIONS = ("read", "create", "update", "delete", "import", "export")

@@ -1,0 +1,119 @@
+"""What formulas and rules cost: labour entries imported and created through the API by the shipped schema
+(amount = round(days * rate, 2), hours <= days * 12) and, in the same run, by the same schema without the
+formula and the rules (amount typed in, as before), against the raw executemany anchor.
+
+Import: ROWS rows of bench/imports.py's file on SQLite (it has an amount column: read by the plain schema,
+ignored by the formula one), median of REPEAT interleaved runs (min–max).
+API: single-record POST /api/v1/labour_entry/, median of interleaved batches of API_BATCH.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from app.factory import create_app
+from app.portal import portal_of
+from app.rules.record_rules import ExpressionStep
+
+from .common import interleaved, median, row, spread
+from .imports import clear, make_csv, portal_import, raw_import, seed
+from .reports import ROOT, _app
+
+ROWS = 20_000
+REPEAT = 5
+API_BATCH = 100
+
+
+def _plain_app(work: Path):
+    """The shipped schemas with labour's formula and rules taken out (amount typed in, no checks)."""
+    folder = work / "plain-schemas"
+    folder.mkdir()
+    for source in (ROOT / "schemas").glob("*.yaml"):
+        text = source.read_text(encoding="utf-8")
+        if source.name == "labour.yaml":
+            text = text.replace(', formula: "round(days * rate, 2)"', "")
+            text = re.sub(r"\n    rules:\n(      .*\n)+", "\n", text)
+            assert "formula" not in text and "rules:" not in text.split("reports:")[0]
+        (folder / source.name).write_text(text, encoding="utf-8")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{work / 'plain.db'}", "SECRET_KEY": "bench",
+                      "WTF_CSRF_ENABLED": False, "PORTAL_SCHEMA_DIR": str(folder)})
+    with app.app_context():
+        sm = app.appbuilder.sm
+        sm.add_user("bench", "Bench", "Admin", "bench@example.com", sm.find_role("Admin"), "bench-pass")
+    assert not any(isinstance(s, ExpressionStep) and s.applies_to(portal_of(app).spec.entity("LabourEntry"))
+                   for s in portal_of(app).rule_steps)
+    return app
+
+
+def run(pg: str | None = None) -> list[str]:
+    work = Path(tempfile.mkdtemp(prefix="bench-formulas-"))
+    app = _app(f"sqlite:///{work / 'formulas.db'}")
+    plain = _plain_app(work)
+    for each in (app, plain):
+        seed(each)
+    data = make_csv(ROWS)
+    seconds = {"raw": [], "with": [], "without": []}
+
+    def timed_import(key, target):
+        def call():
+            taken, report = portal_import(target, data)
+            assert report.written and report.created == ROWS, report.errors[:5]
+            seconds[key].append(taken)
+            clear(target)
+        return call
+
+    def raw():
+        seconds["raw"].append(raw_import(app, data))
+        clear(app)
+
+    interleaved({"raw": raw, "with": timed_import("with", app), "without": timed_import("without", plain)}, REPEAT)
+    raw_s = median(seconds["raw"])
+    lines = [f"### Formulas and rules on import: {ROWS:,} labour entries on SQLite, median of {REPEAT} interleaved runs (min–max)", "",
+             row("import", "seconds", "raw executemany / import"), row("---", "---", "---"),
+             row("raw executemany (anchor)", spread(seconds["raw"]), "1.00"),
+             row("without formula and rules", spread(seconds["without"]), f"{raw_s / median(seconds['without']):.2f}"),
+             row("with amount formula + hours rule", spread(seconds["with"]), f"{raw_s / median(seconds['with']):.2f}")]
+    lines += ["", *api_creates(app, plain)]
+    return lines
+
+
+def api_creates(app, plain) -> list[str]:
+    seconds = {"with": [], "without": []}
+
+    def batch(key, target, extra):
+        models = portal_of(target).models
+        with target.app_context():
+            session = target.appbuilder.session
+            worker = session.scalar(select(models["Worker"].id).limit(1))
+            project = session.scalar(select(models["Project"].id).limit(1))
+            session.rollback()
+        client = target.test_client()
+        token = client.post("/api/v1/security/login", json={"username": "bench", "password": "bench-pass", "provider": "db"})
+        headers = {"Authorization": f"Bearer {token.json['access_token']}"}
+        counter = iter(range(10**9))
+
+        def call():
+            start = time.perf_counter()
+            for _ in range(API_BATCH):
+                n = next(counter)
+                response = client.post("/api/v1/labour_entry/", headers=headers, json={
+                    "work_date": f"20{30 + n // 300:02d}-{n // 28 % 12 + 1:02d}-{n % 28 + 1:02d}", "worker": worker,
+                    "project": project, "hours": "8", "days": "1", "rate": "400", **extra})
+                assert response.status_code == 201, response.json
+            seconds[key].append((time.perf_counter() - start) / API_BATCH)
+        return call
+
+    interleaved({"with": batch("with", app, {}), "without": batch("without", plain, {"amount": "400"})}, REPEAT)
+    ratio = median(seconds["with"]) / median(seconds["without"])
+    return [f"### Single-record API create of a labour entry, median of {REPEAT} interleaved batches of {API_BATCH} (min–max ms)", "",
+            row("rules", "ms per create", "with / without"), row("---", "---", "---"),
+            row("without formula and rules", spread(seconds["without"], 1000), "1.00"),
+            row("with amount formula + hours rule", spread(seconds["with"], 1000), f"{ratio:.2f}")]
+
+
+if __name__ == "__main__":
+    print("\n".join(run()))
