@@ -1,4 +1,4 @@
-"""The expression language (app/rules/expressions.py): parsing, SQL-like null rules, static types, and
+"""The expression language (app/schema/expressions.py): parsing, SQL-like null rules, static types, and
 `portal check` codes for formulas and rules."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from app.rules.expressions import (
+from app.schema.expressions import (
     Expression, ExpressionError, ExpressionTypeError, NUMBER, TEXT, DATE, BOOLEAN, infer, parse,
 )
 from app.schema import load_portal

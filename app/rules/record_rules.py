@@ -167,7 +167,7 @@ class AuditStep(RuleStep):
 class ExpressionStep(RuleStep):
     """`formula:` fields recomputed from the values about to be written, and `rules:` checks refused with
     their message (the user's language) under the fields they name. The expressions were parsed and
-    compiled by the checker (app/rules/expressions.py); here each one is a closure call per record."""
+    compiled by the checker (app/schema/expressions.py); here each one is a closure call per record."""
 
     def applies(self, entity: EntitySpec) -> bool:
         return bool(entity.formula_order or entity.rules)

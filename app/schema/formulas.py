@@ -1,7 +1,7 @@
 """Check `formula:` fields and `rules:` of entities: syntax (E311), names (E312), types (E313), cycles
 between formulas (E314), rule `fields` (E315), formulas on fields that cannot be computed (E316).
 
-Expressions are parsed once here (app/rules/expressions.py, pure Python: no Flask) and kept, compiled, in
+Expressions are parsed once here (app/schema/expressions.py, pure Python: no Flask) and kept, compiled, in
 the spec; names are typed after every module's entities are known, since `worker.day_rate` reads another
 entity.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from app.rules.expressions import (
+from app.schema.expressions import (
     BOOLEAN, DATE, DATETIME, NUMBER, TEXT, Expression, ExpressionError, ExpressionTypeError, infer,
 )
 from app.schema.loader import YList

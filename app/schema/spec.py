@@ -82,7 +82,7 @@ class FieldSpec:
     on_delete: str = "restrict"
     precision: int = 12
     scale: int = 2
-    # `formula:` (app/rules/expressions.py Expression, parsed and typed by the checker): computed on every
+    # `formula:` (app/schema/expressions.py Expression, parsed and typed by the checker): computed on every
     # write, stored, read-only
     formula: Any = None
     # the FieldType the checker resolved `type` to (the app's registry may add types); everything that
@@ -159,7 +159,7 @@ class EntitySpec:
 class CheckRule:
     """One `rules:` entry: `check` must not be false; else `message` is shown under `fields`."""
 
-    check: Any  # app/rules/expressions.py Expression
+    check: Any  # app/schema/expressions.py Expression
     fields: tuple[str, ...]
     message: Label
     line: int = 0
