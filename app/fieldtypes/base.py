@@ -120,6 +120,8 @@ class FieldType:
     groupable: ClassVar[bool] = True  # a report may group by it
     report_filterable: ClassVar[bool] = False  # a report page offers a select box of its values
     numeric: ClassVar[bool] = False  # sum/avg apply
+    whole: ClassVar[bool] = False  # whole numbers only (a computed value is rounded half up to one)
+    truth_value: ClassVar[bool] = False  # true or false (a boolean in expressions)
     ordered: ClassVar[bool] = False  # min/max apply
     is_moment: ClassVar[bool] = False  # a date or date-time: reports bucket it and filter a date range on it
     has_time: ClassVar[bool] = False

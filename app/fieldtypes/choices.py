@@ -11,6 +11,7 @@ KEY_OPERATORS = ("eq", "neq", "in", "not_in")  # on enums: the value is a key (s
 
 class BooleanType(FieldType):
     name = "boolean"
+    truth_value = True
     can_be_unique = False
     report_filterable = True
     export_raw = True

@@ -34,7 +34,7 @@ class IntegerType(FieldType):
     name = "integer"
     option_keys = ("min", "max")
     maskable = True
-    numeric = ordered = True
+    numeric = ordered = whole = True
 
     def literal(self, value, options=None):
         if isinstance(value, int) and not isinstance(value, bool):

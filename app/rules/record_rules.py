@@ -216,12 +216,12 @@ def fit_formula_value(f: FieldSpec, value):
         if kind.numeric:
             if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
                 return None
-            if kind.name == "integer":
+            if kind.whole:
                 whole = int(Decimal(value).to_integral_value(ROUND_HALF_UP))
                 return whole if -2**63 <= whole < 2**63 else None
             number = Decimal(value).quantize(Decimal(1).scaleb(-f.scale), rounding=ROUND_HALF_UP)
             return number if abs(number) < Decimal(10) ** (f.precision - f.scale) else None
-        if kind.is_moment or kind.name == "boolean":
+        if kind.is_moment or kind.truth_value:
             return value
         text = value if isinstance(value, str) else str(value)
         return text[: f.length] if f.length else text

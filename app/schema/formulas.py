@@ -40,7 +40,7 @@ def value_type(f: FieldSpec) -> str | None:
         return NUMBER
     if k.is_moment:
         return DATETIME if k.has_time else DATE
-    if k.name == "boolean":
+    if k.truth_value:
         return BOOLEAN
     return TEXT
 
