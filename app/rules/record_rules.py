@@ -344,7 +344,9 @@ class RecordRules:
     def context(self, values: dict, creating: bool, source: str, current=None, errors: dict | None = None,
                 **extra) -> WriteContext:
         # the record stays in the writer's row scope (e.g. owner = me): every step checks the values written
-        values.update(self.forced if source != "import" else self.forced_ids)
+        # (an imported row already carries them: importer._record sets `forced_ids` on each row)
+        if source != "import":
+            values.update(self.forced)
         return WriteContext(self, values, creating, source, current, errors=dict(errors or {}), **extra)
 
     def check(self, ctx: WriteContext) -> dict:

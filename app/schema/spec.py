@@ -16,7 +16,6 @@ DEFAULT_LOCALE = "en"
 FIELD_TYPES = BUILTIN_TYPES.names  # an app may add its own (PORTAL_FIELD_TYPES, app/fieldtypes)
 ON_DELETE = ("cascade", "restrict", "set_null")
 VERSION_COLUMN = "row_version"  # every entity table's optimistic-locking counter (a reserved field name)
-DYNAMIC_DEFAULTS = BUILTIN_TYPES.dynamic_defaults()  # {"now": ("datetime",), "today": ("date",), ...}
 
 
 def snake_case(name: str) -> str:
