@@ -13,7 +13,10 @@ ENTITY_ATTRIBUTE = "__portal_entity__"  # set on each generated model (models.py
 class TypedFilterConverter(SQLAFilterConverter):
     def convert(self, col_name):
         entity = getattr(self.datamodel.obj, ENTITY_ATTRIBUTE, None)
-        field = entity.field(col_name) if entity is not None and col_name in entity.field_names else None
+        try:
+            field = entity.field(col_name) if entity is not None else None
+        except KeyError:  # id, audit columns: not fields of the schema
+            field = None
         own = field.kind.filter_operators(field) if field is not None else None
         if own is not None:
             return [operator(col_name, self.datamodel) for operator in own]
