@@ -46,6 +46,8 @@ def _now() -> dt.datetime:
 
 
 def _column_default(f: FieldSpec):
+    if f.rollup is not None:  # a new parent has no children yet
+        return f.rollup.empty
     if f.default == "now":
         return _now
     if f.default == "today":
