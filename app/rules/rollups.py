@@ -111,7 +111,7 @@ class Rollups:
                 # rollups over this parent that read a field just written: their parents are touched next
                 for link, names in self.watched.get(parent_name, {}).items():
                     if names & fields:
-                        touched[(parent_name, link)] |= self._linked_ids(connection, parent_name, link, ids)
+                        touched[(parent_name, link)] |= self.linked_ids(connection, parent_name, link, ids)
             if not touched:
                 break
         return changed
@@ -188,7 +188,8 @@ class Rollups:
         subquery = select(value).where(link == parent_table.c.id, *conditions).scalar_subquery()
         return func.coalesce(subquery, 0) if rollup.function == "sum" else subquery
 
-    def _linked_ids(self, connection, entity_name: str, link: str, ids) -> set:
+    def linked_ids(self, connection, entity_name: str, link: str, ids) -> set:
+        """The distinct records these rows of `entity_name` link to through `link`."""
         table = self.models[entity_name].__table__
         column = table.c[self.spec.entity(entity_name).field(link).column_name]
         found = set()
