@@ -424,3 +424,47 @@ _counter = iter(range(10**9))
 
 def _next() -> int:
     return next(_counter)
+
+
+def test_a_rollup_added_to_a_database_with_children_is_computed_at_start(tmp_path_factory):
+    from app import create_app
+    from conftest import database_url
+
+    url = database_url(tmp_path_factory, "rollup_added")
+    before, after = tmp_path_factory.mktemp("before"), tmp_path_factory.mktemp("after")
+    schema = textwrap.dedent(SCHEMA)
+    (after / "shop.yaml").write_text(schema, encoding="utf-8")
+    # the same tables before the rollups (and the formula reading them) were added to the schema
+    kept = [line for line in schema.splitlines(keepends=True) if "rollup" not in line and "left:" not in line]
+    plain = "".join(kept).replace("""          total:
+            type: decimal
+            precision: 14
+            scale: 2
+            label: {en: Total, zh: 合计}
+""", "").replace("""          approved_total:
+            type: decimal
+            precision: 16
+            scale: 2
+            label: {en: Approved total, zh: 审核合计}
+""", "")
+    (before / "shop.yaml").write_text(plain, encoding="utf-8")
+    settings = {"TESTING": True, "SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
+                "SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False}
+    old = create_app({**settings, "PORTAL_SCHEMA_DIR": str(before)})
+    models = portal_of(old).models
+    assert "lines" not in models["Order"].__table__.c
+    with old.app_context():
+        session = old.appbuilder.session
+        order = models["Order"](code="OLD", budget=Decimal("100"))
+        session.add(order)
+        session.flush()
+        session.add_all([models["Line"](ref="O-1", order_id=order.id, qty=2, price=Decimal("3"), amount=Decimal("6"), approved=True),
+                         models["Line"](ref="O-2", order_id=order.id, qty=1, price=Decimal("5"), amount=Decimal("5"))])
+        session.commit()
+        session.remove()
+    new = create_app({**settings, "PORTAL_SCHEMA_DIR": str(after)})
+    table = portal_of(new).models["Order"].__table__
+    with new.app_context():
+        row = new.appbuilder.session.execute(select(table).where(table.c.code == "OLD")).mappings().one()
+        new.appbuilder.session.remove()
+    assert (row["lines"], row["total"], row["largest"], row["left"]) == (2, Decimal("6"), Decimal("6"), Decimal("94"))

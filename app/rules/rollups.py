@@ -17,6 +17,7 @@ row_version (a user's open form stays valid) nor changed_on/changed_by (nobody e
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from itertools import chain
 
@@ -25,6 +26,8 @@ from sqlalchemy import bindparam, event, func, inspect, select
 from app.rules.record_rules import fit_formula_value
 from app.rules.records import filter_conditions
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
+
+log = logging.getLogger(__name__)
 
 CHUNK = 500  # parent ids per statement (SQLite's old limit is 999 bound values)
 MAX_DEPTH = 32  # rollups over rollups (a tree of records): stop rather than loop on a cycle of entities
@@ -276,3 +279,17 @@ def install(session, portal) -> None:
     if rollups:
         event.listen(session, "after_flush", rollups.gather)
         event.listen(session, "after_flush_postexec", rollups.after_flush)
+
+
+def fill_new_rollups(engine, portal) -> None:
+    """Start-up: a rollup column just added to an existing table (it starts at 0 / empty) is computed once, with
+    the formulas that read it, so a schema gaining a rollup shows the right values without `portal recompute`."""
+    rollups = portal.rollups
+    if not rollups:
+        return
+    added = set(portal.schema_changes)
+    for entity in rollups.spec.entities:
+        if any(f"added column {entity.table}.{f.name}" in added for f in entity.fields if f.rollup is not None):
+            with engine.begin() as connection:
+                for name, field, rows in rollups.recompute(connection, entity.name):
+                    log.info("rollups: computed %s.%s for %d records", name, field, rows)
