@@ -26,6 +26,8 @@ SCHEMA = """\
         title: name
         fields:
           name: {type: string, length: 20, required: true, unique: true, label: {en: Name, zh: 名称}}
+          parent: {type: link, to: Region, on_delete: set_null, label: {en: Parent, zh: 上级}}
+          subregions: {type: integer, rollup: {of: Region.parent, measure: count}, label: {en: Subregions, zh: 下级数}}
           approved_total:
             type: decimal
             precision: 16
@@ -298,6 +300,16 @@ def test_a_rollup_over_a_rollup_follows(shop):
     assert api.row("region", north)["approved_total"] == Decimal("12")
     api.put("order", a, region=None)  # the order leaves the region
     assert api.row("region", north)["approved_total"] == Decimal("0")
+
+
+def test_a_rollup_over_the_same_entity_counts_a_tree(shop):
+    api = Client(shop)
+    top = api.post("region", name="Top")
+    east, west = api.post("region", name="East", parent=top), api.post("region", name="West", parent=top)
+    api.post("region", name="East-1", parent=east)
+    assert [api.row("region", pk)["subregions"] for pk in (top, east, west)] == [2, 1, 0]
+    api.put("region", west, parent=east)
+    assert [api.row("region", pk)["subregions"] for pk in (top, east, west)] == [1, 2, 0]
 
 
 def test_recompute_cli_rebuilds_corrupted_values(shop):

@@ -178,7 +178,7 @@ class Rollups:
     def _aggregate(self, parent: EntitySpec, f: FieldSpec):
         rollup = f.rollup
         child = self.spec.entity(rollup.child)
-        child_table = self.models[child.name].__table__
+        child_table = self.models[child.name].__table__.alias("rollup_child")  # the parent's own table, for a tree
         parent_table = self.models[parent.name].__table__
         if rollup.function == "count":
             value = func.count()
