@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import textwrap
 from decimal import Decimal
 
@@ -480,3 +481,38 @@ def test_a_rollup_added_to_a_database_with_children_is_computed_at_start(tmp_pat
         row = new.appbuilder.session.execute(select(table).where(table.c.code == "OLD")).mappings().one()
         new.appbuilder.session.remove()
     assert (row["lines"], row["total"], row["largest"], row["left"]) == (2, Decimal("6"), Decimal("6"), Decimal("94"))
+
+
+@pytest.mark.skipif(not os.environ.get("PORTAL_TEST_DATABASE_URL"), reason="concurrent transactions: PostgreSQL's")
+def test_a_child_written_while_another_transaction_holds_the_parent_is_not_lost(shop):
+    """Transaction A adds a line and refreshes the order (holding its row) but has not committed; an API create under
+    the same order waits for it. Once A commits, the API's refresh must count A's line too (READ COMMITTED: an
+    UPDATE that waited aggregates with its old snapshot, hence the lock before it)."""
+    import threading
+    import time
+
+    api = Client(shop)
+    order = api.post("order", code=f"CC-{_next()}")
+    portal = portal_of(shop)
+    line = portal.models["Line"].__table__
+    with shop.app_context():
+        engine = shop.appbuilder.session.get_bind()
+    done = {}
+
+    def create():
+        client = shop.test_client()
+        done["response"] = client.post("/api/v1/line/", headers=jwt_headers(client), json={
+            "ref": f"CC-B-{_next()}", "order": order, "qty": 1, "price": "2", "approved": True})
+
+    with engine.connect() as conn:
+        with conn.begin():
+            now = dt.datetime.now()
+            conn.execute(line.insert().values(ref=f"CC-A-{_next()}", order_id=order, qty=1, price=3, amount=3, approved=True,
+                                              created_on=now, changed_on=now))
+            portal.rollups.refresh(conn, {("Line", "order"): {order}})
+            other = threading.Thread(target=create)
+            other.start()
+            time.sleep(1.0)  # the API request is now waiting for this transaction's lock on the order
+        other.join(30)
+    assert done["response"].status_code == 201, done["response"].json
+    assert rollups_of(api, order)["lines"] == 2 and rollups_of(api, order)["total"] == Decimal("5")

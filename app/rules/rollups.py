@@ -99,6 +99,7 @@ class Rollups:
                     if not ids_now:
                         continue
                     for part in _chunks(sorted(ids_now)):
+                        self._lock(connection, parent, part)
                         connection.execute(self._update(parent, f), {"ids": part})
                     parent_ids, fields = by_parent[parent.name]
                     parent_ids |= ids_now
@@ -190,6 +191,15 @@ class Rollups:
         conditions = filter_conditions(child, child_table.c, rollup.where)
         subquery = select(value).where(link == parent_table.c.id, *conditions).scalar_subquery()
         return func.coalesce(subquery, 0) if rollup.function == "sum" else subquery
+
+    def _lock(self, connection, parent: EntitySpec, ids: list) -> None:
+        """PostgreSQL: lock the parents (in id order) before the UPDATE. In READ COMMITTED an UPDATE that waited
+        for another transaction's lock on the row still aggregates with the snapshot it started with, and would miss
+        that transaction's child; a statement after the lock gets a new snapshot that has it. FOR NO KEY UPDATE:
+        the child's foreign key already holds a KEY SHARE lock on the parent, which FOR UPDATE would deadlock on."""
+        if connection.dialect.name == "postgresql":
+            table = self.models[parent.name].__table__
+            connection.execute(select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id).with_for_update(key_share=True))
 
     def linked_ids(self, connection, entity_name: str, link: str, ids) -> set:
         """The distinct records these rows of `entity_name` link to through `link`."""
