@@ -216,13 +216,11 @@ class Rollups:
         if not formulas:
             return set()
         entity = self.spec.entity(entity_name)
-        table = self.models[entity_name].__table__
-        names = [f.name for f in entity.fields if not f.kind.multiple]
-        columns = [table.c[entity.field(n).column_name] for n in names]
+        names, read, write = self._formula_statements(entity, formulas)
         linked = _LinkedValues(self, connection, entity)
         writes = []
         for part in _chunks(sorted(ids)):
-            for row in connection.execute(select(table.c.id, *columns).where(table.c.id.in_(part))):
+            for row in connection.execute(read, {"ids": part}):
                 values = dict(zip(names, row[1:]))
                 new = {}
                 for f in formulas:  # in dependency order
@@ -234,10 +232,22 @@ class Rollups:
                 if any(new[n] != values.get(n) for n in new):
                     writes.append({"_id": row[0], **{f"_{n}": v for n, v in new.items()}})
         if writes:
-            statement = table.update().where(table.c.id == bindparam("_id")).values(
-                {f.name: bindparam(f"_{f.name}") for f in formulas} | {c: table.c[c] for c in UNTOUCHED})
-            connection.execute(statement, writes)
+            connection.execute(write, writes)
         return {f.name for f in formulas}
+
+
+    def _formula_statements(self, entity: EntitySpec, formulas):
+        """(field names, SELECT id + their columns WHERE id IN :ids, UPDATE of the formulas by id), built once."""
+        key = ("formulas", entity.name)
+        if key not in self._statements:
+            table = self.models[entity.name].__table__
+            names = [f.name for f in entity.fields if not f.kind.multiple]
+            read = select(table.c.id, *(table.c[entity.field(n).column_name] for n in names)).where(
+                table.c.id.in_(bindparam("ids", expanding=True)))
+            write = table.update().where(table.c.id == bindparam("_id")).values(
+                {f.name: bindparam(f"_{f.name}") for f in formulas} | {c: table.c[c] for c in UNTOUCHED})
+            self._statements[key] = (names, read, write)
+        return self._statements[key]
 
 
 class _LinkedValues:
