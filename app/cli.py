@@ -64,6 +64,34 @@ def import_command(entity_name, path, key, dry_run):
     click.echo(f"{verb} {report.rows} rows into {entity.name}: {report.created} created, {report.updated} updated.")
 
 
+@portal_cli.command("recompute")
+@click.argument("entity_name", required=False)
+def recompute_command(entity_name):
+    """Rebuild every rollup field (of ENTITY, or of all entities), then the formulas that read them."""
+    from app.portal import current_portal
+
+    portal = current_portal()
+    parents = [e for e in portal.spec.entities if any(f.rollup is not None for f in e.fields)]
+    if entity_name is not None:
+        entity = next((e for e in portal.spec.entities if entity_name in (e.name, e.snake)), None)
+        if entity is None:
+            raise click.ClickException(f"unknown entity '{entity_name}'; entities: {', '.join(e.name for e in portal.spec.entities)}")
+        if entity not in parents:
+            click.echo(f"{entity.name} has no rollup fields; nothing to do.")
+            return
+        entity_name = entity.name
+    session = current_app.appbuilder.session
+    try:
+        done = portal.rollups.recompute(session.connection(), entity_name) if portal.rollups else []
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    for name, field, rows in done:
+        click.echo(f"{name}.{field}: {rows} records")
+    click.echo(f"Recomputed {len(done)} field(s)." if done else "No rollup fields; nothing to do.")
+
+
 def _count_rows(path: str, fmt: str) -> int:
     if fmt == "csv":
         with open(path, "rb") as handle:

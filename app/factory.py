@@ -21,6 +21,7 @@ from app.fieldtypes import field_types
 from app.generate import register_portal
 from app.generate.input_errors import install_input_checks
 from app.portal import Portal, install
+from app.rules.rollups import fill_new_rollups, install as install_rollups
 from app.runtime.database import configure_engine, ensure_tables, forget_connections, startup_lock
 from app.runtime.locale import compile_catalogs, install_locale_handling
 from app.runtime.operations import install_operations
@@ -65,6 +66,8 @@ def create_app(config: dict | object | None = None) -> Flask:
         # tables, FAB's permissions and the YAML roles are written once, by one process at a time
         with startup_lock(engine):
             portal.models.update(register_models_and_tables(db, portal))
+            install_rollups(db.session, portal)  # the app's own session: rollups kept on every flush
+            fill_new_rollups(engine, portal)  # a rollup field added to a database that has children
             appbuilder.init_app(app, db.session)
             register_portal(appbuilder, spec, portal.models)
             if pages is not None:
@@ -88,7 +91,7 @@ def register_models_and_tables(db, portal: Portal) -> dict:
 
     models = build_models(portal.spec, portal.metadata)
     ensure_tables(db.engine, Model.metadata)
-    ensure_tables(db.engine, portal.metadata)
+    portal.schema_changes = ensure_tables(db.engine, portal.metadata)
     return models
 
 

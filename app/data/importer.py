@@ -25,6 +25,7 @@ from app.data import bulk
 from app.rules.access import Viewer
 from app.data.bulk import Chunk, RowSpool
 from app.i18n import lazy
+from app.portal import current_portal
 from app.rules.records import FieldError, clean_present, clean_value, is_blank
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import GB18030, FileProblem, NotUtf8, read_rows, unquote_formula
@@ -177,6 +178,8 @@ class Importer:
                 report.ignored.append(RowError(1, title, str(_l("The portal assigns this value; the column is ignored."))))
             elif f.formula is not None:  # an exported file carries it: computed again on import, not an error
                 report.ignored.append(RowError(1, title, str(_l("Computed by a formula; this column is ignored."))))
+            elif f.rollup is not None:  # likewise: kept from the related records (app/rules/rollups.py)
+                report.ignored.append(RowError(1, title, str(_l("Computed from related records; this column is ignored."))))
             elif f.name not in writable:
                 report.errors.append(RowError(1, title, str(_l("This column cannot be imported."))))
             elif f.name in seen:
@@ -208,6 +211,12 @@ class Importer:
         present |= set(self._forced) | self.rules.step_fields  # values the rule steps give every row
         self._scalar = [f for f in self.entity.fields if not f.kind.multiple and f.name in present]
         self._many = [f for f in self.entity.fields if f.kind.multiple and f.name in present]
+        # rollups over this entity (app/rules/rollups.py): the parents of written rows are refreshed after the write
+        rollups = current_portal().rollups
+        self._rollups = rollups if rollups and self.entity.name in rollups.feeds else None
+        self._rollup_links = list(rollups.feeds[self.entity.name]) if self._rollups else []
+        self._touched: dict[str, set] = {link: set() for link in self._rollup_links}
+        self._updated_ids: list[int] = []
 
     # -- rows ---------------------------------------------------------------------------------
     def _check_chunk(self, chunk: list, columns, titles, report: ImportReport, preview_rows: int) -> list[dict]:
@@ -415,6 +424,11 @@ class Importer:
         many = [f.name for f in self._many]
         chunk = Chunk()
         for r in records:
+            for link in self._rollup_links:
+                if r.get(link) is not None:
+                    self._touched[link].add(r[link])
+            if self._rollups and r.get("_id"):
+                self._updated_ids.append(r["_id"])  # its old parent loses it: looked up before the write
             values = tuple(r.get(n) for n in names)
             if r.get("_id"):
                 chunk.changed.append(values + changed_stamp + (r["_id"],))
@@ -430,7 +444,13 @@ class Importer:
         """Everything spooled, in one transaction: committed whole or rolled back whole."""
         secondaries = {f.name: getattr(self.model, f.name).property.secondary for f in self._many}
         try:
-            bulk.write(self.session.connection(), self.model.__table__, spool, secondaries)
+            connection = self.session.connection()
+            if self._rollups is not None:
+                for link in self._rollup_links:
+                    self._touched[link] |= self._rollups.linked_ids(connection, self.entity.name, link, self._updated_ids)
+            bulk.write(connection, self.model.__table__, spool, secondaries)
+            if self._rollups is not None:  # one statement per rollup and set of parents, in this transaction
+                self._rollups.refresh(connection, {(self.entity.name, link): ids for link, ids in self._touched.items()})
             self.session.commit()
         except Exception:
             self.session.rollback()

@@ -46,6 +46,8 @@ def _now() -> dt.datetime:
 
 
 def _column_default(f: FieldSpec):
+    if f.rollup is not None:  # a new parent has no children yet
+        return f.rollup.empty
     if f.default == "now":
         return _now
     if f.default == "today":
@@ -150,6 +152,8 @@ def _build_model(entity: EntitySpec, models: dict, base) -> type:
             attrs[f.name] = Column(
                 type_of(f).column_type(f), nullable=not f.required, unique=f.unique or None,
                 index=(indexed and not _long_values(f)) or None, default=_column_default(f),
+                # bulk imports (COPY, driver executemany) skip Python defaults: an empty count or sum is 0 in SQL
+                server_default=text("0") if f.rollup is not None and f.rollup.empty == 0 else None,
             )
     attrs.update(_audit_columns())
     # every ORM UPDATE adds 1 and checks the old value in its WHERE: a concurrent save raises StaleDataError

@@ -60,13 +60,20 @@ class Viewer:
         return frozenset.intersection(*(r.masked(entity) | r.hidden(entity) for r in roles)) if roles else frozenset()
 
     def _with_formulas(self, entity: str, by_roles, hops: int = 1) -> frozenset:
-        """The fields `by_roles` names, plus every formula field that reads one of them (directly, through
-        another formula, or one hop through a link): a formula must not reveal what it is computed from."""
+        """The fields `by_roles` names, plus every rollup over one of them (its measure or `where` field of the
+        child entity) and every formula field that reads one of them (directly, through another formula or a
+        rollup, or one hop through a link): a computed value must not reveal what it is computed from."""
         fields = set(by_roles(entity))
         try:
             spec = self.portal.entity(entity)
         except KeyError:  # not an entity of this portal: nothing computed from it
             return frozenset(fields)
+        for f in spec.fields:
+            if f.rollup is not None:
+                child = f.rollup.child
+                over = self._with_formulas(child, by_roles, hops - 1) if hops > 0 else by_roles(child)
+                if (f.rollup.fields_read - {f.rollup.link}) & over:
+                    fields.add(f.name)
         for f in spec.formulas:  # dependency order: a formula over a hidden formula is hidden too
             for path in f.formula.names:
                 if len(path) == 1:

@@ -231,6 +231,8 @@ def fit_formula_value(f: FieldSpec, value):
 
 def _default_value(f: FieldSpec):
     """The value a new record gets for a field the write leaves out (its column default, models.py)."""
+    if f.rollup is not None:  # a new parent has no children yet: 0 for count and sum
+        return f.rollup.empty
     if f.default is None or f.is_relation:
         return None
     if f.default == "today" and f.kind.is_moment:

@@ -1,7 +1,8 @@
 """Check loaded YAML and turn it into frozen spec objects: modules, then each topic's module.
 
-Topics: entities.py (entities and names across modules), fields.py (fields), roles.py, reports.py,
-i18n_check.py; values.py reads YAML values. Every problem is collected (never raised) so that one run
+Topics: entities.py (entities and names across modules), fields.py (fields), formulas.py (formulas and
+rules, typed once every entity is known), rollups.py (rollup fields: read with their field, checked against the
+child entity through `run.later`), roles.py, reports.py, i18n_check.py; values.py reads YAML values. Every problem is collected (never raised) so that one run
 reports all of them as `file:line: E123 message`. Nothing here imports Flask.
 """
 from __future__ import annotations

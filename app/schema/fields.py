@@ -18,7 +18,7 @@ from app.schema.spec import (
 
 # keys every field accepts; each type adds its own (FieldType.option_keys), each key is checked the same way
 # whatever the type that takes it (length, pattern, min/max, precision/scale, choices, to, on_delete)
-COMMON_FIELD_KEYS = ("type", "label", "required", "unique", "default", "help", "index", "readonly", "formula")
+COMMON_FIELD_KEYS = ("type", "label", "required", "unique", "default", "help", "index", "readonly", "formula", "rollup")
 
 AUDIT_FIELDS = ("created_on", "changed_on", "created_by", "changed_by")
 RESERVED_FIELDS = {"id", "metadata", "registry", "query", "query_class", *AUDIT_FIELDS, "created_by_id", "changed_by_id",
@@ -180,6 +180,12 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
         else:
             options["formula"] = parse_expression(run, file, at("formula"), f"formula of {where}", raw["formula"])
             options["readonly"] = True  # computed on every write: forms, API and imports do not set it
+    if "rollup" in raw:
+        from app.schema.rollups import parse_rollup  # the child entity is checked once all entities are known
+
+        options["rollup"] = parse_rollup(run, file, entity, name, raw)
+        options["readonly"] = True  # kept by app/rules/rollups.py: forms, API and imports do not set it
+        return FieldSpec(**options)  # with formula/default/required/unique refused (E459), nothing else applies
     if "default" in raw:
         options["default"] = _check_default(run, file, at("default"), where, field_kind, raw["default"], options)
     return FieldSpec(**options)
@@ -217,7 +223,7 @@ def _check_choices(run, file, where, raw, line) -> tuple[Choice, ...]:
     return tuple(choices)
 
 
-def parse_literal(run: Check, file, line, what, field_kind: FieldType, value, options=None):
+def parse_literal(run: Check, file, line, what, field_kind: FieldType, value, options=None, code: str = "E415"):
     """A literal YAML value (default, min, max, report filter value) as a value of the field's type
     (FieldType.literal); reports E415 and returns None when it does not fit. `options` are the field's own
     (decimals are bounded by its precision and scale)."""
@@ -227,7 +233,7 @@ def parse_literal(run: Check, file, line, what, field_kind: FieldType, value, op
         reason = exc.reason
     except (ValueError, ArithmeticError):
         reason = ""
-    run.error(file, line, "E415", f"{what} must be a {field_kind.name} value, got {short(repr(value))}{reason}")
+    run.error(file, line, code, f"{what} must be a {field_kind.name} value, got {short(repr(value))}{reason}")
     return None
 
 

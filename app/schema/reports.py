@@ -61,10 +61,7 @@ def check_report(run: Check, file, module, report_id, raw, line) -> ReportSpec |
             measure = _check_measure(run, file, where, name, expression, raw_measures.line_of(name))
             if measure:
                 measures.append((measure, raw_measures.line_of(name)))
-    filters = []
-    if "filter" in raw and run.mapping(raw["filter"], file, raw.line_of("filter"), f"filter of {where}") is not None:
-        for name, value in raw["filter"].items():
-            filters.append((str(name), tuple(value) if isinstance(value, YList) else (value,), raw["filter"].line_of(name)))
+    filters = read_filter(run, file, raw.get("filter"), raw.line_of("filter"), f"filter of {where}") if "filter" in raw else []
     chart = raw.get("chart", "bar")
     if chart not in CHARTS:
         run.error(file, raw.line_of("chart"), "E714", f"chart of {where} must be one of {', '.join(CHARTS)}, got {short(repr(chart))}{did_you_mean(chart, CHARTS)}")
@@ -140,22 +137,44 @@ def _report_fields_check(run, file, line, where, raw, entity_name, group_by, mea
                     run.error(file, ln, "E713", f"avg_hours_between in {where} needs date or datetime fields, '{name}' is {f.type}")
                 elif measure.function in ("min", "max") and not f.kind.ordered:
                     run.error(file, ln, "E713", f"{measure.function}({name}) in {where} needs a number or date field")
-        for name, values, ln in filters:
-            f = known(name, ln, "filter")
-            if f is None or f.is_relation:
-                if f is not None and not (f.kind.to_users and values == (CURRENT_USER,)):
-                    run.error(file, ln, "E716", f"filter of {where} cannot compare '{name}' (a {f.type} field); user fields accept $user")
-                continue
-            for value in values:
-                before = len(run.problems)
-                literal = parse_literal(run, file, ln, f"filter value of '{name}' in {where}", f.kind, value, vars(f))
-                if len(run.problems) == before and f.choices and literal not in [c.key for c in f.choices]:
-                    run.error(file, ln, "E717", f"filter value '{literal}' of {where} is not a choice of '{name}'")
+        check_filter(run, file, f"filter of {where}", entity_name, fields, filters)
         if date_field is not None:
             f = known(date_field, raw.line_of("date_field"), "date_field")
             if f is not None and not f.kind.is_moment:
                 run.error(file, raw.line_of("date_field"), "E718", f"date_field of {where} must be a date or datetime field")
     return check
+
+
+def read_filter(run: Check, file, raw, line, what) -> list[tuple[str, tuple, int]]:
+    """A literal filter mapping (a report's `filter:`, a rollup's `where:`) as (field, accepted values, line)."""
+    if run.mapping(raw, file, line, what) is None:
+        return []
+    return [(str(name), tuple(value) if isinstance(value, YList) else (value,), raw.line_of(name))
+            for name, value in raw.items()]
+
+
+REPORT_FILTER_CODES = {"unknown": "E706", "relation": "E716", "value": "E415", "choice": "E717"}
+
+
+def check_filter(run: Check, file, what, entity_name, fields: dict, filters, codes=REPORT_FILTER_CODES,
+                 current_user: bool = True) -> None:
+    """Each (field, values, line) of a literal filter names a field of the entity that is not a relation (user
+    fields accept $user when `current_user`), and each value fits the field's type and choices."""
+    for name, values, ln in filters:
+        f = fields.get(name)
+        if f is None:
+            run.error(file, ln, codes["unknown"], f"{what} names unknown field '{name}' of {entity_name}{did_you_mean(name, fields)}")
+            continue
+        if f.is_relation:
+            if not (current_user and f.kind.to_users and values == (CURRENT_USER,)):
+                hint = "; user fields accept $user" if current_user else ""
+                run.error(file, ln, codes["relation"], f"{what} cannot compare '{name}' (a {f.type} field){hint}")
+            continue
+        for value in values:
+            before = len(run.problems)
+            literal = parse_literal(run, file, ln, f"value of '{name}' in {what}", f.kind, value, vars(f), codes["value"])
+            if len(run.problems) == before and f.choices and literal not in [c.key for c in f.choices]:
+                run.error(file, ln, codes["choice"], f"value '{literal}' of {what} is not a choice of '{name}'")
 
 
 def check_report_ids(run: Check, modules: list[ModuleSpec], roles) -> None:

@@ -59,6 +59,33 @@ class Choice:
     label: Label
 
 
+ROLLUP_FUNCTIONS = ("count", "sum", "avg", "min", "max")
+
+
+@dataclass(frozen=True)
+class RollupSpec:
+    """`rollup: {of: Child.link, measure: sum(field), where: {field: value}}` of a parent's field: the
+    `function` of the child's `field` (None for count) over the child records whose `link` points at the
+    parent and that match `where` (field -> accepted literal values, as a report's `filter`)."""
+
+    child: str
+    link: str
+    function: str
+    field: str | None = None
+    where: tuple[tuple[str, tuple], ...] = ()
+    line: int = 0
+
+    @property
+    def empty(self):
+        """The value over no child records: 0 for count and sum, null for avg, min and max."""
+        return 0 if self.function in ("count", "sum") else None
+
+    @property
+    def fields_read(self) -> frozenset:
+        """The child's fields whose change may change the value."""
+        return frozenset({self.link, *((self.field,) if self.field else ()), *(name for name, _ in self.where)})
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
@@ -84,6 +111,8 @@ class FieldSpec:
     # `formula:` (app/schema/expressions.py Expression, parsed and typed by the checker): computed on every
     # write, stored, read-only
     formula: Any = None
+    # `rollup:` (RollupSpec): an aggregate over child records, stored, read-only (app/rules/rollups.py keeps it)
+    rollup: "RollupSpec | None" = None
     # the FieldType the checker resolved `type` to (the app's registry may add types); everything that
     # differs between types is asked of it: `f.kind.clean(f, value)`, `f.kind.is_relation`, ...
     field_type: FieldType | None = field(default=None, compare=False, repr=False)

@@ -12,8 +12,8 @@ from sqlalchemy.orm import aliased
 from app.fieldtypes import type_of
 from app.i18n import lazy
 from app.rules.access import Viewer
-from app.rules.records import FieldError, clean_value
-from app.schema.spec import CURRENT_USER, EntitySpec, FieldSpec, GroupBy, PortalSpec, ReportSpec
+from app.rules.records import FieldError, filter_conditions
+from app.schema.spec import EntitySpec, FieldSpec, GroupBy, PortalSpec, ReportSpec
 
 
 class ReportRefused(Exception):
@@ -152,13 +152,7 @@ class ReportQuery:
         return getattr(func, measure.function)(columns[0])
 
     def _conditions(self, report, entity, model, params: ReportParams, date_field) -> list:
-        conditions = []
-        for name, values in report.filter:
-            column = getattr(model, entity.field(name).column_name)
-            if values == (CURRENT_USER,):
-                conditions.append(column == self.viewer.user_id)
-            else:
-                conditions.append(column.in_([clean_value(entity.field(name), v) for v in values]))
+        conditions = filter_conditions(entity, model.__table__.c, report.filter, self.viewer.user_id)
         for name, raw in params.filters:
             f = entity.field(name)
             column = getattr(model, f.column_name)

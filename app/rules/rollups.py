@@ -1,0 +1,315 @@
+"""Rollup fields (`rollup: {of: Child.link, measure: sum(amount), where: {...}}`), stored on the parent and
+kept exact in the transaction that changes a child.
+
+- Forms and the API write through the ORM: a session `after_flush` listener (`install`) notes the parents of
+  every child created, deleted, moved (old and new parent) or edited in a field the rollup reads; its
+  `after_flush_postexec` partner refreshes them in the same transaction.
+- Imports write with core statements: `app/data/importer.py` calls `Rollups.refresh` once after the rows are
+  written, with the parents of the written rows and the old parents of the rows it updated.
+- `flask --app run portal recompute [Entity]` rebuilds every value (`Rollups.recompute`).
+
+A refresh is one `UPDATE parent SET f = (SELECT coalesce(agg, 0) FROM child WHERE child.link_id = parent.id
+AND where...) WHERE parent.id IN (...)` per rollup and chunk of parent ids, never rows in Python. Then the
+parent's formulas that read a rollup (budget_left = budget - labour_cost) are computed again for those parents
+(`ExpressionStep`'s compiled formulas and `fit_formula_value`), and a rollup that reads a field changed that way
+(a grandparent's rollup over the parent) is refreshed in turn. The maintenance statements set neither
+row_version (a user's open form stays valid) nor changed_on/changed_by (nobody edited the parent).
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from itertools import chain
+
+from sqlalchemy import bindparam, event, func, inspect, select
+
+from app.rules.record_rules import fit_formula_value
+from app.rules.records import filter_conditions
+from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500  # parent ids per statement (SQLite's old limit is 999 bound values)
+MAX_DEPTH = 32  # rollups over rollups (a tree of records): stop rather than loop on a cycle of entities
+UNTOUCHED = ("changed_on", "changed_by_id")  # set to themselves: their onupdate must not fire
+TOUCHED_KEY = "portal_rollup_parents"  # session.info: (child entity, link) -> parent ids, between the two events
+
+
+class Rollups:
+    """One portal's rollups, worked out once from the spec: which child links feed which parent fields."""
+
+    def __init__(self, spec: PortalSpec, models: dict) -> None:
+        self.spec, self.models = spec, models
+        self.entity_of_model = {model: name for name, model in models.items()}
+        # child entity -> link field -> [(parent entity, rollup field)]
+        self.feeds: dict[str, dict[str, list[tuple[EntitySpec, FieldSpec]]]] = defaultdict(lambda: defaultdict(list))
+        # child entity -> link field -> attribute names whose change may change a rollup over that link
+        self.watched: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        for parent in spec.entities:
+            for f in parent.fields:
+                if f.rollup is None:
+                    continue
+                child = spec.entity(f.rollup.child)
+                self.feeds[child.name][f.rollup.link].append((parent, f))
+                watched = self.watched[child.name][f.rollup.link]
+                for name in f.rollup.fields_read:
+                    watched.update({name, child.field(name).column_name})
+        self.dependent = {e.name: _formulas_after_rollups(e) for e in spec.entities}
+        self._statements: dict = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.feeds)
+
+    # -- the ORM path: gather touched parents at flush, refresh them after it -------------------------------
+    def gather(self, session, flush_context=None) -> None:
+        """after_flush: the parents whose rollups the flushed children change (pre-flush history is still there)."""
+        touched = session.info.setdefault(TOUCHED_KEY, defaultdict(set))
+        created_or_deleted = {id(obj) for obj in chain(session.new, session.deleted)}  # not every object hashes
+        for obj in chain(session.new, session.dirty, session.deleted):
+            name = self.entity_of_model.get(type(obj))
+            links = self.watched.get(name) if name else None
+            if not links:
+                continue
+            attrs = inspect(obj).attrs
+            for link, names in links.items():
+                if id(obj) not in created_or_deleted and not any(attrs[n].history.has_changes() for n in names):
+                    continue
+                column = self.spec.entity(name).field(link).column_name
+                ids = {v for v in chain(*attrs[column].history) if v is not None}
+                ids |= {getattr(v, "id", None) for v in chain(*attrs[link].history) if v is not None}
+                touched[(name, link)].update(i for i in ids if i is not None)
+
+    def after_flush(self, session, flush_context=None) -> None:
+        """after_flush_postexec: refresh what `gather` noted, in the flush's transaction; expire stale attributes."""
+        touched = session.info.pop(TOUCHED_KEY, None)
+        if touched:
+            changed = self.refresh(session.connection(), touched)
+            _expire(session, self.models, changed)
+
+    # -- refresh a set of parents --------------------------------------------------------------------------------
+    def refresh(self, connection, touched: dict) -> dict[str, tuple[set, set]]:
+        """Bring the rollups fed by (child entity, link) -> parent ids up to date, then the parents' formulas that
+        read them, then rollups over those parents in turn. Returns entity -> (ids, fields written)."""
+        changed: dict[str, tuple[set, set]] = {}
+        for _ in range(MAX_DEPTH):
+            by_parent: dict[str, tuple[set, set]] = defaultdict(lambda: (set(), set()))
+            for (child, link), ids in touched.items():
+                for parent, f in self.feeds.get(child, {}).get(link, ()):
+                    ids_now = {i for i in ids if i is not None}
+                    if not ids_now:
+                        continue
+                    for part in _chunks(sorted(ids_now)):
+                        self._lock(connection, parent, part)
+                        connection.execute(self._update(parent, f), {"ids": part})
+                    parent_ids, fields = by_parent[parent.name]
+                    parent_ids |= ids_now
+                    fields.add(f.name)
+            if not by_parent:
+                break
+            touched = defaultdict(set)
+            for parent_name, (ids, fields) in by_parent.items():
+                fields |= self._formulas(connection, parent_name, ids)
+                done_ids, done_fields = changed.setdefault(parent_name, (set(), set()))
+                done_ids |= ids
+                done_fields |= fields
+                # rollups over this parent that read a field just written: their parents are touched next
+                for link, names in self.watched.get(parent_name, {}).items():
+                    if names & fields:
+                        touched[(parent_name, link)] |= self.linked_ids(connection, parent_name, link, ids)
+            if not touched:
+                break
+        return changed
+
+    def recompute(self, connection, entity_name: str | None = None) -> list[tuple[str, str, int]]:
+        """Rebuild every rollup (of one entity, or all, children's before their parents'), then the formulas that
+        read them. Returns (entity, field, rows) per statement run."""
+        done = []
+        for parent in self._parents_in_order(entity_name):
+            table = self.models[parent.name].__table__
+            fields = [f for f in parent.fields if f.rollup is not None]
+            for f in fields:
+                result = connection.execute(self._update(parent, f, every_row=True))
+                done.append((parent.name, f.name, result.rowcount))
+            formulas = self.dependent[parent.name]
+            if formulas:
+                last = 0
+                while True:  # every parent, a chunk at a time
+                    ids = list(connection.scalars(select(table.c.id).where(table.c.id > last)
+                                                  .order_by(table.c.id).limit(CHUNK)))
+                    if not ids:
+                        break
+                    self._formulas(connection, parent.name, ids)
+                    last = ids[-1]
+                done.extend((parent.name, f.name, connection.scalar(select(func.count()).select_from(table)))
+                            for f in formulas)
+        return done
+
+    def _parents_in_order(self, entity_name: str | None) -> list[EntitySpec]:
+        parents = [e for e in self.spec.entities if any(f.rollup is not None for f in e.fields)]
+        if entity_name is not None:
+            return [e for e in parents if e.name == entity_name]
+        order: list[EntitySpec] = []
+
+        def visit(entity, trail):
+            if entity in order or entity.name in trail:
+                return
+            for f in entity.fields:
+                if f.rollup is not None:
+                    child = self.spec.entity(f.rollup.child)
+                    if child in parents:
+                        visit(child, trail | {entity.name})
+            order.append(entity)
+
+        for parent in parents:
+            visit(parent, frozenset())
+        return order
+
+    # -- statements ----------------------------------------------------------------------------------------------
+    def _update(self, parent: EntitySpec, f: FieldSpec, every_row: bool = False):
+        """UPDATE parent SET f = (aggregate over its children) [WHERE id IN :ids], built once per field."""
+        key = (parent.name, f.name, every_row)
+        if key not in self._statements:
+            table = self.models[parent.name].__table__
+            statement = table.update().values({f.name: self._aggregate(parent, f), **{c: table.c[c] for c in UNTOUCHED}})
+            if not every_row:
+                statement = statement.where(table.c.id.in_(bindparam("ids", expanding=True)))
+            self._statements[key] = statement
+        return self._statements[key]
+
+    def _aggregate(self, parent: EntitySpec, f: FieldSpec):
+        rollup = f.rollup
+        child = self.spec.entity(rollup.child)
+        child_table = self.models[child.name].__table__.alias("rollup_child")  # the parent's own table, for a tree
+        parent_table = self.models[parent.name].__table__
+        if rollup.function == "count":
+            value = func.count()
+        else:
+            value = getattr(func, rollup.function)(child_table.c[child.field(rollup.field).column_name])
+            if f.kind.numeric and not f.kind.whole and rollup.function in ("sum", "avg"):
+                value = func.round(value, f.scale)  # the column's scale, as a formula's value is fitted
+        link = child_table.c[child.field(rollup.link).column_name]
+        conditions = filter_conditions(child, child_table.c, rollup.where)
+        subquery = select(value).where(link == parent_table.c.id, *conditions).scalar_subquery()
+        return func.coalesce(subquery, 0) if rollup.function == "sum" else subquery
+
+    def _lock(self, connection, parent: EntitySpec, ids: list) -> None:
+        """PostgreSQL: lock the parents (in id order) before the UPDATE. In READ COMMITTED an UPDATE that waited
+        for another transaction's lock on the row still aggregates with the snapshot it started with, and would miss
+        that transaction's child; a statement after the lock gets a new snapshot that has it. FOR NO KEY UPDATE:
+        the child's foreign key already holds a KEY SHARE lock on the parent, which FOR UPDATE would deadlock on."""
+        if connection.dialect.name == "postgresql":
+            table = self.models[parent.name].__table__
+            connection.execute(select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id).with_for_update(key_share=True))
+
+    def linked_ids(self, connection, entity_name: str, link: str, ids) -> set:
+        """The distinct records these rows of `entity_name` link to through `link`."""
+        table = self.models[entity_name].__table__
+        column = table.c[self.spec.entity(entity_name).field(link).column_name]
+        found = set()
+        for part in _chunks(sorted(ids)):
+            found.update(connection.scalars(select(column).where(table.c.id.in_(part), column.isnot(None)).distinct()))
+        return found
+
+    def _formulas(self, connection, entity_name: str, ids) -> set[str]:
+        """Compute the entity's formulas that read a rollup for these rows again; returns the fields written."""
+        formulas = self.dependent[entity_name]
+        if not formulas:
+            return set()
+        entity = self.spec.entity(entity_name)
+        names, read, write = self._formula_statements(entity, formulas)
+        linked = _LinkedValues(self, connection, entity)
+        writes = []
+        for part in _chunks(sorted(ids)):
+            for row in connection.execute(read, {"ids": part}):
+                values = dict(zip(names, row[1:]))
+                new = {}
+                for f in formulas:  # in dependency order
+
+                    def get(path, values=values, new=new):
+                        value = new[path[0]] if path[0] in new else values.get(path[0])
+                        return value if len(path) == 1 or value is None else linked(path[0], value, path[1])
+                    new[f.name] = fit_formula_value(f, f.formula.run(get))
+                if any(new[n] != values.get(n) for n in new):
+                    writes.append({"_id": row[0], **{f"_{n}": v for n, v in new.items()}})
+        if writes:
+            connection.execute(write, writes)
+        return {f.name for f in formulas}
+
+
+    def _formula_statements(self, entity: EntitySpec, formulas):
+        """(field names, SELECT id + their columns WHERE id IN :ids, UPDATE of the formulas by id), built once."""
+        key = ("formulas", entity.name)
+        if key not in self._statements:
+            table = self.models[entity.name].__table__
+            names = [f.name for f in entity.fields if not f.kind.multiple]
+            read = select(table.c.id, *(table.c[entity.field(n).column_name] for n in names)).where(
+                table.c.id.in_(bindparam("ids", expanding=True)))
+            write = table.update().where(table.c.id == bindparam("_id")).values(
+                {f.name: bindparam(f"_{f.name}") for f in formulas} | {c: table.c[c] for c in UNTOUCHED})
+            self._statements[key] = (names, read, write)
+        return self._statements[key]
+
+
+class _LinkedValues:
+    """`link.field` of a formula, read with one SELECT per linked record (memoized for the refresh)."""
+
+    def __init__(self, rollups: Rollups, connection, entity: EntitySpec) -> None:
+        self.rollups, self.connection, self.entity, self.memo = rollups, connection, entity, {}
+
+    def __call__(self, link: str, record_id, name: str):
+        f = self.entity.field(link)
+        key = (f.to, record_id)
+        if key not in self.memo:
+            table = self.rollups.models[f.to].__table__
+            row = self.connection.execute(select(table).where(table.c.id == record_id)).mappings().first()
+            self.memo[key] = dict(row) if row is not None else {}
+        target = self.rollups.spec.entity(f.to)
+        return self.memo[key].get(target.field(name).column_name) if name in target.field_names else None
+
+
+def _formulas_after_rollups(entity: EntitySpec) -> tuple[FieldSpec, ...]:
+    """The entity's formulas that read a rollup field, directly or through another formula, in dependency order."""
+    inputs = {f.name for f in entity.fields if f.rollup is not None}
+    dependent = []
+    for f in entity.formulas:
+        if any(len(path) == 1 and path[0] in inputs for path in f.formula.names):
+            dependent.append(f)
+            inputs.add(f.name)
+    return tuple(dependent)
+
+
+def _chunks(ids: list, size: int = CHUNK):
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _expire(session, models: dict, changed: dict) -> None:
+    """Parents loaded in the session forget the values the statements replaced (read again on next access)."""
+    wanted = {models[name]: (ids, fields) for name, (ids, fields) in changed.items()}
+    for (model, pk, _), obj in list(session.identity_map.items()):
+        entry = wanted.get(model)
+        if entry is not None and pk[0] in entry[0]:
+            session.expire(obj, list(entry[1]))
+
+
+def install(session, portal) -> None:
+    """Keep `portal`'s rollups on every ORM flush of `session` (the app's own scoped session)."""
+    rollups = Rollups(portal.spec, portal.models)
+    portal.rollups = rollups
+    if rollups:
+        event.listen(session, "after_flush", rollups.gather)
+        event.listen(session, "after_flush_postexec", rollups.after_flush)
+
+
+def fill_new_rollups(engine, portal) -> None:
+    """Start-up: a rollup column just added to an existing table (it starts at 0 / empty) is computed once, with
+    the formulas that read it, so a schema gaining a rollup shows the right values without `portal recompute`."""
+    rollups = portal.rollups
+    if not rollups:
+        return
+    added = set(portal.schema_changes)
+    for entity in rollups.spec.entities:
+        if any(f"added column {entity.table}.{f.name}" in added for f in entity.fields if f.rollup is not None):
+            with engine.begin() as connection:
+                for name, field, rows in rollups.recompute(connection, entity.name):
+                    log.info("rollups: computed %s.%s for %d records", name, field, rows)
