@@ -1,0 +1,218 @@
+"""Inline lines (`lines: [OrderLine]`): nested in the parent's API and edited as a grid on its form, saved in one
+transaction through the child's record rules; permissions; checker codes. Uses the shipped purchasing module."""
+from __future__ import annotations
+
+import re
+import textwrap
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from app.portal import portal_of
+from app.schema import load_portal
+from conftest import jwt_headers, login, make_app
+
+PASSWORD = "Lines-pass-1"
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    app = make_app(tmp_path_factory, "lines")
+    with app.app_context():
+        sm = app.appbuilder.sm
+        for name, role in (("buyer", "Buyer"), ("keeper", "Warehouse")):
+            sm.add_user(name, name, "Test", f"{name}@example.com", [sm.find_role(role)], PASSWORD)
+    client = app.test_client()
+    headers = jwt_headers(client)
+    supplier = client.post("/api/v1/supplier/", json={"name": "宏达五金"}, headers=headers)
+    assert supplier.status_code == 201, supplier.json
+    return app, supplier.json["id"]
+
+
+@pytest.fixture()
+def api(shop):
+    app, _ = shop
+    client = app.test_client()
+    headers = jwt_headers(client)
+
+    class Api:
+        def __getattr__(self, method):
+            return lambda url, **kw: getattr(client, method)(url, headers={**headers, **kw.pop("headers", {})}, **kw)
+
+    return Api()
+
+
+def stored_lines(app, order_id) -> list[tuple]:
+    """(item, qty, unit_price, amount) of an order's lines, straight from the table, by id."""
+    model = portal_of(app).models["OrderLine"]
+    with app.app_context():
+        session = app.appbuilder.session
+        rows = session.execute(select(model.item, model.qty, model.unit_price, model.amount)
+                               .where(model.order_id == order_id).order_by(model.id)).all()
+        session.rollback()
+    return [tuple(r) for r in rows]
+
+
+def count(app, entity) -> int:
+    model = portal_of(app).models[entity]
+    with app.app_context():
+        session = app.appbuilder.session
+        n = len(session.scalars(select(model.id)).all())
+        session.rollback()
+    return n
+
+
+def new_order(api, supplier, lines):
+    response = api.post("/api/v1/purchase_order/", json={"supplier": supplier, "lines": lines})
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+# -- API -------------------------------------------------------------------------------------------
+
+def test_api_creates_an_order_with_its_lines_in_one_request(shop, api):
+    app, supplier = shop
+    body = new_order(api, supplier, [{"item": "螺丝", "qty": "10", "unit_price": "0.35"},
+                                     {"item": "扳手", "qty": 2, "unit_price": "45.5"}])
+    assert re.fullmatch(r"PO-\d{4}-\d{4}", body["result"]["number"])
+    assert [(line["item"], line["amount"]) for line in body["result"]["lines"]] == [("螺丝", "3.50"), ("扳手", "91.00")]
+    assert stored_lines(app, body["id"]) == [("螺丝", Decimal("10.000"), Decimal("0.35"), Decimal("3.50")),
+                                            ("扳手", Decimal("2.000"), Decimal("45.50"), Decimal("91.00"))]
+    got = api.get(f"/api/v1/purchase_order/{body['id']}")
+    assert got.status_code == 200
+    assert [line["item"] for line in got.json["result"]["lines"]] == ["螺丝", "扳手"]
+    assert all(line["order"]["id"] == body["id"] for line in got.json["result"]["lines"])
+
+
+def test_api_put_updates_creates_and_deletes_missing_lines(shop, api):
+    app, supplier = shop
+    body = new_order(api, supplier, [{"item": "A", "qty": 1, "unit_price": 1}, {"item": "B", "qty": 1, "unit_price": 2},
+                                     {"item": "C", "qty": 1, "unit_price": 3}])
+    a, b, c = (line["id"] for line in body["result"]["lines"])
+    response = api.put(f"/api/v1/purchase_order/{body['id']}",
+                       json={"lines": [{"id": a}, {"id": c, "qty": 3}, {"item": "D", "qty": 4, "unit_price": "2.5"}]})
+    assert response.status_code == 200, response.json
+    assert stored_lines(app, body["id"]) == [("A", 1, 1, 1), ("C", 3, 3, 9), ("D", 4, Decimal("2.5"), 10)]
+    assert [line["item"] for line in response.json["result"]["lines"]] == ["A", "C", "D"]
+    # a PUT without `lines` leaves them alone; the parent's other fields change
+    response = api.put(f"/api/v1/purchase_order/{body['id']}", json={"status": "ordered"})
+    assert response.status_code == 200, response.json
+    assert [line[0] for line in stored_lines(app, body["id"])] == ["A", "C", "D"]
+    # an empty list removes every line
+    assert api.put(f"/api/v1/purchase_order/{body['id']}", json={"lines": []}).status_code == 200
+    assert stored_lines(app, body["id"]) == []
+    assert b not in [line["id"] for line in api.get(f"/api/v1/purchase_order/{body['id']}").json["result"]["lines"]]
+
+
+def test_api_line_errors_are_per_line_and_nothing_is_stored(shop, api):
+    app, supplier = shop
+    orders, lines = count(app, "PurchaseOrder"), count(app, "OrderLine")
+    response = api.post("/api/v1/purchase_order/", json={
+        "supplier": supplier, "status": "nope",
+        "lines": [{"item": "ok", "qty": 1, "unit_price": 1}, {"item": "bad", "qty": 0, "unit_price": 1},
+                  {"qty": "x", "unit_price": 1, "amount": 5}]})
+    assert response.status_code == 422
+    message = response.json["message"]
+    assert "status" in message  # the parent's own field errors sit next to the lines'
+    first, second, third = message["lines"]
+    assert first == {}
+    assert second == {"qty": ["The quantity must be more than zero"]}
+    assert set(third) == {"qty", "item", "amount"}  # not a number, required, computed (read-only)
+    assert (count(app, "PurchaseOrder"), count(app, "OrderLine")) == (orders, lines)
+
+    # an update with one bad line changes nothing: neither the good line, nor deletes, nor the parent
+    body = new_order(api, supplier, [{"item": "keep", "qty": 1, "unit_price": 1}, {"item": "gone?", "qty": 1, "unit_price": 1}])
+    keep = body["result"]["lines"][0]["id"]
+    before = stored_lines(app, body["id"])
+    response = api.put(f"/api/v1/purchase_order/{body['id']}", json={
+        "status": "ordered", "lines": [{"id": keep, "qty": 7}, {"item": "new", "qty": -1, "unit_price": 1}]})
+    assert response.status_code == 422
+    assert response.json["message"] == {"lines": [{}, {"qty": ["The quantity must be more than zero"]}]}
+    assert stored_lines(app, body["id"]) == before
+    assert api.get(f"/api/v1/purchase_order/{body['id']}").json["result"]["status"] == "draft"
+
+
+def test_api_refuses_lines_of_other_orders_and_bad_shapes(shop, api):
+    app, supplier = shop
+    one = new_order(api, supplier, [{"item": "X", "qty": 1, "unit_price": 1}])
+    two = new_order(api, supplier, [{"item": "Y", "qty": 1, "unit_price": 1}])
+    foreign = two["result"]["lines"][0]["id"]
+    response = api.put(f"/api/v1/purchase_order/{one['id']}", json={"lines": [{"id": foreign, "qty": 5}]})
+    assert response.status_code == 422
+    assert response.json["message"]["lines"][0]["id"] == [f"No line with id {foreign} on this record."]
+    response = api.put(f"/api/v1/purchase_order/{one['id']}",
+                       json={"lines": [{"item": "Z", "qty": 1, "unit_price": 1, "order": two["id"]}]})
+    assert response.status_code == 422 and "order" in response.json["message"]["lines"][0]
+    for bad in ("x", [1], {"item": "a"}):
+        response = api.put(f"/api/v1/purchase_order/{one['id']}", json={"lines": bad})
+        assert response.status_code == 422, (bad, response.json)
+    assert stored_lines(app, two["id"]) == [("Y", 1, 1, 1)] and stored_lines(app, one["id"]) == [("X", 1, 1, 1)]
+
+
+def test_openapi_and_info_describe_lines(shop, api):
+    spec = api.get("/api/v1/_openapi").json
+    schemas = spec["components"]["schemas"]
+    assert schemas["PurchaseOrderApi.get"]["properties"]["lines"]["items"] == {"$ref": "#/components/schemas/OrderLineApi.get"}
+    assert schemas["PurchaseOrderApi.post"]["properties"]["lines"]["type"] == "array"
+
+
+# -- permissions -----------------------------------------------------------------------------------
+
+def test_hidden_child_fields_are_not_shown_or_writable_in_lines(shop, api):
+    app, supplier = shop
+    body = new_order(api, supplier, [{"item": "钢管", "qty": 2, "unit_price": "12.5"}])
+    client = app.test_client()
+    keeper = jwt_headers(client, "keeper", PASSWORD)
+    got = client.get(f"/api/v1/purchase_order/{body['id']}", headers=keeper).json["result"]["lines"]
+    assert got[0]["item"] == "钢管" and "unit_price" not in got[0] and "amount" not in got[0]  # amount reads unit_price
+    # the warehouse may update orders but only read lines: a change to the lines is refused, nothing stored
+    line = got[0]["id"]
+    response = client.put(f"/api/v1/purchase_order/{body['id']}", headers=keeper,
+                          json={"status": "received", "lines": [{"id": line, "qty": 1}]})
+    assert response.status_code == 422
+    assert response.json["message"]["lines"][0] == {"id": ["You may not change lines."]}
+    response = client.put(f"/api/v1/purchase_order/{body['id']}", headers=keeper, json={"lines": []})
+    assert response.status_code == 422 and response.json["message"]["lines"] == ["You may not remove lines."]
+    assert stored_lines(app, body["id"]) == [("钢管", 2, Decimal("12.5"), 25)]
+    # the buyer may edit lines, but a hidden field would be refused (here: none hidden for buyers)
+    buyer = jwt_headers(client, "buyer", PASSWORD)
+    response = client.put(f"/api/v1/purchase_order/{body['id']}", headers=buyer, json={"lines": [{"id": line, "qty": 3}]})
+    assert response.status_code == 200, response.json
+    assert stored_lines(app, body["id"]) == [("钢管", 3, Decimal("12.5"), Decimal("37.5"))]
+
+
+# -- checker codes ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("entities,code", [  # the problem is reported at the lines: of the entity on line 4 (or 5)
+    ("A: {fields: {x: string}, lines: [Nope]}", "E481"),
+    ("A: {fields: {x: string}, lines: [B]}\n  B: {fields: {y: string}}", "E482"),
+    ("A: {fields: {x: string}, lines: [B]}\n  B: {fields: {p: {type: link, to: A}, q: {type: link, to: A}}}", "E483"),
+    ("A: {fields: {x: string, p: {type: link, to: A}}, lines: [A]}", "E484"),
+    ("A: {fields: {x: string}, lines: [C]}\n  B: {fields: {x: string}, lines: [C]}\n"
+     "  C: {fields: {a: {type: link, to: A}, b: {type: link, to: B}}}", "E485@5"),
+    ("A: {fields: {lines: string}, lines: [B]}\n  B: {fields: {a: {type: link, to: A}}}", "E486"),
+    ("A: {fields: {x: string}, lines: 5}", "E480"),
+])
+def test_checker_codes_at_the_lines_line(tmp_path, entities, code):
+    text = "version: 1\nmodule: m\nentities:\n  " + entities + "\n"
+    (tmp_path / "m.yaml").write_text(text, encoding="utf-8")
+    spec, problems = load_portal(tmp_path)
+    assert spec is None
+    code, _, line = code.partition("@")
+    assert [(p.code, p.line) for p in problems] == [(code, int(line or 4))], [str(p) for p in problems]
+
+
+def test_checker_accepts_several_line_entities_and_names_their_keys(tmp_path):
+    (tmp_path / "m.yaml").write_text(textwrap.dedent("""\
+        version: 1
+        module: m
+        entities:
+          Order: {fields: {x: string}, lines: [OrderLine, DeliveryNote]}
+          OrderLine: {fields: {order: {type: link, to: Order}}}
+          DeliveryNote: {fields: {order: {type: link, to: Order}, other: {type: link, to: OrderLine}}}
+        """), encoding="utf-8")
+    spec, problems = load_portal(tmp_path)
+    assert problems == []
+    assert spec.entity("Order").lines_keys == (("lines", "OrderLine"), ("delivery_note", "DeliveryNote"))
+    assert spec.back_link("DeliveryNote", "Order").name == "order"
