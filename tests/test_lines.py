@@ -216,3 +216,108 @@ def test_checker_accepts_several_line_entities_and_names_their_keys(tmp_path):
     assert problems == []
     assert spec.entity("Order").lines_keys == (("lines", "OrderLine"), ("delivery_note", "DeliveryNote"))
     assert spec.back_link("DeliveryNote", "Order").name == "order"
+
+
+# -- forms -----------------------------------------------------------------------------------------
+
+def order_form(supplier, rows: list[dict], **fields) -> dict:
+    """The add/edit form as the browser posts it: the grid's rows as lines-<n>-<field> inputs."""
+    data = {"supplier": str(supplier), "order_date": "2026-03-01", "status": "draft", "lines-rows": "1", **fields}
+    for n, row in enumerate(rows):
+        data.update({f"lines-{n}-{name}": value for name, value in row.items()})
+    return data
+
+
+def orders_by_note(app, note) -> list[int]:
+    model = portal_of(app).models["PurchaseOrder"]
+    with app.app_context():
+        session = app.appbuilder.session
+        ids = session.scalars(select(model.id).where(model.notes == note)).all()
+        session.rollback()
+    return list(ids)
+
+
+def test_form_adds_an_order_with_lines_and_edits_them(shop):
+    app, supplier = shop
+    client = login(app.test_client())
+    response = client.post("/purchase_order/add", data=order_form(supplier, [
+        {"item": "水泥", "qty": "3", "unit_price": "20.5"}, {"item": "沙子", "qty": "2", "unit_price": "7"}], notes="form-add"))
+    assert response.status_code == 302, response.data.decode()[-3000:]
+    [order] = orders_by_note(app, "form-add")
+    assert stored_lines(app, order) == [("水泥", 3, Decimal("20.5"), Decimal("61.5")), ("沙子", 2, 7, 14)]
+    # the edit form shows the lines as rows with their ids; the amount is read-only
+    page = client.get(f"/purchase_order/edit/{order}").data.decode()
+    ids = [int(i) for i in re.findall(r'name="lines-\d+-id" value="(\d+)"', page)]
+    assert len(ids) == 2 and 'name="lines-0-amount"' not in page and ">61.50<" in page
+    # edit: change the first row, drop the second, add one
+    response = client.post(f"/purchase_order/edit/{order}", data=order_form(supplier, [
+        {"id": str(ids[0]), "item": "水泥", "qty": "4", "unit_price": "20.5"},
+        {"item": "石子", "qty": "1", "unit_price": "9.99"}], notes="form-add"))
+    assert response.status_code == 302, response.data.decode()[-3000:]
+    assert stored_lines(app, order) == [("水泥", 4, Decimal("20.5"), 82), ("石子", 1, Decimal("9.99"), Decimal("9.99"))]
+
+
+def test_form_row_errors_are_shown_in_their_row_and_nothing_is_stored(shop):
+    app, supplier = shop
+    client = login(app.test_client())
+    orders, lines = count(app, "PurchaseOrder"), count(app, "OrderLine")
+    response = client.post("/purchase_order/add", data=order_form(supplier, [
+        {"item": "好的", "qty": "1", "unit_price": "2"}, {"item": "<b>坏</b>", "qty": "0", "unit_price": "2"}], notes="form-bad"))
+    assert response.status_code == 200
+    page = response.data.decode()
+    rows = re.findall(r'<tr class="portal-line">(.*?)</tr>', page.split("<template")[0], re.S)
+    assert len(rows) == 2
+    assert "must be more than zero" not in rows[0] and "The quantity must be more than zero" in rows[1]
+    assert 'value="&lt;b&gt;坏&lt;/b&gt;"' in rows[1] and "<b>坏" not in page  # kept, escaped
+    assert (count(app, "PurchaseOrder"), count(app, "OrderLine")) == (orders, lines)
+    # a parent error and a line error at once: both shown, nothing stored
+    response = client.post("/purchase_order/add", data=order_form(supplier, [{"item": "", "qty": "1", "unit_price": "x"}],
+                                                                  status="nope", notes="form-bad"))
+    page = response.data.decode()
+    assert response.status_code == 200 and "Not a valid choice" in page
+    row = re.findall(r'<tr class="portal-line">(.*?)</tr>', page.split("<template")[0], re.S)[0]
+    assert "This field is required." in row and "number" in row.lower()
+    assert (count(app, "PurchaseOrder"), count(app, "OrderLine")) == (orders, lines)
+    # on edit, one bad row keeps the stored lines as they were
+    body = new_order(_admin_api(app), supplier, [{"item": "原", "qty": 1, "unit_price": 1}])
+    before = stored_lines(app, body["id"])
+    line = body["result"]["lines"][0]["id"]
+    response = client.post(f"/purchase_order/edit/{body['id']}", data=order_form(supplier, [
+        {"id": str(line), "item": "改", "qty": "5", "unit_price": "1"}, {"item": "新", "qty": "-2", "unit_price": "1"}]))
+    assert response.status_code == 200 and "The quantity must be more than zero" in response.data.decode()
+    assert stored_lines(app, body["id"]) == before
+
+
+def _admin_api(app):
+    client = app.test_client()
+    headers = jwt_headers(client)
+
+    class Api:
+        def post(self, url, json):
+            return client.post(url, json=json, headers=headers)
+
+    return Api()
+
+
+def test_form_grid_follows_the_child_permissions(shop):
+    app, supplier = shop
+    body = new_order(_admin_api(app), supplier, [{"item": "木板", "qty": 2, "unit_price": "30"}])
+    keeper = login(app.test_client(), "keeper", PASSWORD)
+    page = keeper.get(f"/purchase_order/edit/{body['id']}").data.decode()
+    grid = page[page.index('class="portal-lines"'):page.index("portal/lines.js")]
+    assert "木板" in grid and "lines-rows" not in grid and "<input" not in grid  # read-only: no inputs
+    assert "portal-line-add" not in grid and "portal-line-remove" not in grid
+    assert 'data-column="unit_price"' not in grid and 'data-column="amount"' not in grid  # hidden (amount reads it)
+    # a forged grid post from a read-only user changes nothing
+    response = keeper.post(f"/purchase_order/edit/{body['id']}", data=order_form(supplier, [], status="received"))
+    assert response.status_code == 200 and "You may not remove lines." in response.data.decode()
+    assert stored_lines(app, body["id"]) == [("木板", 2, 30, 60)]
+    # without the grid in the post, the warehouse updates the order and the lines stay
+    data = order_form(supplier, [], status="received")
+    del data["lines-rows"]
+    assert keeper.post(f"/purchase_order/edit/{body['id']}", data=data).status_code == 302
+    assert stored_lines(app, body["id"]) == [("木板", 2, 30, 60)]
+    # the buyer edits lines in the grid
+    buyer = login(app.test_client(), "buyer", PASSWORD)
+    page = buyer.get(f"/purchase_order/edit/{body['id']}").data.decode()
+    assert "portal-line-add" in page and 'name="lines-0-unit_price"' in page

@@ -49,6 +49,7 @@ class LinesEdit:
     plans: list[LinePlan] = field(default_factory=list)
     deletes: list = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
+    values: list[dict] = field(default_factory=list)  # per submitted line: its values as checked (formulas computed)
     refusal: str | None = None
 
     def __post_init__(self) -> None:
@@ -81,6 +82,7 @@ class LinesEdit:
         for row in rows:
             errors: dict = {}
             self.errors.append(errors)
+            self.values.append({})
             if not isinstance(row, dict):
                 errors[ID] = [str(_l("Each line must be an object of field values."))]
                 continue
@@ -134,6 +136,7 @@ class LinesEdit:
         ctx = rules.context(values, creating, self.source, item, parse_errors)
         ctx.values[self.back.name] = parent
         errors.update(rules.check(ctx))
+        self.values[-1] = ctx.values
         return LinePlan(ctx, item)
 
     def _check_deletes(self) -> None:
