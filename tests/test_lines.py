@@ -155,6 +155,18 @@ def test_openapi_and_info_describe_lines(shop, api):
     schemas = spec["components"]["schemas"]
     assert schemas["PurchaseOrderApi.get"]["properties"]["lines"]["items"] == {"$ref": "#/components/schemas/OrderLineApi.get"}
     assert schemas["PurchaseOrderApi.post"]["properties"]["lines"]["type"] == "array"
+    info = api.get("/api/v1/purchase_order/_info").json
+    [lines] = [c for c in info["add_columns"] if c["name"] == "lines"]
+    assert (lines["type"], lines["entity"], lines["link"]) == ("Lines", "OrderLine", "order")
+    assert lines["fields"] == ["item", "qty", "unit_price"]  # amount is computed
+
+
+def test_info_leaves_out_child_fields_hidden_from_the_role(shop):
+    app, _ = shop
+    client = app.test_client()
+    info = client.get("/api/v1/purchase_order/_info", headers=jwt_headers(client, "keeper", PASSWORD)).json
+    [lines] = [c for c in info["edit_columns"] if c["name"] == "lines"]
+    assert lines["fields"] == ["item", "qty"]
 
 
 # -- permissions -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from app.generate import columns, versions
 from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.dataio import export_response, run_import, spool_upload
 from app.generate.input_errors import check_filters
-from app.generate.lines import add_lines_to_record, check_api_lines, lines_openapi, take_api_lines, write_lines
+from app.generate.lines import add_lines_to_record, check_api_lines, take_api_lines, write_lines
 from app.generate.paged_api import LIST_ARGS_SCHEMA, PagedListApi, rison
 from app.generate.paging import PagedInterface
 from app.generate.permissions import API_METHODS, entity_permissions
@@ -61,7 +61,6 @@ class EntityApi(ViewerScopedEndpoint, PagedListApi, fab.RestApiBoundary, ModelRe
     def add_api_spec(self, api_spec) -> None:
         super().add_api_spec(api_spec)
         self.viewer_openapi(api_spec)
-        lines_openapi(self, api_spec)
 
     def check_request_filters(self, filters) -> None:
         """Every filter value of `q` checked against its field (a FilterValueError is a 400)."""

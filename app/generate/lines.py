@@ -90,21 +90,6 @@ def add_lines_to_record(api, record: dict | None, parent_id) -> None:
                             for line in edit.stored(parent_id)]
 
 
-def lines_openapi(api, api_spec) -> None:
-    """The nested lines in the parent's OpenAPI schemas: arrays of the child's schemas (reads) and objects (writes)."""
-    for key, child in api.entity.lines_keys:
-        child_api = f"{child}Api"
-        for suffix, item in ((".get", {"$ref": f"#/components/schemas/{child_api}.get"}),
-                             (".post", {"type": "object", "description": "a new line: the child's fields"}),
-                             (".put", {"type": "object", "description": 'a new line, or {"id": n, ...} to change one'})):
-            schema = api_spec.components.schemas.get(f"{api.__class__.__name__}{suffix}")
-            if schema is None:
-                continue
-            description = (f"{child} records of this record. PUT: lines without id are created, with id updated, "
-                           "lines not listed are deleted; without this key the lines are left alone.")
-            schema.setdefault("properties", {})[key] = {"type": "array", "items": item, "description": description}
-
-
 # -- pages ---------------------------------------------------------------------------------------------
 
 def grid_columns(child: EntitySpec, back: FieldSpec) -> list[FieldSpec]:
