@@ -333,3 +333,94 @@ def test_form_grid_follows_the_child_permissions(shop):
     buyer = login(app.test_client(), "buyer", PASSWORD)
     page = buyer.get(f"/purchase_order/edit/{body['id']}").data.decode()
     assert "portal-line-add" in page and 'name="lines-0-unit_price"' in page
+
+
+# -- two lines entities, a link picker in the grid, a hidden field ---------------------------
+
+JOBS = """\
+    version: 1
+    module: jobs
+    label: {en: Jobs, zh: 作业}
+    entities:
+      Part:
+        label: {en: Part, zh: 零件}
+        title: name
+        fields:
+          name: {type: string, length: 40, required: true, label: {en: Name, zh: 名称}}
+      Job:
+        label: {en: Job, zh: 作业}
+        title: code
+        fields:
+          code: {type: string, length: 20, required: true, label: {en: Code, zh: 编号}}
+        lines: [JobPart, JobNote]
+      JobPart:
+        label: {en: Job part, zh: 作业零件}
+        fields:
+          job: {type: link, to: Job, required: true, on_delete: cascade, label: {en: Job, zh: 作业}}
+          part: {type: link, to: Part, required: true, label: {en: Part, zh: 零件}}
+          urgent: {type: boolean, default: false, label: {en: Urgent, zh: 加急}}
+          cost: {type: decimal, label: {en: Cost, zh: 成本}}
+      JobNote:
+        label: {en: Job note, zh: 作业备注}
+        fields:
+          job: {type: link, to: Job, required: true, on_delete: cascade, label: {en: Job, zh: 作业}}
+          text: {type: string, length: 100, required: true, label: {en: Text, zh: 内容}}
+    roles:
+      Fitter:
+        label: {en: Fitter, zh: 装配工}
+        can: {Part: [read], Job: [read, create, update], JobPart: [read, create, update, delete], JobNote: [read]}
+        hide: {JobPart: [cost]}
+    """
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("jobs-schema")
+    (folder / "jobs.yaml").write_text(textwrap.dedent(JOBS), encoding="utf-8")
+    app = make_app(tmp_path_factory, "lines_jobs", schema_dir=folder)
+    with app.app_context():
+        sm = app.appbuilder.sm
+        sm.add_user("fitter", "fitter", "Test", "fitter@example.com", [sm.find_role("Fitter")], PASSWORD)
+    client = app.test_client()
+    part = client.post("/api/v1/part/", json={"name": "<i>轴承</i>"}, headers=jwt_headers(client))
+    assert part.status_code == 201, part.json
+    return app, part.json["id"]
+
+
+def test_second_lines_entity_goes_under_its_snake_case_name(jobs):
+    app, part = jobs
+    client = app.test_client()
+    headers = jwt_headers(client)
+    response = client.post("/api/v1/job/", headers=headers, json={
+        "code": "J1", "lines": [{"part": part, "urgent": True, "cost": "3"}], "job_note": [{"text": "小心"}]})
+    assert response.status_code == 201, response.json
+    result = response.json["result"]
+    assert result["lines"][0]["part"]["id"] == part and result["lines"][0]["urgent"] is True
+    assert [n["text"] for n in result["job_note"]] == ["小心"]
+
+
+def test_grid_link_cells_use_the_type_ahead_picker_and_hidden_fields_stay_out(jobs):
+    app, part = jobs
+    fitter = login(app.test_client(), "fitter", PASSWORD)
+    page = fitter.get("/job/add").data.decode()
+    template = page[page.index('<template class="portal-line-template">'):page.index("</template>")]
+    assert 'class="portal-lookup form-control"' in template and 'data-lookup-url="/job_part/lookup/part"' in template
+    assert "cost" not in template  # hidden from fitters: neither shown nor posted
+    # notes are read-only for fitters: no grid inputs for them
+    notes = page[page.index('data-key="job_note"'):]
+    assert "job_note-rows" not in notes[:notes.index("portal/lines.js")]
+    response = fitter.post("/job/add", data={"code": "J2", "lines-rows": "1", "lines-0-part": str(part),
+                                             "lines-0-urgent": ["n", "y"], "lines-0-cost": "99"})
+    assert response.status_code == 302, re.findall(r'(?:alert-danger|text-danger)[^>]*>([^<]*)', response.data.decode())
+    client = app.test_client()
+    headers = jwt_headers(client)
+    jobs_list = client.get("/api/v1/job/?q=(filters:!((col:code,opr:eq,value:J2)))", headers=headers).json
+    job = client.get(f"/api/v1/job/{jobs_list['ids'][0]}", headers=headers).json["result"]
+    assert [(line["urgent"], line["cost"]) for line in job["lines"]] == [(True, None)]  # the posted cost was ignored
+    # the edit page shows the chosen part's title in its picker, escaped
+    page = fitter.get(f"/job/edit/{jobs_list['ids'][0]}").data.decode()
+    assert f'<option selected value="{part}">&lt;i&gt;轴承&lt;/i&gt;</option>' in page
+    # through the API the hidden field is refused for the fitter, nothing stored
+    fitter_api = jwt_headers(client, "fitter", PASSWORD)
+    response = client.put(f"/api/v1/job/{jobs_list['ids'][0]}", headers=fitter_api, json={"lines": [{"part": part, "cost": "5"}]})
+    assert response.status_code == 422 and response.json["message"]["lines"][0] == {"cost": ["This field is read-only."]}

@@ -139,6 +139,8 @@ def _submitted(row: dict, columns: list[FieldSpec]) -> dict:
         if f.readonly or f.name not in row:
             continue
         values = row[f.name]
+        if f.is_relation:  # pickers post ids (as the page's own pickers do, lookups._ids)
+            values = [int(v) if re.fullmatch(r"[0-9]{1,18}", v.strip()) else v for v in values if v.strip()]
         line[f.name] = values if f.kind.multiple else (values[-1] if values else "")  # a checkbox posts "n" then "y"
     line_id = (row.get("id") or [""])[-1].strip()
     if line_id:
@@ -162,7 +164,10 @@ def check_form_lines(view, form, creating: bool) -> bool:
     pending, ok = [], True
     for edit in _edits(view, "form"):
         field = form[edit.key] if edit.key in form else None
-        if field is None or field.rows is None:
+        if field is None:
+            continue
+        field.parent_id = fab.edited_pk(form)  # shown again if the save fails and the grid was not posted
+        if field.rows is None:
             continue
         if not may("read", edit.child.name):
             field.errors = [str(_l("You may not change lines."))]
