@@ -19,7 +19,7 @@ from wtforms.widgets import html_params
 from app.generate.permissions import permission
 from app.i18n import lazy
 from app.portal import current_portal
-from app.rules.access import current_viewer, mask_value
+from app.rules.access import current_viewer
 from app.rules.lines import LinesEdit, lines_edits
 from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec
 
@@ -31,10 +31,10 @@ def may(action: str, entity_name: str) -> bool:
     return current_app.appbuilder.sm.has_access(permission(action), entity_name)
 
 
-def _edits(endpoint, source: str) -> list[LinesEdit]:
+def _edits(parent: EntitySpec, source: str) -> list[LinesEdit]:
+    """One LinesEdit per lines entity of `parent`, for the current user, in the request's session."""
     portal = current_portal()
-    return lines_edits(portal.spec, endpoint.entity, portal.models, endpoint.datamodel.session, current_viewer(),
-                       may, source)
+    return lines_edits(portal.spec, parent, portal.models, current_app.appbuilder.session, current_viewer(), may, source)
 
 
 def _too_many(rows) -> str | None:
@@ -53,7 +53,7 @@ def take_api_lines(entity: EntitySpec, payload: dict) -> dict:
 def check_api_lines(api, given: dict, parent_current, parent_values: dict) -> tuple[list[LinesEdit], dict]:
     """Check the given lines; (edits to write, errors as `{"lines": [{...}, {}], ...}` for a 422)."""
     edits, errors = [], {}
-    for edit in _edits(api, "api"):
+    for edit in _edits(api.entity, "api"):
         if edit.key not in given:
             continue  # PUT without the key leaves the lines alone
         rows = given[edit.key]
@@ -63,7 +63,7 @@ def check_api_lines(api, given: dict, parent_current, parent_values: dict) -> tu
         elif too_many:
             errors[edit.key] = [too_many]
         elif not edit.check(rows, parent_current, parent_values):
-            errors[edit.key] = [edit.refusal] if edit.refusal and not any(edit.errors) else edit.errors
+            errors[edit.key] = edit.errors if any(edit.errors) else [edit.refusal]
         edits.append(edit)
     return edits, errors
 
@@ -82,7 +82,7 @@ def add_lines_to_record(api, record: dict | None, parent_id) -> None:
     """The parent's lines (each as the child's API shows it) under their keys, for children the user may read."""
     if record is None or not api.entity.lines or parent_id is None:
         return
-    for edit in _edits(api, "api"):
+    for edit in _edits(api.entity, "api"):
         if not may("read", edit.child.name):
             continue
         child_api = _child_api(edit.child.name)
@@ -162,7 +162,7 @@ def check_form_lines(view, form, creating: bool) -> bool:
     current = None if creating else session.get(view.datamodel.obj, fab.edited_pk(form))
     parent_values = {name: form[name].data for name in view.entity.field_names if name in form}
     pending, ok = [], True
-    for edit in _edits(view, "form"):
+    for edit in _edits(view.entity, "form"):
         field = form[edit.key] if edit.key in form else None
         if field is None:
             continue
@@ -258,8 +258,8 @@ class LinesWidget:
                 values.update({f.name: computed.get(f.name) for f in columns if f.readonly})
                 rows.append((values, field.row_errors[i] if i < len(field.row_errors) else {}))
         else:
-            stored = _edits_for(child, field.parent_name)
-            records = stored.stored(field.parent_id) if field.parent_id is not None else []
+            edit = next(e for e in _edits(portal.entity(field.parent_name), "form") if e.key == field.key)
+            records = edit.stored(field.parent_id)
             rows = [({f.name: getattr(r, f.name) for f in columns} | {"id": r.id, VERSION_COLUMN: getattr(r, VERSION_COLUMN)}, {})
                     for r in records]
         key = field.key
@@ -271,8 +271,7 @@ class LinesWidget:
         if columns and not columns[0].kind.numeric:  # the label in the first cell when it is not a number column
             totals[0], total_label = total_label, Markup("<td></td>")
         totals = Markup("").join(totals)
-        parts = [Markup('<div class="portal-lines" data-key="%s" data-next="%d" data-title="%s">')
-                 % (key, len(rows), str(_l("Lines")))]
+        parts = [Markup('<div class="portal-lines" data-key="%s" data-next="%d">') % (key, len(rows))]
         if editable:
             parts.append(Markup('<input type="hidden" name="%s-rows" value="1">') % key)
         parts.append(Markup('<table class="table table-condensed table-bordered portal-lines-grid"><thead><tr>%s%s</tr></thead>'
@@ -317,12 +316,6 @@ class LinesWidget:
             hidden += Markup('<button type="button" class="btn btn-default btn-xs portal-line-remove" title="%s">'
                              '<i class="fa fa-times"></i></button>') % str(_l("Remove row"))
         return Markup('<tr class="portal-line">%s<td>%s</td></tr>') % (Markup("").join(cells), hidden)
-
-
-def _edits_for(child: EntitySpec, parent_name: str) -> LinesEdit:
-    portal = current_portal()
-    return LinesEdit(portal.spec, portal.spec.entity(parent_name), "", child, portal.models,
-                     current_app.appbuilder.session, current_viewer(), lambda action: may(action, child.name))
 
 
 def _display(f: FieldSpec, value) -> str:
