@@ -1,22 +1,32 @@
-"""Inline lines in a real browser: add two rows to a purchase order's grid, watch the totals, save; remove a row, save."""
+"""Inline lines in a real browser: add two rows to a purchase order's grid, watch the totals, save; remove a row,
+save; a link picker in a row added later."""
 from __future__ import annotations
 
 from decimal import Decimal
 
 import pytest
-from browser import live_browser, log_in, screenshot
+from browser import LiveServer, launch_browser, log_in, screenshot
 from conftest import ADMIN, jwt_headers, make_app
+from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 
 from app.portal import portal_of
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
+def browser():
+    with sync_playwright() as playwright:  # one browser for both apps of this file
+        chromium = launch_browser(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, browser):
     app = make_app(tmp_path_factory, "browser_lines", WTF_CSRF_ENABLED=True)
     client = app.test_client()
     assert client.post("/api/v1/supplier/", json={"name": "宏达五金"}, headers=jwt_headers(client)).status_code == 201
-    with live_browser(app) as (server, browser):
+    with LiveServer(app) as server:
         yield app, server, browser
 
 
@@ -66,4 +76,66 @@ def test_add_rows_see_totals_save_then_remove_one(live):
     page.wait_for_url("**/purchase_order/list/**")
     assert lines_of_the_order(app) == [("扳手", Decimal("2.5"), Decimal("100.00"))]
     screenshot(page, "order-lines-after-remove")
+    page.close()
+
+
+PARTS = """\
+    version: 1
+    module: jobs
+    entities:
+      Part:
+        title: name
+        fields:
+          name: {type: string, length: 40, required: true}
+      Job:
+        title: code
+        fields:
+          code: {type: string, length: 20, required: true}
+        lines: [JobPart]
+      JobPart:
+        fields:
+          job: {type: link, to: Job, required: true, on_delete: cascade}
+          part: {type: link, to: Part, required: true}
+          count: {type: integer, default: 1}
+    """
+
+
+@pytest.fixture(scope="module")
+def parts_live(tmp_path_factory, browser):
+    folder = tmp_path_factory.mktemp("parts-schema")
+    (folder / "jobs.yaml").write_text(PARTS.replace("\n    ", "\n")[4:], encoding="utf-8")
+    app = make_app(tmp_path_factory, "browser_line_picker", schema_dir=folder, WTF_CSRF_ENABLED=True)
+    client = app.test_client()
+    headers = jwt_headers(client)
+    for name in ("轴承", "齿轮", "<b>螺母</b>"):
+        assert client.post("/api/v1/part/", json={"name": name}, headers=headers).status_code == 201
+    with LiveServer(app) as server:
+        yield app, server, browser
+
+
+def test_a_link_cell_of_an_added_row_is_a_type_ahead_picker(parts_live):
+    app, server, browser = parts_live
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    log_in(page, server.url, *ADMIN)
+    page.goto(f"{server.url}/job/add")
+    page.fill("#code", "J-1")
+    page.click(".portal-line-add")
+    page.click(".portal-line-add")
+    for n, text, title in ((0, "齿", "齿轮"), (1, "螺母", "<b>螺母</b>")):
+        page.click(f"select[name='lines-{n}-part'] + .select2 .select2-selection")
+        page.locator(".select2-container--open .select2-search__field").type(text)
+        page.locator(".select2-container--open .select2-results__option", has_text=title).click()
+    assert page.evaluate("() => window.__xss") is None
+    page.fill("input[name='lines-1-count']", "4")
+    assert page.locator("td.portal-lines-total[data-column='count']").inner_text() == "5"
+    page.click("button[type=submit]")
+    page.wait_for_url("**/job/list/**")
+    models = portal_of(app).models
+    with app.app_context():
+        session = app.appbuilder.session
+        rows = session.execute(select(models["Part"].name, models["JobPart"].count)
+                               .join(models["JobPart"], models["JobPart"].part_id == models["Part"].id)
+                               .order_by(models["JobPart"].id)).all()
+        session.rollback()
+    assert [tuple(r) for r in rows] == [("齿轮", 1), ("<b>螺母</b>", 4)]
     page.close()

@@ -265,7 +265,8 @@ class LinesWidget:
         key = field.key
         head = Markup("").join(Markup('<th data-column="%s">%s</th>') % (f.name, str(lazy(f.label))) for f in columns)
         body = Markup("").join(self._row(key, n, columns, values, errors, can, child.name) for n, (values, errors) in enumerate(rows))
-        totals = [Markup('<td class="portal-lines-total" data-column="%s" data-scale="%s"></td>') % (f.name, f.scale)
+        totals = [Markup('<td class="portal-lines-total" data-column="%s" data-scale="%s"></td>')
+                  % (f.name, 0 if f.kind.whole else f.scale)
                   if f.kind.numeric else Markup("<td></td>") for f in columns]
         total_label = Markup('<th class="portal-lines-total-label">%s</th>') % str(_l("Total"))
         if columns and not columns[0].kind.numeric:  # the label in the first cell when it is not a number column
