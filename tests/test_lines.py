@@ -424,3 +424,15 @@ def test_grid_link_cells_use_the_type_ahead_picker_and_hidden_fields_stay_out(jo
     fitter_api = jwt_headers(client, "fitter", PASSWORD)
     response = client.put(f"/api/v1/job/{jobs_list['ids'][0]}", headers=fitter_api, json={"lines": [{"part": part, "cost": "5"}]})
     assert response.status_code == 422 and response.json["message"]["lines"][0] == {"cost": ["This field is read-only."]}
+
+
+def test_unchanged_lines_are_not_written_again(shop, api):
+    app, supplier = shop
+    body = new_order(api, supplier, [{"item": "甲", "qty": 1, "unit_price": 1}, {"item": "乙", "qty": 1, "unit_price": 1}])
+    first, second = body["result"]["lines"]
+    response = api.put(f"/api/v1/purchase_order/{body['id']}", json={"lines": [
+        {"id": first["id"], "item": "甲", "qty": "1.000", "unit_price": "1"}, {"id": str(second["id"]), "qty": 2}]})
+    assert response.status_code == 200, response.json
+    first_after, second_after = response.json["result"]["lines"]
+    assert first_after["row_version"] == first["row_version"]  # same values: untouched
+    assert second_after["row_version"] == second["row_version"] + 1 and second_after["amount"] == "2.00"

@@ -97,6 +97,8 @@ class LinesEdit:
                     continue
                 self.plans.append(self._checked(row, True, None, parent, errors))
                 continue
+            if isinstance(line_id, str) and line_id.strip().isdigit():
+                line_id = int(line_id)
             item = stored.get(line_id) if isinstance(line_id, int) and not isinstance(line_id, bool) else None
             if item is None or line_id in listed:
                 errors[ID] = [str(_l("No line with id %(id)s on this record.", id=line_id))]
@@ -133,10 +135,13 @@ class LinesEdit:
     def _checked(self, row: dict, creating: bool, item, parent, errors: dict) -> LinePlan:
         rules = self.rules
         values, parse_errors = rules.parse(row, creating)
+        given = dict(values)
         ctx = rules.context(values, creating, self.source, item, parse_errors)
         ctx.values[self.back.name] = parent
         errors.update(rules.check(ctx))
         self.values[-1] = ctx.values
+        if item is not None and not errors and all(getattr(item, name) == value for name, value in given.items()):
+            return LinePlan(None, item)  # a form posts every row: an unchanged line is not written again
         return LinePlan(ctx, item)
 
     def _check_deletes(self) -> None:
