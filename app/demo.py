@@ -1,4 +1,4 @@
-"""Demo data for the shipped crm, tickets and labour modules (skipped for entities that are absent)."""
+"""Demo data for the shipped crm, tickets, labour and purchasing modules (skipped for entities that are absent)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -27,6 +27,25 @@ def _number(app: Flask, made: dict) -> None:
         for field_name, values in numbers.items():
             for record, value in zip(records, values):
                 setattr(record, field_name, value)
+
+
+SUPPLIERS = ["宏达五金", "华东建材", "申城电气", "恒通管业"]
+GOODS = [("螺纹钢 16毫米", "2650"), ("水泥 42.5级", "420"), ("排水管 110毫米", "38.5"), ("电缆 3×4平方", "12.8"),
+         ("膨胀螺栓 M10", "0.85"), ("防水卷材", "65")]
+
+
+def _purchasing(add, rng, today) -> None:
+    """Suppliers and purchase orders with their lines (amounts as the line formula computes them)."""
+    suppliers = [add("Supplier", name=name, contact_person=rng.choice(PEOPLE), active=True) for name in SUPPLIERS]
+    if not suppliers or suppliers[0] is None:
+        return
+    for n in range(8):
+        order = add("PurchaseOrder", supplier=rng.choice(suppliers), order_date=today - dt.timedelta(days=rng.randrange(0, 60)),
+                    status=rng.choice(["draft", "ordered", "ordered", "received"]))
+        for item, price in rng.sample(GOODS, k=rng.randrange(1, 4)):
+            qty, unit_price = Decimal(rng.randrange(1, 50)), Decimal(price)
+            add("OrderLine", order=order, item=item, qty=qty, unit_price=unit_price,
+                amount=(qty * unit_price).quantize(Decimal("0.01")))
 
 
 def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
@@ -87,6 +106,7 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
                 add("LabourEntry", work_date=date, worker=worker, project=rng.choice(worker.projects), days=days,
                     hours=days * 8, rate=worker.day_rate, amount=(days * worker.day_rate).quantize(Decimal("0.01")),
                     approved=day > 3)
+    _purchasing(add, rng, today)
     _number(app, made)
     session.commit()
     rollups = portal_of(app).rollups

@@ -24,6 +24,32 @@ def trim_info(api, data: dict) -> None:
             data[key] = [_scoped_choices(api, viewer, c) for c in data[key] if c.get("name") not in unreadable]
     if "filters" in data:
         data["filters"] = {k: v for k, v in data["filters"].items() if k not in unreadable}
+    _lines_info(api, viewer, data)
+
+
+def _lines_info(api, viewer, data: dict) -> None:
+    """Inline lines (`lines: [OrderLine]`) as one more add/edit column: a list of the child's records, with the
+    child's writable fields (those the viewer may write) and the link back that the portal sets."""
+    from app.generate.lines import may
+    from app.i18n import lazy
+
+    portal = api.portal
+    for key, child_name in api.entity.lines_keys:
+        if not may("read", child_name):
+            continue
+        child = portal.entity(child_name)
+        back = portal.back_link(child_name, api.entity.name)
+        unreadable = viewer.unreadable(child_name)
+        column = {"name": key, "label": str(lazy(child.label)), "type": "Lines", "required": False, "entity": child_name,
+                  "link": back.name, "description": LINES_DESCRIPTION,
+                  "fields": [f.name for f in child.fields if f.name != back.name and not f.readonly and f.name not in unreadable]}
+        for list_key in ("add_columns", "edit_columns"):
+            if list_key in data:
+                data[list_key].append(column)
+
+
+LINES_DESCRIPTION = ("the child records, saved with this record in one transaction: lines without id are created, "
+                     "with id updated; on PUT lines not listed are deleted, and without this key left alone")
 
 
 def _scoped_choices(api, viewer, column: dict) -> dict:
@@ -71,6 +97,20 @@ def trim_openapi(api, api_spec) -> None:
                     properties[column] = {**own_schemas[column], **nullable}
         if "required" in schema:
             schema["required"] = [c for c in schema["required"] if c in properties]
+    _lines_openapi(api, api_spec)
+
+
+def _lines_openapi(api, api_spec) -> None:
+    """Nested lines in the parent's schemas: arrays of the child's records (reads) and of line objects (writes)."""
+    for key, child in api.entity.lines_keys:
+        for suffix, item in ((".get", {"$ref": f"#/components/schemas/{child}Api.get"}),
+                             (".post", {"type": "object", "description": f"a new line: the fields of POST {child}, "
+                                                                         "without the link back"}),
+                             (".put", {"type": "object", "description": 'a new line, or {"id": n, ...} to change one'})):
+            schema = api_spec.components.schemas.get(f"{api.__class__.__name__}{suffix}")
+            if schema is not None:
+                schema.setdefault("properties", {})[key] = {"type": "array", "items": item,
+                                                            "description": f"{child} records: {LINES_DESCRIPTION}"}
 
 
 def _honest_datetime(prop: dict) -> None:

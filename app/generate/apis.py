@@ -19,6 +19,7 @@ from app.generate import columns, versions
 from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.dataio import export_response, run_import, spool_upload
 from app.generate.input_errors import check_filters
+from app.generate.lines import add_lines_to_record, check_api_lines, take_api_lines, write_lines
 from app.generate.paged_api import LIST_ARGS_SCHEMA, PagedListApi, rison
 from app.generate.paging import PagedInterface
 from app.generate.permissions import API_METHODS, entity_permissions
@@ -79,13 +80,16 @@ class EntityApi(ViewerScopedEndpoint, PagedListApi, fab.RestApiBoundary, ModelRe
 
     def _save(self, item, payload: dict, creating: bool):
         rules = self.writer()  # record_rules.py: the same rules as forms and imports
+        given_lines = take_api_lines(self.entity, payload)  # nested `lines` (lines.py): saved with the record
         values, errors = rules.parse(payload, creating)
         ctx = rules.context(values, creating, "api", None if creating else item, errors)
         errors = rules.check(ctx)
-        if errors:
+        line_edits, line_errors = check_api_lines(self, given_lines, None if creating else item, ctx.values)
+        if errors or line_errors:
             self.datamodel.session.rollback()
-            return self.response_422(message=errors)
+            return self.response_422(message={**errors, **line_errors})
         rules.apply(item, rules.before_write(ctx))
+        write_lines(line_edits, item)  # in the session: committed with the record, or not at all
         try:
             if creating:
                 self.pre_add(item)
@@ -98,7 +102,12 @@ class EntityApi(ViewerScopedEndpoint, PagedListApi, fab.RestApiBoundary, ModelRe
         except (DatabaseException, SQLAlchemyError) as exc:
             return versions.conflict(self, item) if versions.is_stale(exc) else self._database_refused(exc)
         body = {"result": self.viewer_record(self.show_model_schema.dump(item)), "id": item.id}
+        add_lines_to_record(self, body["result"], item.id)
         return versions.with_etag(self.response(201 if creating else 200, **body), item)
+
+    def pre_get(self, data: dict) -> None:
+        super().pre_get(data)
+        add_lines_to_record(self, data.get("result"), data.get("id"))
 
     def after_get(self, response):
         return versions.with_etag(response)

@@ -16,6 +16,7 @@ from app.generate import columns, versions
 from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.dataio import export_response, keep_upload, run_import, spool_upload, take_upload
 from app.generate.input_errors import clean_filters
+from app.generate.lines import check_form_lines, lines_form_fields, prefill_lines, write_form_lines
 from app.generate.lookups import form_fields, lookup_response, search_fields
 from app.generate.paged_pages import PagedListView
 from app.generate.paging import PagedInterface
@@ -45,9 +46,9 @@ def with_record_rules(view, form_class, creating: bool):
         return None
 
     def validate(form, extra_validators=None):
-        if not form_class.validate(form, extra_validators=extra_validators):
-            return False
-        return view.check_form(form, creating)
+        fields_ok = form_class.validate(form, extra_validators=extra_validators)
+        record_ok = fields_ok and view.check_form(form, creating)
+        return check_form_lines(view, form, creating) and record_ok  # grid rows show their errors either way
 
     return type(form_class.__name__, (form_class,), {"validate": validate})
 
@@ -100,6 +101,7 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
         given = {name: getattr(item, name) for name in rules.writable}  # the form's values, populated by FAB
         values = rules.before_write(rules.context(dict(given), creating, "form", None if creating else item))
         rules.apply(item, {name: v for name, v in values.items() if name not in given or given[name] is not v})
+        write_form_lines(self, item)  # inline lines checked with the form: saved in the same commit
 
     def pre_add(self, item) -> None:
         self._before_write(item, creating=True)
@@ -124,6 +126,9 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
             for name in self._current_user_fields():
                 if name in form:
                     form[name].data = self.appbuilder.sm.current_user
+
+    def prefill_form(self, form, pk) -> None:
+        prefill_lines(form, pk)  # the edit form's grids show the stored lines
 
     def render_template(self, template, **kwargs):
         sm = self.appbuilder.sm
@@ -206,6 +211,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
     own_fields = {f.name: own for f in entity.fields if (own := f.kind.form_field(f, FieldRule(f))) is not None}
     extra = {name: own for name, own in own_fields.items() if not entity.field(name).readonly}
     extra.update(form_fields(entity, writer_factory))  # type-ahead pickers, never the whole linked table
+    extra.update(lines_form_fields(portal, entity))  # inline lines: a grid of the child records (lines.py)
     version_rule = versions.VersionRule(None)  # the edit form's hidden row_version; the view is set below
     edit_extra = {**extra, VERSION_COLUMN: versions.VersionField(validators=[version_rule])}
     validators = ValidatorsByColumn(
@@ -219,8 +225,8 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         add_title=lazy(entity.label), edit_title=lazy(entity.label),
         full_list_columns=columns.list_columns(entity),
         full_show_columns=columns.show_columns(entity),
-        full_add_columns=columns.form_columns(entity),
-        full_edit_columns=columns.form_columns(entity) + [VERSION_COLUMN],
+        full_add_columns=columns.form_columns(entity) + [key for key, _ in entity.lines_keys],
+        full_edit_columns=columns.form_columns(entity) + [key for key, _ in entity.lines_keys] + [VERSION_COLUMN],
         full_search_columns=list(entity.search) or columns.list_columns(entity),
         base_filters=EntityView.row_scope_filters(entity),
         search_form_extra_fields=search_fields(entity),

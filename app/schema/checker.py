@@ -14,6 +14,7 @@ from app.fieldtypes import BUILTIN_TYPES, FieldTypes
 from app.schema.loader import Problem, SourceFile, YMap
 from app.schema.entities import check_across_modules, check_entity
 from app.schema.formulas import check_expressions
+from app.schema.lines import check_lines
 from app.schema.reports import check_report, check_report_ids
 from app.schema.roles import check_role, merge_roles
 from app.schema.values import Check, kind, short
@@ -41,6 +42,7 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     entities = check_across_modules(run, modules)
     for check_later in run.later:
         check_later(entities)
+    check_lines(run, entities)
     # formulas and rules read other entities' fields (worker.day_rate): typed once all are known
     modules = [dataclasses.replace(m, entities=tuple(check_expressions(run, e, entities) for e in m.entities))
                for m in modules]

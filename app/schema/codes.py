@@ -101,6 +101,16 @@ AREAS: dict[str, dict[str, str]] = {
         "E458": "rollup does not fit the field type",
         "E459": "rollup with formula, default, required or unique",
     },
+    "lines": {
+        "E480": "lines must be a list of entity names",
+        "E481": "lines names an unknown entity",
+        "E482": "lines entity has no link to the parent",
+        "E483": "lines entity has several links to the parent",
+        "E484": "entity lists itself as lines",
+        "E485": "entity is lines of two parents",
+        "E486": "lines key clashes with a field",
+        "E487": "entity listed twice in lines",
+    },
     "links": {
         "E501": "link needs a target",
         "E502": "link target must be an entity name",

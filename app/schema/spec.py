@@ -158,6 +158,14 @@ class EntitySpec:
     label_given: bool = False
     rules: tuple["CheckRule", ...] = ()
     formula_order: tuple[str, ...] = ()  # formula fields, each after the formulas it reads (the checker sorts them)
+    # `lines: [OrderLine]`: child entities edited as a grid on this entity's form and nested in its API records
+    lines: tuple[str, ...] = ()
+    lines_line: int = field(default=0, compare=False)  # where `lines:` is written (the checker's codes point there)
+
+    @property
+    def lines_keys(self) -> tuple[tuple[str, str], ...]:
+        """(key, child entity) of each lines entity: the first is `lines`, others their snake_case name."""
+        return tuple(("lines" if i == 0 else snake_case(child), child) for i, child in enumerate(self.lines))
 
     @property
     def formulas(self) -> tuple[FieldSpec, ...]:
@@ -310,6 +318,10 @@ class PortalSpec:
             if e.name == name:
                 return e
         raise KeyError(name)
+
+    def back_link(self, child: str, parent: str) -> FieldSpec:
+        """The one link field of a lines entity that points at its parent (the checker made sure there is one)."""
+        return next(f for f in self.entity(child).fields if f.stores_link and f.to == parent and not f.kind.to_users)
 
     def links_to(self, target: str) -> list[tuple[EntitySpec, FieldSpec]]:
         """Every (entity, link field) pointing at `target`: used for related-record panels."""

@@ -35,6 +35,7 @@
 
   function initAll() { $("select.portal-lookup").each(function () { init(this); }); }
 
+  window.portalLookups = {initAll: initAll};  // lines.js: pickers in grid rows added later
   $(initAll);
   // FAB's list filters add their value inputs when a filter is chosen from the menu
   $(document).on("click", "a.filter", initAll);
