@@ -79,6 +79,19 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
         # FAB built the forms; saving one runs the record rules like the API and imports do
         self.add_form = with_record_rules(self, self.add_form, creating=True)
         self.edit_form = with_record_rules(self, self.edit_form, creating=False)
+        self._link_defaults_may_be_left_empty()
+
+    def _link_defaults_may_be_left_empty(self) -> None:
+        """A required field with a default from a link (rate <- worker.day_rate) may be left empty on the form: the
+        record rules fill it, and refuse it ("This field is required.") only if it is still empty then."""
+        from wtforms.validators import DataRequired, InputRequired, Optional
+
+        for form_class in (self.add_form, self.edit_form):
+            for f in self.entity.fields:
+                unbound = getattr(form_class, f.name, None) if form_class is not None and f.default_from else None
+                if unbound is not None and hasattr(unbound, "kwargs"):
+                    unbound.kwargs["validators"] = [Optional()] + [v for v in unbound.kwargs.get("validators") or ()
+                                                                   if not isinstance(v, (DataRequired, InputRequired))]
 
     def check_form(self, form, creating: bool) -> bool:
         """The record rules over a validated form; False (with errors on the form) refuses the save."""
@@ -86,6 +99,7 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
         values = {name: form[name].data for name in rules.writable if name in form}
         current = None if creating else self.datamodel.session.get(self.datamodel.obj, fab.edited_pk(form))
         errors = rules.check(rules.context(values, creating, "form", current))
+        self._show_filled_values(form, values)
         for name, messages in errors.items():
             if name in form:
                 form[name].errors = list(form[name].errors) + messages
@@ -93,6 +107,13 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
                 for message in messages:
                     flash(message, "danger")
         return not errors
+
+    @staticmethod
+    def _show_filled_values(form, values: dict) -> None:
+        """Values a rule step filled in (a default from a link) go back to the form, which FAB then saves."""
+        for name, value in values.items():
+            if name in form and form[name].data is None and value is not None:
+                form[name].data = value
 
     def _before_write(self, item, creating: bool) -> None:
         """Forced row-scope values, the audit stamp and any portal rule step (record_rules.py)."""
