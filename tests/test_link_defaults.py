@@ -46,12 +46,14 @@ SCHEMA = """\
           bonus: {type: decimal, precision: 10, scale: 2, default: crew.secret_rate, label: {en: Bonus, zh: 奖金}}
           note: {type: string, length: 20, default: site.name, label: {en: Note, zh: 备注}}
           amount: {type: decimal, precision: 12, scale: 2, formula: "round(days * rate, 2)", label: {en: Amount, zh: 金额}}
+          helper: {type: link, to: Crew, filter: {lead: $user, active: [true]}, label: {en: Helper, zh: 帮手}}
         order: [code]
     roles:
       Clerk:
         label: {en: Clerk, zh: 文员}
         can: {Job: [read, create, update, import], Crew: [read], Site: [read]}
         hide: {Crew: [secret_rate]}
+        rows: {Site: {boss: $user}}
     """
 
 
@@ -213,3 +215,34 @@ def test_a_dotted_default_that_names_no_link_stays_a_literal(tmp_path):
     assert problems == [] and spec.entity("Job").field("note").default == "ver.two"
     assert spec.entity("Job").field("note").default_from is None
     assert spec.entity("Job").field("rate").default_from == ("crew", "day_rate")
+
+
+def test_the_live_form_preview_runs_the_same_rules_without_saving(yard):
+    app, ids = yard
+    browser = login(app.test_client())
+    before = jobs(app)
+    chosen = browser.post("/job/preview", data={"code": "P1", "crew": str(ids["Wang"]), "days": "2", "rate": "", "_changed": "crew"})
+    assert chosen.status_code == 200, chosen.text[:500]
+    assert chosen.json == {"values": {"amount": "600.00"}, "defaults": {"rate": "300.00", "bonus": "77.00"}}
+    typed = browser.post("/job/preview", data={"crew": str(ids["Wang"]), "days": "1.5", "rate": "111", "_changed": "days"})
+    assert typed.json == {"values": {"amount": "166.50"}, "defaults": {}}  # only a changed link fills
+    for bad in ({"days": "abc", "rate": "1"}, {"crew": "99999999999999999999", "_changed": "crew"}, {"crew": "x", "_changed": "crew"},
+                {"days": "1" * 20000}, {"_id": "not-a-number"}):
+        answer = browser.post("/job/preview", data=bad)
+        assert answer.status_code == 200 and answer.json["values"] == {"amount": None}, (bad, answer.text[:300])
+    assert jobs(app) == before  # nothing saved
+    form = browser.get("/job/add").text
+    assert 'class="form-control portal-computed"' in form and 'id="amount"' in form and "readonly" in form
+
+
+def test_the_preview_never_reveals_a_hidden_source_and_needs_a_write_permission(yard):
+    from test_permissions import PASSWORD, make_user
+
+    app, ids = yard
+    make_user(app, "clerk2", "Clerk")
+    clerk = login(app.test_client(), "clerk2", PASSWORD)
+    answer = clerk.post("/job/preview", data={"crew": str(ids["Wang"]), "days": "1", "_changed": "crew"})
+    assert answer.status_code == 200 and answer.json["defaults"] == {"rate": "300.00"}  # no bonus: secret_rate is hidden
+    assert "77" not in answer.text
+    anonymous = app.test_client().post("/job/preview", data={"crew": str(ids["Wang"]), "_changed": "crew"})
+    assert anonymous.status_code in (302, 401, 403) and "300" not in anonymous.text

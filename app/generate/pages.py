@@ -16,6 +16,7 @@ from app.generate import columns, versions
 from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.dataio import export_response, keep_upload, run_import, spool_upload, take_upload
 from app.generate.input_errors import clean_filters
+from app.generate import liveform
 from app.generate.lookups import form_fields, lookup_response, search_fields
 from app.generate.paged_pages import PagedListView
 from app.generate.paging import PagedInterface
@@ -173,6 +174,12 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
         """Picker choices: ids and titles of the linked records in the viewer's scope, a page at a time."""
         return lookup_response(self, field)
 
+    @expose("/preview", methods=["POST"])
+    @has_access
+    def preview(self):
+        """The live form's formula values and defaults from links for the data typed so far (liveform.py)."""
+        return liveform.preview_response(self)
+
     @expose("/import", methods=["GET", "POST"])
     @has_access
     def import_data(self):
@@ -227,6 +234,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
     own_fields = {f.name: own for f in entity.fields if (own := f.kind.form_field(f, FieldRule(f))) is not None}
     extra = {name: own for name, own in own_fields.items() if not entity.field(name).readonly}
     extra.update(form_fields(entity, writer_factory))  # type-ahead pickers, never the whole linked table
+    extra.update(liveform.formula_form_fields(entity))  # formulas: read-only, kept current as the user types
     version_rule = versions.VersionRule(None)  # the edit form's hidden row_version; the view is set below
     edit_extra = {**extra, VERSION_COLUMN: versions.VersionField(validators=[version_rule])}
     validators = ValidatorsByColumn(
@@ -240,8 +248,8 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         add_title=lazy(entity.label), edit_title=lazy(entity.label),
         full_list_columns=columns.list_columns(entity),
         full_show_columns=columns.show_columns(entity),
-        full_add_columns=columns.form_columns(entity),
-        full_edit_columns=columns.form_columns(entity) + [VERSION_COLUMN],
+        full_add_columns=liveform.form_columns(entity),
+        full_edit_columns=liveform.form_columns(entity) + [VERSION_COLUMN],
         full_search_columns=list(entity.search) or columns.list_columns(entity),
         base_filters=EntityView.row_scope_filters(entity),
         search_form_extra_fields=search_fields(entity),
