@@ -36,15 +36,17 @@ def _plain_app(work: Path):
         text = source.read_text(encoding="utf-8")
         if source.name == "labour.yaml":
             text = text.replace(', formula: "round(days * rate, 2)"', "")
+            text = text.replace(", default: worker.day_rate", "").replace(" filter: {active: true, projects: $record.project},", "")
             text = re.sub(r"\n    rules:\n(      .*\n)+", "\n", text)
             assert "formula" not in text and "rules:" not in text.split("reports:")[0]
+            assert "filter:" not in text and "worker.day_rate" not in text
         (folder / source.name).write_text(text, encoding="utf-8")
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{work / 'plain.db'}", "SECRET_KEY": "bench",
                       "WTF_CSRF_ENABLED": False, "PORTAL_SCHEMA_DIR": str(folder)})
     with app.app_context():
         sm = app.appbuilder.sm
         sm.add_user("bench", "Bench", "Admin", "bench@example.com", sm.find_role("Admin"), "bench-pass")
-    assert not any(isinstance(s, ExpressionStep) and s.applies_to(portal_of(app).spec.entity("LabourEntry"))
+    assert not any(isinstance(s, ExpressionStep) and s.applies(portal_of(app).spec.entity("LabourEntry"))
                    for s in portal_of(app).rule_steps)
     return app
 
@@ -56,9 +58,10 @@ def run(pg: str | None = None) -> list[str]:
     for each in (app, plain):
         seed(each)
     data = make_csv(ROWS)
-    seconds = {"raw": [], "with": [], "without": []}
+    no_rate = _without_column(data, 5)  # the day rate left to the worker's (default: worker.day_rate)
+    seconds = {"raw": [], "with": [], "without": [], "filled": []}
 
-    def timed_import(key, target):
+    def timed_import(key, target, data=data):
         def call():
             taken, report = portal_import(target, data)
             assert report.written and report.created == ROWS, report.errors[:5]
@@ -70,15 +73,30 @@ def run(pg: str | None = None) -> list[str]:
         seconds["raw"].append(raw_import(app, data))
         clear(app)
 
-    interleaved({"raw": raw, "with": timed_import("with", app), "without": timed_import("without", plain)}, REPEAT)
+    interleaved({"raw": raw, "with": timed_import("with", app), "without": timed_import("without", plain),
+                 "filled": timed_import("filled", app, no_rate)}, REPEAT)
     raw_s = median(seconds["raw"])
     lines = [f"### Formulas and rules on import: {ROWS:,} labour entries on SQLite, median of {REPEAT} interleaved runs (min–max)", "",
              row("import", "seconds", "raw executemany / import"), row("---", "---", "---"),
              row("raw executemany (anchor)", spread(seconds["raw"]), "1.00"),
              row("without formula and rules", spread(seconds["without"]), f"{raw_s / median(seconds['without']):.2f}"),
-             row("with amount formula + hours rule", spread(seconds["with"]), f"{raw_s / median(seconds['with']):.2f}")]
+             row("with amount formula + hours rule + worker filter, rate given", spread(seconds["with"]),
+                 f"{raw_s / median(seconds['with']):.2f}"),
+             row("the same, rate filled from the worker (no rate column)", spread(seconds["filled"]),
+                 f"{raw_s / median(seconds['filled']):.2f}")]
     lines += ["", *api_creates(app, plain)]
     return lines
+
+
+def _without_column(data: bytes, index: int) -> bytes:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for cells in csv.reader(io.StringIO(data.decode("utf-8"))):
+        writer.writerow(cells[:index] + cells[index + 1:])
+    return out.getvalue().encode("utf-8")
 
 
 def api_creates(app, plain) -> list[str]:
@@ -112,7 +130,7 @@ def api_creates(app, plain) -> list[str]:
     return [f"### Single-record API create of a labour entry, median of {REPEAT} interleaved batches of {API_BATCH} (min–max ms)", "",
             row("rules", "ms per create", "with / without"), row("---", "---", "---"),
             row("without formula and rules", spread(seconds["without"], 1000), "1.00"),
-            row("with amount formula + hours rule", spread(seconds["with"], 1000), f"{ratio:.2f}")]
+            row("with amount formula + hours rule + worker filter", spread(seconds["with"], 1000), f"{ratio:.2f}")]
 
 
 if __name__ == "__main__":
