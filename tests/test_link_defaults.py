@@ -52,7 +52,7 @@ SCHEMA = """\
       Clerk:
         label: {en: Clerk, zh: 文员}
         can: {Job: [read, create, update, import], Crew: [read], Site: [read]}
-        hide: {Crew: [secret_rate]}
+        hide: {Crew: [secret_rate], Job: [days]}
         rows: {Site: {boss: $user}}
     """
 
@@ -243,6 +243,9 @@ def test_the_preview_never_reveals_a_hidden_source_and_needs_a_write_permission(
     clerk = login(app.test_client(), "clerk2", PASSWORD)
     answer = clerk.post("/job/preview", data={"crew": str(ids["Wang"]), "days": "1", "_changed": "crew"})
     assert answer.status_code == 200 and answer.json["defaults"] == {"rate": "300.00"}  # no bonus: secret_rate is hidden
+    assert answer.json["values"] == {}  # amount reads the hidden days: hidden too
     assert "77" not in answer.text
+    form = clerk.get("/job/add").text
+    assert 'id="rate"' in form and 'id="amount"' not in form and 'id="days"' not in form
     anonymous = app.test_client().post("/job/preview", data={"crew": str(ids["Wang"]), "_changed": "crew"})
     assert anonymous.status_code in (302, 401, 403) and "300" not in anonymous.text

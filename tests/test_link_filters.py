@@ -120,6 +120,8 @@ def test_the_lookup_applies_the_filter_in_the_viewers_scope(yard):
     assert names(f"/job/lookup/crew?record.site={ids['South']}&id={ids['Wang']}") == []  # Wang no longer fits
     assert names(f"/job/lookup/crew?record.site={ids['North']}&id={ids['Wang']}") == ["Wang"]
     assert names("/job/lookup/helper") == []  # $user: the admin leads nobody
+    assert names(f"/job/lookup/crew?all=1&record.site={ids['East']}") == ["Li", "Old", "Wang"]  # a list filter: any
+    assert "/job/lookup/crew?all=1" in browser.get("/job/list/").text
     for bad in ("record.site=abc", "record.site=99999", "record.site=1%00", "id=x"):
         answer = browser.get(f"/job/lookup/crew?{bad}")
         assert answer.status_code == 400 and answer.json["message"], bad

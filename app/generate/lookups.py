@@ -126,7 +126,7 @@ def lookup_response(view, field_name: str):
     if len(text) > MAX_QUERY_LENGTH:
         return jsonify(message=str(_l("Please type at most %(max)d characters.", max=MAX_QUERY_LENGTH))), 400
     try:
-        condition = picker_condition(view, field)
+        condition = None if request.args.get("all") == "1" else picker_condition(view, field)
     except FieldError as exc:
         return jsonify(message=str(exc)), 400
     target = link_target(field)
@@ -190,7 +190,8 @@ class LookupWidget:
         attrs = {
             "id": kwargs.pop("id", field.id), "name": field.name,
             "class": "portal-lookup form-control", "multiple": multiple,
-            "data-lookup-url": url_for(f"{field.view_endpoint}.lookup", field=field.spec.name),
+            "data-lookup-url": url_for(f"{field.view_endpoint}.lookup", field=field.spec.name,
+                                       **({"all": 1} if getattr(field, "unfiltered", False) else {})),
             "data-placeholder": str(_l("Type to search")),
             "data-allow-clear": "true" if field.allow_clear else "false",
             "style": "width: 100%",
@@ -269,6 +270,7 @@ class LookupFilterField(Field):
 
     widget = LookupWidget()
     multiple = allow_clear = False  # one record per filter row (FAB's relation filters take one id)
+    unfiltered = True  # a list is filtered by any record, not only those a new record may choose (`filter:`)
 
     def __init__(self, spec: FieldSpec, entity: EntitySpec, **kwargs) -> None:
         super().__init__(lazy(spec.label), **kwargs)
