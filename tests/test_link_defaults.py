@@ -23,6 +23,7 @@ SCHEMA = """\
         fields:
           name: {type: string, length: 40, required: true, unique: true, label: {en: Name, zh: 名称}}
           boss: {type: user, label: {en: Boss, zh: 负责人}}
+          regulars: {type: many, to: Crew, filter: {active: true}, label: {en: Regulars, zh: 常驻工人}}
       Crew:
         label: {en: Crew, zh: 工人}
         title: name

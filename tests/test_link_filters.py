@@ -78,6 +78,18 @@ def test_user_and_list_conditions(yard):
     assert inactive.status_code == 422 and inactive.json["message"] == {"helper": [NOT_ALLOWED]}
 
 
+def test_a_many_field_refuses_any_record_outside_its_filter(yard):
+    app, ids = yard
+    client = app.test_client()
+    headers = jwt_headers(client)
+    refused = client.post("/api/v1/site/", json={"name": "West", "regulars": [ids["Wang"], ids["Old"]]}, headers=headers)
+    assert refused.status_code == 422 and refused.json["message"] == {"regulars": [NOT_ALLOWED]}
+    ok = client.post("/api/v1/site/", json={"name": "West", "regulars": [ids["Wang"], ids["Li"]]}, headers=headers)
+    assert ok.status_code == 201, ok.json
+    browser = login(app.test_client())
+    assert [r["title"] for r in browser.get("/site/lookup/regulars").json["results"]] == ["Li", "Wang"]
+
+
 def test_the_form_refuses_a_choice_outside_the_filter(yard):
     app, ids = yard
     browser = login(app.test_client())
