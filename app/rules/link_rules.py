@@ -93,33 +93,55 @@ class LinkDefaultStep(RuleStep):
                 ctx.error(f.name, exc)
 
     def check_many(self, batch: list[WriteContext]) -> None:
-        """Imports: the linked rows of the chunk in one query per link field, then the same fill per row. The
-        importer leaves the required check of these fields to this step (importer._prepare)."""
+        """Imports: the linked rows of the chunk in one query per link field, each linked record's defaults cleaned
+        once (and remembered), so a row costs a few dict lookups. The importer leaves the required check of these
+        fields to this step (importer._prepare)."""
         if not batch:
             return
         rules = batch[0].rules
-        memo = rules.__dict__.setdefault("_default_rows", {})
+        fields = [f for f in link_default_fields(rules.entity) if source_readable(rules, f)]
+        memo = rules.__dict__.setdefault("_default_rows", {})  # link name -> linked id -> {field: value or FieldError}
         if sum(len(rows) for rows in memo.values()) > MEMO_LIMIT:
             memo.clear()  # keep memory flat over a long import
-        for f in link_default_fields(rules.entity):
-            link = rules.entity.field(f.default_from[0])
-            wanted = {ctx.values.get(link.name) for ctx in batch} - {None} - set(memo.get(link.name, {}))
-            if wanted:
-                rows = memo.setdefault(link.name, {})
-                sources = sorted({g.default_from[1] for g in link_default_fields(rules.entity) if g.default_from[0] == link.name})
-                model = rules.models[link.to]
-                ids = sorted(wanted)
-                for start in range(0, len(ids), 500):
-                    query = select(model.id, *(getattr(model, name) for name in sources)).where(model.id.in_(ids[start:start + 500]))
-                    for row in rules.session.execute(query):
-                        rows[row[0]] = _Row(dict(zip(sources, row[1:])))
+        for link_name in dict.fromkeys(f.default_from[0] for f in fields):
+            rows = memo.setdefault(link_name, {})
+            wanted = sorted({ctx.values.get(link_name) for ctx in batch} - {None} - set(rows))
+            mine = [f for f in fields if f.default_from[0] == link_name]
+            model = rules.models[rules.entity.field(link_name).to]
+            sources = sorted({f.default_from[1] for f in mine})
+            for start in range(0, len(wanted), 500):
+                query = select(model.id, *(getattr(model, name) for name in sources)).where(model.id.in_(wanted[start:start + 500]))
+                for row in rules.session.execute(query):
+                    rows[row[0]] = {f.name: _cleaned(rules, f, _Row(dict(zip(sources, row[1:])))) for f in mine}
+        required = [f.name for f in link_default_fields(rules.entity) if f.required]
+        names = [f.name for f in link_default_fields(rules.entity)]
+        plan = [(f.name, f.default_from[0], memo.get(f.default_from[0], {})) for f in fields]
         for ctx in batch:
-            self.fill(ctx, lambda f, linked: memo.get(f.default_from[0], {}).get(linked) or _Row({}))
-            for f in link_default_fields(rules.entity):
-                if ctx.record_id and f.name not in ctx.values:  # an update by key that does not touch it: keep it
-                    ctx.values[f.name] = ctx.get(f.name)
-                elif f.required and not_given(ctx, f.name) and f.name not in ctx.errors:
-                    ctx.error(f.name, _l("This field is required."))
+            values = ctx.values
+            for name, link_name, rows in plan:
+                if link_name not in values or values.get(name) not in (None, "") or values[link_name] is None:
+                    continue
+                if not ctx.creating and not link_changed(ctx, link_name):
+                    continue
+                value = rows.get(values[link_name], {}).get(name)
+                if value.__class__ is FieldError:
+                    ctx.error(name, value)
+                else:
+                    values[name] = value
+            if ctx.record_id:  # an update by key that does not touch a field keeps it
+                for name in names:
+                    if name not in values:
+                        values[name] = ctx.get(name)
+            for name in required:
+                if values.get(name) in (None, "") and name not in ctx.errors:
+                    ctx.error(name, _l("This field is required."))
+
+
+def _cleaned(rules, f: FieldSpec, linked):
+    try:
+        return default_value(rules, f, linked)
+    except FieldError as exc:
+        return exc
 
 
 class _Row:
@@ -204,29 +226,37 @@ class LinkFilterStep(RuleStep):
         if not batch:
             return
         rules = batch[0].rules
-        memo = rules.__dict__.setdefault("_filter_verdicts", {})
-        if len(memo) > MEMO_LIMIT:
+        memo = rules.__dict__.setdefault("_filter_verdicts", {})  # field -> (filter values, id) -> passes
+        if sum(len(verdicts) for verdicts in memo.values()) > MEMO_LIMIT:
             memo.clear()  # keep memory flat over a long import
         for f in filtered_fields(rules.entity):
-            groups: dict[tuple, set] = {}
+            reads = tuple(dict.fromkeys(c.record_field for c in f.filter if c.record_field is not None))
+            verdicts = memo.setdefault(f.name, {})
+            asked: dict[tuple, set] = {}
             rows = []
             for ctx in batch:
-                if not self._to_check(ctx, f):
+                if not (ctx.creating or self._to_check(ctx, f)) or f.name in ctx.errors:
                     continue
-                chosen = _ids(ctx.get(f.name))
-                if not chosen:
+                values = ctx.values
+                chosen = values[f.name] if f.name in values else ctx.get(f.name)
+                if chosen is None or chosen == []:
                     continue
-                params = record_params(f, ctx.get)
-                key = (f.name, tuple(sorted(params.items())))
-                rows.append((ctx, chosen, key))
-                groups.setdefault(key, set()).update(i for i in chosen if (key, i) not in memo)
-            for key, ids in groups.items():
-                if ids:
-                    ok = allowed_ids(rules, f, ids, dict(key[1]))
-                    memo.update({(key, i): i in ok for i in ids})
-            for ctx, chosen, key in rows:
-                if not all(memo.get((key, i), False) for i in chosen):
+                chosen = _ids(chosen) if chosen.__class__ is not int else (chosen,)
+                params = tuple(_id(values[n] if n in values else ctx.get(n)) for n in reads)
+                rows.append((ctx, chosen, params))
+                for i in chosen:
+                    if (params, i) not in verdicts:
+                        asked.setdefault(params, set()).add(i)
+            for params, ids in asked.items():
+                ok = allowed_ids(rules, f, ids, dict(zip(reads, params)))
+                verdicts.update({(params, i): i in ok for i in ids})
+            for ctx, chosen, params in rows:
+                if not all(verdicts[(params, i)] for i in chosen):
                     ctx.error(f.name, NOT_ALLOWED)
+
+
+def _id(value):
+    return value if value is None or value.__class__ is int else id_of(value)
 
 
 def _ids(value) -> set:
