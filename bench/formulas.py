@@ -39,7 +39,7 @@ def _plain_app(work: Path):
             text = text.replace(", default: worker.day_rate", "").replace(" filter: {active: true, projects: $record.project},", "")
             text = re.sub(r"\n    rules:\n(      .*\n)+", "\n", text)
             assert "formula" not in text and "rules:" not in text.split("reports:")[0]
-            assert "filter:" not in text and "worker.day_rate" not in text
+            assert "$record" not in text and "worker.day_rate" not in text
         (folder / source.name).write_text(text, encoding="utf-8")
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{work / 'plain.db'}", "SECRET_KEY": "bench",
                       "WTF_CSRF_ENABLED": False, "PORTAL_SCHEMA_DIR": str(folder)})

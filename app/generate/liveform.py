@@ -14,6 +14,7 @@ import re
 from decimal import Decimal
 
 from flask import jsonify, request, url_for
+from flask_babel import gettext
 from markupsafe import Markup
 from wtforms import Field
 from wtforms.widgets import html_params
@@ -93,7 +94,7 @@ def preview_response(view):
     """The JSON a live form asks for (see the module docstring)."""
     sm = view.appbuilder.sm
     if not (sm.has_access("can_create", view.class_permission_name) or sm.has_access("can_update", view.class_permission_name)):
-        return jsonify(message="Forbidden"), 403
+        return jsonify(message=gettext("Access is Denied")), 403
     entity = view.entity
     rules = view.writer()
     unreadable = current_viewer().unreadable(entity.name)
