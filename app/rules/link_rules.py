@@ -73,12 +73,7 @@ class LinkDefaultStep(RuleStep):
         return tuple(f.name for f in link_default_fields(entity))
 
     def check(self, ctx: WriteContext) -> None:
-        self.fill(ctx, lambda f, value: value)  # forms and the API: the link is a record
-
-    def before_write_many(self, batch: list[WriteContext]) -> None:
-        pass  # imports: filled by check_many
-
-    def fill(self, ctx: WriteContext, linked_of) -> None:
+        """Forms and the API: the link's value is the linked record itself."""
         rules = ctx.rules
         for f in link_default_fields(rules.entity):
             link_name = f.default_from[0]
@@ -88,9 +83,12 @@ class LinkDefaultStep(RuleStep):
             if linked is None or f.name in ctx.errors or not link_changed(ctx, link_name):
                 continue
             try:
-                ctx.values[f.name] = default_value(rules, f, linked_of(f, linked))
+                ctx.values[f.name] = default_value(rules, f, linked)
             except FieldError as exc:
                 ctx.error(f.name, exc)
+
+    def before_write_many(self, batch: list[WriteContext]) -> None:
+        pass  # imports: filled by check_many
 
     def check_many(self, batch: list[WriteContext]) -> None:
         """Imports: the linked rows of the chunk in one query per link field, each linked record's defaults cleaned
