@@ -227,6 +227,8 @@ def test_the_live_form_preview_runs_the_same_rules_without_saving(yard):
     assert chosen.json == {"values": {"amount": "600.00"}, "defaults": {"rate": "300.00", "bonus": "77.00"}}
     typed = browser.post("/job/preview", data={"crew": str(ids["Wang"]), "days": "1.5", "rate": "111", "_changed": "days"})
     assert typed.json == {"values": {"amount": "166.50"}, "defaults": {}}  # only a changed link fills
+    cleared = browser.post("/job/preview", data={"crew": "", "days": "1", "rate": "5", "_changed": "crew"})
+    assert cleared.json == {"values": {"amount": "5.00"}, "defaults": {}}  # a cleared link leaves the typed rate
     for bad in ({"days": "abc", "rate": "1"}, {"crew": "99999999999999999999", "_changed": "crew"}, {"crew": "x", "_changed": "crew"},
                 {"days": "1" * 20000}, {"_id": "not-a-number"}):
         answer = browser.post("/job/preview", data=bad)

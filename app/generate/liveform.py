@@ -108,10 +108,10 @@ def preview_response(view):
     defaults = {}
     for f in link_default_fields(entity):
         link = f.default_from[0]
-        if link != changed or f.name in unreadable or not source_readable(rules, f):
-            continue
+        if link != changed or values.get(link) is None or f.name in unreadable or not source_readable(rules, f):
+            continue  # a cleared link leaves what the user typed
         try:
-            value = default_value(rules, f, values.get(link)) if values.get(link) is not None else None
+            value = default_value(rules, f, values[link])
         except FieldError:
             value = None
         defaults[f.name] = ctx.values[f.name] = value
