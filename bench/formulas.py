@@ -37,11 +37,13 @@ def _plain_app(work: Path):
         text = source.read_text(encoding="utf-8")
         if source.name == "labour.yaml":
             text = text.replace(', formula: "round(days * rate, 2)"', "")
+            text = text.replace(", default: worker.day_rate", "").replace(" filter: {active: true, projects: $record.project},", "")
             text = re.sub(r"\n    rules:\n(      .*\n)+", "\n", text)
             # the project's labour cost rollup and the budget_left formula over it
             text = re.sub(r"      labour_cost:.*\n(        .*\n)+", "", text)
             text = re.sub(r"      budget_left: .*\n", "", text).replace(", labour_cost, budget_left]", "]")
             assert "formula" not in text and "rollup" not in text and "rules:" not in text.split("reports:")[0]
+            assert "$record" not in text and "worker.day_rate" not in text
         (folder / source.name).write_text(text, encoding="utf-8")
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{work / 'plain.db'}", "SECRET_KEY": "bench",
                       "WTF_CSRF_ENABLED": False, "PORTAL_SCHEMA_DIR": str(folder)})
@@ -60,9 +62,10 @@ def run(pg: str | None = None) -> list[str]:
     for each in (app, plain):
         seed(each)
     data = make_csv(ROWS)
-    seconds = {"raw": [], "with": [], "without": []}
+    no_rate = _without_column(data, 5)  # the day rate left to the worker's (default: worker.day_rate)
+    seconds = {"raw": [], "with": [], "without": [], "filled": []}
 
-    def timed_import(key, target):
+    def timed_import(key, target, data=data):
         def call():
             taken, report = portal_import(target, data)
             assert report.written and report.created == ROWS, report.errors[:5]
@@ -74,15 +77,30 @@ def run(pg: str | None = None) -> list[str]:
         seconds["raw"].append(raw_import(app, data))
         clear(app)
 
-    interleaved({"raw": raw, "with": timed_import("with", app), "without": timed_import("without", plain)}, REPEAT)
+    interleaved({"raw": raw, "with": timed_import("with", app), "without": timed_import("without", plain),
+                 "filled": timed_import("filled", app, no_rate)}, REPEAT)
     raw_s = median(seconds["raw"])
     lines = [f"### Formulas and rules on import: {ROWS:,} labour entries on SQLite, median of {REPEAT} interleaved runs (min–max)", "",
              row("import", "seconds", "raw executemany / import"), row("---", "---", "---"),
              row("raw executemany (anchor)", spread(seconds["raw"]), "1.00"),
-             row("without formula, rules and rollup", spread(seconds["without"]), f"{raw_s / median(seconds['without']):.2f}"),
-             row("with amount formula + hours rule + project rollup", spread(seconds["with"]), f"{raw_s / median(seconds['with']):.2f}")]
+             row("without formula, rules, filter and rollup", spread(seconds["without"]), f"{raw_s / median(seconds['without']):.2f}"),
+             row("with formula + rule + worker filter + project rollup, rate given", spread(seconds["with"]),
+                 f"{raw_s / median(seconds['with']):.2f}"),
+             row("the same, rate filled from the worker (no rate column)", spread(seconds["filled"]),
+                 f"{raw_s / median(seconds['filled']):.2f}")]
     lines += ["", *api_creates(app, plain)]
     return lines
+
+
+def _without_column(data: bytes, index: int) -> bytes:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for cells in csv.reader(io.StringIO(data.decode("utf-8"))):
+        writer.writerow(cells[:index] + cells[index + 1:])
+    return out.getvalue().encode("utf-8")
 
 
 def api_creates(app, plain) -> list[str]:
@@ -115,8 +133,8 @@ def api_creates(app, plain) -> list[str]:
     ratio = median(seconds["with"]) / median(seconds["without"])
     return [f"### Single-record API create of a labour entry, median of {REPEAT} interleaved batches of {API_BATCH} (min–max ms)", "",
             row("rules", "ms per create", "with / without"), row("---", "---", "---"),
-            row("without formula, rules and rollup", spread(seconds["without"], 1000), "1.00"),
-            row("with amount formula + hours rule + project rollup", spread(seconds["with"], 1000), f"{ratio:.2f}")]
+            row("without formula, rules, filter and rollup", spread(seconds["without"], 1000), "1.00"),
+            row("with amount formula + hours rule + worker filter + project rollup", spread(seconds["with"], 1000), f"{ratio:.2f}")]
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import math
 import os
 import subprocess
 import sys
@@ -60,6 +61,10 @@ def seed(app) -> None:
             conn.execute(models["Worker"].__table__.insert(), [
                 {"name": f"工人{i}", "trade": "general", "day_rate": 400, "active": True, "created_on": now, "changed_on": now}
                 for i in range(1, WORKERS + 1)])
+            # each worker on the projects the file books them on (labour's worker filter: active workers of the project)
+            pairs = {(n % WORKERS + 1, n % PROJECTS + 1) for n in range(math.lcm(WORKERS, PROJECTS))}
+            conn.execute(models["Worker"].projects.property.secondary.insert(),
+                         [{"left_id": w, "right_id": p} for w, p in sorted(pairs)])
 
 
 def raw_import(app, data: bytes) -> float:

@@ -26,6 +26,8 @@ def live(tmp_path_factory):
         with app.appbuilder.session.get_bind().begin() as conn:
             conn.execute(table.insert(), [{"name": name, "trade": "mason", "day_rate": 300, "active": True,
                                            "created_on": now, "changed_on": now} for name in names])
+            pairs = portal_of(app).models["Worker"].projects.property.secondary  # on both sites (the worker filter)
+            conn.execute(pairs.insert(), [{"left_id": w, "right_id": p} for w in range(1, len(names) + 1) for p in (1, 2)])
     other = {"work_date": "2026-11-01", "worker": 1, "project": 2, "hours": "8", "days": "1", "rate": "300"}
     assert client.post("/api/v1/labour_entry/", json=other, headers=h).status_code == 201  # 瓦工01 at 西区工地
     with live_browser(app) as (server, browser):

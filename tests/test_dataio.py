@@ -48,7 +48,8 @@ def staff(app):
     admin.post("/api/v1/customer/", json={"name": "别人的导出客户", "owner": users["io_sales2"]}, headers=h)
     users["site"] = admin.post("/api/v1/project/", json={"code": "IO-1", "name": "导入工地", "manager": users["io_foreman"]}, headers=h).json["id"]
     users["other_site"] = admin.post("/api/v1/project/", json={"code": "IO-2", "name": "别人的工地"}, headers=h).json["id"]
-    users["worker"] = admin.post("/api/v1/worker/", json={"name": "导入工人", "trade": "mason", "day_rate": "350"}, headers=h).json["id"]
+    users["worker"] = admin.post("/api/v1/worker/", json={"name": "导入工人", "trade": "mason", "day_rate": "350",
+                                                          "projects": [users["site"], users["other_site"]]}, headers=h).json["id"]
     return users
 
 
@@ -244,20 +245,23 @@ def crew(app, staff):
     """Two workers on the foreman's site (one on two sites) and labour entries on both sites."""
     h = jwt_headers(app.test_client())
     admin = app.test_client()
-    ids = {}
+    ids, inactive = {}, []
     for name, trade, card, phone, projects, active in [
             ("导出工人甲", "mason", "110101199002021234", "13900001111", [staff["site"]], True),
             ("导出工人乙", "welder", "110101199002025678", "13900002222", [staff["site"], staff["other_site"]], False)]:
         created = admin.post("/api/v1/worker/", headers=h, json={
             "name": name, "trade": trade, "id_card": card, "phone": phone, "day_rate": "420.5",
-            "bank_account": "622202000012345678", "team": "导出班组", "projects": projects, "active": active})
+            "bank_account": "622202000012345678", "team": "导出班组", "projects": projects, "active": True})
         assert created.status_code == 201, created.json
         ids[name] = created.json["id"]
+        inactive.extend([] if active else [name])
     for worker, project, day in [("导出工人甲", "site", 1), ("导出工人乙", "other_site", 2)]:
         created = admin.post("/api/v1/labour_entry/", headers=h, json={
             "work_date": f"2026-09-0{day}", "worker": ids[worker], "project": staff[project], "hours": "8", "days": "1",
             "rate": "420.5", "approved": day == 1})
         assert created.status_code == 201, created.json
+    for name in inactive:  # leaves after working: the entry keeps its worker (only active workers can be chosen)
+        assert admin.put(f"/api/v1/worker/{ids[name]}", headers=h, json={"active": False}).status_code == 200
     return ids
 
 
@@ -371,7 +375,8 @@ def test_import_of_150k_rows_stays_in_bounded_memory(tmp_path_factory, tmp_path)
         return result, int(result.stderr.rsplit("MAXRSS_KB", 1)[1].split()[0]) / 1024
 
     cli("Project", [["code", "name"]] + [[f"M{p}", f"内存工地{p}"] for p in range(20)])
-    cli("Worker", [["name", "day_rate"]] + [[f"内存工人{w}", "400"] for w in range(500)])
+    every_site = ",".join(f"内存工地{p}" for p in range(20))  # entries take active workers of their project
+    cli("Worker", [["name", "day_rate", "projects"]] + [[f"内存工人{w}", "400", every_site] for w in range(500)])
     day0 = dt.date(2020, 1, 1)
     entries = [["日期", "工人", "项目", "工时", "工日", "日工资", "金额", "已审核"]] + [
         [(day0 + dt.timedelta(days=n // 10_000)).isoformat(), f"内存工人{n % 500}", f"内存工地{n // 500 % 20}",

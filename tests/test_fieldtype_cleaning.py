@@ -303,7 +303,7 @@ def test_spec_level_flags_of_the_builtin_types():
         "string": ("length", "pattern"), "text": ("length",), "integer": ("min", "max"),
         "decimal": ("min", "max", "precision", "scale"), "boolean": (), "date": ("min", "max"),
         "datetime": ("min", "max"), "enum": ("choices",), "email": ("length",), "phone": (), "url": ("length",),
-        "link": ("to", "on_delete"), "many": ("to",), "user": (), "autonumber": ("pattern",)}
+        "link": ("to", "on_delete", "filter"), "many": ("to", "filter"), "user": (), "autonumber": ("pattern",)}
     assert {n: BUILTIN_TYPES[n].own_options for n in FIELD_TYPES if BUILTIN_TYPES[n].own_options} == {"autonumber": ("pattern",)}
     assert {n: BUILTIN_TYPES[n].fixed_options for n in FIELD_TYPES if BUILTIN_TYPES[n].fixed_options} == {
         "autonumber": {"readonly": True, "unique": True}}

@@ -74,6 +74,7 @@ def test_409_body_hides_and_masks_like_a_read_and_row_scope_still_404s(app, api)
     # a labour entry outside the foreman's sites is not there for them, stale or not
     project = api.post("/api/v1/project/", json={"code": "LOCK-1", "name": "Lock site", "status": "active"})
     assert project.status_code == 201, project.json
+    assert api.put(f"/api/v1/worker/{pk}", json={"projects": [project.json["id"]]}).status_code == 200  # the worker filter
     entry = api.post("/api/v1/labour_entry/", json={"project": project.json["id"], "worker": pk,
                                                      "work_date": "2026-01-05", "rate": 300})
     assert entry.status_code == 201, entry.json

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import pytest
 from conftest import ASSETS, jwt_headers, login, make_app
 from app.portal import portal_of
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from test_permissions import PASSWORD, make_user
 
 WORKERS = 300
@@ -32,8 +32,9 @@ def world(tmp_path_factory):
     ids["north"] = post("project", code="N-1", name="北区工地", manager=ids["fm_north"])
     ids["north2"] = post("project", code="N-2", name="北区二期", manager=ids["fm_north"])
     ids["south"] = post("project", code="S-1", name="南区工地", manager=ids["fm_south"])
-    ids["odd"] = post("worker", name="100%_Mixer", trade="general", day_rate="300")  # LIKE wildcards in a title
-    ids["latin"] = post("worker", name="Zhang Wei", trade="mason", day_rate="300")
+    sites = [ids["north"], ids["north2"], ids["south"]]  # entries take workers of their project (the worker filter)
+    ids["odd"] = post("worker", name="100%_Mixer", trade="general", day_rate="300", projects=sites)  # LIKE wildcards in a title
+    ids["latin"] = post("worker", name="Zhang Wei", trade="mason", day_rate="300", projects=sites)
     add_workers(app, WORKERS)
     ids["w1"] = worker_id(app, "工人001")
     ids["n_entry"] = post("labour_entry", work_date="2026-11-02", worker=ids["w1"], project=ids["north"],
@@ -49,8 +50,16 @@ def add_workers(app, count: int, prefix: str = "工人") -> None:
         table = portal_of(app).models["Worker"].__table__
         now = dt.datetime.now()
         with app.appbuilder.session.get_bind().begin() as conn:
-            conn.execute(table.insert(), [{"name": f"{prefix}{n:03d}", "trade": "general", "day_rate": 300, "active": True,
-                                           "created_on": now, "changed_on": now} for n in range(1, count + 1)])
+            names = [f"{prefix}{n:03d}" for n in range(1, count + 1)]
+            last = conn.execute(select(func.max(table.c.id))).scalar() or 0
+            conn.execute(table.insert(), [{"name": name, "trade": "general", "day_rate": 300, "active": True,
+                                           "created_on": now, "changed_on": now} for name in names])
+            # on every project, so the labour entry's worker filter (active workers of its project) takes them
+            pairs = portal_of(app).models["Worker"].projects.property.secondary
+            workers = conn.execute(select(table.c.id).where(table.c.id > last)).scalars().all()
+            projects = conn.execute(select(portal_of(app).models["Project"].__table__.c.id)).scalars().all()
+            if projects:
+                conn.execute(pairs.insert(), [{"left_id": w, "right_id": p} for w in workers for p in projects])
 
 
 def worker_id(app, name: str) -> int:
@@ -253,7 +262,7 @@ def test_a_picked_id_in_scope_is_saved(world):
     app, ids = world
     north = as_user(app, "fm_north")
     before = entry_count(app)
-    response = post_entry(north, worker=str(ids["latin"]), project=str(ids["north2"]), work_date="2026-11-06")
+    response = post_entry(north, worker=str(ids["w1"]), project=str(ids["north2"]), work_date="2026-11-06")
     assert response.status_code == 302, form_errors(response.text)
     assert entry_count(app) == before + 1
 

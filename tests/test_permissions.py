@@ -134,7 +134,7 @@ def people(app):
     ids["p1"] = post("project", code="RS-1", name="一号工地", manager=ids["foreman1"])
     ids["p2"] = post("project", code="RS-2", name="二号工地", manager=ids["foreman2"])
     ids["w"] = post("worker", name="钢筋工老赵", trade="rebar", day_rate="420", id_card="110101199001011234",
-                    bank_account="6222020200112233445")
+                    bank_account="6222020200112233445", projects=[ids["p1"], ids["p2"]])
     ids["e2"] = post("labour_entry", work_date="2026-11-01", worker=ids["w"], project=ids["p2"], hours="8", days="1",
                      rate="420")
     ids["t_agent"] = post("ticket", subject="给客服的工单", customer=ids["c1"], assignee=ids["agent1"])

@@ -204,8 +204,9 @@ class Importer:
         computed = self.rules.step_fields  # rule steps give every row these (formula fields)
         self._missing_required = [f for f in self.entity.fields if f.required and f.default is None
                                   and f.name not in present and f.name not in self._forced and f.name not in computed]
-        self._required_present = [f for f in self.entity.fields
-                                  if f.required and f.name in present and f.name not in self._forced]
+        self._required_present = [f for f in self.entity.fields  # a step's own fields: the step checks them
+                                  if f.required and f.name in present and f.name not in self._forced
+                                  and f.name not in computed]
         self._groups = [(f.name,) for f in self.entity.fields if f.unique] + list(self.entity.unique_together)
         self._table_had_rows = self.session.scalar(select(self.model.id).limit(1)) is not None
         present |= set(self._forced) | self.rules.step_fields  # values the rule steps give every row

@@ -14,7 +14,7 @@ class LinkType(FieldType):
     """A foreign key `<name>_id` to the linked entity's table."""
 
     name = "link"
-    option_keys = ("to", "on_delete")
+    option_keys = ("to", "on_delete", "filter")
     is_relation = True
     sortable = can_be_title = takes_literals = False
     report_filterable = True
@@ -77,7 +77,7 @@ class ManyType(LinkType):
     """An association table `<table>_<name>` (left_id, right_id); no column of its own."""
 
     name = "many"
-    option_keys = ("to",)
+    option_keys = ("to", "filter")
     multiple = True
     can_be_unique = listed_by_default = groupable = report_filterable = False
 

@@ -83,9 +83,12 @@ def _session():
     return current_app.appbuilder.session
 
 
-def search_titles(target: Target, text: str, page: int) -> tuple[list[dict], bool]:
-    """One page of {id, title} matching `text` (case-insensitive, anywhere in the title), by title."""
+def search_titles(target: Target, text: str, page: int, condition=None) -> tuple[list[dict], bool]:
+    """One page of {id, title} matching `text` (case-insensitive, anywhere in the title) and `condition` (the
+    field's `filter:`), by title."""
     statement = select(target.id_column, *target.columns)
+    if condition is not None:
+        statement = statement.where(condition)
     text = text.strip()
     if text and target.searched:
         statement = statement.where(or_(*(c.icontains(text, autoescape=True) for c in target.searched)))
@@ -122,8 +125,46 @@ def lookup_response(view, field_name: str):
         return jsonify(message=str(_l("Not a valid search text."))), 400
     if len(text) > MAX_QUERY_LENGTH:
         return jsonify(message=str(_l("Please type at most %(max)d characters.", max=MAX_QUERY_LENGTH))), 400
-    results, more = search_titles(link_target(field), text, int(page))
+    try:
+        condition = None if request.args.get("all") == "1" else picker_condition(view, field)
+    except FieldError as exc:
+        return jsonify(message=str(exc)), 400
+    target = link_target(field)
+    chosen = request.args.get("id", "")
+    if chosen:  # is this one record (the form's current choice) still offered?
+        if not re.fullmatch(r"[0-9]{1,18}", chosen):
+            return jsonify(message=str(_l("Must be the id of a record."))), 400
+        condition = target.id_column == int(chosen) if condition is None else (condition & (target.id_column == int(chosen)))
+    results, more = search_titles(target, text, int(page), condition)
     return jsonify(results=results, more=more)
+
+
+def picker_condition(view, field: FieldSpec):
+    """The field's `filter:` as SQL, with the form's current values of the fields it reads (`record.<field>=`
+    in the URL, checked like a form value: ids must be of records the viewer may see); None without a filter.
+    FieldError (a 400) names the bad value."""
+    if not field.filter:
+        return None
+    from app.rules.link_rules import filter_clause
+
+    viewer = current_viewer()
+    unreadable = viewer.unreadable(view.entity.name)
+    params = {}
+    for name in {c.record_field for c in field.filter if c.record_field is not None} - unreadable:
+        raw = request.args.get(f"record.{name}", "")
+        if not raw.strip():
+            continue  # empty: the condition is dropped, as on save
+        mine = view.entity.field(name)
+        if len(raw) > MAX_QUERY_LENGTH or "\x00" in raw:
+            raise FieldError(_l("Not a valid search text."))
+        if mine.is_relation and not re.fullmatch(r"[0-9]{1,18}", raw.strip()):
+            raise FieldError(_l("Must be the id of a record."))
+        try:
+            value = view.writer().clean(mine, int(raw) if mine.is_relation else raw)
+        except FieldError as exc:
+            raise FieldError(_l("%(field)s: %(problem)s", field=str(lazy(mine.label)), problem=str(exc))) from None
+        params[name] = getattr(value, "id", value)
+    return filter_clause(current_portal().spec, current_portal().models, field, params, viewer.user_id)
 
 
 # -- form fields -----------------------------------------------------------------------------
@@ -149,11 +190,19 @@ class LookupWidget:
         attrs = {
             "id": kwargs.pop("id", field.id), "name": field.name,
             "class": "portal-lookup form-control", "multiple": multiple,
-            "data-lookup-url": url_for(f"{field.view_endpoint}.lookup", field=field.spec.name),
+            "data-lookup-url": url_for(f"{field.view_endpoint}.lookup", field=field.spec.name,
+                                       **({"all": 1} if getattr(field, "unfiltered", False) else {})),
             "data-placeholder": str(_l("Type to search")),
             "data-allow-clear": "true" if field.allow_clear else "false",
             "style": "width: 100%",
         }
+        record_fields = getattr(field, "record_fields", ())
+        if record_fields:  # a filtered picker: liveform.js sends these fields' values, and refreshes on their change
+            attrs["data-record-fields"] = ",".join(record_fields)
+        fills = getattr(field, "fills", ())
+        if fills:  # defaults from this link: liveform.js asks the preview when it changes
+            attrs["data-fills"] = ",".join(fills)
+            attrs["data-preview-url"] = url_for(f"{field.view_endpoint}.preview")
         options = [] if multiple else [Markup('<option value=""></option>')]
         options += [Markup('<option selected value="%s">%s</option>') % (pk, title) for pk, title in chosen]
         return Markup("<select %s>%s</select>") % (Markup(html_params(**attrs)), Markup("").join(options))
@@ -176,6 +225,8 @@ class LookupField(Field):
         self.multiple = type_of(spec).multiple
         self.allow_clear = not (self.multiple or spec.required)
         self.flags.required = spec.required
+        self.record_fields = tuple(dict.fromkeys(c.record_field for c in spec.filter if c.record_field))
+        self.fills = tuple(f.name for f in entity.fields if f.default_from and f.default_from[0] == spec.name)
         self._problem = None
         self._resolved = None
 
@@ -219,6 +270,7 @@ class LookupFilterField(Field):
 
     widget = LookupWidget()
     multiple = allow_clear = False  # one record per filter row (FAB's relation filters take one id)
+    unfiltered = True  # a list is filtered by any record, not only those a new record may choose (`filter:`)
 
     def __init__(self, spec: FieldSpec, entity: EntitySpec, **kwargs) -> None:
         super().__init__(lazy(spec.label), **kwargs)

@@ -17,6 +17,7 @@ from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.dataio import export_response, keep_upload, run_import, spool_upload, take_upload
 from app.generate.input_errors import clean_filters
 from app.generate.lines import check_form_lines, lines_form_fields, prefill_lines, write_form_lines
+from app.generate import liveform
 from app.generate.lookups import form_fields, lookup_response, search_fields
 from app.generate.paged_pages import PagedListView
 from app.generate.paging import PagedInterface
@@ -80,6 +81,19 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
         # FAB built the forms; saving one runs the record rules like the API and imports do
         self.add_form = with_record_rules(self, self.add_form, creating=True)
         self.edit_form = with_record_rules(self, self.edit_form, creating=False)
+        self._link_defaults_may_be_left_empty()
+
+    def _link_defaults_may_be_left_empty(self) -> None:
+        """A required field with a default from a link (rate <- worker.day_rate) may be left empty on the form: the
+        record rules fill it, and refuse it ("This field is required.") only if it is still empty then."""
+        from wtforms.validators import DataRequired, InputRequired, Optional
+
+        for form_class in (self.add_form, self.edit_form):
+            for f in self.entity.fields:
+                unbound = getattr(form_class, f.name, None) if form_class is not None and f.default_from else None
+                if unbound is not None and hasattr(unbound, "kwargs"):
+                    unbound.kwargs["validators"] = [Optional()] + [v for v in unbound.kwargs.get("validators") or ()
+                                                                   if not isinstance(v, (DataRequired, InputRequired))]
 
     def check_form(self, form, creating: bool) -> bool:
         """The record rules over a validated form; False (with errors on the form) refuses the save."""
@@ -87,6 +101,7 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
         values = {name: form[name].data for name in rules.writable if name in form}
         current = None if creating else self.datamodel.session.get(self.datamodel.obj, fab.edited_pk(form))
         errors = rules.check(rules.context(values, creating, "form", current))
+        self._show_filled_values(form, values)
         for name, messages in errors.items():
             if name in form:
                 form[name].errors = list(form[name].errors) + messages
@@ -94,6 +109,13 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
                 for message in messages:
                     flash(message, "danger")
         return not errors
+
+    @staticmethod
+    def _show_filled_values(form, values: dict) -> None:
+        """Values a rule step filled in (a default from a link) go back to the form, which FAB then saves."""
+        for name, value in values.items():
+            if name in form and form[name].data is None and value is not None:
+                form[name].data = value
 
     def _before_write(self, item, creating: bool) -> None:
         """Forced row-scope values, the audit stamp and any portal rule step (record_rules.py)."""
@@ -157,6 +179,12 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
         """Picker choices: ids and titles of the linked records in the viewer's scope, a page at a time."""
         return lookup_response(self, field)
 
+    @expose("/preview", methods=["POST"])
+    @has_access
+    def preview(self):
+        """The live form's formula values and defaults from links for the data typed so far (liveform.py)."""
+        return liveform.preview_response(self)
+
     @expose("/import", methods=["GET", "POST"])
     @has_access
     def import_data(self):
@@ -212,6 +240,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
     extra = {name: own for name, own in own_fields.items() if not entity.field(name).readonly}
     extra.update(form_fields(entity, writer_factory))  # type-ahead pickers, never the whole linked table
     extra.update(lines_form_fields(portal, entity))  # inline lines: a grid of the child records (lines.py)
+    extra.update(liveform.formula_form_fields(entity))  # formulas: read-only, kept current as the user types
     version_rule = versions.VersionRule(None)  # the edit form's hidden row_version; the view is set below
     edit_extra = {**extra, VERSION_COLUMN: versions.VersionField(validators=[version_rule])}
     validators = ValidatorsByColumn(
@@ -225,8 +254,8 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         add_title=lazy(entity.label), edit_title=lazy(entity.label),
         full_list_columns=columns.list_columns(entity),
         full_show_columns=columns.show_columns(entity),
-        full_add_columns=columns.form_columns(entity) + [key for key, _ in entity.lines_keys],
-        full_edit_columns=columns.form_columns(entity) + [key for key, _ in entity.lines_keys] + [VERSION_COLUMN],
+        full_add_columns=liveform.form_columns(entity) + [key for key, _ in entity.lines_keys],
+        full_edit_columns=liveform.form_columns(entity) + [key for key, _ in entity.lines_keys] + [VERSION_COLUMN],
         full_search_columns=list(entity.search) or columns.list_columns(entity),
         base_filters=EntityView.row_scope_filters(entity),
         search_form_extra_fields=search_fields(entity),

@@ -8,7 +8,7 @@ READ, CREATE, UPDATE, DELETE, IMPORT, EXPORT = "read", "create", "update", "dele
 ACTIONS = (READ, CREATE, UPDATE, DELETE, IMPORT, EXPORT)
 
 VIEW_METHODS = {
-    "list": READ, "show": READ, "download": READ, "lookup": READ,
+    "list": READ, "show": READ, "download": READ, "lookup": READ, "preview": READ,
     "add": CREATE, "edit": UPDATE, "delete": DELETE,
     "export_data": EXPORT, "import_data": IMPORT,
 }

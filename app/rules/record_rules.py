@@ -253,10 +253,13 @@ def _locale() -> str:
 
 def default_steps() -> list[RuleStep]:
     """The built-in sequence; a portal's own steps go between ExpressionStep and AuditStep (Portal.add_rule_step).
-    Numbers are assigned before formulas run, so a formula may read an autonumber."""
-    from app.rules.autonumber import AutonumberStep  # it builds on RuleStep
+    Numbers are assigned before formulas run, so a formula may read an autonumber; link defaults fill first."""
+    from app.rules.autonumber import AutonumberStep  # they build on RuleStep
+    from app.rules.link_rules import LinkDefaultStep, LinkFilterStep
 
-    return [RequiredStep(), UniqueStep(), RowScopeStep(), AutonumberStep(), ExpressionStep(), AuditStep()]
+    # defaults from links first: the required check, filters and formulas read the filled value
+    return [LinkDefaultStep(), RequiredStep(), UniqueStep(), RowScopeStep(), AutonumberStep(), LinkFilterStep(),
+            ExpressionStep(), AuditStep()]
 
 
 class RecordRules:

@@ -15,6 +15,7 @@ from app.schema.loader import Problem, SourceFile, YMap
 from app.schema.entities import check_across_modules, check_entity
 from app.schema.formulas import check_expressions
 from app.schema.lines import check_lines
+from app.schema.links import check_links
 from app.schema.reports import check_report, check_report_ids
 from app.schema.roles import check_role, merge_roles
 from app.schema.values import Check, kind, short
@@ -45,6 +46,9 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     check_lines(run, entities)
     # formulas and rules read other entities' fields (worker.day_rate): typed once all are known
     modules = [dataclasses.replace(m, entities=tuple(check_expressions(run, e, entities) for e in m.entities))
+               for m in modules]
+    # defaults from links and picker filters read the linked entity's fields too
+    modules = [dataclasses.replace(m, entities=tuple(check_links(run, e, entities) for e in m.entities))
                for m in modules]
     roles = merge_roles(run, modules)
     check_report_ids(run, modules, roles)

@@ -180,6 +180,10 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
         else:
             options["formula"] = parse_expression(run, file, at("formula"), f"formula of {where}", raw["formula"])
             options["readonly"] = True  # computed on every write: forms, API and imports do not set it
+    if "filter" in raw:
+        from app.schema.links import parse_filter  # keys and types are checked once all entities are known
+
+        options["filter"] = parse_filter(run, file, at("filter"), where, raw["filter"])
     if "rollup" in raw:
         from app.schema.rollups import parse_rollup  # the child entity is checked once all entities are known
 
@@ -187,8 +191,26 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
         options["readonly"] = True  # kept by app/rules/rollups.py: forms, API and imports do not set it
         return FieldSpec(**options)  # with formula/default/required/unique refused (E459), nothing else applies
     if "default" in raw:
-        options["default"] = _check_default(run, file, at("default"), where, field_kind, raw["default"], options)
+        if link_default_text(raw["default"]):  # `worker.day_rate`: decided once the entity's fields are known
+            options["default_from"] = tuple(raw["default"].split("."))
+        else:
+            options["default"] = _check_default(run, file, at("default"), where, field_kind, raw["default"], options)
     return FieldSpec(**options)
+
+
+LINK_DEFAULT = re.compile(r"^[a-z][a-z0-9_]{0,59}\.[a-z][a-z0-9_]{0,59}$")
+
+
+def link_default_text(value) -> bool:
+    """Whether a default is written like `<link>.<field>` (a default from a link if `<link>` is a link field)."""
+    return isinstance(value, str) and LINK_DEFAULT.match(value) is not None
+
+
+def literal_default(run: Check, file, line, entity, f: FieldSpec, value):
+    """A default written like `a.b` whose `a` is not a link: checked as a plain literal after all."""
+    options = {"choices": f.choices, "min": f.min, "max": f.max, "length": f.length, "pattern": f.pattern,
+               "precision": f.precision, "scale": f.scale}
+    return _check_default(run, file, line, f"field '{entity}.{f.name}'", f.kind, value, options)
 
 
 def _check_choices(run, file, where, raw, line) -> tuple[Choice, ...]:

@@ -113,6 +113,11 @@ class FieldSpec:
     formula: Any = None
     # `rollup:` (RollupSpec): an aggregate over child records, stored, read-only (app/rules/rollups.py keeps it)
     rollup: "RollupSpec | None" = None
+    # `default: worker.day_rate`: (link field of this entity, field of the linked entity) copied when the link
+    # is set or changed and no value is given (app/schema/links.py checks it, app/rules/link_rules.py fills it)
+    default_from: tuple[str, str] | None = None
+    # `filter:` of a link/many field: the conditions a chosen record must meet (all of them)
+    filter: tuple["PickerCondition", ...] = ()
     # the FieldType the checker resolved `type` to (the app's registry may add types); everything that
     # differs between types is asked of it: `f.kind.clean(f, value)`, `f.kind.is_relation`, ...
     field_type: FieldType | None = field(default=None, compare=False, repr=False)
@@ -189,6 +194,22 @@ class EntitySpec:
     @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
+
+
+@dataclass(frozen=True)
+class PickerCondition:
+    """One condition of a link's `filter:`: the linked record's `field` is one of `values` (literals), the
+    signed-in user (`$user`) or the value of this record's `record_field` (`$record.<field>`; "contains" when
+    `field` is a many field). An empty `$record` value drops the condition."""
+
+    field: str
+    values: tuple = ()
+    user: bool = False
+    record_field: str | None = None
+    line: int = 0
+
+
+RECORD_PREFIX = "$record."
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,11 @@
         url: $select.attr("data-lookup-url"),
         dataType: "json",
         delay: 250,
-        data: function (params) { return {q: params.term || "", page: params.page || 1}; },
+        data: function (params) {
+          var query = {q: params.term || "", page: params.page || 1};
+          // a filtered picker also sends the form's values its filter reads (liveform.js)
+          return window.portalLookupParams ? $.extend(query, window.portalLookupParams(element)) : query;
+        },
         processResults: function (data) {
           return {
             results: $.map(data.results, function (record) { return {id: record.id, text: record.title}; }),
