@@ -285,3 +285,36 @@ def test_a_database_from_before_the_autonumber_fields_gets_them_at_start_up(tmp_
         with pytest.raises(Exception, match="(?i)unique"):
             session.commit()
         session.rollback()
+
+
+SLIPS = """\
+    version: 1
+    module: slips
+    entities:
+      Slip:
+        title: name
+        fields:
+          name: {type: string, length: 40, required: true}
+          number: {type: autonumber, pattern: "S-{###}"}
+          tag: {type: string, length: 60, formula: "concat(number, '/', name)"}
+"""
+
+
+def test_a_formula_reads_the_number_assigned_on_the_same_write(tmp_path_factory):
+    """Numbers are assigned after the rules' check and before the write: the formula is computed again with it
+    (ExpressionStep.before_write recomputes only when a step changed what a formula reads)."""
+    folder = tmp_path_factory.mktemp("slips-schema")
+    (folder / "slips.yaml").write_text(textwrap.dedent(SLIPS), encoding="utf-8")
+    app = make_app(tmp_path_factory, "slips", schema_dir=folder)
+    client = app.test_client()
+    headers = jwt_headers(client)
+    created = client.post("/api/v1/slip/", json={"name": "甲"}, headers=headers)
+    assert created.status_code == 201, created.json
+    assert created.json["result"]["tag"] == f"{created.json['result']['number']}/甲" == "S-001/甲"
+    imported = client.post("/api/v1/slip/import", headers=headers, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(_csv([["name"], ["乙"], ["丙"]])), "slips.csv")})
+    assert imported.status_code == 200, imported.json
+    model = portal_of(app).models["Slip"]
+    with app.app_context():
+        rows = app.appbuilder.session.execute(select(model.name, model.tag).order_by(model.id)).all()
+    assert [tuple(r) for r in rows] == [("甲", "S-001/甲"), ("乙", "S-002/乙"), ("丙", "S-003/丙")]

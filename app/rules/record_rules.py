@@ -65,6 +65,7 @@ class WriteContext:
     record_id: int | None = None
     row: int | None = None  # spreadsheet row of an import
     errors: dict = field(default_factory=dict)
+    computed_from: tuple | None = None  # the formulas' inputs when they were last computed (ExpressionStep)
 
     def get(self, name: str):
         """The value the record will have: the new one if given, else the stored one."""
@@ -192,7 +193,9 @@ class ExpressionStep(RuleStep):
                     ctx.error(name, rule.message.get(locale))
 
     def before_write(self, ctx: WriteContext) -> None:
-        self.compute(ctx)
+        # computed in check; again only if a step since then set an input (an autonumber a formula reads)
+        if ctx.computed_from is None or not _same(ctx.computed_from, _inputs(ctx)):
+            self.compute(ctx)
 
     def compute(self, ctx: WriteContext) -> None:
         rules = ctx.rules
@@ -202,6 +205,19 @@ class ExpressionStep(RuleStep):
         get = rules.path_reader(ctx)
         for f in formulas:  # in dependency order: a formula reads the ones computed before it
             ctx.values[f.name] = fit_formula_value(f, f.formula.run(get))
+        ctx.computed_from = _inputs(ctx)
+
+
+_UNSET = object()
+
+
+def _inputs(ctx: WriteContext) -> tuple:
+    values = ctx.values
+    return tuple(values.get(name, _UNSET) for name in ctx.rules.entity.formula_inputs)
+
+
+def _same(before: tuple, now: tuple) -> bool:
+    return all(a is b for a, b in zip(before, now))
 
 
 def fit_formula_value(f: FieldSpec, value):

@@ -13,6 +13,7 @@ Nothing here imports Flask or SQLAlchemy (the checker uses it).
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -271,6 +272,8 @@ def infer(tree, type_of) -> str:
 # -- evaluation -----------------------------------------------------------------------------------
 def _number(value):
     """A value as a Decimal for arithmetic (ints, floats, Decimals); None when it is not a number."""
+    if value.__class__ is Decimal:  # the usual case first: it runs per operand of every record written
+        return value if value.is_finite() else None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, Decimal):
@@ -316,7 +319,14 @@ def _compare(op, a, b):
         return None
 
 
-def _arith(op, a, b):
+def _divide(x, y):
+    return None if y == 0 else x / y
+
+
+_ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": _divide}
+
+
+def _arith(op, a, b, apply=None):
     if a is None or b is None:
         return None
     if op == "+" and isinstance(a, str) and isinstance(b, str):
@@ -325,13 +335,7 @@ def _arith(op, a, b):
     if x is None or y is None:
         return None
     try:
-        if op == "+":
-            return x + y
-        if op == "-":
-            return x - y
-        if op == "*":
-            return x * y
-        return None if y == 0 else x / y
+        return (apply or _ARITH[op])(x, y)
     except (ArithmeticError, InvalidOperation):
         return None
 
@@ -434,7 +438,8 @@ def compile_expression(tree):
             return lambda get: (other(get) is None) is empty
         if op in ("==", "!=", "<", "<=", ">", ">="):
             return lambda get: _compare(op, left(get), right(get))
-        return lambda get: _arith(op, left(get), right(get))
+        apply = _ARITH[op]
+        return lambda get: _arith(op, left(get), right(get), apply)
     fn, args = tree[1], [compile_expression(a) for a in tree[2]]
     if fn == "coalesce":
         def coalesce(get):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from app.fieldtypes import BUILTIN_TYPES, FieldType
@@ -172,10 +173,16 @@ class EntitySpec:
         """(key, child entity) of each lines entity: the first is `lines`, others their snake_case name."""
         return tuple(("lines" if i == 0 else snake_case(child), child) for i, child in enumerate(self.lines))
 
-    @property
+    @cached_property  # read for every record written (an import asks per row)
     def formulas(self) -> tuple[FieldSpec, ...]:
         """Formula fields in the order they must be computed."""
         return tuple(self.field(name) for name in self.formula_order)
+
+    @cached_property
+    def formula_inputs(self) -> tuple[str, ...]:
+        """The fields (first part of each name) the formulas read, other than formula fields."""
+        read = {path[0] for f in self.formulas for path in f.formula.names}
+        return tuple(sorted(read - set(self.formula_order)))
 
     @property
     def snake(self) -> str:
