@@ -185,12 +185,12 @@ class ExpressionStep(RuleStep):
             if f.required and ctx.values[f.name] is None:  # the column is NOT NULL: say why instead of a database error
                 ctx.error(f.name, _l("Cannot be computed: a value it needs is empty."))
         get = ctx.rules.path_reader(ctx)
-        locale = _locale()
         for rule in entity.rules:
             if rule.check.run(get) is False:  # null (an empty operand) is not a refusal, as in SQL CHECK
                 names = rule.fields or tuple(sorted({path[0] for path in rule.check.names}))[:1]
+                message = rule.message.get(_locale())  # asked only on a refusal: the user's locale costs a lookup
                 for name in names:
-                    ctx.error(name, rule.message.get(locale))
+                    ctx.error(name, message)
 
     def before_write(self, ctx: WriteContext) -> None:
         # computed in check; again only if a step since then set an input (an autonumber a formula reads)
