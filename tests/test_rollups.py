@@ -516,3 +516,103 @@ def test_a_child_written_while_another_transaction_holds_the_parent_is_not_lost(
         other.join(30)
     assert done["response"].status_code == 201, done["response"].json
     assert rollups_of(api, order)["lines"] == 2 and rollups_of(api, order)["total"] == Decimal("5")
+
+
+# -- regressions from review ---------------------------------------------------------------------------------------
+
+BOOKS = """\
+    version: 1
+    module: books
+    label: {en: Books, zh: 账簿}
+    entities:
+      Vendor:
+        label: {en: Vendor, zh: 供应商}
+        title: name
+        fields:
+          name: {type: string, length: 20, required: true, unique: true, label: {en: Name, zh: 名称}}
+          rate: {type: decimal, precision: 10, scale: 2, label: {en: Rate, zh: 费率}}
+      Batch:
+        label: {en: Batch, zh: 批次}
+        title: name
+        fields:
+          name: {type: string, length: 20, required: true, unique: true, label: {en: Name, zh: 名称}}
+      Depot:
+        label: {en: Depot, zh: 仓库}
+        title: name
+        fields:
+          name: {type: string, length: 20, required: true, unique: true, label: {en: Name, zh: 名称}}
+          vendor_cost: {type: decimal, precision: 16, scale: 2, rollup: {of: Bill.depot, measure: sum(vendor_cost)}, label: {en: Vendor cost, zh: 供应成本}}
+      Bill:
+        label: {en: Bill, zh: 账单}
+        title: code
+        fields:
+          code: {type: string, length: 20, required: true, unique: true, label: {en: Code, zh: 编号}}
+          depot: {type: link, to: Depot, label: {en: Depot, zh: 仓库}}
+          budget: {type: decimal, precision: 12, scale: 2, label: {en: Budget, zh: 预算}}
+          lines: {type: integer, rollup: {of: Item.bill, measure: count}, label: {en: Lines, zh: 行数}}
+          total: {type: decimal, precision: 14, scale: 2, rollup: {of: Item.bill, measure: sum(amount)}, label: {en: Total, zh: 合计}}
+          small: {type: decimal, precision: 4, scale: 2, rollup: {of: Item.bill, measure: sum(small)}, label: {en: Small, zh: 小计}}
+          vendor_cost: {type: decimal, precision: 14, scale: 2, rollup: {of: Item.bill, measure: sum(cost)}, label: {en: Vendor cost, zh: 供应成本}}
+          left: {type: decimal, precision: 14, scale: 2, formula: "budget - total", label: {en: Left, zh: 余额}}
+      Item:
+        label: {en: Item, zh: 条目}
+        title: ref
+        fields:
+          ref: {type: string, length: 20, required: true, unique: true, label: {en: Ref, zh: 编号}}
+          bill: {type: link, to: Bill, label: {en: Bill, zh: 账单}}
+          batch: {type: link, to: Batch, on_delete: cascade, label: {en: Batch, zh: 批次}}
+          vendor: {type: link, to: Vendor, label: {en: Vendor, zh: 供应商}}
+          qty: {type: integer, label: {en: Qty, zh: 数量}}
+          amount: {type: decimal, precision: 12, scale: 2, label: {en: Amount, zh: 金额}}
+          small: {type: decimal, precision: 12, scale: 2, label: {en: Small, zh: 小额}}
+          cost: {type: decimal, precision: 12, scale: 2, formula: "qty * vendor.rate", label: {en: Cost, zh: 成本}}
+      Node:
+        label: {en: Node, zh: 节点}
+        title: name
+        fields:
+          name: {type: string, length: 20, required: true, unique: true, label: {en: Name, zh: 名称}}
+          parent: {type: link, to: Node, on_delete: set_null, label: {en: Parent, zh: 上级}}
+          own: {type: integer, label: {en: Own, zh: 自身}}
+          below: {type: integer, rollup: {of: Node.parent, measure: sum(total)}, label: {en: Below, zh: 下级}}
+          total: {type: integer, formula: "own + below", label: {en: Total, zh: 总计}}
+    roles:
+      Hider:
+        label: {en: Hider, zh: 隐藏}
+        can: {Vendor: [read], Batch: [read], Depot: [read], Bill: [read], Item: [read], Node: [read]}
+        hide: {Vendor: [rate]}
+      Masker:
+        label: {en: Masker, zh: 掩码}
+        can: {Vendor: [read], Batch: [read], Depot: [read], Bill: [read], Item: [read], Node: [read]}
+        mask: {Vendor: [rate]}
+    """
+
+
+@pytest.fixture(scope="module")
+def books(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("books-schema")
+    (folder / "books.yaml").write_text(textwrap.dedent(BOOKS), encoding="utf-8")
+    return make_app(tmp_path_factory, "books", schema_dir=folder)
+
+
+def test_a_rollup_over_a_child_formula_reading_a_hidden_link_field_is_hidden_or_masked_at_every_level(books):
+    from test_permissions import PASSWORD, make_user
+
+    api = Client(books)
+    vendor = api.post("vendor", name="HV", rate="13.37")
+    depot = api.post("depot", name="HD")
+    bill = api.post("bill", code="HB", depot=depot)
+    item = api.post("item", ref="HI", bill=bill, vendor=vendor, qty=3, amount="1")
+    assert api.row("depot", depot)["vendor_cost"] == Decimal("40.11")
+    make_user(books, "hider", "Hider")
+    make_user(books, "masker", "Masker")
+    for user in ("hider", "masker"):
+        headers = jwt_headers(books.test_client(), user, PASSWORD)
+        got = {e: api.client.get(f"/api/v1/{e}/{pk}", headers=headers).json["result"]
+               for e, pk in (("item", item), ("bill", bill), ("depot", depot))}
+        assert "40.11" not in str(got) and "13.37" not in str(got), got
+        assert got["bill"]["total"] == "1.00"  # a rollup reading nothing hidden stays visible
+        for entity, field in (("item", "cost"), ("bill", "vendor_cost"), ("depot", "vendor_cost")):
+            if user == "hider":
+                assert field not in got[entity], (entity, got[entity])
+            else:
+                assert got[entity][field] == "****", (entity, got[entity])
