@@ -616,3 +616,19 @@ def test_a_rollup_over_a_child_formula_reading_a_hidden_link_field_is_hidden_or_
                 assert field not in got[entity], (entity, got[entity])
             else:
                 assert got[entity][field] == "****", (entity, got[entity])
+
+
+def test_a_child_deleted_by_the_database_through_another_link_leaves_its_parent_exact(books):
+    api = Client(books)
+    bill = api.post("bill", code="CD", budget="100")
+    batch, other = api.post("batch", name="CD-1"), api.post("batch", name="CD-2")
+    api.post("item", ref="CD-1", bill=bill, batch=batch, amount="5")
+    api.post("item", ref="CD-2", bill=bill, batch=other, amount="7")
+    assert (api.row("bill", bill)["lines"], api.row("bill", bill)["left"]) == (2, Decimal("88"))
+    api.delete("batch", batch)  # on_delete: cascade deletes CD-1 in the database
+    row = api.row("bill", bill)
+    assert (row["lines"], row["total"], row["left"]) == (1, Decimal("7"), Decimal("93"))
+    browser = login(books.test_client())
+    assert browser.post(f"/batch/delete/{other}", follow_redirects=True).status_code == 200
+    row = api.row("bill", bill)
+    assert (row["lines"], row["total"], row["left"]) == (0, Decimal("0"), Decimal("100"))

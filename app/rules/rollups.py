@@ -55,6 +55,12 @@ class Rollups:
                 for name in f.rollup.fields_read:
                     watched.update({name, child.field(name).column_name})
         self.dependent = {e.name: _formulas_after_rollups(e) for e in spec.entities}
+        # entity -> [(child entity, link field, on_delete)]: what the database itself changes when a row goes
+        self.database_deletes: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        for child in spec.entities:
+            for f in child.fields:
+                if f.stores_link and not f.kind.to_users and f.on_delete in ("cascade", "set_null"):
+                    self.database_deletes[f.to].append((child.name, f.name, f.on_delete))
         self._statements: dict = {}
 
     def __bool__(self) -> bool:
@@ -78,6 +84,47 @@ class Rollups:
                 ids = {v for v in chain(*attrs[column].history) if v is not None}
                 ids |= {getattr(v, "id", None) for v in chain(*attrs[link].history) if v is not None}
                 touched[(name, link)].update(i for i in ids if i is not None)
+
+    def before_delete(self, session, flush_context=None, instances=None) -> None:
+        """before_flush: rows the database deletes (`on_delete: cascade`, at any depth) or unlinks (`set_null` on a
+        field a rollup reads) along with the deleted records never pass through the session; note their parents
+        while the rows are still there."""
+        deleted = defaultdict(set)
+        for obj in session.deleted:
+            name = self.entity_of_model.get(type(obj))
+            if name in self.database_deletes and obj.id is not None:
+                deleted[name].add(obj.id)
+        if deleted:
+            self.note_database_deletes(session.connection(), deleted,
+                                       session.info.setdefault(TOUCHED_KEY, defaultdict(set)))
+
+    def note_database_deletes(self, connection, deleted: dict, touched: dict) -> None:
+        """Add to `touched` the rollup parents of the rows the database changes when the `deleted` rows
+        (entity -> ids) go."""
+        for _ in range(MAX_DEPTH):
+            going = defaultdict(set)
+            for name, ids in deleted.items():
+                for child, link, on_delete in self.database_deletes.get(name, ()):
+                    for rollup_link, names in self.watched.get(child, {}).items():
+                        # link == rollup_link: the parents are the deleted rows themselves
+                        if link != rollup_link and (on_delete == "cascade" or link in names):
+                            found = self._linked_through(connection, child, link, rollup_link, ids)
+                            touched[(child, rollup_link)].update(found)
+                    if on_delete == "cascade":
+                        going[child] |= self._linked_through(connection, child, link, None, ids)
+            deleted = going
+            if not deleted:
+                break
+
+    def _linked_through(self, connection, entity_name: str, link: str, wanted: str | None, ids) -> set:
+        """Distinct `wanted` link values (None: ids) of the `entity_name` rows whose `link` is one of `ids`."""
+        entity, table = self.spec.entity(entity_name), self.models[entity_name].__table__
+        by = table.c[entity.field(link).column_name]
+        column = table.c.id if wanted is None else table.c[entity.field(wanted).column_name]
+        found = set()
+        for part in _chunks(sorted(ids)):
+            found.update(connection.scalars(select(column).where(by.in_(part), column.isnot(None)).distinct()))
+        return found
 
     def after_flush(self, session, flush_context=None) -> None:
         """after_flush_postexec: refresh what `gather` noted, in the flush's transaction; expire stale attributes."""
@@ -297,6 +344,7 @@ def install(session, portal) -> None:
     rollups = Rollups(portal.spec, portal.models)
     portal.rollups = rollups
     if rollups:
+        event.listen(session, "before_flush", rollups.before_delete)
         event.listen(session, "after_flush", rollups.gather)
         event.listen(session, "after_flush_postexec", rollups.after_flush)
 
