@@ -632,3 +632,34 @@ def test_a_child_deleted_by_the_database_through_another_link_leaves_its_parent_
     assert browser.post(f"/batch/delete/{other}", follow_redirects=True).status_code == 200
     row = api.row("bill", bill)
     assert (row["lines"], row["total"], row["left"]) == (0, Decimal("0"), Decimal("100"))
+
+
+def test_a_parent_edited_while_a_child_is_written_keeps_its_formula_over_the_rollup_exact(books):
+    """The API edit loaded the bill (total 0); another request adds a line and commits before the edit flushes.
+    left = budget - total must be computed with the committed total, not the one the edit loaded."""
+    import threading
+
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    api = Client(books)
+    bill = api.post("bill", code=f"RC-{_next()}", budget="100")
+    model = portal_of(books).models["Bill"]
+    fired = []
+
+    def child_meanwhile(session, context, instances):
+        if fired or not any(isinstance(obj, model) for obj in session.dirty):
+            return
+        fired.append(True)
+        other = threading.Thread(target=lambda: Client(books).post("item", ref=f"RC-{_next()}", bill=bill, amount="30"))
+        other.start()
+        other.join(30)
+
+    event.listen(Session, "before_flush", child_meanwhile)
+    try:
+        api.put("bill", bill, budget="200")
+    finally:
+        event.remove(Session, "before_flush", child_meanwhile)
+    assert fired
+    row = api.row("bill", bill)
+    assert (row["budget"], row["total"], row["left"]) == (Decimal("200"), Decimal("30"), Decimal("170"))

@@ -33,6 +33,7 @@ CHUNK = 500  # parent ids per statement (SQLite's old limit is 999 bound values)
 MAX_DEPTH = 32  # rollups over rollups (a tree of records): stop rather than loop on a cycle of entities
 UNTOUCHED = ("changed_on", "changed_by_id")  # set to themselves: their onupdate must not fire
 TOUCHED_KEY = "portal_rollup_parents"  # session.info: (child entity, link) -> parent ids, between the two events
+WRITTEN_KEY = "portal_rollup_readers"  # session.info: entity -> ids of edited records whose formulas read a rollup
 
 
 class Rollups:
@@ -71,6 +72,12 @@ class Rollups:
         """after_flush: the parents whose rollups the flushed children change (pre-flush history is still there)."""
         touched = session.info.setdefault(TOUCHED_KEY, defaultdict(set))
         created_or_deleted = {id(obj) for obj in chain(session.new, session.deleted)}  # not every object hashes
+        for obj in session.dirty:
+            # an edited record computed its rollup-reading formulas from the rollups it loaded, which a child
+            # written meanwhile by another transaction may have changed: compute them again after the flush
+            name = self.entity_of_model.get(type(obj))
+            if name and self.dependent.get(name) and session.is_modified(obj):
+                session.info.setdefault(WRITTEN_KEY, defaultdict(set))[name].add(obj.id)
         for obj in chain(session.new, session.dirty, session.deleted):
             name = self.entity_of_model.get(type(obj))
             links = self.watched.get(name) if name else None
@@ -128,18 +135,24 @@ class Rollups:
 
     def after_flush(self, session, flush_context=None) -> None:
         """after_flush_postexec: refresh what `gather` noted, in the flush's transaction; expire stale attributes."""
-        touched = session.info.pop(TOUCHED_KEY, None)
-        if touched:
-            changed = self.refresh(session.connection(), touched)
+        touched, written = session.info.pop(TOUCHED_KEY, None), session.info.pop(WRITTEN_KEY, None)
+        if touched or written:
+            changed = self.refresh(session.connection(), touched or {}, written)
             _expire(session, self.models, changed)
 
     # -- refresh a set of parents --------------------------------------------------------------------------------
-    def refresh(self, connection, touched: dict) -> dict[str, tuple[set, set]]:
+    def refresh(self, connection, touched: dict, written: dict | None = None) -> dict[str, tuple[set, set]]:
         """Bring the rollups fed by (child entity, link) -> parent ids up to date, then the parents' formulas that
-        read them, then rollups over those parents in turn. Returns entity -> (ids, fields written)."""
+        read them (and those of the `written` records, entity -> ids), then rollups over those parents in turn.
+        Returns entity -> (ids, fields written)."""
         changed: dict[str, tuple[set, set]] = {}
         for _ in range(MAX_DEPTH):
             by_parent: dict[str, tuple[set, set]] = defaultdict(lambda: (set(), set()))
+            for name, ids in (written or {}).items():
+                for part in _chunks(sorted(ids)):
+                    self._lock(connection, self.spec.entity(name), part)
+                by_parent[name][0].update(ids)
+            written = None
             for (child, link), ids in touched.items():
                 for parent, f in self.feeds.get(child, {}).get(link, ()):
                     ids_now = {i for i in ids if i is not None}
