@@ -663,3 +663,43 @@ def test_a_parent_edited_while_a_child_is_written_keeps_its_formula_over_the_rol
     assert fired
     row = api.row("bill", bill)
     assert (row["budget"], row["total"], row["left"]) == (Decimal("200"), Decimal("30"), Decimal("170"))
+
+
+def test_an_import_moving_a_child_while_the_api_moves_it_leaves_every_parent_exact(books, monkeypatch):
+    """The import reads the rows' old parents, then another request moves one of those rows before the import writes.
+    The read is under a lock: the move waits for the import, then either counts from where the import left the row
+    or is refused as a conflicting edit (409); either way every parent counts exactly where the item is."""
+    import threading
+    import time
+
+    from app.rules.rollups import Rollups
+
+    api = Client(books)
+    a, b, c = (api.post("bill", code=f"IM-{_next()}") for _ in range(3))
+    c_code = api.row("bill", c)["code"]
+    item = api.post("item", ref=f"IM-{_next()}", bill=a, amount="4")
+    ref = api.row("item", item)["ref"]
+    read_old_parents, threads, moves = Rollups.linked_ids, [], []
+
+    def move():
+        client = Client(books)
+        moves.append(client.client.put(f"/api/v1/item/{item}", json={"bill": b}, headers=client.headers).status_code)
+
+    def then_a_move(self, connection, entity_name, link, ids, **lock):
+        found = read_old_parents(self, connection, entity_name, link, ids, **lock)
+        if ids and not threads:  # the import's read: the API moves the item to b before the import writes
+            threads.append(threading.Thread(target=move))
+            threads[0].start()
+            time.sleep(0.5)
+        return found
+
+    monkeypatch.setattr(Rollups, "linked_ids", then_a_move)
+    response = api.import_csv("item", [["ref", "bill"], [ref, c_code]], key="ref")
+    assert response.status_code == 200, response.json
+    threads[0].join(30)
+    monkeypatch.undo()
+    assert moves in ([200], [409]), moves
+    where = api.row("item", item)["bill_id"]
+    assert where in (b, c)
+    assert [api.row("bill", pk)["lines"] for pk in (a, b, c)] == [int(pk == where) for pk in (a, b, c)]
+    assert [api.row("bill", pk)["total"] for pk in (a, b, c)] == [Decimal(4 * (pk == where)) for pk in (a, b, c)]

@@ -447,7 +447,8 @@ class Importer:
             connection = self.session.connection()
             if self._rollups is not None:
                 for link in self._rollup_links:
-                    self._touched[link] |= self._rollups.linked_ids(connection, self.entity.name, link, self._updated_ids)
+                    self._touched[link] |= self._rollups.linked_ids(connection, self.entity.name, link, self._updated_ids,
+                                                                      lock=True)  # a move meanwhile waits
             bulk.write(connection, self.model.__table__, spool, secondaries)
             if self._rollups is not None:  # one statement per rollup and set of parents, in this transaction
                 self._rollups.refresh(connection, {(self.entity.name, link): ids for link, ids in self._touched.items()})

@@ -21,7 +21,7 @@ import logging
 from collections import defaultdict
 from itertools import chain
 
-from sqlalchemy import bindparam, event, func, inspect, select
+from sqlalchemy import bindparam, event, false, func, inspect, select
 
 from app.rules.record_rules import fit_formula_value
 from app.rules.records import filter_conditions
@@ -92,18 +92,33 @@ class Rollups:
                 ids |= {getattr(v, "id", None) for v in chain(*attrs[link].history) if v is not None}
                 touched[(name, link)].update(i for i in ids if i is not None)
 
-    def before_delete(self, session, flush_context=None, instances=None) -> None:
-        """before_flush: rows the database deletes (`on_delete: cascade`, at any depth) or unlinks (`set_null` on a
-        field a rollup reads) along with the deleted records never pass through the session; note their parents
-        while the rows are still there."""
+    def before_flush(self, session, flush_context=None, instances=None) -> None:
+        """Note, before the flush writes, the parents the session cannot know:
+        - a moved child's old parent as stored now, read under a lock on the child (another transaction, an import
+          say, may have moved it since this session loaded it);
+        - the parents of rows the database deletes (`on_delete: cascade`, at any depth) or unlinks (`set_null` on a
+          field a rollup reads) along with the deleted records, while those rows are still there."""
+        touched = session.info.setdefault(TOUCHED_KEY, defaultdict(set))
+        moved = defaultdict(set)
+        for obj in session.dirty:
+            name = self.entity_of_model.get(type(obj))
+            links = self.watched.get(name) if name else None
+            if not links or obj.id is None:
+                continue
+            attrs = inspect(obj).attrs
+            for link in links:
+                column = self.spec.entity(name).field(link).column_name
+                if attrs[column].history.has_changes() or attrs[link].history.has_changes():
+                    moved[(name, link)].add(obj.id)
+        for (name, link), ids in moved.items():
+            touched[(name, link)] |= self.linked_ids(session.connection(), name, link, ids, lock=True)
         deleted = defaultdict(set)
         for obj in session.deleted:
             name = self.entity_of_model.get(type(obj))
             if name in self.database_deletes and obj.id is not None:
                 deleted[name].add(obj.id)
         if deleted:
-            self.note_database_deletes(session.connection(), deleted,
-                                       session.info.setdefault(TOUCHED_KEY, defaultdict(set)))
+            self.note_database_deletes(session.connection(), deleted, touched)
 
     def note_database_deletes(self, connection, deleted: dict, touched: dict) -> None:
         """Add to `touched` the rollup parents of the rows the database changes when the `deleted` rows
@@ -261,14 +276,28 @@ class Rollups:
             table = self.models[parent.name].__table__
             connection.execute(select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id).with_for_update(key_share=True))
 
-    def linked_ids(self, connection, entity_name: str, link: str, ids) -> set:
-        """The distinct records these rows of `entity_name` link to through `link`."""
+    def linked_ids(self, connection, entity_name: str, link: str, ids, lock: bool = False) -> set:
+        """The distinct records these rows of `entity_name` link to through `link`. lock: first lock the rows until
+        the transaction ends, so that what is read is what the transaction's write replaces."""
         table = self.models[entity_name].__table__
         column = table.c[self.spec.entity(entity_name).field(link).column_name]
         found = set()
+        if lock and ids:
+            self.lock_rows(connection, table, ids)
         for part in _chunks(sorted(ids)):
             found.update(connection.scalars(select(column).where(table.c.id.in_(part), column.isnot(None)).distinct()))
         return found
+
+    @staticmethod
+    def lock_rows(connection, table, ids) -> None:
+        """PostgreSQL: lock the rows (in id order); a later statement of the transaction sees what another committed
+        meanwhile. SQLite locks the whole database for writing: a write matching nothing takes that lock."""
+        if connection.dialect.name == "postgresql":
+            for part in _chunks(sorted(ids)):
+                connection.execute(select(table.c.id).where(table.c.id.in_(part)).order_by(table.c.id)
+                                   .with_for_update(key_share=True))
+        else:
+            connection.execute(table.update().where(false()).values(id=table.c.id))
 
     def _formulas(self, connection, entity_name: str, ids) -> set[str]:
         """Compute the entity's formulas that read a rollup for these rows again; returns the fields written."""
@@ -357,7 +386,7 @@ def install(session, portal) -> None:
     rollups = Rollups(portal.spec, portal.models)
     portal.rollups = rollups
     if rollups:
-        event.listen(session, "before_flush", rollups.before_delete)
+        event.listen(session, "before_flush", rollups.before_flush)
         event.listen(session, "after_flush", rollups.gather)
         event.listen(session, "after_flush_postexec", rollups.after_flush)
 
