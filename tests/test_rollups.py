@@ -703,3 +703,32 @@ def test_an_import_moving_a_child_while_the_api_moves_it_leaves_every_parent_exa
     assert where in (b, c)
     assert [api.row("bill", pk)["lines"] for pk in (a, b, c)] == [int(pk == where) for pk in (a, b, c)]
     assert [api.row("bill", pk)["total"] for pk in (a, b, c)] == [Decimal(4 * (pk == where)) for pk in (a, b, c)]
+
+
+def test_recompute_settles_a_tree_and_an_entity_brings_the_rollups_over_it(books):
+    api = Client(books)
+    root = api.post("node", name=f"T-{_next()}", own=1)
+    mid = api.post("node", name=f"T-{_next()}", parent=root, own=10)
+    leaf = api.post("node", name=f"T-{_next()}", parent=mid, own=100)
+    nodes = (root, mid, leaf)
+    assert [api.row("node", pk)["total"] for pk in nodes] == [111, 110, 100]  # kept live
+    depot = api.post("depot", name=f"D-{_next()}")
+    vendor = api.post("vendor", name=f"V-{_next()}", rate="2")
+    bill = api.post("bill", code=f"B-{_next()}", depot=depot)
+    api.post("item", ref=f"I-{_next()}", bill=bill, vendor=vendor, qty=3, amount="1")
+    with books.app_context():
+        session = books.appbuilder.session
+        session.execute(text("UPDATE node SET below = 0, total = own"))
+        session.execute(text("UPDATE bill SET vendor_cost = 0, lines = 9"))
+        session.execute(text("UPDATE depot SET vendor_cost = 0"))
+        session.commit()
+    runner = books.test_cli_runner()
+    result = runner.invoke(args=["portal", "recompute", "Node"])
+    assert result.exit_code == 0, result.output
+    assert [api.row("node", pk)["total"] for pk in nodes] == [111, 110, 100]
+    assert [api.row("node", pk)["below"] for pk in nodes] == [110, 100, 0]
+    result = runner.invoke(args=["portal", "recompute", "Item"])  # the child: its parents, then theirs
+    assert result.exit_code == 0, result.output
+    assert "Bill.vendor_cost" in result.output and "Depot.vendor_cost" in result.output
+    assert (api.row("bill", bill)["lines"], api.row("bill", bill)["vendor_cost"]) == (1, Decimal("6"))
+    assert api.row("depot", depot)["vendor_cost"] == Decimal("6")

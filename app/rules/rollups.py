@@ -183,7 +183,7 @@ class Rollups:
                 break
             touched = defaultdict(set)
             for parent_name, (ids, fields) in by_parent.items():
-                fields |= self._formulas(connection, parent_name, ids)
+                fields |= self._formulas(connection, parent_name, ids)[0]
                 done_ids, done_fields = changed.setdefault(parent_name, (set(), set()))
                 done_ids |= ids
                 done_fields |= fields
@@ -196,33 +196,46 @@ class Rollups:
         return changed
 
     def recompute(self, connection, entity_name: str | None = None) -> list[tuple[str, str, int]]:
-        """Rebuild every rollup (of one entity, or all, children's before their parents'), then the formulas that
-        read them. Returns (entity, field, rows) per statement run."""
+        """Rebuild every rollup (of one entity and the rollups over it, or all), children's before their parents',
+        then the formulas that read them. Rollups that read their own entity, directly or round a chain of entities
+        (a tree's subtotals), are worked out again until nothing changes: each pass settles one more level.
+        Returns (entity, field, rows) per statement of the first pass."""
+        order = self._parents_in_order(entity_name)
+        cyclic = any(self.spec.entity(f.rollup.child) in order[i:]  # a child not before its parent
+                     for i, parent in enumerate(order) for f in parent.fields if f.rollup is not None)
         done = []
-        for parent in self._parents_in_order(entity_name):
-            table = self.models[parent.name].__table__
-            fields = [f for f in parent.fields if f.rollup is not None]
-            for f in fields:
-                result = connection.execute(self._update(parent, f, every_row=True))
-                done.append((parent.name, f.name, result.rowcount))
-            formulas = self.dependent[parent.name]
-            if formulas:
-                last = 0
-                while True:  # every parent, a chunk at a time
-                    ids = list(connection.scalars(select(table.c.id).where(table.c.id > last)
-                                                  .order_by(table.c.id).limit(CHUNK)))
-                    if not ids:
-                        break
-                    self._formulas(connection, parent.name, ids)
-                    last = ids[-1]
-                done.extend((parent.name, f.name, connection.scalar(select(func.count()).select_from(table)))
-                            for f in formulas)
+        for rounds in range(MAX_DEPTH):
+            changed = 0
+            for parent in order:
+                table = self.models[parent.name].__table__
+                for f in (f for f in parent.fields if f.rollup is not None):
+                    result = connection.execute(self._update(parent, f, every_row=True, only_changed=rounds > 0))
+                    changed += result.rowcount
+                    if not rounds:
+                        done.append((parent.name, f.name, result.rowcount))
+                formulas = self.dependent[parent.name]
+                if formulas:
+                    last = 0
+                    while True:  # every parent, a chunk at a time
+                        ids = list(connection.scalars(select(table.c.id).where(table.c.id > last)
+                                                      .order_by(table.c.id).limit(CHUNK)))
+                        if not ids:
+                            break
+                        changed += self._formulas(connection, parent.name, ids)[1]
+                        last = ids[-1]
+                    if not rounds:
+                        done.extend((parent.name, f.name, connection.scalar(select(func.count()).select_from(table)))
+                                    for f in formulas)
+            if not cyclic or (rounds and not changed):
+                break
+        else:
+            log.warning("rollups: still changing after %d rounds (deeper than MAX_DEPTH?)", MAX_DEPTH)
         return done
 
     def _parents_in_order(self, entity_name: str | None) -> list[EntitySpec]:
+        """Entities with rollups, children's before their parents'; with `entity_name`, that entity's and those
+        of every entity whose rollups read it (grandparents too)."""
         parents = [e for e in self.spec.entities if any(f.rollup is not None for f in e.fields)]
-        if entity_name is not None:
-            return [e for e in parents if e.name == entity_name]
         order: list[EntitySpec] = []
 
         def visit(entity, trail):
@@ -237,17 +250,25 @@ class Rollups:
 
         for parent in parents:
             visit(parent, frozenset())
-        return order
+        if entity_name is None:
+            return order
+        wanted = {entity_name}
+        for _ in range(len(parents)):  # every entity whose rollups read one already wanted
+            wanted |= {p.name for p in parents if any(f.rollup is not None and f.rollup.child in wanted for f in p.fields)}
+        return [e for e in order if e.name in wanted and (e.name != entity_name or e in parents)]
 
     # -- statements ----------------------------------------------------------------------------------------------
-    def _update(self, parent: EntitySpec, f: FieldSpec, every_row: bool = False):
-        """UPDATE parent SET f = (aggregate over its children) [WHERE id IN :ids], built once per field."""
-        key = (parent.name, f.name, every_row)
+    def _update(self, parent: EntitySpec, f: FieldSpec, every_row: bool = False, only_changed: bool = False):
+        """UPDATE parent SET f = (aggregate over its children) [WHERE id IN :ids] [AND f differs], built once per
+        field."""
+        key = (parent.name, f.name, every_row, only_changed)
         if key not in self._statements:
             table = self.models[parent.name].__table__
             statement = table.update().values({f.name: self._aggregate(parent, f), **{c: table.c[c] for c in UNTOUCHED}})
             if not every_row:
                 statement = statement.where(table.c.id.in_(bindparam("ids", expanding=True)))
+            if only_changed:
+                statement = statement.where(table.c[f.name].is_distinct_from(self._aggregate(parent, f)))
             self._statements[key] = statement
         return self._statements[key]
 
@@ -299,11 +320,12 @@ class Rollups:
         else:
             connection.execute(table.update().where(false()).values(id=table.c.id))
 
-    def _formulas(self, connection, entity_name: str, ids) -> set[str]:
-        """Compute the entity's formulas that read a rollup for these rows again; returns the fields written."""
+    def _formulas(self, connection, entity_name: str, ids) -> tuple[set[str], int]:
+        """Compute the entity's formulas that read a rollup for these rows again; returns the fields written and the
+        number of rows whose values changed."""
         formulas = self.dependent[entity_name]
         if not formulas:
-            return set()
+            return set(), 0
         entity = self.spec.entity(entity_name)
         names, read, write = self._formula_statements(entity, formulas)
         linked = _LinkedValues(self, connection, entity)
@@ -322,7 +344,7 @@ class Rollups:
                     writes.append({"_id": row[0], **{f"_{n}": v for n, v in new.items()}})
         if writes:
             connection.execute(write, writes)
-        return {f.name for f in formulas}
+        return {f.name for f in formulas}, len(writes)
 
 
     def _formula_statements(self, entity: EntitySpec, formulas):
