@@ -732,3 +732,36 @@ def test_recompute_settles_a_tree_and_an_entity_brings_the_rollups_over_it(books
     assert "Bill.vendor_cost" in result.output and "Depot.vendor_cost" in result.output
     assert (api.row("bill", bill)["lines"], api.row("bill", bill)["vendor_cost"]) == (1, Decimal("6"))
     assert api.row("depot", depot)["vendor_cost"] == Decimal("6")
+
+
+def test_a_changed_rollup_definition_is_computed_again_at_start(tmp_path_factory):
+    from app import create_app
+
+    schema = textwrap.dedent("""\
+        version: 1
+        module: defs
+        label: {en: Defs, zh: 定义}
+        entities:
+          Team:
+            label: {en: Team, zh: 团队}
+            fields:
+              name: {type: string, length: 20, label: {en: Name, zh: 名称}}
+              members: {type: integer, rollup: {of: Member.team, measure: count, where: {active: true}}, label: {en: Members, zh: 成员}}
+          Member:
+            label: {en: Member, zh: 成员}
+            fields:
+              team: {type: link, to: Team, label: {en: Team, zh: 团队}}
+              active: {type: boolean, default: false, label: {en: Active, zh: 在职}}
+        """)
+    folder = tmp_path_factory.mktemp("defs")
+    (folder / "defs.yaml").write_text(schema, encoding="utf-8")
+    app = make_app(tmp_path_factory, "defs", schema_dir=folder)
+    api = Client(app)
+    team = api.post("team", name="x")
+    api.post("member", team=team, active=False)
+    api.post("member", team=team, active=True)
+    assert api.row("team", team)["members"] == 1
+    (folder / "defs.yaml").write_text(schema.replace(", where: {active: true}", ""), encoding="utf-8")
+    assert Client(create_app({**app.config, "PORTAL_SCHEMA_DIR": str(folder)})).row("team", team)["members"] == 2
+    (folder / "defs.yaml").write_text(schema.replace("active: true", "active: false"), encoding="utf-8")
+    assert Client(create_app({**app.config, "PORTAL_SCHEMA_DIR": str(folder)})).row("team", team)["members"] == 1

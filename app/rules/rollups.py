@@ -17,6 +17,7 @@ row_version (a user's open form stays valid) nor changed_on/changed_by (nobody e
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from itertools import chain
@@ -195,7 +196,7 @@ class Rollups:
                 break
         return changed
 
-    def recompute(self, connection, entity_name: str | None = None) -> list[tuple[str, str, int]]:
+    def recompute(self, connection, entity_name: str | set | None = None) -> list[tuple[str, str, int]]:
         """Rebuild every rollup (of one entity and the rollups over it, or all), children's before their parents',
         then the formulas that read them. Rollups that read their own entity, directly or round a chain of entities
         (a tree's subtotals), are worked out again until nothing changes: each pass settles one more level.
@@ -232,9 +233,9 @@ class Rollups:
             log.warning("rollups: still changing after %d rounds (deeper than MAX_DEPTH?)", MAX_DEPTH)
         return done
 
-    def _parents_in_order(self, entity_name: str | None) -> list[EntitySpec]:
-        """Entities with rollups, children's before their parents'; with `entity_name`, that entity's and those
-        of every entity whose rollups read it (grandparents too)."""
+    def _parents_in_order(self, entity_name: str | set | None) -> list[EntitySpec]:
+        """Entities with rollups, children's before their parents'; with `entity_name` (or a set of names), that
+        entity's and those of every entity whose rollups read it (grandparents too)."""
         parents = [e for e in self.spec.entities if any(f.rollup is not None for f in e.fields)]
         order: list[EntitySpec] = []
 
@@ -252,10 +253,11 @@ class Rollups:
             visit(parent, frozenset())
         if entity_name is None:
             return order
-        wanted = {entity_name}
+        given = {entity_name} if isinstance(entity_name, str) else set(entity_name)
+        wanted = set(given)
         for _ in range(len(parents)):  # every entity whose rollups read one already wanted
             wanted |= {p.name for p in parents if any(f.rollup is not None and f.rollup.child in wanted for f in p.fields)}
-        return [e for e in order if e.name in wanted and (e.name != entity_name or e in parents)]
+        return [e for e in order if e.name in wanted]
 
     # -- statements ----------------------------------------------------------------------------------------------
     def _update(self, parent: EntitySpec, f: FieldSpec, every_row: bool = False, only_changed: bool = False):
@@ -414,14 +416,36 @@ def install(session, portal) -> None:
 
 
 def fill_new_rollups(engine, portal) -> None:
-    """Start-up: a rollup column just added to an existing table (it starts at 0 / empty) is computed once, with
-    the formulas that read it, so a schema gaining a rollup shows the right values without `portal recompute`."""
+    """Start-up (under the start-up lock): compute once, with the formulas that read them, the rollups whose stored
+    values may not match their definition: a rollup column just added to an existing table (it starts empty), one
+    whose definition (of, measure, where, column type) changed since the values were computed, or one not known to
+    have been kept (no fingerprint: an older database, or a field that was not a rollup for a while). The
+    fingerprints are kept in `portal_rollups`."""
     rollups = portal.rollups
     if not rollups:
         return
+    from app.generate.models import rollups_table
+
+    table = rollups_table(portal.metadata)
     added = set(portal.schema_changes)
-    for entity in rollups.spec.entities:
-        if any(f"added column {entity.table}.{f.name}" in added for f in entity.fields if f.rollup is not None):
-            with engine.begin() as connection:
-                for name, field, rows in rollups.recompute(connection, entity.name):
-                    log.info("rollups: computed %s.%s for %d records", name, field, rows)
+    fingerprints = {(e.name, f.name): _fingerprint(f) for e in rollups.spec.entities for f in e.fields if f.rollup}
+    with engine.begin() as connection:
+        stored = {(entity, field): definition for entity, field, definition in connection.execute(
+            select(table.c.entity, table.c.field, table.c.definition))}
+        stale = {entity for (entity, field), definition in fingerprints.items()
+                 if stored.get((entity, field)) != definition
+                 and f"created table {rollups.spec.entity(entity).table}" not in added}  # a new table is empty
+        if stale:
+            for name, field, rows in rollups.recompute(connection, stale):
+                log.info("rollups: computed %s.%s for %d records", name, field, rows)
+        if stored != fingerprints:
+            connection.execute(table.delete().where(table.c.entity.in_([e.name for e in rollups.spec.entities])))
+            connection.execute(table.insert(), [{"entity": entity, "field": field, "definition": definition}
+                                                for (entity, field), definition in fingerprints.items()])
+
+
+def _fingerprint(f: FieldSpec) -> str:
+    """What the stored values of a rollup field depend on."""
+    r = f.rollup
+    text = repr((r.child, r.link, r.function, r.field, r.where, f.type, f.precision, f.scale))
+    return hashlib.sha256(text.encode()).hexdigest()
