@@ -765,3 +765,31 @@ def test_a_changed_rollup_definition_is_computed_again_at_start(tmp_path_factory
     assert Client(create_app({**app.config, "PORTAL_SCHEMA_DIR": str(folder)})).row("team", team)["members"] == 2
     (folder / "defs.yaml").write_text(schema.replace("active: true", "active: false"), encoding="utf-8")
     assert Client(create_app({**app.config, "PORTAL_SCHEMA_DIR": str(folder)})).row("team", team)["members"] == 1
+
+
+def test_a_child_write_that_overflows_a_rollup_is_refused_and_stores_nothing(books):
+    api = Client(books)
+    bill = api.post("bill", code=f"OV-{_next()}")
+    api.post("item", ref=f"OV-{_next()}", bill=bill, small="60")
+    response = api.client.post("/api/v1/item/", headers=api.headers,
+                               json={"ref": f"OV-{_next()}", "bill": bill, "small": "50"})  # 110 > 99.99
+    assert response.status_code == 422, response.json
+    assert "Small" in response.json["message"] and "Bill" in response.json["message"], response.json
+    assert "numeric" not in response.json["message"].lower() and "sql" not in response.json["message"].lower()
+    item_table = portal_of(books).models["Item"].__table__
+    with books.app_context():
+        session = books.appbuilder.session
+        count = session.scalar(select(func.count()).select_from(item_table).where(item_table.c.bill_id == bill))
+        session.rollback()
+    assert count == 1 and api.row("bill", bill)["small"] == Decimal("60")
+    zh = api.client.post("/api/v1/item/", headers={**api.headers, "Accept-Language": "zh"},
+                         json={"ref": f"OV-{_next()}", "bill": bill, "small": "50"})
+    assert zh.status_code == 422 and "小计" in zh.json["message"] and "超出" in zh.json["message"], zh.json
+    imported = api.import_csv("item", [["ref", "bill", "small"], [f"OV-{_next()}", api.row("bill", bill)["code"], "45"]])
+    assert imported.status_code == 422 and not imported.json["written"], imported.json
+    assert "Small" in str(imported.json), imported.json
+    assert api.row("bill", bill)["small"] == Decimal("60")
+    browser = login(books.test_client())
+    page = browser.post("/item/add", data={"ref": f"OV-{_next()}", "bill": str(bill), "small": "50"}, follow_redirects=True)
+    assert page.status_code == 200 and "larger than the field can hold" in page.text
+    assert api.row("bill", bill)["small"] == Decimal("60")

@@ -20,10 +20,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
+from decimal import Decimal
 from itertools import chain
 
+from flask_babel import gettext
 from sqlalchemy import bindparam, event, false, func, inspect, select
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from app.i18n import lazy
 from app.rules.record_rules import fit_formula_value
 from app.rules.records import filter_conditions
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
@@ -35,6 +39,20 @@ MAX_DEPTH = 32  # rollups over rollups (a tree of records): stop rather than loo
 UNTOUCHED = ("changed_on", "changed_by_id")  # set to themselves: their onupdate must not fire
 TOUCHED_KEY = "portal_rollup_parents"  # session.info: (child entity, link) -> parent ids, between the two events
 WRITTEN_KEY = "portal_rollup_readers"  # session.info: entity -> ids of edited records whose formulas read a rollup
+
+
+class RollupOverflow(SQLAlchemyError):
+    """A write would make a rollup larger than its column holds: refused whole (the API answers 422 with this
+    message, an import reports it, a form flashes it). Nothing is stored: the transaction is rolled back."""
+
+    def __init__(self, entity: EntitySpec, f: FieldSpec) -> None:
+        super().__init__(f"{entity.name}.{f.name} overflows")
+        self.entity, self.field = entity, f
+
+    def __str__(self) -> str:
+        return gettext("This change would make %(field)s of %(entity)s larger than the field can hold.",
+                       field=str(lazy(self.field.label)) or self.field.name,
+                       entity=str(lazy(self.entity.label)) or self.entity.name)
 
 
 class Rollups:
@@ -176,7 +194,7 @@ class Rollups:
                         continue
                     for part in _chunks(sorted(ids_now)):
                         self._lock(connection, parent, part)
-                        connection.execute(self._update(parent, f), {"ids": part})
+                        self._execute_fitting(connection, parent, f, self._update(parent, f), {"ids": part})
                     parent_ids, fields = by_parent[parent.name]
                     parent_ids |= ids_now
                     fields.add(f.name)
@@ -210,7 +228,8 @@ class Rollups:
             for parent in order:
                 table = self.models[parent.name].__table__
                 for f in (f for f in parent.fields if f.rollup is not None):
-                    result = connection.execute(self._update(parent, f, every_row=True, only_changed=rounds > 0))
+                    result = self._execute_fitting(connection, parent, f,
+                                                   self._update(parent, f, every_row=True, only_changed=rounds > 0))
                     changed += result.rowcount
                     if not rounds:
                         done.append((parent.name, f.name, result.rowcount))
@@ -232,6 +251,25 @@ class Rollups:
         else:
             log.warning("rollups: still changing after %d rounds (deeper than MAX_DEPTH?)", MAX_DEPTH)
         return done
+
+    def _execute_fitting(self, connection, parent: EntitySpec, f: FieldSpec, statement, parameters=None):
+        """Run a rollup UPDATE; RollupOverflow when a value does not fit the column. PostgreSQL refuses it itself
+        (numeric/integer out of range); SQLite would store it, so the rows are looked at after the statement."""
+        try:
+            result = connection.execute(statement, parameters)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "pgcode", None) == "22003":
+                raise RollupOverflow(parent, f) from None
+            raise
+        limit = _largest(f)
+        if limit is not None and connection.dialect.name != "postgresql":
+            column = self.models[parent.name].__table__.c[f.name]
+            check = select(column).where(func.abs(column) > limit)
+            if parameters and "ids" in parameters:
+                check = check.where(column.table.c.id.in_(parameters["ids"]))
+            if connection.execute(check.limit(1)).first() is not None:
+                raise RollupOverflow(parent, f)
+        return result
 
     def _parents_in_order(self, entity_name: str | set | None) -> list[EntitySpec]:
         """Entities with rollups, children's before their parents'; with `entity_name` (or a set of names), that
@@ -378,6 +416,15 @@ class _LinkedValues:
             self.memo[key] = dict(row) if row is not None else {}
         target = self.rollups.spec.entity(f.to)
         return self.memo[key].get(target.field(name).column_name) if name in target.field_names else None
+
+
+def _largest(f: FieldSpec):
+    """The largest absolute value the rollup's column holds, when a rollup may exceed it (None: it cannot, or a date)."""
+    if f.rollup.function == "count" or not f.kind.numeric:
+        return None
+    if f.kind.whole:
+        return 2**31 - 1  # PostgreSQL INTEGER, as app/fieldtypes/numbers.py
+    return Decimal(10) ** (f.precision - f.scale) - Decimal(1).scaleb(-f.scale)
 
 
 def _formulas_after_rollups(entity: EntitySpec) -> tuple[FieldSpec, ...]:
