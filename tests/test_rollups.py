@@ -554,6 +554,8 @@ BOOKS = """\
           small: {type: decimal, precision: 4, scale: 2, rollup: {of: Item.bill, measure: sum(small)}, label: {en: Small, zh: 小计}}
           vendor_cost: {type: decimal, precision: 14, scale: 2, rollup: {of: Item.bill, measure: sum(cost)}, label: {en: Vendor cost, zh: 供应成本}}
           left: {type: decimal, precision: 14, scale: 2, formula: "budget - total", label: {en: Left, zh: 余额}}
+        rules:
+          - {check: "left == null or left >= 0", fields: [budget], message: {en: Over budget, zh: 超出预算}}
       Item:
         label: {en: Item, zh: 条目}
         title: ref
@@ -793,3 +795,21 @@ def test_a_child_write_that_overflows_a_rollup_is_refused_and_stores_nothing(boo
     page = browser.post("/item/add", data={"ref": f"OV-{_next()}", "bill": str(bill), "small": "50"}, follow_redirects=True)
     assert page.status_code == 200 and "larger than the field can hold" in page.text
     assert api.row("bill", bill)["small"] == Decimal("60")
+
+
+def test_a_child_write_that_breaks_a_parent_rule_over_a_rollup_is_refused_with_the_rule_message(books):
+    api = Client(books)
+    bill = api.post("bill", code=f"RU-{_next()}", budget="10")
+    first = api.post("item", ref=f"RU-{_next()}", bill=bill, amount="8")
+    response = api.client.post("/api/v1/item/", headers=api.headers,
+                               json={"ref": f"RU-{_next()}", "bill": bill, "amount": "5"})  # left would be -3
+    assert response.status_code == 422 and "Bill: Over budget" in response.json["message"], response.json
+    zh = api.client.put(f"/api/v1/item/{first}", headers={**api.headers, "Accept-Language": "zh"}, json={"amount": "11"})
+    assert zh.status_code == 422 and "账单：超出预算" in zh.json["message"], zh.json
+    imported = api.import_csv("item", [["ref", "bill", "amount"], [f"RU-{_next()}", api.row("bill", bill)["code"], "3"]])
+    assert imported.status_code == 422 and "Over budget" in str(imported.json), imported.json
+    row = api.row("bill", bill)
+    assert (row["lines"], row["total"], row["left"]) == (1, Decimal("8"), Decimal("2"))
+    api.put("item", first, amount="10")  # left 0: allowed
+    api.put("bill", bill, code=f"RU-{_next()}")  # the parent stays editable
+    assert api.row("bill", bill)["left"] == Decimal("0")

@@ -41,9 +41,13 @@ TOUCHED_KEY = "portal_rollup_parents"  # session.info: (child entity, link) -> p
 WRITTEN_KEY = "portal_rollup_readers"  # session.info: entity -> ids of edited records whose formulas read a rollup
 
 
-class RollupOverflow(SQLAlchemyError):
-    """A write would make a rollup larger than its column holds: refused whole (the API answers 422 with this
-    message, an import reports it, a form flashes it). Nothing is stored: the transaction is rolled back."""
+class RollupRefused(SQLAlchemyError):
+    """A child write whose effect on a parent's rollups is refused whole: the API answers 422 with the message, an
+    import reports it, a form flashes it. Nothing is stored: the transaction is rolled back."""
+
+
+class RollupOverflow(RollupRefused):
+    """The write would make a rollup larger than its column holds."""
 
     def __init__(self, entity: EntitySpec, f: FieldSpec) -> None:
         super().__init__(f"{entity.name}.{f.name} overflows")
@@ -53,6 +57,20 @@ class RollupOverflow(SQLAlchemyError):
         return gettext("This change would make %(field)s of %(entity)s larger than the field can hold.",
                        field=str(lazy(self.field.label)) or self.field.name,
                        entity=str(lazy(self.entity.label)) or self.entity.name)
+
+
+class ParentRuleRefused(RollupRefused):
+    """The write would make a parent break one of its `rules:` that reads a rollup (spent <= limit)."""
+
+    def __init__(self, entity: EntitySpec, rule) -> None:
+        super().__init__(f"{entity.name}: {rule.message.get('en')}")
+        self.entity, self.rule = entity, rule
+
+    def __str__(self) -> str:
+        from app.rules.record_rules import _locale
+
+        return gettext("%(entity)s: %(message)s", entity=str(lazy(self.entity.label)) or self.entity.name,
+                       message=self.rule.message.get(_locale()))
 
 
 class Rollups:
@@ -75,6 +93,8 @@ class Rollups:
                 for name in f.rollup.fields_read:
                     watched.update({name, child.field(name).column_name})
         self.dependent = {e.name: _formulas_after_rollups(e) for e in spec.entities}
+        # entity -> its `rules:` that read a rollup (or a formula over one): checked again when a child changes it
+        self.rules = {e.name: _rules_after_rollups(e, self.dependent[e.name]) for e in spec.entities}
         # entity -> [(child entity, link field, on_delete)]: what the database itself changes when a row goes
         self.database_deletes: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
         for child in spec.entities:
@@ -202,7 +222,7 @@ class Rollups:
                 break
             touched = defaultdict(set)
             for parent_name, (ids, fields) in by_parent.items():
-                fields |= self._formulas(connection, parent_name, ids)[0]
+                fields |= self._formulas(connection, parent_name, ids, enforce=True)[0]
                 done_ids, done_fields = changed.setdefault(parent_name, (set(), set()))
                 done_ids |= ids
                 done_fields |= fields
@@ -360,11 +380,12 @@ class Rollups:
         else:
             connection.execute(table.update().where(false()).values(id=table.c.id))
 
-    def _formulas(self, connection, entity_name: str, ids) -> tuple[set[str], int]:
+    def _formulas(self, connection, entity_name: str, ids, enforce: bool = False) -> tuple[set[str], int]:
         """Compute the entity's formulas that read a rollup for these rows again; returns the fields written and the
-        number of rows whose values changed."""
-        formulas = self.dependent[entity_name]
-        if not formulas:
+        number of rows whose values changed. enforce: a row that now breaks one of the entity's rules reading a
+        rollup raises ParentRuleRefused (a write path; `portal recompute` only tells the truth)."""
+        formulas, rules = self.dependent[entity_name], self.rules[entity_name] if enforce else ()
+        if not (formulas or rules):
             return set(), 0
         entity = self.spec.entity(entity_name)
         names, read, write = self._formula_statements(entity, formulas)
@@ -374,12 +395,15 @@ class Rollups:
             for row in connection.execute(read, {"ids": part}):
                 values = dict(zip(names, row[1:]))
                 new = {}
-                for f in formulas:  # in dependency order
 
-                    def get(path, values=values, new=new):
-                        value = new[path[0]] if path[0] in new else values.get(path[0])
-                        return value if len(path) == 1 or value is None else linked(path[0], value, path[1])
+                def get(path, values=values, new=new):
+                    value = new[path[0]] if path[0] in new else values.get(path[0])
+                    return value if len(path) == 1 or value is None else linked(path[0], value, path[1])
+                for f in formulas:  # in dependency order
                     new[f.name] = fit_formula_value(f, f.formula.run(get))
+                for rule in rules:  # null is not a refusal, as in ExpressionStep
+                    if rule.check.run(get) is False:
+                        raise ParentRuleRefused(entity, rule)
                 if any(new[n] != values.get(n) for n in new):
                     writes.append({"_id": row[0], **{f"_{n}": v for n, v in new.items()}})
         if writes:
@@ -436,6 +460,12 @@ def _formulas_after_rollups(entity: EntitySpec) -> tuple[FieldSpec, ...]:
             dependent.append(f)
             inputs.add(f.name)
     return tuple(dependent)
+
+
+def _rules_after_rollups(entity: EntitySpec, dependent) -> tuple:
+    """The entity's `rules:` that read a rollup field or a formula over one."""
+    inputs = {f.name for f in entity.fields if f.rollup is not None} | {f.name for f in dependent}
+    return tuple(rule for rule in entity.rules if any(path[0] in inputs for path in rule.check.names))
 
 
 def _chunks(ids: list, size: int = CHUNK):
