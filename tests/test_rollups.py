@@ -368,6 +368,8 @@ CHILD = "C: {fields: {p: {type: link, to: P}, x: decimal, n: integer, d: date, t
     ("{type: decimal, rollup: {of: C.p, measure: sum(x), where: {p: 1}}}", "E456"),
     ("{type: decimal, rollup: {of: C.p, measure: sum(x), where: {k: c}}}", "E457"),
     ("{type: decimal, rollup: {of: C.p, measure: sum(x), where: {n: many}}}", "E457"),
+    ("{type: decimal, rollup: {of: C.p, measure: sum(x), where: {n: []}}}", "E457"),
+    ("{type: decimal, rollup: {of: C.p, measure: sum(x), where: {s: ''}}}", "E457"),
     ("{type: decimal, rollup: {of: C.p, measure: sum(x), extra: 1}}", "E450"),
     ("{type: decimal, rollup: C.p}", "E001"),
     ("{type: decimal, rollup: {of: C.u, measure: count}}", "E453"),
