@@ -3,10 +3,15 @@ kept exact in the transaction that changes a child.
 
 - Forms and the API write through the ORM: a session `after_flush` listener (`install`) notes the parents of
   every child created, deleted, moved (old and new parent) or edited in a field the rollup reads; its
-  `after_flush_postexec` partner refreshes them in the same transaction.
+  `after_flush_postexec` partner refreshes them in the same transaction. A `before_flush` listener adds what the
+  session cannot know: a moved child's old parent as stored now (read under a lock), and the parents of rows the
+  database deletes or unlinks along with a deleted record (`on_delete: cascade` / `set_null`).
+- A refresh that would overflow a rollup column, or make a parent break a rule that reads a rollup, raises
+  RollupRefused: the write is refused whole (422 / import error / form flash).
 - Imports write with core statements: `app/data/importer.py` calls `Rollups.refresh` once after the rows are
   written, with the parents of the written rows and the old parents of the rows it updated.
-- `flask --app run portal recompute [Entity]` rebuilds every value (`Rollups.recompute`).
+- `flask --app run portal recompute [Entity]` rebuilds every value (`Rollups.recompute`); at start
+  `fill_new_rollups` rebuilds the rollups whose definition changed (fingerprints in `portal_rollups`).
 
 A refresh is one `UPDATE parent SET f = (SELECT coalesce(agg, 0) FROM child WHERE child.link_id = parent.id
 AND where...) WHERE parent.id IN (...)` per rollup and chunk of parent ids, never rows in Python. Then the
