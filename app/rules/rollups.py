@@ -117,10 +117,10 @@ class Rollups:
         touched = session.info.setdefault(TOUCHED_KEY, defaultdict(set))
         created_or_deleted = {id(obj) for obj in chain(session.new, session.deleted)}  # not every object hashes
         for obj in session.dirty:
-            # an edited record computed its rollup-reading formulas from the rollups it loaded, which a child
-            # written meanwhile by another transaction may have changed: compute them again after the flush
+            # an edited record computed its rollup-reading formulas (and checked such rules) from the rollups it
+            # loaded, which a child written meanwhile by another transaction may have changed: again after the flush
             name = self.entity_of_model.get(type(obj))
-            if name and self.dependent.get(name) and session.is_modified(obj):
+            if name and (self.dependent.get(name) or self.rules.get(name)) and session.is_modified(obj):
                 session.info.setdefault(WRITTEN_KEY, defaultdict(set))[name].add(obj.id)
         for obj in chain(session.new, session.dirty, session.deleted):
             name = self.entity_of_model.get(type(obj))
