@@ -67,16 +67,17 @@ def import_command(entity_name, path, key, dry_run):
 @portal_cli.command("recompute")
 @click.argument("entity_name", required=False)
 def recompute_command(entity_name):
-    """Rebuild every rollup field (of ENTITY, or of all entities), then the formulas that read them."""
+    """Rebuild every rollup field (of ENTITY and the rollups over it, or of all entities), then the formulas that
+    read them."""
     from app.portal import current_portal
 
     portal = current_portal()
-    parents = [e for e in portal.spec.entities if any(f.rollup is not None for f in e.fields)]
     if entity_name is not None:
         entity = next((e for e in portal.spec.entities if entity_name in (e.name, e.snake)), None)
         if entity is None:
             raise click.ClickException(f"unknown entity '{entity_name}'; entities: {', '.join(e.name for e in portal.spec.entities)}")
-        if entity not in parents:
+        read = any(f.rollup is not None and entity.name in (e.name, f.rollup.child) for e in portal.spec.entities for f in e.fields)
+        if not read:  # neither has rollups nor is read by one
             click.echo(f"{entity.name} has no rollup fields; nothing to do.")
             return
         entity_name = entity.name

@@ -80,7 +80,8 @@ def api_creates(work: Path) -> list[str]:
     headers = {"Authorization": f"Bearer {token.json['access_token']}"}
     counter = iter(range(10**9))
     seconds = {"with": [], "without": []}
-    listeners = (("after_flush", rollups.gather), ("after_flush_postexec", rollups.after_flush))
+    listeners = (("before_flush", rollups.before_flush), ("after_flush", rollups.gather),
+                 ("after_flush_postexec", rollups.after_flush))
 
     def batch(key):
         def call():

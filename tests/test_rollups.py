@@ -368,6 +368,8 @@ CHILD = "C: {fields: {p: {type: link, to: P}, x: decimal, n: integer, d: date, t
     ("{type: decimal, rollup: {of: C.p, measure: sum(x), where: {p: 1}}}", "E456"),
     ("{type: decimal, rollup: {of: C.p, measure: sum(x), where: {k: c}}}", "E457"),
     ("{type: decimal, rollup: {of: C.p, measure: sum(x), where: {n: many}}}", "E457"),
+    ("{type: decimal, rollup: {of: C.p, measure: sum(x), where: {n: []}}}", "E457"),
+    ("{type: decimal, rollup: {of: C.p, measure: sum(x), where: {s: ''}}}", "E457"),
     ("{type: decimal, rollup: {of: C.p, measure: sum(x), extra: 1}}", "E450"),
     ("{type: decimal, rollup: C.p}", "E001"),
     ("{type: decimal, rollup: {of: C.u, measure: count}}", "E453"),
@@ -516,3 +518,300 @@ def test_a_child_written_while_another_transaction_holds_the_parent_is_not_lost(
         other.join(30)
     assert done["response"].status_code == 201, done["response"].json
     assert rollups_of(api, order)["lines"] == 2 and rollups_of(api, order)["total"] == Decimal("5")
+
+
+# -- regressions from review ---------------------------------------------------------------------------------------
+
+BOOKS = """\
+    version: 1
+    module: books
+    label: {en: Books, zh: 账簿}
+    entities:
+      Vendor:
+        label: {en: Vendor, zh: 供应商}
+        title: name
+        fields:
+          name: {type: string, length: 20, required: true, unique: true, label: {en: Name, zh: 名称}}
+          rate: {type: decimal, precision: 10, scale: 2, label: {en: Rate, zh: 费率}}
+      Batch:
+        label: {en: Batch, zh: 批次}
+        title: name
+        fields:
+          name: {type: string, length: 20, required: true, unique: true, label: {en: Name, zh: 名称}}
+      Depot:
+        label: {en: Depot, zh: 仓库}
+        title: name
+        fields:
+          name: {type: string, length: 20, required: true, unique: true, label: {en: Name, zh: 名称}}
+          vendor_cost: {type: decimal, precision: 16, scale: 2, rollup: {of: Bill.depot, measure: sum(vendor_cost)}, label: {en: Vendor cost, zh: 供应成本}}
+      Bill:
+        label: {en: Bill, zh: 账单}
+        title: code
+        fields:
+          code: {type: string, length: 20, required: true, unique: true, label: {en: Code, zh: 编号}}
+          depot: {type: link, to: Depot, label: {en: Depot, zh: 仓库}}
+          budget: {type: decimal, precision: 12, scale: 2, label: {en: Budget, zh: 预算}}
+          lines: {type: integer, rollup: {of: Item.bill, measure: count}, label: {en: Lines, zh: 行数}}
+          total: {type: decimal, precision: 14, scale: 2, rollup: {of: Item.bill, measure: sum(amount)}, label: {en: Total, zh: 合计}}
+          small: {type: decimal, precision: 4, scale: 2, rollup: {of: Item.bill, measure: sum(small)}, label: {en: Small, zh: 小计}}
+          vendor_cost: {type: decimal, precision: 14, scale: 2, rollup: {of: Item.bill, measure: sum(cost)}, label: {en: Vendor cost, zh: 供应成本}}
+          left: {type: decimal, precision: 14, scale: 2, formula: "budget - total", label: {en: Left, zh: 余额}}
+        rules:
+          - {check: "left == null or left >= 0", fields: [budget], message: {en: Over budget, zh: 超出预算}}
+      Item:
+        label: {en: Item, zh: 条目}
+        title: ref
+        fields:
+          ref: {type: string, length: 20, required: true, unique: true, label: {en: Ref, zh: 编号}}
+          bill: {type: link, to: Bill, label: {en: Bill, zh: 账单}}
+          batch: {type: link, to: Batch, on_delete: cascade, label: {en: Batch, zh: 批次}}
+          vendor: {type: link, to: Vendor, label: {en: Vendor, zh: 供应商}}
+          qty: {type: integer, label: {en: Qty, zh: 数量}}
+          amount: {type: decimal, precision: 12, scale: 2, label: {en: Amount, zh: 金额}}
+          small: {type: decimal, precision: 12, scale: 2, label: {en: Small, zh: 小额}}
+          cost: {type: decimal, precision: 12, scale: 2, formula: "qty * vendor.rate", label: {en: Cost, zh: 成本}}
+      Node:
+        label: {en: Node, zh: 节点}
+        title: name
+        fields:
+          name: {type: string, length: 20, required: true, unique: true, label: {en: Name, zh: 名称}}
+          parent: {type: link, to: Node, on_delete: set_null, label: {en: Parent, zh: 上级}}
+          own: {type: integer, label: {en: Own, zh: 自身}}
+          below: {type: integer, rollup: {of: Node.parent, measure: sum(total)}, label: {en: Below, zh: 下级}}
+          total: {type: integer, formula: "own + below", label: {en: Total, zh: 总计}}
+    roles:
+      Hider:
+        label: {en: Hider, zh: 隐藏}
+        can: {Vendor: [read], Batch: [read], Depot: [read], Bill: [read], Item: [read], Node: [read]}
+        hide: {Vendor: [rate]}
+      Masker:
+        label: {en: Masker, zh: 掩码}
+        can: {Vendor: [read], Batch: [read], Depot: [read], Bill: [read], Item: [read], Node: [read]}
+        mask: {Vendor: [rate]}
+    """
+
+
+@pytest.fixture(scope="module")
+def books(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("books-schema")
+    (folder / "books.yaml").write_text(textwrap.dedent(BOOKS), encoding="utf-8")
+    return make_app(tmp_path_factory, "books", schema_dir=folder)
+
+
+def test_a_rollup_over_a_child_formula_reading_a_hidden_link_field_is_hidden_or_masked_at_every_level(books):
+    from test_permissions import PASSWORD, make_user
+
+    api = Client(books)
+    vendor = api.post("vendor", name="HV", rate="13.37")
+    depot = api.post("depot", name="HD")
+    bill = api.post("bill", code="HB", depot=depot)
+    item = api.post("item", ref="HI", bill=bill, vendor=vendor, qty=3, amount="1")
+    assert api.row("depot", depot)["vendor_cost"] == Decimal("40.11")
+    make_user(books, "hider", "Hider")
+    make_user(books, "masker", "Masker")
+    for user in ("hider", "masker"):
+        headers = jwt_headers(books.test_client(), user, PASSWORD)
+        got = {e: api.client.get(f"/api/v1/{e}/{pk}", headers=headers).json["result"]
+               for e, pk in (("item", item), ("bill", bill), ("depot", depot))}
+        assert "40.11" not in str(got) and "13.37" not in str(got), got
+        assert got["bill"]["total"] == "1.00"  # a rollup reading nothing hidden stays visible
+        for entity, field in (("item", "cost"), ("bill", "vendor_cost"), ("depot", "vendor_cost")):
+            if user == "hider":
+                assert field not in got[entity], (entity, got[entity])
+            else:
+                assert got[entity][field] == "****", (entity, got[entity])
+
+
+def test_a_child_deleted_by_the_database_through_another_link_leaves_its_parent_exact(books):
+    api = Client(books)
+    bill = api.post("bill", code="CD", budget="100")
+    batch, other = api.post("batch", name="CD-1"), api.post("batch", name="CD-2")
+    api.post("item", ref="CD-1", bill=bill, batch=batch, amount="5")
+    api.post("item", ref="CD-2", bill=bill, batch=other, amount="7")
+    assert (api.row("bill", bill)["lines"], api.row("bill", bill)["left"]) == (2, Decimal("88"))
+    api.delete("batch", batch)  # on_delete: cascade deletes CD-1 in the database
+    row = api.row("bill", bill)
+    assert (row["lines"], row["total"], row["left"]) == (1, Decimal("7"), Decimal("93"))
+    browser = login(books.test_client())
+    assert browser.post(f"/batch/delete/{other}", follow_redirects=True).status_code == 200
+    row = api.row("bill", bill)
+    assert (row["lines"], row["total"], row["left"]) == (0, Decimal("0"), Decimal("100"))
+
+
+def test_a_parent_edited_while_a_child_is_written_keeps_its_formula_over_the_rollup_exact(books):
+    """The API edit loaded the bill (total 0); another request adds a line and commits before the edit flushes.
+    left = budget - total must be computed with the committed total, not the one the edit loaded."""
+    import threading
+
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    api = Client(books)
+    bill = api.post("bill", code=f"RC-{_next()}", budget="100")
+    model = portal_of(books).models["Bill"]
+    fired = []
+
+    def child_meanwhile(session, context, instances):
+        if fired or not any(isinstance(obj, model) for obj in session.dirty):
+            return
+        fired.append(True)
+        other = threading.Thread(target=lambda: Client(books).post("item", ref=f"RC-{_next()}", bill=bill, amount="30"))
+        other.start()
+        other.join(30)
+
+    event.listen(Session, "before_flush", child_meanwhile)
+    try:
+        api.put("bill", bill, budget="200")
+    finally:
+        event.remove(Session, "before_flush", child_meanwhile)
+    assert fired
+    row = api.row("bill", bill)
+    assert (row["budget"], row["total"], row["left"]) == (Decimal("200"), Decimal("30"), Decimal("170"))
+
+
+def test_an_import_moving_a_child_while_the_api_moves_it_leaves_every_parent_exact(books, monkeypatch):
+    """The import reads the rows' old parents, then another request moves one of those rows before the import writes.
+    The read is under a lock: the move waits for the import, then either counts from where the import left the row
+    or is refused as a conflicting edit (409); either way every parent counts exactly where the item is."""
+    import threading
+    import time
+
+    from app.rules.rollups import Rollups
+
+    api = Client(books)
+    a, b, c = (api.post("bill", code=f"IM-{_next()}") for _ in range(3))
+    c_code = api.row("bill", c)["code"]
+    item = api.post("item", ref=f"IM-{_next()}", bill=a, amount="4")
+    ref = api.row("item", item)["ref"]
+    read_old_parents, threads, moves = Rollups.linked_ids, [], []
+
+    def move():
+        client = Client(books)
+        moves.append(client.client.put(f"/api/v1/item/{item}", json={"bill": b}, headers=client.headers).status_code)
+
+    def then_a_move(self, connection, entity_name, link, ids, **lock):
+        found = read_old_parents(self, connection, entity_name, link, ids, **lock)
+        if ids and not threads:  # the import's read: the API moves the item to b before the import writes
+            threads.append(threading.Thread(target=move))
+            threads[0].start()
+            time.sleep(0.5)
+        return found
+
+    monkeypatch.setattr(Rollups, "linked_ids", then_a_move)
+    response = api.import_csv("item", [["ref", "bill"], [ref, c_code]], key="ref")
+    assert response.status_code == 200, response.json
+    threads[0].join(30)
+    monkeypatch.undo()
+    assert moves in ([200], [409]), moves
+    where = api.row("item", item)["bill_id"]
+    assert where in (b, c)
+    assert [api.row("bill", pk)["lines"] for pk in (a, b, c)] == [int(pk == where) for pk in (a, b, c)]
+    assert [api.row("bill", pk)["total"] for pk in (a, b, c)] == [Decimal(4 * (pk == where)) for pk in (a, b, c)]
+
+
+def test_recompute_settles_a_tree_and_an_entity_brings_the_rollups_over_it(books):
+    api = Client(books)
+    root = api.post("node", name=f"T-{_next()}", own=1)
+    mid = api.post("node", name=f"T-{_next()}", parent=root, own=10)
+    leaf = api.post("node", name=f"T-{_next()}", parent=mid, own=100)
+    nodes = (root, mid, leaf)
+    assert [api.row("node", pk)["total"] for pk in nodes] == [111, 110, 100]  # kept live
+    depot = api.post("depot", name=f"D-{_next()}")
+    vendor = api.post("vendor", name=f"V-{_next()}", rate="2")
+    bill = api.post("bill", code=f"B-{_next()}", depot=depot)
+    api.post("item", ref=f"I-{_next()}", bill=bill, vendor=vendor, qty=3, amount="1")
+    with books.app_context():
+        session = books.appbuilder.session
+        session.execute(text("UPDATE node SET below = 0, total = own"))
+        session.execute(text("UPDATE bill SET vendor_cost = 0, lines = 9"))
+        session.execute(text("UPDATE depot SET vendor_cost = 0"))
+        session.commit()
+    runner = books.test_cli_runner()
+    result = runner.invoke(args=["portal", "recompute", "Node"])
+    assert result.exit_code == 0, result.output
+    assert [api.row("node", pk)["total"] for pk in nodes] == [111, 110, 100]
+    assert [api.row("node", pk)["below"] for pk in nodes] == [110, 100, 0]
+    result = runner.invoke(args=["portal", "recompute", "Item"])  # the child: its parents, then theirs
+    assert result.exit_code == 0, result.output
+    assert "Bill.vendor_cost" in result.output and "Depot.vendor_cost" in result.output
+    assert (api.row("bill", bill)["lines"], api.row("bill", bill)["vendor_cost"]) == (1, Decimal("6"))
+    assert api.row("depot", depot)["vendor_cost"] == Decimal("6")
+
+
+def test_a_changed_rollup_definition_is_computed_again_at_start(tmp_path_factory):
+    from app import create_app
+
+    schema = textwrap.dedent("""\
+        version: 1
+        module: defs
+        label: {en: Defs, zh: 定义}
+        entities:
+          Team:
+            label: {en: Team, zh: 团队}
+            fields:
+              name: {type: string, length: 20, label: {en: Name, zh: 名称}}
+              members: {type: integer, rollup: {of: Member.team, measure: count, where: {active: true}}, label: {en: Members, zh: 成员}}
+          Member:
+            label: {en: Member, zh: 成员}
+            fields:
+              team: {type: link, to: Team, label: {en: Team, zh: 团队}}
+              active: {type: boolean, default: false, label: {en: Active, zh: 在职}}
+        """)
+    folder = tmp_path_factory.mktemp("defs")
+    (folder / "defs.yaml").write_text(schema, encoding="utf-8")
+    app = make_app(tmp_path_factory, "defs", schema_dir=folder)
+    api = Client(app)
+    team = api.post("team", name="x")
+    api.post("member", team=team, active=False)
+    api.post("member", team=team, active=True)
+    assert api.row("team", team)["members"] == 1
+    (folder / "defs.yaml").write_text(schema.replace(", where: {active: true}", ""), encoding="utf-8")
+    assert Client(create_app({**app.config, "PORTAL_SCHEMA_DIR": str(folder)})).row("team", team)["members"] == 2
+    (folder / "defs.yaml").write_text(schema.replace("active: true", "active: false"), encoding="utf-8")
+    assert Client(create_app({**app.config, "PORTAL_SCHEMA_DIR": str(folder)})).row("team", team)["members"] == 1
+
+
+def test_a_child_write_that_overflows_a_rollup_is_refused_and_stores_nothing(books):
+    api = Client(books)
+    bill = api.post("bill", code=f"OV-{_next()}")
+    api.post("item", ref=f"OV-{_next()}", bill=bill, small="60")
+    response = api.client.post("/api/v1/item/", headers=api.headers,
+                               json={"ref": f"OV-{_next()}", "bill": bill, "small": "50"})  # 110 > 99.99
+    assert response.status_code == 422, response.json
+    assert "Small" in response.json["message"] and "Bill" in response.json["message"], response.json
+    assert "numeric" not in response.json["message"].lower() and "sql" not in response.json["message"].lower()
+    item_table = portal_of(books).models["Item"].__table__
+    with books.app_context():
+        session = books.appbuilder.session
+        count = session.scalar(select(func.count()).select_from(item_table).where(item_table.c.bill_id == bill))
+        session.rollback()
+    assert count == 1 and api.row("bill", bill)["small"] == Decimal("60")
+    zh = api.client.post("/api/v1/item/", headers={**api.headers, "Accept-Language": "zh"},
+                         json={"ref": f"OV-{_next()}", "bill": bill, "small": "50"})
+    assert zh.status_code == 422 and "小计" in zh.json["message"] and "超出" in zh.json["message"], zh.json
+    imported = api.import_csv("item", [["ref", "bill", "small"], [f"OV-{_next()}", api.row("bill", bill)["code"], "45"]])
+    assert imported.status_code == 422 and not imported.json["written"], imported.json
+    assert "Small" in str(imported.json), imported.json
+    assert api.row("bill", bill)["small"] == Decimal("60")
+    browser = login(books.test_client())
+    page = browser.post("/item/add", data={"ref": f"OV-{_next()}", "bill": str(bill), "small": "50"}, follow_redirects=True)
+    assert page.status_code == 200 and "larger than the field can hold" in page.text
+    assert api.row("bill", bill)["small"] == Decimal("60")
+
+
+def test_a_child_write_that_breaks_a_parent_rule_over_a_rollup_is_refused_with_the_rule_message(books):
+    api = Client(books)
+    bill = api.post("bill", code=f"RU-{_next()}", budget="10")
+    first = api.post("item", ref=f"RU-{_next()}", bill=bill, amount="8")
+    response = api.client.post("/api/v1/item/", headers=api.headers,
+                               json={"ref": f"RU-{_next()}", "bill": bill, "amount": "5"})  # left would be -3
+    assert response.status_code == 422 and "Bill: Over budget" in response.json["message"], response.json
+    zh = api.client.put(f"/api/v1/item/{first}", headers={**api.headers, "Accept-Language": "zh"}, json={"amount": "11"})
+    assert zh.status_code == 422 and "账单：超出预算" in zh.json["message"], zh.json
+    imported = api.import_csv("item", [["ref", "bill", "amount"], [f"RU-{_next()}", api.row("bill", bill)["code"], "3"]])
+    assert imported.status_code == 422 and "Over budget" in str(imported.json), imported.json
+    row = api.row("bill", bill)
+    assert (row["lines"], row["total"], row["left"]) == (1, Decimal("8"), Decimal("2"))
+    api.put("item", first, amount="10")  # left 0: allowed
+    api.put("bill", bill, code=f"RU-{_next()}")  # the parent stays editable
+    assert api.row("bill", bill)["left"] == Decimal("0")

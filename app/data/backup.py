@@ -183,8 +183,12 @@ def restore_backup(engine: Engine, metadata, files_dir: Path | str, archive: Pat
 
 def rows_in_the_way(counts: dict[str, int]) -> list[str]:
     """Tables whose rows make a portal non-empty: any entity table, and users. FAB fills its other
-    ab_* tables (roles, permissions) at start-up; a restore replaces those anyway."""
-    return [table for table, n in sorted(counts.items()) if n and (not table.startswith("ab_") or table == "ab_user")]
+    ab_* tables (roles, permissions) at start-up, the portal its rollup fingerprints (portal_rollups); a restore
+    replaces those anyway."""
+    from app.generate.models import ROLLUPS_TABLE
+
+    return [table for table, n in sorted(counts.items())
+            if n and table != ROLLUPS_TABLE and (not table.startswith("ab_") or table == "ab_user")]
 
 
 def _read_manifest(archive: Path) -> dict:

@@ -30,6 +30,7 @@ from app.rules.records import FieldError, clean_present, clean_value, is_blank
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import GB18030, FileProblem, NotUtf8, read_rows, unquote_formula
 from app.rules.record_rules import RecordRules, link_target
+from app.rules.rollups import RollupRefused
 
 CHUNK = 500  # values per IN (...) lookup
 ROWS_PER_CHUNK = 2000  # rows validated, looked up and spooled together
@@ -448,11 +449,15 @@ class Importer:
             connection = self.session.connection()
             if self._rollups is not None:
                 for link in self._rollup_links:
-                    self._touched[link] |= self._rollups.linked_ids(connection, self.entity.name, link, self._updated_ids)
+                    self._touched[link] |= self._rollups.linked_ids(connection, self.entity.name, link, self._updated_ids,
+                                                                      lock=True)  # a move meanwhile waits
             bulk.write(connection, self.model.__table__, spool, secondaries)
             if self._rollups is not None:  # one statement per rollup and set of parents, in this transaction
                 self._rollups.refresh(connection, {(self.entity.name, link): ids for link, ids in self._touched.items()})
             self.session.commit()
+        except RollupRefused as exc:  # reported like a problem of the file: nothing written
+            self.session.rollback()
+            raise FileProblem(str(exc)) from None
         except Exception:
             self.session.rollback()
             raise

@@ -94,10 +94,28 @@ def counters_table(metadata: MetaData) -> Table:
     )
 
 
+ROLLUPS_TABLE = "portal_rollups"
+
+
+def rollups_table(metadata: MetaData) -> Table:
+    """The definition each stored rollup column was computed with (app/rules/rollups.py `fill_new_rollups`): a
+    changed definition is computed again at start."""
+    if ROLLUPS_TABLE in metadata.tables:
+        return metadata.tables[ROLLUPS_TABLE]
+    return Table(
+        ROLLUPS_TABLE, metadata,
+        Column("entity", String(60), nullable=False),
+        Column("field", String(60), nullable=False),
+        Column("definition", String(64), nullable=False),  # sha256 of the rollup and its column type
+        PrimaryKeyConstraint("entity", "field"),
+    )
+
+
 def build_models(spec: PortalSpec, metadata: MetaData) -> dict[str, type]:
     """The spec's models, on `metadata` (see portal_metadata) and a declarative registry of their own."""
     base = declarative_base(metadata=metadata, name="PortalModel")
     counters_table(metadata)
+    rollups_table(metadata)
     models: dict[str, type] = {}
     for entity in spec.entities:
         models[entity.name] = _build_model(entity, models, base)

@@ -39,16 +39,18 @@ class Viewer:
         return [] if self.is_admin else self.readers(entity)
 
     def hidden(self, entity: str) -> frozenset:
-        return self._memo(("hidden", entity), lambda: self._with_formulas(entity, self._hidden_by_roles))
+        closure = self._closure("hidden", self._hidden_by_roles)
+        return closure[entity] if entity in closure else self._hidden_by_roles(entity)
 
     def masked(self, entity: str) -> frozenset:
-        return self._memo(("masked", entity),
-                          lambda: self._with_formulas(entity, self._masked_by_roles) - self.hidden(entity))
+        closure = self._closure("masked", self._masked_by_roles)
+        masked = closure[entity] if entity in closure else self._masked_by_roles(entity)
+        return masked - self.hidden(entity)
 
-    def _memo(self, key, make):
+    def _closure(self, key: str, by_roles) -> dict[str, frozenset]:
         memo = self.__dict__.setdefault("_fields_memo", {})
         if key not in memo:
-            memo[key] = make()
+            memo[key] = self._with_formulas(by_roles)
         return memo[key]
 
     def _hidden_by_roles(self, entity: str) -> frozenset:
@@ -59,32 +61,29 @@ class Viewer:
         roles = self._restricted(entity)
         return frozenset.intersection(*(r.masked(entity) | r.hidden(entity) for r in roles)) if roles else frozenset()
 
-    def _with_formulas(self, entity: str, by_roles, hops: int = 1) -> frozenset:
-        """The fields `by_roles` names, plus every rollup over one of them (its measure or `where` field of the
-        child entity) and every formula field that reads one of them (directly, through another formula or a
-        rollup, or one hop through a link): a computed value must not reveal what it is computed from."""
-        fields = set(by_roles(entity))
-        try:
-            spec = self.portal.entity(entity)
-        except KeyError:  # not an entity of this portal: nothing computed from it
-            return frozenset(fields)
-        for f in spec.fields:
-            if f.rollup is not None:
-                child = f.rollup.child
-                over = self._with_formulas(child, by_roles, hops - 1) if hops > 0 else by_roles(child)
-                if (f.rollup.fields_read - {f.rollup.link}) & over:
-                    fields.add(f.name)
-        for f in spec.formulas:  # dependency order: a formula over a hidden formula is hidden too
-            for path in f.formula.names:
-                if len(path) == 1:
-                    reveals = path[0] in fields
-                else:
-                    target = spec.field(path[0]).to
-                    reveals = hops > 0 and path[1] in self._with_formulas(target, by_roles, hops - 1)
-                if reveals:
-                    fields.add(f.name)
-                    break
-        return frozenset(fields)
+    def _with_formulas(self, by_roles) -> dict[str, frozenset]:
+        """Entity -> the fields `by_roles` names, plus every rollup over one of them (its measure or `where` field of
+        the child entity) and every formula field that reads one of them (directly, through another formula or a
+        rollup, or through a link): a computed value must not reveal what it is computed from. Worked out for every
+        entity at once until nothing changes, so chains of any length (a rollup over a child formula over a link,
+        rollups over rollups) are followed; each pass only adds fields, so it ends."""
+        entities = self.portal.entities
+        fields = {e.name: set(by_roles(e.name)) for e in entities}
+        changed = True
+        while changed:
+            changed = False
+            for spec in entities:
+                own = fields[spec.name]
+                before = len(own)
+                for f in spec.fields:
+                    if f.rollup is not None and f.name not in own:
+                        if (f.rollup.fields_read - {f.rollup.link}) & fields.get(f.rollup.child, set()):
+                            own.add(f.name)
+                for f in spec.formulas:
+                    if f.name not in own and any(_reveals(spec, path, fields) for path in f.formula.names):
+                        own.add(f.name)
+                changed |= len(own) != before
+        return {name: frozenset(names) for name, names in fields.items()}
 
     def unreadable(self, entity: str) -> frozenset:
         """Fields that may not be shown in full, searched, sorted or written: hidden or masked."""
@@ -131,6 +130,13 @@ class Viewer:
             elif len(rule.path) == 1 and len(rule.values) == 1:
                 forced[rule.path[0]] = rule.values[0]
         return forced
+
+
+def _reveals(spec: EntitySpec, path: tuple, fields: dict) -> bool:
+    """Whether a formula name (`rate` or `vendor.rate`) reads one of `fields` (entity -> names)."""
+    if len(path) == 1:
+        return path[0] in fields[spec.name]
+    return path[1] in fields.get(spec.field(path[0]).to, ())
 
 
 def current_viewer() -> Viewer:

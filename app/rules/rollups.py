@@ -3,10 +3,15 @@ kept exact in the transaction that changes a child.
 
 - Forms and the API write through the ORM: a session `after_flush` listener (`install`) notes the parents of
   every child created, deleted, moved (old and new parent) or edited in a field the rollup reads; its
-  `after_flush_postexec` partner refreshes them in the same transaction.
+  `after_flush_postexec` partner refreshes them in the same transaction. A `before_flush` listener adds what the
+  session cannot know: a moved child's old parent as stored now (read under a lock), and the parents of rows the
+  database deletes or unlinks along with a deleted record (`on_delete: cascade` / `set_null`).
+- A refresh that would overflow a rollup column, or make a parent break a rule that reads a rollup, raises
+  RollupRefused: the write is refused whole (422 / import error / form flash).
 - Imports write with core statements: `app/data/importer.py` calls `Rollups.refresh` once after the rows are
   written, with the parents of the written rows and the old parents of the rows it updated.
-- `flask --app run portal recompute [Entity]` rebuilds every value (`Rollups.recompute`).
+- `flask --app run portal recompute [Entity]` rebuilds every value (`Rollups.recompute`); at start
+  `fill_new_rollups` rebuilds the rollups whose definition changed (fingerprints in `portal_rollups`).
 
 A refresh is one `UPDATE parent SET f = (SELECT coalesce(agg, 0) FROM child WHERE child.link_id = parent.id
 AND where...) WHERE parent.id IN (...)` per rollup and chunk of parent ids, never rows in Python. Then the
@@ -17,12 +22,17 @@ row_version (a user's open form stays valid) nor changed_on/changed_by (nobody e
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
+from decimal import Decimal
 from itertools import chain
 
-from sqlalchemy import bindparam, event, func, inspect, select
+from flask_babel import gettext
+from sqlalchemy import bindparam, event, false, func, inspect, select
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from app.i18n import lazy
 from app.rules.record_rules import fit_formula_value
 from app.rules.records import filter_conditions
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
@@ -33,6 +43,39 @@ CHUNK = 500  # parent ids per statement (SQLite's old limit is 999 bound values)
 MAX_DEPTH = 32  # rollups over rollups (a tree of records): stop rather than loop on a cycle of entities
 UNTOUCHED = ("changed_on", "changed_by_id")  # set to themselves: their onupdate must not fire
 TOUCHED_KEY = "portal_rollup_parents"  # session.info: (child entity, link) -> parent ids, between the two events
+WRITTEN_KEY = "portal_rollup_readers"  # session.info: entity -> ids of edited records whose formulas read a rollup
+
+
+class RollupRefused(SQLAlchemyError):
+    """A child write whose effect on a parent's rollups is refused whole: the API answers 422 with the message, an
+    import reports it, a form flashes it. Nothing is stored: the transaction is rolled back."""
+
+
+class RollupOverflow(RollupRefused):
+    """The write would make a rollup larger than its column holds."""
+
+    def __init__(self, entity: EntitySpec, f: FieldSpec) -> None:
+        super().__init__(f"{entity.name}.{f.name} overflows")
+        self.entity, self.field = entity, f
+
+    def __str__(self) -> str:
+        return gettext("This change would make %(field)s of %(entity)s larger than the field can hold.",
+                       field=str(lazy(self.field.label)) or self.field.name,
+                       entity=str(lazy(self.entity.label)) or self.entity.name)
+
+
+class ParentRuleRefused(RollupRefused):
+    """The write would make a parent break one of its `rules:` that reads a rollup (spent <= limit)."""
+
+    def __init__(self, entity: EntitySpec, rule) -> None:
+        super().__init__(f"{entity.name}: {rule.message.get('en')}")
+        self.entity, self.rule = entity, rule
+
+    def __str__(self) -> str:
+        from app.rules.record_rules import _locale
+
+        return gettext("%(entity)s: %(message)s", entity=str(lazy(self.entity.label)) or self.entity.name,
+                       message=self.rule.message.get(_locale()))
 
 
 class Rollups:
@@ -55,6 +98,14 @@ class Rollups:
                 for name in f.rollup.fields_read:
                     watched.update({name, child.field(name).column_name})
         self.dependent = {e.name: _formulas_after_rollups(e) for e in spec.entities}
+        # entity -> its `rules:` that read a rollup (or a formula over one): checked again when a child changes it
+        self.rules = {e.name: _rules_after_rollups(e, self.dependent[e.name]) for e in spec.entities}
+        # entity -> [(child entity, link field, on_delete)]: what the database itself changes when a row goes
+        self.database_deletes: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        for child in spec.entities:
+            for f in child.fields:
+                if f.stores_link and not f.kind.to_users and f.on_delete in ("cascade", "set_null"):
+                    self.database_deletes[f.to].append((child.name, f.name, f.on_delete))
         self._statements: dict = {}
 
     def __bool__(self) -> bool:
@@ -65,6 +116,12 @@ class Rollups:
         """after_flush: the parents whose rollups the flushed children change (pre-flush history is still there)."""
         touched = session.info.setdefault(TOUCHED_KEY, defaultdict(set))
         created_or_deleted = {id(obj) for obj in chain(session.new, session.deleted)}  # not every object hashes
+        for obj in session.dirty:
+            # an edited record computed its rollup-reading formulas (and checked such rules) from the rollups it
+            # loaded, which a child written meanwhile by another transaction may have changed: again after the flush
+            name = self.entity_of_model.get(type(obj))
+            if name and (self.dependent.get(name) or self.rules.get(name)) and session.is_modified(obj):
+                session.info.setdefault(WRITTEN_KEY, defaultdict(set))[name].add(obj.id)
         for obj in chain(session.new, session.dirty, session.deleted):
             name = self.entity_of_model.get(type(obj))
             links = self.watched.get(name) if name else None
@@ -79,20 +136,82 @@ class Rollups:
                 ids |= {getattr(v, "id", None) for v in chain(*attrs[link].history) if v is not None}
                 touched[(name, link)].update(i for i in ids if i is not None)
 
+    def before_flush(self, session, flush_context=None, instances=None) -> None:
+        """Note, before the flush writes, the parents the session cannot know:
+        - a moved child's old parent as stored now, read under a lock on the child (another transaction, an import
+          say, may have moved it since this session loaded it);
+        - the parents of rows the database deletes (`on_delete: cascade`, at any depth) or unlinks (`set_null` on a
+          field a rollup reads) along with the deleted records, while those rows are still there."""
+        touched = session.info.setdefault(TOUCHED_KEY, defaultdict(set))
+        moved = defaultdict(set)
+        for obj in session.dirty:
+            name = self.entity_of_model.get(type(obj))
+            links = self.watched.get(name) if name else None
+            if not links or obj.id is None:
+                continue
+            attrs = inspect(obj).attrs
+            for link in links:
+                column = self.spec.entity(name).field(link).column_name
+                if attrs[column].history.has_changes() or attrs[link].history.has_changes():
+                    moved[(name, link)].add(obj.id)
+        for (name, link), ids in moved.items():
+            touched[(name, link)] |= self.linked_ids(session.connection(), name, link, ids, lock=True)
+        deleted = defaultdict(set)
+        for obj in session.deleted:
+            name = self.entity_of_model.get(type(obj))
+            if name in self.database_deletes and obj.id is not None:
+                deleted[name].add(obj.id)
+        if deleted:
+            self.note_database_deletes(session.connection(), deleted, touched)
+
+    def note_database_deletes(self, connection, deleted: dict, touched: dict) -> None:
+        """Add to `touched` the rollup parents of the rows the database changes when the `deleted` rows
+        (entity -> ids) go."""
+        for _ in range(MAX_DEPTH):
+            going = defaultdict(set)
+            for name, ids in deleted.items():
+                for child, link, on_delete in self.database_deletes.get(name, ()):
+                    for rollup_link, names in self.watched.get(child, {}).items():
+                        # link == rollup_link: the parents are the deleted rows themselves
+                        if link != rollup_link and (on_delete == "cascade" or link in names):
+                            found = self._linked_through(connection, child, link, rollup_link, ids)
+                            touched[(child, rollup_link)].update(found)
+                    if on_delete == "cascade":
+                        going[child] |= self._linked_through(connection, child, link, None, ids)
+            deleted = going
+            if not deleted:
+                break
+
+    def _linked_through(self, connection, entity_name: str, link: str, wanted: str | None, ids) -> set:
+        """Distinct `wanted` link values (None: ids) of the `entity_name` rows whose `link` is one of `ids`."""
+        entity, table = self.spec.entity(entity_name), self.models[entity_name].__table__
+        by = table.c[entity.field(link).column_name]
+        column = table.c.id if wanted is None else table.c[entity.field(wanted).column_name]
+        found = set()
+        for part in _chunks(sorted(ids)):
+            found.update(connection.scalars(select(column).where(by.in_(part), column.isnot(None)).distinct()))
+        return found
+
     def after_flush(self, session, flush_context=None) -> None:
         """after_flush_postexec: refresh what `gather` noted, in the flush's transaction; expire stale attributes."""
-        touched = session.info.pop(TOUCHED_KEY, None)
-        if touched:
-            changed = self.refresh(session.connection(), touched)
+        touched, written = session.info.pop(TOUCHED_KEY, None), session.info.pop(WRITTEN_KEY, None)
+        if touched or written:
+            changed = self.refresh(session.connection(), touched or {}, written)
             _expire(session, self.models, changed)
 
     # -- refresh a set of parents --------------------------------------------------------------------------------
-    def refresh(self, connection, touched: dict) -> dict[str, tuple[set, set]]:
+    def refresh(self, connection, touched: dict, written: dict | None = None) -> dict[str, tuple[set, set]]:
         """Bring the rollups fed by (child entity, link) -> parent ids up to date, then the parents' formulas that
-        read them, then rollups over those parents in turn. Returns entity -> (ids, fields written)."""
+        read them (and those of the `written` records, entity -> ids), then rollups over those parents in turn.
+        Returns entity -> (ids, fields written)."""
         changed: dict[str, tuple[set, set]] = {}
         for _ in range(MAX_DEPTH):
             by_parent: dict[str, tuple[set, set]] = defaultdict(lambda: (set(), set()))
+            for name, ids in (written or {}).items():
+                for part in _chunks(sorted(ids)):
+                    self._lock(connection, self.spec.entity(name), part)
+                by_parent[name][0].update(ids)
+            written = None
             for (child, link), ids in touched.items():
                 for parent, f in self.feeds.get(child, {}).get(link, ()):
                     ids_now = {i for i in ids if i is not None}
@@ -100,7 +219,7 @@ class Rollups:
                         continue
                     for part in _chunks(sorted(ids_now)):
                         self._lock(connection, parent, part)
-                        connection.execute(self._update(parent, f), {"ids": part})
+                        self._execute_fitting(connection, parent, f, self._update(parent, f), {"ids": part})
                     parent_ids, fields = by_parent[parent.name]
                     parent_ids |= ids_now
                     fields.add(f.name)
@@ -108,7 +227,7 @@ class Rollups:
                 break
             touched = defaultdict(set)
             for parent_name, (ids, fields) in by_parent.items():
-                fields |= self._formulas(connection, parent_name, ids)
+                fields |= self._formulas(connection, parent_name, ids, enforce=True)[0]
                 done_ids, done_fields = changed.setdefault(parent_name, (set(), set()))
                 done_ids |= ids
                 done_fields |= fields
@@ -120,34 +239,67 @@ class Rollups:
                 break
         return changed
 
-    def recompute(self, connection, entity_name: str | None = None) -> list[tuple[str, str, int]]:
-        """Rebuild every rollup (of one entity, or all, children's before their parents'), then the formulas that
-        read them. Returns (entity, field, rows) per statement run."""
+    def recompute(self, connection, entity_name: str | set | None = None) -> list[tuple[str, str, int]]:
+        """Rebuild every rollup (of one entity and the rollups over it, or all), children's before their parents',
+        then the formulas that read them. Rollups that read their own entity, directly or round a chain of entities
+        (a tree's subtotals), are worked out again until nothing changes: each pass settles one more level.
+        Returns (entity, field, rows) per statement of the first pass."""
+        order = self._parents_in_order(entity_name)
+        cyclic = any(self.spec.entity(f.rollup.child) in order[i:]  # a child not before its parent
+                     for i, parent in enumerate(order) for f in parent.fields if f.rollup is not None)
         done = []
-        for parent in self._parents_in_order(entity_name):
-            table = self.models[parent.name].__table__
-            fields = [f for f in parent.fields if f.rollup is not None]
-            for f in fields:
-                result = connection.execute(self._update(parent, f, every_row=True))
-                done.append((parent.name, f.name, result.rowcount))
-            formulas = self.dependent[parent.name]
-            if formulas:
-                last = 0
-                while True:  # every parent, a chunk at a time
-                    ids = list(connection.scalars(select(table.c.id).where(table.c.id > last)
-                                                  .order_by(table.c.id).limit(CHUNK)))
-                    if not ids:
-                        break
-                    self._formulas(connection, parent.name, ids)
-                    last = ids[-1]
-                done.extend((parent.name, f.name, connection.scalar(select(func.count()).select_from(table)))
-                            for f in formulas)
+        for rounds in range(MAX_DEPTH):
+            changed = 0
+            for parent in order:
+                table = self.models[parent.name].__table__
+                for f in (f for f in parent.fields if f.rollup is not None):
+                    result = self._execute_fitting(connection, parent, f,
+                                                   self._update(parent, f, every_row=True, only_changed=rounds > 0))
+                    changed += result.rowcount
+                    if not rounds:
+                        done.append((parent.name, f.name, result.rowcount))
+                formulas = self.dependent[parent.name]
+                if formulas:
+                    last = 0
+                    while True:  # every parent, a chunk at a time
+                        ids = list(connection.scalars(select(table.c.id).where(table.c.id > last)
+                                                      .order_by(table.c.id).limit(CHUNK)))
+                        if not ids:
+                            break
+                        changed += self._formulas(connection, parent.name, ids)[1]
+                        last = ids[-1]
+                    if not rounds:
+                        done.extend((parent.name, f.name, connection.scalar(select(func.count()).select_from(table)))
+                                    for f in formulas)
+            if not cyclic or (rounds and not changed):
+                break
+        else:
+            log.warning("rollups: still changing after %d rounds (deeper than MAX_DEPTH?)", MAX_DEPTH)
         return done
 
-    def _parents_in_order(self, entity_name: str | None) -> list[EntitySpec]:
+    def _execute_fitting(self, connection, parent: EntitySpec, f: FieldSpec, statement, parameters=None):
+        """Run a rollup UPDATE; RollupOverflow when a value does not fit the column. PostgreSQL refuses it itself
+        (numeric/integer out of range); SQLite would store it, so the rows are looked at after the statement."""
+        try:
+            result = connection.execute(statement, parameters)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "pgcode", None) == "22003":
+                raise RollupOverflow(parent, f) from None
+            raise
+        limit = _largest(f)
+        if limit is not None and connection.dialect.name != "postgresql":
+            column = self.models[parent.name].__table__.c[f.name]
+            check = select(column).where(func.abs(column) > limit)
+            if parameters and "ids" in parameters:
+                check = check.where(column.table.c.id.in_(parameters["ids"]))
+            if connection.execute(check.limit(1)).first() is not None:
+                raise RollupOverflow(parent, f)
+        return result
+
+    def _parents_in_order(self, entity_name: str | set | None) -> list[EntitySpec]:
+        """Entities with rollups, children's before their parents'; with `entity_name` (or a set of names), that
+        entity's and those of every entity whose rollups read it (grandparents too)."""
         parents = [e for e in self.spec.entities if any(f.rollup is not None for f in e.fields)]
-        if entity_name is not None:
-            return [e for e in parents if e.name == entity_name]
         order: list[EntitySpec] = []
 
         def visit(entity, trail):
@@ -162,17 +314,26 @@ class Rollups:
 
         for parent in parents:
             visit(parent, frozenset())
-        return order
+        if entity_name is None:
+            return order
+        given = {entity_name} if isinstance(entity_name, str) else set(entity_name)
+        wanted = set(given)
+        for _ in range(len(parents)):  # every entity whose rollups read one already wanted
+            wanted |= {p.name for p in parents if any(f.rollup is not None and f.rollup.child in wanted for f in p.fields)}
+        return [e for e in order if e.name in wanted]
 
     # -- statements ----------------------------------------------------------------------------------------------
-    def _update(self, parent: EntitySpec, f: FieldSpec, every_row: bool = False):
-        """UPDATE parent SET f = (aggregate over its children) [WHERE id IN :ids], built once per field."""
-        key = (parent.name, f.name, every_row)
+    def _update(self, parent: EntitySpec, f: FieldSpec, every_row: bool = False, only_changed: bool = False):
+        """UPDATE parent SET f = (aggregate over its children) [WHERE id IN :ids] [AND f differs], built once per
+        field."""
+        key = (parent.name, f.name, every_row, only_changed)
         if key not in self._statements:
             table = self.models[parent.name].__table__
             statement = table.update().values({f.name: self._aggregate(parent, f), **{c: table.c[c] for c in UNTOUCHED}})
             if not every_row:
                 statement = statement.where(table.c.id.in_(bindparam("ids", expanding=True)))
+            if only_changed:
+                statement = statement.where(table.c[f.name].is_distinct_from(self._aggregate(parent, f)))
             self._statements[key] = statement
         return self._statements[key]
 
@@ -201,20 +362,36 @@ class Rollups:
             table = self.models[parent.name].__table__
             connection.execute(select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id).with_for_update(key_share=True))
 
-    def linked_ids(self, connection, entity_name: str, link: str, ids) -> set:
-        """The distinct records these rows of `entity_name` link to through `link`."""
+    def linked_ids(self, connection, entity_name: str, link: str, ids, lock: bool = False) -> set:
+        """The distinct records these rows of `entity_name` link to through `link`. lock: first lock the rows until
+        the transaction ends, so that what is read is what the transaction's write replaces."""
         table = self.models[entity_name].__table__
         column = table.c[self.spec.entity(entity_name).field(link).column_name]
         found = set()
+        if lock and ids:
+            self.lock_rows(connection, table, ids)
         for part in _chunks(sorted(ids)):
             found.update(connection.scalars(select(column).where(table.c.id.in_(part), column.isnot(None)).distinct()))
         return found
 
-    def _formulas(self, connection, entity_name: str, ids) -> set[str]:
-        """Compute the entity's formulas that read a rollup for these rows again; returns the fields written."""
-        formulas = self.dependent[entity_name]
-        if not formulas:
-            return set()
+    @staticmethod
+    def lock_rows(connection, table, ids) -> None:
+        """PostgreSQL: lock the rows (in id order); a later statement of the transaction sees what another committed
+        meanwhile. SQLite locks the whole database for writing: a write matching nothing takes that lock."""
+        if connection.dialect.name == "postgresql":
+            for part in _chunks(sorted(ids)):
+                connection.execute(select(table.c.id).where(table.c.id.in_(part)).order_by(table.c.id)
+                                   .with_for_update(key_share=True))
+        else:
+            connection.execute(table.update().where(false()).values(id=table.c.id))
+
+    def _formulas(self, connection, entity_name: str, ids, enforce: bool = False) -> tuple[set[str], int]:
+        """Compute the entity's formulas that read a rollup for these rows again; returns the fields written and the
+        number of rows whose values changed. enforce: a row that now breaks one of the entity's rules reading a
+        rollup raises ParentRuleRefused (a write path; `portal recompute` only tells the truth)."""
+        formulas, rules = self.dependent[entity_name], self.rules[entity_name] if enforce else ()
+        if not (formulas or rules):
+            return set(), 0
         entity = self.spec.entity(entity_name)
         names, read, write = self._formula_statements(entity, formulas)
         linked = _LinkedValues(self, connection, entity)
@@ -223,17 +400,20 @@ class Rollups:
             for row in connection.execute(read, {"ids": part}):
                 values = dict(zip(names, row[1:]))
                 new = {}
-                for f in formulas:  # in dependency order
 
-                    def get(path, values=values, new=new):
-                        value = new[path[0]] if path[0] in new else values.get(path[0])
-                        return value if len(path) == 1 or value is None else linked(path[0], value, path[1])
+                def get(path, values=values, new=new):
+                    value = new[path[0]] if path[0] in new else values.get(path[0])
+                    return value if len(path) == 1 or value is None else linked(path[0], value, path[1])
+                for f in formulas:  # in dependency order
                     new[f.name] = fit_formula_value(f, f.formula.run(get))
+                for rule in rules:  # null is not a refusal, as in ExpressionStep
+                    if rule.check.run(get) is False:
+                        raise ParentRuleRefused(entity, rule)
                 if any(new[n] != values.get(n) for n in new):
                     writes.append({"_id": row[0], **{f"_{n}": v for n, v in new.items()}})
         if writes:
             connection.execute(write, writes)
-        return {f.name for f in formulas}
+        return {f.name for f in formulas}, len(writes)
 
 
     def _formula_statements(self, entity: EntitySpec, formulas):
@@ -267,6 +447,15 @@ class _LinkedValues:
         return self.memo[key].get(target.field(name).column_name) if name in target.field_names else None
 
 
+def _largest(f: FieldSpec):
+    """The largest absolute value the rollup's column holds, when a rollup may exceed it (None: it cannot, or a date)."""
+    if f.rollup.function == "count" or not f.kind.numeric:
+        return None
+    if f.kind.whole:
+        return 2**31 - 1  # PostgreSQL INTEGER, as app/fieldtypes/numbers.py
+    return Decimal(10) ** (f.precision - f.scale) - Decimal(1).scaleb(-f.scale)
+
+
 def _formulas_after_rollups(entity: EntitySpec) -> tuple[FieldSpec, ...]:
     """The entity's formulas that read a rollup field, directly or through another formula, in dependency order."""
     inputs = {f.name for f in entity.fields if f.rollup is not None}
@@ -276,6 +465,12 @@ def _formulas_after_rollups(entity: EntitySpec) -> tuple[FieldSpec, ...]:
             dependent.append(f)
             inputs.add(f.name)
     return tuple(dependent)
+
+
+def _rules_after_rollups(entity: EntitySpec, dependent) -> tuple:
+    """The entity's `rules:` that read a rollup field or a formula over one."""
+    inputs = {f.name for f in entity.fields if f.rollup is not None} | {f.name for f in dependent}
+    return tuple(rule for rule in entity.rules if any(path[0] in inputs for path in rule.check.names))
 
 
 def _chunks(ids: list, size: int = CHUNK):
@@ -297,19 +492,42 @@ def install(session, portal) -> None:
     rollups = Rollups(portal.spec, portal.models)
     portal.rollups = rollups
     if rollups:
+        event.listen(session, "before_flush", rollups.before_flush)
         event.listen(session, "after_flush", rollups.gather)
         event.listen(session, "after_flush_postexec", rollups.after_flush)
 
 
 def fill_new_rollups(engine, portal) -> None:
-    """Start-up: a rollup column just added to an existing table (it starts at 0 / empty) is computed once, with
-    the formulas that read it, so a schema gaining a rollup shows the right values without `portal recompute`."""
+    """Start-up (under the start-up lock): compute once, with the formulas that read them, the rollups whose stored
+    values may not match their definition: a rollup column just added to an existing table (it starts empty), one
+    whose definition (of, measure, where, column type) changed since the values were computed, or one not known to
+    have been kept (no fingerprint: an older database, or a field that was not a rollup for a while). The
+    fingerprints are kept in `portal_rollups`."""
     rollups = portal.rollups
     if not rollups:
         return
+    from app.generate.models import rollups_table
+
+    table = rollups_table(portal.metadata)
     added = set(portal.schema_changes)
-    for entity in rollups.spec.entities:
-        if any(f"added column {entity.table}.{f.name}" in added for f in entity.fields if f.rollup is not None):
-            with engine.begin() as connection:
-                for name, field, rows in rollups.recompute(connection, entity.name):
-                    log.info("rollups: computed %s.%s for %d records", name, field, rows)
+    fingerprints = {(e.name, f.name): _fingerprint(f) for e in rollups.spec.entities for f in e.fields if f.rollup}
+    with engine.begin() as connection:
+        stored = {(entity, field): definition for entity, field, definition in connection.execute(
+            select(table.c.entity, table.c.field, table.c.definition))}
+        stale = {entity for (entity, field), definition in fingerprints.items()
+                 if stored.get((entity, field)) != definition
+                 and f"created table {rollups.spec.entity(entity).table}" not in added}  # a new table is empty
+        if stale:
+            for name, field, rows in rollups.recompute(connection, stale):
+                log.info("rollups: computed %s.%s for %d records", name, field, rows)
+        if stored != fingerprints:
+            connection.execute(table.delete().where(table.c.entity.in_([e.name for e in rollups.spec.entities])))
+            connection.execute(table.insert(), [{"entity": entity, "field": field, "definition": definition}
+                                                for (entity, field), definition in fingerprints.items()])
+
+
+def _fingerprint(f: FieldSpec) -> str:
+    """What the stored values of a rollup field depend on."""
+    r = f.rollup
+    text = repr((r.child, r.link, r.function, r.field, r.where, f.type, f.precision, f.scale))
+    return hashlib.sha256(text.encode()).hexdigest()

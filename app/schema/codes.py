@@ -97,7 +97,7 @@ AREAS: dict[str, dict[str, str]] = {
         "E454": "bad rollup measure",
         "E455": "rollup measure field unknown or not a number",
         "E456": "rollup where names an unknown or relation field",
-        "E457": "rollup where value does not fit",
+        "E457": "rollup where value does not fit or matches nothing",
         "E458": "rollup does not fit the field type",
         "E459": "rollup with formula, default, required or unique",
         "E460": "default from a link names an unknown field",

@@ -96,6 +96,11 @@ def _rollup_ok(run: Check, entity: EntitySpec, f: FieldSpec, entities: dict, con
         ok = False
     before = len(run.problems)
     check_filter(run, file, f"where of {what}", child.name, fields, conditions, WHERE_CODES, current_user=False)
+    for name, values, ln in conditions:  # both would match no child at all: a rollup that is always empty
+        if not values:
+            run.error(file, ln, "E457", f"where of {what} gives '{name}' an empty list, which matches nothing")
+        elif any(isinstance(v, str) and not v.strip() for v in values):
+            run.error(file, ln, "E457", f"where of {what} gives '{name}' empty text, which matches nothing")
     return ok and len(run.problems) == before
 
 
