@@ -106,6 +106,8 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
                 add("LabourEntry", work_date=date, worker=worker, project=rng.choice(worker.projects), days=days,
                     hours=days * 8, rate=worker.day_rate, amount=(days * worker.day_rate).quantize(Decimal("0.01")),
                     approved=day > 3)
+        for worker in workers[-2:]:  # two who have left: on past entries, no longer offered by the worker picker
+            worker.active = False
     _purchasing(add, rng, today)
     _number(app, made)
     session.commit()

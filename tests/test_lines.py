@@ -439,3 +439,33 @@ def test_unchanged_lines_are_not_written_again(shop, api):
     first_after, second_after = response.json["result"]["lines"]
     assert first_after["row_version"] == first["row_version"]  # same values: untouched
     assert second_after["row_version"] == second["row_version"] + 1 and second_after["amount"] == "2.00"
+
+
+def test_a_form_opened_before_a_line_was_added_elsewhere_is_refused_and_deletes_nothing(shop):
+    """The grid posts the ids it showed (`lines-known`): a save that would delete a line it never showed (added
+    meanwhile on the order-line page or the API) is refused, like a record changed meanwhile."""
+    app, supplier = shop
+    body = new_order(_admin_api(app), supplier, [{"item": "旧", "qty": 1, "unit_price": 5}])
+    order, first = body["id"], body["result"]["lines"][0]["id"]
+    client = login(app.test_client())
+    page = client.get(f"/purchase_order/edit/{order}").data.decode()
+    known = re.search(r'name="lines-known" value="([0-9,]*)"', page).group(1)
+    assert known == str(first)
+    # the edit page has the grid, not a second editor of the same lines; the detail page keeps the panel
+    assert 'href="#OrderLineView"' not in page
+    assert 'href="#OrderLineView"' in client.get(f"/purchase_order/show/{order}").data.decode()
+    added = _admin_api(app).post("/api/v1/order_line/", json={"order": order, "item": "别处新增", "qty": 2, "unit_price": 100})
+    assert added.status_code == 201, added.json
+    stale = order_form(supplier, [{"id": str(first), "item": "旧", "qty": "1", "unit_price": "5"}],
+                       notes="stale grid", **{"lines-known": known})
+    response = client.post(f"/purchase_order/edit/{order}", data=stale)
+    assert response.status_code == 200 and "Someone else has added lines" in response.data.decode()
+    assert [line[0] for line in stored_lines(app, order)] == ["旧", "别处新增"]
+    # reloaded, the form shows both and saves
+    page = client.get(f"/purchase_order/edit/{order}").data.decode()
+    known = re.search(r'name="lines-known" value="([0-9,]*)"', page).group(1)
+    assert known == f"{first},{added.json['id']}"
+    fresh = order_form(supplier, [{"id": str(first), "item": "旧", "qty": "1", "unit_price": "5"}],
+                       notes="fresh grid", **{"lines-known": known})
+    assert client.post(f"/purchase_order/edit/{order}", data=fresh).status_code == 302
+    assert [line[0] for line in stored_lines(app, order)] == ["旧"]  # the user removed the other line on purpose

@@ -29,7 +29,7 @@ from app.portal import current_portal
 from app.rules.records import FieldError, clean_present, clean_value, is_blank
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import GB18030, FileProblem, NotUtf8, read_rows, unquote_formula
-from app.rules.record_rules import RecordRules, link_target
+from app.rules.record_rules import RecordRules, field_labels, link_target
 from app.rules.rollups import RollupRefused
 
 CHUNK = 500  # values per IN (...) lookup
@@ -393,7 +393,7 @@ class Importer:
             if owner is not None and owner != r.get("_id"):
                 self._error(report, r["_row"], self.entity.field(group[0]), str(
                     _l("Already exists.") if len(group) == 1 else
-                    _l("A record with the same %(fields)s already exists.", fields=", ".join(group))))
+                    _l("A record with the same %(fields)s already exists.", fields=field_labels(self.entity, group))))
 
     def _name_first_rows(self, rows: Iterator[list], columns, report: ImportReport) -> None:
         """Second reading, only when the file repeats a unique value: name the row each repeat repeats."""

@@ -111,15 +111,19 @@ class LinesField(Field):
         self.key, self.parent_name, self.child_name = key, parent, child
         self.widget = LinesWidget()
         self.rows: list[dict] | None = None  # submitted rows (None: not submitted: show the stored lines)
+        self.known: set[int] | None = None  # ids of the lines the form showed when it was opened (`<key>-known`)
         self.row_errors: list[dict] = []
         self.row_values: list[dict] = []
         self.parent_id = None
 
     def process(self, formdata, data=None, extra_filters=None) -> None:
         self.process_errors, self.errors = [], []
-        self.rows, self.row_errors, self.row_values = None, [], []
+        self.rows, self.row_errors, self.row_values, self.known = None, [], [], None
         if formdata is None or f"{self.key}-rows" not in formdata:  # no grid in the post: lines left alone
             return
+        known = formdata.get(f"{self.key}-known")  # absent (a post from an older page): no check of lines added since
+        if known is not None:
+            self.known = {int(i) for i in known.split(",") if re.fullmatch(r"[0-9]{1,18}", i)} if len(known) < 20_000 else set()
         rows: dict[int, dict] = {}
         pattern = re.compile(rf"{re.escape(self.key)}-([0-9]{{1,4}})-([A-Za-z0-9_]+)")
         for name in formdata:
@@ -180,7 +184,7 @@ def check_form_lines(view, form, creating: bool) -> bool:
             field.errors = [too_many]
             ok = False
             continue
-        if not edit.check(rows, current, parent_values):
+        if not edit.check(rows, current, parent_values, field.known):
             ok = False
             if edit.refusal:
                 field.errors = [edit.refusal]
@@ -274,7 +278,10 @@ class LinesWidget:
         totals = Markup("").join(totals)
         parts = [Markup('<div class="portal-lines" data-key="%s" data-next="%d">') % (key, len(rows))]
         if editable:
+            known = field.known if field.rows is not None else {values["id"] for values, _ in rows}
             parts.append(Markup('<input type="hidden" name="%s-rows" value="1">') % key)
+            parts.append(Markup('<input type="hidden" name="%s-known" value="%s">')
+                         % (key, ",".join(str(i) for i in sorted(known or ()))))
         parts.append(Markup('<table class="table table-condensed table-bordered portal-lines-grid"><thead><tr>%s%s</tr></thead>'
                             '<tbody>%s</tbody><tfoot><tr class="portal-lines-totals">%s%s</tr></tfoot></table>')
                      % (head, Markup("<th></th>") if editable else "", body, totals, total_label if editable else ""))

@@ -55,6 +55,12 @@ def form_without_fields(view, form_class):
 
 
 def readable_views(view, related_views):
-    """Related-record panels only for entities the viewer may read (FAB shows them all)."""
+    """Related-record panels only for entities the viewer may read (FAB shows them all). The edit page leaves out
+    the record's own lines (`lines:`): its grid edits them, and a second editor beside it invites lost edits."""
+    from flask import request
+
     sm = view.appbuilder.sm
-    return [v for v in related_views if sm.has_access("can_read", v.class_permission_name)]
+    editing = (request.endpoint or "").endswith(".edit")
+    lines = set(view.entity.lines) if editing else set()
+    return [v for v in related_views
+            if v.entity.name not in lines and sm.has_access("can_read", v.class_permission_name)]

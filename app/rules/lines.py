@@ -69,9 +69,13 @@ class LinesEdit:
         return list(self.session.scalars(statement.order_by(self.model.id)))
 
     # -- checking ----------------------------------------------------------------------------------
-    def check(self, rows, parent_current, parent_values: dict) -> bool:
+    def check(self, rows, parent_current, parent_values: dict, known: set | None = None) -> bool:
         """Check the submitted lines of a parent (`parent_current` None: the parent is being created, its
-        values so far in `parent_values`). True when every line may be written."""
+        values so far in `parent_values`). True when every line may be written.
+
+        `known`: the ids of the lines the form showed when it was opened (forms). A line added since then by
+        someone else would be deleted by a save that does not list it: the save is refused instead, like a
+        record changed meanwhile (app/generate/versions.py)."""
         if not isinstance(rows, list):
             self.refusal = str(_l("Must be a list of lines."))
             return False
@@ -116,6 +120,10 @@ class LinesEdit:
                 errors[ID] = [str(_l("You may not change lines."))]
                 continue
             self.plans.append(self._checked(row, False, item, parent, errors))
+        if known is not None and set(stored) - known - listed:
+            self.refusal = str(_l("Someone else has added lines since this form was opened. Reload the page to "
+                                  "see them; your changes were not saved."))
+            return False
         self.deletes = [line for line_id, line in stored.items() if line_id not in listed]
         if self.deletes and not any(self.errors):
             self._check_deletes()

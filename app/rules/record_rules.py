@@ -258,6 +258,11 @@ def _default_value(f: FieldSpec):
     return f.default
 
 
+def field_labels(entity: EntitySpec, names) -> str:
+    """Fields named in a message as the user reads them (their labels in the user's language)."""
+    return ", ".join(entity.field(name).label.get(_locale()) for name in names)
+
+
 def _locale() -> str:
     from flask import has_request_context
     from flask_babel import get_locale
@@ -456,7 +461,7 @@ class RecordRules:
                 continue
             if self._exists(merged, current):
                 errors.setdefault(group[0], []).append(
-                    str(_l("A record with the same %(fields)s already exists.", fields=", ".join(group))))
+                    str(_l("A record with the same %(fields)s already exists.", fields=field_labels(self.entity, group))))
         return errors
 
     def _exists(self, criteria: dict, current) -> bool:
