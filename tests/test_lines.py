@@ -2,6 +2,7 @@
 transaction through the child's record rules; permissions; checker codes. Uses the shipped purchasing module."""
 from __future__ import annotations
 
+import io
 import re
 import textwrap
 from decimal import Decimal
@@ -207,6 +208,11 @@ def test_hidden_child_fields_are_not_shown_or_writable_in_lines(shop, api):
     ("A: {fields: {x: string}, lines: [C]}\n  B: {fields: {x: string}, lines: [C]}\n"
      "  C: {fields: {a: {type: link, to: A}, b: {type: link, to: B}}}", "E485@5"),
     ("A: {fields: {lines: string}, lines: [B]}\n  B: {fields: {a: {type: link, to: A}}}", "E486"),
+    # a second lines entity's key is its snake_case name: never one the portal uses (row_version, csrf_token, id)
+    ("A: {fields: {x: string}, lines: [B, RowVersion]}\n  B: {fields: {a: {type: link, to: A}}}\n"
+     "  RowVersion: {fields: {a: {type: link, to: A}}}", "E486"),
+    ("A: {fields: {x: string}, lines: [B, CsrfToken]}\n  B: {fields: {a: {type: link, to: A}}}\n"
+     "  CsrfToken: {fields: {a: {type: link, to: A}}}", "E486"),
     ("A: {fields: {x: string}, lines: 5}", "E480"),
 ])
 def test_checker_codes_at_the_lines_line(tmp_path, entities, code):
@@ -469,3 +475,46 @@ def test_a_form_opened_before_a_line_was_added_elsewhere_is_refused_and_deletes_
                        notes="fresh grid", **{"lines-known": known})
     assert client.post(f"/purchase_order/edit/{order}", data=fresh).status_code == 302
     assert [line[0] for line in stored_lines(app, order)] == ["旧"]  # the user removed the other line on purpose
+
+
+
+@pytest.mark.parametrize("line_id", ["²", "١٢", "1e3", " 7 ", "-1"])
+def test_odd_line_ids_are_refused_or_read_as_numbers_never_a_server_error(shop, api, line_id):
+    app, supplier = shop
+    body = new_order(api, supplier, [{"item": "件", "qty": 1, "unit_price": 1}])
+    response = api.put(f"/api/v1/purchase_order/{body['id']}", json={"lines": [{"id": line_id}]})
+    assert response.status_code == 422, response.json
+    assert "lines" in response.json["message"]
+    client = login(app.test_client())
+    form = client.post(f"/purchase_order/edit/{body['id']}", data=order_form(supplier, [{"id": line_id, "item": "件", "qty": "1", "unit_price": "1"}]))
+    assert form.status_code == 200 and "No line with id" in form.data.decode()
+    assert [line[0] for line in stored_lines(app, body["id"])] == ["件"]
+
+
+def test_an_orders_version_counts_its_lines_from_every_path(shop, api):
+    """Adding, changing or removing a line anywhere gives the order a new row_version (ETag), so a client holding
+    the older order gets 409 instead of deleting a line it never saw."""
+    app, supplier = shop
+    body = new_order(api, supplier, [{"item": "甲", "qty": 1, "unit_price": 1}])
+    order, first = body["id"], body["result"]["lines"][0]["id"]
+    etag = api.get(f"/api/v1/purchase_order/{order}").headers["ETag"]
+    # a line added through the line's own API
+    added = api.post("/api/v1/order_line/", json={"order": order, "item": "乙", "qty": 2, "unit_price": 3})
+    assert added.status_code == 201, added.json
+    now = api.get(f"/api/v1/purchase_order/{order}")
+    assert now.headers["ETag"] != etag and now.json["result"]["total"] == "7.00"
+    stale = api.put(f"/api/v1/purchase_order/{order}", json={"lines": [{"id": first}]}, headers={"If-Match": etag})
+    assert stale.status_code == 409, stale.json
+    assert [line[0] for line in stored_lines(app, order)] == ["甲", "乙"]
+    # the current version saves (and deletes the line on purpose)
+    fresh = api.put(f"/api/v1/purchase_order/{order}", json={"lines": [{"id": first}]}, headers={"If-Match": now.headers["ETag"]})
+    assert fresh.status_code == 200, fresh.json
+    assert [line[0] for line in stored_lines(app, order)] == ["甲"]
+    # a line imported into the order moves the version too
+    etag = api.get(f"/api/v1/purchase_order/{order}").headers["ETag"]
+    csv_text = f"order,item,qty,unit_price\n{body['result']['number']},丙,5,1\n".encode("utf-8")
+    imported = api.post("/api/v1/order_line/import", content_type="multipart/form-data",
+                        data={"file": (io.BytesIO(csv_text), "lines.csv")})
+    assert imported.status_code == 200, imported.json
+    assert [line[0] for line in stored_lines(app, order)] == ["甲", "丙"]
+    assert api.get(f"/api/v1/purchase_order/{order}").headers["ETag"] != etag

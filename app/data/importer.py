@@ -30,6 +30,7 @@ from app.rules.records import FieldError, clean_present, clean_value, is_blank
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import GB18030, FileProblem, NotUtf8, read_rows, unquote_formula
 from app.rules.record_rules import RecordRules, field_labels, link_target
+from app.rules.line_versions import bump as bump_line_parents
 from app.rules.rollups import RollupRefused
 
 CHUNK = 500  # values per IN (...) lookup
@@ -217,6 +218,11 @@ class Importer:
         rollups = current_portal().rollups
         self._rollups = rollups if rollups and self.entity.name in rollups.feeds else None
         self._rollup_links = list(rollups.feeds[self.entity.name]) if self._rollups else []
+        # lines of a parent (`lines:`): the parents whose lines the file writes get a new row_version (line_versions.py)
+        versions = current_portal().line_versions
+        self._line_back, self._line_parent = versions.back_link(self.model) if versions else (None, None)
+        self._line_parents: set = set()
+        self._line_updated: list = []
         self._touched: dict[str, set] = {link: set() for link in self._rollup_links}
         self._updated_ids: list[int] = []
 
@@ -431,6 +437,11 @@ class Importer:
                     self._touched[link].add(r[link])
             if self._rollups and r.get("_id"):
                 self._updated_ids.append(r["_id"])  # its old parent loses it: looked up before the write
+            if self._line_back is not None:
+                if r.get(self._line_back.name) is not None:
+                    self._line_parents.add(r[self._line_back.name])
+                if r.get("_id"):
+                    self._line_updated.append(r["_id"])
             values = tuple(r.get(n) for n in names)
             if r.get("_id"):
                 chunk.changed.append(values + changed_stamp + (r["_id"],))
@@ -451,7 +462,11 @@ class Importer:
                 for link in self._rollup_links:
                     self._touched[link] |= self._rollups.linked_ids(connection, self.entity.name, link, self._updated_ids,
                                                                       lock=True)  # a move meanwhile waits
+            if self._line_updated:
+                self._line_parents |= current_portal().line_versions.parents_of(connection, self.model, self._line_updated)
             bulk.write(connection, self.model.__table__, spool, secondaries)
+            if self._line_parents:
+                bump_line_parents(connection, self._line_parent, self._line_parents)
             if self._rollups is not None:  # one statement per rollup and set of parents, in this transaction
                 self._rollups.refresh(connection, {(self.entity.name, link): ids for link, ids in self._touched.items()})
             self.session.commit()
@@ -491,7 +506,7 @@ class _LinkResolver:
         by_id = self.title is self.target.id
         for values in _chunks(sorted(wanted)):
             query = select(self.target.id, self.title).where(
-                self.title.in_([int(v) for v in values if v.isdigit()] if by_id else values))
+                self.title.in_([int(v) for v in values if v.isdecimal()] if by_id else values))
             if self.scope is not None:
                 query = query.where(self.scope)
             for pk, text in self.session.execute(query):

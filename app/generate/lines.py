@@ -148,7 +148,7 @@ def _submitted(row: dict, columns: list[FieldSpec]) -> dict:
         line[f.name] = values if f.kind.multiple else (values[-1] if values else "")  # a checkbox posts "n" then "y"
     line_id = (row.get("id") or [""])[-1].strip()
     if line_id:
-        line["id"] = int(line_id) if line_id.isdigit() else line_id
+        line["id"] = int(line_id) if line_id.isdecimal() else line_id
         version = (row.get(VERSION_COLUMN) or [""])[-1].strip()
         if version:
             line[VERSION_COLUMN] = version
@@ -240,7 +240,7 @@ def _chosen(f: FieldSpec, value) -> list[tuple[int, str]]:
     records = [v for v in values if hasattr(v, "id")]
     if records:
         return [(r.id, str(r)) for r in records]
-    ids = [int(v) for v in values if isinstance(v, str) and v.strip().isdigit() and len(v.strip()) < 19]
+    ids = [int(v) for v in values if isinstance(v, str) and v.strip().isdecimal() and len(v.strip()) < 19]
     return titles_by_id(link_target(f), ids) if ids else []
 
 

@@ -93,7 +93,7 @@ def search_titles(target: Target, text: str, page: int, condition=None) -> tuple
     if text and target.searched:
         statement = statement.where(or_(*(c.icontains(text, autoescape=True) for c in target.searched)))
     elif text:  # records without a title are found by id
-        statement = statement.where(target.id_column == int(text)) if text.isdigit() else statement.where(false())
+        statement = statement.where(target.id_column == int(text)) if text.isdecimal() else statement.where(false())
     statement = _scoped(target, statement).order_by(*target.order)
     rows = _session().execute(statement.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
     return [{"id": row[0], "title": target.title(row)} for row in rows[:PAGE_SIZE]], len(rows) > PAGE_SIZE

@@ -65,7 +65,7 @@ def _version_number(value) -> int:
         raise StaleVersion(value)
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         return int(value.strip())
     raise StaleVersion(value)
 

@@ -101,7 +101,7 @@ class LinesEdit:
                     continue
                 self.plans.append(self._checked(row, True, None, parent, errors))
                 continue
-            if isinstance(line_id, str) and line_id.strip().isdigit():
+            if isinstance(line_id, str) and line_id.strip().isdecimal():
                 line_id = int(line_id)
             item = stored.get(line_id) if isinstance(line_id, int) and not isinstance(line_id, bool) else None
             if item is None or line_id in listed:

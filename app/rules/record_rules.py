@@ -312,7 +312,7 @@ class RecordRules:
         if isinstance(raw, float) and raw.is_integer():
             raw = int(raw)
         target, title_column = link_target(self.portal, self.models, f)
-        if isinstance(raw, str) and title_column is None and raw.strip().isdigit():
+        if isinstance(raw, str) and title_column is None and raw.strip().isdecimal():
             raw = int(raw)
         if isinstance(raw, int) and not isinstance(raw, bool):
             try:

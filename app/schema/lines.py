@@ -6,9 +6,13 @@ be one of the parent's fields. Every problem is reported at the `lines:` line.
 """
 from __future__ import annotations
 
+from app.schema.fields import FORM_RESERVED_FIELDS, RESERVED_FIELDS
 from app.schema.loader import YList
 from app.schema.spec import EntitySpec
 from app.schema.values import Check, did_you_mean, kind, short
+
+# a lines key is a form field and an API key of the parent: it must not be a name the portal itself uses there
+SYSTEM_KEYS = RESERVED_FIELDS | FORM_RESERVED_FIELDS
 
 
 def read_lines(run: Check, file: str, entity: str, raw, line: int) -> tuple[str, ...]:
@@ -36,8 +40,8 @@ def check_lines(run: Check, entities: dict[str, EntitySpec]) -> None:
         fields = set(parent.field_names)
         for key, child_name in parent.lines_keys:
             where = f"lines of '{parent.name}'"
-            if key in fields:
-                run.error(parent.file, parent.lines_line, "E486", f"{where}: '{child_name}' would be sent as '{key}', which is a field of '{parent.name}'; rename the field")
+            if key in fields or key in SYSTEM_KEYS or key.startswith("_"):
+                run.error(parent.file, parent.lines_line, "E486", f"{where}: '{child_name}' would be sent as '{key}', which is a field of '{parent.name}' or a name the portal uses; rename one of them")
             if child_name == parent.name:
                 run.error(parent.file, parent.lines_line, "E484", f"{where}: an entity cannot be its own lines")
                 continue
