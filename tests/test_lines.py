@@ -518,3 +518,40 @@ def test_an_orders_version_counts_its_lines_from_every_path(shop, api):
     assert imported.status_code == 200, imported.json
     assert [line[0] for line in stored_lines(app, order)] == ["甲", "丙"]
     assert api.get(f"/api/v1/purchase_order/{order}").headers["ETag"] != etag
+
+
+BOXES = """\
+    version: 1
+    module: boxes
+    entities:
+      Box:
+        title: name
+        fields:
+          name: {type: string, length: 40, required: true}
+        lines: [Slot]
+      Slot:
+        fields:
+          box: {type: link, to: Box, required: true, on_delete: cascade}
+          code: {type: string, length: 10, required: true}
+          tag: {type: string, length: 10, unique: true}
+        unique_together: [[box, code]]
+"""
+
+
+def test_lines_repeating_each_other_get_a_line_error_not_the_databases_refusal(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("boxes-schema")
+    (folder / "boxes.yaml").write_text(textwrap.dedent(BOXES), encoding="utf-8")
+    app = make_app(tmp_path_factory, "boxes", schema_dir=folder)
+    client = app.test_client()
+    headers = jwt_headers(client)
+    response = client.post("/api/v1/box/", headers=headers, json={"name": "一号", "lines": [
+        {"code": "A", "tag": "t1"}, {"code": "B", "tag": "t1"}, {"code": "A", "tag": "t3"}]})
+    assert response.status_code == 422, response.json
+    errors = response.json["message"]["lines"]
+    assert errors[0] == {} and errors[1] == {"tag": ["Already exists."]}
+    assert "already exists" in errors[2]["code"][0] and "Code" in errors[2]["code"][0]
+    assert count(app, "Box") == count(app, "Slot") == 0
+    login(client)
+    form = client.post("/box/add", data={"name": "二号", "lines-rows": "1", "lines-0-code": "A", "lines-1-code": "A"})
+    assert form.status_code == 200 and "already exists" in form.data.decode()
+    assert count(app, "Box") == count(app, "Slot") == 0

@@ -51,8 +51,10 @@ class LinesEdit:
     errors: list[dict] = field(default_factory=list)
     values: list[dict] = field(default_factory=list)  # per submitted line: its values as checked (formulas computed)
     refusal: str | None = None
+    placed: list = field(default_factory=list)  # (index of the submitted line, its LinePlan)
 
     def __post_init__(self) -> None:
+        self._plan_rows: list[int] = []
         self.back = self.portal.back_link(self.child.name, self.parent.name)
         self.rules = RecordRules(self.portal, self.child, self.models, self.session, self.viewer)
         self.model = self.rules.model
@@ -99,7 +101,7 @@ class LinesEdit:
                 if not self.may("create"):
                     errors[ID] = [str(_l("You may not add lines."))]
                     continue
-                self.plans.append(self._checked(row, True, None, parent, errors))
+                self._plan(self._checked(row, True, None, parent, errors))
                 continue
             if isinstance(line_id, str) and line_id.strip().isdecimal():
                 line_id = int(line_id)
@@ -114,20 +116,52 @@ class LinesEdit:
                 errors[ID] = [stale_message(item)]
                 continue
             if not row:  # only the id: the line stays as it is
-                self.plans.append(LinePlan(None, item))
+                self._plan(LinePlan(None, item))
                 continue
             if not self.may("update"):
                 errors[ID] = [str(_l("You may not change lines."))]
                 continue
-            self.plans.append(self._checked(row, False, item, parent, errors))
+            self._plan(self._checked(row, False, item, parent, errors))
         if known is not None and set(stored) - known - listed:
             self.refusal = str(_l("Someone else has added lines since this form was opened. Reload the page to "
                                   "see them; your changes were not saved."))
             return False
+        self.placed = [(n, plan) for n, plan in zip(self._plan_rows, self.plans)]
+        self._check_duplicates()
         self.deletes = [line for line_id, line in stored.items() if line_id not in listed]
         if self.deletes and not any(self.errors):
             self._check_deletes()
         return not self.refusal and not any(self.errors)
+
+    def _plan(self, plan: LinePlan) -> None:
+        self.plans.append(plan)
+        self._plan_rows.append(len(self.errors) - 1)
+
+    def _check_duplicates(self) -> None:
+        """unique / unique_together among the submitted lines themselves (each line was checked against the table
+        alone): a later line repeating an earlier one gets the error, never the database's refusal."""
+        from app.rules.record_rules import field_labels
+
+        groups = [(f.name,) for f in self.child.fields if f.unique] + [tuple(g) for g in self.child.unique_together]
+        seen = set()
+        for index, plan in self.placed:
+            values = plan.ctx.values if plan.ctx is not None else {}
+
+            def value(name, values=values, item=plan.item):
+                if name == self.back.name:
+                    return "parent"  # every line is the parent's
+                given = values[name] if name in values else getattr(item, name, None)
+                return getattr(given, "id", given)
+            for group in groups:
+                key = (group, tuple(value(name) for name in group))
+                if any(v is None for v in key[1]):
+                    continue
+                if key in seen:
+                    message = _l("Already exists.") if len(group) == 1 else _l(
+                        "A record with the same %(fields)s already exists.", fields=field_labels(self.child, group))
+                    shown = next((name for name in group if name != self.back.name), group[0])  # the grid has no back link
+                    self.errors[index].setdefault(shown, []).append(str(message))
+                seen.add(key)
 
     def _back_link_ok(self, row: dict, parent_current, errors: dict) -> bool:
         """A line may name its parent (as GET shows it) but not another one."""
