@@ -281,10 +281,10 @@ def test_export_content_enum_labels_links_many_booleans_masks(app, staff, crew):
     assert [r[1:3] for r in seen[1:]] == [["110****5678", "139****2222"], ["110****1234", "139****1111"]]  # masked
     foreman = login(app.test_client(), "io_foreman", PASSWORD)
     entries = read_csv(foreman.get("/labour_entry/export/csv").data)
-    assert entries[0][:4] == ["Date", "Worker", "Project", "Hours"]
-    assert {r[2] for r in entries[1:]} == {"导入工地"}  # only the foreman's site
-    mine = [r for r in entries[1:] if r[1] in ("导出工人甲", "导出工人乙")]
-    assert mine == [["2026-09-01", "导出工人甲", "导入工地", "8.00", "1.00", "420.50", "420.50", "", "Yes", ""]]
+    assert entries[0][:4] == ["Date", "Project", "Worker", "Hours"]
+    assert {r[1] for r in entries[1:]} == {"导入工地"}  # only the foreman's site
+    mine = [r for r in entries[1:] if r[2] in ("导出工人甲", "导出工人乙")]
+    assert mine == [["2026-09-01", "导入工地", "导出工人甲", "8.00", "1.00", "420.50", "420.50", "", "Yes", ""]]
 
 
 def test_export_xlsx_streams_and_round_trips(app, staff, crew, api):
