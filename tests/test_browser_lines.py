@@ -61,20 +61,28 @@ def test_add_rows_see_totals_save_then_remove_one(live):
     totals = page.locator("td.portal-lines-total[data-column='qty']")
     assert totals.inner_text() == "12.500"
     assert page.locator("td.portal-lines-total[data-column='unit_price']").inner_text() == "40.35"
+    # each row's amount (a formula) follows what is typed, and so does the Amount total (CSRF on: the token is sent)
+    amount = page.locator("tr.portal-line").nth(1).locator(".portal-line-value[data-column='amount']")
+    amount.filter(has_text="100.00").wait_for(timeout=5000)
+    assert page.locator("tr.portal-line").nth(0).locator(".portal-line-value[data-column='amount']").inner_text() == "3.50"
+    page.locator("td.portal-lines-total[data-column='amount']", has_text="103.50").wait_for(timeout=5000)
+    page.fill("input[name='lines-1-qty']", "3")
+    amount.filter(has_text="120.00").wait_for(timeout=5000)
+    page.locator("td.portal-lines-total[data-column='amount']", has_text="123.50").wait_for(timeout=5000)
     screenshot(page, "order-lines-add")
     page.click("button[type=submit]")
     page.wait_for_url("**/purchase_order/list/**")
-    assert lines_of_the_order(app) == [("螺丝", Decimal("10"), Decimal("3.50")), ("扳手", Decimal("2.5"), Decimal("100.00"))]
+    assert lines_of_the_order(app) == [("螺丝", Decimal("10"), Decimal("3.50")), ("扳手", Decimal("3"), Decimal("120.00"))]
 
     page.locator("a[href*='/purchase_order/edit/']").first.click()
     page.wait_for_url("**/purchase_order/edit/**")
-    assert page.locator("td.portal-lines-total[data-column='amount']").inner_text() == "103.50"  # stored amounts
+    assert page.locator("td.portal-lines-total[data-column='amount']").inner_text() == "123.50"  # stored amounts
     page.locator("tr.portal-line", has_text="").nth(0).locator(".portal-line-remove").click()
     assert page.locator("tbody tr.portal-line").count() == 1
-    assert page.locator("td.portal-lines-total[data-column='qty']").inner_text() == "2.500"
+    assert page.locator("td.portal-lines-total[data-column='qty']").inner_text() == "3.000"
     page.click("button[type=submit]")
     page.wait_for_url("**/purchase_order/list/**")
-    assert lines_of_the_order(app) == [("扳手", Decimal("2.5"), Decimal("100.00"))]
+    assert lines_of_the_order(app) == [("扳手", Decimal("3"), Decimal("120.00"))]
     screenshot(page, "order-lines-after-remove")
     page.close()
 

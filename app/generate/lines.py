@@ -276,7 +276,10 @@ class LinesWidget:
         if columns and not columns[0].kind.numeric:  # the label in the first cell when it is not a number column
             totals[0], total_label = total_label, Markup("<td></td>")
         totals = Markup("").join(totals)
-        parts = [Markup('<div class="portal-lines" data-key="%s" data-next="%d">') % (key, len(rows))]
+        preview = ""
+        if child.formulas and (can["create"] or can["update"]):  # lines.js asks the line's own live-form preview
+            preview = Markup(' data-preview-url="%s"') % url_for(f"{child.name}View.preview")
+        parts = [Markup('<div class="portal-lines" data-key="%s" data-next="%d"%s>') % (key, len(rows), preview)]
         if editable:
             known = field.known if field.rows is not None else {values["id"] for values, _ in rows}
             parts.append(Markup('<input type="hidden" name="%s-rows" value="1">') % key)

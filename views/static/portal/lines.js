@@ -40,6 +40,47 @@
     totals(grid);
   }
 
+  // A row's formula cells (e.g. amount = qty * unit_price) follow what is typed: the row's values go to the line
+  // entity's own live-form preview (app/generate/liveform.py), the same server code as a save, debounced per row.
+  function previewRow(grid, row, changed) {
+    var url = grid.getAttribute("data-preview-url");
+    if (!url || !row) { return; }
+    var prefix = grid.getAttribute("data-key") + "-";
+    var data = new URLSearchParams();
+    row.querySelectorAll("[name]").forEach(function (input) {
+      var name = input.getAttribute("name");
+      if (name.indexOf(prefix) !== 0 || (input.type === "checkbox" && !input.checked)) { return; }
+      var field = name.slice(prefix.length).replace(/^[0-9]+-/, "");
+      if (field === "id") { data.append("_id", input.value); } else { data.append(field, input.value); }
+    });
+    var form = grid.closest("form");
+    var token = form ? form.querySelector("input[name='csrf_token']") : null;
+    if (token) { data.append("csrf_token", token.value); }
+    data.append("_changed", changed || "");
+    var seq = (row.portalPreviewSeq || 0) + 1;
+    row.portalPreviewSeq = seq;
+    fetch(url, {method: "POST", body: data, credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (answer) {
+        if (!answer || row.portalPreviewSeq !== seq) { return; }
+        Object.keys(answer.values || {}).forEach(function (name) {
+          var cell = row.querySelector(".portal-line-value[data-column='" + name.replace(/[^a-z0-9_]/g, "") + "']");
+          var value = answer.values[name];
+          if (cell) { cell.textContent = value === null || value === undefined ? "" : String(value); }
+        });
+        totals(grid);
+      })
+      .catch(function () { /* the saved values are computed on the server anyway */ });
+  }
+
+  function schedulePreview(grid, event) {
+    var row = event.target.closest ? event.target.closest("tr.portal-line") : null;
+    if (!row || !grid.getAttribute("data-preview-url")) { return; }
+    clearTimeout(row.portalPreviewTimer);
+    var name = event.target.getAttribute("data-column") || "";
+    row.portalPreviewTimer = setTimeout(function () { previewRow(grid, row, name); }, 250);
+  }
+
   function setup(grid) {
     if (grid.getAttribute("data-ready")) { return; }
     grid.setAttribute("data-ready", "1");
@@ -51,8 +92,8 @@
         totals(grid);
       }
     });
-    grid.addEventListener("input", function () { totals(grid); });
-    grid.addEventListener("change", function () { totals(grid); });
+    grid.addEventListener("input", function (event) { totals(grid); schedulePreview(grid, event); });
+    grid.addEventListener("change", function (event) { totals(grid); schedulePreview(grid, event); });
     totals(grid);
   }
 
