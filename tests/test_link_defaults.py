@@ -252,3 +252,70 @@ def test_the_preview_never_reveals_a_hidden_source_and_needs_a_write_permission(
     assert 'id="rate"' in form and 'id="amount"' not in form and 'id="days"' not in form
     anonymous = app.test_client().post("/job/preview", data={"crew": str(ids["Wang"]), "_changed": "crew"})
     assert anonymous.status_code in (302, 401, 403) and "300" not in anonymous.text
+
+
+NO_CREW_READ = {
+    # a formula and a rollup that read another entity, and roles that read one side only
+    "      helper: {type: link": "      crew_rate: {type: decimal, precision: 10, scale: 2, formula: crew.day_rate, label: {en: Crew rate, zh: 工人日工资}}\n"
+                                     "      helper: {type: link",
+    "      lead: {type: user": "      job_days: {type: decimal, precision: 12, scale: 2, rollup: {of: Job.crew, measure: sum(days)}, label: {en: Job days, zh: 工日合计}}\n"
+                                  "      lead: {type: user",
+    "roles:\n": "roles:\n"
+                   "  Booker: {can: {Job: [read, create, update, import], Site: [read]}}\n"
+                   "  Scout: {can: {Crew: [read]}}\n",
+}
+
+
+@pytest.fixture(scope="module")
+def unread(tmp_path_factory):
+    """The yard with Booker (writes jobs, may not read Crew) and Scout (reads Crew, not Job)."""
+    from test_permissions import make_user
+
+    text = textwrap.dedent(SCHEMA)
+    for old, new in NO_CREW_READ.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    folder = tmp_path_factory.mktemp("link-default-unread")
+    (folder / "yard.yaml").write_text(text, encoding="utf-8")
+    app = make_app(tmp_path_factory, "link_defaults_unread", schema_dir=folder)
+    client = app.test_client()
+    headers = jwt_headers(client)
+    crew = client.post("/api/v1/crew/", json={"name": "Wang", "day_rate": "432.10"}, headers=headers)
+    assert crew.status_code == 201, crew.json
+    job = client.post("/api/v1/job/", json={"code": "A1", "crew": crew.json["id"], "days": "2", "rate": "7"}, headers=headers)
+    assert job.status_code == 201, job.json
+    for user, role in (("booker", "Booker"), ("scout", "Scout"), ("clerk3", "Clerk")):
+        make_user(app, user, role)
+    return app, crew.json["id"], job.json["id"]
+
+
+def test_no_default_formula_or_rollup_reads_an_entity_the_role_may_not_read(unread):
+    from test_permissions import PASSWORD
+
+    app, crew_id, job_id = unread
+    client = app.test_client()
+    booker = jwt_headers(client, "booker", PASSWORD)
+    assert client.get(f"/api/v1/crew/{crew_id}", headers=booker).status_code == 403
+    # a default from Crew: not filled for Booker on the API, the live preview and imports
+    made = client.post("/api/v1/job/", json={"code": "B1", "crew": crew_id}, headers=booker)
+    assert made.status_code == 422 and made.json["message"]["rate"] == ["This field is required."], made.json
+    assert "432" not in made.text and "B1" not in jobs(app)
+    preview = login(app.test_client(), "booker", PASSWORD).post("/job/preview", data={"crew": str(crew_id), "days": "1", "_changed": "crew"})
+    assert preview.status_code == 200 and preview.json["defaults"] == {} and "432" not in preview.text, preview.text
+    imported = import_csv(client, booker, [["code", "crew"], ["B2", "Wang"]])
+    assert imported.status_code == 422 and [e["field"] for e in imported.json["errors"]] == ["Rate"], imported.json
+    typed = client.post("/api/v1/job/", json={"code": "B3", "crew": crew_id, "rate": "5"}, headers=booker)
+    assert typed.status_code == 201, typed.json
+    # a formula reading crew.day_rate is hidden from Booker (the record and the list), shown to those who read Crew
+    for url in (f"/api/v1/job/{job_id}", "/api/v1/job/"):
+        answer = client.get(url, headers=booker)
+        assert answer.status_code == 200 and "crew_rate" not in answer.text and "432" not in answer.text, answer.text[:300]
+    assert client.get(f"/api/v1/job/{job_id}", headers=jwt_headers(client)).json["result"]["crew_rate"] == "432.10"
+    clerk = jwt_headers(client, "clerk3", PASSWORD)
+    assert client.get(f"/api/v1/job/{job_id}", headers=clerk).json["result"]["crew_rate"] == "432.10"
+    clerk_preview = login(app.test_client(), "clerk3", PASSWORD).post("/job/preview", data={"crew": str(crew_id), "_changed": "crew"})
+    assert clerk_preview.json["defaults"] == {"rate": "432.10"}  # a role that reads Crew still gets the default
+    # a rollup over Job is hidden from Scout, who reads Crew but not Job
+    scout = client.get(f"/api/v1/crew/{crew_id}", headers=jwt_headers(client, "scout", PASSWORD))
+    assert scout.status_code == 200 and "job_days" not in scout.json["result"] and scout.json["result"]["day_rate"] == "432.10"
+    assert client.get(f"/api/v1/crew/{crew_id}", headers=jwt_headers(client)).json["result"]["job_days"] == "3.00"  # A1 and B3

@@ -149,7 +149,7 @@ def test_the_lookup_applies_the_filter_in_the_viewers_scope(yard):
 @pytest.mark.parametrize("filter_text,code", [
     ("{activ: true}", "E465"), ("{active: maybe}", "E466"), ("{name: $user}", "E467"), ("{sites: $record.sit}", "E468"),
     ("{sites: $record.code}", "E469"), ("{name: $me}", "E470"), ("{sites: 3}", "E471"), ("{lead: $record.crew}", "E472"),
-    ("active", "E464"),
+    ("active", "E464"), ("{secret_rate: $record.rate}", "E473"), ("{secret_rate: 77, active: true}", "E473"),
 ])
 def test_the_checker_refuses_bad_filters(tmp_path, filter_text, code):
     from app.schema import load_portal
@@ -158,3 +158,16 @@ def test_the_checker_refuses_bad_filters(tmp_path, filter_text, code):
     (tmp_path / "yard.yaml").write_text(text, encoding="utf-8")
     spec, problems = load_portal(tmp_path)
     assert [p.code for p in problems] == [code], [str(p) for p in problems]
+
+
+def test_the_checker_refuses_a_filter_on_a_masked_field(tmp_path):
+    """A masked field is as secret as a hidden one: `mask:` refuses a filter on it too (E473, at the filter's line)."""
+    from app.schema import load_portal
+
+    text = textwrap.dedent(SCHEMA).replace("hide: {Crew: [secret_rate], Job: [days]}", "mask: {Crew: [secret_rate]}")
+    text = text.replace("filter: {active: true, sites: $record.site}", "filter: {active: true, secret_rate: $record.rate}")
+    (tmp_path / "yard.yaml").write_text(text, encoding="utf-8")
+    spec, problems = load_portal(tmp_path)
+    assert [p.code for p in problems] == ["E473"], [str(p) for p in problems]
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "secret_rate: $record.rate" in row)
+    assert problems[0].line == line and "Clerk" in problems[0].message

@@ -5,7 +5,9 @@ FAB permissions decide *whether* a user may read/create/... an entity; this modu
 
 Rules for a user with several roles (only roles declared in YAML count; Admin sees everything):
   rows:   unrestricted if any role that reads the entity has no scope there, else any scope matches;
-  hide:   a field is hidden only if every role that reads the entity hides it (mask alike).
+  hide:   a field is hidden only if every role that reads the entity hides it (mask alike);
+  read:   a user none of whose roles reads an entity may not read any of its fields, not even through a link
+          default or a formula/rollup of an entity they do read (may_read).
 """
 from __future__ import annotations
 
@@ -33,6 +35,10 @@ class Viewer:
 
     def readers(self, entity: str) -> list[RoleSpec]:
         return [r for r in self.roles if "read" in r.actions(entity)]
+
+    def may_read(self, entity: str) -> bool:
+        """Whether any of the user's YAML roles reads the entity (Admin, and a user with no YAML role, read all)."""
+        return self.is_admin or not self.roles or bool(self.readers(entity))
 
     def _restricted(self, entity: str) -> list[RoleSpec]:
         """The YAML roles that shape what this user sees of an entity (empty: no restriction)."""
@@ -66,9 +72,12 @@ class Viewer:
         the child entity) and every formula field that reads one of them (directly, through another formula or a
         rollup, or through a link): a computed value must not reveal what it is computed from. Worked out for every
         entity at once until nothing changes, so chains of any length (a rollup over a child formula over a link,
-        rollups over rollups) are followed; each pass only adds fields, so it ends."""
+        rollups over rollups) are followed; each pass only adds fields, so it ends. Every field of an entity the
+        user may not read counts as one of them (`unread`), for computed values only: such an entity's own fields
+        are never shown to them anyway."""
         entities = self.portal.entities
         fields = {e.name: set(by_roles(e.name)) for e in entities}
+        unread = {e.name for e in entities if not self.may_read(e.name)}
         changed = True
         while changed:
             changed = False
@@ -77,10 +86,10 @@ class Viewer:
                 before = len(own)
                 for f in spec.fields:
                     if f.rollup is not None and f.name not in own:
-                        if (f.rollup.fields_read - {f.rollup.link}) & fields.get(f.rollup.child, set()):
+                        if f.rollup.child in unread or (f.rollup.fields_read - {f.rollup.link}) & fields.get(f.rollup.child, set()):
                             own.add(f.name)
                 for f in spec.formulas:
-                    if f.name not in own and any(_reveals(spec, path, fields) for path in f.formula.names):
+                    if f.name not in own and any(_reveals(spec, path, fields, unread) for path in f.formula.names):
                         own.add(f.name)
                 changed |= len(own) != before
         return {name: frozenset(names) for name, names in fields.items()}
@@ -132,11 +141,13 @@ class Viewer:
         return forced
 
 
-def _reveals(spec: EntitySpec, path: tuple, fields: dict) -> bool:
-    """Whether a formula name (`rate` or `vendor.rate`) reads one of `fields` (entity -> names)."""
+def _reveals(spec: EntitySpec, path: tuple, fields: dict, unread: set) -> bool:
+    """Whether a formula name (`rate` or `vendor.rate`) reads one of `fields` (entity -> names) or any field of an
+    entity in `unread`."""
     if len(path) == 1:
         return path[0] in fields[spec.name]
-    return path[1] in fields.get(spec.field(path[0]).to, ())
+    target = spec.field(path[0]).to
+    return target in unread or path[1] in fields.get(target, ())
 
 
 def current_viewer() -> Viewer:

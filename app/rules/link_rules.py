@@ -5,8 +5,8 @@
 
 - `LinkDefaultStep` (first step: the required check and formulas read the filled value) copies the linked
   record's field when the link is given and the field's value is not (absent or empty); an explicit value wins.
-  No fill when the viewer may not read the source field (hidden or masked for them): a default never reveals a
-  value. Imports read the linked rows of a chunk with one query per link field (and a memo across chunks).
+  No fill when the viewer may not read the source field (hidden or masked for them, or on an entity they may not
+  read at all): a default never reveals a value. Imports read the linked rows of a chunk with one query per link field (and a memo across chunks).
 - `LinkFilterStep` refuses a chosen record that does not meet the field's `filter`, evaluated against the
   record's final values (given or stored); on an edit only when the link or a field the filter reads changes
   (an old entry keeps its worker after the worker leaves). Imports ask once per distinct set of filter values
@@ -50,9 +50,10 @@ def link_changed(ctx: WriteContext, name: str) -> bool:
 # -- defaults from a link --------------------------------------------------------------------------
 
 def source_readable(rules, f: FieldSpec) -> bool:
-    """Whether the writer may read the field a default copies (a default never reveals a hidden value)."""
+    """Whether the writer may read the field a default copies (a default never reveals a hidden value, nor any
+    field of an entity the writer may not read)."""
     link = rules.entity.field(f.default_from[0])
-    return f.default_from[1] not in rules.viewer.unreadable(link.to)
+    return rules.viewer.may_read(link.to) and f.default_from[1] not in rules.viewer.unreadable(link.to)
 
 
 def default_value(rules, f: FieldSpec, linked):

@@ -47,10 +47,10 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     # formulas and rules read other entities' fields (worker.day_rate): typed once all are known
     modules = [dataclasses.replace(m, entities=tuple(check_expressions(run, e, entities) for e in m.entities))
                for m in modules]
-    # defaults from links and picker filters read the linked entity's fields too
-    modules = [dataclasses.replace(m, entities=tuple(check_links(run, e, entities) for e in m.entities))
-               for m in modules]
     roles = merge_roles(run, modules)
+    # defaults from links and picker filters read the linked entity's fields too (filters: and the roles' hide/mask)
+    modules = [dataclasses.replace(m, entities=tuple(check_links(run, e, entities, roles) for e in m.entities))
+               for m in modules]
     check_report_ids(run, modules, roles)
     if run.problems:
         return None, run.problems

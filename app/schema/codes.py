@@ -113,6 +113,7 @@ AREAS: dict[str, dict[str, str]] = {
         "E470": "unknown $ value in a filter",
         "E471": "filter field cannot be compared this way",
         "E472": "filter reads the field it filters",
+        "E473": "filter reads a field a role hides or masks",
     },
     "lines": {
         "E480": "lines must be a list of entity names",

@@ -1,5 +1,5 @@
 """Check defaults from a link (`rate: {default: worker.day_rate}`, E460-E463) and filtered pickers
-(`worker: {filter: {active: true, projects: $record.project}}`, E464-E472).
+(`worker: {filter: {active: true, projects: $record.project}}`, E464-E473).
 
 Both read another entity's fields, so they are checked once every module's entities are known (checker.py);
 `parse_filter` only reads the YAML shape while the field itself is checked. Nothing here imports Flask.
@@ -12,7 +12,7 @@ import re
 from app.fieldtypes import LiteralError
 from app.schema.formulas import value_type
 from app.schema.loader import YList, YMap
-from app.schema.spec import CURRENT_USER, RECORD_PREFIX, EntitySpec, FieldSpec, PickerCondition
+from app.schema.spec import CURRENT_USER, RECORD_PREFIX, EntitySpec, FieldSpec, PickerCondition, RoleSpec
 from app.schema.values import Check, did_you_mean, kind, short
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
@@ -46,7 +46,8 @@ def parse_filter(run: Check, file, line, where, raw) -> tuple[PickerCondition, .
     return tuple(conditions)
 
 
-def check_links(run: Check, entity: EntitySpec, entities: dict[str, EntitySpec]) -> EntitySpec:
+def check_links(run: Check, entity: EntitySpec, entities: dict[str, EntitySpec],
+                roles: tuple[RoleSpec, ...] = ()) -> EntitySpec:
     """Resolve defaults from links and check filters; returns the entity with its fields settled."""
     by_name = {f.name: f for f in entity.fields}
     fields = []
@@ -54,7 +55,7 @@ def check_links(run: Check, entity: EntitySpec, entities: dict[str, EntitySpec])
         if f.default_from is not None:
             f = _link_default(run, entity, f, by_name, entities)
         if f.filter and f.to in entities:
-            checked = (_condition(run, entity, f, c, by_name, entities[f.to]) for c in f.filter)
+            checked = (_condition(run, entity, f, c, by_name, entities[f.to], roles) for c in f.filter)
             f = dataclasses.replace(f, filter=tuple(c for c in checked if c is not None))
         fields.append(f)
     return dataclasses.replace(entity, fields=tuple(fields))
@@ -91,12 +92,19 @@ def _link_default(run: Check, entity: EntitySpec, f: FieldSpec, by_name, entitie
 
 
 def _condition(run: Check, entity: EntitySpec, f: FieldSpec, c: PickerCondition, by_name,
-               target: EntitySpec) -> PickerCondition | None:
+               target: EntitySpec, roles: tuple[RoleSpec, ...]) -> PickerCondition | None:
     """The condition with its literals typed, or None when it is not sound (its problem is reported)."""
     file, where = entity.file, f"filter '{c.field}' of field '{entity.name}.{f.name}'"
     field = next((t for t in target.fields if t.name == c.field), None)
     if field is None:
         run.error(file, c.line, "E465", f"{where} names unknown field '{c.field}' of '{target.name}'{did_you_mean(c.field, target.field_names)}")
+        return None
+    # which records a picker offers (and which choices a write accepts) tells whoever may pick whether the field
+    # meets the condition: a user who guesses `$record.<field>` values would read a field their role hides or masks
+    shields = sorted(r.name for r in roles if c.field in r.hidden(target.name) | r.masked(target.name))
+    if shields:
+        run.error(file, c.line, "E473", f"{where}: '{target.name}.{c.field}' is hidden or masked for role {', '.join(shields)}; "
+                                        f"a filter on it would let them find out its value")
         return None
     if c.user:
         if not field.kind.to_users:
