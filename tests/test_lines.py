@@ -555,3 +555,45 @@ def test_lines_repeating_each_other_get_a_line_error_not_the_databases_refusal(t
     form = client.post("/box/add", data={"name": "二号", "lines-rows": "1", "lines-0-code": "A", "lines-1-code": "A"})
     assert form.status_code == 200 and "already exists" in form.data.decode()
     assert count(app, "Box") == count(app, "Slot") == 0
+
+
+CRATES = """\
+    version: 1
+    module: crates
+    entities:
+      Crate:
+        title: name
+        fields:
+          name: {type: string, length: 40, required: true}
+          open: {type: boolean, default: true}
+        lines: [Item]
+      Shelf:
+        title: ref
+        fields:
+          ref: {type: string, length: 20, required: true}
+          crate: {type: link, to: Crate}
+      Item:
+        fields:
+          crate: {type: link, to: Crate, required: true, on_delete: cascade, filter: {open: true}}
+          shelf: {type: link, to: Shelf, filter: {crate: $record.crate}}
+          name: {type: string, length: 40, required: true}
+"""
+
+
+def test_line_filters_that_read_the_parent_hold_when_the_parent_is_created_with_its_lines(tmp_path_factory):
+    """A line's `$record.<back link>` filter matches nothing while the parent is new (no stored record belongs to
+    it), instead of being dropped; a filter on the back link itself does not refuse the parent being created."""
+    folder = tmp_path_factory.mktemp("crates-schema")
+    (folder / "crates.yaml").write_text(textwrap.dedent(CRATES), encoding="utf-8")
+    app = make_app(tmp_path_factory, "crates", schema_dir=folder)
+    client = app.test_client()
+    headers = jwt_headers(client)
+    first = client.post("/api/v1/crate/", json={"name": "一", "lines": [{"name": "甲"}]}, headers=headers)
+    assert first.status_code == 201, first.json  # the back link's own filter (open) does not block a new crate
+    shelf = client.post("/api/v1/shelf/", json={"ref": "S1", "crate": first.json["id"]}, headers=headers).json["id"]
+    other = client.post("/api/v1/crate/", json={"name": "二", "lines": [{"name": "乙", "shelf": shelf}]}, headers=headers)
+    assert other.status_code == 422 and "shelf" in other.json["message"]["lines"][0], other.json
+    existing = client.put(f"/api/v1/crate/{first.json['id']}", headers=headers,
+                          json={"lines": [{"id": first.json["result"]["lines"][0]["id"]}, {"name": "丙", "shelf": shelf}]})
+    assert existing.status_code == 200, existing.json  # the shelf is this crate's
+    assert count(app, "Crate") == 1 and count(app, "Item") == 2

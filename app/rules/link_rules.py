@@ -152,9 +152,18 @@ class _Row:
 
 # -- filtered pickers ------------------------------------------------------------------------------
 
+UNSAVED = "unsaved"  # a `$record` link to a record saved in the same request (a line's new parent): matches nothing
+
+
 def record_params(f: FieldSpec, get) -> dict:
     """The values of this record's fields that `f`'s filter reads (`$record.<field>`), as ids for links."""
-    return {c.record_field: id_of(get(c.record_field)) for c in f.filter if c.record_field is not None}
+    params = {}
+    for c in f.filter:
+        if c.record_field is not None:
+            value = get(c.record_field)
+            unsaved = value is not None and hasattr(value, "id") and value.id is None
+            params[c.record_field] = UNSAVED if unsaved else id_of(value)
+    return params
 
 
 def filter_clause(portal, models: dict, f: FieldSpec, params: dict, user_id):
@@ -173,6 +182,8 @@ def filter_clause(portal, models: dict, f: FieldSpec, params: dict, user_id):
             value = params.get(c.record_field)
             if value is None or value == "" or value == []:
                 continue  # an empty `$record` value does not limit the choices
+            if value is UNSAVED:
+                return false()  # no stored record belongs to one being created in this request
             if field.kind.multiple:
                 other = models[field.to]
                 clauses.append(getattr(model, field.name).any(other.id == value))
@@ -216,7 +227,7 @@ class LinkFilterStep(RuleStep):
         for f in filtered_fields(ctx.rules.entity):
             if not self._to_check(ctx, f):
                 continue
-            chosen = _ids(ctx.get(f.name))
+            chosen = _ids(ctx.get(f.name)) - {None}  # a line's new parent (saved with it) is checked by its own rules
             if chosen and not chosen <= allowed_ids(ctx.rules, f, chosen, record_params(f, ctx.get)):
                 ctx.error(f.name, NOT_ALLOWED)
 
