@@ -1,6 +1,8 @@
 """Shared fixtures: a portal app on SQLite (default) or the PostgreSQL in PORTAL_TEST_DATABASE_URL."""
 from __future__ import annotations
 
+import csv
+import io
 import os
 import uuid
 from contextlib import contextmanager
@@ -64,6 +66,14 @@ def jwt_headers(client, username=ADMIN[0], password=ADMIN[1]) -> dict:
                            json={"username": username, "password": password, "provider": "db"})
     assert response.status_code == 200, response.json
     return {"Authorization": f"Bearer {response.json['access_token']}"}
+
+
+def post_csv(client, headers, url: str, rows, name: str = "rows.csv", **form):
+    """POST rows as a CSV upload (the import API: `url` like /api/v1/job/import)."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    return client.post(url, headers=headers, content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(buffer.getvalue().encode()), name), **form})
 
 
 @pytest.fixture()

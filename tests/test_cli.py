@@ -4,7 +4,6 @@ portal check: tests/test_check.py; import: tests/test_dataio.py; backup/restore:
 """
 from __future__ import annotations
 
-import io
 
 import pytest
 from conftest import jwt_headers, make_app

@@ -1,8 +1,6 @@
 """Formula fields and check rules through every write path (form, API, import) and through roles."""
 from __future__ import annotations
 
-import csv
-import io
 import textwrap
 from decimal import Decimal
 
@@ -10,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from app.portal import portal_of
-from conftest import jwt_headers, login, make_app
+from conftest import jwt_headers, login, make_app, post_csv
 
 SCHEMA = """\
     version: 1
@@ -88,10 +86,7 @@ def job_id(app, code):
 
 
 def import_csv(client, headers, rows, **form):
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(rows)
-    return client.post("/api/v1/job/import", headers=headers, content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(buffer.getvalue().encode()), "jobs.csv"), **form})
+    return post_csv(client, headers, "/api/v1/job/import", rows, "jobs.csv", **form)
 
 
 def test_formulas_are_computed_on_every_path(site):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from flask import current_app, jsonify, request, url_for
 from flask_appbuilder.security.sqla.models import User
 from flask_babel import lazy_gettext as _l
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from sqlalchemy import String, cast, false, or_, select
 from wtforms import Field
 from wtforms.validators import StopValidation

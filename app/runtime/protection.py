@@ -7,7 +7,6 @@ API with its cookie is, so such calls must send the token in an `X-CSRFToken` he
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from flask import Flask, jsonify, render_template, request

@@ -438,8 +438,8 @@ def compile_expression(tree):
             return lambda get: (other(get) is None) is empty
         if op in ("==", "!=", "<", "<=", ">", ">="):
             return lambda get: _compare(op, left(get), right(get))
-        apply = _ARITH[op]
-        return lambda get: _arith(op, left(get), right(get), apply)
+        operation = _ARITH[op]
+        return lambda get: _arith(op, left(get), right(get), operation)
     fn, args = tree[1], [compile_expression(a) for a in tree[2]]
     if fn == "coalesce":
         def coalesce(get):
