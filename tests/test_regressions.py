@@ -112,3 +112,18 @@ def test_page_export_refuses_to_sort_by_a_hidden_field(crm_app):
         rows = list(csv.reader(io.StringIO(response.data.decode("utf-8-sig"))))
         names = [r[0] for r in rows[1:] if r and r[0].endswith("-cust")]
         assert names != ["B-cust", "C-cust", "A-cust"], "the export followed the hidden notes"
+
+
+def test_a_missing_page_is_the_portals_own_page_in_the_users_language(app):
+    """Not Werkzeug's bare English 'Not Found': the portal's page, translated; the API keeps its JSON."""
+    client = login(app.test_client())
+    page = client.get("/no-such-page/")
+    assert page.status_code == 404 and "There is no page at this address." in page.text and "bootstrap" in page.text
+    client.get("/lang/zh")  # remembered for the user: set back below, other tests share this app's admin
+    try:
+        page = client.get("/no-such-page/")
+        assert page.status_code == 404 and "此地址没有页面。" in page.text and "未找到" in page.text
+    finally:
+        client.get("/lang/en")
+    api = client.get("/api/v1/no_such_entity/")
+    assert api.status_code == 404 and api.is_json

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from flask import abort, current_app, jsonify, make_response, request
+from flask import abort, current_app, jsonify, make_response, render_template, request
 from flask_appbuilder.exceptions import FABException
 from flask_babel import gettext
 from werkzeug.datastructures import ImmutableMultiDict
@@ -38,7 +38,11 @@ def install_input_checks(app) -> None:
 
 
 def _api_errors_as_json(error: HTTPException):
-    """Under /api/ an HTTP error Flask raises itself (no such route, wrong method) is JSON like FAB's own answers."""
+    """Under /api/ an HTTP error Flask raises itself (no such route, wrong method) is JSON like FAB's own answers;
+    elsewhere a missing page is the portal's own page in the user's language, not Werkzeug's English one."""
+    if not is_api_request() and error.code == 404:
+        return render_template("portal/error.html", title=gettext("Not found"),
+                               message=gettext("There is no page at this address.")), 404
     if not is_api_request() or error.code is None:
         return error
     message = gettext("Not found") if error.code == 404 else error.description

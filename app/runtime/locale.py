@@ -45,7 +45,10 @@ def select_locale(use_saved: bool = True) -> str:
 
 
 def _saved_locale() -> str | None:
-    user = current_app.appbuilder.sm.current_user
+    try:
+        user = current_app.appbuilder.sm.current_user
+    except AttributeError:  # FAB sets g.user before each request: a URL refused before that has no user yet
+        return None
     user_id = getattr(user, "id", None)
     if user_id is None:
         return None
