@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections import defaultdict
 from itertools import chain
 
-from sqlalchemy import event, inspect, select, update
+from sqlalchemy import event, update
 
+from app.rules.flushes import chunks, link_ids_in_history, link_values
 from app.schema.spec import VERSION_COLUMN, PortalSpec
 
 TOUCHED_KEY = "portal_line_parents"  # session.info: parent model -> ids, between the two events
@@ -45,10 +46,7 @@ class LineVersions:
                 continue
             if id(obj) not in created_or_deleted and not session.is_modified(obj, include_collections=False):
                 continue
-            attrs = inspect(obj).attrs
-            ids = {v for v in chain(*attrs[back.column_name].history) if v is not None}
-            ids |= {getattr(v, "id", None) for v in chain(*attrs[back.name].history) if v is not None}
-            touched[parent_model].update(i for i in ids if i is not None)
+            touched[parent_model].update(link_ids_in_history(obj, back.name, back.column_name))
         for model, ids in touched.items():
             ids -= {i for m, i in own if m is model}
 
@@ -63,23 +61,17 @@ class LineVersions:
                         session.expire(obj, [VERSION_COLUMN])
 
     def parents_of(self, connection, model, line_ids) -> set:
-        """The parents the given stored lines belong to now (an import reads them before it moves lines)."""
+        """The parents the given stored lines belong to now, read under a lock on the lines (an import reads them
+        before it moves lines; a move committed meanwhile waits)."""
         back, _ = self.backs[model]
-        column = model.__table__.c[back.column_name]
-        found = set()
-        ids = sorted(line_ids)
-        for start in range(0, len(ids), 500):
-            found.update(connection.scalars(select(column).where(model.__table__.c.id.in_(ids[start:start + 500]),
-                                                                 column.isnot(None)).distinct()))
-        return found
+        table = model.__table__
+        return link_values(connection, table, table.c[back.column_name], line_ids, lock=True)
 
 
 def bump(connection, parent_model, ids) -> None:
     table = parent_model.__table__
-    ids = sorted(i for i in ids if i is not None)
-    for start in range(0, len(ids), 500):
-        connection.execute(update(table).where(table.c.id.in_(ids[start:start + 500]))
-                           .values({VERSION_COLUMN: table.c[VERSION_COLUMN] + 1}))
+    for part in chunks(sorted(i for i in ids if i is not None)):
+        connection.execute(update(table).where(table.c.id.in_(part)).values({VERSION_COLUMN: table.c[VERSION_COLUMN] + 1}))
 
 
 def install(session, portal) -> None:

@@ -29,17 +29,18 @@ from decimal import Decimal
 from itertools import chain
 
 from flask_babel import gettext
-from sqlalchemy import bindparam, event, false, func, inspect, select
+from sqlalchemy import bindparam, event, func, inspect, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.i18n import lazy
+from app.rules.flushes import CHUNK, chunks, link_ids_in_history, link_values
 from app.rules.record_rules import fit_formula_value
 from app.rules.records import filter_conditions
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 
 log = logging.getLogger(__name__)
 
-CHUNK = 500  # parent ids per statement (SQLite's old limit is 999 bound values)
+
 MAX_DEPTH = 32  # rollups over rollups (a tree of records): stop rather than loop on a cycle of entities
 UNTOUCHED = ("changed_on", "changed_by_id")  # set to themselves: their onupdate must not fire
 TOUCHED_KEY = "portal_rollup_parents"  # session.info: (child entity, link) -> parent ids, between the two events
@@ -132,9 +133,7 @@ class Rollups:
                 if id(obj) not in created_or_deleted and not any(attrs[n].history.has_changes() for n in names):
                     continue
                 column = self.spec.entity(name).field(link).column_name
-                ids = {v for v in chain(*attrs[column].history) if v is not None}
-                ids |= {getattr(v, "id", None) for v in chain(*attrs[link].history) if v is not None}
-                touched[(name, link)].update(i for i in ids if i is not None)
+                touched[(name, link)].update(link_ids_in_history(obj, link, column))
 
     def before_flush(self, session, flush_context=None, instances=None) -> None:
         """Note, before the flush writes, the parents the session cannot know:
@@ -188,7 +187,7 @@ class Rollups:
         by = table.c[entity.field(link).column_name]
         column = table.c.id if wanted is None else table.c[entity.field(wanted).column_name]
         found = set()
-        for part in _chunks(sorted(ids)):
+        for part in chunks(sorted(ids)):
             found.update(connection.scalars(select(column).where(by.in_(part), column.isnot(None)).distinct()))
         return found
 
@@ -208,7 +207,7 @@ class Rollups:
         for _ in range(MAX_DEPTH):
             by_parent: dict[str, tuple[set, set]] = defaultdict(lambda: (set(), set()))
             for name, ids in (written or {}).items():
-                for part in _chunks(sorted(ids)):
+                for part in chunks(sorted(ids)):
                     self._lock(connection, self.spec.entity(name), part)
                 by_parent[name][0].update(ids)
             written = None
@@ -217,7 +216,7 @@ class Rollups:
                     ids_now = {i for i in ids if i is not None}
                     if not ids_now:
                         continue
-                    for part in _chunks(sorted(ids_now)):
+                    for part in chunks(sorted(ids_now)):
                         self._lock(connection, parent, part)
                         self._execute_fitting(connection, parent, f, self._update(parent, f), {"ids": part})
                     parent_ids, fields = by_parent[parent.name]
@@ -366,24 +365,7 @@ class Rollups:
         """The distinct records these rows of `entity_name` link to through `link`. lock: first lock the rows until
         the transaction ends, so that what is read is what the transaction's write replaces."""
         table = self.models[entity_name].__table__
-        column = table.c[self.spec.entity(entity_name).field(link).column_name]
-        found = set()
-        if lock and ids:
-            self.lock_rows(connection, table, ids)
-        for part in _chunks(sorted(ids)):
-            found.update(connection.scalars(select(column).where(table.c.id.in_(part), column.isnot(None)).distinct()))
-        return found
-
-    @staticmethod
-    def lock_rows(connection, table, ids) -> None:
-        """PostgreSQL: lock the rows (in id order); a later statement of the transaction sees what another committed
-        meanwhile. SQLite locks the whole database for writing: a write matching nothing takes that lock."""
-        if connection.dialect.name == "postgresql":
-            for part in _chunks(sorted(ids)):
-                connection.execute(select(table.c.id).where(table.c.id.in_(part)).order_by(table.c.id)
-                                   .with_for_update(key_share=True))
-        else:
-            connection.execute(table.update().where(false()).values(id=table.c.id))
+        return link_values(connection, table, table.c[self.spec.entity(entity_name).field(link).column_name], ids, lock)
 
     def _formulas(self, connection, entity_name: str, ids, enforce: bool = False) -> tuple[set[str], int]:
         """Compute the entity's formulas that read a rollup for these rows again; returns the fields written and the
@@ -396,7 +378,7 @@ class Rollups:
         names, read, write = self._formula_statements(entity, formulas)
         linked = _LinkedValues(self, connection, entity)
         writes = []
-        for part in _chunks(sorted(ids)):
+        for part in chunks(sorted(ids)):
             for row in connection.execute(read, {"ids": part}):
                 values = dict(zip(names, row[1:]))
                 new = {}
@@ -471,11 +453,6 @@ def _rules_after_rollups(entity: EntitySpec, dependent) -> tuple:
     """The entity's `rules:` that read a rollup field or a formula over one."""
     inputs = {f.name for f in entity.fields if f.rollup is not None} | {f.name for f in dependent}
     return tuple(rule for rule in entity.rules if any(path[0] in inputs for path in rule.check.names))
-
-
-def _chunks(ids: list, size: int = CHUNK):
-    for start in range(0, len(ids), size):
-        yield ids[start:start + size]
 
 
 def _expire(session, models: dict, changed: dict) -> None:
