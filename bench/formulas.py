@@ -95,29 +95,38 @@ def run(pg: str | None = None) -> list[str]:
     return lines
 
 
+def entry_poster(app, extra: dict):
+    """post() -> one single-record `POST /api/v1/labour_entry/` (a new date each time: unique_together), 201 asserted."""
+    models = portal_of(app).models
+    with app.app_context():
+        session = app.appbuilder.session
+        worker = session.scalar(select(models["Worker"].id).limit(1))
+        project = session.scalar(select(models["Project"].id).limit(1))
+        session.rollback()
+    client = app.test_client()
+    token = client.post("/api/v1/security/login", json={"username": "bench", "password": "bench-pass", "provider": "db"})
+    headers = {"Authorization": f"Bearer {token.json['access_token']}"}
+    counter = iter(range(10**9))
+
+    def post():
+        n = next(counter)
+        response = client.post("/api/v1/labour_entry/", headers=headers, json={
+            "work_date": f"20{30 + n // 300:02d}-{n // 28 % 12 + 1:02d}-{n % 28 + 1:02d}", "worker": worker,
+            "project": project, "hours": "8", "days": "1", "rate": "400", **extra})
+        assert response.status_code == 201, response.json
+    return post
+
+
 def api_creates(app, plain, expressions) -> list[str]:
     seconds = {"with": [], "without": [], "expressions": []}
 
     def batch(key, target, extra):
-        models = portal_of(target).models
-        with target.app_context():
-            session = target.appbuilder.session
-            worker = session.scalar(select(models["Worker"].id).limit(1))
-            project = session.scalar(select(models["Project"].id).limit(1))
-            session.rollback()
-        client = target.test_client()
-        token = client.post("/api/v1/security/login", json={"username": "bench", "password": "bench-pass", "provider": "db"})
-        headers = {"Authorization": f"Bearer {token.json['access_token']}"}
-        counter = iter(range(10**9))
+        post = entry_poster(target, extra)
 
         def call():
             start = time.perf_counter()
             for _ in range(API_BATCH):
-                n = next(counter)
-                response = client.post("/api/v1/labour_entry/", headers=headers, json={
-                    "work_date": f"20{30 + n // 300:02d}-{n // 28 % 12 + 1:02d}-{n % 28 + 1:02d}", "worker": worker,
-                    "project": project, "hours": "8", "days": "1", "rate": "400", **extra})
-                assert response.status_code == 201, response.json
+                post()
             seconds[key].append((time.perf_counter() - start) / API_BATCH)
         return call
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from app.portal import portal_of
 
@@ -65,20 +65,13 @@ def api_creates(work: Path) -> list[str]:
     removed (no labour_cost/budget_left upkeep), interleaved batches on SQLite."""
     from sqlalchemy import event
 
+    from .formulas import entry_poster
     from .imports import seed
 
     app = _app(f"sqlite:///{work / 'creates.db'}")
     seed(app)
-    models, rollups = portal_of(app).models, portal_of(app).rollups
-    with app.app_context():
-        session = app.appbuilder.session
-        worker = session.scalar(select(models["Worker"].id).limit(1))
-        project = session.scalar(select(models["Project"].id).limit(1))
-        session.rollback()
-    client = app.test_client()
-    token = client.post("/api/v1/security/login", json={"username": "bench", "password": "bench-pass", "provider": "db"})
-    headers = {"Authorization": f"Bearer {token.json['access_token']}"}
-    counter = iter(range(10**9))
+    rollups = portal_of(app).rollups
+    post = entry_poster(app, {"approved": True})
     seconds = {"with": [], "without": []}
     listeners = (("before_flush", rollups.before_flush), ("after_flush", rollups.gather),
                  ("after_flush_postexec", rollups.after_flush))
@@ -91,11 +84,7 @@ def api_creates(work: Path) -> list[str]:
                     event.remove(app.appbuilder.session, name, fn)
             start = time.perf_counter()
             for _ in range(API_BATCH):
-                n = next(counter)
-                response = client.post("/api/v1/labour_entry/", headers=headers, json={
-                    "work_date": f"20{30 + n // 300:02d}-{n // 28 % 12 + 1:02d}-{n % 28 + 1:02d}", "worker": worker,
-                    "project": project, "hours": "8", "days": "1", "rate": "400", "approved": True})
-                assert response.status_code == 201, response.json
+                post()
             seconds[key].append((time.perf_counter() - start) / API_BATCH)
             if not on:
                 for name, fn in listeners:
