@@ -54,10 +54,15 @@ class Viewer:
         return masked - self.hidden(entity)
 
     def _closure(self, key: str, by_roles) -> dict[str, frozenset]:
-        memo = self.__dict__.setdefault("_fields_memo", {})
-        if key not in memo:
-            memo[key] = self._with_formulas(by_roles)
-        return memo[key]
+        """Worked out once per set of roles, not per request: it depends on the roles alone and walks every entity.
+        Kept on the (per-app, immutable) spec; there are as many entries as role combinations in use."""
+        memo = self.portal.__dict__.setdefault("_viewer_fields_memo", {})
+        cache_key = (key, self.is_admin, tuple(sorted(r.name for r in self.roles)))
+        if cache_key not in memo:
+            if len(memo) >= 4096:
+                memo.clear()  # users with ever new role combinations: keep memory flat
+            memo[cache_key] = self._with_formulas(by_roles)
+        return memo[cache_key]
 
     def _hidden_by_roles(self, entity: str) -> frozenset:
         roles = self._restricted(entity)
