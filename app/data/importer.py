@@ -30,6 +30,7 @@ from app.rules.records import FieldError, clean_present, clean_value, is_blank
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import GB18030, FileProblem, NotUtf8, read_rows, unquote_formula
 from app.rules.record_rules import RecordRules, field_labels, link_target
+from app.rules.flushes import link_values
 from app.rules.line_versions import bump as bump_line_parents
 from app.rules.rollups import RollupRefused
 
@@ -221,9 +222,10 @@ class Importer:
         # lines of a parent (`lines:`): the parents whose lines the file writes get a new row_version (line_versions.py)
         versions = current_portal().line_versions
         self._line_back, self._line_parent = versions.back_link(self.model) if versions else (None, None)
-        self._line_parents: set = set()
-        self._line_updated: list = []
+        # link -> the records the written rows link to, before (read under a lock before the write) and after
         self._touched: dict[str, set] = {link: set() for link in self._rollup_links}
+        if self._line_back is not None:
+            self._touched.setdefault(self._line_back.name, set())
         self._updated_ids: list[int] = []
 
     # -- rows ---------------------------------------------------------------------------------
@@ -432,16 +434,11 @@ class Importer:
         many = [f.name for f in self._many]
         chunk = Chunk()
         for r in records:
-            for link in self._rollup_links:
+            for link, ids in self._touched.items():
                 if r.get(link) is not None:
-                    self._touched[link].add(r[link])
-            if self._rollups and r.get("_id"):
+                    ids.add(r[link])
+            if self._touched and r.get("_id"):
                 self._updated_ids.append(r["_id"])  # its old parent loses it: looked up before the write
-            if self._line_back is not None:
-                if r.get(self._line_back.name) is not None:
-                    self._line_parents.add(r[self._line_back.name])
-                if r.get("_id"):
-                    self._line_updated.append(r["_id"])
             values = tuple(r.get(n) for n in names)
             if r.get("_id"):
                 chunk.changed.append(values + changed_stamp + (r["_id"],))
@@ -458,17 +455,15 @@ class Importer:
         secondaries = {f.name: getattr(self.model, f.name).property.secondary for f in self._many}
         try:
             connection = self.session.connection()
-            if self._rollups is not None:
-                for link in self._rollup_links:
-                    self._touched[link] |= self._rollups.linked_ids(connection, self.entity.name, link, self._updated_ids,
-                                                                      lock=True)  # a move meanwhile waits
-            if self._line_updated:
-                self._line_parents |= current_portal().line_versions.parents_of(connection, self.model, self._line_updated)
-            bulk.write(connection, self.model.__table__, spool, secondaries)
-            if self._line_parents:
-                bump_line_parents(connection, self._line_parent, self._line_parents)
+            table = self.model.__table__
+            for link, ids in self._touched.items():  # a move meanwhile waits for the lock
+                column = table.c[self.entity.field(link).column_name]
+                ids |= link_values(connection, table, column, self._updated_ids, lock=True)
+            bulk.write(connection, table, spool, secondaries)
+            if self._line_back is not None:
+                bump_line_parents(connection, self._line_parent, self._touched[self._line_back.name])
             if self._rollups is not None:  # one statement per rollup and set of parents, in this transaction
-                self._rollups.refresh(connection, {(self.entity.name, link): ids for link, ids in self._touched.items()})
+                self._rollups.refresh(connection, {(self.entity.name, link): self._touched[link] for link in self._rollup_links})
             self.session.commit()
         except RollupRefused as exc:  # reported like a problem of the file: nothing written
             self.session.rollback()

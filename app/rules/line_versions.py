@@ -15,7 +15,7 @@ from itertools import chain
 
 from sqlalchemy import event, update
 
-from app.rules.flushes import chunks, link_ids_in_history, link_values
+from app.rules.flushes import chunks, link_ids_in_history
 from app.schema.spec import VERSION_COLUMN, PortalSpec
 
 TOUCHED_KEY = "portal_line_parents"  # session.info: parent model -> ids, between the two events
@@ -59,13 +59,6 @@ class LineVersions:
                 for obj in list(session.identity_map.values()):
                     if type(obj) is model and obj.id in ids:
                         session.expire(obj, [VERSION_COLUMN])
-
-    def parents_of(self, connection, model, line_ids) -> set:
-        """The parents the given stored lines belong to now, read under a lock on the lines (an import reads them
-        before it moves lines; a move committed meanwhile waits)."""
-        back, _ = self.backs[model]
-        table = model.__table__
-        return link_values(connection, table, table.c[back.column_name], line_ids, lock=True)
 
 
 def bump(connection, parent_model, ids) -> None:
