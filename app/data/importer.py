@@ -29,7 +29,7 @@ from app.portal import current_portal
 from app.rules.records import FieldError, clean_present, clean_value, is_blank
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import GB18030, FileProblem, NotUtf8, read_rows, unquote_formula
-from app.rules.record_rules import RecordRules, field_labels, link_target
+from app.rules.record_rules import RecordRules, duplicate_message, link_target
 from app.rules.flushes import link_values
 from app.rules.line_versions import bump as bump_line_parents
 from app.rules.rollups import RollupRefused
@@ -399,9 +399,7 @@ class Importer:
         for r in rows:
             owner = owners.get(tuple(_normal(r[n]) for n in group))
             if owner is not None and owner != r.get("_id"):
-                self._error(report, r["_row"], self.entity.field(group[0]), str(
-                    _l("Already exists.") if len(group) == 1 else
-                    _l("A record with the same %(fields)s already exists.", fields=field_labels(self.entity, group))))
+                self._error(report, r["_row"], self.entity.field(group[0]), duplicate_message(self.entity, group))
 
     def _name_first_rows(self, rows: Iterator[list], columns, report: ImportReport) -> None:
         """Second reading, only when the file repeats a unique value: name the row each repeat repeats."""

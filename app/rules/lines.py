@@ -140,7 +140,7 @@ class LinesEdit:
     def _check_duplicates(self) -> None:
         """unique / unique_together among the submitted lines themselves (each line was checked against the table
         alone): a later line repeating an earlier one gets the error, never the database's refusal."""
-        from app.rules.record_rules import field_labels
+        from app.rules.record_rules import duplicate_message
 
         groups = [(f.name,) for f in self.child.fields if f.unique] + [tuple(g) for g in self.child.unique_together]
         seen = set()
@@ -157,10 +157,8 @@ class LinesEdit:
                 if any(v is None for v in key[1]):
                     continue
                 if key in seen:
-                    message = _l("Already exists.") if len(group) == 1 else _l(
-                        "A record with the same %(fields)s already exists.", fields=field_labels(self.child, group))
                     shown = next((name for name in group if name != self.back.name), group[0])  # the grid has no back link
-                    self.errors[index].setdefault(shown, []).append(str(message))
+                    self.errors[index].setdefault(shown, []).append(duplicate_message(self.child, group))
                 seen.add(key)
 
     def _back_link_ok(self, row: dict, parent_current, errors: dict) -> bool:

@@ -258,9 +258,13 @@ def _default_value(f: FieldSpec):
     return f.default
 
 
-def field_labels(entity: EntitySpec, names) -> str:
-    """Fields named in a message as the user reads them (their labels in the user's language)."""
-    return ", ".join(entity.field(name).label.get(_locale()) for name in names)
+def duplicate_message(entity: EntitySpec, group) -> str:
+    """Why a record repeating another in a unique field (or unique_together group) is refused; fields named by their
+    labels in the user's language. Forms, the API, imports and inline lines all say it this way."""
+    if len(group) == 1:
+        return str(_l("Already exists."))
+    fields = ", ".join(entity.field(name).label.get(_locale()) for name in group)
+    return str(_l("A record with the same %(fields)s already exists.", fields=fields))
 
 
 def _locale() -> str:
@@ -454,14 +458,13 @@ class RecordRules:
         for f in self.entity.fields:
             if f.unique and values.get(f.name) is not None:
                 if self._exists({f.name: values[f.name]}, current):
-                    errors[f.name] = [str(_l("Already exists."))]
+                    errors[f.name] = [duplicate_message(self.entity, (f.name,))]
         for group in self.entity.unique_together:
             merged = {name: values[name] if name in values else getattr(current, name, None) for name in group}
             if any(v is None for v in merged.values()):
                 continue
             if self._exists(merged, current):
-                errors.setdefault(group[0], []).append(
-                    str(_l("A record with the same %(fields)s already exists.", fields=field_labels(self.entity, group))))
+                errors.setdefault(group[0], []).append(duplicate_message(self.entity, group))
         return errors
 
     def _exists(self, criteria: dict, current) -> bool:
