@@ -79,6 +79,10 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
                 at=dt.datetime.combine(today - dt.timedelta(days=rng.randrange(1, 90)), dt.time(10)),
                 summary=rng.choice(["沟通年度维保合同", "现场踏勘", "报价跟进", "续签意向沟通"]))
     customers = made.get("Customer", [])
+    for i, customer in enumerate(customers[::2]):
+        add("Contract", customer=customer, name=f"{customer.name}{rng.choice(['年度维保合同', '机电安装合同', '物业服务合同'])}",
+            amount=Decimal(rng.randrange(10, 300) * 10000), signed_on=today - dt.timedelta(days=rng.randrange(0, 365)),
+            owner=admin)
     statuses = ["open", "in_progress", "waiting", "resolved", "closed"]
     for n in range(40):
         opened = dt.datetime.combine(today - dt.timedelta(days=rng.randrange(0, 120)), dt.time(9, rng.randrange(60)))
@@ -87,7 +91,7 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
         add("Ticket", assignee=admin, subject=rng.choice(["空调不制冷", "电梯异响", "屋面渗水", "配电箱跳闸", "门禁故障"]),
             customer=rng.choice(customers), priority=rng.choice(["urgent", "high", "normal", "normal", "low"]),
             category=rng.choice(["repair", "installation", "inspection", "complaint"]), status=status,
-            opened_at=opened, resolved_at=resolved, due_date=(opened + dt.timedelta(days=3)).date(),
+            opened_at=opened, resolved_at=resolved, resolved_by=admin if resolved else None, due_date=(opened + dt.timedelta(days=3)).date(),
             hours_spent=Decimal(rng.randrange(0, 40)) / 2)
     for ticket in made.get("Ticket", [])[:10]:
         add("TicketNote", ticket=ticket, body=rng.choice(["已电话联系客户", "已派师傅上门", "等待配件到货"]))
@@ -105,7 +109,10 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
                 days = Decimal(rng.choice(["1", "1", "0.5", "1.5"]))
                 add("LabourEntry", work_date=date, worker=worker, project=rng.choice(worker.projects), days=days,
                     hours=days * 8, rate=worker.day_rate, amount=(days * worker.day_rate).quantize(Decimal("0.01")),
-                    approved=day > 3)
+                    # older entries approved, the last days' submitted, today's still drafts
+                    state="approved" if day > 3 else "submitted" if day > 0 else "draft", approved=day > 3,
+                    approved_by=admin if day > 3 else None,
+                    approved_on=dt.datetime.combine(date + dt.timedelta(days=2), dt.time(18)) if day > 3 else None)
         for worker in workers[-2:]:  # two who have left: on past entries, no longer offered by the worker picker
             worker.active = False
     _purchasing(add, rng, today)

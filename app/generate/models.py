@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Table,
+    Text,
     UniqueConstraint,
     func,
     text,
@@ -111,11 +112,61 @@ def rollups_table(metadata: MetaData) -> Table:
     )
 
 
+HISTORY_TABLE, COMMENTS_TABLE, ATTACHMENTS_TABLE = "portal_history", "portal_comments", "portal_attachments"
+_SERIAL = BigInteger().with_variant(Integer(), "sqlite")  # SQLite numbers only INTEGER PRIMARY KEY rows itself
+
+
+def _table(metadata: MetaData, name: str, *columns) -> Table:
+    if name in metadata.tables:
+        return metadata.tables[name]
+    return Table(name, metadata, Column("id", _SERIAL, primary_key=True, autoincrement=True),
+                 Column("entity", String(60), nullable=False), Column("record_id", Integer, nullable=False),
+                 *columns, Index(f"ix_{name}_record", "entity", "record_id", "id"))
+
+
+def history_table(metadata: MetaData) -> Table:
+    """Append-only record history (app/rules/history.py): one row per create, change, transition or delete,
+    with who, when, by which path and each field's old and new value (JSON). No foreign keys: a deleted record
+    or user keeps its history (the user's name is copied)."""
+    return _table(metadata, HISTORY_TABLE,
+                  Column("at", DateTime, nullable=False),
+                  Column("user_id", Integer), Column("username", String(256)),
+                  Column("path", String(20), nullable=False),      # form, api, import, bulk, transition, cli, ...
+                  Column("action", String(20), nullable=False),    # create, update, transition, delete
+                  Column("transition", String(40)),
+                  Column("changes", Text, nullable=False))         # {"field": [old, new], ...}
+
+
+def comments_table(metadata: MetaData) -> Table:
+    """Comments on records of entities with `comments: true` (app/generate/comments.py)."""
+    return _table(metadata, COMMENTS_TABLE,
+                  Column("author_id", Integer), Column("author_name", String(256)),
+                  Column("created_on", DateTime, nullable=False), Column("edited_on", DateTime),
+                  Column("text", Text, nullable=False),
+                  Column("mentions", Text, nullable=False, server_default="[]"))  # JSON list of user ids
+
+
+def attachments_table(metadata: MetaData) -> Table:
+    """Files of records (`attachments:`) and of `file` fields (`field` set): metadata here, the bytes outside the
+    database, content-addressed by sha256 (app/data/files.py)."""
+    return _table(metadata, ATTACHMENTS_TABLE,
+                  Column("field", String(60)),                      # None: an attachment of the record
+                  Column("name", String(255), nullable=False),      # the uploaded file's name, for downloads only
+                  Column("size", BigInteger, nullable=False),
+                  Column("content_type", String(120), nullable=False),
+                  Column("sha256", String(64), nullable=False, index=True),
+                  Column("uploaded_by_id", Integer), Column("uploaded_by_name", String(256)),
+                  Column("uploaded_on", DateTime, nullable=False))
+
+
 def build_models(spec: PortalSpec, metadata: MetaData) -> dict[str, type]:
     """The spec's models, on `metadata` (see portal_metadata) and a declarative registry of their own."""
     base = declarative_base(metadata=metadata, name="PortalModel")
     counters_table(metadata)
     rollups_table(metadata)
+    history_table(metadata)
+    comments_table(metadata)
+    attachments_table(metadata)
     models: dict[str, type] = {}
     for entity in spec.entities:
         models[entity.name] = _build_model(entity, models, base)

@@ -1,7 +1,7 @@
 """Generate one FAB ModelView per entity: list/show/add/edit/delete with schema validation."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, flash, g, redirect, request, url_for
 from flask_appbuilder import ModelView, expose, has_access
 from flask_babel import gettext, lazy_gettext as _l
 from wtforms.validators import StopValidation
@@ -21,8 +21,9 @@ from app.generate import liveform
 from app.generate.lookups import form_fields, lookup_response, search_fields
 from app.generate.paged_pages import PagedListView
 from app.generate.paging import PagedInterface
-from app.generate.permissions import VIEW_METHODS, entity_permissions
+from app.generate.permissions import DELETE, UPDATE, VIEW_METHODS, entity_permissions, permission
 from app.generate.references import delete_refusal
+from app.generate.show_panels import panels_for
 
 
 class FieldRule:
@@ -69,6 +70,7 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
     """
 
     list_template = "portal/list.html"
+    show_template = "portal/show.html"  # FAB's plus Edit / Delete and the features' panels (show_panels.py)
 
     portal: PortalSpec
     entity: EntitySpec
@@ -158,7 +160,25 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
         kwargs.setdefault("can_import", sm.has_access("can_import", self.class_permission_name))
         kwargs.setdefault("export_url", f"{self.route_base}/export/")
         kwargs.setdefault("import_url", f"{self.route_base}/import")
+        if template == self.show_template and "pk" in kwargs:
+            kwargs.update(self._show_context(kwargs["pk"]))
         return super().render_template(template, **kwargs)
+
+    def _show_context(self, pk) -> dict:
+        """Edit / Delete buttons (when the user may use them on this record) and the features' panels."""
+        item = fab.scoped_get(self, pk)  # FAB's _show loaded it: the session's identity map has it
+        sm = self.appbuilder.sm
+        may_edit, may_delete = self.record_actions(item)
+        return dict(
+            panels=panels_for(self, item),
+            can_edit=may_edit and sm.has_access(permission(UPDATE), self.class_permission_name),
+            can_delete=may_delete and sm.has_access(permission(DELETE), self.class_permission_name),
+            edit_url=url_for(f"{self.endpoint}.edit", pk=pk), delete_url=url_for(f"{self.endpoint}.delete", pk=pk),
+        )
+
+    def record_actions(self, item) -> tuple[bool, bool]:
+        """(may edit, may delete) this record, apart from the role's permissions (a locked state says no)."""
+        return True, True
 
     @expose("/export/<fmt>")
     @has_access
@@ -221,12 +241,29 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
                                         gettext("Import %(entity)s"), entity=lazy(self.entity.label)),
                                     report=report, token=token, key=key, key_choices=keys)
 
+    def post_add(self, item) -> None:
+        if item.id is not None:  # FAB calls this even when the insert failed (it flashed why)
+            g.portal_added_pk = item.id
+
     def post_add_redirect(self):
-        """Back to where the user came from, or to the list rather than the home page."""
+        """To the new record's detail page; when the save failed, back to where the user came from, or to the
+        list rather than the home page."""
+        added = g.pop("portal_added_pk", None)
+        if added is not None:
+            return redirect(url_for(f"{self.endpoint}.show", pk=added))
         target = self.get_redirect()
         if target in (self.appbuilder.get_url_for_index, "/"):
             target = url_for(f"{self.endpoint}.list")
         return redirect(target)
+
+    def post_delete_redirect(self):
+        """Deleted from its detail page: to the list (the page is gone); refused: back to the record."""
+        if request.form.get("from") == "show":
+            pk = request.view_args.get("pk")
+            if pk is not None and fab.scoped_get(self, pk) is not None:
+                return redirect(url_for(f"{self.endpoint}.show", pk=pk))
+            return redirect(url_for(f"{self.endpoint}.list"))
+        return super().post_delete_redirect()
 
     def pre_delete(self, item) -> None:
         refusal = delete_refusal(self.portal, self.models, self.datamodel.session, self.entity, item)

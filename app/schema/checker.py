@@ -14,6 +14,7 @@ from app.fieldtypes import BUILTIN_TYPES, FieldTypes
 from app.schema.loader import Problem, SourceFile, YMap
 from app.schema.entities import check_across_modules, check_entity
 from app.schema.formulas import check_expressions
+from app.schema.lifecycle import check_lifecycle
 from app.schema.lines import check_lines
 from app.schema.links import check_links
 from app.schema.reports import check_report, check_report_ids
@@ -50,6 +51,9 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     roles = merge_roles(run, modules)
     # defaults from links and picker filters read the linked entity's fields too (filters: and the roles' hide/mask)
     modules = [dataclasses.replace(m, entities=tuple(check_links(run, e, entities, roles) for e in m.entities))
+               for m in modules]
+    # a workflow's transitions name roles and its `when` reads the record like a rule
+    modules = [dataclasses.replace(m, entities=tuple(check_lifecycle(run, e, entities, roles) for e in m.entities))
                for m in modules]
     check_report_ids(run, modules, roles)
     if run.problems:

@@ -5,7 +5,7 @@ left out, never reused. docs/schema.md lists the same table (a test keeps the tw
 """
 from __future__ import annotations
 
-# area -> {code: short title}; the hundreds digit is the area
+# area -> {code: short title}; the hundreds digit is the area (lifecycle shares the 5xx with links)
 AREAS: dict[str, dict[str, str]] = {
     "values": {
         "E001": "value must be a mapping",
@@ -129,6 +129,20 @@ AREAS: dict[str, dict[str, str]] = {
         "E501": "link needs a target",
         "E502": "link target must be an entity name",
         "E503": "link to an unknown entity",
+    },
+    "lifecycle": {
+        "E520": "bad workflow",
+        "E521": "workflow field unknown or not an enum",
+        "E522": "bad transition",
+        "E523": "transition names an unknown state",
+        "E524": "transition names an unknown role",
+        "E525": "transition requires an unknown or computed field",
+        "E526": "transition sets an unknown or computed field",
+        "E527": "transition condition is not true/false",
+        "E528": "locked names an unknown state",
+        "E529": "workflow field has no default state",
+        "E530": "bad attachments or file options",
+        "E531": "unknown file type",
     },
     "roles": {
         "E601": "bad role name",

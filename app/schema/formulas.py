@@ -75,6 +75,32 @@ def check_expressions(run: Check, entity: EntitySpec, entities: dict[str, Entity
     """Type every formula and rule of an entity, sort its formulas (E314 on a cycle); returns the entity
     with `formula_order` set."""
     file = entity.file
+    typed = expression_typer(run, entity, entities)
+    by_name = {f.name: f for f in entity.fields}
+    for f in entity.fields:
+        if f.formula is None:
+            continue
+        what = f"formula of field '{entity.name}.{f.name}'"
+        result = typed(f.formula, f.line, what)
+        wanted = value_type(f)
+        if result is not None and result not in ("any", "null") and result != wanted:
+            run.error(file, f.line, "E313", f"{what} gives {result}, but the field is {f.type} ({wanted})")
+    for i, rule in enumerate(entity.rules):
+        what = f"check of rule {i + 1} of entity '{entity.name}'"
+        result = typed(rule.check, rule.line, what)
+        if result is not None and result not in ("any", "null", BOOLEAN):
+            run.error(file, rule.line, "E313", f"{what} gives {result}, not true/false")
+        lines = dict(zip(rule.fields, rule.field_lines))
+        for name in rule.fields:
+            if name not in by_name:
+                run.error(file, lines.get(name, rule.line), "E315", f"rule {i + 1} of entity '{entity.name}' shows its message under unknown field '{name}'{did_you_mean(name, by_name)}")
+    return dataclasses.replace(entity, formula_order=_formula_order(run, entity))
+
+
+def expression_typer(run: Check, entity: EntitySpec, entities: dict[str, EntitySpec]):
+    """typed(expression, line, what) -> its type, or None with E311/E312/E313 reported: names are the entity's
+    fields and, through a link, the linked entity's (`worker.day_rate`)."""
+    file = entity.file
     by_name = {f.name: f for f in entity.fields}
 
     def type_of_path(line, what):
@@ -111,24 +137,7 @@ def check_expressions(run: Check, entity: EntitySpec, entities: dict[str, Entity
             run.error(file, line, "E311", f"{what} nests too deeply")
         return None
 
-    for f in entity.fields:
-        if f.formula is None:
-            continue
-        what = f"formula of field '{entity.name}.{f.name}'"
-        result = typed(f.formula, f.line, what)
-        wanted = value_type(f)
-        if result is not None and result not in ("any", "null") and result != wanted:
-            run.error(file, f.line, "E313", f"{what} gives {result}, but the field is {f.type} ({wanted})")
-    for i, rule in enumerate(entity.rules):
-        what = f"check of rule {i + 1} of entity '{entity.name}'"
-        result = typed(rule.check, rule.line, what)
-        if result is not None and result not in ("any", "null", BOOLEAN):
-            run.error(file, rule.line, "E313", f"{what} gives {result}, not true/false")
-        lines = dict(zip(rule.fields, rule.field_lines))
-        for name in rule.fields:
-            if name not in by_name:
-                run.error(file, lines.get(name, rule.line), "E315", f"rule {i + 1} of entity '{entity.name}' shows its message under unknown field '{name}'{did_you_mean(name, by_name)}")
-    return dataclasses.replace(entity, formula_order=_formula_order(run, entity))
+    return typed
 
 
 def _formula_order(run: Check, entity: EntitySpec) -> tuple[str, ...]:

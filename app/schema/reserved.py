@@ -35,7 +35,9 @@ RESERVED_NAMES = frozenset({
 
 # table names the database or the stack keep for themselves
 RESERVED_TABLE_PREFIXES = ("ab_", "sqlite_", "pg_")
-RESERVED_TABLES = frozenset({"ab", "alembic_version", "portal_counters"})  # portal_counters: autonumbers
+# the portal's own tables: autonumber counters, rollup fingerprints, record history, comments, attachments
+RESERVED_TABLES = frozenset({"ab", "alembic_version", "portal_counters", "portal_rollups", "portal_history",
+                             "portal_comments", "portal_attachments"})
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names silently
 

@@ -167,6 +167,11 @@ class EntitySpec:
     # `lines: [OrderLine]`: child entities edited as a grid on this entity's form and nested in its API records
     lines: tuple[str, ...] = ()
     lines_line: int = field(default=0, compare=False)  # where `lines:` is written (the checker's codes point there)
+    # record lifecycle (issue 13): a workflow over one enum field, field-change history, comments, attachments
+    workflow: "WorkflowSpec | None" = None
+    history: bool = False
+    comments: bool = False
+    attachments: "FilesSpec | None" = None
 
     @property
     def lines_keys(self) -> tuple[tuple[str, str], ...]:
@@ -201,6 +206,49 @@ class EntitySpec:
     @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
+
+
+@dataclass(frozen=True)
+class TransitionSpec:
+    """One named step of a workflow: `resolve: {from: in_progress, to: resolved, roles: [Agent], ...}`."""
+
+    name: str
+    sources: tuple[str, ...]          # `from`: the states it may start in
+    target: str                       # `to`
+    roles: tuple[str, ...]            # who may take it (Admin always may)
+    label: Label
+    require: tuple[str, ...] = ()     # fields the user must fill in when taking it
+    set: tuple[tuple[str, Any], ...] = ()  # field -> "now" | "today" | "current_user" | a literal of its type
+    when: Any = None                  # app/schema/expressions.py Expression over the record, or None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    """`workflow:` of an entity: its enum `field` only changes through `transitions`; `locked` states are
+    read-only (edits and deletes refused) except through transitions."""
+
+    field: str
+    transitions: tuple[TransitionSpec, ...]
+    locked: tuple[str, ...] = ()
+    line: int = 0
+
+    def transition(self, name: str) -> TransitionSpec | None:
+        return next((t for t in self.transitions if t.name == name), None)
+
+
+@dataclass(frozen=True)
+class FilesSpec:
+    """Which files a record (`attachments:`) or a `file` field takes: at most `max_mb` megabytes, of `types`
+    (names from app/fieldtypes/files.py FILE_KINDS, checked by content, not only by extension)."""
+
+    max_mb: int = 20
+    types: tuple[str, ...] = ()
+    line: int = 0
+
+    @property
+    def max_bytes(self) -> int:
+        return self.max_mb * 1024 * 1024
 
 
 @dataclass(frozen=True)
