@@ -17,16 +17,29 @@ PEOPLE = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵强", 
 TRADES = ["general", "carpenter", "mason", "rebar", "electrician", "plumber", "welder"]
 
 
+# the date a demo record's number is taken on (a ticket opened in March gets a March number)
+NUMBERED_ON = {"Ticket": "opened_at", "Contract": "signed_on"}
+
+
 def _number(app: Flask, made: dict) -> None:
-    """Autonumber fields (ticket numbers, customer codes) from the portal's counters, as a create would."""
+    """Autonumber fields (ticket numbers, customer codes) from the portal's counters, as a create on the record's
+    own date would (oldest first)."""
     from app.rules.autonumber import new_numbers
 
     portal = portal_of(app)
     for name, records in made.items():
-        numbers = new_numbers(app.appbuilder.session, portal.spec.entity(name), portal.models[name], len(records))
-        for field_name, values in numbers.items():
-            for record, value in zip(records, values):
-                setattr(record, field_name, value)
+        on = NUMBERED_ON.get(name)
+        day = (lambda r: getattr(r, on)) if on else (lambda r: dt.date.today())
+        by_day: dict[dt.date, list] = {}
+        for record in records:
+            value = day(record)
+            by_day.setdefault(value.date() if isinstance(value, dt.datetime) else value, []).append(record)
+        for date in sorted(by_day):
+            group = sorted(by_day[date], key=day)
+            numbers = new_numbers(app.appbuilder.session, portal.spec.entity(name), portal.models[name], len(group), date)
+            for field_name, values in numbers.items():
+                for record, value in zip(group, values):
+                    setattr(record, field_name, value)
 
 
 SUPPLIERS = ["宏达五金", "华东建材", "申城电气", "恒通管业"]
