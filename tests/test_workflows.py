@@ -379,6 +379,7 @@ def test_page_refusals(app, admin, customer):
     other = new_ticket(admin, app, customer, assignee="agent2")
     assert agent.post(f"/ticket/transition/{other}/start").status_code == 404
     assert agent.get(f"/ticket/transition/{pk}/nope").status_code == 404
+    assert page_client(app, "tmanager").get("/customer/transition/1/start").status_code == 404  # no workflow: no route
     assert stored(app, "ticket", other, "status") == "open"
 
 

@@ -306,6 +306,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         full_formatters_columns=columns.formatters(entity),
         add_form_extra_fields=extra, edit_form_extra_fields=edit_extra,
         validators_columns=validators,
+        exclude_route_methods=transitions.unused_routes(entity, api=False),
     )
     if entity.order:
         attrs["base_order"] = entity.order[0]

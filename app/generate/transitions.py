@@ -73,6 +73,13 @@ def state_style(entity: EntitySpec, state) -> str:
     return "label-warning"
 
 
+def unused_routes(entity: EntitySpec, api: bool) -> set[str]:
+    """FAB's `exclude_route_methods` of an entity without a workflow: no transition routes, none documented."""
+    if entity.workflow is not None:
+        return set()
+    return {"transitions", "take_transition"} if api else {"transition"}
+
+
 # -- API -----------------------------------------------------------------------------------------------
 
 class TransitionsApiMixin:

@@ -146,13 +146,15 @@ def _required_values(rules, transition: TransitionSpec, values: dict) -> tuple[d
     for name in transition.require:
         f = rules.entity.field(name)
         raw = values.get(name)
-        if is_blank(raw) or raw == []:
+        if name in rules.unreadable:  # hidden or masked for this user: not theirs to write, as on any write
+            errors[name] = [str(_l("This field is read-only."))]
+        elif is_blank(raw) or raw == []:
             errors[name] = [str(_l("This field is required."))]
-            continue
-        try:
-            cleaned[name] = rules.clean(f, raw)
-        except FieldError as exc:
-            errors[name] = [str(exc)]
+        else:
+            try:
+                cleaned[name] = rules.clean(f, raw)
+            except FieldError as exc:
+                errors[name] = [str(exc)]
     return cleaned, errors
 
 
