@@ -394,6 +394,8 @@ def test_forms_never_change_the_state(app, admin, customer):
                                                         "priority": "high", "status": "closed"})
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]
     assert stored(app, "ticket", pk, "status", "subject") == ("open", "edited")
+    refused = manager.post(f"/ticket/edit/{pk}", data={"subject": "", "customer": customer, "priority": "high"})
+    assert refused.status_code == 200 and ">Open<" in refused.get_data(as_text=True)  # the state still shown
 
 
 def test_locked_record_refuses_edit_and_delete_pages(app, admin, customer):

@@ -50,6 +50,8 @@ def with_record_rules(view, form_class, creating: bool):
         return None
 
     def validate(form, extra_validators=None):
+        if not creating:
+            transitions.show_state(form, view)  # read-only on the form, shown again if it comes back
         fields_ok = form_class.validate(form, extra_validators=extra_validators)
         record_ok = fields_ok and view.check_form(form, creating)
         return check_form_lines(view, form, creating) and record_ok  # grid rows show their errors either way

@@ -198,6 +198,16 @@ class StateField(Field):
         pass
 
 
+def show_state(form, view) -> None:
+    """A posted edit form shows the stored state too, should it come back with errors (FAB rebuilds it from the
+    request alone)."""
+    entity, pk = view.entity, fab.edited_pk(form)
+    name = entity.workflow.field if entity.workflow else None
+    if pk is not None and name in form and isinstance(form[name], StateField):
+        item = view.datamodel.session.get(view.datamodel.obj, pk)
+        form[name].object_data = getattr(item, name, None)
+
+
 def form_fields(entity: EntitySpec) -> dict:
     """The edit form's extra field for the workflow state (read-only); the add form leaves the state out."""
     return {entity.workflow.field: StateField(entity)} if entity.workflow else {}
