@@ -254,6 +254,10 @@ def test_transition_that_breaks_a_rule_is_422(app, admin, site):
         app.appbuilder.session.commit()
     response = take(admin, "labour_entry", pk, "submit")
     assert response.status_code == 422 and response.json["errors"] == {"hours": ["At most 12 hours per day"]}
+    browser = page_client(app, "tmanager")
+    assert browser.post(f"/labour_entry/transition/{pk}/submit").status_code == 302
+    page = browser.get(f"/labour_entry/show/{pk}").get_data(as_text=True)
+    assert "would break a rule" in page and "Hours: At most 12 hours per day" in page
     assert stored(app, "labour_entry", pk, "state") == "draft"
 
 

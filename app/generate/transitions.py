@@ -243,6 +243,7 @@ class TransitionsViewMixin:
                 self.datamodel.session.rollback()
                 if refused.status != 422 or not transition.require:
                     flash(refused.message, "danger")
+                    self._flash_errors(refused.errors)
                     return redirect(show_url)
                 self._show_errors(form, refused)
             except (DatabaseException, SQLAlchemyError) as exc:
@@ -282,14 +283,18 @@ class TransitionsViewMixin:
                 values[name] = posted[0] if posted else None
         return values
 
-    @staticmethod
-    def _show_errors(form, refused: TransitionRefused) -> None:
-        for field_name, messages in refused.errors.items():
-            if field_name in form:
-                form[field_name].errors = list(messages)
-            else:
-                for message in messages:
-                    flash(message, "danger")
+    def _show_errors(self, form, refused: TransitionRefused) -> None:
+        """Errors under the form's fields; those of other fields (a broken rule) flashed with the field's label."""
+        self._flash_errors({name: messages for name, messages in refused.errors.items() if name not in form})
+        for name, messages in refused.errors.items():
+            if name in form:
+                form[name].errors = list(messages)
+
+    def _flash_errors(self, errors: dict) -> None:
+        labels = {f.name: f.label for f in self.entity.fields}
+        for name, messages in errors.items():
+            for message in messages:
+                flash(f"{labels[name].get(_locale())}: {message}" if name in labels else message, "danger")
 
     @expose("/edit/<pk>", methods=["GET", "POST"])
     @has_access
