@@ -113,7 +113,7 @@ def available(viewer, entity: EntitySpec, item) -> list[TransitionSpec]:
 # -- taking it ---------------------------------------------------------------------------------------
 
 def stamp_values(transition: TransitionSpec, user, now: dt.datetime) -> dict:
-    """The transition's `set:` values: "now" (a date field gets the date), "today", "current_user" resolved."""
+    """The transition's `set:` values with "now", "today" and "current_user" resolved (literals as they are)."""
     values = {}
     for name, value in transition.set:
         if value == "current_user":
