@@ -283,11 +283,11 @@ def _copy_rows(url: str, s: Sizes, user_ids: dict[str, int], log) -> dict:
                 rate = day_rates[worker + 1]
                 approved = day < days_of_entries - 7  # the last week is not approved yet
                 yield (f"{n + 1}\t{first_day + dt.timedelta(days=day)}\t{worker + 1}\t{project_of(worker + 1, day)}\t"
-                       f"{days * 8}\t{days}\t{rate}\t{days * rate}\t{'t' if approved else 'f'}\t"
-                       f"{admin_id if approved else NULL}\t{now}\t{now}\t{admin_id}\t{admin_id}\n")
+                       f"{days * 8}\t{days}\t{rate}\t{days * rate}\t{'approved' if approved else 'submitted'}\t"
+                       f"{'t' if approved else 'f'}\t{admin_id if approved else NULL}\t{now}\t{now}\t{admin_id}\t{admin_id}\n")
 
         timed("labour_entry", ["id", "work_date", "worker_id", "project_id", "hours", "days", "rate", "amount",
-                               "approved", "approved_by_id"], entries())
+                               "state", "approved", "approved_by_id"], entries())  # approved = (state == 'approved')
 
         for table in ("customer", "contact", "follow_up", "project", "worker", "ticket", "ticket_note", "labour_entry"):
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM \"{table}\"))")

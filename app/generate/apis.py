@@ -24,6 +24,7 @@ from app.generate.paged_api import LIST_ARGS_SCHEMA, PagedListApi, rison
 from app.generate.paging import PagedInterface
 from app.generate.permissions import API_METHODS, entity_permissions
 from app.generate.references import delete_refusal
+from app.generate.transitions import TransitionsApiMixin, unused_routes
 
 
 def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
@@ -45,7 +46,7 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(ViewerScopedEndpoint, PagedListApi, fab.RestApiBoundary, ModelRestApi):
+class EntityApi(ViewerScopedEndpoint, TransitionsApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
     """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
 
     portal: PortalSpec
@@ -223,6 +224,7 @@ def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_facto
         label_columns=columns.label_columns(entity),
         description_columns=columns.description_columns(entity),
         list_title=lazy(entity.label), show_title=lazy(entity.label),
+        exclude_route_methods=unused_routes(entity, api=True),
     )
     if entity.order:
         attrs["base_order"] = entity.order[0]

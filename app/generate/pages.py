@@ -24,6 +24,8 @@ from app.generate.paging import PagedInterface
 from app.generate.permissions import DELETE, UPDATE, VIEW_METHODS, entity_permissions, permission
 from app.generate.references import delete_refusal
 from app.generate.show_panels import panels_for
+from app.generate import transitions
+from app.rules.workflows import is_locked
 
 
 class FieldRule:
@@ -48,6 +50,8 @@ def with_record_rules(view, form_class, creating: bool):
         return None
 
     def validate(form, extra_validators=None):
+        if not creating:
+            transitions.show_state(form, view)  # read-only on the form, shown again if it comes back
         fields_ok = form_class.validate(form, extra_validators=extra_validators)
         record_ok = fields_ok and view.check_form(form, creating)
         return check_form_lines(view, form, creating) and record_ok  # grid rows show their errors either way
@@ -63,7 +67,7 @@ class ValidatorsByColumn(dict):
         return list(value) if value is not None else None
 
 
-class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, ModelView):
+class EntityView(ViewerScopedEndpoint, transitions.TransitionsViewMixin, PagedListView, fab.ModelViewBoundary, ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes.
 
     Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list page from PagedListView.
@@ -100,7 +104,8 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
     def check_form(self, form, creating: bool) -> bool:
         """The record rules over a validated form; False (with errors on the form) refuses the save."""
         rules = self.writer()
-        values = {name: form[name].data for name in rules.writable if name in form}
+        values = {name: form[name].data for name in rules.writable
+                  if name in form and not isinstance(form[name], transitions.StateField)}  # shown, not written
         current = None if creating else self.datamodel.session.get(self.datamodel.obj, fab.edited_pk(form))
         errors = rules.check(rules.context(values, creating, "form", current))
         self._show_filled_values(form, values)
@@ -178,7 +183,8 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
 
     def record_actions(self, item) -> tuple[bool, bool]:
         """(may edit, may delete) this record, apart from the role's permissions (a locked state says no)."""
-        return True, True
+        locked = is_locked(self.entity, item)
+        return not locked, not locked
 
     @expose("/export/<fmt>")
     @has_access
@@ -279,7 +285,8 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
     extra.update(lines_form_fields(portal, entity))  # inline lines: a grid of the child records (lines.py)
     extra.update(liveform.formula_form_fields(entity))  # formulas: read-only, kept current as the user types
     version_rule = versions.VersionRule(None)  # the edit form's hidden row_version; the view is set below
-    edit_extra = {**extra, VERSION_COLUMN: versions.VersionField(validators=[version_rule])}
+    edit_extra = {**extra, **transitions.form_fields(entity),  # the workflow state: shown, changed by transitions
+                  VERSION_COLUMN: versions.VersionField(validators=[version_rule])}
     validators = ValidatorsByColumn(
         (f.name, [FieldRule(f)]) for f in entity.fields if not f.is_relation and f.name not in own_fields)
     attrs = dict(
@@ -291,7 +298,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         add_title=lazy(entity.label), edit_title=lazy(entity.label),
         full_list_columns=columns.list_columns(entity),
         full_show_columns=columns.show_columns(entity),
-        full_add_columns=liveform.form_columns(entity) + [key for key, _ in entity.lines_keys],
+        full_add_columns=transitions.add_columns(entity, liveform.form_columns(entity)) + [key for key, _ in entity.lines_keys],
         full_edit_columns=liveform.form_columns(entity) + [key for key, _ in entity.lines_keys] + [VERSION_COLUMN],
         full_search_columns=list(entity.search) or columns.list_columns(entity),
         base_filters=EntityView.row_scope_filters(entity),
@@ -301,6 +308,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         full_formatters_columns=columns.formatters(entity),
         add_form_extra_fields=extra, edit_form_extra_fields=edit_extra,
         validators_columns=validators,
+        exclude_route_methods=transitions.unused_routes(entity, api=False),
     )
     if entity.order:
         attrs["base_order"] = entity.order[0]

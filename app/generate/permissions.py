@@ -11,11 +11,13 @@ VIEW_METHODS = {
     "list": READ, "show": READ, "download": READ, "lookup": READ, "preview": READ,
     "add": CREATE, "edit": UPDATE, "delete": DELETE,
     "export_data": EXPORT, "import_data": IMPORT,
+    "transition": READ,  # workflows: who may take a transition is its `roles:` (app/rules/workflows.py)
 }
 API_METHODS = {
     "get_list": READ, "get": READ, "info": READ,
     "post": CREATE, "put": UPDATE, "delete": DELETE,
     "export_data": EXPORT, "import_data": IMPORT,
+    "transitions": READ, "take_transition": READ,  # workflows: a transition's `roles:` say who may take it
 }
 
 
