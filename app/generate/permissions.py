@@ -11,11 +11,13 @@ VIEW_METHODS = {
     "list": READ, "show": READ, "download": READ, "lookup": READ, "preview": READ,
     "add": CREATE, "edit": UPDATE, "delete": DELETE,
     "export_data": EXPORT, "import_data": IMPORT,
+    "bulk": READ,  # each row is then checked against the action's own permission (bulk_actions.py)
 }
 API_METHODS = {
     "get_list": READ, "get": READ, "info": READ,
     "post": CREATE, "put": UPDATE, "delete": DELETE,
     "export_data": EXPORT, "import_data": IMPORT,
+    "bulk": READ,
 }
 
 
