@@ -25,6 +25,8 @@ from app.generate.paging import PagedInterface
 from app.generate.permissions import DELETE, UPDATE, VIEW_METHODS, entity_permissions, permission
 from app.generate.references import delete_refusal
 from app.generate.show_panels import panels_for
+from app.generate import transitions
+from app.rules.workflows import is_locked
 
 
 class FieldRule:
@@ -64,7 +66,7 @@ class ValidatorsByColumn(dict):
         return list(value) if value is not None else None
 
 
-class EntityView(BulkViewMixin, ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, ModelView):
+class EntityView(BulkViewMixin, ViewerScopedEndpoint, transitions.TransitionsViewMixin, PagedListView, fab.ModelViewBoundary, ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes.
 
     Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list page from PagedListView.
@@ -101,7 +103,8 @@ class EntityView(BulkViewMixin, ViewerScopedEndpoint, PagedListView, fab.ModelVi
     def check_form(self, form, creating: bool) -> bool:
         """The record rules over a validated form; False (with errors on the form) refuses the save."""
         rules = self.writer()
-        values = {name: form[name].data for name in rules.writable if name in form}
+        values = {name: form[name].data for name in rules.writable
+                  if name in form and not isinstance(form[name], transitions.StateField)}  # shown, not written
         current = None if creating else self.datamodel.session.get(self.datamodel.obj, fab.edited_pk(form))
         errors = rules.check(rules.context(values, creating, "form", current))
         self._show_filled_values(form, values)
@@ -179,7 +182,8 @@ class EntityView(BulkViewMixin, ViewerScopedEndpoint, PagedListView, fab.ModelVi
 
     def record_actions(self, item) -> tuple[bool, bool]:
         """(may edit, may delete) this record, apart from the role's permissions (a locked state says no)."""
-        return True, True
+        locked = is_locked(self.entity, item)
+        return not locked, not locked
 
     @expose("/export/<fmt>")
     @has_access
@@ -280,7 +284,8 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
     extra.update(lines_form_fields(portal, entity))  # inline lines: a grid of the child records (lines.py)
     extra.update(liveform.formula_form_fields(entity))  # formulas: read-only, kept current as the user types
     version_rule = versions.VersionRule(None)  # the edit form's hidden row_version; the view is set below
-    edit_extra = {**extra, VERSION_COLUMN: versions.VersionField(validators=[version_rule])}
+    edit_extra = {**extra, **transitions.form_fields(entity),  # the workflow state: shown, changed by transitions
+                  VERSION_COLUMN: versions.VersionField(validators=[version_rule])}
     validators = ValidatorsByColumn(
         (f.name, [FieldRule(f)]) for f in entity.fields if not f.is_relation and f.name not in own_fields)
     attrs = dict(
@@ -292,7 +297,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         add_title=lazy(entity.label), edit_title=lazy(entity.label),
         full_list_columns=columns.list_columns(entity),
         full_show_columns=columns.show_columns(entity),
-        full_add_columns=liveform.form_columns(entity) + [key for key, _ in entity.lines_keys],
+        full_add_columns=transitions.add_columns(entity, liveform.form_columns(entity)) + [key for key, _ in entity.lines_keys],
         full_edit_columns=liveform.form_columns(entity) + [key for key, _ in entity.lines_keys] + [VERSION_COLUMN],
         full_search_columns=list(entity.search) or columns.list_columns(entity),
         base_filters=EntityView.row_scope_filters(entity),

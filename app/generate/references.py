@@ -5,6 +5,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from app.i18n import lazy
+from app.rules.workflows import locked_refusal
 from app.schema.spec import EntitySpec, PortalSpec
 
 
@@ -23,5 +24,8 @@ def blocking_references(portal: PortalSpec, models: dict, session, entity: Entit
 
 def delete_refusal(portal: PortalSpec, models: dict, session, entity: EntitySpec, item):
     """The localized reason a delete is refused (pages and API say the same), or None."""
+    locked = locked_refusal(entity, item)  # a locked workflow state: read-only but for transitions
+    if locked:
+        return locked
     blocking = blocking_references(portal, models, session, entity, item)
     return _l("Cannot delete: %(what)s still refer to this record.", what=blocking) if blocking else None

@@ -281,9 +281,11 @@ def default_steps() -> list[RuleStep]:
     Numbers are assigned before formulas run, so a formula may read an autonumber; link defaults fill first."""
     from app.rules.autonumber import AutonumberStep  # they build on RuleStep
     from app.rules.link_rules import LinkDefaultStep, LinkFilterStep
+    from app.rules.workflows import WorkflowStep
 
-    # defaults from links first: the required check, filters and formulas read the filled value
-    return [LinkDefaultStep(), RequiredStep(), UniqueStep(), RowScopeStep(), AutonumberStep(), LinkFilterStep(),
+    # defaults from links first: the required check, filters and formulas read the filled value; the workflow
+    # state before the required check (empty: the default state) and before formulas (`state == 'approved'`)
+    return [LinkDefaultStep(), WorkflowStep(), RequiredStep(), UniqueStep(), RowScopeStep(), AutonumberStep(), LinkFilterStep(),
             ExpressionStep(), AuditStep()]
 
 

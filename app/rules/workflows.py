@@ -1,0 +1,254 @@
+"""Workflows (`workflow:` of an entity): the state field changes only through named transitions.
+
+- `WorkflowStep` (a RuleStep, before formulas so `approved: state == 'approved'` reads the new state): a new record
+  starts in the field's default; a plain edit (form, API, import) may not change the state; a record in a `locked`
+  state refuses every plain edit. Transitions set `source="transition"` on their WriteContext and pass it.
+- `may_take`, `available`, `stamp_values`, `take`, `is_locked`, `locked_refusal`: what pages, the API and bulk
+  actions call. `take` writes through the same RecordRules as every write (required, unique, formulas, `rules:`;
+  rollups follow through the flush listener), inside `history.writing_as("transition", name)`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from flask_babel import lazy_gettext as _l
+
+from app.rules import history
+from app.rules.record_rules import RuleStep, WriteContext
+from app.rules.records import FieldError, is_blank
+from app.schema.spec import EntitySpec, TransitionSpec
+
+TRANSITION_SOURCE = "transition"
+
+
+class TransitionRefused(Exception):
+    """Why a transition may not be taken: `status` 403 (role), 404 (no such transition), 409 (state, `when`, locked),
+    422 (a required value missing, a rule broken); `message` is localized text; `errors` maps fields to messages."""
+
+    def __init__(self, status: int, message, errors: dict | None = None) -> None:
+        super().__init__(str(message))
+        self.status = status
+        self.message = str(message)
+        self.errors = errors or {}
+
+
+# -- reading the spec ------------------------------------------------------------------------------
+
+def _locale() -> str:
+    from app.i18n import current_locale
+
+    return current_locale()
+
+
+def state_label(entity: EntitySpec, state) -> str:
+    """A state's label in the user's language (the key itself if it is not a choice)."""
+    label = entity.field(entity.workflow.field).choice_label(state)
+    return label.get(_locale()) if label is not None else str(state)
+
+
+def transition_label(transition: TransitionSpec) -> str:
+    return transition.label.get(_locale()) or transition.name
+
+
+def state_of(entity: EntitySpec, item):
+    return getattr(item, entity.workflow.field, None)
+
+
+def is_locked(entity: EntitySpec, item) -> bool:
+    """The record sits in one of its workflow's `locked` states: only transitions may change it."""
+    return bool(entity.workflow) and state_of(entity, item) in entity.workflow.locked
+
+
+def _locked_message(entity: EntitySpec, state) -> str:
+    return str(_l("%(entity)s is %(state)s: it can only change through its workflow.",
+                  entity=entity.label.get(_locale()), state=state_label(entity, state)))
+
+
+def locked_refusal(entity: EntitySpec, item) -> str | None:
+    """The localized reason a locked record may not be deleted (pages, API, bulk say the same), or None."""
+    return _locked_message(entity, state_of(entity, item)) if is_locked(entity, item) else None
+
+
+# -- may a user take it -----------------------------------------------------------------------------
+
+def _role_names(viewer) -> set[str]:
+    return {role.name for role in getattr(viewer.user, "roles", None) or []}
+
+
+def _record_reader(item):
+    """`get(path)` over a stored record for `when`: a field, or one hop through a link (`worker.day_rate`)."""
+    def get(path):
+        value = getattr(item, path[0], None)
+        if len(path) == 1 or value is None:
+            return value
+        return getattr(value, path[1], None)
+    return get
+
+
+def may_take(viewer, entity: EntitySpec, item, transition: TransitionSpec | None) -> TransitionRefused | None:
+    """Why `viewer` may not take `transition` on `item` now (None: they may). Reads only; the caller loaded `item`
+    inside the viewer's row scope."""
+    if transition is None or entity.workflow is None:
+        return TransitionRefused(404, _l("No such transition."))
+    name = transition_label(transition)
+    if not viewer.is_admin and not (_role_names(viewer) & set(transition.roles)):
+        return TransitionRefused(403, _l("Your role may not take the transition '%(transition)s'.", transition=name))
+    state = state_of(entity, item)
+    if state not in transition.sources:
+        return TransitionRefused(409, _l("'%(transition)s' is not possible while the record is %(state)s.",
+                                         transition=name, state=state_label(entity, state)))
+    if transition.when is not None and transition.when.run(_record_reader(item)) is not True:
+        return TransitionRefused(409, _l("'%(transition)s' is not possible for this record (%(condition)s).",
+                                         transition=name, condition=transition.when.source))
+    return None
+
+
+def available(viewer, entity: EntitySpec, item) -> list[TransitionSpec]:
+    """The transitions `viewer` may take on `item` now, in the order the YAML lists them."""
+    if entity.workflow is None:
+        return []
+    return [t for t in entity.workflow.transitions if may_take(viewer, entity, item, t) is None]
+
+
+# -- taking it ---------------------------------------------------------------------------------------
+
+def stamp_values(transition: TransitionSpec, user, now: dt.datetime) -> dict:
+    """The transition's `set:` values: "now" (a date field gets the date), "today", "current_user" resolved."""
+    values = {}
+    for name, value in transition.set:
+        if value == "current_user":
+            value = user
+        elif value == "now":
+            value = now
+        elif value == "today":
+            value = now.date()
+        values[name] = value
+    return values
+
+
+def _fit_moments(entity: EntitySpec, values: dict) -> dict:
+    """`now` on a date field is today's date; `today` on a datetime field is today at midnight."""
+    for name, value in values.items():
+        f = entity.field(name)
+        if isinstance(value, dt.datetime) and f.type == "date":
+            values[name] = value.date()
+        elif type(value) is dt.date and f.type == "datetime":
+            values[name] = dt.datetime.combine(value, dt.time())
+    return values
+
+
+def _required_values(rules, transition: TransitionSpec, values: dict) -> tuple[dict, dict]:
+    """The `require` fields' values cleaned through their types like any write: (values, errors)."""
+    cleaned, errors = {}, {}
+    for key in values:
+        if key not in transition.require:
+            errors[key] = [str(_l("Unknown field."))]
+    for name in transition.require:
+        f = rules.entity.field(name)
+        raw = values.get(name)
+        if is_blank(raw) or raw == []:
+            errors[name] = [str(_l("This field is required."))]
+            continue
+        try:
+            cleaned[name] = rules.clean(f, raw)
+        except FieldError as exc:
+            errors[name] = [str(exc)]
+    return cleaned, errors
+
+
+def _current_user(rules):
+    from flask_appbuilder.security.sqla.models import User
+
+    user_id = rules.viewer.user_id
+    return rules.session.get(User, user_id) if user_id is not None else None
+
+
+def take(rules, item, name: str, values: dict) -> None:
+    """Take transition `name` on `item` for `rules.viewer`: checks, then the target state, stamps and required
+    values written through the record rules (flushed, not committed). Raises TransitionRefused."""
+    entity = rules.entity
+    transition = entity.workflow.transition(name) if entity.workflow else None
+    refusal = may_take(rules.viewer, entity, item, transition)
+    if refusal is not None:
+        raise refusal
+    cleaned, errors = _required_values(rules, transition, values or {})
+    if errors:
+        raise TransitionRefused(422, _l("Fill in what '%(transition)s' needs.",
+                                        transition=transition_label(transition)), errors)
+    now = dt.datetime.now().replace(microsecond=0)
+    new_values = {**cleaned, **_fit_moments(entity, stamp_values(transition, _current_user(rules), now)),
+                  entity.workflow.field: transition.target}
+    ctx = rules.context(new_values, False, TRANSITION_SOURCE, item)
+    errors = rules.check(ctx)
+    if errors:
+        raise TransitionRefused(422, _l("'%(transition)s' would break a rule of this record.",
+                                        transition=transition_label(transition)), errors)
+    with history.writing_as(TRANSITION_SOURCE, name):
+        rules.apply(item, rules.before_write(ctx))
+        rules.session.flush()  # inside writing_as: the history listener records the flush as this transition
+
+
+# -- the rule step -----------------------------------------------------------------------------------
+
+class WorkflowStep(RuleStep):
+    """The state of a workflow entity changes only through transitions, and locked records not at all."""
+
+    def applies(self, entity: EntitySpec) -> bool:
+        return entity.workflow is not None
+
+    def check(self, ctx: WriteContext) -> None:
+        if ctx.source == TRANSITION_SOURCE:
+            return
+        entity = ctx.rules.entity
+        name = entity.workflow.field
+        f = entity.field(name)
+        if ctx.creating:
+            self._check_new(ctx, entity, name, f)
+            return
+        stored = ctx.stored()
+        if stored is not None:
+            self._check_update(ctx, entity, getattr(stored, name))
+
+    def check_many(self, batch: list[WriteContext]) -> None:
+        """An import chunk: the stored states of the rows it updates by key, read in one query."""
+        if not batch:
+            return
+        rules = batch[0].rules
+        updated = [ctx.record_id for ctx in batch if not ctx.creating and ctx.current is None and ctx.record_id]
+        states = {}
+        if updated:
+            from sqlalchemy import select
+
+            column = getattr(rules.model, rules.entity.workflow.field)
+            states = dict(rules.session.execute(select(rules.model.id, column).where(rules.model.id.in_(updated))).all())
+        for ctx in batch:
+            if ctx.source == TRANSITION_SOURCE or ctx.creating or ctx.record_id not in states:
+                self.check(ctx)
+            else:
+                self._check_update(ctx, rules.entity, states[ctx.record_id])
+
+    def _check_update(self, ctx: WriteContext, entity: EntitySpec, stored_state) -> None:
+        name = entity.workflow.field
+        if stored_state in entity.workflow.locked:
+            ctx.errors.pop(name, None)
+            ctx.error(name, _locked_message(entity, stored_state))
+        elif name in ctx.values and ctx.values[name] != stored_state:
+            ctx.error(name, _l("%(field)s only changes through its transitions: %(transitions)s.",
+                               field=entity.field(name).label.get(_locale()),
+                               transitions=self._transition_names(entity)))
+
+    @staticmethod
+    def _check_new(ctx: WriteContext, entity: EntitySpec, name: str, f) -> None:
+        value = ctx.values.get(name)
+        if ctx.errors.get(name) == [str(_l("This field is required."))]:  # given empty (API null): the default
+            del ctx.errors[name]
+            ctx.values[name] = f.default
+        elif name in ctx.values and value is None:  # given empty: the default
+            ctx.values[name] = f.default
+        elif name in ctx.values and value != f.default:
+            ctx.error(name, _l("%(field)s starts as %(state)s; change it with a transition.",
+                               field=f.label.get(_locale()), state=state_label(entity, f.default)))
+
+    @staticmethod
+    def _transition_names(entity: EntitySpec) -> str:
+        return ", ".join(transition_label(t) for t in entity.workflow.transitions)
