@@ -156,7 +156,7 @@ def test_delete_checks_permission_lock_references_and_keeps_rollups(labour):
     assert response.status_code == 200, response.json
     assert sorted(response.json["done"]) == sorted(drafts + submitted)
     refused = refused_by_id(response)
-    assert set(refused) == set(approved) and all("locked" in reason for reason in refused.values())
+    assert set(refused) == set(approved) and all("Approved" in reason for reason in refused.values())  # locked
     assert set(labour.states(everything)) == set(approved)
     deletes = labour.history(drafts + submitted, "delete")
     assert len(deletes) == 5 and {h["path"] for h in deletes} == {"bulk"}

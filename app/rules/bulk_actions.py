@@ -17,8 +17,9 @@ The rows that pass are written set-based, because approving 10,000 entries one O
 Everything runs in the caller's transaction (the endpoint commits once per call, at most MAX_ROWS rows): the
 written rows are all kept or, on a database error, none.
 
-The workflow checks come from app/rules/workflows.py (`may_take`, `stamp_values`, `locked_refusal`); until that
-module is merged, `_StandInWorkflows` below does the same checks with the same signatures.
+The workflow checks are app/rules/workflows.py's (`may_take`, `stamp_values`, `locked_refusal`), so a bulk
+transition refuses a row exactly as taking it on the record would; its record-rules contexts have the
+transition source (WorkflowStep lets the state change) and history says path "bulk".
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ from types import SimpleNamespace
 from flask_babel import gettext, lazy_gettext as _l
 from sqlalchemy import delete, func, select, update
 
+from app.rules import history, workflows  # modules, read at call time: history imports app.generate, which imports us
 from app.rules.access import Viewer
-from app.rules.history import DELETE, TRANSITION, Event, write_history, writing_as
 from app.rules.record_rules import RecordRules
 from app.schema.spec import VERSION_COLUMN, EntitySpec, TransitionSpec
 
@@ -87,8 +88,9 @@ def clean_ids(raw) -> list[int]:
 
 
 def role_may_take(viewer: Viewer, transition: TransitionSpec) -> bool:
-    """Whether one of the viewer's roles is named by the transition (Admin always is): for the action bar."""
-    return viewer.is_admin or any(role.name in transition.roles for role in viewer.roles)
+    """Whether one of the user's roles is named by the transition (Admin always is), whatever the record's state:
+    the transitions offered on the list page's action bar."""
+    return viewer.is_admin or bool({role.name for role in getattr(viewer.user, "roles", None) or []} & set(transition.roles))
 
 
 class BulkAction:
@@ -101,7 +103,6 @@ class BulkAction:
         self.model = portal.models[entity.name]
         self.table = self.model.__table__
         self.rules = RecordRules(portal.spec, entity, portal.models, session, viewer)
-        self.workflows = workflows_module()
 
     # -- reading ----------------------------------------------------------------------------------------
     def _rows(self, ids: list[int]) -> dict[int, SimpleNamespace]:
@@ -132,12 +133,21 @@ class BulkAction:
             raise BulkRequestError(_l("No step named %(name)s.", name=str(name)[:60]))
         outcome = BulkOutcome()
         now = dt.datetime.now().replace(microsecond=0)
-        stamps = self._column_values(self.workflows.stamp_values(transition, self.user, now))
+        # as workflows.take stamps one record ("now" on a date field is the date)
+        stamps = self._column_values(workflows._fit_moments(self.entity, workflows.stamp_values(transition, self.user, now)))
         written = {workflow.field, *stamps, *self.entity.formula_order}
-        with writing_as("bulk", transition.name):
+        with history.writing_as("bulk", transition.name):
             for start in range(0, len(ids), CHUNK):
                 self._transition_chunk(transition, ids[start:start + CHUNK], stamps, written, now, outcome)
         return outcome
+
+    def _with_links(self, row, transition: TransitionSpec):
+        """The row as `when` reads it: a condition through a link (`worker.active`) gets the linked record."""
+        if transition.when is None or all(len(path) == 1 for path in transition.when.names):
+            return row
+        linked = {f.name: self.rules.linked(f, getattr(row, f.name)) for f in self.entity.fields
+                  if f.stores_link and not f.kind.to_users and getattr(row, f.name) is not None}
+        return SimpleNamespace(**{**vars(row), **linked})
 
     def _column_values(self, values: dict) -> dict:
         """Values as stored in columns: a linked record (current_user) by its id."""
@@ -151,7 +161,7 @@ class BulkAction:
             row = rows.get(row_id)
             if row is None:
                 continue
-            refusal = self.workflows.may_take(self.viewer, self.entity, row, transition)
+            refusal = workflows.may_take(self.viewer, self.entity, self._with_links(row, transition), transition)
             if refusal is None and transition.require:
                 refusal = gettext("This step needs %(fields)s: take it on each record.",
                                   fields=", ".join(str(self.entity.field(n).label.get(_locale())) for n in transition.require))
@@ -159,7 +169,10 @@ class BulkAction:
                 outcome.refused.append((row_id, _reason(refusal)))
                 continue
             values = {self.entity.workflow.field: transition.target, **stamps}
-            batch.append(self.rules.context(values, False, "import", current=row, record_id=row.id))
+            ctx = self.rules.context(values, False, workflows.TRANSITION_SOURCE, current=row, record_id=row.id)
+            for name in self.rules.forced.keys() - values.keys():  # the row is in scope: checks read its own values
+                ctx.values.pop(name, None)
+            batch.append(ctx)
         self.rules.check_many(batch)
         passed = []
         for ctx in batch:
@@ -179,7 +192,7 @@ class BulkAction:
                     if new != getattr(row, name):
                         changes[name] = (getattr(row, name), new)
             groups[tuple(sorted((name, new) for name, (_, new) in changes.items()))].append(row.id)
-            events.append(Event(row.id, TRANSITION, changes, transition.name))
+            events.append(history.Event(row.id, history.TRANSITION, changes, transition.name))
         audit = self.rules.audit_values(False, now)
         touched = defaultdict(set)
         for values, group_ids in groups.items():
@@ -205,7 +218,7 @@ class BulkAction:
     def delete(self, ids: list[int]) -> BulkOutcome:
         outcome = BulkOutcome()
         now = dt.datetime.now().replace(microsecond=0)
-        with writing_as("bulk"):
+        with history.writing_as("bulk"):
             for start in range(0, len(ids), CHUNK):
                 self._delete_chunk(ids[start:start + CHUNK], now, outcome)
         return outcome
@@ -221,7 +234,7 @@ class BulkAction:
             if not self.may_delete:
                 reason = gettext("You may not delete these records.")
             else:
-                reason = self.workflows.locked_refusal(self.entity, row) or blocked.get(row_id)
+                reason = workflows.locked_refusal(self.entity, row) or blocked.get(row_id)
             if reason:
                 outcome.refused.append((row_id, str(reason)))
             else:
@@ -237,7 +250,7 @@ class BulkAction:
             rollups.note_database_deletes(connection, {self.entity.name: set(going_ids)}, touched)
         forget_attachments(connection, self.portal.metadata, self.entity, going_ids)
         self.session.execute(delete(self.table).where(self.table.c.id.in_(going_ids)))
-        events = [Event(row.id, DELETE, {f.name: (getattr(row, f.name), None) for f in self.entity.fields
+        events = [history.Event(row.id, history.DELETE, {f.name: (getattr(row, f.name), None) for f in self.entity.fields
                                          if not f.kind.multiple and getattr(row, f.name) is not None})
                   for row in going]
         self._after_write(events, touched, now)
@@ -269,9 +282,9 @@ class BulkAction:
             if changed is None or names & changed:
                 touched[(self.entity.name, link)].update(getattr(row, link) for row in rows)
 
-    def _after_write(self, events: list[Event], touched: dict, now) -> None:
+    def _after_write(self, events: list[history.Event], touched: dict, now) -> None:
         connection = self.session.connection()
-        write_history(connection, self.portal.metadata, self.entity, events, self.viewer.user_id,
+        history.write_history(connection, self.portal.metadata, self.entity, events, self.viewer.user_id,
                       getattr(self.user, "username", None), at=now, path="bulk")
         if touched and self.portal.rollups:
             self.portal.rollups.refresh(connection, touched)
@@ -301,59 +314,3 @@ def _locale() -> str:
     from app.i18n import current_locale
 
     return current_locale()
-
-
-# -- the workflow functions (app/rules/workflows.py once merged) ------------------------------------------
-
-def workflows_module():
-    try:
-        from app.rules import workflows
-    except ImportError:
-        return _StandInWorkflows
-    return workflows
-
-
-class _StandInRefused(Exception):
-    def __init__(self, status: int, message) -> None:
-        super().__init__(str(message))
-        self.status, self.message, self.errors = status, str(message), {}
-
-
-class _StandInWorkflows:
-    """The checks of app/rules/workflows.py with its signatures, until that module is merged (then unused)."""
-
-    TransitionRefused = _StandInRefused
-
-    @staticmethod
-    def may_take(viewer: Viewer, entity: EntitySpec, item, transition: TransitionSpec):
-        if not role_may_take(viewer, transition):
-            return _StandInRefused(403, _l("Your role may not take this step."))
-        state = getattr(item, entity.workflow.field)
-        if state not in transition.sources:
-            label = entity.field(entity.workflow.field).choice_label(state)
-            return _StandInRefused(409, _l("Not possible in state %(state)s.",
-                                           state=label.get(_locale()) if label else state))
-        if transition.when is not None:
-            def get(path):
-                value = getattr(item, path[0], None)
-                return value if len(path) == 1 or value is None else None
-            if transition.when.run(get) is not True:
-                return _StandInRefused(409, _l("Not possible for this record: %(condition)s.",
-                                               condition=transition.when.source))
-        return None
-
-    @staticmethod
-    def stamp_values(transition: TransitionSpec, user, now: dt.datetime) -> dict:
-        special = {"now": now, "today": now.date(), "current_user": user}
-        return {name: special.get(value, value) if isinstance(value, str) else value
-                for name, value in transition.set}
-
-    @staticmethod
-    def locked_refusal(entity: EntitySpec, item):
-        workflow = entity.workflow
-        if workflow and getattr(item, workflow.field) in workflow.locked:
-            state = getattr(item, workflow.field)
-            label = entity.field(workflow.field).choice_label(state)
-            return gettext("This record is locked (%(state)s): it cannot be deleted.",
-                           state=label.get(_locale()) if label else state)
-        return None
