@@ -11,7 +11,7 @@ The rows that pass are written set-based, because approving 10,000 entries one O
 - the record rules run through `check_many` / `before_write_many`, as an import chunk does;
 - rows that get the same new values share one `UPDATE ... WHERE id IN (...)` (plus row_version + 1 and the audit
   stamp); a delete is one `DELETE ... WHERE id IN (...)` per chunk (the database cascades as it does for one);
-- one history INSERT per chunk (app/rules/history.py, path "bulk"), and the rollups over the entity refreshed
+- one history INSERT per call (app/rules/history.py, path "bulk"), and the rollups over the entity refreshed once
   with `Rollups.refresh`, as the importer does after its bulk write.
 
 Everything runs in the caller's transaction (the endpoint commits once per call, at most MAX_ROWS rows): the
@@ -33,7 +33,7 @@ from sqlalchemy import delete, func, select, update
 
 from app.rules import history, workflows  # modules, read at call time: history imports app.generate, which imports us
 from app.rules.access import Viewer
-from app.rules.record_rules import RecordRules
+from app.rules.record_rules import AuditStep, ExpressionStep, RecordRules, RowScopeStep
 from app.schema.spec import VERSION_COLUMN, EntitySpec, TransitionSpec
 
 MAX_ROWS = 10_000  # ids per call, or rows a filter may match
@@ -103,21 +103,33 @@ class BulkAction:
         self.model = portal.models[entity.name]
         self.table = self.model.__table__
         self.rules = RecordRules(portal.spec, entity, portal.models, session, viewer)
+        self._link_names = {f.name for f in entity.fields if f.stores_link}
+        # what the formulas and `rules:` read (top-level names; a link's id stands for what is read through it)
+        self._expression_reads = tuple(sorted(
+            (set(entity.formula_inputs) | {path[0] for rule in entity.rules for path in rule.check.names})
+            - set(entity.formula_order)))
+        self._expression_memo: dict[tuple, tuple] = {}
+        self._events: list = []  # history of the rows written, inserted once at the end of the call
+        self._touched: dict = defaultdict(set)  # rollup parents to refresh once at the end: (child, link) -> ids
 
     # -- reading ----------------------------------------------------------------------------------------
-    def _rows(self, ids: list[int]) -> dict[int, SimpleNamespace]:
+    def _rows(self, ids: list[int]) -> dict:
         """The stored rows among `ids` that are in the viewer's scope: fields by name, links as ids."""
         fields = [f for f in self.entity.fields if not f.kind.multiple]
-        columns = [self.table.c.id] + [self.table.c[f.column_name] for f in fields]
+        # labelled by field name: a row reads like a record (`row.worker` is the linked id, as imports carry it)
+        columns = [self.table.c.id] + [self.table.c[f.column_name].label(f.name) for f in fields]
         query = select(*columns).where(self.table.c.id.in_(ids))
         scope = self.viewer.row_clause(self.entity.name, self.portal.models)
         if scope is not None:
             query = query.where(scope)
         if self.session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(of=self.table)  # the checks below hold until this transaction ends
+        result = self.session.execute(query)
+        names = list(result.keys())
         rows = {}
-        for row in self.session.execute(query):
-            rows[row[0]] = SimpleNamespace(id=row[0], **{f.name: value for f, value in zip(fields, row[1:])})
+        for values in result:  # plain attributes (read many times per row by the checks), cheaper than Row's
+            row = rows[values[0]] = SimpleNamespace()
+            row.__dict__.update(zip(names, values))
         return rows
 
     def _found(self, ids: list[int], outcome: BulkOutcome) -> dict[int, SimpleNamespace]:
@@ -139,6 +151,7 @@ class BulkAction:
         with history.writing_as("bulk", transition.name):
             for start in range(0, len(ids), CHUNK):
                 self._transition_chunk(transition, ids[start:start + CHUNK], stamps, written, now, outcome)
+            self._after_write(now)
         return outcome
 
     def _with_links(self, row, transition: TransitionSpec):
@@ -157,52 +170,92 @@ class BulkAction:
     def _transition_chunk(self, transition, ids, stamps, written, now, outcome) -> None:
         rows = self._found(ids, outcome)
         batch = []
+        refusals = {}  # without `when`, whether a row may take it depends only on its state: asked once per state
+        needs = transition.require and gettext(
+            "This step needs %(fields)s: take it on each record.",
+            fields=", ".join(str(self.entity.field(n).label.get(_locale())) for n in transition.require))
+        state_field, forced = self.entity.workflow.field, self.rules.forced
         for row_id in ids:
             row = rows.get(row_id)
             if row is None:
                 continue
-            refusal = workflows.may_take(self.viewer, self.entity, self._with_links(row, transition), transition)
-            if refusal is None and transition.require:
-                refusal = gettext("This step needs %(fields)s: take it on each record.",
-                                  fields=", ".join(str(self.entity.field(n).label.get(_locale())) for n in transition.require))
-            if refusal is not None:
-                outcome.refused.append((row_id, _reason(refusal)))
+            key = getattr(row, state_field) if transition.when is None else row_id
+            if key not in refusals:
+                refusal = workflows.may_take(self.viewer, self.entity, self._with_links(row, transition), transition)
+                refusals[key] = _reason(refusal) if refusal is not None else needs
+            if refusals[key]:
+                outcome.refused.append((row_id, refusals[key]))
                 continue
-            values = {self.entity.workflow.field: transition.target, **stamps}
-            ctx = self.rules.context(values, False, workflows.TRANSITION_SOURCE, current=row, record_id=row.id)
-            for name in self.rules.forced.keys() - values.keys():  # the row is in scope: checks read its own values
-                ctx.values.pop(name, None)
+            ctx = self.rules.context({state_field: transition.target, **stamps}, False, workflows.TRANSITION_SOURCE,
+                                     current=row, record_id=row_id)
+            for name in forced:  # the row is in its scope already: the checks read its own values
+                if name not in stamps and name != state_field:
+                    ctx.values.pop(name, None)
             batch.append(ctx)
-        self.rules.check_many(batch)
+        self._check(batch)
         passed = []
         for ctx in batch:
             if ctx.errors:
                 outcome.refused.append((ctx.current.id, self._errors_text(ctx.errors)))
             else:
                 passed.append(ctx)
-        self.rules.before_write_many(passed)
+        for step in self.rules.steps:
+            # the audit stamp is the UPDATE's (one clock per chunk); a row keeps its scope; formulas were computed by
+            # the check, and no step before them in before_write changes what they read on an existing record
+            if not isinstance(step, (AuditStep, RowScopeStep, ExpressionStep)):
+                step.before_write_many(passed)
         groups: dict[tuple, list[int]] = defaultdict(list)
-        events = []
+        shared: dict[tuple, dict] = {}  # rows with the same changes share one dict (history writes its JSON once)
+        events = self._events
+        links = self._link_names
         for ctx in passed:
-            row = ctx.current
-            changes = {}
+            row, values = ctx.current, ctx.values
+            changed = []
             for name in written:
-                if name in ctx.values:
-                    new = self._column_values({name: ctx.values[name]})[name]
-                    if new != getattr(row, name):
-                        changes[name] = (getattr(row, name), new)
-            groups[tuple(sorted((name, new) for name, (_, new) in changes.items()))].append(row.id)
+                if name in values:
+                    new, old = values[name], getattr(row, name)
+                    if name in links and new is not None:
+                        new = getattr(new, "id", new)
+                    if new != old:
+                        changed.append((name, old, new))
+            key = tuple(changed)
+            changes = shared.get(key)
+            if changes is None:
+                changes = shared[key] = {name: (old, new) for name, old, new in changed}
+            groups[tuple((name, new) for name, _, new in changed)].append(row.id)  # one UPDATE per set of new values
             events.append(history.Event(row.id, history.TRANSITION, changes, transition.name))
         audit = self.rules.audit_values(False, now)
-        touched = defaultdict(set)
-        for values, group_ids in groups.items():
+        touched = self._touched
+        for changed, group_ids in groups.items():
+            new_values = {self.entity.field(name).column_name: new for name, new in changed}
             self.session.execute(
                 update(self.table).where(self.table.c.id.in_(group_ids)).values(
-                    **{self.entity.field(name).column_name: value for name, value in values}, **audit,
-                    **{VERSION_COLUMN: self.table.c[VERSION_COLUMN] + 1}))
-            self._note_parents(touched, [rows[i] for i in group_ids], {name for name, _ in values})
-        self._after_write(events, touched, now)
+                    **new_values, **audit, **{VERSION_COLUMN: self.table.c[VERSION_COLUMN] + 1}))
+            self._note_parents(touched, [rows[i] for i in group_ids], {name for name, _ in changed})
         outcome.done += [ctx.current.id for ctx in passed]
+
+    def _check(self, batch: list) -> None:
+        """Every rule step's check over the batch. Formulas and `rules:` (ExpressionStep) depend only on the values
+        they read, so rows reading the same values share one evaluation (rows of a bulk action mostly repeat a few
+        rates, days and hours); the others run `check_many` as on an import chunk."""
+        for step in self.rules.steps:
+            if not isinstance(step, ExpressionStep):
+                step.check_many(batch)
+                continue
+            for ctx in batch:
+                key = tuple(ctx.get(name) for name in self._expression_reads)
+                known = self._expression_memo.get(key)
+                if known is None:
+                    before = {name: len(messages) for name, messages in ctx.errors.items()}
+                    step.check(ctx)
+                    known = self._expression_memo[key] = (
+                        {name: ctx.values[name] for name in self.entity.formula_order},
+                        {name: messages[before.get(name, 0):] for name, messages in ctx.errors.items()})
+                    continue
+                ctx.values.update(known[0])
+                for name, messages in known[1].items():
+                    for message in messages:
+                        ctx.error(name, message)
 
     def _errors_text(self, errors: dict) -> str:
         parts = []
@@ -221,6 +274,7 @@ class BulkAction:
         with history.writing_as("bulk"):
             for start in range(0, len(ids), CHUNK):
                 self._delete_chunk(ids[start:start + CHUNK], now, outcome)
+            self._after_write(now)
         return outcome
 
     def _delete_chunk(self, ids, now, outcome) -> None:
@@ -242,7 +296,7 @@ class BulkAction:
         if not going:
             return
         going_ids = [row.id for row in going]
-        touched = defaultdict(set)
+        touched = self._touched
         self._note_parents(touched, going, None)
         rollups = self.portal.rollups
         connection = self.session.connection()
@@ -250,10 +304,9 @@ class BulkAction:
             rollups.note_database_deletes(connection, {self.entity.name: set(going_ids)}, touched)
         forget_attachments(connection, self.portal.metadata, self.entity, going_ids)
         self.session.execute(delete(self.table).where(self.table.c.id.in_(going_ids)))
-        events = [history.Event(row.id, history.DELETE, {f.name: (getattr(row, f.name), None) for f in self.entity.fields
+        self._events += [history.Event(row.id, history.DELETE, {f.name: (getattr(row, f.name), None) for f in self.entity.fields
                                          if not f.kind.multiple and getattr(row, f.name) is not None})
                   for row in going]
-        self._after_write(events, touched, now)
         outcome.done += going_ids
 
     def _blocking_references(self, ids: list[int]) -> dict[int, str]:
@@ -282,10 +335,13 @@ class BulkAction:
             if changed is None or names & changed:
                 touched[(self.entity.name, link)].update(getattr(row, link) for row in rows)
 
-    def _after_write(self, events: list[history.Event], touched: dict, now) -> None:
+    def _after_write(self, now) -> None:
+        """One history INSERT for the rows written and one refresh of the rollups they feed."""
         connection = self.session.connection()
+        events, touched = self._events, self._touched
+        self._events, self._touched = [], defaultdict(set)
         history.write_history(connection, self.portal.metadata, self.entity, events, self.viewer.user_id,
-                      getattr(self.user, "username", None), at=now, path="bulk")
+                              getattr(self.user, "username", None), at=now, path="bulk")
         if touched and self.portal.rollups:
             self.portal.rollups.refresh(connection, touched)
 
