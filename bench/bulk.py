@@ -31,7 +31,7 @@ from app.portal import portal_of
 from .common import median, pg_schema, row, spread
 from .reports import _app
 
-REPEAT = 5
+REPEAT = 7
 APPROVED = 10_000
 TABLE_ROWS = 50_000
 PROJECTS, WORKERS = 50, 2000

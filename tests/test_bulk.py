@@ -255,6 +255,22 @@ def test_a_rule_broken_by_a_transition_refuses_that_row_only(labour):
     labour.assert_rollups_exact()
 
 
+def test_a_schema_rule_a_row_breaks_refuses_that_row_with_its_message(labour):
+    """`rules:` run on every row (evaluated once per distinct set of values they read): two entries stored with 20
+    hours a day (written before the rule, here by SQL) are refused with the rule's message, the others approved."""
+    rows = labour.add_entries(labour.site_a, 4)
+    assert labour.bulk(labour.admin, {"action": "transition", "transition": "submit", "ids": rows}).json["refused"] == []
+    with _engine(labour.app).begin() as conn:
+        conn.execute(text("UPDATE labour_entry SET hours = 20 WHERE id IN (:a, :b)"), {"a": rows[0], "b": rows[2]})
+    response = labour.bulk(labour.finance, {"action": "transition", "transition": "approve", "ids": rows})
+    assert sorted(response.json["done"]) == [rows[1], rows[3]]
+    assert refused_by_id(response) == {rows[0]: "Hours: At most 12 hours per day", rows[2]: "Hours: At most 12 hours per day"}
+    zh = labour.bulk({**labour.finance, "Accept-Language": "zh"}, {"action": "transition", "transition": "approve",
+                                                                     "ids": [rows[0]]})
+    assert refused_by_id(zh) == {rows[0]: "工时: 每个工日最多12小时"}
+    labour.assert_rollups_exact()
+
+
 def test_list_page_approves_selected_rows_and_all_matching_the_filter(labour):
     ids = labour.add_entries(labour.site_a, 4)
     finance = login(labour.app.test_client(), "bulk_finance", PASSWORD)
