@@ -1,6 +1,8 @@
 """Import and export: filtered, scoped, hidden/masked-aware exports; validated all-or-nothing imports."""
 from __future__ import annotations
 
+import re
+
 import csv
 import datetime as dt
 import io
@@ -258,8 +260,12 @@ def crew(app, staff):
     for worker, project, day in [("导出工人甲", "site", 1), ("导出工人乙", "other_site", 2)]:
         created = admin.post("/api/v1/labour_entry/", headers=h, json={
             "work_date": f"2026-09-0{day}", "worker": ids[worker], "project": staff[project], "hours": "8", "days": "1",
-            "rate": "420.5", "approved": day == 1})
+            "rate": "420.5"})
         assert created.status_code == 201, created.json
+        if day == 1:  # approved through its workflow (`approved` is a formula over the state)
+            for transition in ("submit", "approve"):
+                taken = admin.post(f"/api/v1/labour_entry/{created.json['id']}/transitions/{transition}", headers=h)
+                assert taken.status_code == 200, taken.json
     for name in inactive:  # leaves after working: the entry keeps its worker (only active workers can be chosen)
         assert admin.put(f"/api/v1/worker/{ids[name]}", headers=h, json={"active": False}).status_code == 200
     return ids
@@ -284,7 +290,10 @@ def test_export_content_enum_labels_links_many_booleans_masks(app, staff, crew):
     assert entries[0][:4] == ["Date", "Project", "Worker", "Hours"]
     assert {r[1] for r in entries[1:]} == {"导入工地"}  # only the foreman's site
     mine = [r for r in entries[1:] if r[2] in ("导出工人甲", "导出工人乙")]
-    assert mine == [["2026-09-01", "导入工地", "导出工人甲", "8.00", "1.00", "420.50", "420.50", "", "Yes", ""]]
+    assert entries[0][7:] == ["Work done", "State", "Approved", "Approved by", "Approved on"]
+    assert [r[:11] for r in mine] == [["2026-09-01", "导入工地", "导出工人甲", "8.00", "1.00", "420.50", "420.50", "",
+                                       "Approved", "Yes", "admin"]]  # approved through its workflow: stamped
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", mine[0][11])
 
 
 def test_export_xlsx_streams_and_round_trips(app, staff, crew, api):

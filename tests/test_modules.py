@@ -75,9 +75,16 @@ def test_ui_create_edit_delete_ticket(admin_client, ids, api):
     by_number = api.get("/api/v1/ticket/", query_string={"q": f"(filters:!((col:number,opr:eq,value:{number})))"}).json
     assert by_number["count"] == 1
     pk = found["result"][0]["id"]
-    assert admin_client.post(f"/ticket/edit/{pk}", data={**form, "status": "resolved"}).status_code == 302
-    assert api.get(f"/api/v1/ticket/{pk}").json["result"]["status"] == "resolved"
+    assert admin_client.post(f"/ticket/edit/{pk}", data={**form, "subject": "电梯异响已查"}).status_code == 302
+    assert api.get(f"/api/v1/ticket/{pk}").json["result"]["subject"] == "电梯异响已查"
     assert api.get(f"/api/v1/ticket/{pk}").json["result"]["number"] == number  # an edit keeps it
+    # the status changes through its workflow only (tests/test_workflows.py); a resolved ticket is locked
+    assert admin_client.post(f"/ticket/transition/{pk}/start").status_code == 302
+    assert admin_client.post(f"/ticket/transition/{pk}/resolve", data={"resolution": "换轴承"}).status_code == 302
+    assert api.get(f"/api/v1/ticket/{pk}").json["result"]["status"] == "resolved"
+    admin_client.post(f"/ticket/delete/{pk}")
+    assert api.get(f"/api/v1/ticket/{pk}").status_code == 200
+    assert admin_client.post(f"/ticket/transition/{pk}/reopen").status_code == 302
     admin_client.post(f"/ticket/delete/{pk}")
     assert api.get(f"/api/v1/ticket/{pk}").status_code == 404
 
