@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import fab
 from app.generate.dataio import export_response
 from app.generate.input_errors import FilterValueError, clean_filters
+from app.generate.paged_pages import URL_FOR_KEYWORDS
 from app.generate.permissions import DELETE, EXPORT, permission
 from app.i18n import lazy
 from app.portal import current_portal
@@ -148,6 +149,15 @@ def _action_of(payload: dict) -> tuple[str, str | None]:
     return action, transition if action == bulk_actions.TRANSITION_ACTION else None
 
 
+def _list_args() -> dict:
+    """The list's query arguments (its filter, order, page), kept on the bulk form's URL and the way back to the
+    list; never url_for's own keywords (`_external=1` in a URL is a 500 in url_for)."""
+    args = request.args.to_dict(flat=False)
+    for key in URL_FOR_KEYWORDS:
+        args.pop(key, None)
+    return args
+
+
 class BulkViewMixin(BulkEndpoint):
     """The list page's checkboxes and action bar, and POST /<entity>/bulk with its result page."""
 
@@ -159,7 +169,7 @@ class BulkViewMixin(BulkEndpoint):
     def render_template(self, template, **kwargs):
         if template == self.list_template:
             kwargs.setdefault("bulk_choices", self.bulk_choices())
-            kwargs.setdefault("bulk_url", url_for(f"{self.endpoint}.bulk", **request.args.to_dict(flat=False)))
+            kwargs.setdefault("bulk_url", url_for(f"{self.endpoint}.bulk", **_list_args()))
         return super().render_template(template, **kwargs)
 
     def bulk_choices(self) -> list[tuple[str, str]]:
@@ -200,7 +210,7 @@ class BulkViewMixin(BulkEndpoint):
         return self.render_template("portal/bulk_result.html", title=lazy(self.entity.label), action_label=label,
                                     done=len(outcome.done), refused=self._refused_rows(outcome.refused),
                                     refused_count=len(outcome.refused),
-                                    back_url=url_for(f"{self.endpoint}.list", **request.args.to_dict(flat=False)))
+                                    back_url=url_for(f"{self.endpoint}.list", **_list_args()))
 
     def _chosen_filters(self):
         """The list's own filter (its `_flt_*` arguments, kept on the form's URL) when "all matching" was chosen,
