@@ -16,6 +16,7 @@ from app.schema.spec import VERSION_COLUMN, EntitySpec, PortalSpec
 from app.data.tabular import FORMATS, FileProblem
 from app import fab
 from app.generate import columns, versions
+from app.generate.bulk import BulkApiMixin
 from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.dataio import export_response, run_import, spool_upload
 from app.generate.input_errors import check_filters
@@ -46,7 +47,7 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(ViewerScopedEndpoint, TransitionsApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
+class EntityApi(BulkApiMixin, ViewerScopedEndpoint, TransitionsApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
     """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
 
     portal: PortalSpec

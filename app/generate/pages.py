@@ -13,6 +13,7 @@ from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import FORMATS, FileProblem
 from app import fab
 from app.generate import columns, versions
+from app.generate.bulk import BulkViewMixin
 from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.dataio import export_response, keep_upload, run_import, spool_upload, take_upload
 from app.generate.input_errors import clean_filters
@@ -67,7 +68,7 @@ class ValidatorsByColumn(dict):
         return list(value) if value is not None else None
 
 
-class EntityView(ViewerScopedEndpoint, transitions.TransitionsViewMixin, PagedListView, fab.ModelViewBoundary, ModelView):
+class EntityView(BulkViewMixin, ViewerScopedEndpoint, transitions.TransitionsViewMixin, PagedListView, fab.ModelViewBoundary, ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes.
 
     Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list page from PagedListView.

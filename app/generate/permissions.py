@@ -12,12 +12,14 @@ VIEW_METHODS = {
     "add": CREATE, "edit": UPDATE, "delete": DELETE,
     "export_data": EXPORT, "import_data": IMPORT,
     "transition": READ,  # workflows: who may take a transition is its `roles:` (app/rules/workflows.py)
+    "bulk": READ,  # each row is then checked against the action's own permission (bulk_actions.py)
 }
 API_METHODS = {
     "get_list": READ, "get": READ, "info": READ,
     "post": CREATE, "put": UPDATE, "delete": DELETE,
     "export_data": EXPORT, "import_data": IMPORT,
     "transitions": READ, "take_transition": READ,  # workflows: a transition's `roles:` say who may take it
+    "bulk": READ,
 }
 
 

@@ -79,10 +79,18 @@ def write_history(connection, metadata, entity: EntitySpec, events: list[Event],
     at = at or dt.datetime.now().replace(microsecond=0)
     given_path, given_transition = current_path()
     path = path or given_path
+    dumped: dict[int, str] = {}  # events sharing one changes dict (a bulk action's rows) are encoded once
+
+    def changes_json(changes: dict) -> str:
+        text = dumped.get(id(changes))
+        if text is None:
+            text = dumped[id(changes)] = json.dumps(
+                {name: [json_value(old), json_value(new)] for name, (old, new) in changes.items()},
+                ensure_ascii=False, separators=(",", ":"))
+        return text
+
     connection.execute(table.insert(), [
         {"entity": entity.name, "record_id": e.record_id, "at": at, "user_id": user_id, "username": username,
          "path": path, "action": e.action, "transition": e.transition or given_transition if e.action == TRANSITION
-         else e.transition,
-         "changes": json.dumps({name: [json_value(old), json_value(new)] for name, (old, new) in e.changes.items()},
-                               ensure_ascii=False, separators=(",", ":"))}
+         else e.transition, "changes": changes_json(e.changes)}
         for e in events])
