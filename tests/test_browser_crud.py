@@ -28,7 +28,9 @@ def test_add_customer_with_a_mistake_then_fix_it(live):
 
     page.fill("#phone", "021 5888 0000")
     page.click("button[type=submit]")
-    page.wait_for_url("**/customer/list/**")
+    page.wait_for_url("**/customer/show/**")  # a saved record opens on its detail page
+    assert "+86 21 5888 0000" in page.locator("table", has_text="浦东物业有限公司").first.inner_text()
+    page.goto(f"{server.url}/customer/list/")
     row = page.locator("table tr", has_text="浦东物业有限公司")
     assert row.count() == 1
     assert "+86 21 5888 0000" in row.inner_text() and "VIP" in row.inner_text()

@@ -68,7 +68,7 @@ def test_typing_and_choosing_a_worker_update_the_form_live(live):
     page.wait_for_function("() => document.querySelector('#amount').value === '620.00'")
     screenshot(page, "liveform-add")
     page.click("button[type=submit]")
-    page.wait_for_url("**/labour_entry/list/**")
+    page.wait_for_url("**/labour_entry/show/**")
     with app.app_context():
         model = portal_of(app).models["LabourEntry"]
         stored = app.appbuilder.session.execute(select(model.rate, model.amount)).all()

@@ -63,7 +63,8 @@ def test_pick_links_on_the_add_form_then_filter_the_list_by_one(live):
     page.fill("#rate", "300")
     screenshot(page, "lookup-add-form")
     page.click("button[type=submit]")
-    page.wait_for_url("**/labour_entry/list/**")
+    page.wait_for_url("**/labour_entry/show/**")
+    page.goto(f"{server.url}/labour_entry/list/")
     row = page.locator("table tr", has_text="瓦工37")
     assert row.count() == 1 and "东区工地" in row.inner_text()
     assert page.locator("tr:has(a[href*='/labour_entry/show/'])").count() == 2
