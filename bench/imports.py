@@ -91,16 +91,17 @@ def raw_import(app, data: bytes) -> float:
         reader = csv.reader(io.StringIO(data.decode("utf-8")))
         next(reader)
         now = dt.datetime.now()
-        rows = [(d, workers[w], projects[p], h, ds, r, a, flag == "是", now, now) for d, w, p, h, ds, r, a, flag in reader]
+        rows = [(d, workers[w], projects[p], h, ds, r, a, flag == "是", "approved" if flag == "是" else "draft", now, now)
+                for d, w, p, h, ds, r, a, flag in reader]
         raw = engine.raw_connection()
-        columns = "work_date, worker_id, project_id, hours, days, rate, amount, approved, created_on, changed_on"
+        columns = "work_date, worker_id, project_id, hours, days, rate, amount, approved, state, created_on, changed_on"
         try:
             cursor = raw.cursor()
             if engine.dialect.name == "postgresql":
                 text = "".join("\t".join(str(v) for v in r) + "\n" for r in rows)
                 cursor.copy_expert(f"COPY labour_entry ({columns}) FROM STDIN", io.StringIO(text))
             else:
-                cursor.executemany(f"INSERT INTO labour_entry ({columns}) VALUES ({', '.join(['?'] * 10)})", rows)
+                cursor.executemany(f"INSERT INTO labour_entry ({columns}) VALUES ({', '.join(['?'] * 11)})", rows)
             raw.commit()
         finally:
             raw.close()

@@ -417,3 +417,47 @@ def test_locked_record_refuses_edit_and_delete_pages(app, admin, customer):
     assert "Ticket is Resolved: it can only change through its workflow." in page
     assert stored(app, "ticket", pk, "subject", "status") == ("pump", "resolved")
     assert 'id="transition-close"' in page and 'id="transition-reopen"' in page
+
+
+BEFORE_WORKFLOW = """version: 1
+module: jobs
+entities:
+  Job:
+    fields:
+      name: {type: string, required: true}
+"""
+WITH_WORKFLOW = BEFORE_WORKFLOW + """      stage:
+        type: enum
+        required: true
+        choices: [new, done]
+        default: new
+    workflow:
+      field: stage
+      transitions:
+        finish: {from: new, to: done, roles: [Admin]}
+"""
+
+
+def test_records_older_than_their_workflow_start_in_its_default_state(tmp_path_factory, tmp_path):
+    """A workflow added to an entity that has records: start-up adds the state column, and the database fills
+    it with the default state (rows written before, and rows written by hand without it, can take transitions)."""
+    (tmp_path / "jobs.yaml").write_text(BEFORE_WORKFLOW, encoding="utf-8")
+    first = make_app(tmp_path_factory, "workflow_added", schema_dir=tmp_path)
+    client = first.test_client()
+    old = client.post("/api/v1/job/", json={"name": "早于流程"}, headers=jwt_headers(client))
+    assert old.status_code == 201, old.json
+    with first.app_context():
+        first.appbuilder.session.get_bind().dispose()
+    (tmp_path / "jobs.yaml").write_text(WITH_WORKFLOW, encoding="utf-8")
+    second = make_app(tmp_path_factory, "workflow_added_2", schema_dir=tmp_path,
+                      SQLALCHEMY_DATABASE_URI=first.config["SQLALCHEMY_DATABASE_URI"])
+    client = second.test_client()
+    headers = jwt_headers(client)
+    record = client.get(f"/api/v1/job/{old.json['id']}", headers=headers)
+    assert record.json["result"]["stage"] == "new"
+    assert [t["name"] for t in client.get(f"/api/v1/job/{old.json['id']}/transitions", headers=headers)
+            .json["transitions"]] == ["finish"]
+    with second.app_context():  # a row written by hand, without the state column
+        with second.appbuilder.session.get_bind().begin() as conn:
+            conn.execute(text("INSERT INTO job (name, created_on, changed_on) VALUES ('手写', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            assert conn.scalar(text("SELECT stage FROM job WHERE name = '手写'")) == "new"

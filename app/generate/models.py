@@ -159,6 +159,17 @@ def attachments_table(metadata: MetaData) -> Table:
                   Column("uploaded_on", DateTime, nullable=False))
 
 
+def _server_default(entity: EntitySpec, f: FieldSpec):
+    """Defaults the database itself keeps, for writes that skip Python defaults (COPY, driver executemany, SQL by
+    hand) and for rows that exist when the column is added: an empty count or sum is 0; a workflow's state starts
+    at its default state (records older than the workflow start there too)."""
+    if f.rollup is not None and f.rollup.empty == 0:
+        return text("0")
+    if entity.workflow is not None and f.name == entity.workflow.field and isinstance(f.default, str):
+        return f.default  # a choice key: letters, digits, _ and - only (the checker's E412), quoted by SQLAlchemy
+    return None
+
+
 def build_models(spec: PortalSpec, metadata: MetaData) -> dict[str, type]:
     """The spec's models, on `metadata` (see portal_metadata) and a declarative registry of their own."""
     base = declarative_base(metadata=metadata, name="PortalModel")
@@ -221,8 +232,7 @@ def _build_model(entity: EntitySpec, models: dict, base) -> type:
             attrs[f.name] = Column(
                 type_of(f).column_type(f), nullable=not f.required, unique=f.unique or None,
                 index=(indexed and not _long_values(f)) or None, default=_column_default(f),
-                # bulk imports (COPY, driver executemany) skip Python defaults: an empty count or sum is 0 in SQL
-                server_default=text("0") if f.rollup is not None and f.rollup.empty == 0 else None,
+                server_default=_server_default(entity, f),
             )
     attrs.update(_audit_columns())
     # every ORM UPDATE adds 1 and checks the old value in its WHERE: a concurrent save raises StaleDataError
