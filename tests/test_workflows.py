@@ -461,3 +461,53 @@ def test_records_older_than_their_workflow_start_in_its_default_state(tmp_path_f
         with second.appbuilder.session.get_bind().begin() as conn:
             conn.execute(text("INSERT INTO job (name, created_on, changed_on) VALUES ('手写', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
             assert conn.scalar(text("SELECT stage FROM job WHERE name = '手写'")) == "new"
+
+
+HIDING = """version: 1
+module: hiding
+entities:
+  Task:
+    fields:
+      name: {type: string, required: true}
+      note: {type: text}
+      stage: {type: enum, required: true, choices: [new, done], default: new}
+    workflow:
+      field: stage
+      transitions:
+        finish: {from: new, to: done, roles: [Blind, NoNote]}
+        close: {from: new, to: done, roles: [NoNote], require: [note]}
+roles:
+  Blind:
+    can: {Task: [read, update]}
+    hide: {Task: [stage]}
+  NoNote:
+    can: {Task: [read, update]}
+    mask: {Task: [note]}
+"""
+
+
+def test_a_role_that_may_not_see_the_state_or_a_required_field_is_offered_nothing_that_tells_it(tmp_path_factory, tmp_path):
+    (tmp_path / "hiding.yaml").write_text(HIDING, encoding="utf-8")
+    app = make_app(tmp_path_factory, "workflow_hiding", schema_dir=tmp_path)
+    with app.app_context():
+        sm = app.appbuilder.sm
+        for name in ("Blind", "NoNote"):
+            sm.add_user(name.lower(), name, "Test", f"{name}@example.com", [sm.find_role(name)], PASSWORD)
+    admin = app.test_client()
+    pk = admin.post("/api/v1/task/", json={"name": "t"}, headers=jwt_headers(admin)).json["id"]
+
+    blind = app.test_client()
+    headers = jwt_headers(blind, "blind", PASSWORD)
+    listed = blind.get(f"/api/v1/task/{pk}/transitions", headers=headers).json
+    assert listed == {"state": None, "transitions": []}
+    assert blind.post(f"/api/v1/task/{pk}/transitions/finish", json={}, headers=headers).status_code == 403
+    page = login(app.test_client(), "blind", PASSWORD).get(f"/task/show/{pk}").get_data(as_text=True)
+    assert 'id="workflow-panel"' not in page and "transition-finish" not in page
+
+    no_note = app.test_client()
+    headers = jwt_headers(no_note, "nonote", PASSWORD)
+    listed = no_note.get(f"/api/v1/task/{pk}/transitions", headers=headers).json
+    assert [t["name"] for t in listed["transitions"]] == ["finish"]  # not `close`: it asks for the masked note
+    refused = no_note.post(f"/api/v1/task/{pk}/transitions/close", json={"note": "x"}, headers=headers)
+    assert refused.status_code == 403
+    assert admin.get(f"/api/v1/task/{pk}", headers=jwt_headers(admin)).json["result"]["stage"] == "new"

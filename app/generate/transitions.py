@@ -55,8 +55,10 @@ def _locale() -> str:
 def transitions_payload(entity: EntitySpec, item, viewer) -> dict:
     """The GET answer: the record's state and the transitions the viewer may take now."""
     state = getattr(item, entity.workflow.field)
+    if entity.workflow.field in viewer.unreadable(entity.name):
+        state = None  # hidden or masked for this user (and then no transition is offered: may_take)
     return {
-        "state": {"key": state, "label": state_label(entity, state)},
+        "state": None if state is None else {"key": state, "label": state_label(entity, state)},
         "transitions": [{"name": t.name, "label": transition_label(t), "to": t.target,
                          "require": [_field_info(entity, name) for name in t.require]}
                         for t in available(viewer, entity, item)],
@@ -313,6 +315,8 @@ def workflow_panel(view, item) -> dict | None:
     entity = view.entity
     if entity.workflow is None or item is None:
         return None
+    if entity.workflow.field in current_viewer().unreadable(entity.name):
+        return None  # a role that may not see the state sees neither its badge nor buttons that would tell it
     state = getattr(item, entity.workflow.field)
     return {
         "state": state_label(entity, state), "style": state_style(entity, state),

@@ -93,6 +93,11 @@ def may_take(viewer, entity: EntitySpec, item, transition: TransitionSpec | None
     name = transition_label(transition)
     if not viewer.is_admin and not (_role_names(viewer) & set(transition.roles)):
         return TransitionRefused(403, _l("Your role may not take the transition '%(transition)s'.", transition=name))
+    unreadable = viewer.unreadable(entity.name)  # hidden or masked for this user
+    if entity.workflow.field in unreadable:  # the buttons would tell the state
+        return TransitionRefused(403, _l("Your role may not see the state of this record."))
+    if unreadable.intersection(transition.require):
+        return TransitionRefused(403, _l("'%(transition)s' needs fields your role may not fill in.", transition=name))
     state = state_of(entity, item)
     if state not in transition.sources:
         return TransitionRefused(409, _l("'%(transition)s' is not possible while the record is %(state)s.",

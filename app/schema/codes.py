@@ -143,6 +143,7 @@ AREAS: dict[str, dict[str, str]] = {
         "E529": "workflow field has no default state",
         "E530": "bad attachments or file options",
         "E531": "unknown file type",
+        "E536": "transition condition reads a field a role may not see",
     },
     "roles": {
         "E601": "bad role name",

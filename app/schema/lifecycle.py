@@ -192,5 +192,25 @@ def check_lifecycle(run: Check, entity: EntitySpec, entities: dict[str, EntitySp
             result = typed(t.when, t.line, f"when of {what}")
             if result is not None and result not in ("any", "null", BOOLEAN):
                 run.error(file, t.line, "E527", f"when of {what} gives {result}, not true/false")
+            _when_reads_nothing_hidden(run, entity, entities, roles, t, what)
         transitions.append(dataclasses.replace(t, set=tuple(stamps)))
     return dataclasses.replace(entity, workflow=dataclasses.replace(workflow, transitions=tuple(transitions)))
+
+
+def _when_reads_nothing_hidden(run: Check, entity: EntitySpec, entities: dict[str, EntitySpec],
+                               roles: tuple[RoleSpec, ...], t: TransitionSpec, what: str) -> None:
+    """E536: whether a button is offered would tell a role a field it may not see (an oracle, like E473)."""
+    by_name = {f.name: f for f in entity.fields}
+    takers = [r for r in roles if r.name in t.roles]
+    for path in sorted(t.when.names):
+        first = by_name.get(path[0])
+        if first is None:
+            continue
+        where = [(entity.name, path[0])]
+        if len(path) > 1 and first.stores_link and first.to in entities:
+            where.append((first.to, path[1]))
+        for role in takers:
+            for entity_name, name in where:
+                if name in role.hidden(entity_name) | role.masked(entity_name):
+                    run.error(entity.file, t.line, "E536", f"when of {what} reads '{'.'.join(path)}', which role "
+                                                           f"'{role.name}' may not see: the button would tell it")
