@@ -86,3 +86,228 @@ def write_history(connection, metadata, entity: EntitySpec, events: list[Event],
          "changes": json.dumps({name: [json_value(old), json_value(new)] for name, (old, new) in e.changes.items()},
                                ensure_ascii=False, separators=(",", ":"))}
         for e in events])
+
+
+# -- who ---------------------------------------------------------------------------------------------------------
+
+def current_author() -> tuple[int | None, str | None]:
+    """(user id, username) of whoever makes the writes of this request; (None, None) in CLI jobs."""
+    from flask import current_app, has_request_context
+
+    if not has_request_context():
+        return None, None
+    user = current_app.appbuilder.sm.current_user
+    return getattr(user, "id", None), getattr(user, "username", None)
+
+
+# -- what: the fields a history event reads ------------------------------------------------------------------
+
+def recorded_fields(entity: EntitySpec) -> list:
+    """Every field whose value is written with the record; rollups change with other records and are left out."""
+    return [f for f in entity.fields if f.rollup is None]
+
+
+def _empty(value) -> bool:
+    return value is None or value == "" or value == []
+
+
+def _ids(objects) -> list:
+    return sorted(o.id for o in objects if o is not None and getattr(o, "id", None) is not None)
+
+
+def _current_value(obj, f):
+    """A field's value on an ORM object: link ids, sorted id lists for many fields."""
+    if f.kind.multiple:
+        return _ids(getattr(obj, f.name) or [])
+    if f.stores_link:
+        value = getattr(obj, f.column_name)
+        if value is None:
+            value = getattr(obj.__dict__.get(f.name), "id", None)
+        return value
+    return getattr(obj, f.name)
+
+
+def _loaded_value(state, f):
+    """What the object holds without loading anything (a record already deleted in the database)."""
+    data = state.dict
+    if f.kind.multiple:
+        return _ids(data.get(f.name) or [])
+    if f.stores_link:
+        value = data.get(f.column_name)
+        return value if value is not None else getattr(data.get(f.name), "id", None)
+    return data.get(f.name)
+
+
+def _changed(state, f):
+    """(old, new) of one field of a flushed record from its attribute history, or None when unchanged."""
+    attrs = state.attrs
+    if f.kind.multiple:
+        h = attrs[f.name].history
+        if not h.added and not h.deleted:
+            return None
+        old, new = _ids(list(h.unchanged) + list(h.deleted)), _ids(list(h.unchanged) + list(h.added))
+    elif f.stores_link:
+        h = attrs[f.column_name].history
+        if h.added or h.deleted:
+            old, new = (h.deleted[0] if h.deleted else None), (h.added[0] if h.added else None)
+        else:  # the relationship was set and the flush has not copied its id yet
+            h = attrs[f.name].history
+            if not h.added and not h.deleted:
+                return None
+            old = getattr(h.deleted[0], "id", None) if h.deleted else None
+            new = getattr(h.added[0], "id", None) if h.added else None
+    else:
+        h = attrs[f.name].history
+        if not h.added and not h.deleted:
+            return None
+        old, new = (h.deleted[0] if h.deleted else None), (h.added[0] if h.added else None)
+    if old == new or (_empty(old) and _empty(new)):
+        return None
+    return old, new
+
+
+# -- forms, API, transitions: the session listener -------------------------------------------------------------
+
+PENDING_KEY = "portal_history_events"  # session.info: entity name -> [Event], between the flush events
+
+
+class HistoryRecorder:
+    """Session listener: every flushed create, change and delete of a `history: true` entity becomes an Event,
+    inserted after the flush on its connection (one INSERT per entity and flush, in the write's transaction)."""
+
+    def __init__(self, spec, models: dict, metadata) -> None:
+        self.metadata = metadata
+        self.entities = {models[e.name]: e for e in spec.entities if e.history and e.name in models}
+
+    def __bool__(self) -> bool:
+        return bool(self.entities)
+
+    def _pending(self, session) -> dict:
+        return session.info.setdefault(PENDING_KEY, {})
+
+    def before_flush(self, session, flush_context=None, instances=None) -> None:
+        """Deleted records are read now, while their row (and their many fields) can still be loaded."""
+        for obj in session.deleted:
+            entity = self.entities.get(type(obj))
+            if entity is not None and obj.id is not None:
+                changes = {f.name: (v, None) for f in recorded_fields(entity)
+                           if not _empty(v := _current_value(obj, f))}
+                self._pending(session).setdefault(entity.name, []).append(Event(obj.id, DELETE, changes))
+                session.info.setdefault(PENDING_KEY + "_deleted", set()).add(id(obj))
+
+    def gather(self, session, flush_context=None) -> None:
+        """after_flush: new records have their ids; the attribute history still holds the old values."""
+        from sqlalchemy import inspect
+
+        path, _ = current_path()
+        update_action = TRANSITION if path == "transition" else UPDATE
+        seen_deleted = session.info.pop(PENDING_KEY + "_deleted", set())
+        for obj in session.new:
+            entity = self.entities.get(type(obj))
+            if entity is not None:
+                changes = {f.name: (None, v) for f in recorded_fields(entity) if not _empty(v := _current_value(obj, f))}
+                self._pending(session).setdefault(entity.name, []).append(Event(obj.id, CREATE, changes))
+        for obj in session.deleted:  # deleted by a cascade during the flush: what was loaded
+            entity = self.entities.get(type(obj))
+            if entity is not None and id(obj) not in seen_deleted:
+                state = inspect(obj)
+                changes = {f.name: (v, None) for f in recorded_fields(entity) if not _empty(v := _loaded_value(state, f))}
+                self._pending(session).setdefault(entity.name, []).append(Event(obj.id, DELETE, changes))
+        for obj in session.dirty:
+            entity = self.entities.get(type(obj))
+            if entity is None or obj in session.deleted:
+                continue
+            state = inspect(obj)
+            changes = {f.name: change for f in recorded_fields(entity) if (change := _changed(state, f)) is not None}
+            if changes:
+                self._pending(session).setdefault(entity.name, []).append(Event(obj.id, update_action, changes))
+
+    def write(self, session, flush_context=None) -> None:
+        """after_flush_postexec: the gathered events, in the flush's transaction."""
+        pending = session.info.pop(PENDING_KEY, None)
+        if not pending:
+            return
+        user_id, username = current_author()
+        connection = session.connection()
+        for model, entity in self.entities.items():
+            if pending.get(entity.name):
+                write_history(connection, self.metadata, entity, pending[entity.name], user_id, username)
+
+    def forget(self, session, *args) -> None:
+        session.info.pop(PENDING_KEY, None)
+        session.info.pop(PENDING_KEY + "_deleted", None)
+
+
+def install(session, portal) -> None:
+    """Record history on every ORM flush of `session` (the app's own scoped session)."""
+    from sqlalchemy import event
+
+    recorder = HistoryRecorder(portal.spec, portal.models, portal.metadata)
+    portal.history = recorder
+    if recorder:
+        event.listen(session, "before_flush", recorder.before_flush)
+        event.listen(session, "after_flush", recorder.gather)
+        event.listen(session, "after_flush_postexec", recorder.write)
+        event.listen(session, "after_rollback", recorder.forget)
+
+
+# -- imports: created and updated rows, one INSERT per chunk -----------------------------------------------------
+
+class ImportHistory:
+    """History of an import's bulk write (app/data/bulk.py): new rows from their ids, updated rows against their old
+    values read once per chunk before the UPDATE."""
+
+    def __init__(self, metadata, entity: EntitySpec, table, columns: list[str], many: dict, user) -> None:
+        self.metadata, self.entity, self.table = metadata, entity, table
+        self.user_id, self.username = getattr(user, "id", None), getattr(user, "username", None)
+        by_column = {f.column_name: f for f in recorded_fields(entity) if not f.kind.multiple}
+        self.scalar = [(i, by_column[c].name) for i, c in enumerate(columns) if c in by_column]  # spool positions
+        self.many = many  # many-field name -> its table of pairs
+        self.at = dt.datetime.now().replace(microsecond=0)  # one import, one moment
+
+    def _write(self, connection, events: list[Event]) -> None:
+        write_history(connection, self.metadata, self.entity, events, self.user_id, self.username, at=self.at,
+                      path="import")
+
+    def created(self, connection, rows: list[tuple], links: list[dict], ids: list[int]) -> None:
+        events = []
+        for pk, row, wanted in zip(ids, rows, links or [{}] * len(rows)):
+            changes = {name: (None, row[i]) for i, name in self.scalar if not _empty(row[i])}
+            for name in self.many:
+                if wanted.get(name):
+                    changes[name] = (None, sorted(set(wanted[name])))
+            events.append(Event(pk, CREATE, changes))
+        self._write(connection, events)
+
+    def updating(self, connection, rows: list[tuple], links: list[tuple]) -> None:
+        """Before the UPDATE of a chunk (rows end with their id): the old values of those rows, read in bulk."""
+        from sqlalchemy import select
+
+        ids = [row[-1] for row in rows]
+        names = [name for _, name in self.scalar]
+        columns = [self.table.c[self.entity.field(n).column_name] for n in names]
+        old = {r[0]: r[1:] for r in connection.execute(select(self.table.c.id, *columns).where(self.table.c.id.in_(ids)))}
+        old_links: dict[str, dict] = {}
+        for name, secondary in self.many.items():
+            found = old_links[name] = {pk: [] for pk in ids}
+            for left, right in connection.execute(select(secondary.c.left_id, secondary.c.right_id)
+                                                  .where(secondary.c.left_id.in_(ids))):
+                found[left].append(right)
+        new_links = dict(links or [])
+        events = []
+        for row in rows:
+            pk, before = row[-1], old.get(row[-1])
+            if before is None:
+                continue
+            changes = {}
+            for (i, name), was in zip(self.scalar, before):
+                if was != row[i] and not (_empty(was) and _empty(row[i])):
+                    changes[name] = (was, row[i])
+            for name in self.many:
+                if pk in new_links and name in new_links[pk]:
+                    was, now = sorted(old_links[name][pk]), sorted(set(new_links[pk][name] or []))
+                    if was != now:
+                        changes[name] = (was, now)
+            if changes:
+                events.append(Event(pk, UPDATE, changes))
+        self._write(connection, events)
