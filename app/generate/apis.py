@@ -24,6 +24,8 @@ from app.generate.paged_api import LIST_ARGS_SCHEMA, PagedListApi, rison
 from app.generate.paging import PagedInterface
 from app.generate.permissions import API_METHODS, entity_permissions
 from app.generate.references import delete_refusal
+from app.generate.timeline import HistoryApiMixin
+from app.generate.comments import CommentsApiMixin
 
 
 def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
@@ -45,7 +47,7 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(ViewerScopedEndpoint, PagedListApi, fab.RestApiBoundary, ModelRestApi):
+class EntityApi(ViewerScopedEndpoint, HistoryApiMixin, CommentsApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
     """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
 
     portal: PortalSpec

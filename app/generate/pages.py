@@ -24,6 +24,8 @@ from app.generate.paging import PagedInterface
 from app.generate.permissions import DELETE, UPDATE, VIEW_METHODS, entity_permissions, permission
 from app.generate.references import delete_refusal
 from app.generate.show_panels import panels_for
+from app.generate.timeline import TimelinePagesMixin
+from app.generate.comments import CommentPagesMixin
 
 
 class FieldRule:
@@ -63,7 +65,7 @@ class ValidatorsByColumn(dict):
         return list(value) if value is not None else None
 
 
-class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, ModelView):
+class EntityView(ViewerScopedEndpoint, TimelinePagesMixin, CommentPagesMixin, PagedListView, fab.ModelViewBoundary, ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes.
 
     Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list page from PagedListView.

@@ -11,11 +11,14 @@ VIEW_METHODS = {
     "list": READ, "show": READ, "download": READ, "lookup": READ, "preview": READ,
     "add": CREATE, "edit": UPDATE, "delete": DELETE,
     "export_data": EXPORT, "import_data": IMPORT,
+    # history, comments (app/generate/timeline.py, comments.py): whoever reads the record
+    "timeline": READ, "add_comment": READ, "edit_comment": READ, "delete_comment": READ,
 }
 API_METHODS = {
     "get_list": READ, "get": READ, "info": READ,
     "post": CREATE, "put": UPDATE, "delete": DELETE,
     "export_data": EXPORT, "import_data": IMPORT,
+    "get_history": READ, "get_comments": READ, "post_comment": READ, "put_comment": READ, "delete_comment": READ,
 }
 
 
