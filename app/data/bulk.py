@@ -92,7 +92,8 @@ def _id_source(connection, table):
     """`take(n)` -> n new ids for `table`, taken before the rows are written (COPY and executemany return none).
 
     PostgreSQL: from the id column's sequence (what the rows would have got). SQLite: the table is locked for
-    writing first (one writer at a time), so the next ids are max(id)+1, ... as SQLite itself would number them."""
+    writing first (one writer at a time), so the next ids are max(id)+1, ... (past sqlite_sequence for AUTOINCREMENT
+    tables) as SQLite itself would number them."""
     if connection.dialect.name == "postgresql":
         def take(n: int) -> list[int]:
             return list(connection.scalars(
@@ -101,6 +102,9 @@ def _id_source(connection, table):
         return take
     connection.execute(table.update().where(false()).values(id=table.c.id))  # the write lock, held until commit
     last = [connection.scalar(select(func.max(table.c.id))) or 0]
+    if table.dialect_options["sqlite"]["autoincrement"]:  # ids of deleted rows are never given again
+        used = connection.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = ?", (table.name,)).scalar()
+        last[0] = max(last[0], used or 0)
 
     def take(n: int) -> list[int]:
         start = last[0] + 1

@@ -31,7 +31,6 @@ from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import GB18030, FileProblem, NotUtf8, read_rows, unquote_formula
 from app.rules.record_rules import RecordRules, duplicate_message, link_target
 from app.rules.flushes import link_values
-from app.rules.history import ImportHistory
 from app.rules.line_versions import bump as bump_line_parents
 from app.rules.rollups import RollupRefused
 
@@ -476,6 +475,8 @@ class Importer:
         """`history: true`: the created and updated rows are recorded, path "import" (app/rules/history.py)."""
         if not self.entity.history:
             return None
+        from app.rules.history import ImportHistory  # history.py reads the table names of app.generate
+
         return ImportHistory(current_portal().metadata, self.entity, table, spool.columns, secondaries, self.viewer.user)
 
 

@@ -17,7 +17,6 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from app.generate.models import HISTORY_TABLE
 from app.schema.spec import EntitySpec
 
 CREATE, UPDATE, TRANSITION, DELETE = "create", "update", "transition", "delete"
@@ -75,6 +74,8 @@ def write_history(connection, metadata, entity: EntitySpec, events: list[Event],
     """Insert `events` of one entity in one statement (executemany), stamped with the user, time and path."""
     if not events or not entity.history:
         return
+    from app.generate.models import HISTORY_TABLE  # here: app.generate's modules import this one
+
     table = metadata.tables[HISTORY_TABLE]
     at = at or dt.datetime.now().replace(microsecond=0)
     given_path, given_transition = current_path()
