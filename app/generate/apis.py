@@ -47,7 +47,8 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(ViewerScopedEndpoint, HistoryApiMixin, CommentsApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
+class EntityApi(ViewerScopedEndpoint, HistoryApiMixin, CommentsApiMixin, PagedListApi, fab.RestApiBoundary,
+                ModelRestApi):
     """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
 
     portal: PortalSpec

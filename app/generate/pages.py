@@ -65,7 +65,8 @@ class ValidatorsByColumn(dict):
         return list(value) if value is not None else None
 
 
-class EntityView(ViewerScopedEndpoint, TimelinePagesMixin, CommentPagesMixin, PagedListView, fab.ModelViewBoundary, ModelView):
+class EntityView(ViewerScopedEndpoint, TimelinePagesMixin, CommentPagesMixin, PagedListView, fab.ModelViewBoundary,
+                 ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes.
 
     Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list page from PagedListView.

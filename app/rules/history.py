@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as dt
+import io
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -74,19 +75,79 @@ def write_history(connection, metadata, entity: EntitySpec, events: list[Event],
     """Insert `events` of one entity in one statement (executemany), stamped with the user, time and path."""
     if not events or not entity.history:
         return
-    from app.generate.models import HISTORY_TABLE  # here: app.generate's modules import this one
-
-    table = metadata.tables[HISTORY_TABLE]
     at = at or dt.datetime.now().replace(microsecond=0)
     given_path, given_transition = current_path()
     path = path or given_path
-    connection.execute(table.insert(), [
-        {"entity": entity.name, "record_id": e.record_id, "at": at, "user_id": user_id, "username": username,
-         "path": path, "action": e.action, "transition": e.transition or given_transition if e.action == TRANSITION
-         else e.transition,
-         "changes": json.dumps({name: [json_value(old), json_value(new)] for name, (old, new) in e.changes.items()},
-                               ensure_ascii=False, separators=(",", ":"))}
+    insert_rows(connection, metadata, [
+        (entity.name, e.record_id, at, user_id, username, path, e.action,
+         (e.transition or given_transition) if e.action == TRANSITION else e.transition,
+         "{" + ",".join(f"{json_text(name)}:[{json_text(old)},{json_text(new)}]"
+                        for name, (old, new) in e.changes.items()) + "}")
         for e in events])
+
+
+ROW_COLUMNS = ("entity", "record_id", "at", "user_id", "username", "path", "action", "transition", "changes")
+COPY_FROM = 50  # rows: PostgreSQL takes more than this through COPY (an import chunk's thousands of events)
+_encode_text = json.encoder.encode_basestring  # the C encoder, non-ASCII kept as is (as ensure_ascii=False)
+
+
+def json_text(value) -> str:
+    """`json_value(value)` as JSON text, without a json.dumps call for the common plain values."""
+    kind = type(value)
+    if kind is str:
+        return _encode_text(value)
+    if value is None:
+        return "null"
+    if kind is int:
+        return str(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is Decimal:
+        return f'"{value:f}"'
+    if kind is dt.date or kind is dt.datetime:
+        return f'"{value.isoformat()}"'
+    return json.dumps(json_value(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def insert_rows(connection, metadata, rows: list[tuple]) -> None:
+    """History rows (values in ROW_COLUMNS order) in one statement: a COPY on PostgreSQL for many rows, else one
+    driver-level executemany with the columns' own conversions (SQLAlchemy's per-row handling costs more)."""
+    from app.generate.models import HISTORY_TABLE  # here: app.generate's modules import this one
+
+    if not rows:
+        return
+    table = metadata.tables[HISTORY_TABLE]
+    dialect = connection.dialect
+    preparer = dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(c) for c in ROW_COLUMNS)
+    if dialect.name == "postgresql" and len(rows) >= COPY_FROM:
+        text = "".join("\t".join(map(_copy_text, row)) + "\n" for row in rows)
+        cursor = connection.connection.dbapi_connection.cursor()
+        try:
+            cursor.copy_expert(f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN", io.StringIO(text))
+        finally:
+            cursor.close()
+        return
+    converters = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in ROW_COLUMNS]
+    converted = [tuple(v if convert is None or v is None else convert(v) for v, convert in zip(row, converters))
+                 for row in rows]
+    marks = ", ".join("?" if dialect.paramstyle == "qmark" else "%s" for _ in ROW_COLUMNS)
+    connection.exec_driver_sql(f"INSERT INTO {preparer.format_table(table)} ({columns}) VALUES ({marks})", converted)
+
+
+def _copy_text(value) -> str:
+    """One value in PostgreSQL's COPY text format."""
+    if value is None:
+        return "\\N"
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is dt.datetime:
+        return value.isoformat(sep=" ")
+    text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
 
 
 # -- who ---------------------------------------------------------------------------------------------------------
@@ -271,14 +332,18 @@ class ImportHistory:
                       path="import")
 
     def created(self, connection, rows: list[tuple], links: list[dict], ids: list[int]) -> None:
-        events = []
-        for pk, row, wanted in zip(ids, rows, links or [{}] * len(rows)):
-            changes = {name: (None, row[i]) for i, name in self.scalar if not _empty(row[i])}
+        """The chunk's new rows: every non-empty field (None -> value), their JSON written straight from the row."""
+        keys = [(i, json_text(name) + ":[null,") for i, name in self.scalar]
+        out = []
+        for n, (pk, row) in enumerate(zip(ids, rows)):
+            parts = [key + json_text(row[i]) + "]" for i, key in keys if row[i] is not None and row[i] != ""]
             for name in self.many:
-                if wanted.get(name):
-                    changes[name] = (None, sorted(set(wanted[name])))
-            events.append(Event(pk, CREATE, changes))
-        self._write(connection, events)
+                wanted = links[n].get(name) if links else None
+                if wanted:
+                    parts.append(f"{json_text(name)}:[null,{json_text(sorted(set(wanted)))}]")
+            out.append((self.entity.name, pk, self.at, self.user_id, self.username, "import", CREATE, None,
+                        "{" + ",".join(parts) + "}"))
+        insert_rows(connection, self.metadata, out)
 
     def updating(self, connection, rows: list[tuple], links: list[tuple]) -> None:
         """Before the UPDATE of a chunk (rows end with their id): the old values of those rows, read in bulk."""
