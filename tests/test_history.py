@@ -9,7 +9,7 @@ import re
 import pytest
 from sqlalchemy import select, text
 
-from conftest import jwt_headers, login, make_app, post_csv, sql_statements
+from conftest import ROOT, jwt_headers, login, make_app, post_csv, sql_statements
 from app.portal import portal_of
 from app.rules.history import writing_as
 
@@ -231,3 +231,41 @@ def test_links_show_titles_and_entities_without_history_have_none(app, admin):
     assert changes_of(event)["customer"] == (None, "Linked Co")
     contact = client.post("/api/v1/contact/", json={"name": "Zhang", "customer": customer}, headers=headers)
     assert client.get(f"/api/v1/contact/{contact.json['id']}/history", headers=headers).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def many_app(tmp_path_factory):
+    """The shipped schemas with history on workers too: a many field (projects), imported with INSERT ... RETURNING."""
+    folder = tmp_path_factory.mktemp("history-schemas")
+    for source in (ROOT / "schemas").glob("*.yaml"):
+        text = source.read_text(encoding="utf-8")
+        if source.name == "labour.yaml":
+            text = text.replace("    order: [name]\n\n  LabourEntry:", "    order: [name]\n    history: true\n\n  LabourEntry:")
+            assert text.count("history: true") == 2
+        (folder / source.name).write_text(text, encoding="utf-8")
+    return make_app(tmp_path_factory, "history_many", schema_dir=folder)
+
+
+def test_many_fields_are_recorded_as_sorted_titles_from_api_and_import(many_app):
+    client = many_app.test_client()
+    headers = jwt_headers(client)
+    projects = [client.post("/api/v1/project/", json={"code": f"P{i}", "name": f"Site {i}"}, headers=headers).json["id"]
+                for i in range(3)]
+    rows = [["name", "phone", "day_rate", "projects"], ["Wang", "13700137000", "300", "Site 2, Site 0"],
+            ["Li", "13700137001", "310", ""]]
+    assert post_csv(client, headers, "/api/v1/worker/import", rows).json["created"] == 2
+    ids = [w["id"] for w in client.get("/api/v1/worker/", headers=headers,
+                                       query_string={"q": "(order_column:name,order_direction:asc)"}).json["result"]]
+    li, wang = ids
+    created = changes_of(history(client, headers, "worker", wang)["events"][0])
+    assert created["projects"] == (None, ["Site 0", "Site 2"]) and created["day_rate"] == (None, "300.00")
+    assert "projects" not in changes_of(history(client, headers, "worker", li)["events"][0])
+    update = [["phone", "projects"], ["13700137000", "Site 1"], ["13700137001", ""]]
+    assert post_csv(client, headers, "/api/v1/worker/import", update, key="phone").json["updated"] == 2
+    assert changes_of(history(client, headers, "worker", wang)["events"][0]) == {
+        "projects": (["Site 0", "Site 2"], ["Site 1"])}
+    assert len(history(client, headers, "worker", li)["events"]) == 1  # nothing changed for Li
+    assert client.put(f"/api/v1/worker/{wang}", json={"projects": [projects[0], projects[1]]},
+                      headers=headers).status_code == 200
+    event = history(client, headers, "worker", wang)["events"][0]
+    assert (event["path"], changes_of(event)) == ("api", {"projects": (["Site 1"], ["Site 0", "Site 1"])})
