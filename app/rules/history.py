@@ -231,6 +231,7 @@ def _changed(state, f):
 # -- forms, API, transitions: the session listener -------------------------------------------------------------
 
 PENDING_KEY = "portal_history_events"  # session.info: entity name -> [Event], between the flush events
+DELETED_KEY = "portal_history_deleted"  # session.info: id() of the records before_flush already read
 
 
 class HistoryRecorder:
@@ -255,7 +256,7 @@ class HistoryRecorder:
                 changes = {f.name: (v, None) for f in recorded_fields(entity)
                            if not _empty(v := _current_value(obj, f))}
                 self._pending(session).setdefault(entity.name, []).append(Event(obj.id, DELETE, changes))
-                session.info.setdefault(PENDING_KEY + "_deleted", set()).add(id(obj))
+                session.info.setdefault(DELETED_KEY, set()).add(id(obj))
 
     def gather(self, session, flush_context=None) -> None:
         """after_flush: new records have their ids; the attribute history still holds the old values."""
@@ -263,7 +264,7 @@ class HistoryRecorder:
 
         path, _ = current_path()
         update_action = TRANSITION if path == "transition" else UPDATE
-        seen_deleted = session.info.pop(PENDING_KEY + "_deleted", set())
+        seen_deleted = session.info.pop(DELETED_KEY, set())
         for obj in session.new:
             entity = self.entities.get(type(obj))
             if entity is not None:
@@ -297,7 +298,7 @@ class HistoryRecorder:
 
     def forget(self, session, *args) -> None:
         session.info.pop(PENDING_KEY, None)
-        session.info.pop(PENDING_KEY + "_deleted", None)
+        session.info.pop(DELETED_KEY, None)
 
 
 def install(session, portal) -> None:
