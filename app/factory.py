@@ -21,6 +21,7 @@ from app.fieldtypes import field_types
 from app.generate import register_portal
 from app.generate.input_errors import install_input_checks
 from app.portal import Portal, install
+from app.rules.history import install as install_history
 from app.rules.line_versions import install as install_line_versions
 from app.rules.rollups import fill_new_rollups, install as install_rollups
 from app.runtime.database import configure_engine, ensure_tables, forget_connections, startup_lock
@@ -69,6 +70,7 @@ def create_app(config: dict | object | None = None) -> Flask:
             portal.models.update(register_models_and_tables(db, portal))
             install_rollups(db.session, portal)  # the app's own session: rollups kept on every flush
             install_line_versions(db.session, portal)  # a parent's row_version counts its lines
+            install_history(db.session, portal)  # `history: true`: every flushed change recorded
             fill_new_rollups(engine, portal)  # a rollup field added to a database that has children
             appbuilder.init_app(app, db.session)
             register_portal(appbuilder, spec, portal.models)

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy import bindparam, delete, false, func, insert, select, text, update
 
 from app.rules.record_rules import AUDIT_CHANGED, AUDIT_NEW
 from app.schema.spec import VERSION_COLUMN
@@ -53,12 +53,28 @@ class RowSpool:
         self.file.close()
 
 
-def write(connection, table, spool: RowSpool, secondaries: dict) -> None:
-    """Insert new rows, update matched ones and set many-field links; the caller commits or rolls back."""
+def write(connection, table, spool: RowSpool, secondaries: dict, history=None) -> None:
+    """Insert new rows, update matched ones and set many-field links; the caller commits or rolls back.
+
+    `history` (app/rules/history.py ImportHistory, for `history: true` entities) hears of each chunk's new rows with
+    their ids and of each chunk's updated rows before they are updated."""
     dialect = connection.dialect.name
     if spool.many:
         for chunk in spool:
-            _insert_returning(connection, table, spool, chunk, secondaries)
+            ids = _insert_returning(connection, table, spool, chunk, secondaries)
+            if history is not None and ids:
+                history.created(connection, chunk.new, chunk.new_links, ids)
+    elif history is not None:  # ids taken first, so each chunk's history is one INSERT right after its rows
+        next_ids = _id_source(connection, table)
+        for chunk in spool:
+            if chunk.new:
+                ids = next_ids(len(chunk.new))
+                if dialect == "postgresql":
+                    _copy(connection, table, spool, [chunk], ids)
+                else:
+                    _insert_driver(connection, table, ["id"] + spool.new_columns,
+                                   [(pk,) + row for pk, row in zip(ids, chunk.new)])
+                history.created(connection, chunk.new, None, ids)
     elif dialect == "postgresql":
         _copy(connection, table, spool)
     else:
@@ -67,7 +83,34 @@ def write(connection, table, spool: RowSpool, secondaries: dict) -> None:
                 _insert_driver(connection, table, spool.new_columns, chunk.new)
     for chunk in spool:
         if chunk.changed:
+            if history is not None:
+                history.updating(connection, chunk.changed, chunk.changed_links)
             _update(connection, table, spool, chunk, secondaries)
+
+
+def _id_source(connection, table):
+    """`take(n)` -> n new ids for `table`, taken before the rows are written (COPY and executemany return none).
+
+    PostgreSQL: from the id column's sequence (what the rows would have got). SQLite: the table is locked for
+    writing first (one writer at a time), so the next ids are max(id)+1, ... (past sqlite_sequence for AUTOINCREMENT
+    tables) as SQLite itself would number them."""
+    if connection.dialect.name == "postgresql":
+        def take(n: int) -> list[int]:
+            return list(connection.scalars(
+                text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+                {"t": connection.dialect.identifier_preparer.format_table(table), "n": n}))
+        return take
+    connection.execute(table.update().where(false()).values(id=table.c.id))  # the write lock, held until commit
+    last = [connection.scalar(select(func.max(table.c.id))) or 0]
+    if table.dialect_options["sqlite"]["autoincrement"]:  # ids of deleted rows are never given again
+        used = connection.exec_driver_sql("SELECT seq FROM sqlite_sequence WHERE name = ?", (table.name,)).scalar()
+        last[0] = max(last[0], used or 0)
+
+    def take(n: int) -> list[int]:
+        start = last[0] + 1
+        last[0] += n
+        return list(range(start, start + n))
+    return take
 
 
 def _defaults(table, given: list[str]) -> tuple[list[str], list]:
@@ -95,16 +138,20 @@ def _insert_driver(connection, table, given: list[str], rows: list[tuple]) -> No
     connection.exec_driver_sql(f"INSERT INTO {dialect.identifier_preparer.format_table(table)} ({columns}) VALUES ({marks})", tuples)
 
 
-def _copy(connection, table, spool: RowSpool) -> None:
-    """All new rows in one COPY on the session's own psycopg2 connection (same transaction)."""
+def _copy(connection, table, spool: RowSpool, chunks=None, ids: list[int] | None = None) -> None:
+    """All new rows (of `chunks`, default the whole spool) in one COPY on the session's own psycopg2 connection
+    (same transaction); with `ids`, the rows get those ids."""
     extra, fillers = _defaults(table, spool.new_columns)
     preparer = connection.dialect.identifier_preparer
-    columns = ", ".join(preparer.quote(n) for n in spool.new_columns + extra)
+    columns = ", ".join(preparer.quote(n) for n in (["id"] if ids else []) + spool.new_columns + extra)
     tail = "".join("\t" + _copy_text(v) for v in fillers) + "\n"
 
     def lines() -> Iterator[bytes]:
-        for chunk in spool:
-            if chunk.new:
+        for chunk in (spool if chunks is None else chunks):
+            if chunk.new and ids:
+                yield "".join(f"{pk}\t" + "\t".join(map(_copy_text, row)) + tail
+                              for pk, row in zip(ids, chunk.new)).encode("utf-8")
+            elif chunk.new:
                 yield "".join("\t".join(map(_copy_text, row)) + tail for row in chunk.new).encode("utf-8")
 
     cursor = connection.connection.dbapi_connection.cursor()
@@ -152,10 +199,10 @@ class _Reader:
         return self.read(size)
 
 
-def _insert_returning(connection, table, spool: RowSpool, chunk: Chunk, secondaries: dict) -> None:
-    """Rows of an entity with many-fields: INSERT ... RETURNING id, then their link rows."""
+def _insert_returning(connection, table, spool: RowSpool, chunk: Chunk, secondaries: dict) -> list[int]:
+    """Rows of an entity with many-fields: INSERT ... RETURNING id, then their link rows; returns the new ids."""
     if not chunk.new:
-        return
+        return []
     rows = [dict(zip(spool.new_columns, row)) for row in chunk.new]
     result = connection.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
     ids = [row[0] for row in result]
@@ -164,6 +211,7 @@ def _insert_returning(connection, table, spool: RowSpool, chunk: Chunk, secondar
                  for rid in dict.fromkeys(wanted.get(name) or [])]
         if links:
             connection.execute(insert(secondaries[name]), links)
+    return ids
 
 
 def _update(connection, table, spool: RowSpool, chunk: Chunk, secondaries: dict) -> None:

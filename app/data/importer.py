@@ -457,7 +457,7 @@ class Importer:
             for link, ids in self._touched.items():  # a move meanwhile waits for the lock
                 column = table.c[self.entity.field(link).column_name]
                 ids |= link_values(connection, table, column, self._updated_ids, lock=True)
-            bulk.write(connection, table, spool, secondaries)
+            bulk.write(connection, table, spool, secondaries, self._history(table, spool, secondaries))
             if self._line_back is not None:
                 bump_line_parents(connection, self._line_parent, self._touched[self._line_back.name])
             if self._rollups is not None:  # one statement per rollup and set of parents, in this transaction
@@ -469,6 +469,15 @@ class Importer:
         except Exception:
             self.session.rollback()
             raise
+
+
+    def _history(self, table, spool: RowSpool, secondaries: dict):
+        """`history: true`: the created and updated rows are recorded, path "import" (app/rules/history.py)."""
+        if not self.entity.history:
+            return None
+        from app.rules.history import ImportHistory  # history.py reads the table names of app.generate
+
+        return ImportHistory(current_portal().metadata, self.entity, table, spool.columns, secondaries, self.viewer.user)
 
 
 class _LinkResolver:

@@ -26,6 +26,8 @@ from app.generate.paging import PagedInterface
 from app.generate.permissions import API_METHODS, entity_permissions
 from app.generate.references import delete_refusal
 from app.generate.transitions import TransitionsApiMixin, unused_routes
+from app.generate.timeline import HistoryApiMixin
+from app.generate.comments import CommentsApiMixin
 
 
 def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
@@ -47,7 +49,8 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(BulkApiMixin, ViewerScopedEndpoint, TransitionsApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
+class EntityApi(BulkApiMixin, ViewerScopedEndpoint, TransitionsApiMixin, HistoryApiMixin, CommentsApiMixin,
+                PagedListApi, fab.RestApiBoundary, ModelRestApi):
     """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
 
     portal: PortalSpec

@@ -242,6 +242,10 @@ def _build_model(entity: EntitySpec, models: dict, base) -> type:
     for group in entity.unique_together:
         columns = [entity.field(name).column_name for name in group]
         table_args.append(UniqueConstraint(*columns, name=f"uq_{entity.table}_{'_'.join(group)}"[:63]))
+    if entity.history or entity.comments or entity.attachments is not None:
+        # history, comments and files outlive their record (no FKs): SQLite must never hand a deleted record's id
+        # to a new one (without AUTOINCREMENT it reuses the highest id), or the new record would show them
+        table_args.append({"sqlite_autoincrement": True})
     attrs["__table_args__"] = tuple(table_args)
     attrs[ENTITY_ATTRIBUTE] = entity  # which filters a column offers depends on its field's type (filters.py)
     attrs["__str__"] = _title_function(entity)

@@ -27,6 +27,8 @@ from app.generate.references import delete_refusal
 from app.generate.show_panels import panels_for
 from app.generate import transitions
 from app.rules.workflows import is_locked
+from app.generate.timeline import TimelinePagesMixin
+from app.generate.comments import CommentPagesMixin
 
 
 class FieldRule:
@@ -68,7 +70,8 @@ class ValidatorsByColumn(dict):
         return list(value) if value is not None else None
 
 
-class EntityView(BulkViewMixin, ViewerScopedEndpoint, transitions.TransitionsViewMixin, PagedListView, fab.ModelViewBoundary, ModelView):
+class EntityView(BulkViewMixin, ViewerScopedEndpoint, transitions.TransitionsViewMixin, TimelinePagesMixin,
+                 CommentPagesMixin, PagedListView, fab.ModelViewBoundary, ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes.
 
     Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list page from PagedListView.

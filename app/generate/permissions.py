@@ -13,6 +13,8 @@ VIEW_METHODS = {
     "export_data": EXPORT, "import_data": IMPORT,
     "transition": READ,  # workflows: who may take a transition is its `roles:` (app/rules/workflows.py)
     "bulk": READ,  # each row is then checked against the action's own permission (bulk_actions.py)
+    # history, comments (app/generate/timeline.py, comments.py): whoever reads the record
+    "timeline": READ, "add_comment": READ, "edit_comment": READ, "delete_comment": READ,
 }
 API_METHODS = {
     "get_list": READ, "get": READ, "info": READ,
@@ -20,6 +22,7 @@ API_METHODS = {
     "export_data": EXPORT, "import_data": IMPORT,
     "transitions": READ, "take_transition": READ,  # workflows: a transition's `roles:` say who may take it
     "bulk": READ,
+    "get_history": READ, "get_comments": READ, "post_comment": READ, "put_comment": READ, "delete_comment": READ,
 }
 
 
