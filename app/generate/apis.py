@@ -17,6 +17,7 @@ from app.data.tabular import FORMATS, FileProblem
 from app import fab
 from app.generate import columns, versions
 from app.generate.endpoint import ViewerScopedEndpoint
+from app.generate.attachments import AttachmentsApi
 from app.generate.dataio import export_response, run_import, spool_upload
 from app.generate.input_errors import check_filters
 from app.generate.lines import add_lines_to_record, check_api_lines, take_api_lines, write_lines
@@ -45,7 +46,7 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(ViewerScopedEndpoint, PagedListApi, fab.RestApiBoundary, ModelRestApi):
+class EntityApi(AttachmentsApi, ViewerScopedEndpoint, PagedListApi, fab.RestApiBoundary, ModelRestApi):
     """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
 
     portal: PortalSpec

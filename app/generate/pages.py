@@ -14,6 +14,7 @@ from app.data.tabular import FORMATS, FileProblem
 from app import fab
 from app.generate import columns, versions
 from app.generate.endpoint import ViewerScopedEndpoint
+from app.generate.attachments import AttachmentsPages
 from app.generate.dataio import export_response, keep_upload, run_import, spool_upload, take_upload
 from app.generate.input_errors import clean_filters
 from app.generate.lines import check_form_lines, lines_form_fields, prefill_lines, write_form_lines
@@ -63,7 +64,7 @@ class ValidatorsByColumn(dict):
         return list(value) if value is not None else None
 
 
-class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, ModelView):
+class EntityView(AttachmentsPages, ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes.
 
     Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list page from PagedListView.
@@ -129,9 +130,11 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
 
     def pre_add(self, item) -> None:
         self._before_write(item, creating=True)
+        super().pre_add(item)  # the features' mixins (attachments.py: a file field's upload)
 
     def pre_update(self, item) -> None:
         self._before_write(item, creating=False)
+        super().pre_update(item)
 
     @classmethod
     def writer(cls):
@@ -244,6 +247,7 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
     def post_add(self, item) -> None:
         if item.id is not None:  # FAB calls this even when the insert failed (it flashed why)
             g.portal_added_pk = item.id
+        super().post_add(item)
 
     def post_add_redirect(self):
         """To the new record's detail page; when the save failed, back to where the user came from, or to the
@@ -269,6 +273,7 @@ class EntityView(ViewerScopedEndpoint, PagedListView, fab.ModelViewBoundary, Mod
         refusal = delete_refusal(self.portal, self.models, self.datamodel.session, self.entity, item)
         if refusal:
             raise FieldError(refusal)
+        super().pre_delete(item)  # the features' mixins (attachments.py: the record's files go with it)
 
 
 def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_factory) -> type:

@@ -11,11 +11,13 @@ VIEW_METHODS = {
     "list": READ, "show": READ, "download": READ, "lookup": READ, "preview": READ,
     "add": CREATE, "edit": UPDATE, "delete": DELETE,
     "export_data": EXPORT, "import_data": IMPORT,
+    "attachment_download": READ, "attachments_upload": UPDATE, "attachment_delete": UPDATE,
 }
 API_METHODS = {
     "get_list": READ, "get": READ, "info": READ,
     "post": CREATE, "put": UPDATE, "delete": DELETE,
     "export_data": EXPORT, "import_data": IMPORT,
+    "attachments_list": READ, "attachment_download": READ, "attachments_upload": UPDATE, "attachment_delete": UPDATE,
 }
 
 
