@@ -94,6 +94,16 @@ def page_url(entity: EntitySpec, row) -> str:
     return f"/{entity.snake}/attachment/{row.id}"
 
 
+def _receive_one(store, upload, spec) -> Received:
+    """One upload streamed and checked; its temporary file removed when it is refused."""
+    received = store.receive(upload.stream, upload.filename, spec.max_bytes)
+    try:
+        return check_kind(received, spec.types)
+    except BaseException:
+        store.discard(received)
+        raise
+
+
 def receive_all(uploads, spec) -> list[Received]:
     """Every uploaded file streamed and checked before any is kept: all pass, or FileRefused for the first that
     does not (the others' temporary files removed). FileRefused(400) when no file was sent."""
@@ -105,7 +115,7 @@ def receive_all(uploads, spec) -> list[Received]:
     store, received = store_of(), []
     try:
         for upload in uploads:
-            received.append(check_kind(store.receive(upload.stream, upload.filename, spec.max_bytes), spec.types))
+            received.append(_receive_one(store, upload, spec))
     except BaseException:
         for item in received:
             store.discard(item)
@@ -119,7 +129,7 @@ def receive_each(uploads, spec) -> tuple[list[Received], list[FileRefused]]:
     store, passed, refused = store_of(), [], []
     for upload in uploads:
         try:
-            passed.append(check_kind(store.receive(upload.stream, upload.filename, spec.max_bytes), spec.types))
+            passed.append(_receive_one(store, upload, spec))
         except FileRefused as exc:
             refused.append(exc)
     return passed, refused
