@@ -41,7 +41,7 @@ def api(app):
 
 
 def add_asset(page, code, photo=None, **extra):
-    data = {"code": code, "quantity": "1", "condition": "good", **extra}
+    data = {"code": code, "quantity": "1", "condition": "good", **extra}  # extra may override quantity
     if photo is not None:
         data["photo"] = (io.BytesIO(photo[1]), photo[0])
     return page.post("/asset/add", data=data, content_type="multipart/form-data")
@@ -80,6 +80,8 @@ def test_form_refuses_wrong_content_and_saves_nothing(app, page, api):
     assert "front.png is not an accepted file type; accepted: jpg, png." in response.data.decode()
     renamed = add_asset(page, "A-0002", ("front.png", JPG))
     assert renamed.status_code == 200 and "front.png does not match its content (a jpg file)" in renamed.data.decode()
+    checked_then_refused = add_asset(page, "A-0002", ("front.png", PNG + b"2"), quantity="5000")  # a file that passed
+    assert checked_then_refused.status_code == 200 and "Must be at most 1000." in checked_then_refused.data.decode()
     assert asset_id(api, "A-0002") is None
     assert blobs(app.files_dir) == before and not leftovers(app.files_dir)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import quote
 
-from flask import abort, current_app, flash, g, jsonify, redirect, request, send_file, url_for
+from flask import abort, after_this_request, current_app, flash, g, jsonify, redirect, request, send_file, url_for
 from flask_appbuilder import expose, has_access
 from flask_appbuilder.api import protect, safe
 from flask_babel import gettext, lazy_gettext as _l
@@ -315,6 +315,7 @@ class FileUploadField(Field):
                 raise ValidationError(str(exc)) from None
             g.setdefault("portal_form_files", {})[self.name] = received
             self.data = received
+            after_this_request(lambda response: _discard_after(received, response))  # a save that failed
         elif self.remove or pk is None:
             self.data = None
         else:  # nothing chosen on edit: keep the stored file
@@ -327,6 +328,11 @@ class FileUploadField(Field):
     def populate_obj(self, obj, name):
         if not isinstance(self.data, Received):  # an upload gets its id when the record is saved
             setattr(obj, name, self.data)
+
+
+def _discard_after(received: Received, response):
+    store_of().discard(received)  # nothing left when the save kept it (the file was moved into place)
+    return response
 
 
 def entity_of(spec: FieldSpec) -> EntitySpec:
