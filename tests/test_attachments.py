@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from conftest import ADMIN, ASSETS, ROOT, jwt_headers, login, make_app
+from conftest import ADMIN, ASSETS, jwt_headers, login, make_app
 
 PASSWORD = "Test-pass-1"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0\0\0\rIHDR" + bytes(range(64))

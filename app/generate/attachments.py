@@ -22,7 +22,7 @@ from flask import abort, after_this_request, current_app, flash, g, jsonify, red
 from flask_appbuilder import expose, has_access
 from flask_appbuilder.api import protect, safe
 from flask_babel import gettext, lazy_gettext as _l
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 from wtforms import Field
