@@ -11,7 +11,8 @@ from app.demo import load_demo
 from app.portal import portal_of
 
 # visible text allowed to stay Latin: brand-free words, formats and things that are data, not UI
-ALLOWED = {"CSV", "csv", "xlsx", "Excel", "English", "OpenID", "VIP", "zh", "en", "TK", "PO", "HT", "admin", "ID"}
+ALLOWED = {"CSV", "csv", "xlsx", "Excel", "English", "OpenID", "VIP", "zh", "en", "TK", "PO", "HT", "admin", "ID",
+           "pdf", "jpg", "png", "gif", "webp", "docx", "pptx", "zip", "txt", "MB"}  # file kinds and sizes (attachments)
 VISIBLE_TEXT = """() => {
   const texts = [];
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);

@@ -303,22 +303,23 @@ def test_spec_level_flags_of_the_builtin_types():
         "string": ("length", "pattern"), "text": ("length",), "integer": ("min", "max"),
         "decimal": ("min", "max", "precision", "scale"), "boolean": (), "date": ("min", "max"),
         "datetime": ("min", "max"), "enum": ("choices",), "email": ("length",), "phone": (), "url": ("length",),
-        "link": ("to", "on_delete", "filter"), "many": ("to", "filter"), "user": (), "autonumber": ("pattern",)}
+        "link": ("to", "on_delete", "filter"), "many": ("to", "filter"), "user": (), "autonumber": ("pattern",),
+        "file": ("max_mb", "types")}
     assert {n: BUILTIN_TYPES[n].own_options for n in FIELD_TYPES if BUILTIN_TYPES[n].own_options} == {"autonumber": ("pattern",)}
     assert {n: BUILTIN_TYPES[n].fixed_options for n in FIELD_TYPES if BUILTIN_TYPES[n].fixed_options} == {
         "autonumber": {"readonly": True, "unique": True}}
-    assert set(by_flag("assigned")) == {"autonumber"}
+    assert set(by_flag("assigned")) == {"autonumber", "file"}
     assert set(FIELD_TYPES) - set(by_flag("takes_literals")) >= {"autonumber"}
-    assert set(FIELD_TYPES) - set(by_flag("can_be_unique")) == {"many", "boolean", "text"}
-    assert set(FIELD_TYPES) - set(by_flag("sortable")) == {"many", "link", "user"}
-    assert set(FIELD_TYPES) - set(by_flag("can_be_title")) == {"many", "link", "user"}
+    assert set(FIELD_TYPES) - set(by_flag("can_be_unique")) == {"many", "boolean", "text", "file"}
+    assert set(FIELD_TYPES) - set(by_flag("sortable")) == {"many", "link", "user", "file"}
+    assert set(FIELD_TYPES) - set(by_flag("can_be_title")) == {"many", "link", "user", "file"}
     assert set(by_flag("maskable")) == {"string", "text", "email", "phone", "url", "integer", "decimal"}
     assert BUILTIN_TYPES.dynamic_defaults() == {"now": ("datetime",), "today": ("date",), "current_user": ("user",)}
     assert set(by_flag("is_relation")) == {"link", "many", "user"}
     assert set(by_flag("is_moment")) == {"date", "datetime"}
     assert set(by_flag("numeric")) == {"integer", "decimal"}
     assert set(by_flag("ordered")) == {"integer", "decimal", "date", "datetime"}
-    assert set(FIELD_TYPES) - set(by_flag("groupable")) == {"many", "text", "decimal"}
+    assert set(FIELD_TYPES) - set(by_flag("groupable")) == {"many", "text", "decimal", "file"}
 
 
 def test_inside_an_app_type_of_finds_builtin_types(app, asset):

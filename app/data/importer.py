@@ -189,7 +189,7 @@ class Importer:
                 report.errors.append(RowError(1, title, str(_l("This column appears twice."))))
             else:
                 seen.add(f.name)
-            columns.append(f if f is not None and f.name in writable else None)
+            columns.append(f if f is not None and f.name in writable and not f.kind.assigned else None)
         if self.key is not None:
             key_field = next((f for f in self.entity.fields if f.name == self.key), None)
             if key_field is None or not key_field.unique:
@@ -206,7 +206,7 @@ class Importer:
         present = {f.name for f in columns if f is not None}
         computed = self.rules.step_fields  # rule steps give every row these (formula fields)
         self._missing_required = [f for f in self.entity.fields if f.required and f.default is None
-                                  and f.name not in present and f.name not in self._forced and f.name not in computed]
+                                  and not f.kind.assigned and f.name not in present and f.name not in self._forced and f.name not in computed]
         self._required_present = [f for f in self.entity.fields  # a step's own fields: the step checks them
                                   if f.required and f.name in present and f.name not in self._forced
                                   and f.name not in computed]

@@ -13,6 +13,7 @@ from typing import Iterable, Iterator, Mapping
 from app.fieldtypes.autonumber import AutonumberType
 from app.fieldtypes.base import FieldType
 from app.fieldtypes.choices import BooleanType, EnumType
+from app.fieldtypes.files import FileType
 from app.fieldtypes.links import LinkType, ManyType, UserType
 from app.fieldtypes.moments import DateType, DatetimeType
 from app.fieldtypes.numbers import DecimalType, IntegerType
@@ -84,7 +85,7 @@ def _instance(item) -> FieldType:
 BUILTIN_TYPES = FieldTypes([
     StringType(), TextType(), IntegerType(), DecimalType(), BooleanType(), DateType(), DatetimeType(),
     EnumType(), EmailType(), PhoneType(), UrlType(), LinkType(), ManyType(), UserType(),
-    AutonumberType(),
+    AutonumberType(), FileType(),
 ])
 
 

@@ -18,6 +18,7 @@ from app import fab
 from app.generate import columns, versions
 from app.generate.bulk import BulkApiMixin
 from app.generate.endpoint import ViewerScopedEndpoint
+from app.generate.attachments import AttachmentsApi
 from app.generate.dataio import export_response, run_import, spool_upload
 from app.generate.input_errors import check_filters
 from app.generate.lines import add_lines_to_record, check_api_lines, take_api_lines, write_lines
@@ -49,8 +50,8 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(BulkApiMixin, ViewerScopedEndpoint, TransitionsApiMixin, HistoryApiMixin, CommentsApiMixin,
-                PagedListApi, fab.RestApiBoundary, ModelRestApi):
+class EntityApi(BulkApiMixin, AttachmentsApi, ViewerScopedEndpoint, TransitionsApiMixin, HistoryApiMixin,
+                CommentsApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
     """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
 
     portal: PortalSpec

@@ -15,6 +15,7 @@ from app import fab
 from app.generate import columns, versions
 from app.generate.bulk import BulkViewMixin
 from app.generate.endpoint import ViewerScopedEndpoint
+from app.generate.attachments import AttachmentsPages
 from app.generate.dataio import export_response, keep_upload, run_import, spool_upload, take_upload
 from app.generate.input_errors import clean_filters
 from app.generate.lines import check_form_lines, lines_form_fields, prefill_lines, write_form_lines
@@ -70,8 +71,8 @@ class ValidatorsByColumn(dict):
         return list(value) if value is not None else None
 
 
-class EntityView(BulkViewMixin, ViewerScopedEndpoint, transitions.TransitionsViewMixin, TimelinePagesMixin,
-                 CommentPagesMixin, PagedListView, fab.ModelViewBoundary, ModelView):
+class EntityView(BulkViewMixin, AttachmentsPages, ViewerScopedEndpoint, transitions.TransitionsViewMixin,
+                 TimelinePagesMixin, CommentPagesMixin, PagedListView, fab.ModelViewBoundary, ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes.
 
     Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list page from PagedListView.
@@ -138,9 +139,11 @@ class EntityView(BulkViewMixin, ViewerScopedEndpoint, transitions.TransitionsVie
 
     def pre_add(self, item) -> None:
         self._before_write(item, creating=True)
+        super().pre_add(item)  # the features' mixins (attachments.py: a file field's upload)
 
     def pre_update(self, item) -> None:
         self._before_write(item, creating=False)
+        super().pre_update(item)
 
     @classmethod
     def writer(cls):
@@ -254,6 +257,7 @@ class EntityView(BulkViewMixin, ViewerScopedEndpoint, transitions.TransitionsVie
     def post_add(self, item) -> None:
         if item.id is not None:  # FAB calls this even when the insert failed (it flashed why)
             g.portal_added_pk = item.id
+        super().post_add(item)
 
     def post_add_redirect(self):
         """To the new record's detail page; when the save failed, back to where the user came from, or to the
@@ -279,6 +283,7 @@ class EntityView(BulkViewMixin, ViewerScopedEndpoint, transitions.TransitionsVie
         refusal = delete_refusal(self.portal, self.models, self.datamodel.session, self.entity, item)
         if refusal:
             raise FieldError(refusal)
+        super().pre_delete(item)  # the features' mixins (attachments.py: the record's files go with it)
 
 
 def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_factory) -> type:

@@ -15,6 +15,7 @@ VIEW_METHODS = {
     "bulk": READ,  # each row is then checked against the action's own permission (bulk_actions.py)
     # history, comments (app/generate/timeline.py, comments.py): whoever reads the record
     "timeline": READ, "add_comment": READ, "edit_comment": READ, "delete_comment": READ,
+    "attachment_download": READ, "attachments_upload": UPDATE, "attachment_delete": UPDATE,
 }
 API_METHODS = {
     "get_list": READ, "get": READ, "info": READ,
@@ -23,6 +24,7 @@ API_METHODS = {
     "transitions": READ, "take_transition": READ,  # workflows: a transition's `roles:` say who may take it
     "bulk": READ,
     "get_history": READ, "get_comments": READ, "post_comment": READ, "put_comment": READ, "delete_comment": READ,
+    "attachments_list": READ, "attachment_download": READ, "attachments_upload": UPDATE, "attachment_delete": UPDATE,
 }
 
 

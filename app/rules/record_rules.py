@@ -131,7 +131,8 @@ class RequiredStep(RuleStep):
             if f.name in ctx.values:
                 if ctx.values[f.name] is None or ctx.values[f.name] == []:
                     ctx.error(f.name, _l("This field is required."))
-            elif ctx.creating and f.default is None and f.name in rules.writable:
+            elif ctx.creating and f.default is None and f.name in rules.writable and not f.kind.assigned:
+                # (a required `file` field is required on forms; the API and imports cannot carry a file)
                 ctx.error(f.name, _l("This field is required."))
 
     def check_many(self, batch: list[WriteContext]) -> None:

@@ -143,6 +143,10 @@ AREAS: dict[str, dict[str, str]] = {
         "E529": "workflow field has no default state",
         "E530": "bad attachments or file options",
         "E531": "unknown file type",
+        "E532": "file field max_mb is not a whole number of megabytes",
+        "E533": "file field types is not a list of file types",
+        "E534": "file field names an unknown file type",
+        "E535": "file field cannot be computed",
         "E536": "transition condition reads a field a role may not see",
     },
     "roles": {

@@ -129,6 +129,12 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
                 run.error(file, at(key) if key in raw else line, problem.code, f"{key} of {where} {problem.message}")
             elif key in field_kind.own_options:
                 options[key] = raw[key]
+    if "types" in field_kind.option_keys and "max_mb" in field_kind.option_keys:  # a file field
+        options["files"] = _files_options(run, file, where, raw, field_kind)
+        for key in ("formula", "rollup"):
+            if key in raw:
+                run.error(file, at(key), "E535", f"a {ftype} field cannot have a {key} ({where}); its value is an uploaded file")
+                return None
     if options.get("unique") and not field_kind.can_be_unique:
         run.error(file, at("unique"), "E407", f"a {ftype} field cannot be unique ({where})")
     if "help" in raw:
@@ -196,6 +202,16 @@ def check_field(run: Check, file, entity, name, raw, line) -> FieldSpec | None:
         else:
             options["default"] = _check_default(run, file, at("default"), where, field_kind, raw["default"], options)
     return FieldSpec(**options)
+
+
+def _files_options(run: Check, file, where, raw, field_kind):
+    """A file field's `max_mb`/`types` as a FilesSpec (the same reader as an entity's `attachments:`); options the
+    type refused (E532-E534, reported above) fall back to the defaults."""
+    from app.schema.lifecycle import read_files_spec
+
+    given = YMap({k: raw[k] for k in ("max_mb", "types") if k in raw and field_kind.check_option(k, raw[k]) is None})
+    given.line, given.key_lines = raw.line, {k: raw.line_of(k) for k in given}
+    return read_files_spec(run, file, raw.line, f"file options of {where}", given)
 
 
 LINK_DEFAULT = re.compile(r"^[a-z][a-z0-9_]{0,59}\.[a-z][a-z0-9_]{0,59}$")

@@ -119,6 +119,8 @@ class FieldSpec:
     default_from: tuple[str, str] | None = None
     # `filter:` of a link/many field: the conditions a chosen record must meet (all of them)
     filter: tuple["PickerCondition", ...] = ()
+    # a `file` field's `max_mb` and `types` (app/fieldtypes/files.py FileType; None for other types)
+    files: "FilesSpec | None" = None
     # the FieldType the checker resolved `type` to (the app's registry may add types); everything that
     # differs between types is asked of it: `f.kind.clean(f, value)`, `f.kind.is_relation`, ...
     field_type: FieldType | None = field(default=None, compare=False, repr=False)
