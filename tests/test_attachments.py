@@ -321,6 +321,17 @@ def test_deleting_a_record_removes_its_files_unless_history_keeps_them(shipped, 
             {"a": ids[0], "b": ids[1]}).scalar() == 0
     assert [a["name"] for a in listed(admin, f"/api/v1/supplier/{keeper}/attachments")] == ["shared.pdf"]
 
+    # a bulk delete handles them the same way
+    gone = admin.post("/api/v1/supplier/", json={"name": "Bulk gone"}).json["id"]
+    assert admin.upload(f"/api/v1/supplier/{gone}/attachments", ("bulk.pdf", PDF + b"% bulk only\n"),
+                        ("shared.pdf", shared)).status_code == 201
+    bulk_blob = next(b for b in blobs(assets.files_dir) if b.read_bytes() == PDF + b"% bulk only\n")
+    os.utime(bulk_blob, (old, old))
+    done = admin.post("/api/v1/supplier/bulk", json={"action": "delete", "ids": [gone]})
+    assert done.status_code == 200 and done.json["done"] == [gone], done.json
+    assert not bulk_blob.exists() and new[shared].exists()
+    assert [a["name"] for a in listed(admin, f"/api/v1/supplier/{keeper}/attachments")] == ["shared.pdf"]
+
 
 @pytest.mark.parametrize("raw, expected", [
     ("../../etc/passwd.pdf", "passwd.pdf"),

@@ -302,7 +302,7 @@ class BulkAction:
         connection = self.session.connection()
         if rollups:  # rows the database deletes or unlinks with these (cascade, set_null), while they are there
             rollups.note_database_deletes(connection, {self.entity.name: set(going_ids)}, touched)
-        forget_attachments(connection, self.portal.metadata, self.entity, going_ids)
+        forget_attachments(self.session, self.entity, going_ids)
         self.session.execute(delete(self.table).where(self.table.c.id.in_(going_ids)))
         self._events += [history.Event(row.id, history.DELETE, {f.name: (getattr(row, f.name), None) for f in self.entity.fields
                                          if not f.kind.multiple and getattr(row, f.name) is not None})
@@ -346,20 +346,12 @@ class BulkAction:
             self.portal.rollups.refresh(connection, touched)
 
 
-def forget_attachments(connection, metadata, entity: EntitySpec, ids: list[int]) -> None:
-    """Attachments of records a bulk delete removes, handled as a single delete handles them.
+def forget_attachments(session, entity: EntitySpec, ids: list[int]) -> None:
+    """Attachments of records a bulk delete removes, as a single delete handles them (kept while the entity keeps
+    history, else their rows now and their files once the transaction commits)."""
+    from app.generate.attachments import files_of_deleted  # the attachments part owns what a delete does with files
 
-    TO CONNECT: the attachments part (app/rules/attachments.py, another branch) owns what a delete does with a
-    record's files (kept while history retention wants them, else removed). Until it is merged this does
-    nothing: the `portal_attachments` rows stay, like the history of a deleted record.
-    """
-    try:
-        from app.rules import attachments
-    except ImportError:
-        return
-    removed = getattr(attachments, "records_deleted", None)
-    if removed is not None:
-        removed(connection, metadata, entity, ids)
+    files_of_deleted(session, entity, ids)
 
 
 def _reason(refusal) -> str:
