@@ -269,3 +269,45 @@ def test_many_fields_are_recorded_as_sorted_titles_from_api_and_import(many_app)
                       headers=headers).status_code == 200
     event = history(client, headers, "worker", wang)["events"][0]
     assert (event["path"], changes_of(event)) == ("api", {"projects": (["Site 1"], ["Site 0", "Site 1"])})
+
+
+def test_transitions_and_bulk_actions_are_in_the_history_as_such(app, admin):
+    """A transition taken through the API and a bulk approve/delete: action, transition name, path and changes."""
+    client, headers = admin
+    customer = new_customer(admin, name="流程客户")
+    ticket = client.post("/api/v1/ticket/", json={"subject": "漏水", "customer": customer, "priority": "high"},
+                         headers=headers).json["id"]
+    assert client.post(f"/api/v1/ticket/{ticket}/transitions/start", json={}, headers=headers).status_code == 200
+    taken = client.post(f"/api/v1/ticket/{ticket}/transitions/resolve", json={"resolution": "已修复"}, headers=headers)
+    assert taken.status_code == 200, taken.json
+    newest = history(client, headers, "ticket", ticket)["events"][0]
+    assert (newest["action"], newest["transition"], newest["path"]) == ("transition", "resolve", "transition")
+    changes = changes_of(newest)
+    assert changes["status"] == ("In progress", "Resolved") and changes["resolution"] == (None, "已修复")
+    assert changes["resolved_at"][0] is None and changes["resolved_at"][1]
+    assert changes["resolved_by"] == (None, "admin")
+
+    project = client.post("/api/v1/project/", json={"code": "H-1", "name": "历史项目"}, headers=headers).json["id"]
+    worker = client.post("/api/v1/worker/", json={"name": "史工", "day_rate": "300", "projects": [project]},
+                         headers=headers).json["id"]
+    entries = [client.post("/api/v1/labour_entry/", json={"work_date": f"2026-10-0{day}", "project": project,
+                                                           "worker": worker}, headers=headers).json["id"]
+               for day in (1, 2)]
+    for transition in ("submit", "approve"):
+        done = client.post("/api/v1/labour_entry/bulk", json={"action": "transition", "transition": transition,
+                                                             "ids": entries}, headers=headers)
+        assert done.status_code == 200 and sorted(done.json["done"]) == entries, done.json
+    for entry in entries:
+        newest = history(client, headers, "labour_entry", entry)["events"][0]
+        assert (newest["action"], newest["transition"], newest["path"]) == ("transition", "approve", "bulk")
+        assert changes_of(newest)["state"] == ("Submitted", "Approved")
+        assert changes_of(newest)["approved_by"] == (None, "admin")
+    assert client.post("/api/v1/labour_entry/bulk", json={"action": "transition", "transition": "reopen",
+                                                         "ids": entries}, headers=headers).status_code == 200
+    assert client.post("/api/v1/labour_entry/bulk", json={"action": "transition", "transition": "reject",
+                                                         "ids": entries}, headers=headers).status_code == 200
+    gone = client.post("/api/v1/labour_entry/bulk", json={"action": "delete", "ids": entries[:1]}, headers=headers)
+    assert gone.status_code == 200 and gone.json["done"] == entries[:1], gone.json
+    newest = history(client, headers, "labour_entry", entries[0])["events"][0]
+    assert (newest["action"], newest["path"]) == ("delete", "bulk")
+    assert changes_of(newest)["state"] == ("Draft", None)
