@@ -318,3 +318,19 @@ def test_a_formula_reads_the_number_assigned_on_the_same_write(tmp_path_factory)
     with app.app_context():
         rows = app.appbuilder.session.execute(select(model.name, model.tag).order_by(model.id)).all()
     assert [tuple(r) for r in rows] == [("甲", "S-001/甲"), ("乙", "S-002/乙"), ("丙", "S-003/丙")]
+
+
+def test_an_import_updating_by_key_keeps_the_stored_numbers(tmp_path_factory):
+    """Rows updated by key keep their autonumber (it is given on create only); new rows of the file get new ones."""
+    from conftest import post_csv
+
+    app = make_app(tmp_path_factory, "autonumber_import_update")
+    client = app.test_client()
+    headers = jwt_headers(client)
+    first = client.post("/api/v1/customer/", json={"name": "甲", "phone": "+8613800000001"}, headers=headers).json
+    response = post_csv(client, headers, "/api/v1/customer/import",
+                        [["Name", "Phone"], ["甲改", "+8613800000001"], ["乙", "+8613800000002"]], key="phone")
+    assert response.status_code == 200 and (response.json["created"], response.json["updated"]) == (1, 1), response.json
+    stored = {c["name"]: c["code"] for c in client.get("/api/v1/customer/", headers=headers).json["result"]}
+    first = client.get(f"/api/v1/customer/{first['id']}", headers=headers).json["result"]  # after the import
+    assert stored == {"甲改": "C-00001", "乙": "C-00002"} and first["name"] == "甲改"

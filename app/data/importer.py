@@ -426,7 +426,26 @@ class Importer:
                 report.errors.remove(error)
 
     # -- writing --------------------------------------------------------------------------------
+    def _keep_unassigned(self, records: list[dict]) -> None:
+        """An updated row writes every column of the chunk's UPDATE: a field a rule step fills only on create (an
+        autonumber) or only when asked (a default from a link) keeps its stored value, read once per chunk."""
+        assigned = [f for f in self._scalar if f.name in self.rules.step_fields]
+        lacking = [r for r in records if r.get("_id") and any(f.name not in r for f in assigned)]
+        if not lacking:
+            return
+        table = self.model.__table__
+        columns = [table.c[f.column_name] for f in assigned]
+        ids = [r["_id"] for r in lacking]
+        stored = {}
+        for start in range(0, len(ids), 1000):
+            stored.update((row[0], row[1:]) for row in self.session.execute(
+                select(table.c.id, *columns).where(table.c.id.in_(ids[start:start + 1000]))))
+        for r in lacking:
+            for f, value in zip(assigned, stored.get(r["_id"], ())):
+                r.setdefault(f.name, value)
+
     def _spool_chunk(self, records: list[dict]) -> Chunk:
+        self._keep_unassigned(records)
         new_stamp, changed_stamp = self.rules.stamp_many(True), self.rules.stamp_many(False)  # AuditStep, in bulk
         names = [f.name for f in self._scalar]
         many = [f.name for f in self._many]
