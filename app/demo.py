@@ -10,6 +10,7 @@ from flask_appbuilder.security.sqla.models import User
 from sqlalchemy import func, select
 
 from app.portal import portal_of
+from app.rules.history import writing_as
 
 COMPANIES = ["华建集团", "中铁十局", "万科物业", "绿地地产", "宏达机电", "恒信装饰", "远大建工", "蓝天物业",
              "东方幕墙", "安居物业", "北辰建设", "南方电力安装"]
@@ -129,8 +130,10 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
         for worker in workers[-2:]:  # two who have left: on past entries, no longer offered by the worker picker
             worker.active = False
     _purchasing(add, rng, today)
-    _number(app, made)
-    session.commit()
+    with session.no_autoflush:  # numbered before the first flush: history records each record's creation once
+        _number(app, made)
+    with writing_as("demo"):
+        session.commit()
     rollups = portal_of(app).rollups
     if rollups:  # records made here skip the write path: rollups and the formulas that read them, rebuilt once
         rollups.recompute(session.connection())
