@@ -188,3 +188,35 @@ def test_nul_characters_are_400(world):
                ).status_code == 400
     assert world["browser"].get("/labour_entry/list/?_flt_2_work_content=a%00").status_code == 400
     assert entry_count(world) == ENTRIES
+
+
+def test_json_text_a_database_cannot_store_is_a_400(world):
+    """Half of a UTF-16 pair (`"\\ud800"`) is valid JSON but no database stores it: refused before any write."""
+    api, headers = world["api"], world["headers"]
+    before = api.get("/api/v1/project/", headers=headers).json["count"]
+    for url, method in (("/api/v1/project/", "post"), ("/api/v1/project/1", "put")):
+        response = getattr(api, method)(url, data='{"code": "P9", "name": "\\ud800 lone"}', headers=headers,
+                                        content_type="application/json")
+        assert response.status_code == 400 and "Unicode" in response.json["message"], response.json
+    paired = api.post("/api/v1/project/", data='{"code": "P9", "name": "\\ud83d\\ude00 pair"}', headers=headers,
+                      content_type="application/json")
+    assert paired.status_code == 201 and paired.json["result"]["name"] == "\U0001F600 pair"
+    assert api.get("/api/v1/project/", headers=headers).json["count"] == before + 1
+
+
+@pytest.mark.parametrize("version", [[1], {"n": 1}, True])
+def test_a_row_version_that_is_not_a_number_is_stale_not_a_500(world, version):
+    api, headers = world["api"], world["headers"]
+    response = api.put("/api/v1/project/1", json={"name": "Site", "row_version": version}, headers=headers)
+    assert response.status_code == 409, response.json
+
+
+def test_comment_and_attachment_ids_past_what_a_database_holds_are_404(world):
+    api, headers = world["api"], world["headers"]
+    huge = "9" * 25
+    for method, url in (("put", f"/api/v1/ticket/1/comments/{huge}"), ("delete", f"/api/v1/ticket/1/comments/{huge}"),
+                        ("get", f"/api/v1/ticket/1/attachments/{huge}")):
+        response = getattr(api, method)(url, json={"text": "x"} if method == "put" else None, headers=headers)
+        assert response.status_code == 404, (url, response.status_code)
+    browser = world["browser"]
+    assert browser.post(f"/ticket/comment/{huge}/edit", data={"text": "x"}).status_code == 404

@@ -11,6 +11,7 @@ they come; out-of-range or junk values then overflow (OverflowError, DataError) 
 """
 from __future__ import annotations
 
+import json
 import re
 
 from flask import abort, current_app, jsonify, make_response, render_template, request
@@ -63,18 +64,27 @@ def not_found():
     abort(404)
 
 
+RECORD_ID_ARGS = ("pk", "cid", "aid")  # a record, a comment, an attachment: ids the database must be able to hold
+
+
 def _check_record_id(endpoint, values) -> None:
-    if values and "pk" in values:
-        try:
-            record_id(values["pk"])
-        except ValueError:
-            not_found()
+    for name in RECORD_ID_ARGS:
+        if values and name in values:
+            try:
+                record_id(values[name])
+            except ValueError:
+                not_found()
 
 
 def _check_query_and_body():
     database_args = API_DATABASE_ARGS if is_api_request() else PAGE_DATABASE_ARGS
     if "\x00" in request.path or _has_nul(request.args, database_args) or _body_has_nul():
         message = gettext("The request contains a NUL character (\\u0000), which cannot be stored.")
+        if is_api_request():
+            return jsonify(message=message), 400
+        abort(400, description=message)
+    if _json_has_lone_surrogate():
+        message = gettext("The request contains text that is not valid Unicode (a lone \\ud800-\\udfff escape).")
         if is_api_request():
             return jsonify(message=message), 400
         abort(400, description=message)
@@ -97,6 +107,38 @@ def _body_has_nul() -> bool:
         data = request.get_data(cache=True)
         return b"\\u0000" in data or b"\x00" in data
     return False
+
+
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _json_has_lone_surrogate() -> bool:
+    """JSON may escape half of a UTF-16 pair (`"\\ud800"`): Python reads it, no database can store it (a 500 at
+    the INSERT). Parsed only when such an escape is there at all."""
+    if request.method not in ("POST", "PUT", "PATCH") or not request.is_json:
+        return False
+    data = request.get_data(cache=True)
+    if not SURROGATE_ESCAPE.search(data):
+        return False
+    try:
+        _encode_all(json.loads(data))
+    except UnicodeEncodeError:
+        return True
+    except ValueError:
+        return False  # not JSON at all: the endpoint says so
+    return False
+
+
+def _encode_all(value) -> None:
+    if isinstance(value, str):
+        value.encode("utf-8")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _encode_all(key)
+            _encode_all(item)
+    elif isinstance(value, list):
+        for item in value:
+            _encode_all(item)
 
 
 def _drop_junk_list_args() -> None:

@@ -87,6 +87,8 @@ def expected_versions(payload: dict | None = None):
 
 
 def _tag_version(tag):
+    if not isinstance(tag, (int, str)) or isinstance(tag, bool):  # a list or object in the body: kept out of the set
+        return "not-a-version"
     try:
         return _version_number(tag)
     except StaleVersion:
