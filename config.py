@@ -46,6 +46,7 @@ JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=float(os.environ.get("PORTAL_JWT_REFR
 
 # request bodies (imports, later attachments) above this are refused with 413 before anything reads them
 MAX_CONTENT_LENGTH = int(float(os.environ.get("PORTAL_MAX_UPLOAD_MB", "20")) * 1024 * 1024)
+PORTAL_COMMENT_EDIT_MINUTES = int(os.environ.get("PORTAL_COMMENT_EDIT_MINUTES", "15"))  # comments: the author's window
 
 BABEL_DEFAULT_LOCALE = "en"
 BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "translations")  # FAB puts its own catalog first; ours wins
