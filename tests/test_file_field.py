@@ -190,3 +190,71 @@ def test_file_field_cannot_be_title_or_sorted(tmp_path):
     assert codes_of(tmp_path, fine) == []
     spec = load_portal(tmp_path)[0]
     assert spec.entity("W").field("f").files.types == ("jpg", "png") and spec.entity("W").field("f").files.max_mb == 2
+
+
+# -- review findings of issue 13: readonly and required file fields, files of deleted records, names in history --
+DEEDS = """\
+version: 1
+module: deeds
+entities:
+  Deed:
+    title: name
+    fields:
+      name: {type: string, length: 40, required: true}
+      photo: {type: file, types: [png], readonly: true, label: {en: Photo, zh: 照片}}
+      scan: {type: file, types: [pdf], required: true, label: {en: Signed scan, zh: 签字扫描件}}
+      note: {type: file, types: [pdf]}
+    history: true
+    attachments: {types: [pdf, png]}
+roles:
+  Clerk:
+    can: {Deed: [read, create, update, delete]}
+"""
+
+
+@pytest.fixture(scope="module")
+def deeds(tmp_path_factory):
+    schemas = tmp_path_factory.mktemp("deeds_schema")
+    (schemas / "deeds.yaml").write_text(DEEDS, encoding="utf-8")
+    app = make_app(tmp_path_factory, "deeds", schema_dir=schemas,
+                   PORTAL_FILES_DIR=str(tmp_path_factory.mktemp("deedfiles")))
+    from test_permissions import make_user
+    make_user(app, "clerk", "Clerk")
+    return app
+
+
+def deed_api(app, username="admin"):
+    from test_permissions import PASSWORD
+    client = app.test_client()
+    headers = jwt_headers(client) if username == "admin" else jwt_headers(client, username, PASSWORD)
+
+    class Api:
+        def __getattr__(self, method):
+            return lambda url, **kw: getattr(client, method)(url, headers={**headers, **kw.pop("headers", {})}, **kw)
+    return Api()
+
+
+def upload(api, pk, name, content, field=None):
+    data = {"file": (io.BytesIO(content), name), **({"field": field} if field else {})}
+    return api.post(f"/api/v1/deed/{pk}/attachments", data=data, content_type="multipart/form-data")
+
+
+def test_required_file_field_api_create_without_it_and_delete_refused(deeds):
+    clerk = deed_api(deeds, "clerk")
+    created = clerk.post("/api/v1/deed/", json={"name": "D2"})  # an API create cannot send the file
+    assert created.status_code == 201, created.json
+    pk = created.json["id"]
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["scan"] is None
+    first = upload(clerk, pk, "s.pdf", PDF + b"req", field="scan")
+    assert first.status_code == 201
+    url = clerk.get(f"/api/v1/deed/{pk}").json["result"]["scan"]["url"]
+    refused = clerk.delete(url)
+    assert refused.status_code == 422
+    assert refused.json["message"] == {"scan": ["Signed scan is required: upload a replacement with field=scan."]}
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["scan"]["url"] == url and clerk.get(url).status_code == 200
+    replaced = upload(clerk, pk, "s2.pdf", PDF + b"req2", field="scan")  # replacing stays possible
+    assert replaced.status_code == 201
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["scan"]["name"] == "s2.pdf"
+    page = login(deeds.test_client())  # the form still requires the file
+    response = page.post("/deed/add", data={"name": "D3"}, content_type="multipart/form-data")
+    assert response.status_code == 200 and "This field is required." in response.data.decode()

@@ -12,6 +12,7 @@ Reading needs READ on the entity and the record in the viewer's row scope (else 
 deleting need UPDATE, the record in scope and not in a locked workflow state (409). Bytes are stored by
 app/data/files.py; rows are in `portal_attachments`. Deleting a record deletes its files (`files_of_deleted`)
 unless the entity keeps history.
+A `required` file field's file cannot be deleted, only replaced (422).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from app.fieldtypes.base import record_id
 from app.generate.models import ATTACHMENTS_TABLE
 from app.generate.permissions import UPDATE, permission
 from app.generate.show_panels import show_panel
+from app.i18n import lazy
 from app.portal import current_portal
 from app.rules.access import current_viewer
 from app.schema.spec import EntitySpec, FieldSpec, snake_case
@@ -289,7 +291,6 @@ class FileUploadField(Field):
     widget = FileInput()
 
     def __init__(self, spec: FieldSpec, label=None, validators=None, **kwargs):
-        from app.i18n import lazy
 
         super().__init__(label or lazy(spec.label), validators, **kwargs)
         self.spec, self.upload, self.remove = spec, None, False
@@ -361,6 +362,14 @@ class FilesEndpoint:
                 return None
             return f.files
         return self.entity.attachments
+
+    def _field_refusal(self, field: str, deleting: bool = False) -> dict | None:
+        """Why the viewer may not set (or delete) the file of `field`, as a 422 message {field: [text]}; else None."""
+        f = file_fields(self.entity)[field]
+        if deleting and f.required:
+            return {field: [str(_l("%(field)s is required: upload a replacement with field=%(name)s.",
+                                   field=lazy(f.label), name=field))]}
+        return None
 
     def _readable_row(self, item, row) -> bool:
         if row is None or row.record_id != item.id:
@@ -481,6 +490,9 @@ class AttachmentsApi(FilesEndpoint):
         spec = self._spec_for(field) if item is not None else None
         if spec is None:
             return self.response_404()
+        refusal = self._field_refusal(field) if field else None
+        if refusal:
+            return self.response_422(message=refusal)
         if is_locked(self.entity, item):
             return self.response(409, message=str(self._locked_message()))
         uploads = request.files.getlist("file")
@@ -527,6 +539,9 @@ class AttachmentsApi(FilesEndpoint):
         row = _row(self.entity, aid) if item is not None else None
         if row is None or not self._readable_row(item, row):
             return self.response_404()
+        refusal = self._field_refusal(row.field, deleting=True) if row.field else None
+        if refusal:
+            return self.response_422(message=refusal)
         if is_locked(self.entity, item):
             return self.response(409, message=str(self._locked_message()))
         self._delete_row(item, row)
