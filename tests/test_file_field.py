@@ -258,3 +258,25 @@ def test_required_file_field_api_create_without_it_and_delete_refused(deeds):
     page = login(deeds.test_client())  # the form still requires the file
     response = page.post("/deed/add", data={"name": "D3"}, content_type="multipart/form-data")
     assert response.status_code == 200 and "This field is required." in response.data.decode()
+
+
+def test_readonly_file_field_cannot_be_set_or_cleared_through_the_attachments_api(deeds):
+    clerk = deed_api(deeds, "clerk")
+    pk = clerk.post("/api/v1/deed/", json={"name": "D1"}).json["id"]
+    refused = upload(clerk, pk, "p.png", PNG, field="photo")
+    assert refused.status_code == 422 and refused.json["message"] == {"photo": ["This field is read-only."]}
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"] is None
+    admin = deed_api(deeds)
+    assert upload(admin, pk, "p.png", PNG, field="photo").status_code == 422  # readonly for everyone
+    # a file the field got some other way (a former schema without readonly) cannot be deleted either
+    note = upload(clerk, pk, "n.pdf", PDF + b"ro", field="note").json["result"][0]["id"]
+    with deeds.app_context():
+        session = deeds.appbuilder.session
+        session.execute(text("UPDATE portal_attachments SET field = 'photo' WHERE id = :id"), {"id": note})
+        session.execute(text("UPDATE deed SET photo = :id, note = NULL WHERE id = :pk"), {"id": note, "pk": pk})
+        session.commit()
+    url = clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"]["url"]
+    gone = clerk.delete(url)
+    assert gone.status_code == 422 and gone.json["message"] == {"photo": ["This field is read-only."]}
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"]["id"] == note
+    assert clerk.get(url).status_code == 200

@@ -12,7 +12,8 @@ Reading needs READ on the entity and the record in the viewer's row scope (else 
 deleting need UPDATE, the record in scope and not in a locked workflow state (409). Bytes are stored by
 app/data/files.py; rows are in `portal_attachments`. Deleting a record deletes its files (`files_of_deleted`)
 unless the entity keeps history.
-A `required` file field's file cannot be deleted, only replaced (422).
+A `file` field's file is changed only by a viewer who may write the field (not `readonly`, not hidden or masked:
+else 422 "read-only", 404 when hidden); a `required` one cannot be deleted, only replaced (422).
 """
 from __future__ import annotations
 
@@ -364,8 +365,11 @@ class FilesEndpoint:
         return self.entity.attachments
 
     def _field_refusal(self, field: str, deleting: bool = False) -> dict | None:
-        """Why the viewer may not set (or delete) the file of `field`, as a 422 message {field: [text]}; else None."""
+        """Why the viewer may not set (or delete) the file of `field`, as a 422 message {field: [text]}; else None.
+        The same rule as the record's writes (app/rules/record_rules.py): readonly and masked fields are read-only."""
         f = file_fields(self.entity)[field]
+        if f.readonly or field in current_viewer().unreadable(self.entity.name):
+            return {field: [str(_l("This field is read-only."))]}
         if deleting and f.required:
             return {field: [str(_l("%(field)s is required: upload a replacement with field=%(name)s.",
                                    field=lazy(f.label), name=field))]}
