@@ -280,3 +280,15 @@ def test_readonly_file_field_cannot_be_set_or_cleared_through_the_attachments_ap
     assert gone.status_code == 422 and gone.json["message"] == {"photo": ["This field is read-only."]}
     assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"]["id"] == note
     assert clerk.get(url).status_code == 200
+
+
+def test_history_names_the_files_of_file_fields(deeds):
+    clerk = deed_api(deeds, "clerk")
+    pk = clerk.post("/api/v1/deed/", json={"name": "D5"}).json["id"]
+    assert upload(clerk, pk, "first <b>.pdf", PDF + b"h1", field="scan").status_code == 201
+    assert upload(clerk, pk, "second.pdf", PDF + b"h2", field="scan").status_code == 201
+    events = clerk.get(f"/api/v1/deed/{pk}/history").json["events"]
+    scans = [(c["old"], c["new"]) for e in events for c in e["changes"] if c["field"] == "scan"]
+    assert ("first <b>.pdf", "second.pdf") in scans and (None, "first <b>.pdf") in scans, events
+    timeline = login(deeds.test_client()).get(f"/deed/timeline/{pk}").data.decode()
+    assert "second.pdf" in timeline and "first &lt;b&gt;.pdf" in timeline
