@@ -239,6 +239,28 @@ def upload(api, pk, name, content, field=None):
     return api.post(f"/api/v1/deed/{pk}/attachments", data=data, content_type="multipart/form-data")
 
 
+def test_readonly_file_field_cannot_be_set_or_cleared_through_the_attachments_api(deeds):
+    clerk = deed_api(deeds, "clerk")
+    pk = clerk.post("/api/v1/deed/", json={"name": "D1"}).json["id"]
+    refused = upload(clerk, pk, "p.png", PNG, field="photo")
+    assert refused.status_code == 422 and refused.json["message"] == {"photo": ["This field is read-only."]}
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"] is None
+    admin = deed_api(deeds)
+    assert upload(admin, pk, "p.png", PNG, field="photo").status_code == 422  # readonly for everyone
+    # a file the field got some other way (a former schema without readonly) cannot be deleted either
+    note = upload(clerk, pk, "n.pdf", PDF + b"ro", field="note").json["result"][0]["id"]
+    with deeds.app_context():
+        session = deeds.appbuilder.session
+        session.execute(text("UPDATE portal_attachments SET field = 'photo' WHERE id = :id"), {"id": note})
+        session.execute(text("UPDATE deed SET photo = :id, note = NULL WHERE id = :pk"), {"id": note, "pk": pk})
+        session.commit()
+    url = clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"]["url"]
+    gone = clerk.delete(url)
+    assert gone.status_code == 422 and gone.json["message"] == {"photo": ["This field is read-only."]}
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"]["id"] == note
+    assert clerk.get(url).status_code == 200
+
+
 def test_required_file_field_api_create_without_it_and_delete_refused(deeds):
     clerk = deed_api(deeds, "clerk")
     created = clerk.post("/api/v1/deed/", json={"name": "D2"})  # an API create cannot send the file
@@ -260,26 +282,25 @@ def test_required_file_field_api_create_without_it_and_delete_refused(deeds):
     assert response.status_code == 200 and "This field is required." in response.data.decode()
 
 
-def test_readonly_file_field_cannot_be_set_or_cleared_through_the_attachments_api(deeds):
+def test_admin_reads_the_files_of_a_deleted_record_others_get_404(deeds):
     clerk = deed_api(deeds, "clerk")
-    pk = clerk.post("/api/v1/deed/", json={"name": "D1"}).json["id"]
-    refused = upload(clerk, pk, "p.png", PNG, field="photo")
-    assert refused.status_code == 422 and refused.json["message"] == {"photo": ["This field is read-only."]}
-    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"] is None
+    pk = clerk.post("/api/v1/deed/", json={"name": "D4"}).json["id"]
+    aid = upload(clerk, pk, "kept.pdf", PDF + b"kept").json["result"][0]["id"]
+    assert clerk.delete(f"/api/v1/deed/{pk}").status_code == 200
     admin = deed_api(deeds)
-    assert upload(admin, pk, "p.png", PNG, field="photo").status_code == 422  # readonly for everyone
-    # a file the field got some other way (a former schema without readonly) cannot be deleted either
-    note = upload(clerk, pk, "n.pdf", PDF + b"ro", field="note").json["result"][0]["id"]
-    with deeds.app_context():
-        session = deeds.appbuilder.session
-        session.execute(text("UPDATE portal_attachments SET field = 'photo' WHERE id = :id"), {"id": note})
-        session.execute(text("UPDATE deed SET photo = :id, note = NULL WHERE id = :pk"), {"id": note, "pk": pk})
-        session.commit()
-    url = clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"]["url"]
-    gone = clerk.delete(url)
-    assert gone.status_code == 422 and gone.json["message"] == {"photo": ["This field is read-only."]}
-    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"]["id"] == note
-    assert clerk.get(url).status_code == 200
+    listed = admin.get(f"/api/v1/deed/{pk}/attachments")
+    assert listed.status_code == 200 and [a["name"] for a in listed.json["result"]] == ["kept.pdf"]
+    assert admin.get(f"/api/v1/deed/{pk}/attachments/{aid}").data == PDF + b"kept"
+    assert login(deeds.test_client()).get(f"/deed/attachment/{aid}").data == PDF + b"kept"
+    assert clerk.get(f"/api/v1/deed/{pk}/attachments").status_code == 404
+    assert clerk.get(f"/api/v1/deed/{pk}/attachments/{aid}").status_code == 404
+    from test_permissions import PASSWORD
+    assert login(deeds.test_client(), "clerk", PASSWORD).get(f"/deed/attachment/{aid}").status_code == 404
+    # still no writes on a deleted record, even for Admin
+    assert admin.delete(f"/api/v1/deed/{pk}/attachments/{aid}").status_code == 404
+    assert upload(admin, pk, "x.pdf", PDF).status_code == 404
+    assert admin.get(f"/api/v1/deed/{pk + 1000}/attachments").status_code == 404  # never existed
+    assert admin.get("/api/v1/deed/x1/attachments").status_code == 404
 
 
 def test_history_names_the_files_of_file_fields(deeds):

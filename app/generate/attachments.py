@@ -11,7 +11,7 @@ POST /<entity>/attachment/<aid>/delete; the detail page's "files" panel.
 Reading needs READ on the entity and the record in the viewer's row scope (else 404, never 403); uploading and
 deleting need UPDATE, the record in scope and not in a locked workflow state (409). Bytes are stored by
 app/data/files.py; rows are in `portal_attachments`. Deleting a record deletes its files (`files_of_deleted`)
-unless the entity keeps history.
+unless the entity keeps history: then Admin (only) still lists and downloads them at the same URLs.
 A `file` field's file is changed only by a viewer who may write the field (not `readonly`, not hidden or masked:
 else 422 "read-only", 404 when hidden); a `required` one cannot be deleted, only replaced (422).
 """
@@ -355,6 +355,21 @@ class FilesEndpoint:
             return None
         return fab.scoped_get(self, pk)
 
+    def _readable_record(self, pk) -> int | None:
+        """The id of the record whose files the viewer may read: one in their row scope, or (Admin only) a
+        deleted record of an entity that keeps history (its files stay, as its history does); else None."""
+        item = self._record(pk)
+        if item is not None:
+            return item.id
+        if not self.entity.history or not current_viewer().is_admin or not str(pk).isdigit():
+            return None
+        from app.generate.timeline import history_rows, record_exists
+
+        pk, session = record_id(pk), _session()
+        if record_exists(self.datamodel.obj, pk, session) or not history_rows(session, self.entity.name, pk, None, 1):
+            return None  # a record out of scope, or one that never existed
+        return pk
+
     def _spec_for(self, field: str | None):
         """The FilesSpec uploads are checked against (record attachments or a file field); None: not offered."""
         if field:
@@ -375,8 +390,8 @@ class FilesEndpoint:
                                    field=lazy(f.label), name=field))]}
         return None
 
-    def _readable_row(self, item, row) -> bool:
-        if row is None or row.record_id != item.id:
+    def _readable_row(self, record: int, row) -> bool:
+        if row is None or row.record_id != record:
             return False
         if row.field is None:
             return self.entity.attachments is not None
@@ -461,10 +476,10 @@ class AttachmentsApi(FilesEndpoint):
             200: {description: "{result: [{id, name, size, content_type, uploaded_by, uploaded_on, url}]}"}
             404: {description: no such record in your scope, or the entity has no attachments}
         """
-        item = self._record(pk)
-        if item is None or self.entity.attachments is None:
+        record = self._readable_record(pk)
+        if record is None or self.entity.attachments is None:
             return self.response_404()
-        rows = _rows(self.entity, item.id)
+        rows = _rows(self.entity, record)
         return self.response(200, result=[_row_dict(self.entity, r, api_url(self.entity, r)) for r in rows])
 
     @expose("/<pk>/attachments", methods=["POST"])
@@ -521,9 +536,9 @@ class AttachmentsApi(FilesEndpoint):
             200: {description: the file, with Content-Disposition attachment}
             404: {description: not found in your scope}
         """
-        item = self._record(pk)
-        row = _row(self.entity, aid) if item is not None else None
-        if row is None or not self._readable_row(item, row):
+        record = self._readable_record(pk)
+        row = _row(self.entity, aid) if record is not None else None
+        if row is None or not self._readable_row(record, row):
             return self.response_404()
         return self._download(row)
 
@@ -541,7 +556,7 @@ class AttachmentsApi(FilesEndpoint):
         """
         item = self._record(pk)
         row = _row(self.entity, aid) if item is not None else None
-        if row is None or not self._readable_row(item, row):
+        if row is None or not self._readable_row(item.id, row):
             return self.response_404()
         refusal = self._field_refusal(row.field, deleting=True) if row.field else None
         if refusal:
@@ -590,8 +605,8 @@ class AttachmentsPages(FilesEndpoint):
     @has_access
     def attachment_download(self, aid):
         row = _row(self.entity, aid)
-        item = self._record(row.record_id) if row is not None else None
-        if item is None or not self._readable_row(item, row):
+        record = self._readable_record(row.record_id) if row is not None else None
+        if record is None or not self._readable_row(record, row):
             abort(404)
         return self._download(row)
 
@@ -600,7 +615,7 @@ class AttachmentsPages(FilesEndpoint):
     def attachment_delete(self, aid):
         row = _row(self.entity, aid)
         item = self._record(row.record_id) if row is not None else None
-        if item is None or not self._readable_row(item, row) or row.field is not None:
+        if item is None or not self._readable_row(item.id, row) or row.field is not None:
             abort(404)
         if is_locked(self.entity, item):
             flash(str(self._locked_message()), "danger")
