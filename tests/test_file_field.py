@@ -273,6 +273,8 @@ def test_required_file_field_api_create_without_it_and_delete_refused(deeds):
     refused = clerk.delete(url)
     assert refused.status_code == 422
     assert refused.json["message"] == {"scan": ["Signed scan is required: upload a replacement with field=scan."]}
+    zh = clerk.delete(url, headers={"Accept-Language": "zh"})
+    assert zh.json["message"] == {"scan": ["签字扫描件为必填项：请用 field=scan 上传替换文件。"]}
     assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["scan"]["url"] == url and clerk.get(url).status_code == 200
     replaced = upload(clerk, pk, "s2.pdf", PDF + b"req2", field="scan")  # replacing stays possible
     assert replaced.status_code == 201
