@@ -190,3 +190,128 @@ def test_file_field_cannot_be_title_or_sorted(tmp_path):
     assert codes_of(tmp_path, fine) == []
     spec = load_portal(tmp_path)[0]
     assert spec.entity("W").field("f").files.types == ("jpg", "png") and spec.entity("W").field("f").files.max_mb == 2
+
+
+# -- review findings of issue 13: readonly and required file fields, files of deleted records, names in history --
+DEEDS = """\
+version: 1
+module: deeds
+entities:
+  Deed:
+    title: name
+    fields:
+      name: {type: string, length: 40, required: true}
+      photo: {type: file, types: [png], readonly: true, label: {en: Photo, zh: 照片}}
+      scan: {type: file, types: [pdf], required: true, label: {en: Signed scan, zh: 签字扫描件}}
+      note: {type: file, types: [pdf]}
+    history: true
+    attachments: {types: [pdf, png]}
+roles:
+  Clerk:
+    can: {Deed: [read, create, update, delete]}
+"""
+
+
+@pytest.fixture(scope="module")
+def deeds(tmp_path_factory):
+    schemas = tmp_path_factory.mktemp("deeds_schema")
+    (schemas / "deeds.yaml").write_text(DEEDS, encoding="utf-8")
+    app = make_app(tmp_path_factory, "deeds", schema_dir=schemas,
+                   PORTAL_FILES_DIR=str(tmp_path_factory.mktemp("deedfiles")))
+    from test_permissions import make_user
+    make_user(app, "clerk", "Clerk")
+    return app
+
+
+def deed_api(app, username="admin"):
+    from test_permissions import PASSWORD
+    client = app.test_client()
+    headers = jwt_headers(client) if username == "admin" else jwt_headers(client, username, PASSWORD)
+
+    class Api:
+        def __getattr__(self, method):
+            return lambda url, **kw: getattr(client, method)(url, headers={**headers, **kw.pop("headers", {})}, **kw)
+    return Api()
+
+
+def upload(api, pk, name, content, field=None):
+    data = {"file": (io.BytesIO(content), name), **({"field": field} if field else {})}
+    return api.post(f"/api/v1/deed/{pk}/attachments", data=data, content_type="multipart/form-data")
+
+
+def test_readonly_file_field_cannot_be_set_or_cleared_through_the_attachments_api(deeds):
+    clerk = deed_api(deeds, "clerk")
+    pk = clerk.post("/api/v1/deed/", json={"name": "D1"}).json["id"]
+    refused = upload(clerk, pk, "p.png", PNG, field="photo")
+    assert refused.status_code == 422 and refused.json["message"] == {"photo": ["This field is read-only."]}
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"] is None
+    admin = deed_api(deeds)
+    assert upload(admin, pk, "p.png", PNG, field="photo").status_code == 422  # readonly for everyone
+    # a file the field got some other way (a former schema without readonly) cannot be deleted either
+    note = upload(clerk, pk, "n.pdf", PDF + b"ro", field="note").json["result"][0]["id"]
+    with deeds.app_context():
+        session = deeds.appbuilder.session
+        session.execute(text("UPDATE portal_attachments SET field = 'photo' WHERE id = :id"), {"id": note})
+        session.execute(text("UPDATE deed SET photo = :id, note = NULL WHERE id = :pk"), {"id": note, "pk": pk})
+        session.commit()
+    url = clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"]["url"]
+    gone = clerk.delete(url)
+    assert gone.status_code == 422 and gone.json["message"] == {"photo": ["This field is read-only."]}
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["photo"]["id"] == note
+    assert clerk.get(url).status_code == 200
+
+
+def test_required_file_field_api_create_without_it_and_delete_refused(deeds):
+    clerk = deed_api(deeds, "clerk")
+    created = clerk.post("/api/v1/deed/", json={"name": "D2"})  # an API create cannot send the file
+    assert created.status_code == 201, created.json
+    pk = created.json["id"]
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["scan"] is None
+    first = upload(clerk, pk, "s.pdf", PDF + b"req", field="scan")
+    assert first.status_code == 201
+    url = clerk.get(f"/api/v1/deed/{pk}").json["result"]["scan"]["url"]
+    refused = clerk.delete(url)
+    assert refused.status_code == 422
+    assert refused.json["message"] == {"scan": ["Signed scan is required: upload a replacement with field=scan."]}
+    zh = clerk.delete(url, headers={"Accept-Language": "zh"})
+    assert zh.json["message"] == {"scan": ["签字扫描件为必填项：请用 field=scan 上传替换文件。"]}
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["scan"]["url"] == url and clerk.get(url).status_code == 200
+    replaced = upload(clerk, pk, "s2.pdf", PDF + b"req2", field="scan")  # replacing stays possible
+    assert replaced.status_code == 201
+    assert clerk.get(f"/api/v1/deed/{pk}").json["result"]["scan"]["name"] == "s2.pdf"
+    page = login(deeds.test_client())  # the form still requires the file
+    response = page.post("/deed/add", data={"name": "D3"}, content_type="multipart/form-data")
+    assert response.status_code == 200 and "This field is required." in response.data.decode()
+
+
+def test_admin_reads_the_files_of_a_deleted_record_others_get_404(deeds):
+    clerk = deed_api(deeds, "clerk")
+    pk = clerk.post("/api/v1/deed/", json={"name": "D4"}).json["id"]
+    aid = upload(clerk, pk, "kept.pdf", PDF + b"kept").json["result"][0]["id"]
+    assert clerk.delete(f"/api/v1/deed/{pk}").status_code == 200
+    admin = deed_api(deeds)
+    listed = admin.get(f"/api/v1/deed/{pk}/attachments")
+    assert listed.status_code == 200 and [a["name"] for a in listed.json["result"]] == ["kept.pdf"]
+    assert admin.get(f"/api/v1/deed/{pk}/attachments/{aid}").data == PDF + b"kept"
+    assert login(deeds.test_client()).get(f"/deed/attachment/{aid}").data == PDF + b"kept"
+    assert clerk.get(f"/api/v1/deed/{pk}/attachments").status_code == 404
+    assert clerk.get(f"/api/v1/deed/{pk}/attachments/{aid}").status_code == 404
+    from test_permissions import PASSWORD
+    assert login(deeds.test_client(), "clerk", PASSWORD).get(f"/deed/attachment/{aid}").status_code == 404
+    # still no writes on a deleted record, even for Admin
+    assert admin.delete(f"/api/v1/deed/{pk}/attachments/{aid}").status_code == 404
+    assert upload(admin, pk, "x.pdf", PDF).status_code == 404
+    assert admin.get(f"/api/v1/deed/{pk + 1000}/attachments").status_code == 404  # never existed
+    assert admin.get("/api/v1/deed/x1/attachments").status_code == 404
+
+
+def test_history_names_the_files_of_file_fields(deeds):
+    clerk = deed_api(deeds, "clerk")
+    pk = clerk.post("/api/v1/deed/", json={"name": "D5"}).json["id"]
+    assert upload(clerk, pk, "first <b>.pdf", PDF + b"h1", field="scan").status_code == 201
+    assert upload(clerk, pk, "second.pdf", PDF + b"h2", field="scan").status_code == 201
+    events = clerk.get(f"/api/v1/deed/{pk}/history").json["events"]
+    scans = [(c["old"], c["new"]) for e in events for c in e["changes"] if c["field"] == "scan"]
+    assert ("first <b>.pdf", "second.pdf") in scans and (None, "first <b>.pdf") in scans, events
+    timeline = login(deeds.test_client()).get(f"/deed/timeline/{pk}").data.decode()
+    assert "second.pdf" in timeline and "first &lt;b&gt;.pdf" in timeline

@@ -111,6 +111,7 @@ class FieldType:
     fixed_options: ClassVar[dict] = {}  # flags every field of the type has, e.g. {"readonly": True}
     assigned: ClassVar[bool] = False  # the portal sets the value: an import column for it is ignored, not refused
     long_values: ClassVar[bool] = False  # values may not fit one B-tree index entry: indexed on a prefix
+    required_in_column: ClassVar[bool] = True  # `required` is NOT NULL; False: enforced by the portal (file fields)
     # -- relations ---------------------------------------------------------------------------------
     is_relation: ClassVar[bool] = False  # link, many, user: values are records, resolved with the database
     multiple: ClassVar[bool] = False  # many records (an association table instead of a column)

@@ -48,6 +48,9 @@ class FileType(FieldType):
     groupable = False
     assigned = True  # the portal sets the value from an upload: an import column for it is reported and ignored
     listed_by_default = False
+    # `required` is enforced on forms and when deleting the file (replace it instead); API and import creates
+    # cannot send a file, so the column stays nullable and they create the record without it
+    required_in_column = False
 
     def check_option(self, key: str, value) -> OptionProblem | None:
         if key == "max_mb":

@@ -11,7 +11,9 @@ POST /<entity>/attachment/<aid>/delete; the detail page's "files" panel.
 Reading needs READ on the entity and the record in the viewer's row scope (else 404, never 403); uploading and
 deleting need UPDATE, the record in scope and not in a locked workflow state (409). Bytes are stored by
 app/data/files.py; rows are in `portal_attachments`. Deleting a record deletes its files (`files_of_deleted`)
-unless the entity keeps history.
+unless the entity keeps history: then Admin (only) still lists and downloads them at the same URLs.
+A `file` field's file is changed only by a viewer who may write the field (not `readonly`, not hidden or masked:
+else 422 "read-only", 404 when hidden); a `required` one cannot be deleted, only replaced (422).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from app.fieldtypes.base import record_id
 from app.generate.models import ATTACHMENTS_TABLE
 from app.generate.permissions import UPDATE, permission
 from app.generate.show_panels import show_panel
+from app.i18n import lazy
 from app.portal import current_portal
 from app.rules.access import current_viewer
 from app.schema.spec import EntitySpec, FieldSpec, snake_case
@@ -289,7 +292,6 @@ class FileUploadField(Field):
     widget = FileInput()
 
     def __init__(self, spec: FieldSpec, label=None, validators=None, **kwargs):
-        from app.i18n import lazy
 
         super().__init__(label or lazy(spec.label), validators, **kwargs)
         self.spec, self.upload, self.remove = spec, None, False
@@ -353,6 +355,21 @@ class FilesEndpoint:
             return None
         return fab.scoped_get(self, pk)
 
+    def _readable_record(self, pk) -> int | None:
+        """The id of the record whose files the viewer may read: one in their row scope, or (Admin only) a
+        deleted record of an entity that keeps history (its files stay, as its history does); else None."""
+        item = self._record(pk)
+        if item is not None:
+            return item.id
+        if not self.entity.history or not current_viewer().is_admin or not str(pk).isdigit():
+            return None
+        from app.generate.timeline import history_rows, record_exists
+
+        pk, session = record_id(pk), _session()
+        if record_exists(self.datamodel.obj, pk, session) or not history_rows(session, self.entity.name, pk, None, 1):
+            return None  # a record out of scope, or one that never existed
+        return pk
+
     def _spec_for(self, field: str | None):
         """The FilesSpec uploads are checked against (record attachments or a file field); None: not offered."""
         if field:
@@ -362,8 +379,19 @@ class FilesEndpoint:
             return f.files
         return self.entity.attachments
 
-    def _readable_row(self, item, row) -> bool:
-        if row is None or row.record_id != item.id:
+    def _field_refusal(self, field: str, deleting: bool = False) -> dict | None:
+        """Why the viewer may not set (or delete) the file of `field`, as a 422 message {field: [text]}; else None.
+        The same rule as the record's writes (app/rules/record_rules.py): readonly and masked fields are read-only."""
+        f = file_fields(self.entity)[field]
+        if f.readonly or field in current_viewer().unreadable(self.entity.name):
+            return {field: [str(_l("This field is read-only."))]}
+        if deleting and f.required:
+            return {field: [str(_l("%(field)s is required: upload a replacement with field=%(name)s.",
+                                   field=lazy(f.label), name=field))]}
+        return None
+
+    def _readable_row(self, record: int, row) -> bool:
+        if row is None or row.record_id != record:
             return False
         if row.field is None:
             return self.entity.attachments is not None
@@ -448,10 +476,10 @@ class AttachmentsApi(FilesEndpoint):
             200: {description: "{result: [{id, name, size, content_type, uploaded_by, uploaded_on, url}]}"}
             404: {description: no such record in your scope, or the entity has no attachments}
         """
-        item = self._record(pk)
-        if item is None or self.entity.attachments is None:
+        record = self._readable_record(pk)
+        if record is None or self.entity.attachments is None:
             return self.response_404()
-        rows = _rows(self.entity, item.id)
+        rows = _rows(self.entity, record)
         return self.response(200, result=[_row_dict(self.entity, r, api_url(self.entity, r)) for r in rows])
 
     @expose("/<pk>/attachments", methods=["POST"])
@@ -481,6 +509,9 @@ class AttachmentsApi(FilesEndpoint):
         spec = self._spec_for(field) if item is not None else None
         if spec is None:
             return self.response_404()
+        refusal = self._field_refusal(field) if field else None
+        if refusal:
+            return self.response_422(message=refusal)
         if is_locked(self.entity, item):
             return self.response(409, message=str(self._locked_message()))
         uploads = request.files.getlist("file")
@@ -505,9 +536,9 @@ class AttachmentsApi(FilesEndpoint):
             200: {description: the file, with Content-Disposition attachment}
             404: {description: not found in your scope}
         """
-        item = self._record(pk)
-        row = _row(self.entity, aid) if item is not None else None
-        if row is None or not self._readable_row(item, row):
+        record = self._readable_record(pk)
+        row = _row(self.entity, aid) if record is not None else None
+        if row is None or not self._readable_row(record, row):
             return self.response_404()
         return self._download(row)
 
@@ -525,8 +556,11 @@ class AttachmentsApi(FilesEndpoint):
         """
         item = self._record(pk)
         row = _row(self.entity, aid) if item is not None else None
-        if row is None or not self._readable_row(item, row):
+        if row is None or not self._readable_row(item.id, row):
             return self.response_404()
+        refusal = self._field_refusal(row.field, deleting=True) if row.field else None
+        if refusal:
+            return self.response_422(message=refusal)
         if is_locked(self.entity, item):
             return self.response(409, message=str(self._locked_message()))
         self._delete_row(item, row)
@@ -571,8 +605,8 @@ class AttachmentsPages(FilesEndpoint):
     @has_access
     def attachment_download(self, aid):
         row = _row(self.entity, aid)
-        item = self._record(row.record_id) if row is not None else None
-        if item is None or not self._readable_row(item, row):
+        record = self._readable_record(row.record_id) if row is not None else None
+        if record is None or not self._readable_row(record, row):
             abort(404)
         return self._download(row)
 
@@ -581,7 +615,7 @@ class AttachmentsPages(FilesEndpoint):
     def attachment_delete(self, aid):
         row = _row(self.entity, aid)
         item = self._record(row.record_id) if row is not None else None
-        if item is None or not self._readable_row(item, row) or row.field is not None:
+        if item is None or not self._readable_row(item.id, row) or row.field is not None:
             abort(404)
         if is_locked(self.entity, item):
             flash(str(self._locked_message()), "danger")

@@ -230,7 +230,7 @@ def _build_model(entity: EntitySpec, models: dict, base) -> type:
             if indexed and _long_values(f):
                 prefix_indexed.append(f.name)
             attrs[f.name] = Column(
-                type_of(f).column_type(f), nullable=not f.required, unique=f.unique or None,
+                type_of(f).column_type(f), nullable=not (f.required and type_of(f).required_in_column), unique=f.unique or None,
                 index=(indexed and not _long_values(f)) or None, default=_column_default(f),
                 server_default=_server_default(entity, f),
             )

@@ -92,9 +92,10 @@ class ValueShower:
         for changes in changes_list:
             for name, pair in changes.items():
                 f = self.entity.field(name)
-                if f is None or not f.is_relation or name in self.hidden or name in self.masked:
+                if f is None or not (f.is_relation or f.files is not None) or name in self.hidden or name in self.masked:
                     continue
-                target = "ab_user" if f.kind.to_users else f.to
+                # a file field's values are attachment ids: shown by the file's name
+                target = ATTACHMENTS_TABLE if f.files is not None else "ab_user" if f.kind.to_users else f.to
                 for value in pair:
                     for pk in (value if isinstance(value, list) else [value]):
                         if isinstance(pk, int):
@@ -103,6 +104,10 @@ class ValueShower:
             self.titles.update({(target, pk): title for pk, title in self._titles(target, sorted(ids))})
 
     def _titles(self, target: str, ids: list[int]):
+        if target == ATTACHMENTS_TABLE:
+            table = _table(ATTACHMENTS_TABLE)
+            return self.session.execute(select(table.c.id, table.c.name).where(
+                table.c.id.in_(ids), table.c.entity == self.entity.name)).all()
         if target == "ab_user":
             user = current_app.appbuilder.sm.user_model
             return self.session.execute(select(user.id, user.username).where(user.id.in_(ids))).all()
@@ -119,6 +124,8 @@ class ValueShower:
     def _one(self, f, value):
         if value is None:
             return None
+        if f.files is not None:
+            return self.titles.get((ATTACHMENTS_TABLE, value), f"#{value}")
         if f.is_relation:
             target = "ab_user" if f.kind.to_users else f.to
             if isinstance(value, list):
