@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from werkzeug.datastructures import MultiDict
 
-from conftest import ROOT, jwt_headers, login, make_app
+from conftest import ROOT, jwt_headers, login, make_app, post_csv
 
 PASSWORD = "Lock-pass-1"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -72,6 +72,9 @@ def test_lines_of_a_locked_parent_are_not_changed_added_deleted_or_moved(app, ap
         "DELETE": api.delete(f"/api/v1/line/{line}"),
         "line transition": api.post(f"/api/v1/line/{line}/transitions/shut", json={}),
     }
+    client = app.test_client()
+    refusals["import"] = post_csv(client, jwt_headers(client), "/api/v1/line/import",
+                                  [["order", "item", "qty"], ["L1", "imported", "50"]])
     for what, response in refusals.items():
         assert response.status_code == 422, (what, response.json)
         assert "Order is Done: its Line can only change through its workflow." in str(response.json), what
