@@ -84,6 +84,8 @@ def locked_parent_message(child: EntitySpec, parent: EntitySpec, state) -> str:
 def _parent_state(rules, parent: EntitySpec, ref):
     """The workflow state of the parent a line points at: a record (forms, API) or an id (imports); None for a
     parent being created with its lines (it has no stored state yet)."""
+    if ref is None:
+        return None
     if hasattr(ref, "__table__"):
         return getattr(ref, parent.workflow.field, None) if ref.id is not None else None
     if not isinstance(ref, int) or isinstance(ref, bool):
@@ -264,15 +266,45 @@ class LockedParentStep(RuleStep):
 
     def check(self, ctx: WriteContext) -> None:
         for parent, back in lines_parents(ctx.rules.portal, ctx.rules.entity):
-            refs = [ctx.values[back.name]] if back.name in ctx.values else []
-            stored = None if ctx.creating else ctx.stored()
-            if stored is not None:
-                refs.append(getattr(stored, back.name, None))
-            for ref in refs:
-                state = _parent_state(ctx.rules, parent, ref) if ref is not None else None
-                if state in parent.workflow.locked:
-                    ctx.error(back.name, locked_parent_message(ctx.rules.entity, parent, state))
-                    break
+            self._check_parent(ctx, parent, back)
+
+    def _check_parent(self, ctx: WriteContext, parent: EntitySpec, back) -> None:
+        refs = [ctx.values[back.name]] if back.name in ctx.values else []  # where it goes
+        stored = None if ctx.creating else ctx.stored()
+        if stored is not None:  # where it is
+            refs.append(getattr(stored, back.name, None))
+        self._refuse_locked(ctx, parent, back, [_parent_state(ctx.rules, parent, ref) for ref in refs])
+
+    def check_many(self, batch: list[WriteContext]) -> None:
+        """An import chunk: the parents' states (and the updated rows' stored parents) read in one query each."""
+        if not batch:
+            return
+        from sqlalchemy import select
+
+        rules = batch[0].rules
+        for parent, back in lines_parents(rules.portal, rules.entity):
+            link = getattr(rules.model, back.column_name)
+            updated = [ctx.record_id for ctx in batch if not ctx.creating and ctx.current is None and ctx.record_id]
+            stored_parent = dict(rules.session.execute(select(rules.model.id, link).where(rules.model.id.in_(updated))).all()) if updated else {}
+            refs = [[ctx.values.get(back.name)] + ([stored_parent[ctx.record_id]] if ctx.record_id in stored_parent else [])
+                    for ctx in batch]
+            ids = {r for rs in refs for r in rs if isinstance(r, int) and not isinstance(r, bool)}
+            parent_model = rules.models[parent.name]
+            states = dict(rules.session.execute(select(parent_model.id, getattr(parent_model, parent.workflow.field))
+                                                .where(parent_model.id.in_(ids))).all()) if ids else {}
+            for ctx, ctx_refs in zip(batch, refs):
+                if not ctx.creating and ctx.record_id not in stored_parent:  # its stored record at hand (or none)
+                    self._check_parent(ctx, parent, back)
+                    continue
+                self._refuse_locked(ctx, parent, back, [states.get(r) if isinstance(r, int) else _parent_state(rules, parent, r)
+                                                       for r in ctx_refs])
+
+    @staticmethod
+    def _refuse_locked(ctx: WriteContext, parent: EntitySpec, back, states: list) -> None:
+        for state in states:
+            if state in parent.workflow.locked:
+                ctx.error(back.name, locked_parent_message(ctx.rules.entity, parent, state))
+                return
 
 
 class WorkflowStep(RuleStep):
