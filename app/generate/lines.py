@@ -93,9 +93,15 @@ def add_lines_to_record(api, record: dict | None, parent_id) -> None:
 # -- pages ---------------------------------------------------------------------------------------------
 
 def grid_columns(child: EntitySpec, back: FieldSpec) -> list[FieldSpec]:
-    """The child's fields a grid shows: all but the back link and what the viewer may not read in full."""
+    """The child's fields a grid shows: all but the back link, `file` fields (uploaded on the line's own page) and
+    what the viewer may not read in full."""
     unreadable = current_viewer().unreadable(child.name)
-    return [f for f in child.fields if f.name != back.name and f.name not in unreadable]
+    return [f for f in child.fields if f.name != back.name and f.name not in unreadable and f.type != "file"]
+
+
+def _read_only(child: EntitySpec, f: FieldSpec) -> bool:
+    """Shown, never posted: readonly fields and a workflow's state (it changes only through transitions)."""
+    return f.readonly or (child.workflow is not None and f.name == child.workflow.field)
 
 
 class LinesField(Field):
@@ -302,10 +308,11 @@ class LinesWidget:
         line_id = _text(None, values.get("id"))
         may_edit = can["update"] if line_id else can["create"]
         prefix = f"{key}-{n}-"
+        entity = current_portal().spec.entity(child)
         cells = []
         for f in columns:
             value = values.get(f.name)
-            if f.readonly or not may_edit:
+            if _read_only(entity, f) or not may_edit:
                 shown = _display(f, value)
                 cell = Markup('<span class="portal-line-value" data-column="%s">%s</span>') % (f.name, shown)
             else:

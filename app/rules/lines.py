@@ -58,6 +58,9 @@ class LinesEdit:
         self.back = self.portal.back_link(self.child.name, self.parent.name)
         self.rules = RecordRules(self.portal, self.child, self.models, self.session, self.viewer)
         self.model = self.rules.model
+        # a line's `file` fields change through its attachments API only: a nested write (a GET's lines put back)
+        # leaves them as they are
+        self.file_fields = {f.name for f in self.child.fields if f.type == "file"}
 
     # -- reading -----------------------------------------------------------------------------------
     def stored(self, parent_id) -> list:
@@ -92,7 +95,7 @@ class LinesEdit:
             if not isinstance(row, dict):
                 errors[ID] = [str(_l("Each line must be an object of field values."))]
                 continue
-            row = dict(row)
+            row = {name: value for name, value in row.items() if name not in self.file_fields}
             line_id = row.pop(ID, None)
             version = row.pop(VERSION_COLUMN, None)
             if not self._back_link_ok(row, parent_current, errors):

@@ -16,7 +16,7 @@ from flask_babel import lazy_gettext as _l
 from app.rules import history
 from app.rules.record_rules import RuleStep, WriteContext
 from app.rules.records import FieldError, is_blank
-from app.schema.spec import EntitySpec, TransitionSpec
+from app.schema.spec import VERSION_COLUMN, EntitySpec, TransitionSpec
 
 TRANSITION_SOURCE = "transition"
 
@@ -67,6 +67,33 @@ def _locked_message(entity: EntitySpec, state) -> str:
 def locked_refusal(entity: EntitySpec, item) -> str | None:
     """The localized reason a locked record may not be deleted (pages, API, bulk say the same), or None."""
     return _locked_message(entity, state_of(entity, item)) if is_locked(entity, item) else None
+
+
+def lines_parents(portal, child: EntitySpec) -> list:
+    """(parent, back link) of each workflow entity with `locked` states that edits `child` as its `lines:`."""
+    return [(parent, portal.back_link(child.name, parent.name)) for parent in portal.entities
+            if child.name in parent.lines and parent.workflow is not None and parent.workflow.locked]
+
+
+def locked_parent_message(child: EntitySpec, parent: EntitySpec, state) -> str:
+    return str(_l("%(parent)s is %(state)s: its %(lines)s can only change through its workflow.",
+                  parent=parent.label.get(_locale()), state=state_label(parent, state),
+                  lines=child.label.get(_locale())))
+
+
+def _parent_state(rules, parent: EntitySpec, ref):
+    """The workflow state of the parent a line points at: a record (forms, API) or an id (imports); None for a
+    parent being created with its lines (it has no stored state yet)."""
+    if ref is None:
+        return None
+    if hasattr(ref, "__table__"):
+        return getattr(ref, parent.workflow.field, None) if ref.id is not None else None
+    if not isinstance(ref, int) or isinstance(ref, bool):
+        return None
+    from sqlalchemy import select
+
+    model = rules.models[parent.name]
+    return rules.session.scalar(select(getattr(model, parent.workflow.field)).where(model.id == ref))
 
 
 # -- may a user take it -----------------------------------------------------------------------------
@@ -190,18 +217,104 @@ def take(rules, item, name: str, values: dict) -> None:
     if errors:
         raise TransitionRefused(422, _l("'%(transition)s' would break a rule of this record.",
                                         transition=transition_label(transition)), errors)
+    session = rules.session
     with history.writing_as(TRANSITION_SOURCE, name):
-        rules.apply(item, rules.before_write(ctx))
-        rules.session.flush()  # inside writing_as: the history listener records the flush as this transition
+        with session.no_autoflush:  # setting a link loads a collection: no flush half-way (one event, one version)
+            rules.apply(item, rules.before_write(ctx))
+            changes_recorded = _records_a_change(entity, item)
+            if not session.is_modified(item):  # `stay: {from: a, to: a}`: an UPDATE all the same, the version rises
+                setattr(item, VERSION_COLUMN, getattr(item, VERSION_COLUMN) + 1)
+        session.flush()  # inside writing_as: the history listener records the flush as this transition
+        if not changes_recorded:  # a transition is an event even when it changes no recorded field
+            user_id, username = history.current_author()
+            history.write_history(session.connection(), rules.model.metadata, entity,
+                                  [history.Event(item.id, history.TRANSITION, {}, name)], user_id, username)
+
+
+def _records_a_change(entity: EntitySpec, item) -> bool:
+    """Whether the history listener will record a change of `item` at the next flush (read before it)."""
+    from sqlalchemy import inspect
+
+    state = inspect(item)
+    return any(history._changed(state, f) is not None for f in history.recorded_fields(entity))
+
+
+def _comparable(value):
+    """A value as the rules hold it (records for forms and the API, ids for imports), comparable with the stored one."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "id") and hasattr(value, "__table__"):
+        return value.id
+    if isinstance(value, (list, tuple, set)) or hasattr(value, "__iter__") and not hasattr(value, "keys"):
+        return sorted((_comparable(v) for v in value), key=repr)
+    return value
+
+
+def _changes_nothing(ctx: WriteContext) -> bool:
+    """Every given value equals the stored one: a locked record posted back unchanged is no edit."""
+    stored = ctx.stored()
+    fields = {f.name for f in ctx.rules.entity.fields}
+    return all(_comparable(value) == _comparable(getattr(stored, name, None))
+               for name, value in ctx.values.items() if name in fields)
 
 
 # -- the rule step -----------------------------------------------------------------------------------
+
+class LockedParentStep(RuleStep):
+    """A line (`lines:` of a parent) may not be created, changed, or moved into or out of a parent in a locked
+    state: its rollups and lines are part of the locked record. Deletes: app/generate/references.py."""
+
+    def check(self, ctx: WriteContext) -> None:
+        for parent, back in lines_parents(ctx.rules.portal, ctx.rules.entity):
+            self._check_parent(ctx, parent, back)
+
+    def _check_parent(self, ctx: WriteContext, parent: EntitySpec, back) -> None:
+        refs = [ctx.values[back.name]] if back.name in ctx.values else []  # where it goes
+        stored = None if ctx.creating else ctx.stored()
+        if stored is not None:  # where it is
+            refs.append(getattr(stored, back.name, None))
+        self._refuse_locked(ctx, parent, back, [_parent_state(ctx.rules, parent, ref) for ref in refs])
+
+    def check_many(self, batch: list[WriteContext]) -> None:
+        """An import chunk: the parents' states (and the updated rows' stored parents) read in one query each."""
+        if not batch:
+            return
+        from sqlalchemy import select
+
+        rules = batch[0].rules
+        for parent, back in lines_parents(rules.portal, rules.entity):
+            link = getattr(rules.model, back.column_name)
+            updated = [ctx.record_id for ctx in batch if not ctx.creating and ctx.current is None and ctx.record_id]
+            stored_parent = dict(rules.session.execute(select(rules.model.id, link).where(rules.model.id.in_(updated))).all()) if updated else {}
+            refs = [[ctx.values.get(back.name)] + ([stored_parent[ctx.record_id]] if ctx.record_id in stored_parent else [])
+                    for ctx in batch]
+            ids = {r for rs in refs for r in rs if isinstance(r, int) and not isinstance(r, bool)}
+            parent_model = rules.models[parent.name]
+            states = dict(rules.session.execute(select(parent_model.id, getattr(parent_model, parent.workflow.field))
+                                                .where(parent_model.id.in_(ids))).all()) if ids else {}
+            for ctx, ctx_refs in zip(batch, refs):
+                if not ctx.creating and ctx.record_id not in stored_parent:  # its stored record at hand (or none)
+                    self._check_parent(ctx, parent, back)
+                    continue
+                self._refuse_locked(ctx, parent, back, [states.get(r) if isinstance(r, int) else _parent_state(rules, parent, r)
+                                                       for r in ctx_refs])
+
+    @staticmethod
+    def _refuse_locked(ctx: WriteContext, parent: EntitySpec, back, states: list) -> None:
+        for state in states:
+            if state in parent.workflow.locked:
+                ctx.error(back.name, locked_parent_message(ctx.rules.entity, parent, state))
+                return
+
 
 class WorkflowStep(RuleStep):
     """The state of a workflow entity changes only through transitions, and locked records not at all."""
 
     def applies(self, entity: EntitySpec) -> bool:
         return entity.workflow is not None
+
+    def fields_written(self, entity: EntitySpec) -> tuple[str, ...]:
+        return (entity.workflow.field,)  # the default state of a new record (an import without the column)
 
     def check(self, ctx: WriteContext) -> None:
         if ctx.source == TRANSITION_SOURCE:
@@ -237,6 +350,8 @@ class WorkflowStep(RuleStep):
     def _check_update(self, ctx: WriteContext, entity: EntitySpec, stored_state) -> None:
         name = entity.workflow.field
         if stored_state in entity.workflow.locked:
+            if not ctx.errors and _changes_nothing(ctx):  # a form or a parent's lines posting it back as it is
+                return
             ctx.errors.pop(name, None)
             ctx.error(name, _locked_message(entity, stored_state))
         elif name in ctx.values and ctx.values[name] != stored_state:
@@ -250,7 +365,7 @@ class WorkflowStep(RuleStep):
         if ctx.errors.get(name) == [str(_l("This field is required."))]:  # given empty (API null): the default
             del ctx.errors[name]
             ctx.values[name] = f.default
-        elif name in ctx.values and value is None:  # given empty: the default
+        elif value is None:  # absent or given empty: the default (so the unique checks see it)
             ctx.values[name] = f.default
         elif name in ctx.values and value != f.default:
             ctx.error(name, _l("%(field)s starts as %(state)s; change it with a transition.",

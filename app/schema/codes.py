@@ -148,6 +148,7 @@ AREAS: dict[str, dict[str, str]] = {
         "E534": "file field names an unknown file type",
         "E535": "file field cannot be computed",
         "E536": "transition condition reads a field a role may not see",
+        "E537": "workflow state field cannot be unique",
     },
     "roles": {
         "E601": "bad role name",

@@ -153,6 +153,9 @@ def check_lifecycle(run: Check, entity: EntitySpec, entities: dict[str, EntitySp
     if not state_field.choices or state_field.kind.multiple or state_field.formula is not None or state_field.rollup is not None:
         run.error(file, workflow.line, "E521", f"{where}: field '{workflow.field}' must be an enum field (not a formula or rollup)")
         return dataclasses.replace(entity, workflow=None)
+    if state_field.unique:  # every record starts in the default state: a second record could never be created
+        run.error(file, state_field.line, "E537", f"{where}: field '{workflow.field}' holds the state, which many "
+                  f"records share; remove 'unique: true'")
     states = [c.key for c in state_field.choices]
     if state_field.default is None or state_field.default not in states:
         run.error(file, state_field.line, "E529", f"{where}: field '{workflow.field}' needs a default, the state new records start in")
