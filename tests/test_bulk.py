@@ -204,6 +204,10 @@ def test_limits_and_bad_input_are_4xx_and_write_nothing(labour, monkeypatch):
         ({**approve, "filter": [{"col": "state", "opr": "zz", "value": 1}]}, 400),
         ({**approve, "filter": [{"col": "work_date", "opr": "eq", "value": "not a date"}]}, 400),
         ({**approve, "filter": [{"col": "state"}]}, 400),
+        ({**approve, "filter": [{"col": "state", "opr": ["eq"], "value": "draft"}]}, 400),  # was a 500 in FAB
+        ({**approve, "filter": [{"col": "state", "opr": {"a": 1}, "value": "draft"}]}, 400),
+        ({**approve, "filter": [{"col": ["state"], "opr": "eq", "value": "draft"}]}, 400),
+        ({**approve, "filter": "!((col:state,opr:!(eq),value:draft))"}, 400),
         ({**approve, "filter": "!((col:state"}, 400),
         ({**approve, "filter": 7}, 400),
     ]
