@@ -110,6 +110,7 @@ class BulkAction:
             - set(entity.formula_order)))
         self._expression_memo: dict[tuple, tuple] = {}
         self._events: list = []  # history of the rows written, inserted once at the end of the call
+        self._database_events: dict[str, list] = {}  # entity -> history of the rows the database changed with them
         self._touched: dict = defaultdict(set)  # rollup parents to refresh once at the end: (child, link) -> ids
 
     # -- reading ----------------------------------------------------------------------------------------
@@ -303,10 +304,19 @@ class BulkAction:
         if rollups:  # rows the database deletes or unlinks with these (cascade, set_null), while they are there
             rollups.note_database_deletes(connection, {self.entity.name: set(going_ids)}, touched)
         forget_attachments(self.session, self.entity, going_ids)
+        if self.entity.history:  # the many fields, as a single delete records them: their rows go with the DELETE
+            many = history.many_values(connection, self.entity, self.model, going_ids)
+            self._events += [history.Event(row.id, history.DELETE, {
+                **{f.name: (getattr(row, f.name), None) for f in history.recorded_fields(self.entity)
+                   if not f.kind.multiple and getattr(row, f.name) is not None},
+                **{name: (linked[row.id], None) for name, linked in many.items() if linked.get(row.id)}})
+                for row in going]
+        recorder = self.portal.history
+        if recorder is not None and self.entity.name in recorder.database_deletes.relevant:
+            # the rows the database nulls or deletes with these (set_null referrers, cascade children), read first
+            for name, events in recorder.database_deletes.events(connection, {self.entity.name: set(going_ids)}).items():
+                self._database_events.setdefault(name, []).extend(events)
         self.session.execute(delete(self.table).where(self.table.c.id.in_(going_ids)))
-        self._events += [history.Event(row.id, history.DELETE, {f.name: (getattr(row, f.name), None) for f in self.entity.fields
-                                         if not f.kind.multiple and getattr(row, f.name) is not None})
-                  for row in going]
         outcome.done += going_ids
 
     def _blocking_references(self, ids: list[int]) -> dict[int, str]:
@@ -340,8 +350,12 @@ class BulkAction:
         connection = self.session.connection()
         events, touched = self._events, self._touched
         self._events, self._touched = [], defaultdict(set)
-        history.write_history(connection, self.portal.metadata, self.entity, events, self.viewer.user_id,
-                              getattr(self.user, "username", None), at=now, path="bulk")
+        by_entity = self._database_events
+        self._database_events = {}
+        by_entity[self.entity.name] = events + by_entity.get(self.entity.name, [])
+        for name, entity_events in by_entity.items():  # one INSERT per entity
+            history.write_history(connection, self.portal.metadata, self.portal.spec.entity(name), entity_events,
+                                  self.viewer.user_id, getattr(self.user, "username", None), at=now, path="bulk")
         if touched and self.portal.rollups:
             self.portal.rollups.refresh(connection, touched)
 
