@@ -33,7 +33,7 @@ from sqlalchemy import delete, func, select, update
 
 from app.rules import history, workflows  # modules, read at call time: history imports app.generate, which imports us
 from app.rules.access import Viewer
-from app.rules.record_rules import AuditStep, ExpressionStep, RecordRules, RowScopeStep
+from app.rules.record_rules import AuditStep, ExpressionStep, RecordRules, RowScopeStep, UniqueStep, duplicate_message
 from app.schema.spec import VERSION_COLUMN, EntitySpec, TransitionSpec
 
 MAX_ROWS = 10_000  # ids per call, or rows a filter may match
@@ -193,7 +193,7 @@ class BulkAction:
                 if name not in stamps and name != state_field:
                     ctx.values.pop(name, None)
             batch.append(ctx)
-        self._check(batch)
+        self._check(batch, written)
         passed = []
         for ctx in batch:
             if ctx.errors:
@@ -235,11 +235,15 @@ class BulkAction:
             self._note_parents(touched, [rows[i] for i in group_ids], {name for name, _ in changed})
         outcome.done += [ctx.current.id for ctx in passed]
 
-    def _check(self, batch: list) -> None:
+    def _check(self, batch: list, written=()) -> None:
         """Every rule step's check over the batch. Formulas and `rules:` (ExpressionStep) depend only on the values
         they read, so rows reading the same values share one evaluation (rows of a bulk action mostly repeat a few
-        rates, days and hours); the others run `check_many` as on an import chunk."""
+        rates, days and hours); uniqueness is checked per row when the written fields touch a unique group; the
+        others run `check_many` as on an import chunk."""
         for step in self.rules.steps:
+            if isinstance(step, UniqueStep):
+                self._check_unique(step, batch, set(written))
+                continue
             if not isinstance(step, ExpressionStep):
                 step.check_many(batch)
                 continue
@@ -257,6 +261,27 @@ class BulkAction:
                 for name, messages in known[1].items():
                     for message in messages:
                         ctx.error(name, message)
+
+    def _check_unique(self, step: UniqueStep, batch: list, written: set) -> None:
+        """Rows whose written fields touch a unique field or unique_together group: each checked against the table as
+        a single transition is (UniqueStep.check), and against the rows before it in this chunk (not written yet).
+        Only the colliding rows are refused, with the duplicate message; the others go on."""
+        groups = [(f.name,) for f in self.entity.fields if f.unique] + [tuple(g) for g in self.entity.unique_together]
+        groups = [g for g in groups if written & set(g)]
+        if not groups:
+            return
+        taken = set()
+        for ctx in batch:
+            step.check(ctx)  # skips a row already refused
+            if ctx.errors:
+                continue
+            for group in groups:
+                key = (group, tuple(getattr(ctx.get(name), "id", ctx.get(name)) for name in group))
+                if any(v is None for v in key[1]):
+                    continue  # as the database's unique indexes: nulls never collide
+                if key in taken:
+                    ctx.error(group[0], duplicate_message(self.entity, group))
+                taken.add(key)
 
     def _errors_text(self, errors: dict) -> str:
         parts = []
