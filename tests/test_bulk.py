@@ -204,6 +204,10 @@ def test_limits_and_bad_input_are_4xx_and_write_nothing(labour, monkeypatch):
         ({**approve, "filter": [{"col": "state", "opr": "zz", "value": 1}]}, 400),
         ({**approve, "filter": [{"col": "work_date", "opr": "eq", "value": "not a date"}]}, 400),
         ({**approve, "filter": [{"col": "state"}]}, 400),
+        ({**approve, "filter": [{"col": "state", "opr": ["eq"], "value": "draft"}]}, 400),  # was a 500 in FAB
+        ({**approve, "filter": [{"col": "state", "opr": {"a": 1}, "value": "draft"}]}, 400),
+        ({**approve, "filter": [{"col": ["state"], "opr": "eq", "value": "draft"}]}, 400),
+        ({**approve, "filter": "!((col:state,opr:!(eq),value:draft))"}, 400),
         ({**approve, "filter": "!((col:state"}, 400),
         ({**approve, "filter": 7}, 400),
     ]
@@ -307,3 +311,69 @@ def test_export_selected_has_only_the_chosen_rows(labour):
     foreman = login(labour.app.test_client(), "bulk_foreman", PASSWORD)
     scoped = foreman.post("/labour_entry/bulk", data={"action": "export:csv", "rowid": [str(outside[0])]})
     assert scoped.status_code == 200 and len([ln for ln in scoped.get_data(as_text=True).splitlines() if ln.strip()]) == 1
+
+
+UNIQUE_SCHEMA = """version: 1
+module: docs
+label: {en: Docs, zh: 文档}
+entities:
+  Doc:
+    label: {en: Doc, zh: 文档}
+    title: code
+    fields:
+      code: {type: string, length: 40, required: true, label: {en: Code, zh: 编号}}
+      state:
+        type: enum
+        required: true
+        label: {en: State, zh: 状态}
+        choices: {a: {en: A, zh: 甲}, b: {en: B, zh: 乙}, c: {en: C, zh: 丙}}
+        default: a
+    list: [code, state]
+    unique_together: [[code, state]]
+    workflow:
+      field: state
+      transitions:
+        go: {from: [a, c], to: b, roles: [Manager]}
+        park: {from: a, to: c, roles: [Manager]}
+    history: true
+roles:
+  Manager:
+    label: {en: Manager, zh: 经理}
+    can: {Doc: all}
+"""
+
+
+def test_bulk_transition_refuses_only_rows_that_would_repeat_a_unique_group(tmp_path_factory):
+    """(code, state) is unique_together and the transition writes state: a row whose code is already in state b,
+    and the second of two rows of one code in the same call, are refused with the duplicate message; the others
+    are taken (no database error aborting the call)."""
+    folder = tmp_path_factory.mktemp("bulk-unique")
+    (folder / "docs.yaml").write_text(UNIQUE_SCHEMA, encoding="utf-8")
+    app = make_app(tmp_path_factory, "bulk_unique", schema_dir=folder)
+    client = app.test_client()
+    headers = jwt_headers(client)
+
+    def doc(code):
+        response = client.post("/api/v1/doc/", json={"code": code}, headers=headers)
+        assert response.status_code == 201, response.json
+        return response.json["id"]
+
+    assert client.post(f"/api/v1/doc/{doc('X')}/transitions/go", json={}, headers=headers).status_code == 200
+    taken_x, free_y, twin_z1 = doc("X"), doc("Y"), doc("Z")
+    assert client.post(f"/api/v1/doc/{twin_z1}/transitions/park", json={}, headers=headers).status_code == 200
+    twin_z2 = doc("Z")  # Z in state c and Z in state a: both would be Z in state b
+    result = client.post("/api/v1/doc/bulk", json={"action": "transition", "transition": "go",
+                                                   "ids": [taken_x, free_y, twin_z1, twin_z2]}, headers=headers)
+    assert result.status_code == 200, result.json
+    assert sorted(result.json["done"]) == [free_y, twin_z1]
+    refused = {r["id"]: r["reason"] for r in result.json["refused"]}
+    assert set(refused) == {taken_x, twin_z2}
+    assert all("A record with the same Code, State already exists." in reason for reason in refused.values())
+    states = {pk: client.get(f"/api/v1/doc/{pk}", headers=headers).json["result"]["state"]
+              for pk in (taken_x, free_y, twin_z1, twin_z2)}
+    assert states == {taken_x: "a", free_y: "b", twin_z1: "b", twin_z2: "a"}
+    assert client.post("/api/v1/doc/bulk", json={"action": "transition", "transition": "go", "ids": [twin_z2]},
+                       headers=headers).json["refused"][0]["id"] == twin_z2  # now against the stored row
+    zh = client.post("/api/v1/doc/bulk?_l_=zh", json={"action": "transition", "transition": "go", "ids": [taken_x]},
+                     headers=headers)
+    assert zh.status_code == 200 and zh.json["refused"][0]["reason"] != refused[taken_x]

@@ -18,7 +18,8 @@ def app(tmp_path_factory):
     app = make_app(tmp_path_factory, "comments")
     with app.app_context():
         sm = app.appbuilder.sm
-        for name, role in (("agent1", "SupportAgent"), ("agent2", "SupportAgent"), ("mgr", "Manager")):
+        for name, role in (("agent1", "SupportAgent"), ("agent2", "SupportAgent"), ("mgr", "Manager"),
+                           ("seller", "Sales")):
             sm.add_user(name, name, "Test", f"{name}@example.com", [sm.find_role(role)], PASSWORD)
         gone = sm.add_user("gone", "gone", "Test", "gone@example.com", [sm.find_role("Manager")], PASSWORD)
         gone.active = False
@@ -73,7 +74,8 @@ def test_reader_in_scope_adds_comments_with_mentions(app, admin):
     assert added.status_code == 201, added.json
     result = added.json["result"]
     assert result["text"] == "Called @mgr and @nobody, cc @gone and @agent2."  # trimmed
-    assert result["author"] == "agent1" and result["mentions"] == ["mgr", "agent2"]  # existing, active users only
+    # active users who may read this ticket only: agent2 is out of its row scope, like an unknown or inactive user
+    assert result["author"] == "agent1" and result["mentions"] == ["mgr"]
     assert result["may_edit"] is True
     listed = agent[0].get(f"/api/v1/ticket/{pk}/comments", headers=agent[1]).json
     assert [c["id"] for c in listed["comments"]] == [added.json["id"]] and listed["next"] is None
@@ -173,3 +175,36 @@ def test_timeline_merges_history_and_comments_and_pages_older_entries(app, admin
     assert kinds.count("comment") == 25 and kinds.count("history") == 1  # the ticket's creation
     assert not set(first) & set(second) and 'data-url="' not in rest.text  # the last page
     assert browser.get(f"/ticket/timeline/{pk}?before=zz").status_code == 400
+
+
+def test_mentions_keep_only_users_who_may_read_the_record(app, admin):
+    """A mention of a user who may not read the record (no role reading tickets, or out of their row scope) is
+    dropped, so the answer does not tell which usernames exist; once the record is in their scope it counts."""
+    pk = new_ticket(app, admin)
+    agent = as_user(app, "agent1")
+    added = comment(*agent, pk, "@seller @agent2 @admin @agent1 @nosuchuser")
+    assert added.status_code == 201 and added.json["result"]["mentions"] == ["admin", "agent1"]
+    client, headers = admin
+    assert client.put(f"/api/v1/ticket/{pk}", json={"assignee": user_id(app, "agent2")}, headers=headers).status_code == 200
+    edited = client.post(f"/api/v1/ticket/{pk}/comments", json={"text": "over to @agent2, not @seller"}, headers=headers)
+    assert edited.status_code == 201 and edited.json["result"]["mentions"] == ["agent2"]
+
+
+def test_odd_ids_and_cursors_are_4xx_not_500(app, admin):
+    """Unicode digits (isdigit() takes "²", int() does not) and comment ids past the integer column."""
+    pk = new_ticket(app, admin)
+    client, headers = admin
+    for query in ("page_size=²", "before=²", "before=٣", "page_size=1%0A", "before=1234567890123456789"):
+        for what in ("history", "comments"):
+            response = client.get(f"/api/v1/ticket/{pk}/{what}?{query}", headers=headers)
+            assert response.status_code == 400 and response.json["message"], (what, query)
+    huge = "9" * 25
+    assert client.put(f"/api/v1/ticket/{pk}/comments/{huge}", json={"text": "x"}, headers=headers).status_code == 404
+    assert client.delete(f"/api/v1/ticket/{pk}/comments/{huge}", headers=headers).status_code == 404
+    assert client.delete(f"/api/v1/ticket/{pk}/comments/{2**31}", headers=headers).status_code == 404
+    browser = login(app.test_client())
+    assert browser.post(f"/ticket/comment/{huge}/edit", data={"text": "x"}).status_code == 404
+    assert browser.post(f"/ticket/comment/{2**63}/delete").status_code == 404
+    for cursor in ("h²", "c²", "h٣", "h1%0A"):
+        assert browser.get(f"/ticket/timeline/{pk}?before={cursor}").status_code == 400, cursor
+    assert client.get(f"/api/v1/ticket/{pk}/comments", headers=headers).json["comments"] == []

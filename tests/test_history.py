@@ -235,13 +235,17 @@ def test_links_show_titles_and_entities_without_history_have_none(app, admin):
 
 @pytest.fixture(scope="module")
 def many_app(tmp_path_factory):
-    """The shipped schemas with history on workers too: a many field (projects), imported with INSERT ... RETURNING."""
+    """The shipped schemas with history on workers too: a many field (projects), imported with INSERT ... RETURNING;
+    and on follow-ups (customer: cascade, contact: set_null, by: a user field)."""
     folder = tmp_path_factory.mktemp("history-schemas")
     for source in (ROOT / "schemas").glob("*.yaml"):
         text = source.read_text(encoding="utf-8")
         if source.name == "labour.yaml":
             text = text.replace("    order: [name]\n\n  LabourEntry:", "    order: [name]\n    history: true\n\n  LabourEntry:")
             assert text.count("history: true") == 2
+        if source.name == "crm.yaml":  # follow-ups: cascade children of customers, set_null referrers of contacts
+            text = text.replace("    order: [-at]\n\nreports:", "    order: [-at]\n    history: true\n\nreports:")
+            assert text.count("history: true") == 3
         (folder / source.name).write_text(text, encoding="utf-8")
     return make_app(tmp_path_factory, "history_many", schema_dir=folder)
 
@@ -311,3 +315,87 @@ def test_transitions_and_bulk_actions_are_in_the_history_as_such(app, admin):
     newest = history(client, headers, "labour_entry", entries[0])["events"][0]
     assert (newest["action"], newest["path"]) == ("delete", "bulk")
     assert changes_of(newest)["state"] == ("Draft", None)
+
+
+def test_bulk_delete_records_many_fields_like_a_single_delete(many_app):
+    client = many_app.test_client()
+    headers = jwt_headers(client)
+    projects = [client.post("/api/v1/project/", json={"code": f"BD{i}", "name": f"Bulk site {i}"}, headers=headers).json["id"]
+                for i in range(2)]
+    workers = [client.post("/api/v1/worker/", json={"name": f"Bulk {i}", "day_rate": "300", "projects": linked},
+                           headers=headers).json["id"] for i, linked in enumerate((projects, [], projects[1:]))]
+    gone = client.post("/api/v1/worker/bulk", json={"action": "delete", "ids": workers}, headers=headers)
+    assert gone.status_code == 200 and sorted(gone.json["done"]) == workers, gone.json
+    deletes = [history(client, headers, "worker", pk)["events"][0] for pk in workers]
+    assert [(e["action"], e["path"]) for e in deletes] == [("delete", "bulk")] * 3
+    assert [changes_of(e).get("projects") for e in deletes] == [
+        (["Bulk site 0", "Bulk site 1"], None), None, (["Bulk site 1"], None)]
+    assert changes_of(deletes[0])["name"] == ("Bulk 0", None)
+
+
+def follow_up_setup(client, headers, name):
+    customer = client.post("/api/v1/customer/", json={"name": name}, headers=headers).json["id"]
+    contact = client.post("/api/v1/contact/", json={"name": f"{name} Bob", "customer": customer}, headers=headers).json["id"]
+    follow_ups = [client.post("/api/v1/follow_up/", json={"customer": customer, "contact": contact, "summary": f"call {i}"},
+                              headers=headers).json["id"] for i in range(2)]
+    return customer, contact, follow_ups
+
+
+def database_events(app, entity, ids) -> list:
+    with app.app_context():
+        rows = app.appbuilder.session.execute(text(
+            "SELECT record_id, action, path, changes FROM portal_history WHERE entity = :e ORDER BY id"), {"e": entity}).all()
+        app.appbuilder.session.remove()
+    return [(r.record_id, r.action, r.path, json.loads(r.changes)) for r in rows if r.record_id in ids]
+
+
+def test_rows_the_database_nulls_or_cascades_get_history(many_app):
+    """Deleting a contact empties Ticket.contact and FollowUp.contact (set_null): an update event each; deleting a
+    customer deletes its follow-ups (cascade): a delete event each, by the API and by a bulk delete alike."""
+    client = many_app.test_client()
+    headers = jwt_headers(client)
+    customer, contact, follow_ups = follow_up_setup(client, headers, "Nulls")
+    ticket = client.post("/api/v1/ticket/", json={"subject": "s", "customer": customer, "contact": contact},
+                         headers=headers).json["id"]
+    assert client.delete(f"/api/v1/contact/{contact}", headers=headers).status_code == 200
+    newest = history(client, headers, "ticket", ticket)["events"][0]
+    # the contact is gone, so its title is no longer known: shown by its id
+    assert (newest["action"], newest["path"], changes_of(newest)) == ("update", "api", {"contact": (f"#{contact}", None)})
+    assert [e[1:] for e in database_events(many_app, "FollowUp", follow_ups)][-2:] == [
+        ("update", "api", {"contact": [contact, None]})] * 2
+    assert client.delete(f"/api/v1/ticket/{ticket}", headers=headers).status_code == 200
+    assert client.delete(f"/api/v1/customer/{customer}", headers=headers).status_code == 200
+    deleted = [e for e in database_events(many_app, "FollowUp", follow_ups) if e[1] == "delete"]
+    assert sorted(e[0] for e in deleted) == follow_ups and {e[2] for e in deleted} == {"api"}
+    assert deleted[0][3]["summary"] == ["call 0", None] and deleted[0][3]["customer"] == [customer, None]
+    # a bulk delete: the same events, path "bulk", in one INSERT for the follow-ups
+    customers, all_follow_ups = [], []
+    for name in ("Bulk one", "Bulk two"):
+        customer, contact, follow_ups = follow_up_setup(client, headers, name)
+        customers.append(customer)
+        all_follow_ups += follow_ups
+    with sql_statements(many_app) as statements:
+        gone = client.post("/api/v1/customer/bulk", json={"action": "delete", "ids": customers}, headers=headers)
+    assert gone.status_code == 200 and sorted(gone.json["done"]) == customers, gone.json
+    deleted = database_events(many_app, "FollowUp", all_follow_ups)[-4:]
+    assert sorted(e[0] for e in deleted) == all_follow_ups and {(e[1], e[2]) for e in deleted} == {("delete", "bulk")}
+    assert len([s for s in statements if "INSERT INTO portal_history" in s.replace('"', "")]) <= 2  # customers, follow-ups
+
+
+def test_deleting_a_user_records_the_user_fields_it_empties(many_app):
+    client = many_app.test_client()
+    headers = jwt_headers(client)
+    with many_app.app_context():
+        sm = many_app.appbuilder.sm
+        leaver = sm.add_user("leaver", "Lea", "Ver", "leaver@example.com", [sm.find_role("Manager")], PASSWORD).id
+    customer = client.post("/api/v1/customer/", json={"name": "Users"}, headers=headers).json["id"]
+    ticket = client.post("/api/v1/ticket/", json={"subject": "s", "customer": customer, "assignee": leaver},
+                         headers=headers).json["id"]
+    follow_up = client.post("/api/v1/follow_up/", json={"customer": customer, "summary": "x", "by": leaver},
+                            headers=headers).json["id"]
+    browser = login(many_app.test_client())
+    assert browser.post(f"/users/delete/{leaver}").status_code in (200, 302)
+    assert client.get(f"/api/v1/ticket/{ticket}", headers=headers).json["result"]["assignee"] is None
+    newest = history(client, headers, "ticket", ticket)["events"][0]
+    assert newest["action"] == "update" and changes_of(newest)["assignee"][1] is None
+    assert database_events(many_app, "FollowUp", [follow_up])[-1][1:] == ("update", "form", {"by": [leaver, None]})

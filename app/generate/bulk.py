@@ -120,7 +120,8 @@ class BulkApiMixin(BulkEndpoint):
                 raise bulk_actions.BulkRequestError(_l("The filter is neither Rison nor a JSON list of filters.")) from None
         if isinstance(raw, dict) and set(raw) == {"filters"}:
             raw = raw["filters"]
-        if not isinstance(raw, list) or not all(isinstance(f, dict) and {"col", "opr", "value"} <= set(f) for f in raw):
+        if not isinstance(raw, list) or not all(isinstance(f, dict) and {"col", "opr", "value"} <= set(f)
+                                                and isinstance(f["col"], str) and isinstance(f["opr"], str) for f in raw):
             raise bulk_actions.BulkRequestError(_l("The filter must be a list of {col, opr, value}."))
         scope_only = len(fab.rest_filters(self, {"filters": []}).filters)
         for one in raw:  # one at a time, so the message names the column

@@ -2,7 +2,7 @@
 
 Anyone who may read the record (row scope included) may comment; the author may edit or delete a comment within
 `PORTAL_COMMENT_EDIT_MINUTES` (15) of writing it. Text is plain: trimmed, 1..COMMENT_MAX characters, escaped
-wherever it is shown. `@username` of an existing active user is a mention: their ids are stored (issue 14 notifies
+wherever it is shown. `@username` of an active user who may read the record is a mention: their ids are stored (issue 14 notifies
 them) and the API answers their usernames.
 
 API: GET|POST /api/v1/<entity>/<id>/comments, PUT|DELETE /api/v1/<entity>/<id>/comments/<comment_id>.
@@ -18,12 +18,14 @@ from flask import abort, current_app, flash, redirect, request, url_for
 from flask_appbuilder import expose, has_access
 from flask_appbuilder.api import expose as api_expose, protect, safe
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import inspect as sa_inspect, select
 
 from app import fab
+from app.fieldtypes.base import record_id
 from app.generate.models import COMMENTS_TABLE
 from app.generate.timeline import BadCursor, before_arg, page_size_arg
 from app.portal import current_portal
+from app.rules.access import Viewer
 from app.rules.history import current_author
 
 COMMENT_MAX = 4000  # characters
@@ -61,14 +63,29 @@ def clean_text(payload) -> str:
     return text
 
 
-def mentioned_users(session, text: str) -> list[int]:
-    """Ids of the existing active users the text names as @username (in the order named)."""
+def mentioned_users(session, text: str, entity: str, pk: int) -> list[int]:
+    """Ids of the active users the text names as @username (in the order named) who may read this record: a
+    mention of anyone else is dropped, so it neither notifies them nor tells the author which usernames exist."""
     names = list(dict.fromkeys(name.rstrip(".-") for name in MENTION.findall(text)))[:MAX_MENTIONS]
     if not names:
         return []
     user = current_app.appbuilder.sm.user_model
-    found = dict(session.execute(select(user.username, user.id).where(user.username.in_(names), user.active.is_(True))).all())
-    return [found[n] for n in names if n in found]
+    found = {u.username: u for u in session.scalars(select(user).where(user.username.in_(names), user.active.is_(True)))}
+    return [found[n].id for n in names if n in found and _may_read_record(session, found[n], entity, pk)]
+
+
+def _may_read_record(session, user, entity: str, pk: int) -> bool:
+    """Whether `user` may read record `pk` of `entity`: a YAML role reading the entity, and the record in its row scope."""
+    portal = current_portal()
+    viewer = Viewer(portal.spec, user, current_app.config["AUTH_ROLE_ADMIN"])
+    if not viewer.may_read(entity):
+        return False
+    clause = viewer.row_clause(entity, portal.models)
+    if clause is None:
+        return True
+    model = portal.models[entity]
+    key = sa_inspect(model).primary_key[0]
+    return session.execute(select(key).where(key == pk, clause)).first() is not None
 
 
 def usernames(session, ids: set) -> dict[int, str]:
@@ -124,6 +141,10 @@ class Comments:
 
     def comment(self, cid, pk=None):
         """A comment of this entity on a record in the viewer's scope (and of record `pk` when given)."""
+        try:
+            cid = record_id(cid)  # an id past the column's range is no comment (not a driver overflow)
+        except ValueError:
+            raise CommentRefused(404, _l("Not found")) from None
         table = _table()
         row = self.session.execute(select(table).where(table.c.id == cid, table.c.entity == self.entity.name)).first()
         if row is None or (pk is not None and row.record_id != pk):
@@ -137,7 +158,7 @@ class Comments:
         user_id, username = current_author()
         result = self.session.execute(_table().insert().values(
             entity=self.entity.name, record_id=pk, author_id=user_id, author_name=username, created_on=_now(),
-            text=text, mentions=json.dumps(mentioned_users(self.session, text))))
+            text=text, mentions=json.dumps(mentioned_users(self.session, text, self.entity.name, pk))))
         self.session.commit()
         return result.inserted_primary_key[0]
 
@@ -147,7 +168,7 @@ class Comments:
         text = clean_text(payload)
         table = _table()
         self.session.execute(table.update().where(table.c.id == row.id).values(
-            text=text, edited_on=_now(), mentions=json.dumps(mentioned_users(self.session, text))))
+            text=text, edited_on=_now(), mentions=json.dumps(mentioned_users(self.session, text, self.entity.name, row.record_id))))
         self.session.commit()
 
     def delete(self, cid, pk=None) -> None:

@@ -36,6 +36,9 @@ PATH_LABELS = {"form": _l("form"), "api": _l("API"), "import": _l("import"), "bu
                "transition": _l("workflow"), "cli": _l("command line"), "demo": _l("demo data")}
 
 
+DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+
+
 class BadCursor(ValueError):
     pass
 
@@ -44,7 +47,7 @@ def page_size_arg() -> int:
     raw = request.args.get("page_size", "")
     if raw == "":
         return PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    if not DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise BadCursor(str(_l("page_size must be a number from 1 to %(max)d.", max=MAX_PAGE_SIZE)))
     return int(raw)
 
@@ -53,7 +56,7 @@ def before_arg() -> int | None:
     raw = request.args.get("before", "")
     if raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not DIGITS.fullmatch(raw):
         raise BadCursor(str(_l("Not a valid cursor.")))
     return int(raw)
 
@@ -229,11 +232,11 @@ class HistoryApiMixin:
 
 # -- the timeline on the detail page ------------------------------------------------------------------------------
 
-_CURSOR = re.compile(r"^(?:h(\d{1,18}))?(?:\.?c(\d{1,18}))?(?:\.?a(\d{1,18}))?$")
+_CURSOR = re.compile(r"(?:h([0-9]{1,18}))?(?:\.?c([0-9]{1,18}))?(?:\.?a([0-9]{1,18}))?")
 
 
 def parse_timeline_cursor(raw: str) -> dict[str, int | None]:
-    match = _CURSOR.match(raw or "")
+    match = _CURSOR.fullmatch(raw or "")
     if not match:
         raise BadCursor(str(_l("Not a valid cursor.")))
     h, c, a = match.groups()

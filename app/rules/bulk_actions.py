@@ -33,7 +33,7 @@ from sqlalchemy import delete, func, select, update
 
 from app.rules import history, workflows  # modules, read at call time: history imports app.generate, which imports us
 from app.rules.access import Viewer
-from app.rules.record_rules import AuditStep, ExpressionStep, RecordRules, RowScopeStep
+from app.rules.record_rules import AuditStep, ExpressionStep, RecordRules, RowScopeStep, UniqueStep, duplicate_message
 from app.schema.spec import VERSION_COLUMN, EntitySpec, TransitionSpec
 
 MAX_ROWS = 10_000  # ids per call, or rows a filter may match
@@ -110,6 +110,7 @@ class BulkAction:
             - set(entity.formula_order)))
         self._expression_memo: dict[tuple, tuple] = {}
         self._events: list = []  # history of the rows written, inserted once at the end of the call
+        self._database_events: dict[str, list] = {}  # entity -> history of the rows the database changed with them
         self._touched: dict = defaultdict(set)  # rollup parents to refresh once at the end: (child, link) -> ids
 
     # -- reading ----------------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ class BulkAction:
                 if name not in stamps and name != state_field:
                     ctx.values.pop(name, None)
             batch.append(ctx)
-        self._check(batch)
+        self._check(batch, written)
         passed = []
         for ctx in batch:
             if ctx.errors:
@@ -234,11 +235,15 @@ class BulkAction:
             self._note_parents(touched, [rows[i] for i in group_ids], {name for name, _ in changed})
         outcome.done += [ctx.current.id for ctx in passed]
 
-    def _check(self, batch: list) -> None:
+    def _check(self, batch: list, written=()) -> None:
         """Every rule step's check over the batch. Formulas and `rules:` (ExpressionStep) depend only on the values
         they read, so rows reading the same values share one evaluation (rows of a bulk action mostly repeat a few
-        rates, days and hours); the others run `check_many` as on an import chunk."""
+        rates, days and hours); uniqueness is checked per row when the written fields touch a unique group; the
+        others run `check_many` as on an import chunk."""
         for step in self.rules.steps:
+            if isinstance(step, UniqueStep):
+                self._check_unique(step, batch, set(written))
+                continue
             if not isinstance(step, ExpressionStep):
                 step.check_many(batch)
                 continue
@@ -256,6 +261,27 @@ class BulkAction:
                 for name, messages in known[1].items():
                     for message in messages:
                         ctx.error(name, message)
+
+    def _check_unique(self, step: UniqueStep, batch: list, written: set) -> None:
+        """Rows whose written fields touch a unique field or unique_together group: each checked against the table as
+        a single transition is (UniqueStep.check), and against the rows before it in this chunk (not written yet).
+        Only the colliding rows are refused, with the duplicate message; the others go on."""
+        groups = [(f.name,) for f in self.entity.fields if f.unique] + [tuple(g) for g in self.entity.unique_together]
+        groups = [g for g in groups if written & set(g)]
+        if not groups:
+            return
+        taken = set()
+        for ctx in batch:
+            step.check(ctx)  # skips a row already refused
+            if ctx.errors:
+                continue
+            for group in groups:
+                key = (group, tuple(getattr(ctx.get(name), "id", ctx.get(name)) for name in group))
+                if any(v is None for v in key[1]):
+                    continue  # as the database's unique indexes: nulls never collide
+                if key in taken:
+                    ctx.error(group[0], duplicate_message(self.entity, group))
+                taken.add(key)
 
     def _errors_text(self, errors: dict) -> str:
         parts = []
@@ -303,10 +329,19 @@ class BulkAction:
         if rollups:  # rows the database deletes or unlinks with these (cascade, set_null), while they are there
             rollups.note_database_deletes(connection, {self.entity.name: set(going_ids)}, touched)
         forget_attachments(self.session, self.entity, going_ids)
+        if self.entity.history:  # the many fields, as a single delete records them: their rows go with the DELETE
+            many = history.many_values(connection, self.entity, self.model, going_ids)
+            self._events += [history.Event(row.id, history.DELETE, {
+                **{f.name: (getattr(row, f.name), None) for f in history.recorded_fields(self.entity)
+                   if not f.kind.multiple and getattr(row, f.name) is not None},
+                **{name: (linked[row.id], None) for name, linked in many.items() if linked.get(row.id)}})
+                for row in going]
+        recorder = self.portal.history
+        if recorder is not None and self.entity.name in recorder.database_deletes.relevant:
+            # the rows the database nulls or deletes with these (set_null referrers, cascade children), read first
+            for name, events in recorder.database_deletes.events(connection, {self.entity.name: set(going_ids)}).items():
+                self._database_events.setdefault(name, []).extend(events)
         self.session.execute(delete(self.table).where(self.table.c.id.in_(going_ids)))
-        self._events += [history.Event(row.id, history.DELETE, {f.name: (getattr(row, f.name), None) for f in self.entity.fields
-                                         if not f.kind.multiple and getattr(row, f.name) is not None})
-                  for row in going]
         outcome.done += going_ids
 
     def _blocking_references(self, ids: list[int]) -> dict[int, str]:
@@ -340,8 +375,12 @@ class BulkAction:
         connection = self.session.connection()
         events, touched = self._events, self._touched
         self._events, self._touched = [], defaultdict(set)
-        history.write_history(connection, self.portal.metadata, self.entity, events, self.viewer.user_id,
-                              getattr(self.user, "username", None), at=now, path="bulk")
+        by_entity = self._database_events
+        self._database_events = {}
+        by_entity[self.entity.name] = events + by_entity.get(self.entity.name, [])
+        for name, entity_events in by_entity.items():  # one INSERT per entity
+            history.write_history(connection, self.portal.metadata, self.portal.spec.entity(name), entity_events,
+                                  self.viewer.user_id, getattr(self.user, "username", None), at=now, path="bulk")
         if touched and self.portal.rollups:
             self.portal.rollups.refresh(connection, touched)
 

@@ -235,6 +235,121 @@ def _changed(state, f):
     return old, new
 
 
+# -- what the database writes itself: ON DELETE SET NULL / CASCADE ------------------------------------------------
+
+USERS = "<users>"  # the target of `user` fields (FAB's ab_user): their columns are ON DELETE SET NULL
+MAX_DEPTH = 10  # cascade levels followed (the same bound as rollups.py)
+
+
+def many_values(connection, entity: EntitySpec, model, ids: list[int]) -> dict[str, dict[int, list]]:
+    """field -> record id -> sorted linked ids of the `many` fields of stored rows (one SELECT per field and chunk)."""
+    from sqlalchemy import select
+
+    from app.rules.flushes import chunks
+
+    found: dict[str, dict[int, list]] = {}
+    for f in recorded_fields(entity):
+        if f.kind.multiple:
+            secondary = getattr(model, f.name).property.secondary
+            pairs = found[f.name] = {}
+            for part in chunks(sorted(ids)):
+                for left, right in connection.execute(select(secondary.c.left_id, secondary.c.right_id)
+                                                      .where(secondary.c.left_id.in_(part))):
+                    pairs.setdefault(left, []).append(right)
+            for linked in pairs.values():
+                linked.sort()
+    return found
+
+
+def deleted_row_events(connection, entity: EntitySpec, model, where) -> list[Event]:
+    """DELETE events of the stored rows matching `where` (every non-empty recorded field, many fields included),
+    read before the statement that deletes them."""
+    from sqlalchemy import select
+
+    table = model.__table__
+    scalar = [f for f in recorded_fields(entity) if not f.kind.multiple]
+    rows = connection.execute(select(table.c.id, *(table.c[f.column_name] for f in scalar)).where(where)).all()
+    many = many_values(connection, entity, model, [row[0] for row in rows]) if rows else {}
+    events = []
+    for row in rows:
+        changes = {f.name: (v, None) for f, v in zip(scalar, row[1:]) if not _empty(v)}
+        for name, linked in many.items():
+            if linked.get(row[0]):
+                changes[name] = (linked[row[0]], None)
+        events.append(Event(row[0], DELETE, changes))
+    return events
+
+
+class DatabaseDeletes:
+    """History of the rows the database changes by itself when records go: `on_delete: set_null` referrers (and
+    `user` fields when a user is deleted) get an UPDATE event, `cascade` children a DELETE event. Read before the
+    deleting statement, per link (the links rollups.py `note_database_deletes` walks for the rollups)."""
+
+    def __init__(self, spec, models: dict) -> None:
+        self.spec, self.models = spec, models
+        self.links: dict[str, list] = {}  # target entity (or USERS) -> [(referring entity, link field)]
+        for child in spec.entities:
+            for f in child.fields:
+                if f.stores_link and (f.kind.to_users or f.on_delete in ("cascade", "set_null")):
+                    self.links.setdefault(USERS if f.kind.to_users else f.to, []).append((child, f))
+        # entities whose deletion can reach a `history: true` entity through these links
+        self.relevant = {e.name for e in spec.entities if e.history and e.name in models}
+        changed = True
+        while changed:
+            before = len(self.relevant)
+            self.relevant |= {target for target, refs in self.links.items()
+                              if any(child.name in self.relevant for child, _ in refs)}
+            changed = len(self.relevant) != before
+
+    def events(self, connection, deleted: dict[str, set], user_ids=()) -> dict[str, list[Event]]:
+        """entity name -> events, for deleting `deleted` (entity -> ids; their own events are the caller's) and the
+        users `user_ids`. Rows the cascade deletes are left out of the SET NULL updates."""
+        from sqlalchemy import select
+
+        from app.rules.flushes import chunks
+
+        out: dict[str, list[Event]] = {}
+        gone = {name: set(ids) for name, ids in deleted.items() if ids}
+        level = dict(gone)
+        for _ in range(MAX_DEPTH):  # the cascades first: every row that goes
+            going: dict[str, set] = {}
+            for name, ids in level.items():
+                for child, f in self.links.get(name, ()):
+                    if f.on_delete != "cascade" or f.kind.to_users or child.name not in self.relevant:
+                        continue
+                    model = self.models[child.name]
+                    table, column = model.__table__, model.__table__.c[f.column_name]
+                    for part in chunks(sorted(ids)):
+                        where = column.in_(part)
+                        known = gone.get(child.name, set())
+                        if child.history:
+                            events = [e for e in deleted_row_events(connection, child, model, where)
+                                      if e.record_id not in known]
+                            out.setdefault(child.name, []).extend(events)
+                            new = {e.record_id for e in events}
+                        else:
+                            new = set(connection.scalars(select(table.c.id).where(where))) - known
+                        if new:
+                            gone.setdefault(child.name, set()).update(new)
+                            going.setdefault(child.name, set()).update(new)
+            level = going
+            if not level:
+                break
+        targets = [(name, ids) for name, ids in gone.items()] + ([(USERS, set(user_ids))] if user_ids else [])
+        for name, ids in targets:  # then the links the database empties
+            for child, f in self.links.get(name, ()):
+                if not child.history or not (f.kind.to_users or f.on_delete == "set_null"):
+                    continue
+                table = self.models[child.name].__table__
+                column = table.c[f.column_name]
+                staying = gone.get(child.name, set())
+                for part in chunks(sorted(ids)):
+                    for pk, old in connection.execute(select(table.c.id, column).where(column.in_(part))):
+                        if pk not in staying:
+                            out.setdefault(child.name, []).append(Event(pk, UPDATE, {f.name: (old, None)}))
+        return out
+
+
 # -- forms, API, transitions: the session listener -------------------------------------------------------------
 
 PENDING_KEY = "portal_history_events"  # session.info: entity name -> [Event], between the flush events
@@ -248,6 +363,9 @@ class HistoryRecorder:
     def __init__(self, spec, models: dict, metadata) -> None:
         self.metadata = metadata
         self.entities = {models[e.name]: e for e in spec.entities if e.history and e.name in models}
+        self.names = {models[e.name]: e.name for e in spec.entities if e.name in models}
+        self.by_name = {e.name: e for e in self.entities.values()}
+        self.database_deletes = DatabaseDeletes(spec, models)
 
     def __bool__(self) -> bool:
         return bool(self.entities)
@@ -264,6 +382,23 @@ class HistoryRecorder:
                            if not _empty(v := _current_value(obj, f))}
                 self._pending(session).setdefault(entity.name, []).append(Event(obj.id, DELETE, changes))
                 session.info.setdefault(DELETED_KEY, set()).add(id(obj))
+        self._database_deletes(session)
+
+    def _database_deletes(self, session) -> None:
+        """Events of the rows the database nulls or deletes with this flush's deletes (records and users)."""
+        from flask_appbuilder.security.sqla.models import User
+
+        deleted: dict[str, set] = {}
+        users = set()
+        for obj in session.deleted:
+            if isinstance(obj, User) and obj.id is not None:
+                users.add(obj.id)
+            elif self.names.get(type(obj)) in self.database_deletes.relevant and obj.id is not None:
+                deleted.setdefault(self.names[type(obj)], set()).add(obj.id)
+        if not deleted and not users:
+            return
+        for name, events in self.database_deletes.events(session.connection(), deleted, users).items():
+            self._pending(session).setdefault(name, []).extend(events)
 
     def gather(self, session, flush_context=None) -> None:
         """after_flush: new records have their ids; the attribute history still holds the old values."""
@@ -277,9 +412,11 @@ class HistoryRecorder:
             if entity is not None:
                 changes = {f.name: (None, v) for f in recorded_fields(entity) if not _empty(v := _current_value(obj, f))}
                 self._pending(session).setdefault(entity.name, []).append(Event(obj.id, CREATE, changes))
+        recorded = {(name, e.record_id) for name, events in self._pending(session).items() for e in events
+                    if e.action == DELETE}  # before_flush read them (the database's cascades included)
         for obj in session.deleted:  # deleted by a cascade during the flush: what was loaded
             entity = self.entities.get(type(obj))
-            if entity is not None and id(obj) not in seen_deleted:
+            if entity is not None and id(obj) not in seen_deleted and (entity.name, obj.id) not in recorded:
                 state = inspect(obj)
                 changes = {f.name: (v, None) for f in recorded_fields(entity) if not _empty(v := _loaded_value(state, f))}
                 self._pending(session).setdefault(entity.name, []).append(Event(obj.id, DELETE, changes))

@@ -475,7 +475,7 @@ class RecordRules:
         for name, value in criteria.items():
             f = self.entity.field(name)
             column = getattr(self.model, f.column_name)
-            conditions.append(column == (value.id if f.stores_link else value))
+            conditions.append(column == (getattr(value, "id", value) if f.stores_link else value))  # a record or its id
         if current is not None and current.id is not None:
             conditions.append(self.model.id != current.id)
         query = select(func.count()).select_from(self.model).where(and_(*conditions))
