@@ -110,6 +110,15 @@ def test_a_delete_that_would_change_a_locked_record_is_refused(app, api):
     page = client.post(f"/vendor/delete/{vendor}", follow_redirects=True).data.decode()
     assert "in a locked state refer to this record" in page
     assert stored(app, "SELECT count(*) FROM vendor WHERE id = :id", id=vendor) == [(1,)]
+    # a bulk delete refuses those rows with the same reason and deletes the others
+    other = api.post("/api/v1/vendor/", json={"name": "V-other"}).json["id"]
+    bulk = api.post("/api/v1/vendor/bulk", json={"action": "delete", "ids": [vendor, other]})
+    assert bulk.status_code == 200 and bulk.json["done"] == [other], bulk.json
+    assert [r["id"] for r in bulk.json["refused"]] == [vendor]
+    assert "in a locked state refer to this record" in bulk.json["refused"][0]["reason"]
+    assert stored(app, 'SELECT vendor_id FROM "order" WHERE id = :id', id=pk) == [(vendor,)]
+    bulk = api.post("/api/v1/order/bulk", json={"action": "delete", "ids": [parent]})
+    assert bulk.json["done"] == [] and "1 × Line in a locked state" in bulk.json["refused"][0]["reason"], bulk.json
     # nothing locked links to it: the delete goes through
     free = api.post("/api/v1/vendor/", json={"name": "V-free"}).json["id"]
     new_order(api, "D4", vendor=free)

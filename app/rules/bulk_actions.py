@@ -305,7 +305,13 @@ class BulkAction:
 
     def _delete_chunk(self, ids, now, outcome) -> None:
         rows = self._found(ids, outcome)
-        blocked = self._blocking_references([i for i in ids if i in rows]) if self.may_delete else {}
+        present = [i for i in ids if i in rows]
+        blocked = {}
+        if self.may_delete and present:
+            from app.generate.references import locked_dependents  # a locked record must not change with these
+
+            blocked = locked_dependents(self.portal.spec, self.portal.models, self.session, self.entity, present)
+            blocked.update(self._blocking_references(present))
         going = []
         for row_id in ids:
             row = rows.get(row_id)
