@@ -26,7 +26,7 @@ from markupsafe import Markup
 from app import fab
 from app.generate import versions
 from app.generate.show_panels import show_panel
-from app.i18n import lazy
+from app.i18n import current_locale, lazy
 from app.rules.access import current_viewer
 from app.rules.workflows import (
     TransitionRefused,
@@ -43,13 +43,7 @@ from app.schema.spec import EntitySpec
 
 def _field_info(entity: EntitySpec, name: str) -> dict:
     f = entity.field(name)
-    return {"name": name, "label": f.label.get(_locale()), "type": f.type}
-
-
-def _locale() -> str:
-    from app.i18n import current_locale
-
-    return current_locale()
+    return {"name": name, "label": f.label.get(current_locale()), "type": f.type}
 
 
 def transitions_payload(entity: EntitySpec, item, viewer) -> dict:
@@ -296,7 +290,7 @@ class TransitionsViewMixin:
         labels = {f.name: f.label for f in self.entity.fields}
         for name, messages in errors.items():
             for message in messages:
-                flash(f"{labels[name].get(_locale())}: {message}" if name in labels else message, "danger")
+                flash(f"{labels[name].get(current_locale())}: {message}" if name in labels else message, "danger")
 
     @expose("/edit/<pk>", methods=["GET", "POST"])
     @has_access

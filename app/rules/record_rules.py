@@ -27,6 +27,7 @@ from flask_appbuilder.security.sqla.models import User
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, func, select
 
+from app.i18n import current_locale
 from app.rules.access import Viewer, current_viewer
 from app.rules.records import FieldError, clean_value, is_blank, record_id
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
@@ -189,7 +190,7 @@ class ExpressionStep(RuleStep):
         for rule in entity.rules:
             if rule.check.run(get) is False:  # null (an empty operand) is not a refusal, as in SQL CHECK
                 names = rule.fields or tuple(sorted({path[0] for path in rule.check.names}))[:1]
-                message = rule.message.get(_locale())  # asked only on a refusal: the user's locale costs a lookup
+                message = rule.message.get(current_locale())  # asked only on a refusal: the user's locale costs a lookup
                 for name in names:
                     ctx.error(name, message)
 
@@ -264,17 +265,8 @@ def duplicate_message(entity: EntitySpec, group) -> str:
     labels in the user's language. Forms, the API, imports and inline lines all say it this way."""
     if len(group) == 1:
         return str(_l("Already exists."))
-    fields = ", ".join(entity.field(name).label.get(_locale()) for name in group)
+    fields = ", ".join(entity.field(name).label.get(current_locale()) for name in group)
     return str(_l("A record with the same %(fields)s already exists.", fields=fields))
-
-
-def _locale() -> str:
-    from flask import has_request_context
-    from flask_babel import get_locale
-
-    if not has_request_context():
-        return "en"
-    return str(get_locale() or "en")
 
 
 def default_steps() -> list[RuleStep]:

@@ -32,7 +32,7 @@ from flask_babel import gettext
 from sqlalchemy import bindparam, event, func, inspect, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.i18n import lazy
+from app.i18n import current_locale, lazy
 from app.rules.flushes import CHUNK, chunks, link_ids_in_history, link_values
 from app.rules.record_rules import fit_formula_value
 from app.rules.records import filter_conditions
@@ -73,10 +73,8 @@ class ParentRuleRefused(RollupRefused):
         self.entity, self.rule = entity, rule
 
     def __str__(self) -> str:
-        from app.rules.record_rules import _locale
-
         return gettext("%(entity)s: %(message)s", entity=str(lazy(self.entity.label)) or self.entity.name,
-                       message=self.rule.message.get(_locale()))
+                       message=self.rule.message.get(current_locale()))
 
 
 class Rollups:
