@@ -202,14 +202,6 @@ class CommentsApiMixin:
             return self.response_404()
         return self.response(exc.status, message=exc.message)
 
-    def _comment_payload(self):
-        if not request.is_json:
-            raise CommentRefused(400, _l("Request is not JSON"))
-        payload = request.get_json(silent=True)
-        if not isinstance(payload, dict):
-            raise CommentRefused(400, _l("Request body must be a JSON object"))
-        return payload
-
     @api_expose("/<int:pk>/comments", methods=["GET"])
     @protect()
     @safe
@@ -249,7 +241,10 @@ class CommentsApiMixin:
         try:
             comments = Comments(self)
             comments.record(pk)
-            cid = comments.add(pk, self._comment_payload())
+            payload, not_json = self._json_object()  # apis.py: 400 unless a JSON object
+            if not_json is not None:
+                return not_json
+            cid = comments.add(pk, payload)
             return self.response(201, id=cid, result=comments.one(cid))
         except CommentRefused as exc:
             return self._refused(exc)
@@ -271,7 +266,10 @@ class CommentsApiMixin:
         try:
             comments = Comments(self)
             comments.comment(cid, pk)
-            comments.edit(cid, self._comment_payload(), pk)
+            payload, not_json = self._json_object()
+            if not_json is not None:
+                return not_json
+            comments.edit(cid, payload, pk)
             return self.response(200, id=cid, result=comments.one(cid))
         except CommentRefused as exc:
             return self._refused(exc)
