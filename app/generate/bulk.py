@@ -25,7 +25,7 @@ from app.generate.permissions import DELETE, EXPORT, permission
 from app.i18n import lazy
 from app.portal import current_portal
 from app.rules.access import current_viewer
-from app.rules import bulk_actions  # the module, read at call time: app.rules.history imports app.generate
+from app.rules import bulk_actions, workflows  # modules, read at call time: app.rules.history imports app.generate
 
 SHOWN_REFUSALS = 500  # rows listed on the result page (the API lists them all)
 
@@ -182,7 +182,7 @@ class BulkViewMixin(BulkEndpoint):
         if workflow and sm.has_access(permission("read"), name):
             viewer = current_viewer()
             choices += [(f"transition:{t.name}", lazy(t.label) if t.label else t.name)
-                        for t in workflow.transitions if bulk_actions.role_may_take(viewer, t)]
+                        for t in workflow.transitions if workflows.role_may_take(viewer, t)]
         if sm.has_access(permission(DELETE), name):
             choices.append(("delete", gettext("Delete")))
         if sm.has_access(permission(EXPORT), name):

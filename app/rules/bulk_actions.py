@@ -32,6 +32,7 @@ from flask_babel import gettext, lazy_gettext as _l
 from sqlalchemy import delete, func, select, update
 
 from app.rules import history, workflows  # modules, read at call time: history imports app.generate, which imports us
+from app.i18n import current_locale
 from app.rules.access import Viewer
 from app.rules.record_rules import AuditStep, ExpressionStep, RecordRules, RowScopeStep, UniqueStep, duplicate_message
 from app.schema.spec import VERSION_COLUMN, EntitySpec, TransitionSpec
@@ -87,12 +88,6 @@ def clean_ids(raw) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
-def role_may_take(viewer: Viewer, transition: TransitionSpec) -> bool:
-    """Whether one of the user's roles is named by the transition (Admin always is), whatever the record's state:
-    the transitions offered on the list page's action bar."""
-    return viewer.is_admin or bool({role.name for role in getattr(viewer.user, "roles", None) or []} & set(transition.roles))
-
-
 class BulkAction:
     """Bulk transitions and deletes of one entity for one viewer, in `session`'s transaction."""
 
@@ -146,8 +141,7 @@ class BulkAction:
             raise BulkRequestError(_l("No step named %(name)s.", name=str(name)[:60]))
         outcome = BulkOutcome()
         now = dt.datetime.now().replace(microsecond=0)
-        # as workflows.take stamps one record ("now" on a date field is the date)
-        stamps = self._column_values(workflows._fit_moments(self.entity, workflows.stamp_values(transition, self.user, now)))
+        stamps = self._column_values(workflows.stamp_values(transition, self.user, now))  # as workflows.take does
         written = {workflow.field, *stamps, *self.entity.formula_order}
         with history.writing_as("bulk", transition.name):
             for start in range(0, len(ids), CHUNK):
@@ -174,7 +168,7 @@ class BulkAction:
         refusals = {}  # without `when`, whether a row may take it depends only on its state: asked once per state
         needs = transition.require and gettext(
             "This step needs %(fields)s: take it on each record.",
-            fields=", ".join(str(self.entity.field(n).label.get(_locale())) for n in transition.require))
+            fields=", ".join(str(self.entity.field(n).label.get(current_locale())) for n in transition.require))
         state_field, forced = self.entity.workflow.field, self.rules.forced
         for row_id in ids:
             row = rows.get(row_id)
@@ -287,7 +281,7 @@ class BulkAction:
         parts = []
         for name, messages in errors.items():
             try:
-                label = self.entity.field(name).label.get(_locale())
+                label = self.entity.field(name).label.get(current_locale())
             except KeyError:
                 label = name
             parts += [f"{label}: {message}" for message in messages]
@@ -403,7 +397,3 @@ def _reason(refusal) -> str:
     return str(getattr(refusal, "message", refusal))
 
 
-def _locale() -> str:
-    from app.i18n import current_locale
-
-    return current_locale()

@@ -13,6 +13,7 @@ import datetime as dt
 
 from flask_babel import lazy_gettext as _l
 
+from app.i18n import current_locale
 from app.rules import history
 from app.rules.record_rules import RuleStep, WriteContext
 from app.rules.records import FieldError, is_blank
@@ -34,20 +35,15 @@ class TransitionRefused(Exception):
 
 # -- reading the spec ------------------------------------------------------------------------------
 
-def _locale() -> str:
-    from app.i18n import current_locale
-
-    return current_locale()
-
 
 def state_label(entity: EntitySpec, state) -> str:
     """A state's label in the user's language (the key itself if it is not a choice)."""
     label = entity.field(entity.workflow.field).choice_label(state)
-    return label.get(_locale()) if label is not None else str(state)
+    return label.get(current_locale()) if label is not None else str(state)
 
 
 def transition_label(transition: TransitionSpec) -> str:
-    return transition.label.get(_locale()) or transition.name
+    return transition.label.get(current_locale()) or transition.name
 
 
 def state_of(entity: EntitySpec, item):
@@ -61,7 +57,7 @@ def is_locked(entity: EntitySpec, item) -> bool:
 
 def _locked_message(entity: EntitySpec, state) -> str:
     return str(_l("%(entity)s is %(state)s: it can only change through its workflow.",
-                  entity=entity.label.get(_locale()), state=state_label(entity, state)))
+                  entity=entity.label.get(current_locale()), state=state_label(entity, state)))
 
 
 def locked_refusal(entity: EntitySpec, item) -> str | None:
@@ -77,8 +73,8 @@ def lines_parents(portal, child: EntitySpec) -> list:
 
 def locked_parent_message(child: EntitySpec, parent: EntitySpec, state) -> str:
     return str(_l("%(parent)s is %(state)s: its %(lines)s can only change through its workflow.",
-                  parent=parent.label.get(_locale()), state=state_label(parent, state),
-                  lines=child.label.get(_locale())))
+                  parent=parent.label.get(current_locale()), state=state_label(parent, state),
+                  lines=child.label.get(current_locale())))
 
 
 def _parent_state(rules, parent: EntitySpec, ref):
@@ -98,8 +94,11 @@ def _parent_state(rules, parent: EntitySpec, ref):
 
 # -- may a user take it -----------------------------------------------------------------------------
 
-def _role_names(viewer) -> set[str]:
-    return {role.name for role in getattr(viewer.user, "roles", None) or []}
+def role_may_take(viewer, transition: TransitionSpec) -> bool:
+    """Whether one of the user's roles is named by the transition (Admin always is), whatever the record's state
+    (also the transitions a list page's action bar offers)."""
+    return viewer.is_admin or bool({role.name for role in getattr(viewer.user, "roles", None) or []}
+                                   & set(transition.roles))
 
 
 def _record_reader(item):
@@ -118,7 +117,7 @@ def may_take(viewer, entity: EntitySpec, item, transition: TransitionSpec | None
     if transition is None or entity.workflow is None:
         return TransitionRefused(404, _l("No such transition."))
     name = transition_label(transition)
-    if not viewer.is_admin and not (_role_names(viewer) & set(transition.roles)):
+    if not role_may_take(viewer, transition):
         return TransitionRefused(403, _l("Your role may not take the transition '%(transition)s'.", transition=name))
     unreadable = viewer.unreadable(entity.name)  # hidden or masked for this user
     if entity.workflow.field in unreadable:  # the buttons would tell the state
@@ -145,7 +144,8 @@ def available(viewer, entity: EntitySpec, item) -> list[TransitionSpec]:
 # -- taking it ---------------------------------------------------------------------------------------
 
 def stamp_values(transition: TransitionSpec, user, now: dt.datetime) -> dict:
-    """The transition's `set:` values with "now", "today" and "current_user" resolved (literals as they are)."""
+    """The transition's `set:` values with "now", "today" and "current_user" resolved (literals as they are). The
+    checker lets `now` stamp datetime fields only and `today` date fields only (E417)."""
     values = {}
     for name, value in transition.set:
         if value == "current_user":
@@ -155,17 +155,6 @@ def stamp_values(transition: TransitionSpec, user, now: dt.datetime) -> dict:
         elif value == "today":
             value = now.date()
         values[name] = value
-    return values
-
-
-def _fit_moments(entity: EntitySpec, values: dict) -> dict:
-    """`now` on a date field is today's date; `today` on a datetime field is today at midnight."""
-    for name, value in values.items():
-        f = entity.field(name)
-        if isinstance(value, dt.datetime) and f.type == "date":
-            values[name] = value.date()
-        elif type(value) is dt.date and f.type == "datetime":
-            values[name] = dt.datetime.combine(value, dt.time())
     return values
 
 
@@ -210,7 +199,7 @@ def take(rules, item, name: str, values: dict) -> None:
         raise TransitionRefused(422, _l("Fill in what '%(transition)s' needs.",
                                         transition=transition_label(transition)), errors)
     now = dt.datetime.now().replace(microsecond=0)
-    new_values = {**cleaned, **_fit_moments(entity, stamp_values(transition, _current_user(rules), now)),
+    new_values = {**cleaned, **stamp_values(transition, _current_user(rules), now),
                   entity.workflow.field: transition.target}
     ctx = rules.context(new_values, False, TRANSITION_SOURCE, item)
     errors = rules.check(ctx)
@@ -356,7 +345,7 @@ class WorkflowStep(RuleStep):
             ctx.error(name, _locked_message(entity, stored_state))
         elif name in ctx.values and ctx.values[name] != stored_state:
             ctx.error(name, _l("%(field)s only changes through its transitions: %(transitions)s.",
-                               field=entity.field(name).label.get(_locale()),
+                               field=entity.field(name).label.get(current_locale()),
                                transitions=self._transition_names(entity)))
 
     @staticmethod
@@ -369,7 +358,7 @@ class WorkflowStep(RuleStep):
             ctx.values[name] = f.default
         elif name in ctx.values and value != f.default:
             ctx.error(name, _l("%(field)s starts as %(state)s; change it with a transition.",
-                               field=f.label.get(_locale()), state=state_label(entity, f.default)))
+                               field=f.label.get(current_locale()), state=state_label(entity, f.default)))
 
     @staticmethod
     def _transition_names(entity: EntitySpec) -> str:
