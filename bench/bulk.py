@@ -28,7 +28,7 @@ from sqlalchemy import text
 
 from app.portal import portal_of
 
-from .common import median, pg_schema, row, spread
+from .common import median, pg_schema, release, row, spread
 from .reports import _app
 
 REPEAT = 7
@@ -142,9 +142,7 @@ def run(pg: str | None = None) -> list[str]:
         with pg_schema(pg) as url:
             app = _app(url)
             lines += ["", *measure(app, "PostgreSQL")]
-            with app.app_context():
-                app.appbuilder.session.remove()
-                app.appbuilder.session.get_bind().dispose()
+            release(app)
     return lines
 
 

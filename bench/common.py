@@ -55,6 +55,13 @@ def pg_schema(base_url: str):
         engine.dispose()
 
 
+def release(app) -> None:
+    """Close an app's sessions and pooled connections (before its PostgreSQL schema is dropped)."""
+    with app.app_context():
+        app.appbuilder.session.remove()
+        app.appbuilder.session.get_bind().dispose()
+
+
 def pg_url() -> str | None:
     return os.environ.get("PORTAL_BENCH_PG")
 

@@ -142,7 +142,7 @@ def run(pg: str | None = None) -> list[str]:
         with pg_schema(pg) as url_on, pg_schema(pg) as url_off:
             more_costs, more_pages = measure(url_on, url_off, work, "PostgreSQL")
             costs, pages = costs + more_costs, pages + more_pages
-    return ([f"### History: with vs without `history: true` (median of interleaved runs, min–max)", "",
+    return (["### History: with vs without `history: true` (median of interleaved runs, min–max)", "",
              row("measure", "without history", "with history", "ratio", "goal"), row("---", "---", "---", "---", "---")]
             + costs + ["", f"### Detail page with its timeline: 10 vs {EVENTS:,} events, ms per page (median, min–max)", "",
                        row("database", "10 events", f"{EVENTS:,} events", "ratio", "goal"),

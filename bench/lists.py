@@ -31,7 +31,7 @@ from app.generate.paged_api import LIST_ARGS_SCHEMA
 from app.generate.paging import Cursor
 from app.portal import portal_of
 
-from .common import pg_schema, row
+from .common import pg_schema, release, row
 from .reports import fill
 
 SIZES = (10_000, 1_000_000)
@@ -194,9 +194,7 @@ def run(pg: str | None = None) -> list[str]:
             seconds = sum(fill(app, size) for size, app in apps.items())
             lines += measure(apps, "PostgreSQL") + ["", f"PostgreSQL fill (COPY): {sum(SIZES):,} rows in {seconds:.1f} s.", ""]
             for app in apps.values():
-                with app.app_context():
-                    app.appbuilder.session.remove()
-                    app.appbuilder.session.get_bind().dispose()
+                release(app)
     return lines + rison_validation()
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import event
 from app import create_app
 from app.portal import portal_of
 
-from .common import pg_schema, row
+from .common import pg_schema, release, row
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = (20, 2000)
@@ -104,9 +104,7 @@ def run(pg: str | None = None) -> list[str]:
             portals = {n: _app(stack.enter_context(pg_schema(pg)), n) for n in WORKERS}
             lines += measure(portals, "PostgreSQL")
             for app, _client in portals.values():
-                with app.app_context():
-                    app.appbuilder.session.remove()
-                    app.appbuilder.session.get_bind().dispose()
+                release(app)
     return lines
 
 

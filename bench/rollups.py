@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from app.portal import portal_of
 
-from .common import interleaved, median, pg_schema, row, spread
+from .common import interleaved, median, pg_schema, release, row, spread
 from .reports import ROWS, _app, fill
 
 REPEAT = 5
@@ -112,9 +112,7 @@ def run(pg: str | None = None) -> list[str]:
             app = _app(url)
             fill(app)
             lines += ["", *measure(app, "PostgreSQL")]
-            with app.app_context():
-                app.appbuilder.session.remove()
-                app.appbuilder.session.get_bind().dispose()
+            release(app)
     return lines
 
 
