@@ -39,6 +39,7 @@ from app.generate.show_panels import show_panel
 from app.i18n import lazy
 from app.portal import current_portal
 from app.rules.access import current_viewer
+from app.rules.workflows import is_locked
 from app.schema.spec import EntitySpec, FieldSpec, snake_case
 
 MAX_FILES_PER_REQUEST = 20
@@ -50,11 +51,6 @@ def _table():
 
 def _session():
     return current_app.appbuilder.session
-
-
-def is_locked(entity: EntitySpec, item) -> bool:
-    workflow = entity.workflow
-    return bool(workflow and getattr(item, workflow.field, None) in workflow.locked)
 
 
 def file_fields(entity: EntitySpec) -> dict[str, FieldSpec]:
