@@ -66,9 +66,13 @@ def locked_refusal(entity: EntitySpec, item) -> str | None:
 
 
 def lines_parents(portal, child: EntitySpec) -> list:
-    """(parent, back link) of each workflow entity with `locked` states that edits `child` as its `lines:`."""
-    return [(parent, portal.back_link(child.name, parent.name)) for parent in portal.entities
-            if child.name in parent.lines and parent.workflow is not None and parent.workflow.locked]
+    """(parent, back link) of each workflow entity with `locked` states that edits `child` as its `lines:`.
+    Asked on every write of every entity: worked out once per entity, kept on the (immutable) spec."""
+    memo = portal.__dict__.setdefault("_lines_parents_memo", {})
+    if child.name not in memo:
+        memo[child.name] = [(parent, portal.back_link(child.name, parent.name)) for parent in portal.entities
+                            if child.name in parent.lines and parent.workflow is not None and parent.workflow.locked]
+    return memo[child.name]
 
 
 def locked_parent_message(child: EntitySpec, parent: EntitySpec, state) -> str:
