@@ -436,9 +436,9 @@ class HistoryRecorder:
             return
         user_id, username = current_author()
         connection = session.connection()
-        for model, entity in self.entities.items():
-            if pending.get(entity.name):
-                write_history(connection, self.metadata, entity, pending[entity.name], user_id, username)
+        for name, events in pending.items():
+            if events:
+                write_history(connection, self.metadata, self.by_name[name], events, user_id, username)
 
     def forget(self, session, *args) -> None:
         session.info.pop(PENDING_KEY, None)
