@@ -34,11 +34,12 @@ from sqlalchemy import delete, func, select, update
 from app.rules import history, workflows  # modules, read at call time: history imports app.generate, which imports us
 from app.i18n import current_locale
 from app.rules.access import Viewer
+from app.rules.flushes import chunks
 from app.rules.record_rules import AuditStep, ExpressionStep, RecordRules, RowScopeStep, UniqueStep, duplicate_message
 from app.schema.spec import VERSION_COLUMN, EntitySpec, TransitionSpec
 
 MAX_ROWS = 10_000  # ids per call, or rows a filter may match
-CHUNK = 1_000  # rows read, checked and written together (and the size of each IN (...) list)
+CHUNK = 1_000  # rows a bulk delete reads, checks and deletes together
 TRANSITION_ACTION, DELETE_ACTION = "transition", "delete"
 ACTIONS = (TRANSITION_ACTION, DELETE_ACTION)
 
@@ -109,21 +110,28 @@ class BulkAction:
         self._touched: dict = defaultdict(set)  # rollup parents to refresh once at the end: (child, link) -> ids
 
     # -- reading ----------------------------------------------------------------------------------------
-    def _rows(self, ids: list[int]) -> dict:
-        """The stored rows among `ids` that are in the viewer's scope: fields by name, links as ids."""
-        fields = [f for f in self.entity.fields if not f.kind.multiple]
-        # labelled by field name: a row reads like a record (`row.worker` is the linked id, as imports carry it)
-        columns = [self.table.c.id] + [self.table.c[f.column_name].label(f.name) for f in fields]
-        query = select(*columns).where(self.table.c.id.in_(ids))
+    def _read(self, ids: list[int], names) -> list:
+        """(id, *names) of the stored rows among `ids` that are in the viewer's scope (links as ids), locked FOR
+        UPDATE on PostgreSQL so that the checks hold until this transaction ends."""
+        columns = [self.table.c.id] + [self.table.c[self.entity.field(name).column_name] for name in names]
         scope = self.viewer.row_clause(self.entity.name, self.portal.models)
-        if scope is not None:
-            query = query.where(scope)
-        if self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(of=self.table)  # the checks below hold until this transaction ends
-        result = self.session.execute(query)
-        names = list(result.keys())
+        dialect = self.session.get_bind().dialect
+        rows = []
+        for part in chunks(ids, ids_per_statement(dialect)):
+            query = select(*columns).where(self.table.c.id.in_(part))
+            if scope is not None:
+                query = query.where(scope)
+            if dialect.name == "postgresql":
+                query = query.with_for_update(of=self.table)
+            rows += self.session.execute(query).all()
+        return rows
+
+    def _rows(self, ids: list[int]) -> dict:
+        """The stored rows among `ids` in the viewer's scope, every field by name (links as ids, as imports carry
+        them): plain attributes, read many times per row by the checks (cheaper than Row's)."""
+        names = ["id"] + [f.name for f in self.entity.fields if not f.kind.multiple]
         rows = {}
-        for values in result:  # plain attributes (read many times per row by the checks), cheaper than Row's
+        for values in self._read(ids, names[1:]):
             row = rows[values[0]] = SimpleNamespace()
             row.__dict__.update(zip(names, values))
         return rows
@@ -142,19 +150,37 @@ class BulkAction:
         outcome = BulkOutcome()
         now = dt.datetime.now().replace(microsecond=0)
         stamps = self._column_values(workflows.stamp_values(transition, self.user, now))  # as workflows.take does
-        written = {workflow.field, *stamps, *self.entity.formula_order}
+        written = frozenset({workflow.field, *stamps, *self.entity.formula_order})
         with history.writing_as("bulk", transition.name):
-            for start in range(0, len(ids), CHUNK):
-                self._transition_chunk(transition, ids[start:start + CHUNK], stamps, written, now, outcome)
+            self._transition_rows(transition, ids, stamps, written, now, outcome)
             self._after_write(now)
         return outcome
 
+    def _deciding_fields(self, transition: TransitionSpec, written: frozenset) -> tuple[str, ...] | None:
+        """The stored fields a row's outcome depends on: its state and what `when` reads (`may_take`), the old
+        values of the fields written (history) and what every rule step reads on this edit (`edit_reads`). Rows
+        with the same values of these are checked once, together. None: a step reads more (a portal's own step,
+        a transition writing a unique field): each row is checked on its own."""
+        read = set(written) | {self.entity.workflow.field}
+        if transition.when is not None:
+            read |= {path[0] for path in transition.when.names}
+        for step in self.rules.steps:
+            more = step.edit_reads(self.rules, written)
+            if more is None:
+                return None
+            read |= more
+        return tuple(sorted(read))
+
     def _with_links(self, row, transition: TransitionSpec):
         """The row as `when` reads it: a condition through a link (`worker.active`) gets the linked record."""
-        if transition.when is None or all(len(path) == 1 for path in transition.when.names):
+        through = {path[0] for path in transition.when.names if len(path) > 1} if transition.when is not None else ()
+        if not through:
             return row
-        linked = {f.name: self.rules.linked(f, getattr(row, f.name)) for f in self.entity.fields
-                  if f.stores_link and not f.kind.to_users and getattr(row, f.name) is not None}
+        linked = {}
+        for name in through:
+            f, value = self.entity.field(name), getattr(row, name)
+            if f.stores_link and not f.kind.to_users and value is not None:
+                linked[name] = self.rules.linked(f, value)
         return SimpleNamespace(**{**vars(row), **linked})
 
     def _column_values(self, values: dict) -> dict:
@@ -162,48 +188,64 @@ class BulkAction:
         return {name: getattr(value, "id", value) if self.entity.field(name).stores_link else value
                 for name, value in values.items()}
 
-    def _transition_chunk(self, transition, ids, stamps, written, now, outcome) -> None:
-        rows = self._found(ids, outcome)
-        batch = []
-        refusals = {}  # without `when`, whether a row may take it depends only on its state: asked once per state
+    def _transition_rows(self, transition, ids, stamps, written, now, outcome) -> None:
+        """Every row checked, then written set-based. Rows that agree on every field their outcome depends on
+        (`_deciding_fields`) share one check and one changes dict: approving 10,000 entries of a few hundred
+        day rates checks a few hundred records; the others get the verdict their values got."""
+        deciding = self._deciding_fields(transition, written)
+        shared = deciding is not None
+        names = deciding if shared else tuple(f.name for f in self.entity.fields if not f.kind.multiple)
+        feeds = self._rollup_links()
+        rows = self._read(ids, [*names, *feeds])
+        by_id = {row[0]: row for row in rows}
+        width = 1 + len(names)
+        start = 1 if shared else 0  # the row's id decides its outcome only when a step reads more than it says
+        groups: dict[tuple, list[int]] = {}  # deciding values -> ids (in request order)
+        for row_id in ids:
+            row = by_id.get(row_id)
+            if row is not None:
+                groups.setdefault(row[start:width], []).append(row_id)
+        stored_row = _stored_row_class(self.entity, names) if shared else SimpleNamespace
+        state_field, forced = self.entity.workflow.field, self.rules.forced
         needs = transition.require and gettext(
             "This step needs %(fields)s: take it on each record.",
             fields=", ".join(str(self.entity.field(n).label.get(current_locale())) for n in transition.require))
-        state_field, forced = self.entity.workflow.field, self.rules.forced
-        for row_id in ids:
-            row = rows.get(row_id)
-            if row is None:
-                continue
-            key = getattr(row, state_field) if transition.when is None else row_id
-            if key not in refusals:
+        reasons: dict[tuple, str | None] = {}  # group -> why its rows are refused (None: they pass)
+        refusals = {}  # without `when`, whether a row may take it depends only on its state: asked once per state
+        batch, keys = [], []
+        for key, members in groups.items():
+            row = stored_row(id=members[0], **dict(zip(names, by_id[members[0]][1:width])))
+            memo = getattr(row, state_field) if transition.when is None else key
+            if memo not in refusals:
                 refusal = workflows.may_take(self.viewer, self.entity, self._with_links(row, transition), transition)
-                refusals[key] = _reason(refusal) if refusal is not None else needs
-            if refusals[key]:
-                outcome.refused.append((row_id, refusals[key]))
+                refusals[memo] = _reason(refusal) if refusal is not None else needs
+            if refusals[memo]:
+                reasons[key] = refusals[memo]
                 continue
             ctx = self.rules.context({state_field: transition.target, **stamps}, False, workflows.TRANSITION_SOURCE,
-                                     current=row, record_id=row_id)
+                                     current=row, record_id=row.id)
             for name in forced:  # the row is in its scope already: the checks read its own values
                 if name not in stamps and name != state_field:
                     ctx.values.pop(name, None)
             batch.append(ctx)
+            keys.append(key)
         self._check(batch, written)
         passed = []
-        for ctx in batch:
+        for key, ctx in zip(keys, batch):
             if ctx.errors:
-                outcome.refused.append((ctx.current.id, self._errors_text(ctx.errors)))
+                reasons[key] = self._errors_text(ctx.errors)
             else:
                 passed.append(ctx)
         for step in self.rules.steps:
-            # the audit stamp is the UPDATE's (one clock per chunk); a row keeps its scope; formulas were computed by
+            # the audit stamp is the UPDATE's (one clock per call); a row keeps its scope; formulas were computed by
             # the check, and no step before them in before_write changes what they read on an existing record
             if not isinstance(step, (AuditStep, RowScopeStep, ExpressionStep)):
                 step.before_write_many(passed)
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        shared: dict[tuple, dict] = {}  # rows with the same changes share one dict (history writes its JSON once)
-        events = self._events
         links = self._link_names
-        for ctx in passed:
+        plans: dict[tuple, tuple] = {}  # group -> (its changes, its UPDATE's new values, rollup links to note)
+        for key, ctx in zip(keys, batch):
+            if ctx.errors:
+                continue
             row, values = ctx.current, ctx.values
             changed = []
             for name in written:
@@ -213,21 +255,42 @@ class BulkAction:
                         new = getattr(new, "id", new)
                     if new != old:
                         changed.append((name, old, new))
-            key = tuple(changed)
-            changes = shared.get(key)
-            if changes is None:
-                changes = shared[key] = {name: (old, new) for name, old, new in changed}
-            groups[tuple((name, new) for name, _, new in changed)].append(row.id)  # one UPDATE per set of new values
-            events.append(history.Event(row.id, history.TRANSITION, changes, transition.name))
+            names_changed = {name for name, _, _ in changed}
+            plans[key] = ({name: (old, new) for name, old, new in changed},  # shared: history encodes it once
+                          tuple((name, new) for name, _, new in changed),
+                          [(self._touched[(self.entity.name, link)], width + i) for i, link in enumerate(feeds)
+                           if self.portal.rollups.watched[self.entity.name][link] & names_changed])
+        updates: dict[tuple, list[int]] = defaultdict(list)  # new values -> ids: one UPDATE each
+        events, done, refused, name = self._events, outcome.done, outcome.refused, transition.name
+        for row_id in ids:
+            row = by_id.get(row_id)
+            if row is None:
+                refused.append((row_id, not_found()))
+                continue
+            key = row[start:width]
+            plan = plans.get(key)
+            if plan is None:
+                refused.append((row_id, reasons[key]))
+                continue
+            changes, new_values, notes = plan
+            done.append(row_id)
+            updates[new_values].append(row_id)
+            events.append(history.Event(row_id, history.TRANSITION, changes, name))
+            for parents, position in notes:
+                parents.add(row[position])
         audit = self.rules.audit_values(False, now)
-        touched = self._touched
-        for changed, group_ids in groups.items():
-            new_values = {self.entity.field(name).column_name: new for name, new in changed}
-            self.session.execute(
-                update(self.table).where(self.table.c.id.in_(group_ids)).values(
-                    **new_values, **audit, **{VERSION_COLUMN: self.table.c[VERSION_COLUMN] + 1}))
-            self._note_parents(touched, [rows[i] for i in group_ids], {name for name, _ in changed})
-        outcome.done += [ctx.current.id for ctx in passed]
+        version = {VERSION_COLUMN: self.table.c[VERSION_COLUMN] + 1}
+        per_statement = ids_per_statement(self.session.get_bind().dialect)
+        for new_values, group_ids in updates.items():
+            columns = {self.entity.field(name).column_name: new for name, new in new_values}
+            for part in chunks(group_ids, per_statement):
+                self.session.execute(update(self.table).where(self.table.c.id.in_(part))
+                                     .values(**columns, **audit, **version))
+
+    def _rollup_links(self) -> tuple[str, ...]:
+        """The links through which rows of this entity feed rollups (their parents are refreshed after the write)."""
+        rollups = self.portal.rollups
+        return tuple(sorted(rollups.watched.get(self.entity.name, {}))) if rollups else ()
 
     def _check(self, batch: list, written=()) -> None:
         """Every rule step's check over the batch. Formulas and `rules:` (ExpressionStep) depend only on the values
@@ -395,5 +458,31 @@ def forget_attachments(session, entity: EntitySpec, ids: list[int]) -> None:
 
 def _reason(refusal) -> str:
     return str(getattr(refusal, "message", refusal))
+
+
+def ids_per_statement(dialect) -> int:
+    """Ids one `IN (...)` may carry: SQLite binds at most 32,766 values per statement since 3.32 (999 before);
+    PostgreSQL takes a whole call's (the statement has a few values besides the ids)."""
+    if dialect.name == "sqlite":
+        import sqlite3
+
+        return 32_000 if sqlite3.sqlite_version_info >= (3, 32) else 900
+    return MAX_ROWS
+
+
+class StoredRow(SimpleNamespace):
+    """A stored row as the checks of a bulk transition see it: the fields they read (RuleStep.edit_reads). Reading a
+    field that was not read raises, so a step that reads more than it declares fails instead of reading None."""
+
+    unread: frozenset = frozenset()
+
+    def __getattr__(self, name):
+        if name in self.unread:
+            raise LookupError(f"{name} was not read for a bulk transition: declare it in the rule step's edit_reads")
+        raise AttributeError(name)
+
+
+def _stored_row_class(entity: EntitySpec, names) -> type:
+    return type("StoredRow", (StoredRow,), {"unread": frozenset(f.name for f in entity.fields) - set(names)})
 
 
