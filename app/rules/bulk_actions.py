@@ -24,17 +24,18 @@ transition source (WorkflowStep lets the state change) and history says path "bu
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from flask_babel import gettext, lazy_gettext as _l
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ARRAY, Integer, any_, bindparam, delete, func, select, type_coerce, update
+from sqlalchemy.types import NullType
 
 from app.rules import history, workflows  # modules, read at call time: history imports app.generate, which imports us
 from app.i18n import current_locale
 from app.rules.access import Viewer
-from app.rules.flushes import chunks
 from app.rules.record_rules import AuditStep, ExpressionStep, RecordRules, RowScopeStep, UniqueStep, duplicate_message
 from app.schema.spec import VERSION_COLUMN, EntitySpec, TransitionSpec
 
@@ -98,6 +99,7 @@ class BulkAction:
         self.may_delete = may_delete
         self.model = portal.models[entity.name]
         self.table = self.model.__table__
+        self._dialect = session.get_bind().dialect
         self.rules = RecordRules(portal.spec, entity, portal.models, session, viewer)
         self._link_names = {f.name for f in entity.fields if f.stores_link}
         # what the formulas and `rules:` read (top-level names; a link's id stands for what is read through it)
@@ -110,21 +112,27 @@ class BulkAction:
         self._touched: dict = defaultdict(set)  # rollup parents to refresh once at the end: (child, link) -> ids
 
     # -- reading ----------------------------------------------------------------------------------------
-    def _read(self, ids: list[int], names) -> list:
+    def _read(self, ids: list[int], names, raw: bool = False) -> list:
         """(id, *names) of the stored rows among `ids` that are in the viewer's scope (links as ids), locked FOR
-        UPDATE on PostgreSQL so that the checks hold until this transaction ends."""
-        columns = [self.table.c.id] + [self.table.c[self.entity.field(name).column_name] for name in names]
+        UPDATE on PostgreSQL so that the checks hold until this transaction ends. `raw` (SQLite): values as the
+        driver gives them (a decimal as a float, a date as text), for `_typed` to convert the rows that need it."""
+        columns = [self.table.c[self.entity.field(name).column_name] for name in names]
+        if raw:
+            columns = [type_coerce(column, NullType()) for column in columns]
+        query = select(self.table.c.id, *columns).where(id_in(self.table.c.id, ids, self._dialect))
         scope = self.viewer.row_clause(self.entity.name, self.portal.models)
-        dialect = self.session.get_bind().dialect
-        rows = []
-        for part in chunks(ids, ids_per_statement(dialect)):
-            query = select(*columns).where(self.table.c.id.in_(part))
-            if scope is not None:
-                query = query.where(scope)
-            if dialect.name == "postgresql":
-                query = query.with_for_update(of=self.table)
-            rows += self.session.execute(query).all()
-        return rows
+        if scope is not None:
+            query = query.where(scope)
+        if self._dialect.name == "postgresql":
+            query = query.with_for_update(of=self.table)
+        return self.session.execute(query).all()
+
+    def _typed(self, names) -> list:
+        """One converter per field of `names` (None: as it comes) from a raw SQLite value to the field's value, as
+        a typed SELECT gives it (the column type's own result processor)."""
+        dialect = self._dialect
+        return [self.table.c[self.entity.field(name).column_name].type.dialect_impl(dialect)
+                .result_processor(dialect, None) for name in names]
 
     def _rows(self, ids: list[int]) -> dict:
         """The stored rows among `ids` in the viewer's scope, every field by name (links as ids, as imports carry
@@ -196,7 +204,12 @@ class BulkAction:
         shared = deciding is not None
         names = deciding if shared else tuple(f.name for f in self.entity.fields if not f.kind.multiple)
         feeds = self._rollup_links()
-        rows = self._read(ids, [*names, *feeds])
+        # SQLite gives decimals as floats and dates as text, converted in Python: rows are grouped by those raw
+        # values (the same raw value, the same typed one) and only each group's first row is converted for the
+        # checks (10,000 rows' conversions cost more than the checks). PostgreSQL's driver converts them in C.
+        raw = self._dialect.name == "sqlite"
+        rows = self._read(ids, [*names, *feeds], raw=raw)
+        typed = self._typed(names) if raw else [None] * len(names)
         by_id = {row[0]: row for row in rows}
         width = 1 + len(names)
         start = 1 if shared else 0  # the row's id decides its outcome only when a step reads more than it says
@@ -214,7 +227,8 @@ class BulkAction:
         refusals = {}  # without `when`, whether a row may take it depends only on its state: asked once per state
         batch, keys = [], []
         for key, members in groups.items():
-            row = stored_row(id=members[0], **dict(zip(names, by_id[members[0]][1:width])))
+            row = stored_row(id=members[0], **{name: value if value is None or convert is None else convert(value)
+                                               for name, value, convert in zip(names, by_id[members[0]][1:width], typed)})
             memo = getattr(row, state_field) if transition.when is None else key
             if memo not in refusals:
                 refusal = workflows.may_take(self.viewer, self.entity, self._with_links(row, transition), transition)
@@ -280,12 +294,10 @@ class BulkAction:
                 parents.add(row[position])
         audit = self.rules.audit_values(False, now)
         version = {VERSION_COLUMN: self.table.c[VERSION_COLUMN] + 1}
-        per_statement = ids_per_statement(self.session.get_bind().dialect)
         for new_values, group_ids in updates.items():
             columns = {self.entity.field(name).column_name: new for name, new in new_values}
-            for part in chunks(group_ids, per_statement):
-                self.session.execute(update(self.table).where(self.table.c.id.in_(part))
-                                     .values(**columns, **audit, **version))
+            self.session.execute(update(self.table).where(id_in(self.table.c.id, group_ids, self._dialect))
+                                 .values(**columns, **audit, **version))
 
     def _rollup_links(self) -> tuple[str, ...]:
         """The links through which rows of this entity feed rollups (their parents are refreshed after the write)."""
@@ -460,14 +472,15 @@ def _reason(refusal) -> str:
     return str(getattr(refusal, "message", refusal))
 
 
-def ids_per_statement(dialect) -> int:
-    """Ids one `IN (...)` may carry: SQLite binds at most 32,766 values per statement since 3.32 (999 before);
-    PostgreSQL takes a whole call's (the statement has a few values besides the ids)."""
+def id_in(column, ids: list[int], dialect):
+    """`column IN (ids)` with the ids as one bound value: a JSON array on SQLite (json_each), an array on PostgreSQL
+    (= ANY). SQLAlchemy binds and renders each id of an IN list, which costs more than the database's own work at
+    thousands of ids, and SQLite binds at most 32,766 values per statement."""
     if dialect.name == "sqlite":
-        import sqlite3
-
-        return 32_000 if sqlite3.sqlite_version_info >= (3, 32) else 900
-    return MAX_ROWS
+        return column.in_(select(func.json_each(json.dumps(ids)).table_valued("value").c.value))
+    if dialect.name == "postgresql":
+        return column == any_(bindparam(None, ids, type_=ARRAY(Integer)))
+    return column.in_(ids)
 
 
 class StoredRow(SimpleNamespace):
