@@ -7,10 +7,14 @@ e.g. `approved`, then `rules:`). Refused rows are reported with their reason and
 
 The rows that pass are written set-based, because approving 10,000 entries one ORM flush at a time is slow:
 
-- rows are read with one core SELECT per chunk (locked FOR UPDATE on PostgreSQL, so the checks hold until commit);
+- a transition reads its rows with one core SELECT (locked FOR UPDATE on PostgreSQL, so the checks hold until
+  commit), only the fields their outcome depends on: the state, what `when` reads, the old values of the fields
+  it writes and what the rule steps declare they read on such an edit (`RuleStep.edit_reads`). Rows with the same
+  values of those are checked once, together (a step that declares nothing: each row on its own);
 - the record rules run through `check_many` / `before_write_many`, as an import chunk does;
 - rows that get the same new values share one `UPDATE ... WHERE id IN (...)` (plus row_version + 1 and the audit
-  stamp); a delete is one `DELETE ... WHERE id IN (...)` per chunk (the database cascades as it does for one);
+  stamp), the ids bound as one value (`id_in`); a delete is one `DELETE ... WHERE id IN (...)` per chunk (the
+  database cascades as it does for one);
 - one history INSERT per call (app/rules/history.py, path "bulk"), and the rollups over the entity refreshed once
   with `Rollups.refresh`, as the importer does after its bulk write.
 
@@ -198,37 +202,69 @@ class BulkAction:
 
     def _transition_rows(self, transition, ids, stamps, written, now, outcome) -> None:
         """Every row checked, then written set-based. Rows that agree on every field their outcome depends on
-        (`_deciding_fields`) share one check and one changes dict: approving 10,000 entries of a few hundred
-        day rates checks a few hundred records; the others get the verdict their values got."""
-        deciding = self._deciding_fields(transition, written)
-        shared = deciding is not None
-        names = deciding if shared else tuple(f.name for f in self.entity.fields if not f.kind.multiple)
+        (`_deciding_fields`) share one check, one changes dict and one UPDATE: approving 10,000 entries of a few
+        hundred day rates checks a few hundred records, and each row gets the verdict its values got."""
+        grouped = self._grouped_rows(ids, self._deciding_fields(transition, written))
+        plans, reasons = self._check_groups(transition, grouped, stamps, written)
+        updates: dict[tuple, list[int]] = defaultdict(list)  # new values -> ids: one UPDATE each
+        events, done, refused, name = self._events, outcome.done, outcome.refused, transition.name
+        for row_id in ids:  # the outcome in the order asked
+            row = grouped.rows.get(row_id)
+            if row is None:
+                refused.append((row_id, not_found()))
+                continue
+            key = row[grouped.key]
+            plan = plans.get(key)
+            if plan is None:
+                refused.append((row_id, reasons[key]))
+                continue
+            changes, new_values, parents_noted = plan
+            done.append(row_id)
+            updates[new_values].append(row_id)
+            events.append(history.Event(row_id, history.TRANSITION, changes, name))
+            for parents, position in parents_noted:
+                parents.add(row[position])
+        audit = self.rules.audit_values(False, now)
+        version = {VERSION_COLUMN: self.table.c[VERSION_COLUMN] + 1}
+        for new_values, group_ids in updates.items():
+            columns = {self.entity.field(name).column_name: new for name, new in new_values}
+            self.session.execute(update(self.table).where(id_in(self.table.c.id, group_ids, self._dialect))
+                                 .values(**columns, **audit, **version))
+
+    def _grouped_rows(self, ids: list[int], deciding: tuple[str, ...] | None) -> "_Grouped":
+        """The rows among `ids` in scope, grouped by the values of the `deciding` fields (None: each row alone, every
+        field read), with the links that feed rollups after those fields."""
+        names = deciding if deciding is not None else tuple(f.name for f in self.entity.fields if not f.kind.multiple)
         feeds = self._rollup_links()
         # SQLite gives decimals as floats and dates as text, converted in Python: rows are grouped by those raw
         # values (the same raw value, the same typed one) and only each group's first row is converted for the
         # checks (10,000 rows' conversions cost more than the checks). PostgreSQL's driver converts them in C.
         raw = self._dialect.name == "sqlite"
-        rows = self._read(ids, [*names, *feeds], raw=raw)
-        typed = self._typed(names) if raw else [None] * len(names)
-        by_id = {row[0]: row for row in rows}
+        rows = {row[0]: row for row in self._read(ids, [*names, *feeds], raw=raw)}
         width = 1 + len(names)
-        start = 1 if shared else 0  # the row's id decides its outcome only when a step reads more than it says
-        groups: dict[tuple, list[int]] = {}  # deciding values -> ids (in request order)
+        key = slice(0 if deciding is None else 1, width)  # the id is part of the key only when each row is alone
+        groups: dict[tuple, list[int]] = {}
         for row_id in ids:
-            row = by_id.get(row_id)
+            row = rows.get(row_id)
             if row is not None:
-                groups.setdefault(row[start:width], []).append(row_id)
-        stored_row = _stored_row_class(self.entity, names) if shared else SimpleNamespace
+                groups.setdefault(row[key], []).append(row_id)
+        return _Grouped(names, rows, key, groups, feeds, width,
+                        self._typed(names) if raw else [None] * len(names),
+                        _stored_row_class(self.entity, names) if deciding is not None else SimpleNamespace)
+
+    def _check_groups(self, transition, grouped: "_Grouped", stamps, written) -> tuple[dict, dict]:
+        """Each group's first row through `may_take` and the record rules. Returns (group -> (its changes, its
+        UPDATE's new values, the rollup parents to note: (set, position of the link in the row)) for the groups
+        that pass, group -> why for the others)."""
         state_field, forced = self.entity.workflow.field, self.rules.forced
         needs = transition.require and gettext(
             "This step needs %(fields)s: take it on each record.",
             fields=", ".join(str(self.entity.field(n).label.get(current_locale())) for n in transition.require))
-        reasons: dict[tuple, str | None] = {}  # group -> why its rows are refused (None: they pass)
+        reasons: dict[tuple, str] = {}
         refusals = {}  # without `when`, whether a row may take it depends only on its state: asked once per state
         batch, keys = [], []
-        for key, members in groups.items():
-            row = stored_row(id=members[0], **{name: value if value is None or convert is None else convert(value)
-                                               for name, value, convert in zip(names, by_id[members[0]][1:width], typed)})
+        for key, members in grouped.groups.items():
+            row = grouped.stored(members[0])
             memo = getattr(row, state_field) if transition.when is None else key
             if memo not in refusals:
                 refusal = workflows.may_take(self.viewer, self.entity, self._with_links(row, transition), transition)
@@ -244,60 +280,38 @@ class BulkAction:
             batch.append(ctx)
             keys.append(key)
         self._check(batch, written)
-        passed = []
-        for key, ctx in zip(keys, batch):
-            if ctx.errors:
-                reasons[key] = self._errors_text(ctx.errors)
-            else:
-                passed.append(ctx)
+        passed = [ctx for ctx in batch if not ctx.errors]
         for step in self.rules.steps:
             # the audit stamp is the UPDATE's (one clock per call); a row keeps its scope; formulas were computed by
             # the check, and no step before them in before_write changes what they read on an existing record
             if not isinstance(step, (AuditStep, RowScopeStep, ExpressionStep)):
                 step.before_write_many(passed)
-        links = self._link_names
-        plans: dict[tuple, tuple] = {}  # group -> (its changes, its UPDATE's new values, rollup links to note)
+        plans = {}
+        watched = self.portal.rollups.watched.get(self.entity.name, {}) if self.portal.rollups else {}
         for key, ctx in zip(keys, batch):
             if ctx.errors:
+                reasons[key] = self._errors_text(ctx.errors)
                 continue
-            row, values = ctx.current, ctx.values
-            changed = []
-            for name in written:
-                if name in values:
-                    new, old = values[name], getattr(row, name)
-                    if name in links and new is not None:
-                        new = getattr(new, "id", new)
-                    if new != old:
-                        changed.append((name, old, new))
+            changed = self._changed(ctx, written)
             names_changed = {name for name, _, _ in changed}
             plans[key] = ({name: (old, new) for name, old, new in changed},  # shared: history encodes it once
                           tuple((name, new) for name, _, new in changed),
-                          [(self._touched[(self.entity.name, link)], width + i) for i, link in enumerate(feeds)
-                           if self.portal.rollups.watched[self.entity.name][link] & names_changed])
-        updates: dict[tuple, list[int]] = defaultdict(list)  # new values -> ids: one UPDATE each
-        events, done, refused, name = self._events, outcome.done, outcome.refused, transition.name
-        for row_id in ids:
-            row = by_id.get(row_id)
-            if row is None:
-                refused.append((row_id, not_found()))
-                continue
-            key = row[start:width]
-            plan = plans.get(key)
-            if plan is None:
-                refused.append((row_id, reasons[key]))
-                continue
-            changes, new_values, notes = plan
-            done.append(row_id)
-            updates[new_values].append(row_id)
-            events.append(history.Event(row_id, history.TRANSITION, changes, name))
-            for parents, position in notes:
-                parents.add(row[position])
-        audit = self.rules.audit_values(False, now)
-        version = {VERSION_COLUMN: self.table.c[VERSION_COLUMN] + 1}
-        for new_values, group_ids in updates.items():
-            columns = {self.entity.field(name).column_name: new for name, new in new_values}
-            self.session.execute(update(self.table).where(id_in(self.table.c.id, group_ids, self._dialect))
-                                 .values(**columns, **audit, **version))
+                          [(self._touched[(self.entity.name, link)], grouped.width + i)
+                           for i, link in enumerate(grouped.feeds) if watched[link] & names_changed])
+        return plans, reasons
+
+    def _changed(self, ctx, written) -> list[tuple]:
+        """(field, old, new) of the written fields the record's values change (links as ids)."""
+        row, values, links = ctx.current, ctx.values, self._link_names
+        changed = []
+        for name in written:
+            if name in values:
+                new, old = values[name], getattr(row, name)
+                if name in links and new is not None:
+                    new = getattr(new, "id", new)
+                if new != old:
+                    changed.append((name, old, new))
+        return changed
 
     def _rollup_links(self) -> tuple[str, ...]:
         """The links through which rows of this entity feed rollups (their parents are refreshed after the write)."""
@@ -333,7 +347,7 @@ class BulkAction:
 
     def _check_unique(self, step: UniqueStep, batch: list, written: set) -> None:
         """Rows whose written fields touch a unique field or unique_together group: each checked against the table as
-        a single transition is (UniqueStep.check), and against the rows before it in this chunk (not written yet).
+        a single transition is (UniqueStep.check), and against the rows before it in this call (not written yet).
         Only the colliding rows are refused, with the duplicate message; the others go on."""
         groups = [(f.name,) for f in self.entity.fields if f.unique] + [tuple(g) for g in self.entity.unique_together]
         groups = [g for g in groups if written & set(g)]
@@ -481,6 +495,26 @@ def id_in(column, ids: list[int], dialect):
     if dialect.name == "postgresql":
         return column == any_(bindparam(None, ids, type_=ARRAY(Integer)))
     return column.in_(ids)
+
+
+@dataclass
+class _Grouped:
+    """The rows of a bulk transition as read: raw tuples (id, *names, *feeds), grouped by `row[key]`."""
+
+    names: tuple[str, ...]  # the fields the checks read
+    rows: dict  # id -> row
+    key: slice  # a row's group: the values of its deciding fields (and its id when each row is alone)
+    groups: dict  # group -> ids, in the order asked
+    feeds: tuple[str, ...]  # links feeding rollups, after the names
+    width: int  # where the feeds start
+    converters: list  # per name: raw value -> typed value (None: as it is)
+    row_class: type
+
+    def stored(self, row_id: int):
+        """The row as the checks read it: its fields by name, typed."""
+        values = self.rows[row_id][1:self.width]
+        return self.row_class(id=row_id, **{name: value if value is None or convert is None else convert(value)
+                                            for name, value, convert in zip(self.names, values, self.converters)})
 
 
 class StoredRow(SimpleNamespace):
