@@ -531,5 +531,3 @@ class StoredRow(SimpleNamespace):
 
 def _stored_row_class(entity: EntitySpec, names) -> type:
     return type("StoredRow", (StoredRow,), {"unread": frozenset(f.name for f in entity.fields) - set(names)})
-
-
