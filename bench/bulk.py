@@ -131,7 +131,7 @@ def measure(app, label: str) -> list[str]:
             "interleaved runs (min–max seconds)", "",
             row("what", "seconds", "ratio"), row("---", "---", "---"),
             row("hand-written UPDATE … WHERE id IN (…) + history INSERT (anchor)", spread(seconds["anchor"]), "1.00"),
-            row("`POST /api/v1/labour_entry/bulk` (checks, UPDATE per chunk, history, rollup)",
+            row("`POST /api/v1/labour_entry/bulk` (checks, one UPDATE per set of new values, history, rollup)",
                 spread(seconds["bulk"]), f"{ratio:.2f}")]
 
 

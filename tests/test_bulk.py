@@ -275,6 +275,58 @@ def test_a_schema_rule_a_row_breaks_refuses_that_row_with_its_message(labour):
     labour.assert_rollups_exact()
 
 
+def test_rows_sharing_their_values_are_checked_together_yet_each_gets_its_own_outcome(labour):
+    """Rows that agree on every field their checks read share one check (RuleStep.edit_reads); rows that differ
+    in any of them get their own: whole and two-day entries, one with a stale stored amount (recomputed, and only
+    its history says so) and one breaking the hours rule, approved in one call."""
+    whole, double = labour.add_entries(labour.site_a, 3), labour.add_entries(labour.site_a, 3, days="2")
+    stale, broken = whole[2], double[2]
+    rows = whole + double
+    assert labour.bulk(labour.admin, {"action": "transition", "transition": "submit", "ids": rows}).json["refused"] == []
+    with _engine(labour.app).begin() as conn:
+        conn.execute(text("UPDATE labour_entry SET amount = 1 WHERE id = :id"), {"id": stale})
+        conn.execute(text("UPDATE labour_entry SET hours = 30 WHERE id = :id"), {"id": broken})
+    response = labour.bulk(labour.finance, {"action": "transition", "transition": "approve", "ids": rows})
+    assert response.json["done"] == [i for i in rows if i != broken]  # in the order asked
+    assert refused_by_id(response) == {broken: "Hours: At most 12 hours per day"}
+    stored = labour.states(rows)
+    assert {i: Decimal(str(stored[i]["amount"])) for i in rows if i != broken} == {
+        **{i: Decimal(300) for i in whole}, **{i: Decimal(600) for i in double[:2]}}
+    assert stored[broken]["state"] == "submitted" and stored[stale]["state"] == "approved"
+    changes = {h["record_id"]: json.loads(h["changes"]) for h in labour.history(rows, "transition")
+               if h["transition"] == "approve"}
+    assert set(changes) == set(rows) - {broken}
+    assert changes[stale]["amount"] == ["1.00", "300.00"]
+    assert all("amount" not in changes[i] and changes[i]["state"] == ["submitted", "approved"]
+               for i in rows if i not in (stale, broken))
+    labour.assert_rollups_exact()
+
+
+def test_a_rule_step_reading_more_than_it_declares_fails_and_writes_nothing(labour):
+    """A step whose edit_reads leaves out a field its check reads would be handed one row's verdict for others: the
+    bulk transition refuses to run it rather than read None (the whole call fails, nothing is written)."""
+    from app.rules.record_rules import RuleStep
+
+    class Undeclared(RuleStep):
+        def edit_reads(self, rules, written):
+            return frozenset()
+
+        def check(self, ctx):
+            if ctx.get("work_content") == "overtime":  # read by no built-in step on approve
+                ctx.error("work_content", "No overtime")
+
+    rows = labour.add_entries(labour.site_a, 2)
+    assert labour.bulk(labour.admin, {"action": "transition", "transition": "submit", "ids": rows}).json["refused"] == []
+    step = Undeclared()
+    portal_of(labour.app).add_rule_step(step)
+    try:
+        response = labour.bulk(labour.finance, {"action": "transition", "transition": "approve", "ids": rows})
+    finally:
+        portal_of(labour.app).remove_rule_step(step)
+    assert response.status_code == 500
+    assert {row["state"] for row in labour.states(rows).values()} == {"submitted"}
+
+
 def test_list_page_approves_selected_rows_and_all_matching_the_filter(labour):
     ids = labour.add_entries(labour.site_a, 4)
     finance = login(labour.app.test_client(), "bulk_finance", PASSWORD)

@@ -164,6 +164,22 @@ def test_when_condition_false_is_409(app, admin, customer):
     assert stored(app, "ticket", pk, "status") == "resolved"
 
 
+def test_bulk_reopen_reads_when_of_each_row(app, admin, customer):
+    """A bulk transition with `when` (priority != 'low'): rows of the same state but another priority are checked
+    apart, and only the low ones are refused with the condition."""
+    low = [new_ticket(admin, app, customer, priority="low") for _ in range(2)]
+    high = [new_ticket(admin, app, customer, priority="high") for _ in range(2)]
+    for pk in low + high:
+        assert take(admin, "ticket", pk, "start").status_code == 200
+        assert take(admin, "ticket", pk, "resolve", {"resolution": "done"}).status_code == 200
+    response = admin.post("/api/v1/ticket/bulk", json={"action": "transition", "transition": "reopen",
+                                                       "ids": [low[0], high[0], low[1], high[1]]})
+    assert response.status_code == 200 and response.json["done"] == high
+    refused = {r["id"]: r["reason"] for r in response.json["refused"]}
+    assert set(refused) == set(low) and all("priority != 'low'" in reason for reason in refused.values())
+    assert [stored(app, "ticket", pk, "status") for pk in low + high] == ["resolved"] * 2 + ["open"] * 2
+
+
 def test_row_scope_hides_other_agents_tickets(app, admin, customer):
     pk = new_ticket(admin, app, customer, assignee="agent2")
     agent1 = as_user(app, "agent1")

@@ -47,6 +47,9 @@ class AutonumberStep(RuleStep):
     def fields_written(self, entity) -> tuple[str, ...]:
         return tuple(f.name for f in autonumber_fields(entity))
 
+    def edit_reads(self, rules, written):
+        return frozenset()  # numbers are given to new records only
+
     def before_write(self, ctx: WriteContext) -> None:
         self.before_write_many([ctx])
 

@@ -7,10 +7,14 @@ e.g. `approved`, then `rules:`). Refused rows are reported with their reason and
 
 The rows that pass are written set-based, because approving 10,000 entries one ORM flush at a time is slow:
 
-- rows are read with one core SELECT per chunk (locked FOR UPDATE on PostgreSQL, so the checks hold until commit);
+- a transition reads its rows with one core SELECT (locked FOR UPDATE on PostgreSQL, so the checks hold until
+  commit), only the fields their outcome depends on: the state, what `when` reads, the old values of the fields
+  it writes and what the rule steps declare they read on such an edit (`RuleStep.edit_reads`). Rows with the same
+  values of those are checked once, together (a step that declares nothing: each row on its own);
 - the record rules run through `check_many` / `before_write_many`, as an import chunk does;
 - rows that get the same new values share one `UPDATE ... WHERE id IN (...)` (plus row_version + 1 and the audit
-  stamp); a delete is one `DELETE ... WHERE id IN (...)` per chunk (the database cascades as it does for one);
+  stamp), the ids bound as one value (`id_in`); a delete is one `DELETE ... WHERE id IN (...)` per chunk (the
+  database cascades as it does for one);
 - one history INSERT per call (app/rules/history.py, path "bulk"), and the rollups over the entity refreshed once
   with `Rollups.refresh`, as the importer does after its bulk write.
 
@@ -24,12 +28,14 @@ transition source (WorkflowStep lets the state change) and history says path "bu
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from flask_babel import gettext, lazy_gettext as _l
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ARRAY, Integer, any_, bindparam, delete, func, select, type_coerce, update
+from sqlalchemy.types import NullType
 
 from app.rules import history, workflows  # modules, read at call time: history imports app.generate, which imports us
 from app.i18n import current_locale
@@ -38,7 +44,7 @@ from app.rules.record_rules import AuditStep, ExpressionStep, RecordRules, RowSc
 from app.schema.spec import VERSION_COLUMN, EntitySpec, TransitionSpec
 
 MAX_ROWS = 10_000  # ids per call, or rows a filter may match
-CHUNK = 1_000  # rows read, checked and written together (and the size of each IN (...) list)
+CHUNK = 1_000  # rows a bulk delete reads, checks and deletes together
 TRANSITION_ACTION, DELETE_ACTION = "transition", "delete"
 ACTIONS = (TRANSITION_ACTION, DELETE_ACTION)
 
@@ -97,6 +103,7 @@ class BulkAction:
         self.may_delete = may_delete
         self.model = portal.models[entity.name]
         self.table = self.model.__table__
+        self._dialect = session.get_bind().dialect
         self.rules = RecordRules(portal.spec, entity, portal.models, session, viewer)
         self._link_names = {f.name for f in entity.fields if f.stores_link}
         # what the formulas and `rules:` read (top-level names; a link's id stands for what is read through it)
@@ -109,21 +116,34 @@ class BulkAction:
         self._touched: dict = defaultdict(set)  # rollup parents to refresh once at the end: (child, link) -> ids
 
     # -- reading ----------------------------------------------------------------------------------------
-    def _rows(self, ids: list[int]) -> dict:
-        """The stored rows among `ids` that are in the viewer's scope: fields by name, links as ids."""
-        fields = [f for f in self.entity.fields if not f.kind.multiple]
-        # labelled by field name: a row reads like a record (`row.worker` is the linked id, as imports carry it)
-        columns = [self.table.c.id] + [self.table.c[f.column_name].label(f.name) for f in fields]
-        query = select(*columns).where(self.table.c.id.in_(ids))
+    def _read(self, ids: list[int], names, raw: bool = False) -> list:
+        """(id, *names) of the stored rows among `ids` that are in the viewer's scope (links as ids), locked FOR
+        UPDATE on PostgreSQL so that the checks hold until this transaction ends. `raw` (SQLite): values as the
+        driver gives them (a decimal as a float, a date as text), for `_typed` to convert the rows that need it."""
+        columns = [self.table.c[self.entity.field(name).column_name] for name in names]
+        if raw:
+            columns = [type_coerce(column, NullType()) for column in columns]
+        query = select(self.table.c.id, *columns).where(id_in(self.table.c.id, ids, self._dialect))
         scope = self.viewer.row_clause(self.entity.name, self.portal.models)
         if scope is not None:
             query = query.where(scope)
-        if self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(of=self.table)  # the checks below hold until this transaction ends
-        result = self.session.execute(query)
-        names = list(result.keys())
+        if self._dialect.name == "postgresql":
+            query = query.with_for_update(of=self.table)
+        return self.session.execute(query).all()
+
+    def _typed(self, names) -> list:
+        """One converter per field of `names` (None: as it comes) from a raw SQLite value to the field's value, as
+        a typed SELECT gives it (the column type's own result processor)."""
+        dialect = self._dialect
+        return [self.table.c[self.entity.field(name).column_name].type.dialect_impl(dialect)
+                .result_processor(dialect, None) for name in names]
+
+    def _rows(self, ids: list[int]) -> dict:
+        """The stored rows among `ids` in the viewer's scope, every field by name (links as ids, as imports carry
+        them): plain attributes, read many times per row by the checks (cheaper than Row's)."""
+        names = ["id"] + [f.name for f in self.entity.fields if not f.kind.multiple]
         rows = {}
-        for values in result:  # plain attributes (read many times per row by the checks), cheaper than Row's
+        for values in self._read(ids, names[1:]):
             row = rows[values[0]] = SimpleNamespace()
             row.__dict__.update(zip(names, values))
         return rows
@@ -142,19 +162,37 @@ class BulkAction:
         outcome = BulkOutcome()
         now = dt.datetime.now().replace(microsecond=0)
         stamps = self._column_values(workflows.stamp_values(transition, self.user, now))  # as workflows.take does
-        written = {workflow.field, *stamps, *self.entity.formula_order}
+        written = frozenset({workflow.field, *stamps, *self.entity.formula_order})
         with history.writing_as("bulk", transition.name):
-            for start in range(0, len(ids), CHUNK):
-                self._transition_chunk(transition, ids[start:start + CHUNK], stamps, written, now, outcome)
+            self._transition_rows(transition, ids, stamps, written, now, outcome)
             self._after_write(now)
         return outcome
 
+    def _deciding_fields(self, transition: TransitionSpec, written: frozenset) -> tuple[str, ...] | None:
+        """The stored fields a row's outcome depends on: its state and what `when` reads (`may_take`), the old
+        values of the fields written (history) and what every rule step reads on this edit (`edit_reads`). Rows
+        with the same values of these are checked once, together. None: a step reads more (a portal's own step,
+        a transition writing a unique field): each row is checked on its own."""
+        read = set(written) | {self.entity.workflow.field}
+        if transition.when is not None:
+            read |= {path[0] for path in transition.when.names}
+        for step in self.rules.steps:
+            more = step.edit_reads(self.rules, written)
+            if more is None:
+                return None
+            read |= more
+        return tuple(sorted(read))
+
     def _with_links(self, row, transition: TransitionSpec):
         """The row as `when` reads it: a condition through a link (`worker.active`) gets the linked record."""
-        if transition.when is None or all(len(path) == 1 for path in transition.when.names):
+        through = {path[0] for path in transition.when.names if len(path) > 1} if transition.when is not None else ()
+        if not through:
             return row
-        linked = {f.name: self.rules.linked(f, getattr(row, f.name)) for f in self.entity.fields
-                  if f.stores_link and not f.kind.to_users and getattr(row, f.name) is not None}
+        linked = {}
+        for name in through:
+            f, value = self.entity.field(name), getattr(row, name)
+            if f.stores_link and not f.kind.to_users and value is not None:
+                linked[name] = self.rules.linked(f, value)
         return SimpleNamespace(**{**vars(row), **linked})
 
     def _column_values(self, values: dict) -> dict:
@@ -162,72 +200,123 @@ class BulkAction:
         return {name: getattr(value, "id", value) if self.entity.field(name).stores_link else value
                 for name, value in values.items()}
 
-    def _transition_chunk(self, transition, ids, stamps, written, now, outcome) -> None:
-        rows = self._found(ids, outcome)
-        batch = []
-        refusals = {}  # without `when`, whether a row may take it depends only on its state: asked once per state
+    def _transition_rows(self, transition, ids, stamps, written, now, outcome) -> None:
+        """Every row checked, then written set-based. Rows that agree on every field their outcome depends on
+        (`_deciding_fields`) share one check, one changes dict and one UPDATE: approving 10,000 entries of a few
+        hundred day rates checks a few hundred records, and each row gets the verdict its values got."""
+        grouped = self._grouped_rows(ids, self._deciding_fields(transition, written))
+        plans, reasons = self._check_groups(transition, grouped, stamps, written)
+        updates: dict[tuple, list[int]] = defaultdict(list)  # new values -> ids: one UPDATE each
+        events, done, refused, name = self._events, outcome.done, outcome.refused, transition.name
+        for row_id in ids:  # the outcome in the order asked
+            row = grouped.rows.get(row_id)
+            if row is None:
+                refused.append((row_id, not_found()))
+                continue
+            key = row[grouped.key]
+            plan = plans.get(key)
+            if plan is None:
+                refused.append((row_id, reasons[key]))
+                continue
+            changes, new_values, parents_noted = plan
+            done.append(row_id)
+            updates[new_values].append(row_id)
+            events.append(history.Event(row_id, history.TRANSITION, changes, name))
+            for parents, position in parents_noted:
+                parents.add(row[position])
+        audit = self.rules.audit_values(False, now)
+        version = {VERSION_COLUMN: self.table.c[VERSION_COLUMN] + 1}
+        for new_values, group_ids in updates.items():
+            columns = {self.entity.field(name).column_name: new for name, new in new_values}
+            self.session.execute(update(self.table).where(id_in(self.table.c.id, group_ids, self._dialect))
+                                 .values(**columns, **audit, **version))
+
+    def _grouped_rows(self, ids: list[int], deciding: tuple[str, ...] | None) -> "_Grouped":
+        """The rows among `ids` in scope, grouped by the values of the `deciding` fields (None: each row alone, every
+        field read), with the links that feed rollups after those fields."""
+        names = deciding if deciding is not None else tuple(f.name for f in self.entity.fields if not f.kind.multiple)
+        feeds = self._rollup_links()
+        # SQLite gives decimals as floats and dates as text, converted in Python: rows are grouped by those raw
+        # values (the same raw value, the same typed one) and only each group's first row is converted for the
+        # checks (10,000 rows' conversions cost more than the checks). PostgreSQL's driver converts them in C.
+        raw = self._dialect.name == "sqlite"
+        rows = {row[0]: row for row in self._read(ids, [*names, *feeds], raw=raw)}
+        width = 1 + len(names)
+        key = slice(0 if deciding is None else 1, width)  # the id is part of the key only when each row is alone
+        groups: dict[tuple, list[int]] = {}
+        for row_id in ids:
+            row = rows.get(row_id)
+            if row is not None:
+                groups.setdefault(row[key], []).append(row_id)
+        return _Grouped(names, rows, key, groups, feeds, width,
+                        self._typed(names) if raw else [None] * len(names),
+                        _stored_row_class(self.entity, names) if deciding is not None else SimpleNamespace)
+
+    def _check_groups(self, transition, grouped: "_Grouped", stamps, written) -> tuple[dict, dict]:
+        """Each group's first row through `may_take` and the record rules. Returns (group -> (its changes, its
+        UPDATE's new values, the rollup parents to note: (set, position of the link in the row)) for the groups
+        that pass, group -> why for the others)."""
+        state_field, forced = self.entity.workflow.field, self.rules.forced
         needs = transition.require and gettext(
             "This step needs %(fields)s: take it on each record.",
             fields=", ".join(str(self.entity.field(n).label.get(current_locale())) for n in transition.require))
-        state_field, forced = self.entity.workflow.field, self.rules.forced
-        for row_id in ids:
-            row = rows.get(row_id)
-            if row is None:
-                continue
-            key = getattr(row, state_field) if transition.when is None else row_id
-            if key not in refusals:
+        reasons: dict[tuple, str] = {}
+        refusals = {}  # without `when`, whether a row may take it depends only on its state: asked once per state
+        batch, keys = [], []
+        for key, members in grouped.groups.items():
+            row = grouped.stored(members[0])
+            memo = getattr(row, state_field) if transition.when is None else key
+            if memo not in refusals:
                 refusal = workflows.may_take(self.viewer, self.entity, self._with_links(row, transition), transition)
-                refusals[key] = _reason(refusal) if refusal is not None else needs
-            if refusals[key]:
-                outcome.refused.append((row_id, refusals[key]))
+                refusals[memo] = _reason(refusal) if refusal is not None else needs
+            if refusals[memo]:
+                reasons[key] = refusals[memo]
                 continue
             ctx = self.rules.context({state_field: transition.target, **stamps}, False, workflows.TRANSITION_SOURCE,
-                                     current=row, record_id=row_id)
+                                     current=row, record_id=row.id)
             for name in forced:  # the row is in its scope already: the checks read its own values
                 if name not in stamps and name != state_field:
                     ctx.values.pop(name, None)
             batch.append(ctx)
+            keys.append(key)
         self._check(batch, written)
-        passed = []
-        for ctx in batch:
-            if ctx.errors:
-                outcome.refused.append((ctx.current.id, self._errors_text(ctx.errors)))
-            else:
-                passed.append(ctx)
+        passed = [ctx for ctx in batch if not ctx.errors]
         for step in self.rules.steps:
-            # the audit stamp is the UPDATE's (one clock per chunk); a row keeps its scope; formulas were computed by
+            # the audit stamp is the UPDATE's (one clock per call); a row keeps its scope; formulas were computed by
             # the check, and no step before them in before_write changes what they read on an existing record
             if not isinstance(step, (AuditStep, RowScopeStep, ExpressionStep)):
                 step.before_write_many(passed)
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        shared: dict[tuple, dict] = {}  # rows with the same changes share one dict (history writes its JSON once)
-        events = self._events
-        links = self._link_names
-        for ctx in passed:
-            row, values = ctx.current, ctx.values
-            changed = []
-            for name in written:
-                if name in values:
-                    new, old = values[name], getattr(row, name)
-                    if name in links and new is not None:
-                        new = getattr(new, "id", new)
-                    if new != old:
-                        changed.append((name, old, new))
-            key = tuple(changed)
-            changes = shared.get(key)
-            if changes is None:
-                changes = shared[key] = {name: (old, new) for name, old, new in changed}
-            groups[tuple((name, new) for name, _, new in changed)].append(row.id)  # one UPDATE per set of new values
-            events.append(history.Event(row.id, history.TRANSITION, changes, transition.name))
-        audit = self.rules.audit_values(False, now)
-        touched = self._touched
-        for changed, group_ids in groups.items():
-            new_values = {self.entity.field(name).column_name: new for name, new in changed}
-            self.session.execute(
-                update(self.table).where(self.table.c.id.in_(group_ids)).values(
-                    **new_values, **audit, **{VERSION_COLUMN: self.table.c[VERSION_COLUMN] + 1}))
-            self._note_parents(touched, [rows[i] for i in group_ids], {name for name, _ in changed})
-        outcome.done += [ctx.current.id for ctx in passed]
+        plans = {}
+        watched = self.portal.rollups.watched.get(self.entity.name, {}) if self.portal.rollups else {}
+        for key, ctx in zip(keys, batch):
+            if ctx.errors:
+                reasons[key] = self._errors_text(ctx.errors)
+                continue
+            changed = self._changed(ctx, written)
+            names_changed = {name for name, _, _ in changed}
+            plans[key] = ({name: (old, new) for name, old, new in changed},  # shared: history encodes it once
+                          tuple((name, new) for name, _, new in changed),
+                          [(self._touched[(self.entity.name, link)], grouped.width + i)
+                           for i, link in enumerate(grouped.feeds) if watched[link] & names_changed])
+        return plans, reasons
+
+    def _changed(self, ctx, written) -> list[tuple]:
+        """(field, old, new) of the written fields the record's values change (links as ids)."""
+        row, values, links = ctx.current, ctx.values, self._link_names
+        changed = []
+        for name in written:
+            if name in values:
+                new, old = values[name], getattr(row, name)
+                if name in links and new is not None:
+                    new = getattr(new, "id", new)
+                if new != old:
+                    changed.append((name, old, new))
+        return changed
+
+    def _rollup_links(self) -> tuple[str, ...]:
+        """The links through which rows of this entity feed rollups (their parents are refreshed after the write)."""
+        rollups = self.portal.rollups
+        return tuple(sorted(rollups.watched.get(self.entity.name, {}))) if rollups else ()
 
     def _check(self, batch: list, written=()) -> None:
         """Every rule step's check over the batch. Formulas and `rules:` (ExpressionStep) depend only on the values
@@ -258,7 +347,7 @@ class BulkAction:
 
     def _check_unique(self, step: UniqueStep, batch: list, written: set) -> None:
         """Rows whose written fields touch a unique field or unique_together group: each checked against the table as
-        a single transition is (UniqueStep.check), and against the rows before it in this chunk (not written yet).
+        a single transition is (UniqueStep.check), and against the rows before it in this call (not written yet).
         Only the colliding rows are refused, with the duplicate message; the others go on."""
         groups = [(f.name,) for f in self.entity.fields if f.unique] + [tuple(g) for g in self.entity.unique_together]
         groups = [g for g in groups if written & set(g)]
@@ -397,3 +486,48 @@ def _reason(refusal) -> str:
     return str(getattr(refusal, "message", refusal))
 
 
+def id_in(column, ids: list[int], dialect):
+    """`column IN (ids)` with the ids as one bound value: a JSON array on SQLite (json_each), an array on PostgreSQL
+    (= ANY). SQLAlchemy binds and renders each id of an IN list, which costs more than the database's own work at
+    thousands of ids, and SQLite binds at most 32,766 values per statement."""
+    if dialect.name == "sqlite":
+        return column.in_(select(func.json_each(json.dumps(ids)).table_valued("value").c.value))
+    if dialect.name == "postgresql":
+        return column == any_(bindparam(None, ids, type_=ARRAY(Integer)))
+    return column.in_(ids)
+
+
+@dataclass
+class _Grouped:
+    """The rows of a bulk transition as read: raw tuples (id, *names, *feeds), grouped by `row[key]`."""
+
+    names: tuple[str, ...]  # the fields the checks read
+    rows: dict  # id -> row
+    key: slice  # a row's group: the values of its deciding fields (and its id when each row is alone)
+    groups: dict  # group -> ids, in the order asked
+    feeds: tuple[str, ...]  # links feeding rollups, after the names
+    width: int  # where the feeds start
+    converters: list  # per name: raw value -> typed value (None: as it is)
+    row_class: type
+
+    def stored(self, row_id: int):
+        """The row as the checks read it: its fields by name, typed."""
+        values = self.rows[row_id][1:self.width]
+        return self.row_class(id=row_id, **{name: value if value is None or convert is None else convert(value)
+                                            for name, value, convert in zip(self.names, values, self.converters)})
+
+
+class StoredRow(SimpleNamespace):
+    """A stored row as the checks of a bulk transition see it: the fields they read (RuleStep.edit_reads). Reading a
+    field that was not read raises, so a step that reads more than it declares fails instead of reading None."""
+
+    unread: frozenset = frozenset()
+
+    def __getattr__(self, name):
+        if name in self.unread:
+            raise LookupError(f"{name} was not read for a bulk transition: declare it in the rule step's edit_reads")
+        raise AttributeError(name)
+
+
+def _stored_row_class(entity: EntitySpec, names) -> type:
+    return type("StoredRow", (StoredRow,), {"unread": frozenset(f.name for f in entity.fields) - set(names)})

@@ -135,9 +135,18 @@ def insert_rows(connection, metadata, rows: list[tuple]) -> None:
         finally:
             cursor.close()
         return
-    converters = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in ROW_COLUMNS]
-    converted = [tuple(v if convert is None or v is None else convert(v) for v, convert in zip(row, converters))
-                 for row in rows]
+    converters = [(i, convert, {}) for i, c in enumerate(ROW_COLUMNS)
+                  if (convert := table.c[c].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+    converted = rows
+    if converters:  # (SQLite: the time) each distinct value converted once: a batch's rows share most of theirs
+        converted = []
+        for row in rows:
+            row = list(row)
+            for i, convert, done in converters:
+                value = row[i]
+                if value is not None:
+                    row[i] = done[value] if value in done else done.setdefault(value, convert(value))
+            converted.append(tuple(row))
     marks = ", ".join("?" if dialect.paramstyle == "qmark" else "%s" for _ in ROW_COLUMNS)
     connection.exec_driver_sql(f"INSERT INTO {preparer.format_table(table)} ({columns}) VALUES ({marks})", converted)
 

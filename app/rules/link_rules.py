@@ -91,6 +91,12 @@ class LinkDefaultStep(RuleStep):
     def before_write_many(self, batch: list[WriteContext]) -> None:
         pass  # imports: filled by check_many
 
+    def edit_reads(self, rules, written):
+        """The fields filled from links (an edit keeps their stored values, checked as required) and the links the
+        edit sets (compared with the stored ones)."""
+        fields = link_default_fields(rules.entity)
+        return frozenset({f.name for f in fields} | {f.default_from[0] for f in fields} & written)
+
     def check_many(self, batch: list[WriteContext]) -> None:
         """Imports: the linked rows of the chunk in one query per link field, each linked record's defaults cleaned
         once (and remembered), so a row costs a few dict lookups. The importer leaves the required check of these
@@ -222,6 +228,15 @@ class LinkFilterStep(RuleStep):
         names = [f.name] + [c.record_field for c in f.filter if c.record_field]
         stored = ctx.stored()
         return any(name in ctx.values and _ids(ctx.values[name]) != _ids(getattr(stored, name, None)) for name in names)
+
+    def edit_reads(self, rules, written):
+        """An edit checks a filtered link only when it sets the link or a field its filter reads: then all of them."""
+        read = set()
+        for f in filtered_fields(rules.entity):
+            names = {f.name} | {c.record_field for c in f.filter if c.record_field}
+            if names & written:
+                read |= names
+        return frozenset(read)
 
     def check(self, ctx: WriteContext) -> None:
         for f in filtered_fields(ctx.rules.entity):

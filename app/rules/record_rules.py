@@ -96,6 +96,9 @@ class RuleStep:
     writes              the fields `before_write` may set, so a bulk import writes them even when the
                         file has no such column (or `fields_written(entity)` when they depend on the entity).
     applies(entity)     whether the step has anything to do for an entity (else RecordRules leaves it out).
+    edit_reads(rules, written)  the stored fields check / before_write read on an edit of a stored record that
+                        sets only the fields `written` (a bulk transition checks one record for all rows sharing
+                        them); None, the default: anything, the record's identity included (each row on its own).
     """
 
     writes: tuple[str, ...] = ()
@@ -120,6 +123,12 @@ class RuleStep:
     def applies(self, entity: EntitySpec) -> bool:
         return True
 
+    def edit_reads(self, rules: "RecordRules", written: frozenset) -> frozenset | None:
+        """Besides the stored values of `written` themselves, which every edit may compare with the new ones.
+        Declare every field read (a bulk transition reads only the declared ones and raises on any other), and
+        only when the outcome depends on nothing else of the record (its id, say, or a field read through it)."""
+        return None
+
 
 class RequiredStep(RuleStep):
     """Required fields (without a default) must have a value; only fields the write sets are checked on edit."""
@@ -139,6 +148,9 @@ class RequiredStep(RuleStep):
     def check_many(self, batch: list[WriteContext]) -> None:
         pass  # importer.py `_record`: the same rule per row, with the field lists worked out once per file
 
+    def edit_reads(self, rules, written):
+        return frozenset()  # on an edit, only the values given
+
 
 class UniqueStep(RuleStep):
     """unique and unique_together, checked against the table (imports check the file itself in bulk)."""
@@ -151,6 +163,13 @@ class UniqueStep(RuleStep):
     def check_many(self, batch: list[WriteContext]) -> None:
         pass  # importer.py `_check_unique`: one IN (...) query per chunk, hashes across the file
 
+    def edit_reads(self, rules, written):
+        """An edit that sets no field of a unique field or group cannot make a duplicate (the stored rows are
+        unique already); one that does is checked against the other rows, so each on its own."""
+        entity = rules.entity
+        groups = [(f.name,) for f in entity.fields if f.unique] + [tuple(g) for g in entity.unique_together]
+        return None if any(written.intersection(g) for g in groups) else frozenset()
+
 
 class RowScopeStep(RuleStep):
     """A record stays in the writer's row scope (e.g. a salesperson's records are theirs): the values are in the
@@ -159,12 +178,18 @@ class RowScopeStep(RuleStep):
     def before_write(self, ctx: WriteContext) -> None:
         ctx.values.update(ctx.rules.forced if ctx.source != "import" else ctx.rules.forced_ids)
 
+    def edit_reads(self, rules, written):
+        return frozenset()  # the viewer's forced values, the same for every record
+
 
 class AuditStep(RuleStep):
     """created_on/created_by on new records, changed_on/changed_by on every write."""
 
     def before_write(self, ctx: WriteContext) -> None:
         ctx.values.update(ctx.rules.audit_values(ctx.creating))
+
+    def edit_reads(self, rules, written):
+        return frozenset()
 
 
 class ExpressionStep(RuleStep):
@@ -177,6 +202,13 @@ class ExpressionStep(RuleStep):
 
     def fields_written(self, entity: EntitySpec) -> tuple[str, ...]:
         return entity.formula_order
+
+    def edit_reads(self, rules, written):
+        """What the formulas and `rules:` read (a link's id stands for the fields read through it); formula fields
+        are computed, not read."""
+        entity = rules.entity
+        read = set(entity.formula_inputs) | {path[0] for rule in entity.rules for path in rule.check.names}
+        return frozenset(read - set(entity.formula_order))
 
     def check(self, ctx: WriteContext) -> None:
         entity = ctx.rules.entity

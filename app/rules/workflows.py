@@ -261,6 +261,9 @@ class LockedParentStep(RuleStep):
         for parent, back in lines_parents(ctx.rules.portal, ctx.rules.entity):
             self._check_parent(ctx, parent, back)
 
+    def edit_reads(self, rules, written):
+        return frozenset(back.name for _, back in lines_parents(rules.portal, rules.entity))  # where it is
+
     def _check_parent(self, ctx: WriteContext, parent: EntitySpec, back) -> None:
         refs = [ctx.values[back.name]] if back.name in ctx.values else []  # where it goes
         stored = None if ctx.creating else ctx.stored()
@@ -308,6 +311,9 @@ class WorkflowStep(RuleStep):
 
     def fields_written(self, entity: EntitySpec) -> tuple[str, ...]:
         return (entity.workflow.field,)  # the default state of a new record (an import without the column)
+
+    def edit_reads(self, rules, written):
+        return frozenset({rules.entity.workflow.field})  # the stored state (locked or not)
 
     def check(self, ctx: WriteContext) -> None:
         if ctx.source == TRANSITION_SOURCE:
