@@ -1,0 +1,109 @@
+"""The worker's "deliver" pass: claim due outbox messages, send each through its channel, mark it.
+
+Local (default): the worker process delivers what it claims. With PORTAL_QUEUE=rq the pass only claims and hands
+the claimed ids to an rq queue; `flask --app run portal rq-worker` processes deliver them (app/data/rq_queue.py).
+Either way a message is sent only by the holder of its claim (outbox.claim), and marked right after it is sent.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from itertools import groupby
+
+from flask import Flask
+
+from app.data import outbox
+from app.data.channels import DeliveryFailed, NotReady, open_channel
+from app.data.channels.email import NOT_CONFIGURED, SMTP_TIMEOUT_SECONDS, mail_configured
+from app.data.worker import add_worker_pass, stopping
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    batch: int               # messages claimed at once
+    lease_seconds: float     # a claim's lifetime: unmarked messages of a dead worker are due again after it
+    retry_base_seconds: float
+    retry_max: int
+
+    @classmethod
+    def of(cls, config) -> "DeliverySettings":
+        return cls(int(config.get("PORTAL_OUTBOX_BATCH", 50)), float(config.get("PORTAL_OUTBOX_LEASE_SECONDS", 300)),
+                   float(config.get("PORTAL_RETRY_BASE_SECONDS", 60)), int(config.get("PORTAL_RETRY_MAX", 8)))
+
+
+def install(app: Flask) -> None:
+    add_worker_pass(app, "deliver", deliver_pass)
+
+
+def engine_of(app: Flask):
+    return app.appbuilder.session.get_bind()
+
+
+def deliver_pass(app: Flask) -> int:
+    """Messages handled this turn (sent, failed or handed to rq); 0 when none was due."""
+    if app.config.get("PORTAL_QUEUE") == "rq":
+        from app.data.rq_queue import dispatch
+        return dispatch(app)
+    settings = DeliverySettings.of(app.config)
+    engine = engine_of(app)
+    excluded = waiting_channels(app, engine)
+    claim = outbox.claim(engine, settings.batch, settings.lease_seconds, excluded)
+    deliver_claim(app, engine, claim, settings)
+    return len(claim.messages)
+
+
+def waiting_channels(app: Flask, engine) -> tuple[str, ...]:
+    """Channels this worker cannot send yet: not claimed, marked with the reason (not counted as an attempt)."""
+    if mail_configured(app.config):
+        return ()
+    with engine.begin() as conn:
+        conn.execute(outbox.OUTBOX.update()
+                     .where(outbox.OUTBOX.c.status == outbox.PENDING, outbox.OUTBOX.c.channel == "email",
+                            outbox.OUTBOX.c.last_error.is_distinct_from(NOT_CONFIGURED))
+                     .values(last_error=NOT_CONFIGURED))
+    return ("email",)
+
+
+def deliver_claim(app: Flask, engine, claim: outbox.Claim, settings: DeliverySettings) -> None:
+    """Send the claimed messages, channel by channel (one SMTP connection for a run of e-mails)."""
+    messages = sorted(claim.messages, key=lambda m: (m.channel, m.id))
+    left = [m.id for m in messages]
+    try:
+        for channel, run in groupby(messages, key=lambda m: m.channel):
+            with open_channel(app, channel) as send:
+                for message in run:
+                    # stop early: asked to stop, or the lease could end during this send (then another worker
+                    # could claim it too) -- the rest is given back
+                    if stopping(app) or outbox.now() + dt.timedelta(seconds=SMTP_TIMEOUT_SECONDS) >= claim.until:
+                        return
+                    _deliver_one(engine, claim.token, message, send, settings)
+                    left.remove(message.id)
+    finally:
+        if left:
+            with engine.begin() as conn:
+                outbox.release(conn, claim.token, left)
+
+
+def _deliver_one(engine, token: str, message: outbox.Message, send, settings: DeliverySettings) -> None:
+    try:
+        send(message)
+    except NotReady as reason:
+        with engine.begin() as conn:
+            outbox.release(conn, token, [message.id], str(reason))
+        return
+    except DeliveryFailed as failure:
+        log.info("outbox: message %s (%s) not delivered: %s", message.id, message.channel, failure)
+        with engine.begin() as conn:
+            outbox.mark_failed(conn, token, message, str(failure), settings.retry_base_seconds, settings.retry_max)
+        return
+    except Exception as error:  # a bug in a channel must not kill the worker: count it as a failed attempt
+        log.exception("outbox: message %s (%s) failed", message.id, message.channel)
+        with engine.begin() as conn:
+            outbox.mark_failed(conn, token, message, f"{error.__class__.__name__}: {error}",
+                               settings.retry_base_seconds, settings.retry_max)
+        return
+    with engine.begin() as conn:
+        outbox.mark_sent(conn, token, [message.id])
