@@ -162,3 +162,12 @@ def worker_command(once):
     from app.data.worker import run_worker
 
     run_worker(current_app._get_current_object(), once=once)
+
+
+@portal_cli.command("rq-worker")
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
+def rq_worker_command(burst):
+    """Deliver outbox messages handed to rq (PORTAL_QUEUE=rq, REDIS_URL); run as many as needed."""
+    from app.data.rq_queue import run_rq_worker
+
+    run_rq_worker(current_app._get_current_object(), burst=burst)

@@ -18,6 +18,7 @@ from flask_appbuilder import AppBuilder, IndexView, Model
 from flask_appbuilder.utils.legacy import get_sqla_class
 
 from app.fieldtypes import field_types
+from app.data.dead_letters import register_dead_letters
 from app.data.delivery import install as install_delivery
 from app.generate import register_portal
 from app.generate.input_errors import install_input_checks
@@ -75,6 +76,7 @@ def create_app(config: dict | object | None = None) -> Flask:
             fill_new_rollups(engine, portal)  # a rollup field added to a database that has children
             appbuilder.init_app(app, db.session)
             register_portal(appbuilder, spec, portal.models)
+            register_dead_letters(appbuilder)  # outbox messages that failed every attempt: Admin page + API
             if pages is not None:
                 pages.register(appbuilder, portal)
         install_locale_handling(app)

@@ -15,7 +15,8 @@ from flask import Flask
 
 from app.data import outbox
 from app.data.channels import DeliveryFailed, NotReady, open_channel
-from app.data.channels.email import NOT_CONFIGURED, SMTP_TIMEOUT_SECONDS, mail_configured
+from app.data.channels import delivery_timeout
+from app.data.channels.email import NOT_CONFIGURED, mail_configured
 from app.data.worker import add_worker_pass, stopping
 
 log = logging.getLogger(__name__)
@@ -27,11 +28,19 @@ class DeliverySettings:
     lease_seconds: float     # a claim's lifetime: unmarked messages of a dead worker are due again after it
     retry_base_seconds: float
     retry_max: int
+    timeout_seconds: float   # one network wait of a channel (SMTP connect or reply, webhook response)
 
     @classmethod
     def of(cls, config) -> "DeliverySettings":
         return cls(int(config.get("PORTAL_OUTBOX_BATCH", 50)), float(config.get("PORTAL_OUTBOX_LEASE_SECONDS", 300)),
-                   float(config.get("PORTAL_RETRY_BASE_SECONDS", 60)), int(config.get("PORTAL_RETRY_MAX", 8)))
+                   float(config.get("PORTAL_RETRY_BASE_SECONDS", 60)), int(config.get("PORTAL_RETRY_MAX", 8)),
+                   delivery_timeout(config))
+
+    @property
+    def send_margin(self) -> dt.timedelta:
+        """Time one send may take at most (connecting, then sending): no send starts closer than this to the end
+        of its claim's lease, so a lease never runs out while its holder is still sending."""
+        return dt.timedelta(seconds=2 * self.timeout_seconds)
 
 
 def install(app: Flask) -> None:
@@ -77,7 +86,7 @@ def deliver_claim(app: Flask, engine, claim: outbox.Claim, settings: DeliverySet
                 for message in run:
                     # stop early: asked to stop, or the lease could end during this send (then another worker
                     # could claim it too) -- the rest is given back
-                    if stopping(app) or outbox.now() + dt.timedelta(seconds=SMTP_TIMEOUT_SECONDS) >= claim.until:
+                    if stopping(app) or outbox.now() + settings.send_margin >= claim.until:
                         return
                     _deliver_one(engine, claim.token, message, send, settings)
                     left.remove(message.id)

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text, and_, func,
-                        select, text, update)
+                        select, update)
 
 OUTBOX_TABLE = "portal_outbox"
 PENDING, SENT, DEAD = "pending", "sent", "dead"
@@ -120,6 +120,16 @@ def claim(engine, limit: int, lease_seconds: float, channels_excluded: tuple[str
     return Claim(token, until, messages)
 
 
+def claimed(conn, token: str, message_ids: list[int]) -> list[Message]:
+    """The messages among `message_ids` still held by claim `token` (an rq job checks its claim before sending)."""
+    rows = conn.execute(select(OUTBOX.c.id, OUTBOX.c.channel, OUTBOX.c.payload, OUTBOX.c.user_id,
+                               OUTBOX.c.notification_id, OUTBOX.c.attempts, OUTBOX.c.delivery_id)
+                        .where(OUTBOX.c.id.in_(message_ids), OUTBOX.c.claim == token, OUTBOX.c.status == PENDING)
+                        .order_by(OUTBOX.c.id)).all()
+    return [Message(r.id, r.channel, json.loads(r.payload), r.user_id, r.notification_id, r.attempts, r.delivery_id)
+            for r in rows]
+
+
 def mark_sent(conn, token: str, message_ids: list[int]) -> None:
     if message_ids:
         conn.execute(update(OUTBOX).where(OUTBOX.c.id.in_(message_ids), OUTBOX.c.claim == token)
@@ -155,3 +165,25 @@ def release(conn, token: str, message_ids: list[int], error: str | None = None) 
 def counts(conn) -> dict:
     """{status: number of messages}, for the health page and tests."""
     return dict(conn.execute(select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status)).all())
+
+
+# -- dead letters (app/data/dead_letters.py: the Admin page and API) ----------------------------------------------
+
+DEAD_COLUMNS = ("id", "channel", "user_id", "notification_id", "attempts", "last_error", "created_on")
+
+
+def dead_letters(conn, page: int, page_size: int) -> tuple[int, list]:
+    """(how many are dead, one page of them, newest first)."""
+    dead = OUTBOX.c.status == DEAD
+    count = conn.scalar(select(func.count()).select_from(OUTBOX).where(dead))
+    rows = conn.execute(select(*(OUTBOX.c[name] for name in DEAD_COLUMNS)).where(dead)
+                        .order_by(OUTBOX.c.id.desc()).limit(page_size).offset(page * page_size)).all()
+    return count, rows
+
+
+def retry_dead(conn, message_id: int | None = None) -> int:
+    """Put one dead message (or all) back to pending, due now, with no attempts counted; how many."""
+    query = update(OUTBOX).where(OUTBOX.c.status == DEAD)
+    if message_id is not None:
+        query = query.where(OUTBOX.c.id == message_id)
+    return conn.execute(query.values(status=PENDING, attempts=0, next_attempt_at=now(), claim=None)).rowcount

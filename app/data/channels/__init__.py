@@ -17,6 +17,11 @@ class NotReady(Exception):
     """The channel cannot run in this process yet; the message waits, no attempt counted."""
 
 
+def delivery_timeout(config) -> float:
+    """Seconds one network wait of a channel may take (PORTAL_DELIVERY_TIMEOUT_SECONDS, default 20)."""
+    return float(config.get("PORTAL_DELIVERY_TIMEOUT_SECONDS", 20))
+
+
 def channel_kind(channel: str) -> str:
     return channel.split(":", 1)[0]
 

@@ -12,10 +12,9 @@ from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from app.data.channels import DeliveryFailed, NotReady
+from app.data.channels import DeliveryFailed, NotReady, delivery_timeout
 
 NOT_CONFIGURED = "mail not configured"
-SMTP_TIMEOUT_SECONDS = 30
 
 
 def mail_configured(config) -> bool:
@@ -60,11 +59,12 @@ class SmtpSession:
 
     def _connect(self) -> smtplib.SMTP:
         c = self.config
+        timeout = delivery_timeout(c)
         host, port = c["MAIL_SERVER"], int(c.get("MAIL_PORT") or (465 if c.get("MAIL_USE_SSL") else 25))
         if c.get("MAIL_USE_SSL"):
-            connection = smtplib.SMTP_SSL(host, port, timeout=SMTP_TIMEOUT_SECONDS)
+            connection = smtplib.SMTP_SSL(host, port, timeout=timeout)
         else:
-            connection = smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT_SECONDS)
+            connection = smtplib.SMTP(host, port, timeout=timeout)
             if c.get("MAIL_USE_TLS"):
                 connection.starttls()
         if c.get("MAIL_USERNAME"):

@@ -15,11 +15,8 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 
-from app.data.channels import DeliveryFailed
+from app.data.channels import DeliveryFailed, delivery_timeout
 from app.schema.webhooks import env_name, is_http_url
-
-WEBHOOK_TIMEOUT_SECONDS = 10
-
 
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -44,7 +41,7 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
-def post(url: str, secret: str, delivery_id: str, event: str, data) -> int:
+def post(url: str, secret: str, delivery_id: str, event: str, data, timeout: float) -> int:
     body = json.dumps({"delivery_id": delivery_id, "event": event, "data": data}, ensure_ascii=False,
                       separators=(",", ":"), default=str).encode()
     request = urllib.request.Request(url, data=body, method="POST", headers={
@@ -52,7 +49,7 @@ def post(url: str, secret: str, delivery_id: str, event: str, data) -> int:
         "X-Portal-Signature": signature(secret, body), "X-Portal-Delivery": delivery_id,
         "X-Portal-Event": " ".join(str(event).splitlines())})
     try:
-        with _OPENER.open(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -72,7 +69,8 @@ def webhook_sender(app, name: str):
         url, secret = resolve(hook.url, "url"), resolve(hook.secret, "secret")
         if not is_http_url(url):
             raise DeliveryFailed(f"webhook {name} url is not an http(s) URL")
-        status = post(url, secret, message.delivery_id, message.payload.get("event", ""), message.payload.get("data"))
+        status = post(url, secret, message.delivery_id, message.payload.get("event", ""), message.payload.get("data"),
+                      delivery_timeout(app.config))
         if not 200 <= status < 300:
             raise DeliveryFailed(f"webhook {name} answered HTTP {status}")
 
