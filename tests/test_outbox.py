@@ -382,3 +382,46 @@ def test_four_worker_processes_deliver_each_message_once_and_survive_a_kill(app,
     ids = mail.ids
     assert len(ids) == 300  # every message arrived
     assert sum(ids.values()) - len(ids) <= 1  # at most the one the killed worker sent but had not marked
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(stat))
+    return children
+
+
+def test_run_py_serves_with_a_worker_and_stops_it(tmp_path, schema_dir, mail):
+    """`python run.py` (make run) starts one worker process beside the server; stopping the server stops it."""
+    import urllib.request
+
+    from sqlalchemy import create_engine
+
+    port, database = free_port(), f"sqlite:///{tmp_path / 'portal.db'}"
+    env = {**os.environ, "PORTAL_PORT": str(port), "DATABASE_URL": database, "PORTAL_SCHEMA_DIR": str(schema_dir),
+           "PORTAL_DEMO": "0", "SECRET_KEY": "x" * 40, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(mail.port),
+           "PORTAL_WORKER_POLL_SECONDS": "0.2"}
+    env.pop("PORTAL_TEST_DATABASE_URL", None)
+    server = subprocess.Popen([sys.executable, "run.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200,
+                   60, "run.py")
+        [worker] = _children(server.pid)
+        local = create_engine(database)
+        with local.begin() as conn:
+            enqueue(conn, [email(1, subject="from run.py")])
+        wait_until(lambda: any(m["Subject"] == "from run.py" for m in mail.messages), 30, "the worker's delivery")
+        local.dispose()
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=40)[0].decode()
+    assert "Notification worker running" in output, output[-2000:]
+    assert not os.path.exists(f"/proc/{worker}") or open(f"/proc/{worker}/stat").read().split()[2] == "Z"
