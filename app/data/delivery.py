@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
+import threading
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -80,6 +82,7 @@ def deliver_claim(app: Flask, engine, claim: outbox.Claim, settings: DeliverySet
     """Send the claimed messages, channel by channel (one SMTP connection for a run of e-mails)."""
     messages = sorted(claim.messages, key=lambda m: (m.channel, m.id))
     left = [m.id for m in messages]
+    marks = Marks(engine, claim.token, settings)
     try:
         for channel, run in groupby(messages, key=lambda m: m.channel):
             with open_channel(app, channel) as send:
@@ -88,31 +91,77 @@ def deliver_claim(app: Flask, engine, claim: outbox.Claim, settings: DeliverySet
                     # could claim it too) -- the rest is given back
                     if stopping(app) or outbox.now() + settings.send_margin >= claim.until:
                         return
-                    _deliver_one(engine, claim.token, message, send, settings)
+                    _deliver_one(marks, message, send)
                     left.remove(message.id)
     finally:
+        marks.close()
         if left:
             with engine.begin() as conn:
                 outbox.release(conn, claim.token, left)
 
 
-def _deliver_one(engine, token: str, message: outbox.Message, send, settings: DeliverySettings) -> None:
+def _deliver_one(marks: "Marks", message: outbox.Message, send) -> None:
     try:
         send(message)
     except NotReady as reason:
-        with engine.begin() as conn:
-            outbox.release(conn, token, [message.id], str(reason))
-        return
+        marks.add("release", message, str(reason))
     except DeliveryFailed as failure:
         log.info("outbox: message %s (%s) not delivered: %s", message.id, message.channel, failure)
-        with engine.begin() as conn:
-            outbox.mark_failed(conn, token, message, str(failure), settings.retry_base_seconds, settings.retry_max)
-        return
+        marks.add("failed", message, str(failure))
     except Exception as error:  # a bug in a channel must not kill the worker: count it as a failed attempt
         log.exception("outbox: message %s (%s) failed", message.id, message.channel)
-        with engine.begin() as conn:
-            outbox.mark_failed(conn, token, message, f"{error.__class__.__name__}: {error}",
-                               settings.retry_base_seconds, settings.retry_max)
-        return
-    with engine.begin() as conn:
-        outbox.mark_sent(conn, token, [message.id])
+        marks.add("failed", message, f"{error.__class__.__name__}: {error}")
+    else:
+        marks.add("sent", message)
+
+
+class Marks:
+    """Records each send's outcome right after it, from a thread of its own (group commit).
+
+    The sending loop never waits for a commit: while one commit runs (a few ms: an fsync), the messages sent
+    meanwhile queue up and go in the next one. So a worker killed after sending loses the marks of the messages
+    of at most one commit interval -- usually one or two messages -- and those are sent again when its lease ends.
+    """
+
+    def __init__(self, engine, token: str, settings: DeliverySettings) -> None:
+        self.engine, self.token, self.settings = engine, token, settings
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="outbox-marks", daemon=True)
+        self.thread.start()
+
+    def add(self, kind: str, message: outbox.Message, error: str | None = None) -> None:
+        self.queue.put((kind, message, error))
+
+    def close(self) -> None:
+        """Wait until every outcome is written."""
+        self.queue.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        while True:
+            items = [self.queue.get()]
+            while True:
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            last = None in items
+            items = [item for item in items if item is not None]
+            if items:
+                self._write(items)
+            if last:
+                return
+
+    def _write(self, items: list) -> None:
+        settings = self.settings
+        try:
+            with self.engine.begin() as conn:
+                outbox.mark_sent(conn, self.token, [m.id for kind, m, _ in items if kind == "sent"])
+                for kind, message, error in items:
+                    if kind == "failed":
+                        outbox.mark_failed(conn, self.token, message, error, settings.retry_base_seconds,
+                                           settings.retry_max)
+                    elif kind == "release":
+                        outbox.release(conn, self.token, [message.id], error)
+        except Exception:  # the database went away: these messages are claimed until the lease ends, then resent
+            log.exception("outbox: could not record the outcome of %d messages", len(items))
