@@ -91,7 +91,8 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
         for _ in range(rng.randrange(1, 4)):
             add("FollowUp", customer=customer, contact=contact, method=rng.choice(["phone", "visit", "wechat"]),
                 at=dt.datetime.combine(today - dt.timedelta(days=rng.randrange(1, 90)), dt.time(10)),
-                summary=rng.choice(["沟通年度维保合同", "现场踏勘", "报价跟进", "续签意向沟通"]))
+                summary=rng.choice(["沟通年度维保合同", "现场踏勘", "报价跟进", "续签意向沟通"]),
+                next_contact_on=today + dt.timedelta(days=rng.randrange(-5, 20)), done=rng.random() < 0.3)
     customers = made.get("Customer", [])
     for i, customer in enumerate(customers[::2]):
         add("Contract", customer=customer, name=f"{customer.name}{rng.choice(['年度维保合同', '机电安装合同', '物业服务合同'])}",

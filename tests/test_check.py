@@ -122,8 +122,8 @@ CASES = [
     (REPORT_HEAD + "  r: {entity: A, measures: {s: 'avg_hours_between(d)'}}\n", 6, "E712", "avg_hours_between in measure 's' of report 'r' takes 2 field(s), got 1"),
     (REPORT_HEAD + "  r: {entity: A, chart: donut}\n", 6, "E714", "chart of report 'r' must be one of bar, line, pie, table"),
     (REPORT_HEAD + "  r: {entity: A, chart_measure: cost}\n", 6, "E715", "chart_measure of report 'r' names unknown measure 'cost'"),
-    (REPORT_HEAD + "  r: {entity: A, filter: {k: c}}\n", 6, "E717", "filter value 'c' of report 'r' is not a choice of 'k'"),
-    (REPORT_HEAD + "  r: {entity: A, filter: {n: abc}}\n", 6, "E415", "filter value of 'n' in report 'r' must be a decimal value"),
+    (REPORT_HEAD + "  r: {entity: A, filter: {k: c}}\n", 6, "E766", "value 'c' of filter of report 'r' is not a choice of 'k'"),
+    (REPORT_HEAD + "  r: {entity: A, filter: {n: abc}}\n", 6, "E765", "value of 'n' in filter of report 'r' must be a decimal value"),
     (REPORT_HEAD + "  r: {entity: A, date_field: k}\n", 6, "E718", "date_field of report 'r' must be a date or datetime field"),
 ]
 

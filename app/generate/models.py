@@ -203,7 +203,7 @@ def _order_index(entity: EntitySpec, models: dict) -> None:
 def _report_index(spec: PortalSpec, report, models: dict) -> None:
     """A covering index per report (filters, groups, measures) so its GROUP BY reads the index only."""
     entity = spec.entity(report.entity)
-    names = [name for name, _ in report.filter] + [g.field for g in report.group_by]
+    names = [c.path[0] for c in report.filter] + [g.field for g in report.group_by]
     names += [f for m in report.measures for f in m.fields]
     columns = list(dict.fromkeys(entity.field(n).column_name for n in names if not type_of(entity.field(n)).multiple))
     if columns:

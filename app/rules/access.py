@@ -12,11 +12,13 @@ Rules for a user with several roles (only roles declared in YAML count; Admin se
 from __future__ import annotations
 
 from flask import current_app, has_request_context
-from sqlalchemy import and_, false, or_
+from sqlalchemy import false, or_
 
 from app.portal import current_portal
 from app.runtime.request_cache import request_cached
-from app.schema.spec import EntitySpec, PortalSpec, RoleSpec, RowRule
+from app.rules.filters import context_for, filter_clause
+from app.schema.filters import Relative
+from app.schema.spec import EntitySpec, PortalSpec, RoleSpec
 
 MASK = "****"
 
@@ -103,7 +105,7 @@ class Viewer:
         """Fields that may not be shown in full, searched, sorted or written: hidden or masked."""
         return self.hidden(entity) | self.masked(entity)
 
-    def scopes(self, entity: str) -> list[tuple[RowRule, ...]] | None:
+    def scopes(self, entity: str) -> list[tuple] | None:
         """None: every row. Otherwise the row scopes of which any one must match."""
         roles = self._restricted(entity)
         if not roles or any(r.row_rules(entity) is None for r in roles):
@@ -117,20 +119,8 @@ class Viewer:
             return None
         if self.user_id is None:
             return false()
-        model = models[entity]
-        return or_(*(and_(*(self._rule_clause(model, entity, rule, models) for rule in scope)) for scope in scopes))
-
-    def _rule_clause(self, model, entity: str, rule: RowRule, models: dict):
-        spec = self.portal.entity(entity)
-        field = spec.field(rule.path[0])
-        if len(rule.path) == 2:
-            target = models[field.to]
-            inner = self._rule_clause(target, field.to, RowRule(rule.path[1:], rule.values), models)
-            return getattr(model, field.name).has(inner)
-        column = getattr(model, field.column_name)
-        if rule.is_current_user:
-            return column == self.user_id
-        return column.in_(rule.values)
+        context = context_for(self.user_id)
+        return or_(*(filter_clause(self.portal, models, entity, scope, context) for scope in scopes))
 
     def forced_values(self, entity: str) -> dict:
         """Values a new or edited record must carry to stay in the user's scope (e.g. owner = me)."""
@@ -138,11 +128,15 @@ class Viewer:
         if not scopes:
             return {}
         forced = {}
-        for rule in scopes[0]:
-            if len(rule.path) == 1 and rule.is_current_user:
-                forced[rule.path[0]] = self.user
-            elif len(rule.path) == 1 and len(rule.values) == 1:
-                forced[rule.path[0]] = rule.values[0]
+        for c in scopes[0]:
+            if len(c.path) != 1:
+                continue
+            if c.is_current_user:
+                forced[c.path[0]] = self.user
+            elif c.op == "eq" and not isinstance(c.value, Relative):
+                forced[c.path[0]] = c.value
+            elif c.op == "in" and len(c.value) == 1 and not isinstance(c.value[0], Relative):
+                forced[c.path[0]] = c.value[0]
         return forced
 
 

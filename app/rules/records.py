@@ -11,10 +11,10 @@ from app.fieldtypes.base import MAX_ID
 from app.fieldtypes.choices import FALSE_WORDS, TRUE_WORDS
 from app.fieldtypes.numbers import parse_number
 from app.fieldtypes.text import DEFAULT_PHONE_REGION
-from app.schema.spec import CURRENT_USER, EntitySpec, FieldSpec
+from app.schema.spec import FieldSpec
 
 __all__ = ["DEFAULT_PHONE_REGION", "FALSE_WORDS", "MAX_ID", "STRING_LENGTHS", "TRUE_WORDS", "FieldError",
-           "clean_present", "clean_value", "filter_conditions", "is_blank", "max_length", "parse_number", "record_id"]
+           "clean_present", "clean_value", "is_blank", "max_length", "parse_number", "record_id"]
 
 # VARCHAR sizes of the text types without a `length` (read from the types; kept for callers of the old table)
 STRING_LENGTHS = {name: t.default_length for name, t in BUILTIN_TYPES.items() if getattr(t, "default_length", None)}
@@ -43,17 +43,3 @@ def clean_present(field: FieldSpec, value):
     if clean is None:  # an app's own type
         clean = field_types().of(field).clean
     return clean(field, value)
-
-
-def filter_conditions(entity: EntitySpec, columns, pairs, user_id=None) -> list:
-    """SQL conditions of a literal filter (a report's `filter:`, a rollup's `where:`): each field is one of its
-    values; `$user` is `user_id`. `columns` maps column names to columns (a table's `.c`)."""
-    conditions = []
-    for name, values in pairs:
-        f = entity.field(name)
-        column = columns[f.column_name]
-        if values == (CURRENT_USER,):
-            conditions.append(column == user_id)
-        else:
-            conditions.append(column.in_([clean_value(f, v) for v in values]))
-    return conditions

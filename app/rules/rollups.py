@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from app.i18n import current_locale, lazy
 from app.rules.flushes import CHUNK, chunks, link_ids_in_history, link_values
 from app.rules.record_rules import fit_formula_value
-from app.rules.records import filter_conditions
+from app.rules.filters import context_for, table_conditions
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 
 log = logging.getLogger(__name__)
@@ -346,7 +346,7 @@ class Rollups:
             if f.kind.numeric and not f.kind.whole and rollup.function in ("sum", "avg"):
                 value = func.round(value, f.scale)  # the column's scale, as a formula's value is fitted
         link = child_table.c[child.field(rollup.link).column_name]
-        conditions = filter_conditions(child, child_table.c, rollup.where)
+        conditions = table_conditions(child, child_table.c, rollup.where, context_for(None))
         subquery = select(value).where(link == parent_table.c.id, *conditions).scalar_subquery()
         return func.coalesce(subquery, 0) if rollup.function == "sum" else subquery
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import re
 
 from app.schema.loader import YList, YMap
-from app.schema.fields import FIELD_NAME, parse_literal
+from app.schema.fields import FIELD_NAME
+from app.schema.filters import check_filter, read_filter
 from app.schema.values import Check, did_you_mean, short
 from app.schema.spec import (
     AGGREGATES,
     CHARTS,
-    CURRENT_USER,
     DATE_BUCKETS,
     GroupBy,
     Label,
@@ -61,7 +61,7 @@ def check_report(run: Check, file, module, report_id, raw, line) -> ReportSpec |
             measure = _check_measure(run, file, where, name, expression, raw_measures.line_of(name))
             if measure:
                 measures.append((measure, raw_measures.line_of(name)))
-    filters = read_filter(run, file, raw.get("filter"), raw.line_of("filter"), f"filter of {where}") if "filter" in raw else []
+    filters = read_filter(run, file, raw.get("filter"), raw.line_of("filter"), f"filter of {where}") if "filter" in raw else ()
     chart = raw.get("chart", "bar")
     if chart not in CHARTS:
         run.error(file, raw.line_of("chart"), "E714", f"chart of {where} must be one of {', '.join(CHARTS)}, got {short(repr(chart))}{did_you_mean(chart, CHARTS)}")
@@ -76,7 +76,7 @@ def check_report(run: Check, file, module, report_id, raw, line) -> ReportSpec |
     return ReportSpec(
         id=report_id, module=module, label=label, entity=entity, file=file, line=line,
         group_by=tuple(g for g, _ in group_by), measures=tuple(m for m, _ in measures),
-        filter=tuple((n, v) for n, v, _ in filters), chart=chart, date_field=date_field, chart_measure=chart_measure)
+        filter=filters, chart=chart, date_field=date_field, chart_measure=chart_measure)
 
 
 def _check_measure(run, file, where, name, expression, line) -> Measure | None:
@@ -137,44 +137,12 @@ def _report_fields_check(run, file, line, where, raw, entity_name, group_by, mea
                     run.error(file, ln, "E713", f"avg_hours_between in {where} needs date or datetime fields, '{name}' is {f.type}")
                 elif measure.function in ("min", "max") and not f.kind.ordered:
                     run.error(file, ln, "E713", f"{measure.function}({name}) in {where} needs a number or date field")
-        check_filter(run, file, f"filter of {where}", entity_name, fields, filters)
+        check_filter(run, file, line, f"filter of {where}", entities, entity_name, filters)
         if date_field is not None:
             f = known(date_field, raw.line_of("date_field"), "date_field")
             if f is not None and not f.kind.is_moment:
                 run.error(file, raw.line_of("date_field"), "E718", f"date_field of {where} must be a date or datetime field")
     return check
-
-
-def read_filter(run: Check, file, raw, line, what) -> list[tuple[str, tuple, int]]:
-    """A literal filter mapping (a report's `filter:`, a rollup's `where:`) as (field, accepted values, line)."""
-    if run.mapping(raw, file, line, what) is None:
-        return []
-    return [(str(name), tuple(value) if isinstance(value, YList) else (value,), raw.line_of(name))
-            for name, value in raw.items()]
-
-
-REPORT_FILTER_CODES = {"unknown": "E706", "relation": "E716", "value": "E415", "choice": "E717"}
-
-
-def check_filter(run: Check, file, what, entity_name, fields: dict, filters, codes=REPORT_FILTER_CODES,
-                 current_user: bool = True) -> None:
-    """Each (field, values, line) of a literal filter names a field of the entity that is not a relation (user
-    fields accept $user when `current_user`), and each value fits the field's type and choices."""
-    for name, values, ln in filters:
-        f = fields.get(name)
-        if f is None:
-            run.error(file, ln, codes["unknown"], f"{what} names unknown field '{name}' of {entity_name}{did_you_mean(name, fields)}")
-            continue
-        if f.is_relation:
-            if not (current_user and f.kind.to_users and values == (CURRENT_USER,)):
-                hint = "; user fields accept $user" if current_user else ""
-                run.error(file, ln, codes["relation"], f"{what} cannot compare '{name}' (a {f.type} field){hint}")
-            continue
-        for value in values:
-            before = len(run.problems)
-            literal = parse_literal(run, file, ln, f"value of '{name}' in {what}", f.kind, value, vars(f), codes["value"])
-            if len(run.problems) == before and f.choices and literal not in [c.key for c in f.choices]:
-                run.error(file, ln, codes["choice"], f"value '{literal}' of {what} is not a choice of '{name}'")
 
 
 def check_report_ids(run: Check, modules: list[ModuleSpec], roles) -> None:

@@ -4,14 +4,12 @@ from __future__ import annotations
 import re
 
 from app.schema.loader import YList, YMap
-from app.schema.fields import parse_literal
+from app.schema.filters import check_filter, read_filter
 from app.schema.values import Check, did_you_mean
 from app.schema.spec import (
     ACTIONS,
-    CURRENT_USER,
     ModuleSpec,
     RoleSpec,
-    RowRule,
 )
 
 ROLE_KEYS = ("label", "can", "rows", "hide", "mask", "reports")
@@ -65,12 +63,9 @@ def check_role(run: Check, file, name, raw, line) -> RoleSpec | None:
             run.error(file, ln, "E607", f"{where} limits rows of {entity} but grants nothing on it")
         if run.mapping(conditions, file, ln, f"row scope of {where} on {entity}") is None or not conditions:
             continue
-        rules = []
-        for path, value, path_line in [(p, v, conditions.line_of(p)) for p, v in conditions.items()]:
-            values = tuple(value) if isinstance(value, YList) else (value,)
-            rules.append(RowRule(tuple(str(path).split(".")), values))
-            run.later.append(_row_rule_check(run, file, path_line, where, entity, str(path), values))
-        rows.append((entity, tuple(rules)))
+        scope = read_filter(run, file, conditions, ln, f"row scope of {where}")
+        run.later.append(_row_scope_check(run, file, ln, where, entity, scope))
+        rows.append((entity, scope))
     hide = _field_sets(run, raw, "hide", file, where, granted_entities)
     mask = _field_sets(run, raw, "mask", file, where, granted_entities)
     reports = tuple(r for r, _ in run.name_list(raw.get("reports", YList()), file, raw.line_of("reports"), f"reports of {where}"))
@@ -103,44 +98,14 @@ def _field_set_check(run, file, key, where, entity_name, names):
     return check
 
 
-def _row_rule_check(run, file, line, where, entity_name, path, values):
+# the row scope's codes, published before the filter language was shared (app/schema/filters.py)
+ROW_SCOPE_CODES = {"unknown": "E609", "path": "E608", "not_link": "E610", "relation": "E611", "user": "E612",
+                   "user_needed": "E613", "choice": "E614"}
+
+
+def _row_scope_check(run, file, line, where, entity_name, scope):
     def check(entities):
-        entity = entities.get(entity_name)
-        if entity is None:
-            return
-        parts = path.split(".")
-        if len(parts) > 2 or not all(parts):
-            run.error(file, line, "E608", f"row scope path '{path}' of {where} must be a field or link.field")
-            return
-        if parts[0] not in entity.field_names:
-            run.error(file, line, "E609", f"row scope of {where} names unknown field '{parts[0]}' of {entity_name}{did_you_mean(parts[0], entity.field_names)}")
-            return
-        field = entity.field(parts[0])
-        if len(parts) == 2:
-            if not (field.stores_link and field.to):
-                run.error(file, line, "E610", f"row scope path '{path}' of {where}: '{parts[0]}' is not a link")
-                return
-            target = entities.get(field.to)
-            if target is None:
-                return  # the link's unknown target is reported with the field
-            if parts[1] not in target.field_names:
-                run.error(file, line, "E609", f"row scope of {where} names unknown field '{parts[1]}' of {target.name}{did_you_mean(parts[1], target.field_names)}")
-                return
-            field = target.field(parts[1])
-        if field.is_relation and not field.kind.to_users:
-            run.error(file, line, "E611", f"row scope of {where} cannot compare '{path}' (a {field.type} field); use link.field")
-            return
-        for value in values:
-            if value == CURRENT_USER:
-                if not field.kind.to_users or len(values) != 1:
-                    run.error(file, line, "E612", f"$user in {where} only fits a single user field, not '{path}' ({field.type})")
-            elif field.kind.to_users:
-                run.error(file, line, "E613", f"row scope '{path}' of {where} is a user field; use $user")
-            else:
-                before = len(run.problems)
-                literal = parse_literal(run, file, line, f"row scope value of '{path}' in {where}", field.kind, value, vars(field))
-                if len(run.problems) == before and field.choices and literal not in [c.key for c in field.choices]:
-                    run.error(file, line, "E614", f"row scope value '{literal}' of {where} is not a choice of '{path}'")
+        check_filter(run, file, line, f"row scope of {where}", entities, entity_name, scope, ROW_SCOPE_CODES)
     return check
 
 

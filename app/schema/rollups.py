@@ -6,13 +6,15 @@ report's (`reports.MEASURE_SYNTAX`, `read_filter`, `check_filter`). Nothing here
 """
 from __future__ import annotations
 
-from app.schema.reports import MEASURE_SYNTAX, check_filter, read_filter
+from app.schema.filters import check_filter, read_filter
+from app.schema.reports import MEASURE_SYNTAX
 from app.schema.spec import ROLLUP_FUNCTIONS, EntitySpec, FieldSpec, RollupSpec
 from app.schema.values import Check, did_you_mean, short
 
 ROLLUP_KEYS = ("of", "measure", "where")
 NOT_WITH_ROLLUP = ("formula", "default", "required", "unique")  # a rollup is computed, never entered
-WHERE_CODES = {"unknown": "E456", "relation": "E456", "value": "E457", "choice": "E457"}
+# published before the filter language was shared (app/schema/filters.py)
+WHERE_CODES = {"unknown": "E456", "relation": "E456", "value": "E457", "choice": "E457", "list": "E457"}
 
 
 def parse_rollup(run: Check, file, entity_name: str, name: str, field_raw) -> RollupSpec | None:
@@ -49,9 +51,8 @@ def parse_rollup(run: Check, file, entity_name: str, name: str, field_raw) -> Ro
         wanted = "no field" if function == "count" else "one field"
         run.error(file, at, "E454", f"{function} in {what} takes {wanted}, got {len(arguments)}")
         return None
-    conditions = read_filter(run, file, raw["where"], raw.line_of("where"), f"where of {what}") if "where" in raw else []
-    rollup = RollupSpec(child, link, function, arguments[0] if arguments else None,
-                        tuple((n, values) for n, values, _ in conditions), line)
+    conditions = read_filter(run, file, raw["where"], raw.line_of("where"), f"where of {what}") if "where" in raw else ()
+    rollup = RollupSpec(child, link, function, arguments[0] if arguments else None, conditions, line)
 
     def check(entities):
         parent = entities.get(entity_name)
@@ -95,12 +96,12 @@ def _rollup_ok(run: Check, entity: EntitySpec, f: FieldSpec, entities: dict, con
         run.error(file, f.line, "E458", f"field '{entity.name}.{f.name}' is {f.type}, but its rollup {fit}")
         ok = False
     before = len(run.problems)
-    check_filter(run, file, f"where of {what}", child.name, fields, conditions, WHERE_CODES, current_user=False)
-    for name, values, ln in conditions:  # both would match no child at all: a rollup that is always empty
-        if not values:
-            run.error(file, ln, "E457", f"where of {what} gives '{name}' an empty list, which matches nothing")
-        elif any(isinstance(v, str) and not v.strip() for v in values):
-            run.error(file, ln, "E457", f"where of {what} gives '{name}' empty text, which matches nothing")
+    check_filter(run, file, line, f"where of {what}", entities, child.name, conditions, WHERE_CODES,
+                 user=False, relative=False, links=False)
+    for c in conditions:  # would match no child at all: a rollup that is always empty
+        values = c.value if isinstance(c.value, tuple) else (c.value,)
+        if c.op in ("eq", "in") and any(isinstance(v, str) and not v.strip() for v in values):
+            run.error(file, c.line, "E457", f"where of {what} gives '{'.'.join(c.path)}' empty text, which matches nothing")
     return ok and len(run.problems) == before
 
 

@@ -73,7 +73,7 @@ class RollupSpec:
     link: str
     function: str
     field: str | None = None
-    where: tuple[tuple[str, tuple], ...] = ()
+    where: tuple = ()  # conditions of the filter language (app/schema/filters.py), without $user, $today or links
     line: int = 0
 
     @property
@@ -84,7 +84,7 @@ class RollupSpec:
     @property
     def fields_read(self) -> frozenset:
         """The child's fields whose change may change the value."""
-        return frozenset({self.link, *((self.field,) if self.field else ()), *(name for name, _ in self.where)})
+        return frozenset({self.link, *((self.field,) if self.field else ()), *(c.path[0] for c in self.where)})
 
 
 @dataclass(frozen=True)
@@ -285,25 +285,13 @@ CURRENT_USER = "$user"
 
 
 @dataclass(frozen=True)
-class RowRule:
-    """One condition of a row scope: `path` is a field, or link.field one hop away."""
-
-    path: tuple[str, ...]
-    values: tuple  # literal values (any of them matches), or (CURRENT_USER,)
-
-    @property
-    def is_current_user(self) -> bool:
-        return self.values == (CURRENT_USER,)
-
-
-@dataclass(frozen=True)
 class RoleSpec:
     name: str
     label: Label
     file: str
     line: int
     grants: tuple[tuple[str, frozenset], ...] = ()       # entity -> actions
-    rows: tuple[tuple[str, tuple[RowRule, ...]], ...] = ()  # entity -> conditions (all must hold)
+    rows: tuple[tuple[str, tuple], ...] = ()  # entity -> a filter (app/schema/filters.py): all conditions hold
     hide: tuple[tuple[str, frozenset], ...] = ()
     mask: tuple[tuple[str, frozenset], ...] = ()
     reports: tuple[str, ...] = ()
@@ -311,7 +299,7 @@ class RoleSpec:
     def actions(self, entity: str) -> frozenset:
         return dict(self.grants).get(entity, frozenset())
 
-    def row_rules(self, entity: str) -> tuple[RowRule, ...] | None:
+    def row_rules(self, entity: str) -> tuple | None:
         return dict(self.rows).get(entity)
 
     def hidden(self, entity: str) -> frozenset:
@@ -350,13 +338,13 @@ class ReportSpec:
     line: int
     group_by: tuple[GroupBy, ...]
     measures: tuple[Measure, ...]
-    filter: tuple[tuple[str, tuple], ...] = ()  # field -> accepted values
+    filter: tuple = ()  # conditions of the filter language (app/schema/filters.py)
     chart: str = "bar"
     date_field: str | None = None  # what the user's date range applies to
     chart_measure: str | None = None  # the measure the chart plots (default: the first)
 
     def fields_used(self) -> set[str]:
-        used = {g.field for g in self.group_by} | {name for name, _ in self.filter}
+        used = {g.field for g in self.group_by} | {c.path[0] for c in self.filter}
         used |= {f for m in self.measures for f in m.fields}
         return used | ({self.date_field} if self.date_field else set())
 

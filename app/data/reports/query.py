@@ -12,7 +12,8 @@ from sqlalchemy.orm import aliased
 from app.fieldtypes import type_of
 from app.i18n import lazy
 from app.rules.access import Viewer
-from app.rules.records import FieldError, filter_conditions
+from app.rules.filters import context_for, filter_clause
+from app.rules.records import FieldError
 from app.schema.spec import EntitySpec, FieldSpec, GroupBy, PortalSpec, ReportSpec
 
 
@@ -93,7 +94,7 @@ class ReportQuery:
     def statement(self, report: ReportSpec, params: ReportParams):
         entity = self.portal.entity(report.entity)
         unreadable = self.viewer.unreadable(entity.name)
-        used_for_grouping = {g.field for g in report.group_by} | {n for n, _ in report.filter} | {n for n, _ in params.filters}
+        used_for_grouping = {g.field for g in report.group_by} | {c.path[0] for c in report.filter} | {n for n, _ in params.filters}
         date_field = date_field_of(report, entity)
         if (params.date_from or params.date_to) and date_field:
             used_for_grouping.add(date_field)
@@ -152,7 +153,7 @@ class ReportQuery:
         return getattr(func, measure.function)(columns[0])
 
     def _conditions(self, report, entity, model, params: ReportParams, date_field) -> list:
-        conditions = filter_conditions(entity, model.__table__.c, report.filter, self.viewer.user_id)
+        conditions = [filter_clause(self.portal, self.models, entity.name, report.filter, context_for(self.viewer.user_id))]
         for name, raw in params.filters:
             f = entity.field(name)
             column = getattr(model, f.column_name)
