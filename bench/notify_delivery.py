@@ -64,13 +64,13 @@ class MailProcess:
         return json.loads(out.strip().splitlines()[-1])
 
 
-def plain_loop(port: int, run: list[int]):
+def plain_loop(port: int, run: list[int], label: str):
     """The anchor: one smtplib connection, the same messages (same builder), sent one after another."""
     def call():
         run[0] += 1
         with smtplib.SMTP("127.0.0.1", port) as connection:
             for n in range(MESSAGES):
-                connection.send_message(build_email(_payload(n), "portal@example.com", f"loop{run[0]}x{n}"))
+                connection.send_message(build_email(_payload(n), "portal@example.com", f"loop-{label}-{run[0]}-{n}"))
     return call
 
 
@@ -113,7 +113,7 @@ def measure(url: str, label: str, mail: MailProcess, work: Path) -> tuple[str, i
                                      env=env, stderr=subprocess.DEVNULL) for _ in range(WORKERS - 1)]
         time.sleep(8)  # the second worker's start-up
         run = [0]
-        times = interleaved({"loop": plain_loop(mail.port, run), "workers": outbox_workers(engine)}, REPEAT)
+        times = interleaved({"loop": plain_loop(mail.port, run, label), "workers": outbox_workers(engine)}, REPEAT)
         with engine.connect() as conn:
             sent = conn.scalar(select(func.count()).select_from(OUTBOX).where(OUTBOX.c.status == "sent"))
             assert sent == MESSAGES * REPEAT, sent

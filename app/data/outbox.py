@@ -4,7 +4,7 @@ them, delivered later by the worker (app/data/worker.py, app/data/delivery.py).
 A row is `pending` until a channel delivers it (`sent`) or it has failed PORTAL_RETRY_MAX times (`dead`, shown to
 Admin on the dead-letter page and API, which can put it back to pending).
 
-Claiming (docs/architecture.md "Outbox"): a worker claims a few due rows in one short transaction — PostgreSQL
+Claiming (docs/architecture.md "Outbox: delivering notifications exactly once"): a worker claims a few due rows in one short transaction — PostgreSQL
 `FOR UPDATE SKIP LOCKED`, SQLite `BEGIN IMMEDIATE` — by giving them a claim token and pushing `next_attempt_at` one
 lease ahead, so no other worker sees them; it delivers them outside any transaction and marks each one (sent, or
 retry later) by its token as soon as it is done. A worker that dies leaves its unsent rows to become due again when
