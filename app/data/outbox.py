@@ -163,7 +163,7 @@ def release(conn, token: str, message_ids: list[int], error: str | None = None) 
 
 
 def counts(conn) -> dict:
-    """{status: number of messages}, for the health page and tests."""
+    """{status: number of messages} (tests, the bench, an operator's shell)."""
     return dict(conn.execute(select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status)).all())
 
 
