@@ -34,7 +34,7 @@ class DeliverySettings:
 
     @classmethod
     def of(cls, config) -> "DeliverySettings":
-        return cls(int(config.get("PORTAL_OUTBOX_BATCH", 50)), float(config.get("PORTAL_OUTBOX_LEASE_SECONDS", 300)),
+        return cls(int(config.get("PORTAL_OUTBOX_BATCH", 100)), float(config.get("PORTAL_OUTBOX_LEASE_SECONDS", 300)),
                    float(config.get("PORTAL_RETRY_BASE_SECONDS", 60)), int(config.get("PORTAL_RETRY_MAX", 8)),
                    delivery_timeout(config))
 
