@@ -20,13 +20,14 @@ from app.schema.links import check_links
 from app.schema.reports import check_report, check_report_ids
 from app.schema.roles import check_role, merge_roles
 from app.schema.values import Check, kind, short
+from app.schema.views import check_highlights, check_views, check_views_across
 from app.schema.spec import (
     ModuleSpec,
     PortalSpec,
     humanize,
 )
 
-MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports")
+MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports", "views", "highlight")
 
 MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -56,6 +57,7 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     modules = [dataclasses.replace(m, entities=tuple(check_lifecycle(run, e, entities, roles) for e in m.entities))
                for m in modules]
     check_report_ids(run, modules, roles)
+    check_views_across(run, modules, roles, entities)
     if run.problems:
         return None, run.problems
     return PortalSpec(tuple(modules), roles), []
@@ -105,4 +107,6 @@ def _check_module(run: Check, source: SourceFile, module_seen: dict) -> ModuleSp
             report = check_report(run, file, str(name), report_id, raw, data["reports"].line_of(report_id))
             if report:
                 reports.append(report)
-    return ModuleSpec(str(name), label, file, tuple(entities), given, tuple(roles), tuple(reports))
+    views = check_views(run, file, str(name), data["views"], data.line_of("views")) if "views" in data else ()
+    highlights = check_highlights(run, file, str(name), data["highlight"], data.line_of("highlight")) if "highlight" in data else ()
+    return ModuleSpec(str(name), label, file, tuple(entities), given, tuple(roles), tuple(reports), views, highlights)

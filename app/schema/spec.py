@@ -358,6 +358,8 @@ class ModuleSpec:
     label_given: bool = False
     roles: tuple[RoleSpec, ...] = ()  # as written in this file; PortalSpec.roles merges them
     reports: tuple[ReportSpec, ...] = ()
+    views: tuple = ()       # app/schema/views.py ViewSpec (`views:`) ...
+    highlights: tuple = ()  # ... and HighlightSpec (`highlight:`)
 
 
 @dataclass(frozen=True)
