@@ -37,7 +37,7 @@ RESERVED_NAMES = frozenset({
 RESERVED_TABLE_PREFIXES = ("ab_", "sqlite_", "pg_")
 # the portal's own tables: autonumber counters, rollup fingerprints, record history, comments, attachments
 RESERVED_TABLES = frozenset({"ab", "alembic_version", "portal_counters", "portal_rollups", "portal_history",
-                             "portal_comments", "portal_attachments"})
+                             "portal_comments", "portal_attachments", "portal_saved_views"})
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names silently
 
