@@ -455,7 +455,7 @@ def filter_from_list_args(view_class, args: MultiDict) -> tuple[dict, list[str]]
         if not match:
             continue
         index, column = int(match.group(1)), match.group(2)
-        choices = filters.search_filters.get(column) or []
+        choices = filters.get_search_filters().get(column) or []
         if column not in entity.field_names or index >= len(choices):
             continue
         f = entity.field(column)
