@@ -45,7 +45,7 @@ MAX_PAGE_SIZE = 100
 ALL_RECORDS = "all"  # ?view=all: the list without its default view
 
 # FAB list filters (their arg names) -> the filter language; the others cannot be saved (refused with a message)
-FAB_OPERATORS = {"eq": "eq", "neq": "ne", "gt": "gt", "lt": "lt", "ct": "contains", "in": "in", "nin": "ne"}
+FAB_OPERATORS = {"eq": "eq", "neq": "ne", "gt": "gt", "lt": "lt", "ct": "contains", "in": "in", "not_in": "ne"}
 FAB_FILTER_ARG = re.compile(r"^_flt_(\d+)_(.+)$")
 
 
@@ -471,7 +471,7 @@ def filter_from_list_args(view_class, args: MultiDict) -> tuple[dict, list[str]]
                                     column=label, operator=str(flt.name)))
             continue
         try:
-            value = clean_filter_value(f, flt.arg_name, values if flt.arg_name in ("in", "nin") else values[0])
+            value = clean_filter_value(f, flt.arg_name, values if flt.arg_name in ("in", "not_in") else values[0])
         except FieldError as exc:
             problems.append(gettext("Filter on %(column)s: %(reason)s", column=label, reason=exc))
             continue
