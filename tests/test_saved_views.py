@@ -240,3 +240,18 @@ def test_home_page_recent_records(app, data):
     assert data["numbers"]["soon"] in recent and data["numbers"]["late"] not in recent
     admin_html = login(app.test_client()).get("/").data.decode()
     assert data["numbers"]["late"] in admin_html[admin_html.index('id="home-recent"'):]  # admin created them
+
+
+def test_a_shared_view_over_a_field_the_sharee_may_not_see_stays_hidden_from_them(app, data):
+    with app.app_context():
+        sm = app.appbuilder.sm
+        sm.add_user("mgrfin", "mgrfin", "Test", "mgrfin@example.com", [sm.find_role("Manager"), sm.find_role("Finance")],
+                    PASSWORD)
+    owner = Caller(app, "mgrfin")  # Manager sees description; Finance hides it
+    made = owner.post("/api/v1/views/", json={"entity": "Ticket", "label": "By description", "share_with_role": "Finance",
+                                              "filter": {"description": {"contains": "secret"}}})
+    assert made.status_code == 201, made.json
+    assert owner.get(f"/api/v1/views/{made.json['id']}").status_code == 200
+    finance = Caller(app, "finance")
+    assert made.json["id"] not in {v["id"] for v in finance.get("/api/v1/views/").json["result"]}
+    assert finance.get(f"/api/v1/views/{made.json['id']}").status_code == 404

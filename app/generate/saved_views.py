@@ -20,7 +20,7 @@ from flask import abort, current_app, flash, g, has_request_context, redirect, r
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.api import BaseApi, safe
 from flask_appbuilder.models.filters import BaseFilter
-from flask_babel import gettext, lazy_gettext as _l
+from flask_babel import gettext
 from flask_jwt_extended import verify_jwt_in_request
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, case, delete, func, or_, select
 from werkzeug.datastructures import MultiDict
@@ -118,6 +118,21 @@ def _stored_view(row) -> View | None:
                 shared_with_role=row.share_with_role)
 
 
+def filter_unreadable_field(entity_name: str, conditions) -> str | None:
+    """The first field of a filter the viewer may not see (hidden or masked; through a link too), or None: a
+    filter over it would tell them its values by what it finds."""
+    spec, viewer = current_portal().spec, current_viewer()
+    entity = spec.entity(entity_name)
+    for c in conditions:
+        if c.path[0] in viewer.unreadable(entity_name):
+            return ".".join(c.path)
+        if len(c.path) == 2:
+            target = entity.field(c.path[0]).to
+            if not viewer.may_read(target) or c.path[1] in viewer.unreadable(target):
+                return ".".join(c.path)
+    return None
+
+
 # -- who may use which view ---------------------------------------------------------------------------------
 
 def _sm():
@@ -161,8 +176,8 @@ def user_views(entity: str | None = None) -> list[View]:
     if entity is not None:
         statement = statement.where(table.c.entity == entity)
     for row in _session().execute(statement):
-        view = _stored_view(row)
-        if view is not None and may_read_entity(view.entity):
+        view = _stored_view(row)  # a view shared with a role that may not see a field it filters on is left out
+        if view is not None and may_read_entity(view.entity) and not filter_unreadable_field(view.entity, view.filter):
             views.append(view)
     return views
 
@@ -182,7 +197,7 @@ def find_view(view_id: str) -> View:
         if row is None or not user or (row.owner_id != user.id and row.share_with_role not in _role_names(user)):
             raise ViewRefused(404)
         view = _stored_view(row)
-        if view is None:
+        if view is None or filter_unreadable_field(view.entity, view.filter):
             raise ViewRefused(404)
         if not may_read_entity(view.entity):
             raise ViewRefused(403)
@@ -397,11 +412,9 @@ def check_new_view(payload) -> dict:
         raise SaveRefused(400, gettext("The filter does not fit %(entity)s: %(problem)s", entity=entity_name,
                                        problem=exc.message)) from None
     viewer = current_viewer()
-    for c in conditions:
-        target = entity if len(c.path) == 1 else entities[entity.field(c.path[0]).to]
-        if (len(c.path) == 2 and (c.path[0] in viewer.unreadable(entity_name) or not viewer.may_read(target.name))) \
-                or c.path[-1] in viewer.unreadable(target.name):
-            raise SaveRefused(400, gettext("The filter may not use %(field)s.", field=".".join(c.path)))
+    unreadable_field = filter_unreadable_field(entity_name, conditions)
+    if unreadable_field:
+        raise SaveRefused(400, gettext("The filter may not use %(field)s.", field=unreadable_field))
     columns = payload.get("columns") or []
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or len(columns) > 100:
         raise SaveRefused(400, gettext("columns must be a list of field names."))
