@@ -147,6 +147,14 @@ def _role_names(user) -> set[str]:
     return {r.name for r in getattr(user, "roles", None) or []}
 
 
+def role_label(name: str):
+    """A role's label from YAML, in the reader's language; the built-in roles by a translated name."""
+    spec = current_portal().spec.role(name)
+    if spec is not None:
+        return lazy(spec.label)
+    return gettext("Administrators") if name == current_app.config["AUTH_ROLE_ADMIN"] else name
+
+
 def may_read_entity(entity: str) -> bool:
     return _sm().has_access("can_read", entity)
 
@@ -376,7 +384,7 @@ class SavedViewsPagesMixin:
         active = active_view(self.entity.name)
         views = user_views(self.entity.name) if user else []
         legend = [(h.name, h.style, lazy(h.label)) for h in portal_highlights(current_portal().spec, self.entity.name)]
-        roles = sorted(_role_names(user)) if user else []
+        roles = [(name, role_label(name)) for name in sorted(_role_names(user))] if user else []
         return dict(view_entity=self.entity.name, saved_views=views, active_view=active, highlight_legend=legend, share_roles=roles,
                     all_records_url=f"{self.route_base}/list/?view={ALL_RECORDS}",
                     save_view_url=url_for("SavedViewPages.save"), list_query=request.query_string.decode())
