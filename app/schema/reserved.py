@@ -18,6 +18,7 @@ RESERVED_NAMES = frozenset({
     "permissions", "permission", "permissionviews", "viewmenus", "viewmenu", "menu", "security",
     "resetmypassword", "resetpassword", "userinfo", "userinfoeditview", "userstatschartview", "locale",
     "reports", "report", "dashboard", "healthz", "readyz", "metrics",
+    "views", "saved_views", "savedviewpages", "savedviewsapi", "search", "searchpage", "searchapi",  # issue 14
     # blueprint / endpoint names (view classes), compared with <Entity>View and <Entity>Api
     "authdbview", "authldapview", "authoauthview", "authremoteuserview", "menuapi", "openapi",
     "securityapi", "swaggerview", "localeview", "utilview", "dashboardview", "reportsview", "reportapi",
