@@ -121,8 +121,11 @@ def test_list_page_applies_the_view_with_scope_highlights_and_legend(app, data):
 
 def test_default_view_opens_first_and_all_records_leaves_it(app, data):
     client = page_client(app, "agent1")
-    html = client.get("/ticket/list/").data.decode()
+    opened = client.get("/ticket/list/")
+    assert opened.status_code == 302 and opened.headers["Location"].endswith("/ticket/list/?view=my_open_tickets")
+    html = client.get("/ticket/list/", follow_redirects=True).data.decode()
     assert 'id="active-view"' in html and data["numbers"]["later"] not in html
+    assert 'action="/ticket/bulk?view=my_open_tickets"' in html
     html = client.get("/ticket/list/?view=all").data.decode()
     assert 'id="active-view"' not in html and data["numbers"]["later"] in html
     admin = login(client.application.test_client()).get("/ticket/list/").data.decode()
@@ -157,6 +160,10 @@ def test_post_view_validation(app, data):
     assert agent.post("/api/v1/views/", json={"entity": "Customer", "label": "x", "filter": {"notes": {"contains": "z"}}}).status_code == 400
     assert agent.post("/api/v1/views/", json={"entity": "Ticket", "label": "x", "share_with_role": "Manager"}).status_code == 403
     assert agent.post("/api/v1/views/", json={"entity": "LabourEntry", "label": "x"}).status_code == 403
+    finance = Caller(app, "finance")  # Finance masks Worker.phone: a view lists what its owner sees in full
+    assert finance.post("/api/v1/views/", json={"entity": "Worker", "label": "x", "columns": ["name", "phone"]}).status_code == 400
+    assert finance.post("/api/v1/views/", json={"entity": "Worker", "label": "x", "order": ["phone"]}).status_code == 400
+    assert finance.post("/api/v1/views/", json={"entity": "Worker", "label": "x", "columns": ["name"]}).status_code == 201
     zh = agent.post("/api/v1/views/", json={"entity": "Ticket", "label": "x", "order": ["nope"]},
                     headers={"Accept-Language": "zh"})
     assert zh.status_code == 400
@@ -255,3 +262,12 @@ def test_a_shared_view_over_a_field_the_sharee_may_not_see_stays_hidden_from_the
     finance = Caller(app, "finance")
     assert made.json["id"] not in {v["id"] for v in finance.get("/api/v1/views/").json["result"]}
     assert finance.get(f"/api/v1/views/{made.json['id']}").status_code == 404
+
+
+def test_bulk_all_matching_on_a_view_acts_on_the_views_rows_only(app, data):
+    client = page_client(app, "agent1")
+    response = client.post("/ticket/bulk?view=my_open_tickets", data={"action": "transition:start", "scope": "filter"})
+    assert response.status_code == 200, response.data[:300]
+    states = {key: Caller(app).get(f"/api/v1/ticket/{pk}").json["result"]["status"] for key, pk in data["ids"].items()}
+    assert states == {"soon": "in_progress", "late": "in_progress", "later": "open", "other": "open"}
+    assert Caller(app, "agent1").get("/api/v1/views/my_open_tickets").json["count"] == 2  # in_progress is still open work

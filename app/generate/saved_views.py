@@ -293,9 +293,11 @@ def highlight_url(rule) -> str:
 # -- list pages -----------------------------------------------------------------------------------------------
 
 def active_view(entity_name: str) -> View | None:
-    """The view a list page (or its export) of `entity_name` shows in this request: `?view=<id>`, else with no
-    arguments at all the role's default view. Aborts 404/403 for a view the caller may not use."""
-    if not has_request_context() or request.endpoint not in (f"{entity_name}View.list", f"{entity_name}View.export_data"):
+    """The view a list page (or its export or bulk action) of `entity_name` shows in this request: `?view=<id>` (the
+    role's default view redirects there). Aborts 404/403 for a view the caller may not use."""
+    # the list, its export and its bulk actions ("all N matching") must all mean the same rows
+    if not has_request_context() or request.endpoint not in (f"{entity_name}View.list", f"{entity_name}View.export_data",
+                                                             f"{entity_name}View.bulk"):
         return None
     cache = g.setdefault("portal_active_views", {})
     if entity_name not in cache:
@@ -321,8 +323,6 @@ def _resolve_active(entity_name: str) -> View | None:
         if view.entity != entity_name:
             abort(404)
         return view
-    if not request.args and request.endpoint.endswith(".list"):
-        return default_view(entity_name)
     return None
 
 
@@ -355,6 +355,15 @@ class SavedViewsPagesMixin:
     """List pages: the active view's columns and order, row highlights, and what the view bar shows."""
 
     list_columns = PerRequest(_view_list_columns)
+
+    def list_page(self, **kwargs):
+        """The list without arguments opens the role's default view: redirected to `?view=<id>`, so that every link
+        of the page (pager, sort, export, bulk actions) carries the view."""
+        if not request.args:
+            default = default_view(self.entity.name)
+            if default is not None:
+                abort(redirect(f"{self.route_base}/list/?view={default.id}"))
+        return super().list_page(**kwargs)
 
     def _list_order(self, say_why: bool = True):
         view = active_view(self.entity.name)
@@ -426,16 +435,15 @@ def check_new_view(payload) -> dict:
     columns = payload.get("columns") or []
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or len(columns) > 100:
         raise SaveRefused(400, gettext("columns must be a list of field names."))
-    hidden = viewer.hidden(entity_name)
+    unreadable = viewer.unreadable(entity_name)  # hidden, or masked: a personal view lists what the user sees in full
     for name in columns:
-        if name not in entity.field_names or name in hidden:
+        if name not in entity.field_names or name in unreadable:
             raise SaveRefused(400, gettext("Unknown column: %(column)s", column=name[:60]))
     order = payload.get("order") or []
     if isinstance(order, str):
         order = [order]
     if not isinstance(order, list) or not all(isinstance(o, str) for o in order) or len(order) > 10:
         raise SaveRefused(400, gettext("order must be a list of field names (-name: descending)."))
-    unreadable = viewer.unreadable(entity_name)
     for name, _ in read_order(order):
         f = entity.field(name) if name in entity.field_names else None
         if f is None or name in unreadable or f.is_relation or not f.kind.sortable:
@@ -522,7 +530,7 @@ class SavedViewPages(BaseView):
     @expose("/save", methods=["POST"])
     def save(self):
         if not _user():
-            return redirect(url_for(self.appbuilder.sm.auth_view.__class__.__name__ + ".login"))
+            return current_app.login_manager.unauthorized()
         entity_name = request.form.get("entity", "")
         view_class = next((v for v in self.appbuilder.baseviews
                            if getattr(v, "entity", None) is not None and type(v).__name__ == f"{entity_name}View"), None)
@@ -550,7 +558,8 @@ class SavedViewPages(BaseView):
         elif base is not None:
             order = order_json(base.order)
         payload = {"entity": entity_name, "label": request.form.get("label", ""), "filter": raw,
-                   "columns": list(base.columns) if base is not None else [], "order": order,
+                   "columns": [c for c in base.columns if c not in current_viewer().unreadable(entity_name)]
+                   if base is not None else [], "order": order,
                    "share_with_role": request.form.get("share_with_role") or None}
         for problem in problems:
             flash(problem, "warning")
