@@ -359,6 +359,8 @@ class ModuleSpec:
     roles: tuple[RoleSpec, ...] = ()  # as written in this file; PortalSpec.roles merges them
     reports: tuple[ReportSpec, ...] = ()
     webhooks: tuple = ()  # app/schema/webhooks.py WebhookSpec
+    views: tuple = ()       # app/schema/views.py ViewSpec (`views:`) ...
+    highlights: tuple = ()  # ... and HighlightSpec (`highlight:`)
 
 
 @dataclass(frozen=True)
