@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from app.schema.filters import check_filter, read_filter
-from app.schema.loader import YList, YMap
+from app.schema.loader import YList
 from app.schema.spec import Label, humanize
 from app.schema.values import Check, did_you_mean, kind, short
 
