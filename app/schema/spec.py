@@ -358,6 +358,7 @@ class ModuleSpec:
     label_given: bool = False
     roles: tuple[RoleSpec, ...] = ()  # as written in this file; PortalSpec.roles merges them
     reports: tuple[ReportSpec, ...] = ()
+    reminders: tuple = ()  # app/schema/reminders.py ReminderSpec
 
 
 @dataclass(frozen=True)
@@ -371,6 +372,10 @@ class PortalSpec:
     @property
     def reports(self) -> tuple[ReportSpec, ...]:
         return tuple(r for m in self.modules for r in m.reports)
+
+    @property
+    def reminders(self) -> tuple:
+        return tuple(r for m in self.modules for r in m.reminders)
 
     def report(self, report_id: str) -> ReportSpec | None:
         return next((r for r in self.reports if r.id == report_id), None)
