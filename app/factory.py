@@ -22,6 +22,8 @@ from app.generate import register_portal
 from app.generate.input_errors import install_input_checks
 from app.portal import Portal, install
 from app.rules.history import install as install_history
+from app.rules.notifications import install as install_notifications
+from app.generate.inbox import register as register_inbox
 from app.rules.line_versions import install as install_line_versions
 from app.rules.rollups import fill_new_rollups, install as install_rollups
 from app.runtime.database import configure_engine, ensure_tables, forget_connections, startup_lock
@@ -71,9 +73,11 @@ def create_app(config: dict | object | None = None) -> Flask:
             install_rollups(db.session, portal)  # the app's own session: rollups kept on every flush
             install_line_versions(db.session, portal)  # a parent's row_version counts its lines
             install_history(db.session, portal)  # `history: true`: every flushed change recorded
+            install_notifications(db.session, portal)  # event reminders: rows written with the change
             fill_new_rollups(engine, portal)  # a rollup field added to a database that has children
             appbuilder.init_app(app, db.session)
             register_portal(appbuilder, spec, portal.models)
+            register_inbox(appbuilder)  # /api/v1/notifications, /inbox/, the bell's count
             if pages is not None:
                 pages.register(appbuilder, portal)
         install_locale_handling(app)

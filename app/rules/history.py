@@ -362,7 +362,12 @@ class HistoryRecorder:
 
     def __init__(self, spec, models: dict, metadata) -> None:
         self.metadata = metadata
-        self.entities = {models[e.name]: e for e in spec.entities if e.history and e.name in models}
+        # entities whose events someone reads: `history: true`, and those with event reminders (the consumers)
+        watched = {r.entity for r in spec.reminders if r.is_event}
+        self.entities = {models[e.name]: e for e in spec.entities if (e.history or e.name in watched) and e.name in models}
+        # callables(connection, entity, events, user_id) handed every flush's events after the history rows
+        # (app/rules/notifications.py): one gathering of old -> new values for every reader
+        self.consumers: list = []
         self.names = {models[e.name]: e.name for e in spec.entities if e.name in models}
         self.by_name = {e.name: e for e in self.entities.values()}
         self.database_deletes = DatabaseDeletes(spec, models)
@@ -439,6 +444,8 @@ class HistoryRecorder:
         for name, events in pending.items():
             if events:
                 write_history(connection, self.metadata, self.by_name[name], events, user_id, username)
+                for consume in self.consumers:
+                    consume(connection, self.by_name[name], events, user_id)
 
     def forget(self, session, *args) -> None:
         session.info.pop(PENDING_KEY, None)
