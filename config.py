@@ -65,3 +65,20 @@ PORTAL_API_LIMIT = os.environ.get("PORTAL_API_LIMIT", "1000/minute")  # API call
 PORTAL_METRICS_TOKEN = os.environ.get("PORTAL_METRICS_TOKEN", "")  # unset: /metrics answers localhost only
 PORTAL_READYZ_CACHE_SECONDS = float(os.environ.get("PORTAL_READYZ_CACHE_SECONDS", "5"))
 PORTAL_LOG_LEVEL = os.environ.get("PORTAL_LOG_LEVEL", "INFO")
+
+# Notifications: the outbox worker (`flask --app run portal worker`, README "Notifications: delivery")
+PORTAL_WORKER_POLL_SECONDS = float(os.environ.get("PORTAL_WORKER_POLL_SECONDS", "2"))  # sleep when nothing is due
+PORTAL_RETRY_BASE_SECONDS = float(os.environ.get("PORTAL_RETRY_BASE_SECONDS", "60"))  # back-off: base * 2^(n-1)
+PORTAL_RETRY_MAX = int(os.environ.get("PORTAL_RETRY_MAX", "8"))  # failed attempts before a message is dead
+PORTAL_OUTBOX_BATCH = int(os.environ.get("PORTAL_OUTBOX_BATCH", "100"))  # messages one worker claims at a time
+PORTAL_OUTBOX_LEASE_SECONDS = float(os.environ.get("PORTAL_OUTBOX_LEASE_SECONDS", "300"))  # a claim's lifetime
+PORTAL_DELIVERY_TIMEOUT_SECONDS = float(os.environ.get("PORTAL_DELIVERY_TIMEOUT_SECONDS", "20"))  # SMTP / webhook wait
+PORTAL_QUEUE = os.environ.get("PORTAL_QUEUE", "")  # "rq": hand claimed messages to rq workers (REDIS_URL)
+# e-mail over SMTP, with Flask-Mail's names; no MAIL_SERVER: e-mails wait in the outbox ("mail not configured")
+MAIL_SERVER = os.environ.get("MAIL_SERVER", "")
+MAIL_PORT = int(os.environ.get("MAIL_PORT", "0") or 0)  # 0: 465 with MAIL_USE_SSL, else 25
+MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")
+MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD", "")
+MAIL_USE_TLS = os.environ.get("MAIL_USE_TLS", "0").lower() in ("1", "true", "yes")
+MAIL_USE_SSL = os.environ.get("MAIL_USE_SSL", "0").lower() in ("1", "true", "yes")
+MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "portal@localhost")

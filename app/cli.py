@@ -153,3 +153,21 @@ def _echo_table(header: tuple, rows: list[tuple]) -> None:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     for row in (header, *rows):
         click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@portal_cli.command("worker")
+@click.option("--once", is_flag=True, help="Run every pass until all are idle, then exit (tests, cron).")
+def worker_command(once):
+    """Deliver notifications (e-mail, webhooks) from the outbox and run the other background passes."""
+    from app.data.worker import run_worker
+
+    run_worker(current_app._get_current_object(), once=once)
+
+
+@portal_cli.command("rq-worker")
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
+def rq_worker_command(burst):
+    """Deliver outbox messages handed to rq (PORTAL_QUEUE=rq, REDIS_URL); run as many as needed."""
+    from app.data.rq_queue import run_rq_worker
+
+    run_rq_worker(current_app._get_current_object(), burst=burst)

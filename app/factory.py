@@ -18,6 +18,8 @@ from flask_appbuilder import AppBuilder, IndexView, Model
 from flask_appbuilder.utils.legacy import get_sqla_class
 
 from app.fieldtypes import field_types
+from app.data.dead_letters import register_dead_letters
+from app.data.delivery import install as install_delivery
 from app.generate import register_portal
 from app.generate.input_errors import install_input_checks
 from app.portal import Portal, install
@@ -77,6 +79,7 @@ def create_app(config: dict | object | None = None) -> Flask:
             fill_new_rollups(engine, portal)  # a rollup field added to a database that has children
             appbuilder.init_app(app, db.session)
             register_portal(appbuilder, spec, portal.models)
+            register_dead_letters(appbuilder)  # outbox messages that failed every attempt: Admin page + API
             register_inbox(appbuilder)  # /api/v1/notifications, /inbox/, the bell's count
             if pages is not None:
                 pages.register(appbuilder, portal)
@@ -84,6 +87,7 @@ def create_app(config: dict | object | None = None) -> Flask:
         protect_requests(app, appbuilder)
         install_input_checks(app)
         install_operations(app, appbuilder)
+        install_delivery(app)  # the worker's "deliver" pass (app/data/delivery.py)
         # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
         db.session.remove()
         forget_connections(engine)
@@ -95,9 +99,11 @@ def create_app(config: dict | object | None = None) -> Flask:
 
 def register_models_and_tables(db, portal: Portal) -> dict:
     """The portal's models on its own MetaData; FAB's tables first (the portal's link to ab_user)."""
+    from app.data.outbox import outbox_table
     from app.generate.models import build_models
 
     models = build_models(portal.spec, portal.metadata)
+    outbox_table(portal.metadata)  # notifications waiting for the worker (app/data/outbox.py)
     ensure_tables(db.engine, Model.metadata)
     portal.schema_changes = ensure_tables(db.engine, portal.metadata)
     return models

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 from flask import Flask
 
@@ -37,4 +41,35 @@ def serve(app: Flask) -> None:
     if created:
         print(f"Created admin user '{created[0]}' with password '{created[1]}' (set PORTAL_ADMIN_PASSWORD to choose it).")
     print(f"Portal running at http://{host}:{port}/  (Ctrl+C to stop)")
-    app.run(host=host, port=port, debug=False)
+    worker = start_worker(app) if os.environ.get("PORTAL_RUN_WORKER", "1") == "1" else None
+    # SIGTERM (a service manager, `kill`) ends the server like Ctrl+C does, so the worker is stopped with it
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    try:
+        app.run(host=host, port=port, debug=False)
+    finally:
+        if worker is not None:
+            stop_worker(worker)
+
+
+def start_worker(app: Flask) -> subprocess.Popen:
+    """One `flask --app run portal worker` process beside the local server (notifications: app/data/worker.py).
+
+    A process of its own, started fresh (not forked from this one): it opens its own database connections.
+    """
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+           "PORTAL_SCHEMA_DIR": str(app.config["PORTAL_SCHEMA_DIR"])}
+    worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "run", "portal", "worker"], cwd=root, env=env)
+    print(f"Notification worker running (pid {worker.pid}).")
+    return worker
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    """SIGTERM: the worker finishes the message it is sending, then exits."""
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()

@@ -17,17 +17,18 @@ from app.schema.formulas import check_expressions
 from app.schema.lifecycle import check_lifecycle
 from app.schema.lines import check_lines
 from app.schema.links import check_links
-from app.schema.reminders import check_reminders, read_reminders
+from app.schema.reminders import check_reminders, check_webhook_channels, read_reminders
 from app.schema.reports import check_report, check_report_ids
 from app.schema.roles import check_role, merge_roles
 from app.schema.values import Check, kind, short
+from app.schema.webhooks import check_webhook_names, check_webhooks
 from app.schema.spec import (
     ModuleSpec,
     PortalSpec,
     humanize,
 )
 
-MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports", "reminders")
+MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports", "webhooks", "reminders")
 
 MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -57,7 +58,10 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     modules = [dataclasses.replace(m, entities=tuple(check_lifecycle(run, e, entities, roles) for e in m.entities))
                for m in modules]
     check_report_ids(run, modules, roles)
-    check_reminders(run, [r for m in modules for r in m.reminders], {e.name: e for m in modules for e in m.entities}, roles)
+    check_webhook_names(run, modules)
+    reminders = [r for m in modules for r in m.reminders]
+    check_reminders(run, reminders, {e.name: e for m in modules for e in m.entities}, roles)
+    check_webhook_channels(run, reminders, {w.name for m in modules for w in m.webhooks})
     if run.problems:
         return None, run.problems
     return PortalSpec(tuple(modules), roles), []
@@ -107,5 +111,7 @@ def _check_module(run: Check, source: SourceFile, module_seen: dict) -> ModuleSp
             report = check_report(run, file, str(name), report_id, raw, data["reports"].line_of(report_id))
             if report:
                 reports.append(report)
+    webhooks = check_webhooks(run, file, data["webhooks"], data.line_of("webhooks")) if "webhooks" in data else ()
     reminders = read_reminders(run, file, data["reminders"], data.line_of("reminders")) if "reminders" in data else []
-    return ModuleSpec(str(name), label, file, tuple(entities), given, tuple(roles), tuple(reports), tuple(reminders))
+    return ModuleSpec(str(name), label, file, tuple(entities), given, tuple(roles), tuple(reports), webhooks,
+                      tuple(reminders))

@@ -150,6 +150,16 @@ AREAS: dict[str, dict[str, str]] = {
         "E536": "transition condition reads a field a role may not see",
         "E537": "workflow state field cannot be unique",
     },
+    "webhooks": {
+        "E540": "bad webhook name",
+        "E541": "webhook must be a mapping",
+        "E542": "unknown key in webhook",
+        "E543": "webhook needs a url",
+        "E544": "webhook url is not http(s) or $NAME",
+        "E545": "webhook needs a secret",
+        "E546": "bad webhook secret",
+        "E547": "webhook defined twice",
+    },
     "reminders": {
         "E550": "bad reminder",
         "E551": "bad reminder name",

@@ -31,13 +31,15 @@ RESERVED_NAMES = frozenset({
     "permission on views/menus",
     # FAB's own SQLAlchemy model classes (a second class of the same name breaks their relationships)
     "apikey", "permissionview", "registeruser", "userlocale",
+    # notifications: the dead-letter page, API and their permission view-menus (app/data/dead_letters.py)
+    "deadletters", "deadletterview", "deadletterapi", "deadlettersapi", "notifications",
 })
 
 # table names the database or the stack keep for themselves
 RESERVED_TABLE_PREFIXES = ("ab_", "sqlite_", "pg_")
-# the portal's own tables: autonumber counters, rollup fingerprints, record history, comments, attachments
+# the portal's own tables: autonumber counters, rollup fingerprints, record history, comments, attachments, outbox
 RESERVED_TABLES = frozenset({"ab", "alembic_version", "portal_counters", "portal_rollups", "portal_history",
-                             "portal_comments", "portal_attachments"})
+                             "portal_comments", "portal_attachments", "portal_outbox"})
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names silently
 

@@ -358,6 +358,7 @@ class ModuleSpec:
     label_given: bool = False
     roles: tuple[RoleSpec, ...] = ()  # as written in this file; PortalSpec.roles merges them
     reports: tuple[ReportSpec, ...] = ()
+    webhooks: tuple = ()  # app/schema/webhooks.py WebhookSpec
     reminders: tuple = ()  # app/schema/reminders.py ReminderSpec
 
 
@@ -372,6 +373,11 @@ class PortalSpec:
     @property
     def reports(self) -> tuple[ReportSpec, ...]:
         return tuple(r for m in self.modules for r in m.reports)
+
+    @property
+    def webhooks(self) -> tuple:
+        """Every module's webhooks (app/schema/webhooks.py WebhookSpec); names are unique across modules."""
+        return tuple(w for m in self.modules for w in m.webhooks)
 
     @property
     def reminders(self) -> tuple:
