@@ -25,6 +25,7 @@ from app.generate.input_errors import install_input_checks
 from app.portal import Portal, install
 from app.rules.history import install as install_history
 from app.rules.notifications import install as install_notifications
+from app.rules.notification_passes import install as install_notification_passes
 from app.generate.inbox import register as register_inbox
 from app.rules.line_versions import install as install_line_versions
 from app.rules.rollups import fill_new_rollups, install as install_rollups
@@ -88,6 +89,7 @@ def create_app(config: dict | object | None = None) -> Flask:
         install_input_checks(app)
         install_operations(app, appbuilder)
         install_delivery(app)  # the worker's "deliver" pass (app/data/delivery.py)
+        install_notification_passes(app)  # "reminders" (date reminders) and "notify" (email/webhooks to the outbox)
         # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
         db.session.remove()
         forget_connections(engine)

@@ -52,8 +52,12 @@ def _int_arg(name, default, low, high):
     return value
 
 
+def record_url_for(spec, entity_name: str, record_id: int) -> str:
+    return f"/{spec.entity(entity_name).snake}/show/{record_id}"
+
+
 def record_url(entity_name: str, record_id: int) -> str:
-    return f"/{current_portal().spec.entity(entity_name).snake}/show/{record_id}"
+    return record_url_for(current_portal().spec, entity_name, record_id)
 
 
 def inbox_page(user, unread_only: bool, page: int, page_size: int) -> dict:

@@ -113,7 +113,7 @@ class Notifier:
                     fired.append((r, e, f"transition:{transition}" if transition else action))
         if not fired:
             return
-        recipients = self._recipients(connection, entity, [r for r, _, _ in fired], [e for _, e, _ in fired])
+        recipients = self.recipients(connection, entity, [r for r, _, _ in fired], [e for _, e, _ in fired])
         now = dt.datetime.now().replace(microsecond=0)
         rows = []
         for r, e, name in fired:
@@ -127,7 +127,7 @@ class Notifier:
         if rows:
             connection.execute(self.table.insert(), rows)
 
-    def _recipients(self, connection, entity, reminders, events):
+    def recipients(self, connection, entity, reminders, events):
         """A function (reminder, event) -> user ids. Values of the user fields come from the event (new values;
         old ones for a delete) or, when unchanged, from the stored row; `link.user` fields from the linked row;
         role members once per call."""
