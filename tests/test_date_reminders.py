@@ -153,3 +153,26 @@ def test_email_is_rendered_for_the_recipient_language_and_scope(app, admin):
     assert pk not in [n["record_id"] for n in inbox["result"] if n["entity"] == "FollowUp"]
     assert inbox["count"] == len(inbox["result"])
     assert all(r.dispatched_on is not None for r in rows(app, reminder="follow_up_due"))
+
+
+def test_concurrent_scans_do_not_double_fire(app, admin):
+    ids = [follow_up(app, admin, on=str(TODAY + dt.timedelta(days=1))) for _ in range(12)]
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def one_worker():
+        try:
+            with app.app_context():
+                barrier.wait()
+                scan(app)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for pk in ids:
+        assert len(rows(app, reminder="follow_up_due", record_id=pk)) == 2

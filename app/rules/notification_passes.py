@@ -67,7 +67,8 @@ def due_rows(connection, portal, reminder, now: dt.datetime) -> list[tuple]:
     table = portal.models[reminder.entity].__table__
     column = table.c[field.column_name]
     lowest, highest = window(reminder, field.type == "date", now)
-    query = select(table.c.id, column).where(column >= lowest, column <= highest)
+    # in id order: concurrent scans take the fire keys in one order (no deadlock, one winner per key)
+    query = select(table.c.id, column).where(column >= lowest, column <= highest).order_by(table.c.id)
     if reminder.when:
         query = query.where(filter_clause(portal.spec, portal.models, reminder.entity, reminder.when,
                                           context_for(None)))
