@@ -81,7 +81,7 @@ def create_app(config: dict | object | None = None) -> Flask:
             appbuilder.init_app(app, db.session)
             register_portal(appbuilder, spec, portal.models)
             register_dead_letters(appbuilder)  # outbox messages that failed every attempt: Admin page + API
-            register_inbox(appbuilder)  # /api/v1/notifications, /inbox/, the bell's count
+            register_inbox(app, appbuilder)  # /api/v1/notifications, /inbox/, the bell's count
             if pages is not None:
                 pages.register(appbuilder, portal)
         install_locale_handling(app)

@@ -302,10 +302,9 @@ class InboxView(BaseView):
                                     channels=channel_names(), languages=current_app.config["LANGUAGES"])
 
 
-def register(appbuilder) -> None:
+def register(app, appbuilder) -> None:
     appbuilder.add_api(NotificationsApi)
     appbuilder.add_view_no_menu(InboxView)
-    app = appbuilder.app
 
     @app.context_processor
     def _bell():
