@@ -22,6 +22,7 @@ from app.data.dead_letters import register_dead_letters
 from app.data.delivery import install as install_delivery
 from app.generate import register_portal
 from app.generate.input_errors import install_input_checks
+from app.generate.saved_views import install_saved_views, saved_views_table
 from app.portal import Portal, install
 from app.rules.history import install as install_history
 from app.rules.notifications import install as install_notifications
@@ -58,6 +59,7 @@ def create_app(config: dict | object | None = None) -> Flask:
     from app.generate.models import portal_metadata
 
     portal = install(app, Portal(spec=spec, metadata=portal_metadata()))
+    saved_views_table(portal.metadata)  # personal views (app/generate/saved_views.py), created with the others
 
     db = get_sqla_class()()
     db.init_app(app)
@@ -82,6 +84,7 @@ def create_app(config: dict | object | None = None) -> Flask:
             register_portal(appbuilder, spec, portal.models)
             register_dead_letters(appbuilder)  # outbox messages that failed every attempt: Admin page + API
             register_inbox(app, appbuilder)  # /api/v1/notifications, /inbox/, the bell's count
+            install_saved_views(appbuilder, portal)  # `views:` menu links, view pages and /api/v1/views/
             if pages is not None:
                 pages.register(appbuilder, portal)
         install_locale_handling(app)

@@ -164,8 +164,9 @@ def extra(tmp_path_factory):
     schema_dir = tmp_path_factory.mktemp("extra_schemas")
     for path in (ROOT / "schemas").glob("*.yaml"):
         shutil.copy(path, schema_dir / path.name)
-    with open(schema_dir / "tickets.yaml", "a", encoding="utf-8") as handle:
-        handle.write(EXTRA_REMINDERS)
+    tickets = schema_dir / "tickets.yaml"
+    tickets.write_text(tickets.read_text(encoding="utf-8").replace("\nreminders:\n", "\nreminders:" + EXTRA_REMINDERS, 1),
+                       encoding="utf-8")
     app = make_app(tmp_path_factory, "notifications_extra", schema_dir)
     with app.app_context():
         sm = app.appbuilder.sm

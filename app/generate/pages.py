@@ -25,6 +25,7 @@ from app.generate.paged_pages import PagedListView
 from app.generate.paging import PagedInterface
 from app.generate.permissions import DELETE, UPDATE, VIEW_METHODS, entity_permissions, permission
 from app.generate.references import delete_refusal
+from app.generate.saved_views import SavedViewsPagesMixin, view_filters
 from app.generate.show_panels import panels_for
 from app.generate import transitions
 from app.rules.workflows import is_locked
@@ -71,7 +72,7 @@ class ValidatorsByColumn(dict):
         return list(value) if value is not None else None
 
 
-class EntityView(BulkViewMixin, AttachmentsPages, ViewerScopedEndpoint, transitions.TransitionsViewMixin,
+class EntityView(SavedViewsPagesMixin, BulkViewMixin, AttachmentsPages, ViewerScopedEndpoint, transitions.TransitionsViewMixin,
                  TimelinePagesMixin, CommentPagesMixin, PagedListView, fab.ModelViewBoundary, ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes.
 
@@ -310,7 +311,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         full_add_columns=transitions.add_columns(entity, liveform.form_columns(entity)) + [key for key, _ in entity.lines_keys],
         full_edit_columns=liveform.form_columns(entity) + [key for key, _ in entity.lines_keys] + [VERSION_COLUMN],
         full_search_columns=list(entity.search) or columns.list_columns(entity),
-        base_filters=EntityView.row_scope_filters(entity),
+        base_filters=EntityView.row_scope_filters(entity) + view_filters(entity),  # scope, then the active view
         search_form_extra_fields=search_fields(entity),
         label_columns=columns.label_columns(entity),
         description_columns=columns.description_columns(entity),

@@ -46,5 +46,10 @@ def report_view_menu(report_id: str) -> str:
     return f"Report:{report_id}"
 
 
+def saved_view_menu(view_id: str) -> str:
+    """FAB view-menu of one YAML view (`views:`): `can_read` opens it, `menu_access` lists it (its roles only)."""
+    return f"View:{view_id}"
+
+
 def dashboard_view_menu(module: str) -> str:
     return f"Dashboard:{module}"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import joinedload
 
 from app.fab import Permission, PermissionView, Role, ViewMenu
 from app.schema.spec import PortalSpec
-from app.generate.permissions import ACTIONS, dashboard_view_menu, permission, report_view_menu
+from app.generate.permissions import ACTIONS, dashboard_view_menu, permission, report_view_menu, saved_view_menu
 
 # FAB pages every signed-in user needs: own profile and password
 SELF_SERVICE = [
@@ -31,6 +31,8 @@ def entity_permission_pairs(spec: PortalSpec) -> set[tuple[str, str]]:
             pairs.add(("menu_access", entity.name))
         for report in module.reports:
             pairs.update({("can_read", report_view_menu(report.id)), ("menu_access", report_view_menu(report.id))})
+        for view in module.views:
+            pairs.update({("can_read", saved_view_menu(view.id)), ("menu_access", saved_view_menu(view.id))})
     return pairs
 
 
@@ -47,6 +49,10 @@ def role_permission_pairs(spec: PortalSpec, role_name: str) -> set[tuple[str, st
         for report in module.reports:
             if report.id in role.reports:
                 pairs.update({("can_read", report_view_menu(report.id)), ("menu_access", report_view_menu(report.id)),
+                              ("menu_access", module.name)})
+        for view in module.views:
+            if role_name in view.roles and "read" in role.actions(view.entity):
+                pairs.update({("can_read", saved_view_menu(view.id)), ("menu_access", saved_view_menu(view.id)),
                               ("menu_access", module.name)})
     return pairs
 

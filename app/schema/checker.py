@@ -22,13 +22,15 @@ from app.schema.reports import check_report, check_report_ids
 from app.schema.roles import check_role, merge_roles
 from app.schema.values import Check, kind, short
 from app.schema.webhooks import check_webhook_names, check_webhooks
+from app.schema.views import check_highlights, check_views, check_views_across
 from app.schema.spec import (
     ModuleSpec,
     PortalSpec,
     humanize,
 )
 
-MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports", "webhooks", "reminders")
+MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports", "webhooks", "reminders", "views",
+               "highlight")
 
 MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -62,6 +64,7 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     reminders = [r for m in modules for r in m.reminders]
     check_reminders(run, reminders, {e.name: e for m in modules for e in m.entities}, roles)
     check_webhook_channels(run, reminders, {w.name for m in modules for w in m.webhooks})
+    check_views_across(run, modules, roles, entities)
     if run.problems:
         return None, run.problems
     return PortalSpec(tuple(modules), roles), []
@@ -113,5 +116,7 @@ def _check_module(run: Check, source: SourceFile, module_seen: dict) -> ModuleSp
                 reports.append(report)
     webhooks = check_webhooks(run, file, data["webhooks"], data.line_of("webhooks")) if "webhooks" in data else ()
     reminders = read_reminders(run, file, data["reminders"], data.line_of("reminders")) if "reminders" in data else []
+    views = check_views(run, file, str(name), data["views"], data.line_of("views")) if "views" in data else ()
+    highlights = check_highlights(run, file, str(name), data["highlight"], data.line_of("highlight")) if "highlight" in data else ()
     return ModuleSpec(str(name), label, file, tuple(entities), given, tuple(roles), tuple(reports), webhooks,
-                      tuple(reminders))
+                      tuple(reminders), views, highlights)

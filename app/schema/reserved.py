@@ -18,6 +18,7 @@ RESERVED_NAMES = frozenset({
     "permissions", "permission", "permissionviews", "viewmenus", "viewmenu", "menu", "security",
     "resetmypassword", "resetpassword", "userinfo", "userinfoeditview", "userstatschartview", "locale",
     "reports", "report", "dashboard", "healthz", "readyz", "metrics",
+    "views", "saved_views", "savedviewpages", "savedviewsapi", "search", "searchpage", "searchapi",  # issue 14
     # blueprint / endpoint names (view classes), compared with <Entity>View and <Entity>Api
     "authdbview", "authldapview", "authoauthview", "authremoteuserview", "menuapi", "openapi",
     "securityapi", "swaggerview", "localeview", "utilview", "dashboardview", "reportsview", "reportapi",
@@ -39,7 +40,8 @@ RESERVED_NAMES = frozenset({
 RESERVED_TABLE_PREFIXES = ("ab_", "sqlite_", "pg_")
 # the portal's own tables: autonumber counters, rollup fingerprints, record history, comments, attachments, outbox
 RESERVED_TABLES = frozenset({"ab", "alembic_version", "portal_counters", "portal_rollups", "portal_history",
-                             "portal_comments", "portal_attachments", "portal_outbox"})
+                             "portal_comments", "portal_attachments", "portal_outbox", "portal_saved_views",
+                             "portal_notifications", "portal_reminder_fired", "portal_notification_settings"})
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names silently
 

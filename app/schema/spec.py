@@ -360,6 +360,8 @@ class ModuleSpec:
     reports: tuple[ReportSpec, ...] = ()
     webhooks: tuple = ()  # app/schema/webhooks.py WebhookSpec
     reminders: tuple = ()  # app/schema/reminders.py ReminderSpec
+    views: tuple = ()       # app/schema/views.py ViewSpec (`views:`) ...
+    highlights: tuple = ()  # ... and HighlightSpec (`highlight:`)
 
 
 @dataclass(frozen=True)
