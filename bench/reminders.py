@@ -46,6 +46,7 @@ def _seed_follow_ups(app) -> None:
     portal = portal_of(app)
     with app.app_context():
         engine = app.appbuilder.session.get_bind()
+        bench_user = app.appbuilder.sm.find_user(username="bench").id
         customers = portal.models["Customer"].__table__
         table = portal.models["FollowUp"].__table__
         now = dt.datetime.now().replace(microsecond=0)
@@ -56,7 +57,7 @@ def _seed_follow_ups(app) -> None:
             for chunk in range(0, ROWS, 50_000):
                 conn.execute(table.insert(), [
                     {"customer_id": customer, "summary": "call", "method": "phone", "at": now,
-                     "next_contact_on": start + dt.timedelta(days=(i * 7919) % 3650), "done": i % 10 == 0,
+                     "next_contact_on": start + dt.timedelta(days=(i * 7919) % 3650), "done": i % 10 == 0, "by_id": bench_user,
                      "created_on": now, "changed_on": now, "row_version": 1}
                     for i in range(chunk, min(ROWS, chunk + 50_000))])
             if conn.dialect.name == "postgresql":
@@ -78,7 +79,7 @@ def scan_runs(url: str, label: str) -> list[str]:
             hand = text("SELECT id, next_contact_on FROM follow_up WHERE next_contact_on >= :a "
                         "AND next_contact_on <= :b AND done = :f ORDER BY id")
             with engine.connect() as conn:
-                due = len(due_rows(conn, portal, reminder, dt.datetime.now()))
+                due = len(due_rows(conn, portal, reminder, dt.datetime.now()))  # without the fired keys
                 plan = " ".join(str(r[-1]) for r in conn.execute(text(
                     ("EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN ") +
                     "SELECT id FROM follow_up WHERE next_contact_on >= :a AND next_contact_on <= :b AND done = :f"),

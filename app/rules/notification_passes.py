@@ -58,20 +58,29 @@ def window(reminder, is_date: bool, now: dt.datetime) -> tuple:
     return first, highest.date()
 
 
-def due_rows(connection, portal, reminder, now: dt.datetime) -> list[tuple]:
-    """(record id, date value) of the records whose reminder is due: an index range on the date column, plus `when`."""
+def due_rows(connection, portal, reminder, now: dt.datetime, fired_table=None) -> list[tuple]:
+    """(record id, date value, fire key) of the records whose reminder is due: an index range on the date column,
+    plus `when`, less the keys already fired (with `fired_table`). The key is the date as the database writes it
+    as text (the same expression here and in the NOT EXISTS)."""
+    from sqlalchemy import String, and_, cast, exists
+
     from app.rules.filters import context_for, filter_clause
 
     entity = portal.spec.entity(reminder.entity)
     field = entity.field(reminder.date)
     table = portal.models[reminder.entity].__table__
     column = table.c[field.column_name]
+    key = cast(column, String)
     lowest, highest = window(reminder, field.type == "date", now)
     # in id order: concurrent scans take the fire keys in one order (no deadlock, one winner per key)
-    query = select(table.c.id, column).where(column >= lowest, column <= highest).order_by(table.c.id)
+    query = select(table.c.id, column, key).where(column >= lowest, column <= highest).order_by(table.c.id)
     if reminder.when:
         query = query.where(filter_clause(portal.spec, portal.models, reminder.entity, reminder.when,
                                           context_for(None)))
+    if fired_table is not None:
+        f = fired_table.c
+        query = query.where(~exists().where(and_(f.reminder == reminder.name, f.entity == reminder.entity,
+                                                 f.record_id == table.c.id, f.fire_key == key)))
     return connection.execute(query).all()
 
 
@@ -82,7 +91,7 @@ def claim_keys(connection, fired_table, reminder, rows) -> list[tuple]:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    values = {(pk, str(json_value(value))): value for pk, value in rows}
+    values = {(pk, key): value for pk, value, key in rows}
     taken = []
     keys = list(values)
     for start in range(0, len(keys), CHUNK):
@@ -109,7 +118,7 @@ def scan(app: Flask, now: dt.datetime | None = None) -> int:
     written = 0
     with _engine(app).begin() as connection:
         for reminder in reminders:
-            rows = due_rows(connection, portal, reminder, now)
+            rows = due_rows(connection, portal, reminder, now, fired_table)
             if not rows:
                 continue
             taken = claim_keys(connection, fired_table, reminder, rows)
