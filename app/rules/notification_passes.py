@@ -62,26 +62,41 @@ def due_rows(connection, portal, reminder, now: dt.datetime, fired_table=None) -
     """(record id, date value, fire key) of the records whose reminder is due: an index range on the date column,
     plus `when`, less the keys already fired (with `fired_table`). The key is the date as the database writes it
     as text (the same expression here and in the NOT EXISTS)."""
-    from sqlalchemy import String, and_, cast, exists
+    field = portal.spec.entity(reminder.entity).field(reminder.date)
+    lowest, highest = window(reminder, field.type == "date", now)
+    statement = _due_statement(portal, reminder, fired_table, now)
+    return connection.execute(statement, {"lowest": lowest, "highest": highest}).all()
+
+
+def _due_statement(portal, reminder, fired_table, now):
+    """The scan's SELECT with the window as parameters; built once per reminder (and day, when `when` has $today or
+    $now values) — it runs every few seconds."""
+    from sqlalchemy import String, and_, bindparam, cast, exists
 
     from app.rules.filters import context_for, filter_clause
+    from app.schema.filters import Relative
 
-    entity = portal.spec.entity(reminder.entity)
-    field = entity.field(reminder.date)
+    relative = any(isinstance(v, Relative) for c in reminder.when
+                   for v in (c.value if isinstance(c.value, tuple) else (c.value,)))
+    cache = portal.__dict__.setdefault("_due_statements", {})
+    key = (reminder.name, fired_table is not None, now if relative else None)
+    if key in cache:
+        return cache[key]
     table = portal.models[reminder.entity].__table__
-    column = table.c[field.column_name]
-    key = cast(column, String)
-    lowest, highest = window(reminder, field.type == "date", now)
+    column = table.c[portal.spec.entity(reminder.entity).field(reminder.date).column_name]
+    fire_key = cast(column, String)
     # in id order: concurrent scans take the fire keys in one order (no deadlock, one winner per key)
-    query = select(table.c.id, column, key).where(column >= lowest, column <= highest).order_by(table.c.id)
+    query = (select(table.c.id, column, fire_key)
+             .where(column >= bindparam("lowest"), column <= bindparam("highest")).order_by(table.c.id))
     if reminder.when:
-        query = query.where(filter_clause(portal.spec, portal.models, reminder.entity, reminder.when,
-                                          context_for(None)))
+        query = query.where(filter_clause(portal.spec, portal.models, reminder.entity, reminder.when, context_for(None)))
     if fired_table is not None:
         f = fired_table.c
         query = query.where(~exists().where(and_(f.reminder == reminder.name, f.entity == reminder.entity,
-                                                 f.record_id == table.c.id, f.fire_key == key)))
-    return connection.execute(query).all()
+                                                 f.record_id == table.c.id, f.fire_key == fire_key)))
+    if not relative:
+        cache[key] = query
+    return query
 
 
 def claim_keys(connection, fired_table, reminder, rows) -> list[tuple]:
