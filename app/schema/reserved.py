@@ -34,6 +34,7 @@ RESERVED_NAMES = frozenset({
     "apikey", "permissionview", "registeruser", "userlocale",
     # notifications: the dead-letter page, API and their permission view-menus (app/data/dead_letters.py)
     "deadletters", "deadletterview", "deadletterapi", "deadlettersapi", "notifications",
+    "notificationsapi", "inbox", "inboxview",  # issue 14: the inbox page and API
 })
 
 # table names the database or the stack keep for themselves
