@@ -33,6 +33,7 @@ def test_bell_counts_and_inbox_marks_read(live):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     log_in(page, server.url, "inbox_agent", PASSWORD)
     page.goto(f"{server.url}/")
+    page.wait_for_selector("#portal-bell-count[data-loaded]", state="attached")
     assert page.locator("#portal-bell-count").inner_text().strip() == "3"
     assert page.locator("#home-inbox .list-group-item").count() == 3
     page.click("#portal-bell")
@@ -45,10 +46,12 @@ def test_bell_counts_and_inbox_marks_read(live):
     page.locator(".inbox-unread .inbox-read").first.click()
     page.wait_for_load_state()
     assert page.locator(".inbox-unread").count() == 2
+    page.wait_for_selector("#portal-bell-count[data-loaded]", state="attached")
     assert page.locator("#portal-bell-count").inner_text().strip() == "2"
     page.click("#inbox-read-all")
     page.wait_for_load_state()
     assert page.locator(".inbox-unread").count() == 0
+    page.wait_for_selector("#portal-bell-count[data-loaded]", state="attached")
     assert not page.locator("#portal-bell-count").is_visible()
     page.locator(".inbox-item a").first.click()
     page.wait_for_url("**/ticket/show/**")
