@@ -73,6 +73,7 @@ PORTAL_RETRY_MAX = int(os.environ.get("PORTAL_RETRY_MAX", "8"))  # failed attemp
 PORTAL_OUTBOX_BATCH = int(os.environ.get("PORTAL_OUTBOX_BATCH", "100"))  # messages one worker claims at a time
 PORTAL_OUTBOX_LEASE_SECONDS = float(os.environ.get("PORTAL_OUTBOX_LEASE_SECONDS", "300"))  # a claim's lifetime
 PORTAL_DELIVERY_TIMEOUT_SECONDS = float(os.environ.get("PORTAL_DELIVERY_TIMEOUT_SECONDS", "20"))  # SMTP / webhook wait
+PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://localhost:8080")  # links in notification emails
 PORTAL_QUEUE = os.environ.get("PORTAL_QUEUE", "")  # "rq": hand claimed messages to rq workers (REDIS_URL)
 # e-mail over SMTP, with Flask-Mail's names; no MAIL_SERVER: e-mails wait in the outbox ("mail not configured")
 MAIL_SERVER = os.environ.get("MAIL_SERVER", "")

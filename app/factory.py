@@ -25,6 +25,9 @@ from app.generate.input_errors import install_input_checks
 from app.generate.saved_views import install_saved_views, saved_views_table
 from app.portal import Portal, install
 from app.rules.history import install as install_history
+from app.rules.notifications import install as install_notifications
+from app.rules.notification_passes import install as install_notification_passes
+from app.generate.inbox import register as register_inbox
 from app.rules.line_versions import install as install_line_versions
 from app.rules.rollups import fill_new_rollups, install as install_rollups
 from app.runtime.database import configure_engine, ensure_tables, forget_connections, startup_lock
@@ -75,10 +78,12 @@ def create_app(config: dict | object | None = None) -> Flask:
             install_rollups(db.session, portal)  # the app's own session: rollups kept on every flush
             install_line_versions(db.session, portal)  # a parent's row_version counts its lines
             install_history(db.session, portal)  # `history: true`: every flushed change recorded
+            install_notifications(db.session, portal)  # event reminders: rows written with the change
             fill_new_rollups(engine, portal)  # a rollup field added to a database that has children
             appbuilder.init_app(app, db.session)
             register_portal(appbuilder, spec, portal.models)
             register_dead_letters(appbuilder)  # outbox messages that failed every attempt: Admin page + API
+            register_inbox(app, appbuilder)  # /api/v1/notifications, /inbox/, the bell's count
             install_saved_views(appbuilder, portal)  # `views:` menu links, view pages and /api/v1/views/
             if pages is not None:
                 pages.register(appbuilder, portal)
@@ -87,6 +92,7 @@ def create_app(config: dict | object | None = None) -> Flask:
         install_input_checks(app)
         install_operations(app, appbuilder)
         install_delivery(app)  # the worker's "deliver" pass (app/data/delivery.py)
+        install_notification_passes(app)  # "reminders" (date reminders) and "notify" (email/webhooks to the outbox)
         # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
         db.session.remove()
         forget_connections(engine)

@@ -54,6 +54,7 @@ class Portal:
     rollups: object = None  # app/rules/rollups.py Rollups, set by its install() when the app is made
     line_versions: object = None  # app/rules/line_versions.py LineVersions, set by its install()
     history: object = None  # app/rules/history.py HistoryRecorder, set by its install()
+    notifier: object = None  # app/rules/notifications.py Notifier, set by its install()
     schema_changes: list = field(default_factory=list)  # what start-up added to the database (database.ensure_tables)
     report_cache: object = None  # app/data/reports/cache.py ReportCache, made on first use
     metrics: object = None  # app/runtime/observability.py PortalMetrics, set by install_operations

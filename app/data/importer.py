@@ -491,12 +491,16 @@ class Importer:
 
 
     def _history(self, table, spool: RowSpool, secondaries: dict):
-        """`history: true`: the created and updated rows are recorded, path "import" (app/rules/history.py)."""
-        if not self.entity.history:
+        """`history: true` or event reminders: the created and updated rows are recorded, path "import"
+        (app/rules/history.py), and handed to the reminders (app/rules/notifications.py)."""
+        portal = current_portal()
+        notifier = portal.notifier if portal.notifier is not None and portal.notifier.watches(self.entity.name) else None
+        if not self.entity.history and notifier is None:
             return None
         from app.rules.history import ImportHistory  # history.py reads the table names of app.generate
 
-        return ImportHistory(current_portal().metadata, self.entity, table, spool.columns, secondaries, self.viewer.user)
+        return ImportHistory(portal.metadata, self.entity, table, spool.columns, secondaries, self.viewer.user,
+                             notifier)
 
 
 class _LinkResolver:

@@ -170,6 +170,12 @@ def _server_default(entity: EntitySpec, f: FieldSpec):
     return None
 
 
+def notification_tables(metadata: MetaData) -> None:
+    from app.rules.notifications import notification_tables as tables
+
+    tables(metadata)
+
+
 def build_models(spec: PortalSpec, metadata: MetaData) -> dict[str, type]:
     """The spec's models, on `metadata` (see portal_metadata) and a declarative registry of their own."""
     base = declarative_base(metadata=metadata, name="PortalModel")
@@ -178,6 +184,7 @@ def build_models(spec: PortalSpec, metadata: MetaData) -> dict[str, type]:
     history_table(metadata)
     comments_table(metadata)
     attachments_table(metadata)
+    notification_tables(metadata)  # app/rules/notifications.py: inbox rows, fired date reminders, mutes
     models: dict[str, type] = {}
     for entity in spec.entities:
         models[entity.name] = _build_model(entity, models, base)
@@ -185,7 +192,21 @@ def build_models(spec: PortalSpec, metadata: MetaData) -> dict[str, type]:
         _order_index(entity, models)
     for report in spec.reports:
         _report_index(spec, report, models)
+    for reminder in spec.reminders:
+        _reminder_index(spec, reminder, models)
     return models
+
+
+def _reminder_index(spec: PortalSpec, reminder, models: dict) -> None:
+    """A date reminder's scan reads the due rows through an index on its date column."""
+    if reminder.date is None:
+        return
+    table = models[reminder.entity].__table__
+    column = spec.entity(reminder.entity).field(reminder.date).column_name
+    name = f"ix_{table.name}_{column}"[:60]
+    if not any(ix.name == name for ix in table.indexes) and not any(
+            [c.name for c in ix.columns] == [column] for ix in table.indexes):
+        Index(name, table.c[column])
 
 
 def order_index_name(table: str) -> str:

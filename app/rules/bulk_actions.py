@@ -470,6 +470,8 @@ class BulkAction:
         for name, entity_events in by_entity.items():  # one INSERT per entity
             history.write_history(connection, self.portal.metadata, self.portal.spec.entity(name), entity_events,
                                   self.viewer.user_id, getattr(self.user, "username", None), at=now, path="bulk")
+        if self.portal.notifier is not None:  # event reminders hear of the same events (app/rules/notifications.py)
+            self.portal.notifier.on_events(connection, self.entity, events, self.viewer.user_id)
         if touched and self.portal.rollups:
             self.portal.rollups.refresh(connection, touched)
 

@@ -371,7 +371,12 @@ class HistoryRecorder:
 
     def __init__(self, spec, models: dict, metadata) -> None:
         self.metadata = metadata
-        self.entities = {models[e.name]: e for e in spec.entities if e.history and e.name in models}
+        # entities whose events someone reads: `history: true`, and those with event reminders (the consumers)
+        watched = {r.entity for r in spec.reminders if r.is_event}
+        self.entities = {models[e.name]: e for e in spec.entities if (e.history or e.name in watched) and e.name in models}
+        # callables(connection, entity, events, user_id) handed every flush's events after the history rows
+        # (app/rules/notifications.py): one gathering of old -> new values for every reader
+        self.consumers: list = []
         self.names = {models[e.name]: e.name for e in spec.entities if e.name in models}
         self.by_name = {e.name: e for e in self.entities.values()}
         self.database_deletes = DatabaseDeletes(spec, models)
@@ -448,6 +453,8 @@ class HistoryRecorder:
         for name, events in pending.items():
             if events:
                 write_history(connection, self.metadata, self.by_name[name], events, user_id, username)
+                for consume in self.consumers:
+                    consume(connection, self.by_name[name], events, user_id)
 
     def forget(self, session, *args) -> None:
         session.info.pop(PENDING_KEY, None)
@@ -473,8 +480,10 @@ class ImportHistory:
     """History of an import's bulk write (app/data/bulk.py): new rows from their ids, updated rows against their old
     values read once per chunk before the UPDATE."""
 
-    def __init__(self, metadata, entity: EntitySpec, table, columns: list[str], many: dict, user) -> None:
+    def __init__(self, metadata, entity: EntitySpec, table, columns: list[str], many: dict, user,
+                 notifier=None) -> None:
         self.metadata, self.entity, self.table = metadata, entity, table
+        self.notifier = notifier  # app/rules/notifications.py Notifier when the entity has event reminders
         self.user_id, self.username = getattr(user, "id", None), getattr(user, "username", None)
         by_column = {f.column_name: f for f in recorded_fields(entity) if not f.kind.multiple}
         self.scalar = [(i, by_column[c].name) for i, c in enumerate(columns) if c in by_column]  # spool positions
@@ -484,9 +493,17 @@ class ImportHistory:
     def _write(self, connection, events: list[Event]) -> None:
         write_history(connection, self.metadata, self.entity, events, self.user_id, self.username, at=self.at,
                       path="import")
+        if self.notifier is not None:
+            self.notifier.on_events(connection, self.entity, events, self.user_id)
 
     def created(self, connection, rows: list[tuple], links: list[dict], ids: list[int]) -> None:
         """The chunk's new rows: every non-empty field (None -> value), their JSON written straight from the row."""
+        if self.notifier is not None:
+            self.notifier.on_events(connection, self.entity, [
+                Event(pk, CREATE, {name: (None, row[i]) for i, name in self.scalar if row[i] is not None and row[i] != ""})
+                for pk, row in zip(ids, rows)], self.user_id)
+        if not self.entity.history:
+            return
         keys = [(i, json_text(name) + ":[null,") for i, name in self.scalar]
         out = []
         for n, (pk, row) in enumerate(zip(ids, rows)):

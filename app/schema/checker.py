@@ -17,6 +17,7 @@ from app.schema.formulas import check_expressions
 from app.schema.lifecycle import check_lifecycle
 from app.schema.lines import check_lines
 from app.schema.links import check_links
+from app.schema.reminders import check_reminders, check_webhook_channels, read_reminders
 from app.schema.reports import check_report, check_report_ids
 from app.schema.roles import check_role, merge_roles
 from app.schema.values import Check, kind, short
@@ -28,7 +29,8 @@ from app.schema.spec import (
     humanize,
 )
 
-MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports", "webhooks", "views", "highlight")
+MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports", "webhooks", "reminders", "views",
+               "highlight")
 
 MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -59,6 +61,9 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
                for m in modules]
     check_report_ids(run, modules, roles)
     check_webhook_names(run, modules)
+    reminders = [r for m in modules for r in m.reminders]
+    check_reminders(run, reminders, {e.name: e for m in modules for e in m.entities}, roles)
+    check_webhook_channels(run, reminders, {w.name for m in modules for w in m.webhooks})
     check_views_across(run, modules, roles, entities)
     if run.problems:
         return None, run.problems
@@ -110,7 +115,8 @@ def _check_module(run: Check, source: SourceFile, module_seen: dict) -> ModuleSp
             if report:
                 reports.append(report)
     webhooks = check_webhooks(run, file, data["webhooks"], data.line_of("webhooks")) if "webhooks" in data else ()
+    reminders = read_reminders(run, file, data["reminders"], data.line_of("reminders")) if "reminders" in data else []
     views = check_views(run, file, str(name), data["views"], data.line_of("views")) if "views" in data else ()
     highlights = check_highlights(run, file, str(name), data["highlight"], data.line_of("highlight")) if "highlight" in data else ()
     return ModuleSpec(str(name), label, file, tuple(entities), given, tuple(roles), tuple(reports), webhooks,
-                      views, highlights)
+                      tuple(reminders), views, highlights)

@@ -34,14 +34,15 @@ RESERVED_NAMES = frozenset({
     "apikey", "permissionview", "registeruser", "userlocale",
     # notifications: the dead-letter page, API and their permission view-menus (app/data/dead_letters.py)
     "deadletters", "deadletterview", "deadletterapi", "deadlettersapi", "notifications",
+    "notificationsapi", "inbox", "inboxview",  # issue 14: the inbox page and API
 })
 
 # table names the database or the stack keep for themselves
 RESERVED_TABLE_PREFIXES = ("ab_", "sqlite_", "pg_")
 # the portal's own tables: autonumber counters, rollup fingerprints, record history, comments, attachments, outbox
 RESERVED_TABLES = frozenset({"ab", "alembic_version", "portal_counters", "portal_rollups", "portal_history",
-                             "portal_comments", "portal_attachments", "portal_outbox",
-                             "portal_saved_views"})
+                             "portal_comments", "portal_attachments", "portal_outbox", "portal_saved_views",
+                             "portal_notifications", "portal_reminder_fired", "portal_notification_settings"})
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names silently
 

@@ -359,6 +359,7 @@ class ModuleSpec:
     roles: tuple[RoleSpec, ...] = ()  # as written in this file; PortalSpec.roles merges them
     reports: tuple[ReportSpec, ...] = ()
     webhooks: tuple = ()  # app/schema/webhooks.py WebhookSpec
+    reminders: tuple = ()  # app/schema/reminders.py ReminderSpec
     views: tuple = ()       # app/schema/views.py ViewSpec (`views:`) ...
     highlights: tuple = ()  # ... and HighlightSpec (`highlight:`)
 
@@ -379,6 +380,10 @@ class PortalSpec:
     def webhooks(self) -> tuple:
         """Every module's webhooks (app/schema/webhooks.py WebhookSpec); names are unique across modules."""
         return tuple(w for m in self.modules for w in m.webhooks)
+
+    @property
+    def reminders(self) -> tuple:
+        return tuple(r for m in self.modules for r in m.reminders)
 
     def report(self, report_id: str) -> ReportSpec | None:
         return next((r for r in self.reports if r.id == report_id), None)
