@@ -14,7 +14,7 @@ import json
 import re
 
 from sqlalchemy import (Column, DateTime, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
-                        and_, func, select)
+                        select)
 
 from app.rules.history import CREATE, DELETE, TRANSITION, json_value
 

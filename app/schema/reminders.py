@@ -20,7 +20,7 @@ import string
 from dataclasses import dataclass
 
 from app.schema.filters import Filter, check_filter, read_filter
-from app.schema.loader import YList, YMap
+from app.schema.loader import YMap
 from app.schema.spec import Label
 from app.schema.values import Check, did_you_mean, kind, short
 
