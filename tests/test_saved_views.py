@@ -271,3 +271,13 @@ def test_bulk_all_matching_on_a_view_acts_on_the_views_rows_only(app, data):
     states = {key: Caller(app).get(f"/api/v1/ticket/{pk}").json["result"]["status"] for key, pk in data["ids"].items()}
     assert states == {"soon": "in_progress", "late": "in_progress", "later": "open", "other": "open"}
     assert Caller(app, "agent1").get("/api/v1/views/my_open_tickets").json["count"] == 2  # in_progress is still open work
+
+
+def test_recent_records_read_an_index_of_the_users_history(app):
+    """The home page reads portal_history newest first per user: (user_id, id) is indexed (older databases get
+    it from start-up's additive migration, which creates every missing index)."""
+    from sqlalchemy import inspect
+    with app.app_context():
+        engine = app.appbuilder.session.get_bind()
+        indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("portal_history")}
+    assert indexes.get("ix_portal_history_user") == ["user_id", "id"]

@@ -134,7 +134,8 @@ def history_table(metadata: MetaData) -> Table:
                   Column("path", String(20), nullable=False),      # form, api, import, bulk, transition, cli, ...
                   Column("action", String(20), nullable=False),    # create, update, transition, delete
                   Column("transition", String(40)),
-                  Column("changes", Text, nullable=False))         # {"field": [old, new], ...}
+                  Column("changes", Text, nullable=False),         # {"field": [old, new], ...}
+                  Index("ix_portal_history_user", "user_id", "id"))  # the home page's "recent records" of a user
 
 
 def comments_table(metadata: MetaData) -> Table:
