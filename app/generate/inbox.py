@@ -16,6 +16,7 @@ from flask_babel import gettext, lazy_gettext as _l
 from flask_jwt_extended import verify_jwt_in_request
 from sqlalchemy import select, update
 
+from app.generate.input_errors import BadArgument, bounded_int_arg
 from app.i18n import current_locale
 from app.portal import current_portal
 from app.rules.access import Viewer
@@ -37,19 +38,6 @@ def _user():
 
 def _viewer(user) -> Viewer:
     return Viewer(current_portal().spec, user, current_app.config["AUTH_ROLE_ADMIN"])
-
-
-def _int_arg(name, default, low, high):
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ValueError(gettext("%(name)s must be a whole number from %(low)s to %(high)s.", name=name, low=low, high=high))
-    return value
 
 
 def record_url_for(spec, entity_name: str, record_id: int) -> str:
@@ -176,9 +164,9 @@ class NotificationsApi(BaseApi):
         if user is None:
             return self.response_401()
         try:
-            page = _int_arg("page", 0, 0, 100_000)
-            size = _int_arg("page_size", PAGE_SIZE, 1, MAX_PAGE_SIZE)
-        except ValueError as exc:
+            page = bounded_int_arg("page", 0, 0, 100_000)
+            size = bounded_int_arg("page_size", PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        except BadArgument as exc:
             return self.response_400(message=str(exc))
         return self.response(200, **inbox_page(user, request.args.get("unread") in ("1", "true"), page, size))
 
@@ -256,8 +244,8 @@ class InboxView(BaseView):
         if user is None:
             return self._login()
         try:
-            page = _int_arg("page", 0, 0, 100_000)
-        except ValueError:
+            page = bounded_int_arg("page", 0, 0, 100_000)
+        except BadArgument:
             abort(400)
         unread_only = request.args.get("unread") == "1"
         data = inbox_page(user, unread_only, page, PAGE_SIZE)

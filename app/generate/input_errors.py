@@ -32,6 +32,21 @@ API_DATABASE_ARGS, PAGE_DATABASE_ARGS = re.compile(r"q$"), re.compile(r"_flt_")
 FILTER_ARG = re.compile(r"_flt_(\d)_(.*)")  # as FAB's get_filter_args reads it
 
 
+class BadArgument(ValueError):
+    """A query argument out of its bounds; the message is localized, for a 400."""
+
+
+def bounded_int_arg(name: str, default: int, low: int, high: int) -> int:
+    """`?name=` as a whole number from low to high (absent: default); BadArgument otherwise."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdecimal() or not low <= int(raw) <= high:
+        raise BadArgument(gettext("%(name)s must be a whole number from %(low)d to %(high)d.",
+                                  name=name, low=low, high=high))
+    return int(raw)
+
+
 def install_input_checks(app) -> None:
     app.url_value_preprocessor(_check_record_id)
     app.before_request(_check_query_and_body)

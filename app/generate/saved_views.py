@@ -27,7 +27,7 @@ from werkzeug.datastructures import MultiDict
 
 from app.fab import PerRequest
 from app.generate import columns as entity_columns
-from app.generate.input_errors import clean_filter_value
+from app.generate.input_errors import BadArgument, bounded_int_arg, clean_filter_value
 from app.generate.permissions import saved_view_menu
 from app.generate.scoping import without_hidden
 from app.i18n import lazy
@@ -608,16 +608,6 @@ def _entity_api(entity_name: str):
                 None)
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdecimal() or not low <= int(raw) <= high:
-        raise SaveRefused(400, gettext("%(name)s must be a whole number from %(low)d to %(high)d.",
-                                       name=name, low=low, high=high))
-    return int(raw)
-
-
 class SavedViewsApi(BaseApi):
     """`/api/v1/views/`: the caller's views with counts, a view's rows, saving and deleting personal views."""
 
@@ -661,12 +651,12 @@ class SavedViewsApi(BaseApi):
             return self.response_401()
         try:
             view = find_view(view_id[:64])
-            page = _int_arg("page", 0, 0, 100000)
-            page_size = _int_arg("page_size", 25, 1, MAX_PAGE_SIZE)
+            page = bounded_int_arg("page", 0, 0, 100000)
+            page_size = bounded_int_arg("page_size", 25, 1, MAX_PAGE_SIZE)
         except ViewRefused as exc:
             return self.response_403() if exc.status == 403 else self.response_404()
-        except SaveRefused as exc:
-            return self.response_400(message=exc.message)
+        except BadArgument as exc:
+            return self.response_400(message=str(exc))
         api = _entity_api(view.entity)
         items = view_rows(view, page, page_size)
         wanted = set(visible_columns(view))
