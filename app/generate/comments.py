@@ -25,7 +25,7 @@ from app.fieldtypes.base import record_id
 from app.generate.models import COMMENTS_TABLE
 from app.generate.timeline import BadCursor, before_arg, page_size_arg
 from app.portal import current_portal
-from app.rules.access import Viewer
+from app.rules.access import viewer_for
 from app.rules.history import current_author
 
 COMMENT_MAX = 4000  # characters
@@ -77,7 +77,7 @@ def mentioned_users(session, text: str, entity: str, pk: int) -> list[int]:
 def _may_read_record(session, user, entity: str, pk: int) -> bool:
     """Whether `user` may read record `pk` of `entity`: a YAML role reading the entity, and the record in its row scope."""
     portal = current_portal()
-    viewer = Viewer(portal.spec, user, current_app.config["AUTH_ROLE_ADMIN"])
+    viewer = viewer_for(user)
     if not viewer.may_read(entity):
         return False
     clause = viewer.row_clause(entity, portal.models)

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from app.generate.input_errors import BadArgument, bounded_int_arg
 from app.i18n import current_locale
 from app.portal import current_portal
-from app.rules.access import Viewer
+from app.rules.access import viewer_for
 from app.rules.notifications import (NOTIFICATIONS_TABLE, SETTINGS_TABLE, _user_notifications, render_text,
                                      unread_count, visible_notifications)
 
@@ -36,10 +36,6 @@ def _user():
     return user if user is not None and getattr(user, "id", None) is not None else None
 
 
-def _viewer(user) -> Viewer:
-    return Viewer(current_portal().spec, user, current_app.config["AUTH_ROLE_ADMIN"])
-
-
 def record_url_for(spec, entity_name: str, record_id: int) -> str:
     return f"/{spec.entity(entity_name).snake}/show/{record_id}"
 
@@ -53,7 +49,7 @@ def inbox_page(user, unread_only: bool, page: int, page_size: int) -> dict:
     portal = current_portal()
     connection = current_app.appbuilder.session.connection()
     table = portal.metadata.tables[NOTIFICATIONS_TABLE]
-    viewer = _viewer(user)
+    viewer = viewer_for(user)
     rows, records = visible_notifications(connection, portal, viewer, _user_notifications(connection, table, user.id))
     unread = sum(1 for r in rows if r.read_on is None)
     listed = [r for r in rows if r.read_on is None] if unread_only else rows
@@ -300,7 +296,7 @@ def register(app, appbuilder) -> None:
             user = current_app.appbuilder.sm.current_user
             if user is None or getattr(user, "id", None) is None:
                 return 0
-            return unread_count(user.id, _viewer(user))
+            return unread_count(user.id, viewer_for(user))
 
         def portal_latest_notifications(limit: int = 5) -> list:
             user = current_app.appbuilder.sm.current_user

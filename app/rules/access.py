@@ -158,6 +158,11 @@ def current_viewer() -> Viewer:
     return request_cached("viewer", lambda: Viewer(portal, current_app.appbuilder.sm.current_user, admin_role))
 
 
+def viewer_for(user) -> Viewer:
+    """The Viewer of another user than the caller (a mention's target, a notification's reader)."""
+    return Viewer(current_portal().spec, user, current_app.config["AUTH_ROLE_ADMIN"])
+
+
 class _Everyone:
     """Stands for CLI jobs and start-up code: acts with the Admin role."""
 

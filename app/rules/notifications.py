@@ -234,12 +234,12 @@ def unread_count(user_id, viewer=None) -> int:
     from flask import current_app
 
     from app.portal import current_portal
-    from app.rules.access import Viewer
+    from app.rules.access import viewer_for
 
     portal = current_portal()
     if viewer is None:
         user = current_app.appbuilder.sm.get_user_by_id(user_id)
-        viewer = Viewer(portal.spec, user, current_app.config["AUTH_ROLE_ADMIN"])
+        viewer = viewer_for(user)
     session = current_app.appbuilder.session
     connection = session.connection()
     rows = _user_notifications(connection, portal.metadata.tables[NOTIFICATIONS_TABLE], user_id, unread_only=True)
