@@ -1,9 +1,8 @@
-"""The one filter language (app/schema/filters.py, app/rules/filters.py): the SQL and the Python test agree on
-every row, relative values are resolved at use, and a filter sent at run time is refused with the checker's code."""
+"""The one filter language (app/schema/filters.py, app/rules/filters.py): the SQL agrees with a reference written
+out in Python on every row, relative values are resolved at use, and a filter sent at run time is refused with the checker's code."""
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,8 +10,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from tiny_portal import MODELS, SPEC, Job, tiny_database
 
-from app.rules.filters import FilterContext, filter_clause, matches, resolve
+from app.rules.filters import FilterContext, filter_clause, resolve
 from app.schema.filters import Condition, FilterProblem, Relative, filter_json, parse_filter
+from app.schema.spec import FieldSpec
 
 ENTITIES = {e.name: e for e in SPEC.entities}
 NOW = dt.datetime(2026, 1, 15, 10, 30)
@@ -24,6 +24,51 @@ def tiny(tmp_path_factory):
     db = tiny_database(tmp_path_factory, "filters")
     yield db
     db.engine.dispose()
+
+
+# -- the reference: each operator's meaning written out in Python, on loaded records -----------------------
+
+def _python_value(record, names):
+    for name in names:
+        if record is None:
+            return None
+        record = getattr(record, name, None)
+    return record
+
+
+def matches(spec, entity_name: str, record, conditions, ctx: FilterContext) -> bool:
+    """The filter's test on a loaded record, as the language defines it (an empty value is "not x")."""
+    entity = spec.entity(entity_name)
+    for c in conditions:
+        f = entity.field(c.path[0])
+        if len(c.path) == 2:
+            target = spec.entity(f.to).field(c.path[1])
+            value = _python_value(record, (f.name, target.column_name))
+            f = target
+        else:
+            value = _python_value(record, (f.column_name,))
+        if not _holds(value, f, c, ctx):
+            return False
+    return True
+
+
+def _holds(value, f: FieldSpec, c: Condition, ctx: FilterContext) -> bool:
+    if c.op == "null":
+        return (value is None) == bool(c.value)
+    wanted = resolve(c.value, f, ctx)
+    if c.op == "ne":
+        return value is None or (value not in wanted if isinstance(wanted, tuple) else value != wanted)
+    if value is None:
+        return False
+    if isinstance(value, dt.datetime) and type(wanted) is dt.date:
+        wanted = dt.datetime.combine(wanted, dt.time())
+    if c.op == "eq":
+        return value == wanted
+    if c.op == "in":
+        return value in wanted
+    if c.op == "contains":
+        return str(wanted).lower() in str(value).lower()
+    return {"lt": value < wanted, "lte": value <= wanted, "gt": value > wanted, "gte": value >= wanted}[c.op]
 
 
 def _ids_sql(tiny, conditions) -> set:

@@ -1,4 +1,4 @@
-"""The filter language at run time: a filter's SQL condition and the same test in Python.
+"""The filter language at run time: a filter's SQL condition (highlights too are decided in SQL, per page).
 
 The conditions come from app/schema/filters.py (checked there). Relative values (`$user`, `$today+3d`,
 `$now-2h`) are resolved against a FilterContext made when the filter is used, so a saved view or a reminder's
@@ -95,46 +95,3 @@ def table_conditions(entity, columns, conditions, ctx: FilterContext) -> list:
     """The SQL conditions of a filter without links on a table's columns (`table.c`): rollups' `where`."""
     return [column_condition(columns[entity.field(c.path[0]).column_name], entity.field(c.path[0]), c, ctx)
             for c in conditions]
-
-
-def _python_value(record, names):
-    for name in names:
-        if record is None:
-            return None
-        record = getattr(record, name, None)
-    return record
-
-
-def matches(spec, entity_name: str, record, conditions, ctx: FilterContext) -> bool:
-    """The filter's test on a loaded record, as the SQL would decide it (highlights on a page of rows)."""
-    entity = spec.entity(entity_name)
-    for c in conditions:
-        f = entity.field(c.path[0])
-        if len(c.path) == 2:
-            target = spec.entity(f.to).field(c.path[1])
-            value = _python_value(record, (f.name, target.column_name))
-            f = target
-        else:
-            value = _python_value(record, (f.column_name,))
-        if not _holds(value, f, c, ctx):
-            return False
-    return True
-
-
-def _holds(value, f: FieldSpec, c: Condition, ctx: FilterContext) -> bool:
-    if c.op == "null":
-        return (value is None) == bool(c.value)
-    wanted = resolve(c.value, f, ctx)
-    if c.op == "ne":
-        return value is None or (value not in wanted if isinstance(wanted, tuple) else value != wanted)
-    if value is None:
-        return False
-    if isinstance(value, dt.datetime) and type(wanted) is dt.date:
-        wanted = dt.datetime.combine(wanted, dt.time())
-    if c.op == "eq":
-        return value == wanted
-    if c.op == "in":
-        return value in wanted
-    if c.op == "contains":
-        return str(wanted).lower() in str(value).lower()
-    return {"lt": value < wanted, "lte": value <= wanted, "gt": value > wanted, "gte": value >= wanted}[c.op]
