@@ -48,11 +48,6 @@ def resolve(value, f: FieldSpec, ctx: FilterContext):
     return f.kind.literal(value, vars(f))
 
 
-def _target(spec, entity_name: str, c: Condition) -> FieldSpec:
-    f = spec.entity(entity_name).field(c.path[0])
-    return spec.entity(f.to).field(c.path[1]) if len(c.path) == 2 else f
-
-
 def column_condition(column, f: FieldSpec, c: Condition, ctx: FilterContext):
     """The SQL of one condition on `column` (the field's own column, or a linked record's)."""
     if c.op == "null":
