@@ -79,7 +79,7 @@ def scan_runs(url: str, label: str) -> list[str]:
             hand = text("SELECT id, next_contact_on FROM follow_up WHERE next_contact_on >= :a "
                         "AND next_contact_on <= :b AND done = :f ORDER BY id")
             with engine.connect() as conn:
-                due = len(due_rows(conn, portal, reminder, dt.datetime.now()))  # without the fired keys
+                due = len(due_rows(conn, portal, [reminder], dt.datetime.now()))  # without the fired keys
                 plan = " ".join(str(r[-1]) for r in conn.execute(text(
                     ("EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN ") +
                     "SELECT id FROM follow_up WHERE next_contact_on >= :a AND next_contact_on <= :b AND done = :f"),

@@ -58,49 +58,69 @@ def window(reminder, is_date: bool, now: dt.datetime) -> tuple:
     return first, highest.date()
 
 
-def due_rows(connection, portal, reminder, now: dt.datetime, fired_table=None) -> list[tuple]:
-    """(record id, date value, fire key) of the records whose reminder is due: an index range on the date column,
-    plus `when`, less the keys already fired (with `fired_table`). The key is the date as the database writes it
-    as text (the same expression here and in the NOT EXISTS)."""
-    field = portal.spec.entity(reminder.entity).field(reminder.date)
-    lowest, highest = window(reminder, field.type == "date", now)
-    statement = _due_statement(portal, reminder, fired_table, now)
-    return connection.execute(statement, {"lowest": lowest, "highest": highest}).all()
+def due_rows(connection, portal, reminders, now: dt.datetime, fired_table=None) -> list[tuple]:
+    """(reminder, record id, date value, fire key) of every record whose date reminder is due, for all `reminders`
+    in one statement per kind of date field (date or datetime: a UNION of one kind keeps the value's type on
+    both databases): per reminder an index range on its date column, plus `when`, less the keys already fired
+    (with `fired_table`). The key is the date as the database writes it as text (the same expression here and in
+    the NOT EXISTS)."""
+    rows = []
+    for is_date in (True, False):
+        group = [r for r in reminders if _is_date(portal, r) is is_date]
+        if not group:
+            continue
+        params = {}
+        for i, reminder in enumerate(group):
+            params[f"lowest_{i}"], params[f"highest_{i}"] = window(reminder, is_date, now)
+        statement = _due_statement(portal, group, fired_table, now)
+        rows.extend((group[i], pk, value, key) for i, pk, value, key in connection.execute(statement, params))
+    return rows
 
 
-def _due_statement(portal, reminder, fired_table, now):
-    """The scan's SELECT with the window as parameters; built once per reminder (and day, when `when` has $today or
-    $now values) — it runs every few seconds."""
-    from sqlalchemy import String, and_, bindparam, cast, exists
+def _is_date(portal, reminder) -> bool:
+    return portal.spec.entity(reminder.entity).field(reminder.date).type == "date"
+
+
+def _due_statement(portal, reminders, fired_table, now):
+    """The scan's SELECT with the windows as parameters; built once per set of reminders (and day, when a `when`
+    has $today or $now values) — it runs every few seconds."""
+    from sqlalchemy import String, and_, bindparam, cast, exists, literal, union_all
 
     from app.rules.filters import context_for, filter_clause
     from app.schema.filters import Relative
 
-    relative = any(isinstance(v, Relative) for c in reminder.when
+    relative = any(isinstance(v, Relative) for r in reminders for c in r.when
                    for v in (c.value if isinstance(c.value, tuple) else (c.value,)))
     cache = portal.__dict__.setdefault("_due_statements", {})
-    key = (reminder.name, fired_table is not None, now if relative else None)
+    key = (tuple(r.name for r in reminders), fired_table is not None, now if relative else None)
     if key in cache:
         return cache[key]
-    table = portal.models[reminder.entity].__table__
-    column = table.c[portal.spec.entity(reminder.entity).field(reminder.date).column_name]
-    fire_key = cast(column, String)
-    # in id order: concurrent scans take the fire keys in one order (no deadlock, one winner per key)
-    query = (select(table.c.id, column, fire_key)
-             .where(column >= bindparam("lowest"), column <= bindparam("highest")).order_by(table.c.id))
-    if reminder.when:
-        query = query.where(filter_clause(portal.spec, portal.models, reminder.entity, reminder.when, context_for(None)))
-    if fired_table is not None:
-        f = fired_table.c
-        query = query.where(~exists().where(and_(f.reminder == reminder.name, f.entity == reminder.entity,
-                                                 f.record_id == table.c.id, f.fire_key == fire_key)))
+    parts = []
+    for i, reminder in enumerate(reminders):
+        table = portal.models[reminder.entity].__table__
+        column = table.c[portal.spec.entity(reminder.entity).field(reminder.date).column_name]
+        fire_key = cast(column, String)
+        query = (select(literal(i).label("reminder"), table.c.id.label("id"), column.label("value"),
+                        fire_key.label("fire_key"))
+                 .where(column >= bindparam(f"lowest_{i}"), column <= bindparam(f"highest_{i}")))
+        if reminder.when:
+            query = query.where(filter_clause(portal.spec, portal.models, reminder.entity, reminder.when,
+                                              context_for(None)))
+        if fired_table is not None:
+            f = fired_table.c
+            query = query.where(~exists().where(and_(f.reminder == reminder.name, f.entity == reminder.entity,
+                                                     f.record_id == table.c.id, f.fire_key == fire_key)))
+        parts.append(query)
+    # in (reminder, id) order: concurrent scans take the fire keys in one order (no deadlock, one winner per key)
+    query = parts[0].order_by("reminder", "id") if len(parts) == 1 else union_all(*parts).order_by("reminder", "id")
     if not relative:
         cache[key] = query
     return query
 
 
 def claim_keys(connection, fired_table, reminder, rows) -> list[tuple]:
-    """The (record id, date value) of `rows` whose fire key this transaction took (not fired before, by anyone)."""
+    """The (record id, date value) of `rows` ((record id, date value, fire key)) whose fire key this transaction
+    took (not fired before, by anyone)."""
     dialect = connection.dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -131,11 +151,14 @@ def scan(app: Flask, now: dt.datetime | None = None) -> int:
     fired_table = portal.metadata.tables[FIRED_TABLE]
     table = portal.metadata.tables[NOTIFICATIONS_TABLE]
     written = 0
-    with _engine(app).begin() as connection:
-        for reminder in reminders:
-            rows = due_rows(connection, portal, reminder, now, fired_table)
-            if not rows:
-                continue
+    # connect, not begin: the steady state (nothing due) ends with the read's rollback, no commit round trip
+    with _engine(app).connect() as connection:
+        due = {}
+        for reminder, pk, value, key in due_rows(connection, portal, reminders, now, fired_table):
+            due.setdefault(reminder.name, (reminder, []))[1].append((pk, value, key))
+        if not due:
+            return 0
+        for reminder, rows in due.values():
             taken = claim_keys(connection, fired_table, reminder, rows)
             if not taken:
                 continue
@@ -154,6 +177,7 @@ def scan(app: Flask, now: dt.datetime | None = None) -> int:
             if out:
                 connection.execute(table.insert(), out)
             written += len(out)
+        connection.commit()  # the keys taken and their notifications together
     return written
 
 
