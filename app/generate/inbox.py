@@ -20,8 +20,8 @@ from app.generate.input_errors import BadArgument, bounded_int_arg
 from app.i18n import current_locale
 from app.portal import current_portal
 from app.rules.access import viewer_for
-from app.rules.notifications import (NOTIFICATIONS_TABLE, SETTINGS_TABLE, _user_notifications, render_text,
-                                     unread_count, visible_notifications)
+from app.rules.notifications import (NOTIFICATIONS_TABLE, SETTINGS_TABLE, inbox_counts, inbox_rows, render_text,
+                                     unread_count)
 
 PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
 CHANNELS = ("inbox", "email")
@@ -45,23 +45,22 @@ def record_url(entity_name: str, record_id: int) -> str:
 
 
 def inbox_page(user, unread_only: bool, page: int, page_size: int) -> dict:
-    """The caller's notifications (newest first) in their language, through their Viewer."""
+    """The caller's notifications (newest first) in their language, through their Viewer: counted and paged in SQL,
+    only the page rendered."""
     portal = current_portal()
     connection = current_app.appbuilder.session.connection()
-    table = portal.metadata.tables[NOTIFICATIONS_TABLE]
     viewer = viewer_for(user)
-    rows, records = visible_notifications(connection, portal, viewer, _user_notifications(connection, table, user.id))
-    unread = sum(1 for r in rows if r.read_on is None)
-    listed = [r for r in rows if r.read_on is None] if unread_only else rows
+    total, unread = inbox_counts(connection, portal, viewer, user.id)
+    rows, records = inbox_rows(connection, portal, viewer, user.id, unread_only, page_size, page * page_size)
     locale = current_locale()
     result = []
-    for row in listed[page * page_size:(page + 1) * page_size]:
+    for row in rows:
         record = records.get(row.entity, {}).get(row.record_id)
         result.append({"id": row.id, "reminder": row.reminder, "entity": row.entity, "record_id": row.record_id,
                        "event": row.event, "text": render_text(portal, viewer, locale, row, record),
                        "url": record_url(row.entity, row.record_id) if record is not None else None,
                        "created_on": row.created_on.isoformat(), "read": row.read_on is not None})
-    return {"count": len(listed), "unread": unread, "result": result}
+    return {"count": unread if unread_only else total, "unread": unread, "result": result}
 
 
 def mark_read(user, notification_id: int | None) -> bool:

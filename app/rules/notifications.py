@@ -13,8 +13,8 @@ import datetime as dt
 import json
 import re
 
-from sqlalchemy import (Column, DateTime, Index, Integer, MetaData, String, Table, Text, UniqueConstraint,
-                        select)
+from sqlalchemy import (Column, DateTime, Index, Integer, MetaData, String, Table, Text, UniqueConstraint, and_,
+                        case, false, func, or_, select)
 
 from app.rules.history import CREATE, DELETE, TRANSITION, json_value
 
@@ -197,12 +197,42 @@ def install(session, portal) -> None:
 
 # -- reading: the inbox, through the reader's Viewer -------------------------------------------------------------
 
-def _user_notifications(connection, table, user_id, unread_only=False):
-    query = select(table.c.id, table.c.reminder, table.c.entity, table.c.record_id, table.c.event,
-                   table.c.snapshot, table.c.created_on, table.c.read_on).where(table.c.user_id == user_id)
+def readable_clause(portal, viewer, table):
+    """SQL: the notification is about a record the viewer may read now (it exists and is in their row scope), or is
+    the delete event of an entity they may read (rendered from its snapshot). One correlated EXISTS per entity
+    with reminders: an index probe per notification row, never a scan of the entity."""
+    parts = []
+    for name in sorted({r.entity for r in portal.spec.reminders}):
+        model = portal.models.get(name)
+        if model is None or not viewer.may_read(name):
+            continue
+        in_scope = select(model.id).where(model.id == table.c.record_id)
+        clause = viewer.row_clause(name, portal.models)
+        if clause is not None:
+            in_scope = in_scope.where(clause)
+        parts.append(and_(table.c.entity == name, or_(table.c.event == DELETE, in_scope.exists())))
+    return or_(*parts) if parts else false()
+
+
+def inbox_counts(connection, portal, viewer, user_id) -> tuple[int, int]:
+    """(notifications, unread ones) of `user_id` that their Viewer lets them see, in one COUNT."""
+    table = portal.metadata.tables[NOTIFICATIONS_TABLE]
+    query = (select(func.count(), func.count(case((table.c.read_on.is_(None), 1))))
+             .where(table.c.user_id == user_id, readable_clause(portal, viewer, table)))
+    total, unread = connection.execute(query).one()
+    return total, unread
+
+
+def inbox_rows(connection, portal, viewer, user_id, unread_only: bool, limit: int, offset: int) -> tuple[list, dict]:
+    """One page (newest first) of what `inbox_counts` counts, and the records to render it from."""
+    table = portal.metadata.tables[NOTIFICATIONS_TABLE]
+    query = (select(table.c.id, table.c.reminder, table.c.entity, table.c.record_id, table.c.event,
+                    table.c.snapshot, table.c.created_on, table.c.read_on)
+             .where(table.c.user_id == user_id, readable_clause(portal, viewer, table)))
     if unread_only:
         query = query.where(table.c.read_on.is_(None))
-    return connection.execute(query.order_by(table.c.id.desc())).all()
+    rows = connection.execute(query.order_by(table.c.id.desc()).limit(limit).offset(offset)).all()
+    return visible_notifications(connection, portal, viewer, rows)
 
 
 def visible_notifications(connection, portal, viewer, rows) -> tuple[list, dict]:
@@ -238,12 +268,11 @@ def unread_count(user_id, viewer=None) -> int:
 
     portal = current_portal()
     if viewer is None:
-        user = current_app.appbuilder.sm.get_user_by_id(user_id)
-        viewer = viewer_for(user)
-    session = current_app.appbuilder.session
-    connection = session.connection()
-    rows = _user_notifications(connection, portal.metadata.tables[NOTIFICATIONS_TABLE], user_id, unread_only=True)
-    return len(visible_notifications(connection, portal, viewer, rows)[0])
+        viewer = viewer_for(current_app.appbuilder.sm.get_user_by_id(user_id))
+    table = portal.metadata.tables[NOTIFICATIONS_TABLE]
+    query = select(func.count()).where(table.c.user_id == user_id, table.c.read_on.is_(None),
+                                       readable_clause(portal, viewer, table))
+    return current_app.appbuilder.session.execute(query).scalar()
 
 
 def render_text(portal, viewer, locale: str, row, record) -> str:
