@@ -9,6 +9,24 @@ AUTH_DB = 1  # flask_appbuilder.const.AUTH_DB, written out so reading the config
 
 BASE_DIR = Path(__file__).resolve().parent
 
+
+def _number(kind, name: str, default: str):
+    """A number from the environment; a malformed one stops start-up with one line saying which (no traceback)."""
+    raw = os.environ.get(name, default) or default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a {'whole ' if kind is int else ''}number, got {raw!r}") from None
+
+
+def _int(name: str, default: str) -> int:
+    return _number(int, name, default)
+
+
+def _float(name: str, default: str) -> float:
+    return _number(float, name, default)
+
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "")  # create_app refuses to start in production without one
 PORTAL_ENV = os.environ.get("PORTAL_ENV", "development")  # "production": refuse unsafe settings (also under gunicorn)
 SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'portal.db'}")
@@ -20,9 +38,9 @@ PORTAL_PAGES = "views"  # package of hand-written pages: INDEX_VIEW and register
 PORTAL_FIELD_TYPES: list = []  # your own field types (FieldType subclasses or dotted paths), see docs/architecture.md
 PORTAL_BACKUP_DIR = os.environ.get("PORTAL_BACKUP_DIR", str(BASE_DIR / "var" / "backups"))  # `portal backup`
 # list pages and the list API count matching rows up to this many, then show "10,000+" (count_capped)
-PORTAL_COUNT_CAP = int(os.environ.get("PORTAL_COUNT_CAP", "10000"))
+PORTAL_COUNT_CAP = _int("PORTAL_COUNT_CAP", "10000")
 # report results are reused until their tables change, at most this long (0: always query)
-PORTAL_REPORT_CACHE_SECONDS = float(os.environ.get("PORTAL_REPORT_CACHE_SECONDS", "300"))
+PORTAL_REPORT_CACHE_SECONDS = _float("PORTAL_REPORT_CACHE_SECONDS", "300")
 
 APP_NAME = lazy_gettext("Admin Portal")  # rendered per request, so it follows the language
 APP_THEME = ""
@@ -40,13 +58,13 @@ WTF_CSRF_TIME_LIMIT = None
 SESSION_COOKIE_SAMESITE = REMEMBER_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = REMEMBER_COOKIE_SECURE = os.environ.get("PORTAL_COOKIE_SECURE", "0") == "1"
 SESSION_COOKIE_HTTPONLY = REMEMBER_COOKIE_HTTPONLY = True
-PERMANENT_SESSION_LIFETIME = timedelta(hours=float(os.environ.get("PORTAL_SESSION_HOURS", "12")))
-JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=float(os.environ.get("PORTAL_JWT_MINUTES", "60")))  # every token has exp
-JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=float(os.environ.get("PORTAL_JWT_REFRESH_DAYS", "7")))
+PERMANENT_SESSION_LIFETIME = timedelta(hours=_float("PORTAL_SESSION_HOURS", "12"))
+JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=_float("PORTAL_JWT_MINUTES", "60"))  # every token has exp
+JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=_float("PORTAL_JWT_REFRESH_DAYS", "7"))
 
 # request bodies (imports, later attachments) above this are refused with 413 before anything reads them
-MAX_CONTENT_LENGTH = int(float(os.environ.get("PORTAL_MAX_UPLOAD_MB", "20")) * 1024 * 1024)
-PORTAL_COMMENT_EDIT_MINUTES = int(os.environ.get("PORTAL_COMMENT_EDIT_MINUTES", "15"))  # comments: the author's window
+MAX_CONTENT_LENGTH = int(_float("PORTAL_MAX_UPLOAD_MB", "20") * 1024 * 1024)
+PORTAL_COMMENT_EDIT_MINUTES = _int("PORTAL_COMMENT_EDIT_MINUTES", "15")  # comments: the author's window
 
 BABEL_DEFAULT_LOCALE = "en"
 BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "translations")  # FAB puts its own catalog first; ours wins
@@ -63,21 +81,23 @@ PORTAL_LOGIN_LIMIT_USER = os.environ.get("PORTAL_LOGIN_LIMIT_USER", "5/minute") 
 PORTAL_LOGIN_LIMIT_IP = os.environ.get("PORTAL_LOGIN_LIMIT_IP", "30/minute")  # failed sign-ins per client IP
 PORTAL_API_LIMIT = os.environ.get("PORTAL_API_LIMIT", "1000/minute")  # API calls per user (or IP if anonymous)
 PORTAL_METRICS_TOKEN = os.environ.get("PORTAL_METRICS_TOKEN", "")  # unset: /metrics answers localhost only
-PORTAL_READYZ_CACHE_SECONDS = float(os.environ.get("PORTAL_READYZ_CACHE_SECONDS", "5"))
+PORTAL_READYZ_CACHE_SECONDS = _float("PORTAL_READYZ_CACHE_SECONDS", "5")
 PORTAL_LOG_LEVEL = os.environ.get("PORTAL_LOG_LEVEL", "INFO")
 
 # Notifications: the outbox worker (`flask --app run portal worker`, README "Notifications: delivery")
-PORTAL_WORKER_POLL_SECONDS = float(os.environ.get("PORTAL_WORKER_POLL_SECONDS", "2"))  # sleep when nothing is due
-PORTAL_RETRY_BASE_SECONDS = float(os.environ.get("PORTAL_RETRY_BASE_SECONDS", "60"))  # back-off: base * 2^(n-1)
-PORTAL_RETRY_MAX = int(os.environ.get("PORTAL_RETRY_MAX", "8"))  # failed attempts before a message is dead
-PORTAL_OUTBOX_BATCH = int(os.environ.get("PORTAL_OUTBOX_BATCH", "100"))  # messages one worker claims at a time
-PORTAL_OUTBOX_LEASE_SECONDS = float(os.environ.get("PORTAL_OUTBOX_LEASE_SECONDS", "300"))  # a claim's lifetime
-PORTAL_DELIVERY_TIMEOUT_SECONDS = float(os.environ.get("PORTAL_DELIVERY_TIMEOUT_SECONDS", "20"))  # SMTP / webhook wait
-PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://localhost:8080")  # links in notification emails
+PORTAL_WORKER_POLL_SECONDS = _float("PORTAL_WORKER_POLL_SECONDS", "2")  # sleep when nothing is due
+PORTAL_RETRY_BASE_SECONDS = _float("PORTAL_RETRY_BASE_SECONDS", "60")  # back-off: base * 2^(n-1)
+PORTAL_RETRY_MAX = _int("PORTAL_RETRY_MAX", "8")  # failed attempts before a message is dead
+PORTAL_OUTBOX_BATCH = _int("PORTAL_OUTBOX_BATCH", "100")  # messages one worker claims at a time
+PORTAL_OUTBOX_LEASE_SECONDS = _float("PORTAL_OUTBOX_LEASE_SECONDS", "300")  # a claim's lifetime
+PORTAL_DELIVERY_TIMEOUT_SECONDS = _float("PORTAL_DELIVERY_TIMEOUT_SECONDS", "20")  # SMTP / webhook wait
+# links in notification e-mails and webhooks: where users open the portal (default: where `make run` serves it)
+PORTAL_BASE_URL = os.environ.get(
+    "PORTAL_BASE_URL", f"http://{os.environ.get('PORTAL_HOST', '127.0.0.1')}:{os.environ.get('PORTAL_PORT', '8080')}")
 PORTAL_QUEUE = os.environ.get("PORTAL_QUEUE", "")  # "rq": hand claimed messages to rq workers (REDIS_URL)
 # e-mail over SMTP, with Flask-Mail's names; no MAIL_SERVER: e-mails wait in the outbox ("mail not configured")
 MAIL_SERVER = os.environ.get("MAIL_SERVER", "")
-MAIL_PORT = int(os.environ.get("MAIL_PORT", "0") or 0)  # 0: 465 with MAIL_USE_SSL, else 25
+MAIL_PORT = _int("MAIL_PORT", "0")  # 0: 465 with MAIL_USE_SSL, else 25
 MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")
 MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD", "")
 MAIL_USE_TLS = os.environ.get("MAIL_USE_TLS", "0").lower() in ("1", "true", "yes")

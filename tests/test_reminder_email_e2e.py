@@ -106,6 +106,8 @@ def test_a_created_record_reaches_each_recipient_by_email_through_their_viewer(a
     assert f"http://portal.example:8080/deal/show/{pk}" in boss_body
     html = boss.get_body(("html",)).get_content()  # the title is escaped in the HTML part
     assert "<b>order</b>" not in html and "&lt;b&gt;order&lt;/b&gt;" in html
+    assert f'<a href="http://portal.example:8080/deal/show/{pk}">Open the record</a>' in html
+    assert f'<a href="http://portal.example:8080/deal/show/{pk}">打开记录</a>' in owner.get_body(("html",)).get_content()
 
     # the inboxes agree: the watcher has nothing listed or counted; the owner's text is masked the same way
     watcher = client.get("/api/v1/notifications", headers=jwt_headers(client, "watcher", PASSWORD)).json

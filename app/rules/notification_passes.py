@@ -209,8 +209,13 @@ def _record_data(portal, entity, record, left_out) -> dict:
 
 def notify_pass(app: Flask) -> int:
     """Render and enqueue the email / webhook messages of undispatched notifications; returns the rows handled."""
-    from app.data.outbox import enqueue
+    from html import escape
+
     from flask_appbuilder.security.sqla.models import User
+    from flask_babel import force_locale, gettext
+
+    from app.data.channels.email import text_as_html
+    from app.data.outbox import enqueue
 
     from app.generate.inbox import record_url_for
     from app.rules.access import Viewer
@@ -274,12 +279,15 @@ def notify_pass(app: Flask) -> int:
                 continue  # a record this recipient may not read: nothing
             locale = locales.get(row.user_id, default_locale)
             record = records.get(row.entity, {}).get(row.record_id)
+            link = f"{base_url}{record_url_for(portal.spec, row.entity, row.record_id)}" if record is not None else ""
             with app.test_request_context(base_url=base_url):
                 text = render_text(portal, viewer, locale, row, record)
-            link = f"{base_url}{record_url_for(portal.spec, row.entity, row.record_id)}" if record is not None else ""
+                with force_locale(locale):
+                    open_label = gettext("Open the record")
+                body = text_as_html(text) + (f'<p><a href="{escape(link)}">{escape(open_label)}</a></p>' if link else "")
             messages.append({"channel": "email", "user_id": user.id, "notification_id": row.id,
                              "payload": {"to": user.email, "subject": text[:200],
-                                         "text": text + (f"\n\n{link}\n" if link else "\n"), "html": None}})
+                                         "text": text + (f"\n\n{link}\n" if link else "\n"), "html": body}})
         enqueue(connection, messages)
         connection.execute(update(table).where(table.c.id.in_([r.id for r in rows]))
                            .values(dispatched_on=dt.datetime.now().replace(microsecond=0)))

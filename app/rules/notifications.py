@@ -108,7 +108,9 @@ class Notifier:
             return
         from app.rules.history import current_path
 
-        _, path_transition = current_path()
+        path, path_transition = current_path()
+        if path == "demo":  # sample data is a seed, not news: nobody is told about it
+            return
         fired = []  # (reminder, event, event name)
         for e in events:
             action = DELETE if e.action == DELETE else CREATE if e.action == CREATE else "update"
