@@ -282,3 +282,14 @@ def test_settings_validate_and_mute(extra):
     assert pk in [n["record_id"] for n in inbox["result"]]
     assert [n["text"] for n in inbox["result"] if n["record_id"] == pk][0].startswith("TK-")  # zh message: "{number} 优先级 …"
     assert "优先级" in [n["text"] for n in inbox["result"] if n["record_id"] == pk][0]
+
+
+def test_settings_page_lists_readable_reminders_by_label_in_the_readers_language(app):
+    from conftest import login
+
+    page = login(app.test_client(), "agent1", PASSWORD).get("/inbox/settings?_l_=zh").get_data(as_text=True)
+    assert "工单分配给我" in page and "工单逾期" in page and "电子邮件" in page and "收件箱" in page
+    assert 'value="ticket_assigned"' in page
+    assert "follow_up_due" not in page and "跟进到期" not in page  # an agent does not read follow-ups
+    english = login(app.test_client(), "boss", PASSWORD).get("/inbox/settings?_l_=en").get_data(as_text=True)
+    assert "Follow-ups due" in english and "A ticket is assigned to me" in english and "E-mail" in english

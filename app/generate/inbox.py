@@ -87,6 +87,18 @@ def channel_names() -> list[str]:
     return list(CHANNELS) + sorted({c for r in current_portal().spec.reminders for c in r.channels if c.startswith("webhook:")})
 
 
+def reminder_choices(user) -> list[tuple[str, str]]:
+    """(name, label in the reader's language) of the reminders about entities the user may read."""
+    viewer, locale = viewer_for(user), current_locale()
+    return [(r.name, r.title(locale)) for r in current_portal().spec.reminders if viewer.may_read(r.entity)]
+
+
+def channel_choices() -> list[tuple[str, str]]:
+    labels = {"inbox": gettext("Inbox"), "email": gettext("E-mail")}
+    return [(name, labels.get(name) or gettext("Webhook %(name)s", name=name.partition(":")[2]))
+            for name in channel_names()]
+
+
 def read_settings(user) -> dict:
     from app.runtime.locale import UserLocale
 
@@ -281,8 +293,8 @@ class InboxView(BaseView):
             except ValueError as exc:
                 flash(str(exc), "danger")
         return self.render_template("portal/inbox_settings.html", title=_l("Notification settings"),
-                                    settings=read_settings(user), reminders=reminder_names(),
-                                    channels=channel_names(), languages=current_app.config["LANGUAGES"])
+                                    settings=read_settings(user), reminders=reminder_choices(user),
+                                    channels=channel_choices(), languages=current_app.config["LANGUAGES"])
 
 
 def register(app, appbuilder) -> None:

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from app.schema.filters import Filter, check_filter, read_filter
 from app.schema.loader import YMap
-from app.schema.spec import Label
+from app.schema.spec import Label, humanize
 from app.schema.values import Check, did_you_mean, kind, short
 
-REMINDER_KEYS = ("entity", "date", "offset", "when", "notify", "channels", "message", "on")
+REMINDER_KEYS = ("entity", "date", "offset", "when", "notify", "channels", "message", "on", "label")
 REMINDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
 OFFSET = re.compile(r"^([+-]?)(\d{1,5})([dhm])$")
 CHANNELS = ("inbox", "email")
@@ -44,6 +44,10 @@ class ReminderSpec:
     channels: tuple[str, ...] = ("inbox",)
     message: Label | None = None         # None: a localized default
     on: tuple[str, ...] = ()             # an event reminder: create, update, delete, change:<field>, transition:<name>
+    label: Label | None = None           # what users see in their notification settings (default: the name, humanized)
+
+    def title(self, locale: str) -> str:
+        return (self.label or Label.plain(humanize(self.name))).get(locale)
 
     @property
     def is_event(self) -> bool:
@@ -120,7 +124,9 @@ def read_reminders(run: Check, file: str, raw, line: int) -> list[ReminderSpec]:
         if "date" in body and not isinstance(date, str):
             run.error(file, body.line_of("date"), "E555", f"date of {what} must name a date or datetime field, got {kind(date)}")
             continue
-        reminders.append(ReminderSpec(name, entity, file, ln, date, offset, when, tuple(notify), channels, message, on))
+        label, _ = run.label(body.get("label"), file, body.line_of("label"), f"label of {what}", humanize(name))
+        reminders.append(ReminderSpec(name, entity, file, ln, date, offset, when, tuple(notify), channels, message, on,
+                                      label))
     return reminders
 
 
