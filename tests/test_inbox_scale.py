@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -103,6 +104,8 @@ def test_counts_pages_and_statements_stay_flat(app, setup):
     with sql_statements(app) as statements:
         page = browser.get("/inbox/?page=2")
     assert page.status_code == 200
+    times = re.findall(r'<time datetime="([^"]+)">([^<]+)</time>', page.get_data(as_text=True))
+    assert len(times) == 20 and all("T" in iso and "T" not in shown for iso, shown in times)  # shown in the locale
     page_statements = len(statements)
     given += give(app, seller, made, 300, len(given))
     with sql_statements(app) as statements:

@@ -12,7 +12,7 @@ import json
 from flask import abort, current_app, flash, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.api import BaseApi, expose as api_expose, safe
-from flask_babel import gettext, lazy_gettext as _l
+from flask_babel import format_datetime, gettext, lazy_gettext as _l
 from flask_jwt_extended import verify_jwt_in_request
 from sqlalchemy import select, update
 
@@ -256,6 +256,8 @@ class InboxView(BaseView):
             abort(400)
         unread_only = request.args.get("unread") == "1"
         data = inbox_page(user, unread_only, page, PAGE_SIZE)
+        for n in data["result"]:  # the page shows times in the reader's locale; the API keeps ISO
+            n["when"] = format_datetime(dt.datetime.fromisoformat(n["created_on"]), "medium")
         pages = max(1, -(-data["count"] // PAGE_SIZE))
         return self.render_template("portal/inbox.html", title=_l("Inbox"), data=data, page=page, pages=pages,
                                     unread_only=unread_only)
