@@ -58,7 +58,8 @@ def start_worker(app: Flask) -> subprocess.Popen:
     """
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-           "PORTAL_SCHEMA_DIR": str(app.config["PORTAL_SCHEMA_DIR"])}
+           "PORTAL_SCHEMA_DIR": str(app.config["PORTAL_SCHEMA_DIR"]),
+           "PORTAL_WORKER_PARENT": str(os.getpid())}  # the worker stops if this process dies, even by SIGKILL
     worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "run", "portal", "worker"], cwd=root, env=env)
     print(f"Notification worker running (pid {worker.pid}).")
     return worker

@@ -70,3 +70,47 @@ def test_make_run_creates_the_admin_it_is_told_once(fresh, monkeypatch):
         username, password = ensure_admin(fresh)  # no password given: a random one, printed by `make run`
     assert username == "boss2" and len(password) >= 16
     jwt_headers(fresh.test_client(), username, password)
+
+
+def test_the_worker_started_beside_the_server_stops_when_its_parent_is_killed(tmp_path):
+    """`make run` starts a notification worker; if the server process dies even by SIGKILL (no clean-up runs), the
+    worker notices and stops rather than living on beside the next `make run`'s worker."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    parent_code = ("import sys, time\nfrom app import create_app\nfrom app.quickstart import start_worker\n"
+                   "app = create_app()\nworker = start_worker(app)\nprint(worker.pid, flush=True)\ntime.sleep(600)\n")
+    env = os.environ | {"DATABASE_URL": f"sqlite:///{tmp_path / 'orphan.db'}", "SECRET_KEY": "x" * 40,
+                        "PORTAL_WORKER_POLL_SECONDS": "0.2"}
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        worker_pid = None
+        for line in parent.stdout:
+            if line.strip().isdigit():
+                worker_pid = int(line)
+                break
+        assert worker_pid
+        time.sleep(1.0)
+        os.kill(worker_pid, 0)  # running
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker_pid, 0)
+                if open(f"/proc/{worker_pid}/stat").read().split()[2] == "Z":
+                    break  # exited; waiting for init to reap it
+            except (ProcessLookupError, FileNotFoundError):
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(worker_pid, signal.SIGKILL)
+            raise AssertionError("the worker outlived its parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()

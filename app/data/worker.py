@@ -11,6 +11,7 @@ database connections are opened by that process, never inherited across a fork.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from typing import Callable
@@ -71,7 +72,11 @@ def run_worker(app: Flask, once: bool = False) -> None:
     _stop_on_signals(app)
     poll = float(app.config.get("PORTAL_WORKER_POLL_SECONDS", 2))
     log.info("worker started: passes %s", ", ".join(worker.passes) or "(none)")
+    parent = os.environ.get("PORTAL_WORKER_PARENT")  # set by `python run.py` / `make run` for the worker it starts
     while not worker.stop.is_set():
+        if parent and os.getppid() != int(parent):
+            log.info("worker: the process that started it is gone, stopping")
+            break
         if run_once(app) == 0:
             if once:
                 break
