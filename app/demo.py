@@ -48,11 +48,11 @@ GOODS = [("螺纹钢 16毫米", "2650"), ("水泥 42.5级", "420"), ("排水管 
          ("膨胀螺栓 M10", "0.85"), ("防水卷材", "65")]
 
 
-def _purchasing(add, rng, today) -> None:
+def _purchasing(add, rng, today) -> list:
     """Suppliers and purchase orders with their lines (amounts as the line formula computes them)."""
     suppliers = [add("Supplier", name=name, contact_person=rng.choice(PEOPLE), active=True) for name in SUPPLIERS]
     if not suppliers or suppliers[0] is None:
-        return
+        return []
     for n in range(8):
         order = add("PurchaseOrder", supplier=rng.choice(suppliers), order_date=today - dt.timedelta(days=rng.randrange(0, 60)),
                     status=rng.choice(["draft", "ordered", "ordered", "received"]))
@@ -60,6 +60,40 @@ def _purchasing(add, rng, today) -> None:
             qty, unit_price = Decimal(rng.randrange(1, 50)), Decimal(price)
             add("OrderLine", order=order, item=item, qty=qty, unit_price=unit_price,
                 amount=(qty * unit_price).quantize(Decimal("0.01")))
+
+
+def _centres(add, rng, today, projects, suppliers) -> None:
+    """Material costs, milestones, receipts and payments of each project over the last months (the centres'
+    reports), with the values their formulas would compute."""
+    milestones = ["基础施工", "主体结构", "机电安装", "装饰装修", "竣工验收"]
+    for project in projects:
+        if project is None:
+            return
+        for _ in range(rng.randrange(15, 30)):
+            item, price = rng.choice(GOODS)
+            quantity = Decimal(rng.randrange(1, 40))
+            add("MaterialCost", project=project, spent_on=today - dt.timedelta(days=rng.randrange(0, 120)), item=item,
+                supplier=rng.choice(suppliers) if suppliers else None, quantity=quantity, unit_price=Decimal(price),
+                amount=(quantity * Decimal(price)).quantize(Decimal("0.01")))
+        start = today - dt.timedelta(days=120)
+        for n, name in enumerate(milestones):
+            planned_start = start + dt.timedelta(days=30 * n)
+            planned_end = planned_start + dt.timedelta(days=35)
+            finished = planned_end < today - dt.timedelta(days=10) and rng.random() < 0.8
+            actual_end = planned_end + dt.timedelta(days=rng.randrange(-3, 12)) if finished else None
+            add("Milestone", project=project, name=name, planned_start=planned_start, planned_end=planned_end,
+                actual_start=planned_start + dt.timedelta(days=rng.randrange(0, 5)) if planned_start <= today else None,
+                actual_end=actual_end, percent_complete=100 if finished else rng.choice([0, 20, 50, 80]) if planned_start <= today else 0,
+                done=finished, delay_days=max((actual_end - planned_end).days, 0) if finished else 0)
+        for month in range(4):
+            on = today - dt.timedelta(days=30 * month + rng.randrange(0, 20))
+            add("Receipt", project=project, received_on=on, amount=Decimal(rng.randrange(20, 120) * 1000),
+                reference=f"R{on:%Y%m}-{project.code[-3:]}", method=rng.choice(["transfer", "transfer", "cheque"]))
+            for category in ("labour", "material", "subcontract"):
+                paid = today - dt.timedelta(days=30 * month + rng.randrange(0, 25))
+                add("Payment", project=project, paid_on=paid, amount=Decimal(rng.randrange(5, 60) * 1000),
+                    category=category, payee=rng.choice(SUPPLIERS) if category == "material" else rng.choice(PEOPLE),
+                    reference=f"P{paid:%Y%m}-{rng.randrange(100, 999)}")
 
 
 def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
@@ -130,7 +164,8 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
                     approved_on=dt.datetime.combine(date + dt.timedelta(days=2), dt.time(18)) if day > 3 else None)
         for worker in workers[-2:]:  # two who have left: on past entries, no longer offered by the worker picker
             worker.active = False
-    _purchasing(add, rng, today)
+    suppliers = _purchasing(add, rng, today)
+    _centres(add, rng, today, projects, suppliers)
     with session.no_autoflush:  # numbered before the first flush: history records each record's creation once
         _number(app, made)
     with writing_as("demo"):
