@@ -24,7 +24,7 @@ EXTRA_REMINDERS = """
   ticket_repriced:
     entity: Ticket
     "on": ["change:priority"]
-    notify: ["role:Finance"]
+    notify: ["role:Finance", "role:Manager"]
     channels: [inbox]
     message: {en: "{number} contact [{contact.name}] customer [{customer.name}]", zh: "{number} 优先级"}
 """
@@ -182,12 +182,60 @@ def test_a_link_hop_in_a_message_respects_the_link_field_and_the_linked_entity(a
     assert "HopSecretCustomer" not in texts[0]  # Finance may not see a ticket's customer
 
 
+def repriced_ticket(app, admin, tag) -> int:
+    customer = admin.post("/api/v1/customer/", json={"name": f"{tag}Customer"}).json["id"]
+    contact = admin.post("/api/v1/contact/", json={"name": f"{tag}Contact", "customer": customer})
+    assert contact.status_code == 201, contact.json
+    ticket = admin.post("/api/v1/ticket/", json={"subject": tag, "customer": customer, "priority": "low",
+                                                 "contact": contact.json["id"]}).json["id"]
+    assert admin.put(f"/api/v1/ticket/{ticket}", json={"priority": "urgent"}).status_code == 200
+    return ticket
+
+
+@pytest.mark.xfail(strict=True, reason="app/rules/notifications.py visible_notifications loads the records in a "
+                   "Session it drops on return: once the garbage collector has run, render_text's lazy load of a "
+                   "link ({customer.name}, {contact}) raises DetachedInstanceError, a 500 on the inbox and home page")
+def test_a_link_placeholder_renders_after_the_garbage_collector_ran(app, admin):
+    """Not through HTTP: when the collector runs inside a request cannot be chosen from outside (seen as a 500 of
+    the inbox in a full run of this file), so this calls what the inbox calls, with one collection in between."""
+    import gc
+
+    from app.i18n import current_locale
+    from app.portal import portal_of
+    from app.rules.access import viewer_for
+    from app.rules.notifications import NOTIFICATIONS_TABLE, _user_notifications, render_text, visible_notifications
+
+    ticket = repriced_ticket(app, admin, "GcHop")
+    number = admin.get(f"/api/v1/ticket/{ticket}").json["result"]["number"]
+    with app.test_request_context():
+        portal, boss = portal_of(app), app.appbuilder.sm.find_user(username="boss")
+        connection = app.appbuilder.session.connection()
+        rows = _user_notifications(connection, portal.metadata.tables[NOTIFICATIONS_TABLE], boss.id)
+        viewer = viewer_for(boss)
+        kept, records = visible_notifications(connection, portal, viewer, rows)
+        gc.collect()
+        row = next(r for r in kept if r.record_id == ticket and r.reminder == "ticket_repriced")
+        text = render_text(portal, viewer, current_locale(), row, records["Ticket"][ticket])
+        app.appbuilder.session.remove()
+    assert text == f"{number} contact [GcHopContact] customer [GcHopCustomer]"
+
+
 def test_delete_notification_renders_from_its_snapshot(app, admin):
     pk, number = new_ticket(app, admin, "deleted-visible", due_date="2030-01-02")
     assert admin.delete(f"/api/v1/ticket/{pk}").status_code == 200
     gone = [n for n in inbox(app, "agent1")["result"] if n["record_id"] == pk and n["reminder"] == "ticket_gone"]
     assert len(gone) == 1 and number in gone[0]["text"] and gone[0]["url"] is None
-    assert "2030" in gone[0]["text"]
+    assert "2030" in gone[0]["text"], gone[0]["text"]
+
+
+@pytest.mark.xfail(strict=True, reason="app/rules/notifications.py render_text: for a deleted record a {link} "
+                   "placeholder shows the snapshot's raw database id of the linked record instead of its title")
+def test_a_link_in_a_delete_message_is_not_a_raw_id(app, admin):
+    pk, number = new_ticket(app, admin, "deleted-link")
+    assert admin.delete(f"/api/v1/ticket/{pk}").status_code == 200
+    gone = [n for n in inbox(app, "agent1")["result"] if n["record_id"] == pk and n["reminder"] == "ticket_gone"]
+    assert len(gone) == 1
+    assert not re.search(r"for \d+$", gone[0]["text"]), gone[0]["text"]
 
 
 @pytest.mark.xfail(strict=True, reason="app/rules/notifications.py visible_notifications keeps every delete event of "
@@ -394,3 +442,50 @@ def test_pages_changes_need_the_csrf_token(strict):
     assert agent.get("/api/v1/notifications").json["unread"] == unread
     assert [v["label"] for v in agent.get("/api/v1/views/").json["result"] if v["id"] == view_id] == ["csrf view"]
     assert agent.get("/api/v1/notifications/settings").json["muted_channels"] == []
+
+
+# -- dead letters: Admin only ----------------------------------------------------------------------------------
+
+def test_dead_letters_are_for_admin_only(app, admin):
+    assert app.test_client().get("/api/v1/notifications/dead").status_code == 401
+    for name in ("agent1", "boss", "fin"):
+        caller = Caller(app, name)
+        assert caller.get("/api/v1/notifications/dead").status_code == 403
+        assert caller.post("/api/v1/notifications/dead/1/retry").status_code == 403
+        assert caller.post("/api/v1/notifications/dead/retry_all").status_code == 403
+        browser = login(app.test_client(), name, PASSWORD)
+        assert browser.get("/deadletters/").status_code in (302, 403)
+        assert browser.post("/deadletters/retry_all").status_code in (302, 403)
+    assert admin.get("/api/v1/notifications/dead").status_code == 200
+    assert admin.post("/api/v1/notifications/dead/999999/retry").status_code == 404
+
+
+# -- a view shared with a role that sees less ------------------------------------------------------------------
+
+def test_a_view_shared_with_a_role_that_sees_less_masks_and_does_not_sort_by_what_it_masks(app, admin):
+    with app.app_context():
+        sm = app.appbuilder.sm
+        if not sm.find_user(username="mf"):
+            sm.add_user("mf", "mf", "Test", "mf@example.com", [sm.find_role("Manager"), sm.find_role("Finance")], PASSWORD)
+            app.appbuilder.session.commit()
+    # by phone: B, A, C (neither the order they were made in nor its reverse)
+    for name, phone in (("sharesort A", "+8613900000002"), ("sharesort B", "+8613900000001"),
+                        ("sharesort C", "+8613900000003")):
+        assert admin.post("/api/v1/customer/", json={"name": name, "phone": phone}).status_code == 201
+    owner = Caller(app, "mf")
+    made = owner.post("/api/v1/views/", json={"entity": "Customer", "label": "by phone", "columns": ["name", "phone"],
+                                              "filter": {"name": {"contains": "sharesort"}}, "order": ["phone"],
+                                              "share_with_role": "Finance"})
+    if made.status_code != 201:
+        pytest.skip(f"mf may not list phones: {made.json}")
+    assert [r["name"] for r in owner.get(f"/api/v1/views/{made.json['id']}").json["result"]] == [
+        "sharesort B", "sharesort A", "sharesort C"]  # the owner sees phones in full: sorted by them
+    fin = Caller(app, "fin")
+    rows = fin.get(f"/api/v1/views/{made.json['id']}").json
+    assert "13900000001" not in str(rows) and len(rows["result"]) == 3
+    assert [r["name"] for r in rows["result"]] != ["sharesort B", "sharesort A", "sharesort C"]
+    page = login(app.test_client(), "fin", PASSWORD).get(f"/customer/list/?view={made.json['id']}").get_data(as_text=True)
+    assert "13900000001" not in page
+    positions = [page.find(f"sharesort {x}") for x in "ABC"]
+    assert all(p > 0 for p in positions)
+    assert sorted("ABC", key=lambda x: positions["ABC".index(x)]) != ["B", "A", "C"]
