@@ -489,3 +489,13 @@ def test_a_view_shared_with_a_role_that_sees_less_masks_and_does_not_sort_by_wha
     positions = [page.find(f"sharesort {x}") for x in "ABC"]
     assert all(p > 0 for p in positions)
     assert sorted("ABC", key=lambda x: positions["ABC".index(x)]) != ["B", "A", "C"]
+
+
+def test_a_view_with_a_huge_value_list_is_refused_and_the_views_list_keeps_working(app):
+    caller = Caller(app, "agent1")
+    values = [f"s{i}" for i in range(40000)]  # 40,000 SQL parameters on every count and page of the view
+    response = caller.post("/api/v1/views/", json={"entity": "Ticket", "label": "huge", "filter": {"subject": values}})
+    assert response.status_code == 400, (response.status_code, response.data[:300])
+    assert response.json["message"]
+    listed = caller.get("/api/v1/views/")
+    assert listed.status_code == 200 and "huge" not in [v["label"] for v in listed.json["result"]]
