@@ -499,3 +499,34 @@ def test_a_view_with_a_huge_value_list_is_refused_and_the_views_list_keeps_worki
     assert response.json["message"]
     listed = caller.get("/api/v1/views/")
     assert listed.status_code == 200 and "huge" not in [v["label"] for v in listed.json["result"]]
+
+
+@pytest.mark.parametrize("query", [
+    "_flt_0_due_date=not-a-date", "_flt_99999999999999999999999_subject=x", "_flt_0_customer=abc",
+    "_flt_1_priority=nope", "_flt_0_hours_spent=1e999", "_flt_0_hours_spent=NaN", "_flt_0_subject=%00",
+    "_oc_TicketView=description&_od_TicketView=desc", "_oc_TicketView=customer", "_oc_TicketView=nope",
+    "view=99999999999", "view=my_open_tickets&_flt_0_status=nope", "_flt_0_subject=" + "x" * 7000,
+    "_flt_-1_subject=x", "_flt_0_=x", "_flt_0_assignee=1&_flt_0_assignee=2",
+])
+def test_save_view_page_answers_junk_queries_without_a_500(app, query):
+    browser = login(app.test_client(), "fin", PASSWORD)
+    response = browser.post("/saved_views/save", data={"entity": "Ticket", "label": "junk", "query": query})
+    assert response.status_code == 302, (response.status_code, response.data[:300])
+    for view in Caller(app, "fin").get("/api/v1/views/").json["result"]:
+        if view["label"] == "junk":  # what was saved is what the page could say, without what fin may not see
+            assert "description" not in str(view) and "customer" not in str(view)
+            assert Caller(app, "fin").delete(f"/api/v1/views/{view['id']}").status_code == 200
+
+
+def test_a_record_that_left_the_readers_scope_leaves_their_inbox_count_and_home_page(app, admin):
+    pk, number = new_ticket(app, admin, "moved-away", assignee="agent1")
+    before = inbox(app, "agent1")
+    assert [n["record_id"] for n in before["result"]].count(pk) == 1
+    assert admin.put(f"/api/v1/ticket/{pk}", json={"assignee": user_id(app, "agent2")}).status_code == 200
+    after = inbox(app, "agent1")
+    assert pk not in [n["record_id"] for n in after["result"]]
+    assert after["unread"] == before["unread"] - 1
+    assert inbox(app, "agent1", unread=1)["count"] == after["unread"]
+    browser = login(app.test_client(), "agent1", PASSWORD)
+    assert number not in browser.get("/").get_data(as_text=True)
+    assert number not in browser.get("/inbox/").get_data(as_text=True)
