@@ -530,3 +530,26 @@ def test_a_record_that_left_the_readers_scope_leaves_their_inbox_count_and_home_
     browser = login(app.test_client(), "agent1", PASSWORD)
     assert number not in browser.get("/").get_data(as_text=True)
     assert number not in browser.get("/inbox/").get_data(as_text=True)
+
+
+# -- YAML views and highlights over fields one of their roles may not see (the checker) ---------------------------
+
+@pytest.mark.parametrize("extra, code", [
+    ("views: {v: {entity: A, filter: {n: {gt: 3}}, roles: [Clerk]}}", "E577"),
+    ("views: {v: {entity: A, filter: {p.n: {gt: 3}}, roles: [Clerk]}}", "E577"),
+    ("views: {v: {entity: A, filter: {m: x}, roles: [Clerk]}}", "E577"),
+    ("highlight: {A: {big: {when: {n: {gt: 3}}, style: danger}}}", "E586"),
+    ("highlight: {A: {big: {when: {p.m: x}, style: danger}}}", "E586"),
+])
+def test_yaml_views_and_highlights_may_not_filter_on_what_a_role_may_not_see(tmp_path, extra, code):
+    from app.schema import load_portal
+
+    (tmp_path / "a.yaml").write_text(
+        "{version: 1, module: m, entities: {A: {fields: {x: string, n: integer, m: string, p: {type: link, to: A}}}}, "
+        "roles: {Clerk: {can: {A: [read]}, hide: {A: [n]}, mask: {A: [m]}}}, " + extra + "}\n", encoding="utf-8")
+    _, problems = load_portal(tmp_path)
+    assert code in [p.code for p in problems], [str(p) for p in problems]
+    (tmp_path / "a.yaml").write_text(
+        "{version: 1, module: m, entities: {A: {fields: {x: string, n: integer, m: string, p: {type: link, to: A}}}}, "
+        "roles: {Clerk: {can: {A: [read]}}}, " + extra + "}\n", encoding="utf-8")
+    assert load_portal(tmp_path)[1] == []
