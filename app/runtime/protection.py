@@ -1,6 +1,7 @@
 """Request-level protections: CSRF for every cookie-authenticated change, the upload size limit,
 session cookie settings and the production secret-key rule.
 
+Request bodies nested too deeply for the JSON parser are refused as bad JSON (BoundedJSONProvider).
 Forms get CSRF tokens from Flask-WTF's CSRFProtect. The REST API is exempt from that blanket check
 because a client holding a JWT is not exposed to cross-site requests; a browser session calling the
 API with its cookie is, so such calls must send the token in an `X-CSRFToken` header.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from flask import Flask, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from flask_appbuilder.api import BaseApi
 from flask_babel import gettext
 from flask_jwt_extended import verify_jwt_in_request
@@ -40,7 +42,19 @@ def require_secret_key(app: Flask) -> None:
             "print(secrets.token_hex(32))')`; sessions and API tokens are signed with it.")
 
 
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, except that a body nested too deeply for the parser (`[[[[…` a few kB long) is a bad body:
+    a ValueError, which `request.get_json` turns into a 400 (or None with silent=True), not a RecursionError (500)."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 def protect_requests(app: Flask, appbuilder) -> None:
+    app.json = BoundedJSONProvider(app)
     csrf = CSRFProtect(app)
     api_blueprints = set()
     for view in appbuilder.baseviews:

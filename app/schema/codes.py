@@ -232,6 +232,7 @@ AREAS: dict[str, dict[str, str]] = {
         "E583": "bad highlight style",
         "E584": "highlight needs when",
         "E585": "highlight defined twice",
+        "E586": "highlight uses a field a reading role may not see",
     },
     "filters": {
         "E760": "filter must be a mapping",

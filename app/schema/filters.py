@@ -247,6 +247,9 @@ class _Collect(Check):
         raise FilterProblem(code, message)
 
 
+MAX_RUNTIME_VALUES = 1000  # values in one list of a filter sent at run time: each is an SQL parameter on every use
+
+
 def parse_filter(entities: dict, entity_name: str, raw, *, user: bool = True) -> Filter:
     """A filter sent at run time (JSON), read and checked as the checker would; FilterProblem on the first
     problem. Values are kept as sent (the runtime converts them through the field's type)."""
@@ -254,6 +257,10 @@ def parse_filter(entities: dict, entity_name: str, raw, *, user: bool = True) ->
         raise FilterProblem(CODES["mapping"], "a filter must be a mapping of at most 50 fields")
     run = _Collect()
     conditions = read_filter(run, "", _ymap(raw), 0, "the filter")
+    for c in conditions:
+        if isinstance(c.value, tuple) and len(c.value) > MAX_RUNTIME_VALUES:
+            raise FilterProblem(CODES["list"], f"'{'.'.join(c.path)}' lists {len(c.value)} values; at most "
+                                               f"{MAX_RUNTIME_VALUES} are allowed")
     check_filter(run, "", 0, "the filter", entities, entity_name, conditions, user=user)
     return conditions
 

@@ -14,8 +14,9 @@
       Ticket: {overdue: {when: {due_date: {lt: $today}}, style: danger, label: {en: Overdue, zh: 逾期}}}
 
 A column a role of the view may not see is not a problem here: it is left out for that role at run time (the
-same view serves roles that see more). Ordering by a field a role of the view may not see (hidden or masked) is
-a problem (E577): the order would leak its values. Filter problems use the filter language's codes (E760–E772).
+same view serves roles that see more). Ordering or filtering by a field a role of the view may not see (hidden or
+masked) is a problem (E577): the order, the count and the rows would leak its values; so is a highlight whose `when`
+uses a field some role reading the entity may not see (E586): the row colours would. Filter problems use the filter language's codes (E760–E772).
 Nothing here imports Flask.
 """
 from __future__ import annotations
@@ -214,6 +215,10 @@ def check_views_across(run: Check, modules, roles, entities: dict) -> None:
                     if name in unseen:
                         run.error(view.file, view.line, "E577",
                                   f"{where} is ordered by '{name}', which role '{role_name}' may not see")
+                filtered = unseen_filter_field(role, entities, view.entity, view.filter)
+                if filtered:
+                    run.error(view.file, view.line, "E577", f"{where} filters on '{filtered}', which role "
+                                                            f"'{role_name}' may not see: its count and rows would tell them")
                 if view.default:
                     key = (role_name, view.entity)
                     if key in defaults:
@@ -227,3 +232,27 @@ def check_views_across(run: Check, modules, roles, entities: dict) -> None:
                 run.error(h.file, h.line, "E585", f"highlight '{h.name}' of {h.entity} is already defined in "
                                                   f"{lit[(h.entity, h.name)].file}")
             lit[(h.entity, h.name)] = h
+            if h.entity not in entities:
+                continue
+            for role in roles:  # every role reading the entity sees the row colours and the home page's counts
+                if "read" in role.actions(h.entity):
+                    filtered = unseen_filter_field(role, entities, h.entity, h.when)
+                    if filtered:
+                        run.error(h.file, h.line, "E586", f"highlight '{h.name}' of {h.entity} uses '{filtered}', "
+                                                          f"which role '{role.name}' may not see: the row colours "
+                                                          f"would tell them")
+
+
+def unseen_filter_field(role, entities: dict, entity_name: str, conditions) -> str | None:
+    """The first field path of a filter that the role may not see (hidden or masked, through a link too)."""
+    entity = entities[entity_name]
+    for c in conditions:
+        if not c.path or c.path[0] not in entity.field_names:
+            continue  # an unknown field: the filter language's own problem
+        if c.path[0] in role.hidden(entity_name) | role.masked(entity_name):
+            return ".".join(c.path)
+        if len(c.path) == 2:
+            target = entity.field(c.path[0]).to
+            if target and c.path[1] in role.hidden(target) | role.masked(target):
+                return ".".join(c.path)
+    return None
