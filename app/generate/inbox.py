@@ -48,10 +48,10 @@ def inbox_page(user, unread_only: bool, page: int, page_size: int) -> dict:
     """The caller's notifications (newest first) in their language, through their Viewer: counted and paged in SQL,
     only the page rendered."""
     portal = current_portal()
-    connection = current_app.appbuilder.session.connection()
+    session = current_app.appbuilder.session
     viewer = viewer_for(user)
-    total, unread = inbox_counts(connection, portal, viewer, user.id)
-    rows, records = inbox_rows(connection, portal, viewer, user.id, unread_only, page_size, page * page_size)
+    total, unread = inbox_counts(session.connection(), portal, viewer, user.id)
+    rows, records = inbox_rows(session, portal, viewer, user.id, unread_only, page_size, page * page_size)
     locale = current_locale()
     result = []
     for row in rows:
@@ -110,6 +110,12 @@ def read_settings(user) -> dict:
             "muted_reminders": json.loads(row[0]) if row else [], "muted_channels": json.loads(row[1]) if row else []}
 
 
+def _some(names: list) -> str:
+    """The first few of a list of refused names (a junk payload of thousands makes no megabyte message)."""
+    shown = ", ".join(str(n)[:60] for n in names[:5])
+    return shown if len(names) <= 5 else gettext("%(names)s and %(count)d more", names=shown, count=len(names) - 5)
+
+
 def save_settings(user, payload) -> dict:
     """Validates everything before writing anything; raises ValueError with a localized message."""
     from app.runtime.locale import UserLocale
@@ -118,10 +124,10 @@ def save_settings(user, payload) -> dict:
         raise ValueError(gettext("The body must be a JSON object."))
     unknown = sorted(set(payload) - {"language", "muted_reminders", "muted_channels"})
     if unknown:
-        raise ValueError(gettext("Unknown setting: %(name)s.", name=", ".join(unknown)))
+        raise ValueError(gettext("Unknown setting: %(name)s.", name=_some(unknown)))
     current = read_settings(user)
     language = payload.get("language", current["language"])
-    if language not in current_app.config["LANGUAGES"]:
+    if not isinstance(language, str) or language not in current_app.config["LANGUAGES"]:
         raise ValueError(gettext("Unknown language: %(name)s.", name=str(language)[:40]))
     lists = {}
     for key, known, message in (("muted_reminders", reminder_names(), _l("Unknown reminder: %(name)s.")),
@@ -131,7 +137,7 @@ def save_settings(user, payload) -> dict:
             raise ValueError(gettext("%(name)s must be a list of names.", name=key))
         bad = [v for v in value if v not in known]
         if bad:
-            raise ValueError(str(message) % {"name": ", ".join(b[:60] for b in bad)})
+            raise ValueError(str(message) % {"name": _some(bad)})
         lists[key] = sorted(set(value))
     session = current_app.appbuilder.session
     table = current_portal().metadata.tables[SETTINGS_TABLE]
@@ -269,7 +275,7 @@ class InboxView(BaseView):
             return self._login()
         if not mark_read(user, pk):
             abort(404)
-        return redirect(request.form.get("next") or url_for("InboxView.index"))
+        return redirect(_local(request.form.get("next")) or url_for("InboxView.index"))
 
     @expose("/read_all", methods=["POST"])
     def read_all(self):
@@ -297,6 +303,13 @@ class InboxView(BaseView):
         return self.render_template("portal/inbox_settings.html", title=_l("Notification settings"),
                                     settings=read_settings(user), reminders=reminder_choices(user),
                                     channels=channel_choices(), languages=current_app.config["LANGUAGES"])
+
+
+def _local(target: str | None) -> str | None:
+    """A path on this site only: `next` comes from a form anyone can post (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
+        return None
+    return target
 
 
 def register(app, appbuilder) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import false, or_
 
 from app.portal import current_portal
 from app.runtime.request_cache import request_cached
-from app.rules.filters import context_for, filter_clause
+from app.rules.filters import context_for, filter_clause, values_clause
 from app.schema.filters import Relative
 from app.schema.spec import EntitySpec, PortalSpec, RoleSpec
 
@@ -121,6 +121,17 @@ class Viewer:
             return false()
         context = context_for(self.user_id)
         return or_(*(filter_clause(self.portal, models, entity, scope, context) for scope in scopes))
+
+    def values_clause(self, entity: str, models: dict, values: dict):
+        """Like row_clause, on given field values (a deleted record's last ones): SQL true when they were in this
+        user's scope, or None when every row is."""
+        scopes = self.scopes(entity)
+        if scopes is None:
+            return None
+        if self.user_id is None:
+            return false()
+        context = context_for(self.user_id)
+        return or_(*(values_clause(self.portal, models, entity, scope, context, values) for scope in scopes))
 
     def forced_values(self, entity: str) -> dict:
         """Values a new or edited record must carry to stay in the user's scope (e.g. owner = me)."""

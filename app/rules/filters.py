@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, false, or_, true
+from sqlalchemy import and_, exists, false, literal, or_, select, true
 
 from app.schema.filters import Condition, Relative
 from app.schema.spec import FieldSpec
@@ -79,6 +79,26 @@ def filter_clause(spec, models: dict, entity_name: str, conditions, ctx: FilterC
             clauses.append(or_(getattr(model, f.column_name).is_(None), inner) if _holds_for_empty(c) else inner)
         else:
             clauses.append(column_condition(getattr(model, f.column_name), f, c, ctx))
+    return and_(true(), *clauses)
+
+
+def values_clause(spec, models: dict, entity_name: str, conditions, ctx: FilterContext, values: dict):
+    """The filter's SQL evaluated on given field values (a deleted record's last ones: `values` field name -> value)
+    instead of a stored row; a link hop still reads the linked record, which may exist."""
+    model, entity = models[entity_name], spec.entity(entity_name)
+    clauses = []
+    for c in conditions:
+        f = entity.field(c.path[0])
+        own = getattr(model, f.column_name)
+        value = literal(values.get(f.name), type_=own.type)
+        if len(c.path) == 2:
+            target = spec.entity(f.to).field(c.path[1])
+            linked = models[f.to]
+            inner = exists(select(linked.id).where(
+                linked.id == value, column_condition(getattr(linked, target.column_name), target, c, ctx)))
+            clauses.append(or_(value.is_(None), inner) if _holds_for_empty(c) else inner)
+        else:
+            clauses.append(column_condition(value, f, c, ctx))
     return and_(true(), *clauses)
 
 

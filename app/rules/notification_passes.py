@@ -274,7 +274,7 @@ def notify_pass(app: Flask) -> int:
                     or row.reminder in muted_reminders or "email" in muted_channels):
                 continue
             viewer = Viewer(portal.spec, user, admin_role)
-            kept, records = visible_notifications(connection, portal, viewer, [row])
+            kept, records = visible_notifications(session, portal, viewer, [row])
             if not kept:
                 continue  # a record this recipient may not read: nothing
             locale = locales.get(row.user_id, default_locale)

@@ -88,6 +88,13 @@ def role_members(connection, role_names) -> dict[str, list[int]]:
     return found
 
 
+def user_roles(connection, user_id) -> list[str]:
+    from flask_appbuilder.security.sqla.models import Role, assoc_user_role
+
+    return list(connection.execute(select(Role.name).join(assoc_user_role, assoc_user_role.c.role_id == Role.id)
+                                   .where(assoc_user_role.c.user_id == user_id)).scalars())
+
+
 class Notifier:
     """Turns events of entities with event reminders into notification rows (one INSERT per call)."""
 
@@ -121,18 +128,44 @@ class Notifier:
         if not fired:
             return
         recipients = self.recipients(connection, entity, [r for r, _, _ in fired], [e for _, e, _ in fired])
+        in_scope = self._deleted_in_scope(connection, entity)
         now = dt.datetime.now().replace(microsecond=0)
         rows = []
         for r, e, name in fired:
             snapshot = json.dumps({f: json_value(old if e.action == DELETE else new) for f, (old, new) in e.changes.items()},
                                   ensure_ascii=False, separators=(",", ":"))
             for user_id in recipients(r, e):
-                if user_id != author_id:
+                if user_id != author_id and (e.action != DELETE or in_scope(user_id, e)):
                     rows.append({"user_id": user_id, "reminder": r.name, "entity": entity.name,
                                  "record_id": e.record_id, "event": name, "fire_on": None,
                                  "snapshot": snapshot, "created_on": now})
         if rows:
             connection.execute(self.table.insert(), rows)
+
+    def _deleted_in_scope(self, connection, entity):
+        """(user id, delete event) -> whether the record's last values were in that user's row scope: the row is
+        gone, so the inbox cannot check it later. One SELECT per scoped recipient and deleted record."""
+        from types import SimpleNamespace
+
+        from flask import current_app
+
+        from app.rules.access import Viewer
+
+        viewers: dict[int, Viewer] = {}
+
+        def in_scope(user_id, event) -> bool:
+            if user_id not in viewers:
+                roles = [SimpleNamespace(name=n) for n in user_roles(connection, user_id)]
+                viewers[user_id] = Viewer(self.spec, SimpleNamespace(id=user_id, roles=roles),
+                                          current_app.config["AUTH_ROLE_ADMIN"])
+            viewer = viewers[user_id]
+            if not viewer.may_read(entity.name):
+                return False
+            clause = viewer.values_clause(entity.name, self.models,
+                                          {name: old for name, (old, _) in event.changes.items()})
+            return clause is None or bool(connection.execute(select(clause)).scalar())
+
+        return in_scope
 
     def recipients(self, connection, entity, reminders, events):
         """A function (reminder, event) -> user ids. Values of the user fields come from the event (new values;
@@ -225,7 +258,7 @@ def inbox_counts(connection, portal, viewer, user_id) -> tuple[int, int]:
     return total, unread
 
 
-def inbox_rows(connection, portal, viewer, user_id, unread_only: bool, limit: int, offset: int) -> tuple[list, dict]:
+def inbox_rows(session, portal, viewer, user_id, unread_only: bool, limit: int, offset: int) -> tuple[list, dict]:
     """One page (newest first) of what `inbox_counts` counts, and the records to render it from."""
     table = portal.metadata.tables[NOTIFICATIONS_TABLE]
     query = (select(table.c.id, table.c.reminder, table.c.entity, table.c.record_id, table.c.event,
@@ -233,22 +266,20 @@ def inbox_rows(connection, portal, viewer, user_id, unread_only: bool, limit: in
              .where(table.c.user_id == user_id, readable_clause(portal, viewer, table)))
     if unread_only:
         query = query.where(table.c.read_on.is_(None))
-    rows = connection.execute(query.order_by(table.c.id.desc()).limit(limit).offset(offset)).all()
-    return visible_notifications(connection, portal, viewer, rows)
+    rows = session.execute(query.order_by(table.c.id.desc()).limit(limit).offset(offset)).all()
+    return visible_notifications(session, portal, viewer, rows)
 
 
-def visible_notifications(connection, portal, viewer, rows) -> tuple[list, dict]:
-    """The rows the viewer may still see, and entity -> {id: record} of the records to render them from.
-    A record outside their scope, of an entity they no longer read, or deleted (unless the row is the delete
-    event, shown from its snapshot) leaves its notifications out."""
-    from sqlalchemy.orm import Session
-
+def visible_notifications(session, portal, viewer, rows) -> tuple[list, dict]:
+    """The rows the viewer may still see, and entity -> {id: record} of the records to render them from, loaded in
+    `session` (the caller's: its records' links load lazily while the texts are rendered). A record outside their
+    scope, of an entity they no longer read, or deleted (unless the row is the delete event, shown from its
+    snapshot) leaves its notifications out."""
     wanted: dict[str, set] = {}
     for row in rows:
         if row.event != DELETE and viewer.may_read(row.entity) and row.entity in portal.models:
             wanted.setdefault(row.entity, set()).add(row.record_id)
     records: dict[str, dict] = {}
-    session = Session(bind=connection)
     for entity, ids in wanted.items():
         model = portal.models[entity]
         query = select(model).where(model.id.in_(sorted(ids)))
@@ -303,6 +334,11 @@ def render_text(portal, viewer, locale: str, row, record) -> str:
                 value = getattr(value, f.name, None) if value is not None else None
         if f.name in viewer.hidden(owner.name) or value is None or value == "":
             return ""
+        if len(parts) == 2 and (parts[0] in viewer.unreadable(entity.name) or not viewer.may_read(owner.name)):
+            return ""  # the hop goes through a field they may not see, or to an entity they may not read
+        if f.stores_link and len(parts) == 1:
+            if record is None or (f.to and not f.kind.to_users and not viewer.may_read(f.to)):
+                return ""  # a deleted record keeps the linked id only; a linked entity they may not read
         if f.stores_link and not f.kind.to_users and len(parts) == 1 and record is not None:
             value = str(value)
         text = value if isinstance(value, str) else f.kind.display(f)(value)
