@@ -352,7 +352,7 @@ def test_search_takes_like_wildcards_and_backslashes_literally(app, admin):
     def found(q):
         response = admin.get("/api/v1/search", query_string={"q": q})
         assert response.status_code == 200, response.json
-        return sorted(r["title"] for r in response.json["result"] if r["entity"] == "Customer")
+        return sorted(r["title"] for r in response.json if r["entity"] == "Customer")
 
     assert found("50% off_") == ["50% off_sale"]
     assert found("back\\s") == ["back\\slash name"]
@@ -375,11 +375,11 @@ def test_search_stays_in_scope_and_in_readable_entities(app, admin):
     assert contract.status_code == 201, contract.json
     number = admin.get(f"/api/v1/contract/{contract.json['id']}").json["result"]["number"]
     agent = Caller(app, "agent1")
-    assert [r["id"] for r in agent.get("/api/v1/search", query_string={"q": mine_number}).json["result"]] == [mine]
-    assert not agent.get("/api/v1/search", query_string={"q": their_number}).json["result"]
-    assert [r["id"] for r in admin.get("/api/v1/search", query_string={"q": their_number}).json["result"]] == [theirs]
-    assert [r["entity"] for r in admin.get("/api/v1/search", query_string={"q": number}).json["result"]] == ["Contract"]
-    assert not Caller(app, "agent1").get("/api/v1/search", query_string={"q": number}).json["result"]
+    assert [r["id"] for r in agent.get("/api/v1/search", query_string={"q": mine_number}).json] == [mine]
+    assert not agent.get("/api/v1/search", query_string={"q": their_number}).json
+    assert [r["id"] for r in admin.get("/api/v1/search", query_string={"q": their_number}).json] == [theirs]
+    assert [r["entity"] for r in admin.get("/api/v1/search", query_string={"q": number}).json] == ["Contract"]
+    assert not Caller(app, "agent1").get("/api/v1/search", query_string={"q": number}).json
     assert app.test_client().get("/api/v1/search?q=needle").status_code == 401
 
 

@@ -210,13 +210,13 @@ def test_save_view_from_a_list_page(app, data):
 
 def test_search_is_scoped_and_title_only(app, data):
     agent = Caller(app, "agent1")
-    found = agent.get("/api/v1/search?q=TK-").json["result"]
+    found = agent.get("/api/v1/search?q=TK-").json
     ids = {r["id"] for r in found if r["entity"] == "Ticket"}
     assert ids == {data["ids"]["soon"], data["ids"]["later"], data["ids"]["late"]}
     assert all(r["url"].startswith("/ticket/show/") for r in found if r["entity"] == "Ticket")
-    assert Caller(app).get("/api/v1/search?q=zebra-secret").json["result"] == []  # notes are not a title
-    assert agent.get("/api/v1/search?q=views%20cust").json["result"][0]["entity"] == "Customer"
-    assert agent.get("/api/v1/search?q=%25").json["result"] == []  # % is literal
+    assert Caller(app).get("/api/v1/search?q=zebra-secret").json == []  # notes are not a title
+    assert agent.get("/api/v1/search?q=views%20cust").json[0]["entity"] == "Customer"
+    assert agent.get("/api/v1/search?q=%25").json == []  # % is literal
     assert agent.get("/api/v1/search?q=").status_code == 400
     assert agent.get("/api/v1/search?q=" + "x" * 101).status_code == 400
     page = page_client(app, "agent1").get("/search/?q=TK-").data.decode()

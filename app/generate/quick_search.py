@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import current_app, request
+from flask import current_app, jsonify, request
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.api import BaseApi, safe
 from flask_babel import gettext
@@ -87,7 +87,8 @@ class SearchApi(BaseApi):
             found = search_records(request.args.get("q", ""))
         except SearchRefused as exc:
             return self.response_400(message=str(exc))
-        return self.response(200, result=[{k: r[k] for k in ("entity", "id", "title", "url")} for r in found])
+        # the shape: a bare list, not FAB's {"result": ...}
+        return jsonify([{k: r[k] for k in ("entity", "id", "title", "url")} for r in found])
 
 
 class SearchPage(BaseView):
