@@ -94,6 +94,19 @@ def test_view_rows_follow_the_filter_order_and_columns(app, data):
     assert "highlight" not in response.json["result"][1]
     assert Caller(app, "agent1").get("/api/v1/views/my_open_tickets?page_size=1&page=1").json["ids"] == [data["ids"]["soon"]]
     assert Caller(app, "agent1").get("/api/v1/views/my_open_tickets?page_size=0").status_code == 400
+    # paged like the entity list: rison q, the capped count, the view's count filled in
+    paged = Caller(app, "agent1").get("/api/v1/views/my_open_tickets?q=(page:1,page_size:1)").json
+    assert paged["ids"] == [data["ids"]["soon"]] and paged["page"] == 1 and paged["page_size"] == 1
+    assert paged["count"] == paged["view"]["count"] == 2 and paged["count_capped"] is False
+    for bad in ("(page:-1)", "(page_size:0)", "(page_size:x)", "(filters:!())", "(((", "!(1)"):
+        refused = Caller(app, "agent1").get(f"/api/v1/views/my_open_tickets?q={bad}")
+        assert refused.status_code == 400 and refused.json["message"], bad
+    app.config["PORTAL_COUNT_CAP"] = 1
+    try:
+        capped = Caller(app, "agent1").get("/api/v1/views/my_open_tickets").json
+        assert capped["count"] == 1 and capped["count_capped"] is True and len(capped["ids"]) == 2
+    finally:
+        app.config["PORTAL_COUNT_CAP"] = 10000
 
 
 def test_yaml_view_refused_to_other_roles_and_its_menu_hidden(app, data):
@@ -167,6 +180,19 @@ def test_post_view_validation(app, data):
     zh = agent.post("/api/v1/views/", json={"entity": "Ticket", "label": "x", "order": ["nope"]},
                     headers={"Accept-Language": "zh"})
     assert zh.status_code == 400
+    # the refusal is in the caller's language from end to end, naming the field by its label
+    import re
+    for body, words in (({"status": "bogus"}, "状态"), ({"status": {"like": "x"}}, "状态"), ({"nope": 1}, "nope"),
+                        ({"due_date": {"lt": "$tomorrow"}}, "截止日期")):
+        zh = agent.post("/api/v1/views/?_l_=zh", json={"entity": "Ticket", "label": "x", "filter": body})
+        assert zh.status_code == 400 and words in zh.json["message"], zh.json
+        rest = re.sub(r"contains|null", "", zh.json["message"].replace(words, ""))  # operator names are code
+        assert not re.search(r"[A-Za-z]{4,}", rest), zh.json["message"]
+    english = agent.post("/api/v1/views/", json={"entity": "Ticket", "label": "x", "filter": {"status": "bogus"}})
+    assert english.json["message"] == "The value for Status is not one of its choices."
+    refused = agent.post("/api/v1/views/?_l_=zh", json={"entity": "LabourEntry", "label": "x"})
+    assert refused.status_code == 403 and "点工记录" in refused.json["message"]  # the entity's label, not its class
+    assert agent.post("/api/v1/views/", json={"entity": "ticket", "label": "by API name"}).status_code == 201
 
 
 def test_personal_view_sharing_and_deleting(app, data):

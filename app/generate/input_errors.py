@@ -16,7 +16,7 @@ import re
 
 from flask import abort, current_app, jsonify, make_response, render_template, request
 from flask_appbuilder.exceptions import FABException
-from flask_babel import gettext
+from flask_babel import gettext, lazy_gettext
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import HTTPException
 
@@ -221,3 +221,30 @@ def check_filters(entity: EntitySpec, filters) -> None:
     problems = clean_filters(entity, filters)
     if problems:
         raise FilterValueError(problems[0])
+
+
+# a filter sent at run time (personal views, drill-down links) that does not fit: the checker's English text is
+# for schema authors; users get this, in their language, naming the field
+FILTER_PROBLEMS = {
+    "E760": lazy_gettext("A filter must be an object of field: condition."),
+    "E761": lazy_gettext("There is no field %(field)s to filter on."),
+    "E762": lazy_gettext("%(field)s must be a field or link.field."),
+    "E763": lazy_gettext("%(field)s does not go through a link."),
+    "E764": lazy_gettext("%(field)s is a link: filter on a field of the linked record."),
+    "E765": lazy_gettext("The value for %(field)s does not fit that field."),
+    "E766": lazy_gettext("The value for %(field)s is not one of its choices."),
+    "E767": lazy_gettext("Unknown operator for %(field)s: use lt, lte, gt, gte, ne, in, contains or null."),
+    "E768": lazy_gettext("That operator does not fit %(field)s."),
+    "E769": lazy_gettext("$user only fits a user field (%(field)s)."),
+    "E770": lazy_gettext("%(field)s is a user field: compare it with $user."),
+    "E771": lazy_gettext("%(field)s cannot take that relative date."),
+    "E772": lazy_gettext("%(field)s needs a list of at most 1,000 values, or one value."),
+}
+
+
+def filter_problem_text(problem, entity: EntitySpec | None = None) -> str:
+    """A FilterProblem (app/schema/filters.py) as a localized sentence, naming the field by its label."""
+    template = FILTER_PROBLEMS.get(problem.code, FILTER_PROBLEMS["E760"])
+    name = problem.field or "?"
+    f = entity.field(name) if entity is not None and name in entity.field_names else None
+    return str(template) % {"field": str(lazy(f.label)) if f is not None else name}

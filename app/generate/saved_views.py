@@ -27,7 +27,8 @@ from werkzeug.datastructures import MultiDict
 
 from app.fab import PerRequest
 from app.generate import columns as entity_columns
-from app.generate.input_errors import BadArgument, bounded_int_arg, clean_filter_value
+from app.generate.input_errors import BadArgument, bounded_int_arg, clean_filter_value, filter_problem_text
+from app.generate.paging import count_cap
 from app.generate.permissions import saved_view_menu
 from app.generate.scoping import without_hidden
 from app.i18n import lazy
@@ -252,6 +253,35 @@ def view_count(view: View, ctx=None) -> int:
     return _session().execute(select(func.count()).select_from(model).where(view_condition(view, ctx))).scalar_one()
 
 
+def capped_view_count(view: View, cap: int) -> tuple[int, bool]:
+    """(rows in the view, False), or (cap, True) when more match: counted like the entity's list (PORTAL_COUNT_CAP)."""
+    model = current_portal().models[view.entity]
+    ids = select(model.id).where(view_condition(view)).limit(cap + 1).subquery()
+    found = _session().execute(select(func.count()).select_from(ids)).scalar_one()
+    return (cap, True) if found > cap else (found, False)
+
+
+def paging_args() -> tuple[int, int]:
+    """page and page_size as the entity list takes them, `?q=(page:0,page_size:25)` (rison), or as plain arguments."""
+    import prison
+
+    if "q" in request.args:
+        try:
+            q = prison.loads(request.args["q"])
+        except Exception:
+            raise BadArgument(gettext("q is not valid rison.")) from None
+        if not isinstance(q, dict) or set(q) - {"page", "page_size"}:
+            raise BadArgument(gettext("q takes page and page_size only."))
+        page, size = q.get("page", 0), q.get("page_size", 25)
+        if not (isinstance(page, int) and not isinstance(page, bool) and 0 <= page <= 100000):
+            raise BadArgument(gettext("%(name)s must be a whole number from %(low)d to %(high)d.", name="page", low=0, high=100000))
+        if not (isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= MAX_PAGE_SIZE):
+            raise BadArgument(gettext("%(name)s must be a whole number from %(low)d to %(high)d.", name="page_size", low=1,
+                                      high=MAX_PAGE_SIZE))
+        return page, size
+    return bounded_int_arg("page", 0, 0, 100000), bounded_int_arg("page_size", 25, 1, MAX_PAGE_SIZE)
+
+
 def view_rows(view: View, page: int, page_size: int) -> list:
     model = current_portal().models[view.entity]
     entity = current_portal().spec.entity(view.entity)
@@ -414,10 +444,12 @@ def check_new_view(payload) -> dict:
     spec = current_portal().spec
     entities = {e.name: e for e in spec.entities}
     entity_name = payload.get("entity")
+    if isinstance(entity_name, str) and entity_name not in entities:  # its API name (ticket) names it too
+        entity_name = next((e.name for e in spec.entities if e.snake == entity_name), entity_name)
     if not isinstance(entity_name, str) or entity_name not in entities:
         raise SaveRefused(400, gettext("Unknown entity."))
     if not may_read_entity(entity_name):
-        raise SaveRefused(403, gettext("You may not read %(entity)s.", entity=entity_name))
+        raise SaveRefused(403, gettext("You may not read %(entity)s.", entity=lazy(spec.entity(entity_name).label)))
     entity = entities[entity_name]
     label = payload.get("label")
     if not isinstance(label, str) or not label.strip() or len(label) > MAX_LABEL:
@@ -426,8 +458,7 @@ def check_new_view(payload) -> dict:
     try:
         conditions = parse_filter(entities, entity_name, raw_filter)
     except FilterProblem as exc:
-        raise SaveRefused(400, gettext("The filter does not fit %(entity)s: %(problem)s", entity=entity_name,
-                                       problem=exc.message)) from None
+        raise SaveRefused(400, filter_problem_text(exc, entities[entity_name])) from None
     viewer = current_viewer()
     unreadable_field = filter_unreadable_field(entity_name, conditions)
     if unreadable_field:
@@ -651,8 +682,7 @@ class SavedViewsApi(BaseApi):
             return self.response_401()
         try:
             view = find_view(view_id[:64])
-            page = bounded_int_arg("page", 0, 0, 100000)
-            page_size = bounded_int_arg("page_size", 25, 1, MAX_PAGE_SIZE)
+            page, page_size = paging_args()
         except ViewRefused as exc:
             return self.response_403() if exc.status == 403 else self.response_404()
         except BadArgument as exc:
@@ -667,8 +697,10 @@ class SavedViewsApi(BaseApi):
             if item.id in lit:
                 record["highlight"] = [name for name, _ in lit[item.id]]
             rows.append(record)
-        return self.response(200, view=view.as_json(None), result=rows, ids=[item.id for item in items],
-                             count=view_count(view), list_columns=visible_columns(view))
+        count, capped = capped_view_count(view, count_cap())
+        return self.response(200, view=view.as_json(count), result=rows, ids=[item.id for item in items],
+                             count=count, count_capped=capped, page=page, page_size=page_size,
+                             list_columns=visible_columns(view))
 
     @expose("/", methods=["POST"])
     @safe

@@ -67,9 +67,9 @@ Filter = tuple[Condition, ...]
 class FilterProblem(ValueError):
     """A filter sent at run time does not fit its entity; `message` is the checker's text, `code` its code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.field = code, message, field  # field: the dotted path it is about, if any
 
 
 def relative(value) -> Relative | None:
@@ -256,13 +256,24 @@ def parse_filter(entities: dict, entity_name: str, raw, *, user: bool = True) ->
     if not isinstance(raw, dict) or len(raw) > 50:
         raise FilterProblem(CODES["mapping"], "a filter must be a mapping of at most 50 fields")
     run = _Collect()
-    conditions = read_filter(run, "", _ymap(raw), 0, "the filter")
+    conditions = []
+    for name, value in raw.items():  # one field at a time: a problem names the field it is about
+        try:
+            conditions += read_filter(run, "", _ymap({name: value}), 0, "the filter")
+        except FilterProblem as exc:
+            exc.field = str(name)[:60]
+            raise
     for c in conditions:
+        path = ".".join(c.path)
         if isinstance(c.value, tuple) and len(c.value) > MAX_RUNTIME_VALUES:
-            raise FilterProblem(CODES["list"], f"'{'.'.join(c.path)}' lists {len(c.value)} values; at most "
-                                               f"{MAX_RUNTIME_VALUES} are allowed")
-    check_filter(run, "", 0, "the filter", entities, entity_name, conditions, user=user)
-    return conditions
+            raise FilterProblem(CODES["list"], f"'{path}' lists {len(c.value)} values; at most "
+                                               f"{MAX_RUNTIME_VALUES} are allowed", path)
+        try:
+            check_filter(run, "", 0, "the filter", entities, entity_name, (c,), user=user)
+        except FilterProblem as exc:
+            exc.field = path[:60]
+            raise
+    return tuple(conditions)
 
 
 def _ymap(raw: dict) -> YMap:
