@@ -207,6 +207,7 @@ def test_dead_letter_page_retry_buttons(app, mail):
     page = admin.get("/deadletters/")
     [row] = rows(app)
     assert f'/deadletters/{row["id"]}/retry'.encode() in page.data and b'id="dead-retry-all"' in page.data
+    assert b"someone@example.com: Subject 1" in page.data  # what the message was, not its bare ids
     assert b"Dead letters" in admin.get("/").data  # the menu entry
     assert admin.post("/deadletters/retry_all").status_code == 302
     assert rows(app)[0]["status"] == "pending"

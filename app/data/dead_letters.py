@@ -47,6 +47,33 @@ def _engine(appbuilder):
     return appbuilder.session.get_bind()
 
 
+def _described(conn, rows) -> tuple[dict, dict]:
+    """For the page: user id -> username, message id -> what it was (e-mail: to and subject; webhook: event)."""
+    import json
+
+    from flask_appbuilder.security.sqla.models import User
+    from sqlalchemy import select
+
+    user_ids = sorted({r.user_id for r in rows if r.user_id is not None})
+    names = {uid: name for uid, name in conn.execute(select(User.id, User.username).where(User.id.in_(user_ids)))}
+    summaries = {}
+    ids = [r.id for r in rows]
+    for message_id, payload in (conn.execute(select(outbox.OUTBOX.c.id, outbox.OUTBOX.c.payload)
+                                             .where(outbox.OUTBOX.c.id.in_(ids))) if ids else ()):
+        try:
+            data = json.loads(payload) if isinstance(payload, str) else payload
+        except ValueError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        if "subject" in data:
+            summaries[message_id] = f"{data.get('to', '')}: {data.get('subject', '')}"[:200]
+        elif "event" in data:
+            record = data.get("data") or {}
+            summaries[message_id] = f"{data['event']} {record.get('entity', '')} #{record.get('record_id', '')}"[:200]
+    return names, summaries
+
+
 def dead_json(row) -> dict:
     item = dict(row._mapping)
     item["created_on"] = item["created_on"].isoformat() if item["created_on"] else None
@@ -156,8 +183,10 @@ class DeadLetterView(BaseView):
             page, size = 0, PAGE_SIZE
         with _engine(self.appbuilder).connect() as conn:
             count, rows = outbox.dead_letters(conn, page, size)
+            names, summaries = _described(conn, rows)
         return self.render_template("portal/dead_letters.html", title=_l("Dead letters"), rows=rows, count=count,
-                                    page=page, size=size, pages=max(1, -(-count // size)))
+                                    names=names, summaries=summaries, page=page, size=size,
+                                    pages=max(1, -(-count // size)))
 
     @expose("/<int:message_id>/retry", methods=["POST"])
     def retry_one(self, message_id: int):
