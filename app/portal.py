@@ -123,3 +123,21 @@ def can_open_report(report) -> bool:
 
 def can_open_dashboard(module: str) -> bool:
     return current_app.appbuilder.sm.has_access("menu_access", dashboard_link_name(module))
+
+
+def yaml_dashboard_link_name(dashboard_id: str) -> str:
+    """The menu link (and permission view-menu) name of a YAML dashboard (`dashboards:`)."""
+    from app.generate.permissions import yaml_dashboard_menu
+
+    return yaml_dashboard_menu(dashboard_id)
+
+
+def dashboards_menu_name() -> str:
+    from app.generate.permissions import DASHBOARDS_MENU
+
+    return DASHBOARDS_MENU
+
+
+def can_open_yaml_dashboard(dashboard_id: str) -> bool:
+    """The signed-in user holds one of the dashboard's roles (or is Admin)."""
+    return current_app.appbuilder.sm.has_access("can_read", yaml_dashboard_link_name(dashboard_id))

@@ -50,7 +50,9 @@ def my_work() -> dict:
             if count:
                 entity_label = lazy(current_portal().spec.entity(rule.entity).label)
                 overdue.append((rule, entity_label, lazy(rule.label), count, highlight_url(rule)))
-    return dict(home_cards=cards, overdue=overdue, recent=recent_records())
+    from views.dashboard_pages import home_dashboard
+
+    return dict(home_cards=cards, overdue=overdue, recent=recent_records(), board=home_dashboard())
 
 
 def recent_records() -> list[dict]:
@@ -103,7 +105,9 @@ INDEX_VIEW = PortalIndexView
 def register(appbuilder, portal) -> None:
     """Add the hand-written pages to a portal app (called by app/factory.py)."""
     from app.generate.quick_search import install_quick_search
+    from views.dashboard_pages import register_dashboards
     from views.report_pages import register_reports
 
     register_reports(appbuilder, portal.spec)
+    register_dashboards(appbuilder, portal.spec)
     install_quick_search(appbuilder)

@@ -53,3 +53,11 @@ def saved_view_menu(view_id: str) -> str:
 
 def dashboard_view_menu(module: str) -> str:
     return f"Dashboard:{module}"
+
+
+DASHBOARDS_MENU = "Dashboards"  # the menu category of the YAML dashboards
+
+
+def yaml_dashboard_menu(dashboard_id: str) -> str:
+    """FAB view-menu of one YAML dashboard (`dashboards:`): `can_read` opens it, `menu_access` lists it (its roles)."""
+    return f"Dashboards:{dashboard_id}"

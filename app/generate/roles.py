@@ -12,7 +12,8 @@ from sqlalchemy.orm import joinedload
 
 from app.fab import Permission, PermissionView, Role, ViewMenu
 from app.schema.spec import PortalSpec
-from app.generate.permissions import ACTIONS, dashboard_view_menu, permission, report_view_menu, saved_view_menu
+from app.generate.permissions import (ACTIONS, DASHBOARDS_MENU, dashboard_view_menu, permission, report_view_menu, saved_view_menu,
+                                      yaml_dashboard_menu)
 
 # FAB pages every signed-in user needs: own profile and password
 SELF_SERVICE = [
@@ -33,6 +34,9 @@ def entity_permission_pairs(spec: PortalSpec) -> set[tuple[str, str]]:
             pairs.update({("can_read", report_view_menu(report.id)), ("menu_access", report_view_menu(report.id))})
         for view in module.views:
             pairs.update({("can_read", saved_view_menu(view.id)), ("menu_access", saved_view_menu(view.id))})
+        for dashboard in module.dashboards:
+            pairs.update({("can_read", yaml_dashboard_menu(dashboard.id)), ("menu_access", yaml_dashboard_menu(dashboard.id)),
+                          ("menu_access", DASHBOARDS_MENU)})
     return pairs
 
 
@@ -54,6 +58,10 @@ def role_permission_pairs(spec: PortalSpec, role_name: str) -> set[tuple[str, st
             if role_name in view.roles and "read" in role.actions(view.entity):
                 pairs.update({("can_read", saved_view_menu(view.id)), ("menu_access", saved_view_menu(view.id)),
                               ("menu_access", module.name)})
+        for dashboard in module.dashboards:  # its tiles are then shown only as far as the role may open them
+            if role_name in dashboard.roles:
+                pairs.update({("can_read", yaml_dashboard_menu(dashboard.id)), ("menu_access", yaml_dashboard_menu(dashboard.id)),
+                              ("menu_access", DASHBOARDS_MENU)})
     return pairs
 
 

@@ -12,6 +12,7 @@ import re
 
 from app.fieldtypes import BUILTIN_TYPES, FieldTypes
 from app.schema.loader import Problem, SourceFile, YMap
+from app.schema.dashboards import check_dashboards, check_dashboards_across
 from app.schema.entities import check_across_modules, check_entity
 from app.schema.formulas import check_expressions
 from app.schema.lifecycle import check_lifecycle
@@ -30,7 +31,7 @@ from app.schema.spec import (
 )
 
 MODULE_KEYS = ("version", "module", "label", "entities", "roles", "reports", "webhooks", "reminders", "views",
-               "highlight")
+               "highlight", "dashboards")
 
 MODULE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -65,6 +66,7 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     check_reminders(run, reminders, {e.name: e for m in modules for e in m.entities}, roles)
     check_webhook_channels(run, reminders, {w.name for m in modules for w in m.webhooks})
     check_views_across(run, modules, roles, entities)
+    check_dashboards_across(run, modules, roles)
     if run.problems:
         return None, run.problems
     return PortalSpec(tuple(modules), roles), []
@@ -118,5 +120,6 @@ def _check_module(run: Check, source: SourceFile, module_seen: dict) -> ModuleSp
     reminders = read_reminders(run, file, data["reminders"], data.line_of("reminders")) if "reminders" in data else []
     views = check_views(run, file, str(name), data["views"], data.line_of("views")) if "views" in data else ()
     highlights = check_highlights(run, file, str(name), data["highlight"], data.line_of("highlight")) if "highlight" in data else ()
+    dashboards = check_dashboards(run, file, str(name), data["dashboards"], data.line_of("dashboards")) if "dashboards" in data else ()
     return ModuleSpec(str(name), label, file, tuple(entities), given, tuple(roles), tuple(reports), webhooks,
-                      tuple(reminders), views, highlights)
+                      tuple(reminders), views, highlights, dashboards)

@@ -249,6 +249,18 @@ AREAS: dict[str, dict[str, str]] = {
         "E771": "relative date misplaced",
         "E772": "operator needs a list, or one value",
     },
+    "dashboards": {
+        "E790": "bad dashboard id",
+        "E791": "unknown key in dashboard",
+        "E792": "dashboard needs tiles",
+        "E793": "bad tile",
+        "E794": "tile names an unknown report, measure or view",
+        "E795": "kpi measure has no total",
+        "E796": "bad compare",
+        "E797": "bad dashboard period",
+        "E798": "dashboard names an unknown role",
+        "E799": "dashboard defined twice",
+    },
     "limits": {
         "E801": "too many fields in one entity",
         "E802": "database name too long",

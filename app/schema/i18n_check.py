@@ -28,6 +28,10 @@ def missing_translations(spec: PortalSpec, locales=LOCALES) -> list[Problem]:
             need(report.label, report.file, report.line, f"label of report '{report.id}'")
             for measure in report.measures:
                 need(measure.label, report.file, report.line, f"label of measure '{measure.name}' of report '{report.id}'")
+        for dashboard in module.dashboards:
+            need(dashboard.label, dashboard.file, dashboard.line, f"label of dashboard '{dashboard.id}'")
+            for tile in dashboard.tiles:
+                need(tile.label, dashboard.file, tile.line, f"label of a tile of dashboard '{dashboard.id}'")
     for role in spec.roles:
         need(role.label, role.file, role.line, f"label of role '{role.name}'")
     return sorted(problems, key=lambda p: (p.file, p.line))

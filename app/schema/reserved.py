@@ -19,6 +19,7 @@ RESERVED_NAMES = frozenset({
     "resetmypassword", "resetpassword", "userinfo", "userinfoeditview", "userstatschartview", "locale",
     "reports", "report", "dashboard", "healthz", "readyz", "metrics",
     "views", "saved_views", "savedviewpages", "savedviewsapi", "search", "searchpage", "searchapi",  # issue 14
+    "dashboards", "dashboardsview", "dashboardapi",  # issue 15: YAML dashboards (views/dashboard_pages.py)
     # blueprint / endpoint names (view classes), compared with <Entity>View and <Entity>Api
     "authdbview", "authldapview", "authoauthview", "authremoteuserview", "menuapi", "openapi",
     "securityapi", "swaggerview", "localeview", "utilview", "dashboardview", "reportsview", "reportapi",

@@ -362,6 +362,7 @@ class ModuleSpec:
     reminders: tuple = ()  # app/schema/reminders.py ReminderSpec
     views: tuple = ()       # app/schema/views.py ViewSpec (`views:`) ...
     highlights: tuple = ()  # ... and HighlightSpec (`highlight:`)
+    dashboards: tuple = ()  # app/schema/dashboards.py DashboardSpec (`dashboards:`)
 
 
 @dataclass(frozen=True)
