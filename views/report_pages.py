@@ -16,7 +16,7 @@ from app.rules.access import current_viewer
 from app.portal import can_open_dashboard, can_open_report, current_portal, dashboard_link_name, report_link_name
 from app.i18n import lazy
 from app.runtime.observability import timed
-from app.data.reports.cache import cache_key, data_generation, report_cache
+from app.data.reports.cache import cached_run
 from app.data.reports.output import as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell, xlsx_bytes
 from app.data.reports.query import ReportParams, ReportQuery, ReportRefused
 
@@ -90,8 +90,7 @@ def run(report, params: ReportParams):
     def query():
         with timed("report"):
             return ReportQuery(spec, models, session, viewer).run(report, params)
-    generation = data_generation(session)
-    return report_cache().get_or_run(cache_key(report, params, viewer), generation, query)
+    return cached_run(report, params, viewer, session, query)
 
 
 class ReportsView(BaseView):
