@@ -4,7 +4,7 @@ they come out the same. In-process (SimpleCache) and on a real redis-server; SQL
 from __future__ import annotations
 
 import pytest
-from conftest import ASSETS, jwt_headers, make_app, post_csv, sql_statements
+from conftest import ASSETS, jwt_headers, login, make_app, post_csv, sql_statements
 from test_permissions import PASSWORD, make_user
 
 from app import create_app
@@ -82,6 +82,9 @@ def test_a_hit_is_served_and_identical(world):
     first, cached = fetch(app, client, QUARTER, h)
     again, cached_again = fetch(app, client, QUARTER, h)
     assert again == first and cached_again
+    browser, page = login(app.test_client()), {}
+    assert grouping_queries(app, lambda: page.update(response=browser.get("/reports/assets_by_quarter"))) == 0
+    assert page["response"].status_code == 200  # the page shares the API's entry (the result; the API keeps its body)
     zh, cached_zh = fetch(app, client, QUARTER + "?_l_=zh", h)
     assert not cached_zh  # another language: an entry of its own
     filtered, cached_filtered = fetch(app, client, QUARTER + "?from=2025-01-01&to=2025-12-31", h)
@@ -186,6 +189,8 @@ def test_redis_is_shared_by_processes_and_retired_by_writes(tmp_path_factory, re
     theirs, cached_theirs = fetch(other, other_client, SUPPLIER, keeper2)
     assert not cached and not cached_theirs and total(mine) != total(fresh)
     assert fetch(other, other_client, SUPPLIER, keeper1) == (mine, True)
+    redis_server.stop()  # Redis away: reports are still served, from the database
+    assert fetch(app, client, QUARTER, h) == (fresh, False)
 
 
 def test_the_cache_can_be_turned_off(tmp_path_factory):
