@@ -63,17 +63,30 @@ def _cache_config(app, ttl: float) -> dict:
     return {**common, "CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": f"portal-report:{database}:"}
 
 
-def _tables(report, portal, models) -> list:
-    """The tables a result is read from: the report's entities, and the targets of its link/user groups (their
-    titles are the row labels)."""
+def _tables(report, portal, models, viewer) -> list:
+    """The tables a result is read from: the report's entities, the targets of its link/user groups (their titles
+    are the row labels), and what its filters and the viewer's row scopes follow (`project.manager`, many fields)."""
     names = set()
     for entity_name in report_entities(report):
-        names.add(models[entity_name].__table__.name)
+        model = models[entity_name]
+        names.add(model.__table__.name)
         fields = {f.name: f for f in portal.entity(entity_name).fields}
         for group in getattr(report, "group_by", ()):
             f = fields.get(group.field)
             if f is not None and f.stores_link:
                 names.add(f.kind.target_table(f))
+        conditions = [c for scope in viewer.scopes(entity_name) or () for c in scope]
+        for source in (report, *(getattr(report, "sources", None) or ())):
+            if getattr(source, "entity", entity_name) == entity_name:
+                conditions += list(getattr(source, "filter", None) or ())
+        for condition in conditions:
+            f = fields.get(condition.path[0])
+            if f is None or not f.is_relation:
+                continue
+            if len(condition.path) > 1 or f.kind.multiple:
+                names.add(f.kind.target_table(f))
+            if f.kind.multiple:
+                names.add(getattr(model, f.name).property.secondary.name)  # the table of pairs
     return sorted(names)
 
 
@@ -122,7 +135,7 @@ def cached_run(report, params, viewer, session, run, render=None):
 
 def result_key(report, params, viewer, session) -> str:
     portal = current_portal()
-    tables = _tables(report, portal.spec, portal.models)
+    tables = _tables(report, portal.spec, portal.models, viewer)
     connection = session.connection()
     versions = table_versions(connection, portal.metadata, tables)  # read before the query: a later write retires it
     scope = scope_digest(report, portal.spec, portal.models, viewer, connection.dialect)
