@@ -198,3 +198,24 @@ def test_the_cache_can_be_turned_off(tmp_path_factory):
     client = app.test_client()
     h = jwt_headers(client)
     assert [fetch(app, client, QUARTER, h)[1] for _ in range(2)] == [False, False]
+
+
+def test_a_write_to_what_a_row_scope_follows_retires(tmp_path_factory):
+    """A foreman sees the labour entries of the sites they manage (`project.manager: $user`): handing them another
+    site writes only Project, yet their labour_by_worker result (LabourEntry, Worker) must change."""
+    from test_bulk import Labour
+
+    app = make_app(tmp_path_factory, "rcache_labour", PORTAL_REPORT_CACHE_SECONDS=300, REDIS_URL="")
+    labour = Labour(app)
+    entries = labour.add_entries(labour.site_a, 2) + labour.add_entries(labour.site_b, 3)
+    for step in ("submit", "approve"):
+        done = labour.bulk(labour.admin, {"action": "transition", "transition": step, "ids": entries})
+        assert done.status_code == 200, done.json
+    url = "/api/v1/reports/labour_by_worker"
+    mine, _ = fetch(app, labour.client, url, labour.foreman)
+    assert fetch(app, labour.client, url, labour.foreman) == (mine, True)
+    handed = labour.client.put(f"/api/v1/project/{labour.site_b}", json={"manager": labour.foreman_id}, headers=labour.admin)
+    assert handed.status_code == 200, handed.json
+    both, cached = fetch(app, labour.client, url, labour.foreman)
+    assert not cached
+    assert both["totals"]["days"] == mine["totals"]["days"] + 3  # one day each
