@@ -7,8 +7,9 @@ and dashboards ask for the same few results again and again.
   the same API in-process and on Redis). `RedisCache` when `REDIS_URL` is set, so every gunicorn worker shares
   one copy; otherwise `SimpleCache`, per process and bounded (MAX_ENTRIES).
 - Key: report id, parameters, language, the viewer's *scope* and the versions of the tables the report reads.
-  The scope is a digest of what the query takes from the viewer: for every table it reads, the compiled row-scope
-  SQL with its literal values (`$user` already resolved) and the hidden and masked fields. Two users whose scopes
+  The scope is a digest of what the query takes from the viewer: for every entity it reads, whether the viewer may
+  read it, the compiled row-scope SQL with its literal values (`$user` already resolved) and the hidden and masked
+  fields. Two users whose scopes
   come out the same share an entry; anyone whose scope differs gets a different key, so never another's numbers.
   A report whose own filters use `$user` adds the user id, `$today` the date; `$now` is never cached.
 - Freshness: the key holds the versions of the report's tables (app/data/changes.py, moved in every writing
@@ -100,7 +101,8 @@ def scope_digest(report, portal, models, viewer, dialect) -> str:
         else:
             compiled = clause.compile(dialect=dialect)
             sql = f"{compiled}|{sorted((k, repr(v)) for k, v in compiled.params.items())}"
-        parts.append((entity_name, sql, sorted(viewer.hidden(entity_name)), sorted(viewer.masked(entity_name))))
+        parts.append((entity_name, viewer.may_read(entity_name), sql, sorted(viewer.hidden(entity_name)),
+                      sorted(viewer.masked(entity_name))))  # may_read: a source someone may not read is refused
     text = repr(report)  # its filters, its sources' filters
     if "$user" in text:
         parts.append(("user", viewer.user_id))
