@@ -18,6 +18,7 @@ from flask_appbuilder import AppBuilder, IndexView, Model
 from flask_appbuilder.utils.legacy import get_sqla_class
 
 from app.fieldtypes import field_types
+from app.data.changes import install_change_signals, versions_table
 from app.data.dead_letters import register_dead_letters
 from app.data.delivery import install as install_delivery
 from app.generate import register_portal
@@ -60,6 +61,7 @@ def create_app(config: dict | object | None = None) -> Flask:
 
     portal = install(app, Portal(spec=spec, metadata=portal_metadata()))
     saved_views_table(portal.metadata)  # personal views (app/generate/saved_views.py), created with the others
+    versions_table(portal.metadata)  # a version per table, moved by every write (app/data/changes.py)
 
     db = get_sqla_class()()
     db.init_app(app)
@@ -75,6 +77,7 @@ def create_app(config: dict | object | None = None) -> Flask:
         # tables, FAB's permissions and the YAML roles are written once, by one process at a time
         with startup_lock(engine):
             portal.models.update(register_models_and_tables(db, portal))
+            install_change_signals(engine, portal, [Model.metadata, portal.metadata])  # report cache freshness
             install_rollups(db.session, portal)  # the app's own session: rollups kept on every flush
             install_line_versions(db.session, portal)  # a parent's row_version counts its lines
             install_history(db.session, portal)  # `history: true`: every flushed change recorded

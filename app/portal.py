@@ -56,7 +56,8 @@ class Portal:
     history: object = None  # app/rules/history.py HistoryRecorder, set by its install()
     notifier: object = None  # app/rules/notifications.py Notifier, set by its install()
     schema_changes: list = field(default_factory=list)  # what start-up added to the database (database.ensure_tables)
-    report_cache: object = None  # app/data/reports/cache.py ReportCache, made on first use
+    report_cache: object = None  # app/data/reports/cache.py: a flask_caching Cache made on first use (False: off)
+    change_signals: object = None  # app/data/changes.py ChangeSignals, set by install_change_signals
     metrics: object = None  # app/runtime/observability.py PortalMetrics, set by install_operations
 
     def all_tables(self) -> MetaData:

@@ -2,14 +2,15 @@
 import sys
 
 from . import (boot, bulk, exports, formulas, history, home, imports, lists, lists_pickers, load, notify_delivery, ops,
-               reminders, reports, rollups)
+               report_cache, reminders, reports, rollups)
 from .common import pg_url
 
 SUITES = {"boot": boot.run, "reports": reports.run, "imports": imports.run, "exports": exports.run,
           "pickers": lists_pickers.run, "lists": lists.run, "ops": ops.run, "load": load.run,
           "formulas": formulas.run, "rollups": rollups.run,
           "bulk": bulk.run, "history": history.run, "notify_delivery": notify_delivery.run,
-          "reminders": reminders.run, "home": home.run}
+          "reminders": reminders.run, "home": home.run,
+          "report_cache": report_cache.run}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SUITES)

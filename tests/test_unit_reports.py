@@ -179,44 +179,7 @@ def test_date_field_of():
     assert date_field_of(SPEC.report("started_by_month"), job) == "started_at"
 
 
-# -- what is done with a result: the cache and the chart ---------------------------------------------------------
-
-def test_report_cache_reuses_until_the_generation_changes_and_stays_bounded():
-    from app.data.reports.cache import ReportCache
-
-    runs = []
-
-    def run_for(value):
-        return lambda: runs.append(value) or value
-
-    cache = ReportCache(ttl=60, max_entries=2)
-    assert cache.get_or_run("a", 1, run_for("a1")) == "a1"
-    assert cache.get_or_run("a", 1, run_for("a2")) == "a1"  # same generation: reused
-    assert cache.get_or_run("a", 2, run_for("a3")) == "a3"  # the data changed: run again
-    cache.get_or_run("b", 2, run_for("b1"))
-    cache.get_or_run("c", 2, run_for("c1"))  # a third key pushes out the least recently used ("a")
-    assert cache.get_or_run("a", 2, run_for("a4")) == "a4"
-    assert cache.get_or_run("x", None, run_for("x1")) == "x1" and cache.get_or_run("x", None, run_for("x2")) == "x2"
-    off = ReportCache(ttl=0)
-    assert off.get_or_run("a", 1, run_for("o1")) == "o1" and off.get_or_run("a", 1, run_for("o2")) == "o2"
-    assert runs == ["a1", "a3", "b1", "c1", "a4", "x1", "x2", "o1", "o2"]
-
-
-def test_data_generation_follows_writes(tiny):
-    from app.data.reports.cache import data_generation
-
-    with tiny.session() as session:
-        before = data_generation(session)
-        assert before is not None
-        session.execute(MODELS["Site"].__table__.update().where(MODELS["Site"].id == 3).values(name="No region!"))
-        session.commit()
-        after_write = data_generation(session)
-        session.execute(MODELS["Site"].__table__.update().where(MODELS["Site"].id == 3).values(name=SITE_NAME[3]))
-        session.commit()
-    assert after_write != before  # the WAL position / the file's modification time moved
-    with Session(create_engine("sqlite://")) as memory:
-        assert data_generation(memory) is None  # an in-memory database cannot tell: never reused
-
+# -- what is done with a result: the chart -----------------------------------------------------------------------
 
 def test_chart_config_of_a_report_without_groups(tiny):
     from app.data.reports.output import chart_config

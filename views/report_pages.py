@@ -16,7 +16,7 @@ from app.rules.access import current_viewer
 from app.portal import can_open_dashboard, can_open_report, current_portal, dashboard_link_name, report_link_name
 from app.i18n import lazy
 from app.runtime.observability import timed
-from app.data.reports.cache import cache_key, data_generation, report_cache
+from app.data.reports.cache import cached_run
 from app.data.reports.output import as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell, xlsx_bytes
 from app.data.reports.query import ReportParams, ReportQuery, ReportRefused
 
@@ -82,16 +82,21 @@ def table_html(table) -> Markup:
     return Markup("".join(parts))
 
 
-def run(report, params: ReportParams):
-    """The report's result: from the cache while its tables are unchanged (app/data/reports/cache.py), else queried."""
+def run(report, params: ReportParams, render=None):
+    """The report's result (or `render(result)`): from the cache while its tables are unchanged
+    (app/data/reports/cache.py), else queried."""
     spec, models = _portal()
     session, viewer = current_app.appbuilder.session, current_viewer()
 
     def query():
         with timed("report"):
             return ReportQuery(spec, models, session, viewer).run(report, params)
-    generation = data_generation(session)
-    return report_cache().get_or_run(cache_key(report, params, viewer), generation, query)
+    return cached_run(report, params, viewer, session, query, render)
+
+
+def json_body(result) -> bytes:
+    """The API's body for a result, as FAB's `response` (jsonify) writes it."""
+    return current_app.json.response(as_json(result)).get_data()
 
 
 class ReportsView(BaseView):
@@ -269,10 +274,10 @@ class ReportApi(BaseApi):
         if not can_open(report):
             return self.response_403()
         try:
-            result = run(report, parse_params(report))
+            body = run(report, parse_params(report), render=json_body)  # a cached hit: the stored body as is
         except ReportRefused as exc:
             return self.response_400(message=str(exc))
-        return self.response(200, **as_json(result))
+        return Response(body, status=200, content_type="application/json; charset=utf-8")
 
 
 def register_reports(appbuilder, spec) -> None:

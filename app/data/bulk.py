@@ -16,6 +16,7 @@ from typing import Iterator
 
 from sqlalchemy import bindparam, delete, false, func, insert, select, text, update
 
+from app.data.changes import note_written
 from app.rules.record_rules import AUDIT_CHANGED, AUDIT_NEW
 from app.schema.spec import VERSION_COLUMN
 
@@ -154,6 +155,7 @@ def _copy(connection, table, spool: RowSpool, chunks=None, ids: list[int] | None
             elif chunk.new:
                 yield "".join("\t".join(map(_copy_text, row)) + tail for row in chunk.new).encode("utf-8")
 
+    note_written(connection, table.name)  # SQLAlchemy does not see a COPY: the report cache must (app/data/changes.py)
     cursor = connection.connection.dbapi_connection.cursor()
     try:
         cursor.copy_expert(f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN", _Reader(lines()), COPY_READ)

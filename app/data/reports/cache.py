@@ -1,82 +1,172 @@
-"""Report results kept for a while and dropped as soon as the data may have changed.
+"""Report results kept for a while, shared by viewers with the same scope, dropped when their tables change.
 
-A report is one GROUP BY over a whole table (100-400 ms at 1M rows on PostgreSQL), and report pages,
-their JSON and dashboards ask for the same few results again and again. A result is kept per report,
-parameters, language and viewer (admins share; anyone else gets their own, since row scopes and `$user`
-filters depend on the user), and is served only while the database's *data generation* is unchanged:
+A report is one GROUP BY over whole tables (100-400 ms at 1M rows on PostgreSQL), and report pages, their JSON
+and dashboards ask for the same few results again and again.
 
-- PostgreSQL: the WAL insert position (`pg_current_wal_insert_lsn()`, one cheap query). Every committed
-  change anywhere moves it, so a result is never stale; the price is that any write also retires results
-  of unrelated reports. (Per-table statistics would be more selective but are published up to 10 s late.)
-- SQLite: the modification time of the database file and its WAL.
-- Anything else: no generation; results are never reused.
+- Store: Flask-Caching (pinned in requirements.txt: the well-kept Flask cache front over cachelib's backends,
+  the same API in-process and on Redis). `RedisCache` when `REDIS_URL` is set, so every gunicorn worker shares
+  one copy; otherwise `SimpleCache`, per process and bounded (MAX_ENTRIES).
+- Key: report id, parameters, language, the viewer's *scope* and the versions of the tables the report reads.
+  The scope is a digest of what the query takes from the viewer: for every entity it reads, whether the viewer may
+  read it, the compiled row-scope SQL with its literal values (`$user` already resolved) and the hidden and masked
+  fields. Two users whose scopes
+  come out the same share an entry; anyone whose scope differs gets a different key, so never another's numbers.
+  A report whose own filters use `$user` adds the user id, `$today` the date; `$now` is never cached.
+- Freshness: the key holds the versions of the report's tables (app/data/changes.py, moved in every writing
+  transaction), so a write to a source entity retires the entry in every process, and writes elsewhere do not.
+  `PORTAL_REPORT_CACHE_SECONDS` (default 300; 0 turns the cache off) bounds the rest.
 
-A time-to-live (`PORTAL_REPORT_CACHE_SECONDS`, default 300; 0 turns the cache off) bounds the rest. The
-store is per process (a small LRU): workers do not share results, only the rule for when they are stale.
+Entries are stored without the ReportSpec and with labels resolved (the key holds the language), as plain data.
 """
 from __future__ import annotations
 
-import os
-import threading
-import time
-from collections import OrderedDict
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
 
 from flask import current_app
-from sqlalchemy import text
+from flask_caching import Cache
 
+from app.data.changes import table_versions
 from app.i18n import current_locale
 from app.portal import current_portal
 
-MAX_ENTRIES = 256
+log = logging.getLogger(__name__)
+MAX_ENTRIES = 256  # in-process store; Redis is bounded by its own maxmemory policy
 
 
-class ReportCache:
-    def __init__(self, ttl: float, max_entries: int = MAX_ENTRIES) -> None:
-        self.ttl, self.max_entries = ttl, max_entries
-        self._entries: OrderedDict = OrderedDict()  # key -> (stored at, generation, result)
-        self._lock = threading.Lock()  # the development server is threaded; gunicorn's sync workers are not
-
-    def get_or_run(self, key, generation, run):
-        if self.ttl <= 0 or generation is None:
-            return run()
-        now = time.monotonic()
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry and entry[1] == generation and now - entry[0] < self.ttl:
-                self._entries.move_to_end(key)
-                return entry[2]
-        result = run()
-        with self._lock:
-            self._entries[key] = (now, generation, result)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        return result
+def report_entities(report) -> tuple:
+    """The entities a report aggregates: its sources' (cross-entity reports) or its own."""
+    return tuple(s.entity for s in report.sources) if getattr(report, "sources", None) else (report.entity,)
 
 
-def report_cache() -> ReportCache:
+def report_cache() -> Cache | None:
+    """This app's cache (made on first use), or None when PORTAL_REPORT_CACHE_SECONDS is 0."""
     portal = current_portal()
     if portal.report_cache is None:
-        portal.report_cache = ReportCache(float(current_app.config.get("PORTAL_REPORT_CACHE_SECONDS", 300)))
-    return portal.report_cache
+        ttl = float(current_app.config.get("PORTAL_REPORT_CACHE_SECONDS", 300))
+        if ttl <= 0:
+            portal.report_cache = False
+        else:
+            portal.report_cache = Cache()
+            portal.report_cache.init_app(current_app, config=_cache_config(current_app, ttl))
+    return portal.report_cache or None
 
 
-def cache_key(report, params, viewer) -> tuple:
-    who = ("admin",) if viewer.is_admin else (tuple(sorted(r.name for r in viewer.roles)), viewer.user_id)
-    return report.id, params, current_locale(), who
+def _cache_config(app, ttl: float) -> dict:
+    common = {"CACHE_DEFAULT_TIMEOUT": max(1, round(ttl))}
+    url = app.config.get("REDIS_URL")
+    if not url:
+        return {**common, "CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": MAX_ENTRIES}
+    # one Redis may serve several portals: entries are tied to the database they were computed from
+    database = hashlib.sha256(str(app.config["SQLALCHEMY_DATABASE_URI"]).encode()).hexdigest()[:16]
+    return {**common, "CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": f"portal-report:{database}:"}
 
 
-def data_generation(session):
-    """Something that changes whenever a write is committed to the database (None: cannot tell)."""
-    engine = session.get_bind()
-    if engine.dialect.name == "postgresql":
-        return session.execute(text("SELECT pg_current_wal_insert_lsn()")).scalar()
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        stamps = []
-        for path in (engine.url.database, engine.url.database + "-wal"):
-            try:
-                stamps.append(os.stat(path).st_mtime_ns)
-            except FileNotFoundError:
-                stamps.append(None)
-        return tuple(stamps)
-    return None
+def _tables(report, portal, models, viewer) -> list:
+    """The tables a result is read from: the report's entities, the targets of its link/user groups (their titles
+    are the row labels), and what its filters and the viewer's row scopes follow (`project.manager`, many fields)."""
+    names = set()
+    for entity_name in report_entities(report):
+        model = models[entity_name]
+        names.add(model.__table__.name)
+        fields = {f.name: f for f in portal.entity(entity_name).fields}
+        for group in getattr(report, "group_by", ()):
+            f = fields.get(group.field)
+            if f is not None and f.stores_link:
+                names.add(f.kind.target_table(f))
+        conditions = [c for scope in viewer.scopes(entity_name) or () for c in scope]
+        for source in (report, *(getattr(report, "sources", None) or ())):
+            if getattr(source, "entity", entity_name) == entity_name:
+                conditions += list(getattr(source, "filter", None) or ())
+        for condition in conditions:
+            f = fields.get(condition.path[0])
+            if f is None or not f.is_relation:
+                continue
+            if len(condition.path) > 1 or f.kind.multiple:
+                names.add(f.kind.target_table(f))
+            if f.kind.multiple:
+                names.add(getattr(model, f.name).property.secondary.name)  # the table of pairs
+    return sorted(names)
+
+
+def scope_digest(report, portal, models, viewer, dialect) -> str:
+    """What the report's query takes from the viewer, per entity: row scope SQL with its values, hidden, masked."""
+    parts = []
+    for entity_name in report_entities(report):
+        clause = viewer.row_clause(entity_name, models)
+        if clause is None:
+            sql = "*"
+        else:
+            compiled = clause.compile(dialect=dialect)
+            sql = f"{compiled}|{sorted((k, repr(v)) for k, v in compiled.params.items())}"
+        parts.append((entity_name, viewer.may_read(entity_name), sql, sorted(viewer.hidden(entity_name)),
+                      sorted(viewer.masked(entity_name))))  # may_read: a source someone may not read is refused
+    text = repr(report)  # its filters, its sources' filters
+    if "$user" in text:
+        parts.append(("user", viewer.user_id))
+    if "$today" in text:
+        parts.append(("today", dt.date.today().isoformat()))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def cached_run(report, params, viewer, session, run, render=None):
+    """`run()`'s result for this report, parameters, language and scope: from the cache while every table it reads
+    is unchanged, else run and kept. With `render` (result -> bytes, e.g. the API's JSON body) the rendered bytes,
+    kept beside the result: a hit of the JSON API is then one cache read, not a re-encoding of every row."""
+    cache = report_cache()
+    if cache is None or "$now" in repr(report):
+        result = run()
+        return result if render is None else render(result)
+    key = result_key(report, params, viewer, session)
+    if render is not None and (body := _read(cache, key + ":body")) is not None:
+        return body
+    stored = _read(cache, key)
+    if stored is not None:
+        result = thawed(report, stored)
+    else:
+        result = run()
+        _write(cache, key, frozen(result))
+    if render is None:
+        return result
+    body = render(result)
+    _write(cache, key + ":body", body)
+    return body
+
+
+def result_key(report, params, viewer, session) -> str:
+    portal = current_portal()
+    tables = _tables(report, portal.spec, portal.models, viewer)
+    connection = session.connection()
+    versions = table_versions(connection, portal.metadata, tables)  # read before the query: a later write retires it
+    scope = scope_digest(report, portal.spec, portal.models, viewer, connection.dialect)
+    return hashlib.sha256(repr((report.id, params, current_locale(), scope, tables, versions)).encode()).hexdigest()
+
+
+def _read(cache, key):
+    try:
+        return cache.get(key)
+    except Exception:  # noqa: BLE001 - Redis away: reports are still served, only slower
+        log.warning("report cache unavailable", exc_info=True)
+        return None
+
+
+def _write(cache, key, value) -> None:
+    try:
+        cache.set(key, value)
+    except Exception:  # noqa: BLE001
+        log.warning("report cache unavailable", exc_info=True)
+
+
+def frozen(result) -> dict:
+    """The result as plain data: no ReportSpec (the caller has it), labels as text in the current language."""
+    state = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.name != "report"}
+    state["columns"] = [dataclasses.replace(c, label=str(c.label)) for c in result.columns]
+    return state
+
+
+def thawed(report, state: dict):
+    from app.data.reports.query import ReportResult
+
+    return ReportResult(report=report, **state)
