@@ -17,7 +17,10 @@ from app.portal import can_open_dashboard, can_open_report, current_portal, dash
 from app.i18n import lazy
 from app.runtime.observability import timed
 from app.data.reports.cache import cache_key, data_generation, report_cache
-from app.data.reports.output import as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell, xlsx_bytes
+from app.data.reports.drill import add_row_drills
+from app.data.reports.output import (as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell, table_html,
+                                     xlsx_bytes)
+from app.generate.drill import conditions_in_words
 from app.data.reports.query import ReportParams, ReportQuery, ReportRefused
 
 
@@ -62,26 +65,6 @@ def parse_params(report) -> ReportParams:
     return params
 
 
-def table_html(table) -> Markup:
-    """The report table as one HTML string: a Jinja loop yields per cell, slow for thousands of groups."""
-    header, rows, totals = table
-    cell = lambda text, number, tag="td": f'<{tag} class="text-right">{escape(text)}</{tag}>' if number else f"<{tag}>{escape(text)}</{tag}>"  # noqa: E731
-    parts = ['<table class="table table-condensed table-striped report-table"><thead><tr>']
-    parts += [f"<th>{escape(h)}</th>" for h in header]
-    parts.append("</tr></thead><tbody>")
-    for row in rows:
-        parts.append("<tr>" + "".join(cell(text, number) for text, number in row) + "</tr>")
-    if not rows:
-        no_data = escape(_l("No data for this selection."))
-        parts.append(f'<tr><td colspan="{len(header)}">{no_data}</td></tr>')
-    parts.append("</tbody>")
-    if rows and totals:
-        first = [(str(_l("Total")), False)] if not totals[0][1] else [totals[0]]
-        parts.append("<tfoot><tr>" + "".join(cell(t, n, "th") for t, n in first + totals[1:]) + "</tr></tfoot>")
-    parts.append("</table>")
-    return Markup("".join(parts))
-
-
 def run(report, params: ReportParams):
     """The report's result: from the cache while its tables are unchanged (app/data/reports/cache.py), else queried."""
     spec, models = _portal()
@@ -89,7 +72,10 @@ def run(report, params: ReportParams):
 
     def query():
         with timed("report"):
-            return ReportQuery(spec, models, session, viewer).run(report, params)
+            result = ReportQuery(spec, models, session, viewer).run(report, params)
+            if report.entity:  # single-entity reports; the engine links cross-entity rows itself
+                add_row_drills(result, spec.entity(report.entity), params)
+            return result
     generation = data_generation(session)
     return report_cache().get_or_run(cache_key(report, params, viewer), generation, query)
 
@@ -131,9 +117,10 @@ class ReportsView(BaseView):
         except ReportRefused as exc:
             flash(str(exc), "danger")
             params, result = ReportParams(), None
-        table = table_html(display_table(result)) if result else None
+        table = table_html(display_table(result), str(_l("Show these records"))) if result else None
         return self.render_template(
             "portal/report.html", report=report, title=lazy(report.label), result=result, table=table, chart=chart_config(result) if result and report.chart != "table" else None,
+            fixed_filters=conditions_in_words(report.entity, report.filter) if report.entity else [],
             filters=self._filter_choices(entity, report, result, params), params=params,
             date_label=lazy(entity.field(result.date_field).label) if result and result.date_field else None,
             query=request.query_string.decode())
