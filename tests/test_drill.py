@@ -124,3 +124,49 @@ def test_the_list_page_shows_the_drill_in_words_and_removes_it(world):
     evil = quote(json.dumps({"code": {"contains": "<script>alert(1)</script>"}}))
     html = page.get(f"/asset/list/?drill={evil}").get_data(as_text=True)
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from app.demo import load_demo
+
+    app = make_app(tmp_path_factory, "drill_demo")
+    with app.app_context():
+        load_demo(app, labour_days=12)
+    client = app.test_client()
+    return app, client, jwt_headers(client)
+
+
+def api_records(client, headers, url: str, entity: str, column: str | None):
+    parts = urlsplit(url)
+    assert parts.path == f"/{entity}/list/"
+    drill = parse_qs(parts.query)["drill"][0]
+    records, page = [], 0
+    while True:
+        q = f"(columns:!({column or 'id'}),page:{page},page_size:100)"
+        response = client.get(f"/api/v1/{entity}/?drill={quote(drill)}&q={quote(q)}", headers=headers)
+        assert response.status_code == 200, response.json
+        records += response.json["result"]
+        page += 1
+        if page * 100 >= response.json["count"]:
+            assert len(records) == response.json["count"]
+            return records
+
+
+@pytest.mark.parametrize("report, entity, count, sums", [
+    ("labour_cost_by_month", "labour_entry", "entries", {"cost": "amount", "hours": "hours"}),  # month + link + fixed filter
+    ("follow_ups_by_month", "follow_up", "follow_ups", {}),  # a date-time field in month buckets
+    ("tickets_by_month", "ticket", "opened", {}),
+])
+def test_demo_reports_drill_to_their_counts_and_sums(demo, report, entity, count, sums):
+    app, client, h = demo
+    today = dt.date.today()
+    for query in ("", f"?from={today - dt.timedelta(days=9)}&to={today - dt.timedelta(days=3)}"):
+        data = client.get(f"/api/v1/reports/{report}{query}", headers=h).json
+        assert data["rows"], (report, query)
+        for row in data["rows"]:
+            for measure, field in sums.items() or [(None, None)]:
+                records = api_records(client, h, row["drill"], entity, field)
+                assert len(records) == row[count], (report, row)
+                if field:
+                    assert float(sum(Decimal(str(r[field])) for r in records)) == pytest.approx(row[measure], abs=0.01)
