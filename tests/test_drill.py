@@ -96,7 +96,7 @@ def test_bad_drills_are_a_localized_400(world):
         assert response.status_code == 400, text
         assert response.json["message"]
     zh = client.get(f"/api/v1/asset/?drill={quote(json.dumps({'nope': 1}))}", headers={**h, "Accept-Language": "zh"})
-    assert zh.status_code == 400 and re.search(r"[\u4e00-\u9fff]", zh.json["message"])
+    assert zh.status_code == 400 and "钻取条件与资产不符" in zh.json["message"]
     # a field hidden from the viewer: filtering on it would tell them its values
     ah = jwt_headers(client, "auditor1", PASSWORD)
     response = client.get(f"/api/v1/asset/?drill={quote(json.dumps({'condition': 'good'}))}", headers=ah)

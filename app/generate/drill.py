@@ -223,7 +223,8 @@ def conditions_in_words(entity_name: str, conditions) -> list[str]:
                 parts.append(("∈ " if c.op == "in" else "∉ ") + _value_words(f, c.value, titles))
             else:
                 parts.append(f"{OPERATOR_WORDS[c.op]} {_value_words(f, c.value, titles)}")
-        words.append(f"{label} " + f" {gettext('and')} ".join(parts))
+        joiner = " " + gettext("and") + " "
+        words.append(f"{label} " + joiner.join(parts))
     return words
 
 
@@ -237,8 +238,8 @@ def drill_bar(entity_name: str, list_url: str) -> Markup | None:
         return None
     words = "".join(f'<span class="label label-info portal-drill-condition">{escape(w)}</span> '
                     for w in conditions_in_words(entity_name, drill.conditions))
-    remove = escape(gettext("Remove this filter"))
+    remove, showing = escape(gettext("Remove this filter")), escape(gettext("Showing:"))
     return Markup(f'<div class="alert alert-info portal-drill-bar" id="drill-bar" lang="{escape(current_locale())}">'
-                  f'{escape(gettext("Showing:"))} {words}'
+                  f'{showing} {words}'
                   f'<a href="{escape(list_url)}" id="drill-remove" class="close" style="float: none;" title="{remove}" '
                   f'aria-label="{remove}">&times;</a></div>')

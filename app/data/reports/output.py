@@ -131,7 +131,8 @@ def table_html(table, drill_title: str = "") -> Markup:
     parts.append("</tr></thead><tbody>")
     parts += ["<tr>" + "".join(map(cell, row)) + "</tr>" for row in rows]
     if not rows:
-        parts.append(f'<tr><td colspan="{len(header)}">{escape(_l("No data for this selection."))}</td></tr>')
+        no_data = escape(_l("No data for this selection."))
+        parts.append(f'<tr><td colspan="{len(header)}">{no_data}</td></tr>')
     parts.append("</tbody>")
     if rows and totals:
         parts.append('<tfoot><tr class="report-totals">' + "".join(cell(c, "th") for c in totals) + "</tr></tfoot>")
