@@ -170,3 +170,25 @@ def test_demo_reports_drill_to_their_counts_and_sums(demo, report, entity, count
                 assert len(records) == row[count], (report, row)
                 if field:
                     assert float(sum(Decimal(str(r[field])) for r in records)) == pytest.approx(row[measure], abs=0.01)
+
+
+def test_fast_row_drills_equal_drill_url_of_each_rows_conditions(demo):
+    """add_row_drills cuts one URL into pieces; each row's URL must be byte for byte drill_url of its conditions."""
+    from app.data.reports.drill import base_conditions, drill_url, row_conditions
+    from app.data.reports.query import ReportParams
+    from app.portal import portal_of
+
+    app, client, h = demo
+    spec = portal_of(app).spec
+    today = dt.date.today()
+    for report_id, query, params in [
+            ("labour_cost_by_month", f"?from={today - dt.timedelta(days=9)}", ReportParams(today - dt.timedelta(days=9))),
+            ("follow_ups_by_month", "", ReportParams())]:
+        report = spec.report(report_id)
+        entity = spec.entity(report.entity)
+        data = client.get(f"/api/v1/reports/{report_id}{query}", headers=h).json
+        assert data["rows"]
+        with app.test_request_context():
+            base = base_conditions(report, entity, params, data["rows"] and (report.date_field or report.group_by[0].field))
+            for row in data["rows"]:
+                assert row["drill"] == drill_url(entity, row_conditions(report, entity, base, row))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zlib
 
 from openpyxl import Workbook
@@ -115,16 +116,27 @@ def display_table(result: ReportResult, locale: str | None = None) -> tuple[list
     return header, rows, totals
 
 
+_UNSAFE = re.compile(r"[&<>\"']").search
+
+
+def _esc(text) -> str:
+    """HTML-escaped text; most cells are numbers with nothing to escape, and a regex test is 5x cheaper than escape()."""
+    text = str(text)
+    return str(escape(text)) if _UNSAFE(text) else text
+
+
 def table_html(table, drill_title: str = "") -> Markup:
     """The report table as one HTML string (one join, no template loop: 2,000 groups render in milliseconds)."""
     header, rows, totals = table
     title = f' title="{escape(drill_title)}"' if drill_title else ""
+    links: dict = {}  # a row's cells share its drill URL: escape it once
 
     def cell(c, tag="td"):
         text, classes, href = c
-        body = escape(text)
+        body = _esc(text)
         if href and text != "":
-            body = f'<a href="{escape(href)}" class="report-drill"{title}>{body}</a>'
+            link = links.get(href) or links.setdefault(href, f'<a href="{_esc(href)}" class="report-drill"{title}>')
+            body = f"{link}{body}</a>"
         return f'<{tag} class="{classes}">{body}</{tag}>' if classes else f"<{tag}>{body}</{tag}>"
     parts = ['<table class="table table-condensed table-striped report-table"><thead><tr>']
     parts += [cell((text, classes, None), "th") for text, classes, _ in header]
