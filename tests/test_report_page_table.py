@@ -10,7 +10,7 @@ from flask import Flask
 from flask_babel import Babel, force_locale
 
 from app.data.reports.formats import format_value
-from app.data.reports.output import chart_config, display_table, series_colour, table_html
+from app.data.reports.output import chart_config, display_table, report_table_html, series_colour, table_html
 from app.data.reports.query import ReportColumn, ReportResult
 
 
@@ -79,12 +79,12 @@ def test_cells_are_formatted_styled_linked_and_right_aligned(ctx):
     first = cells(body.split("</tr>")[0])
     assert first[0] == ("", "Tower &lt;A&gt;")  # group labels escaped, left-aligned
     budget, cost, used = first[1:]
-    assert 'text-right report-number' in budget[0] and ">¥1,000.00</a>" in budget[1]
+    assert 'report-number' in budget[0] and ">¥1,000.00</a>" in budget[1]
     assert 'href="/labour_entry/list/?drill=%7B%22project%22%3A1%7D"' in budget[1]
     assert "report-danger" in used[0] and ">123%</a>" in used[1]
     assert "evil" not in cost[0] and "onmouseover" not in html  # an unknown style is no class at all
     last = cells(body.split("</tr>")[2])
-    assert last[1] == (' class="text-right report-number"', "") and "<a" not in last[2][1]  # no drill: no link
+    assert last[1] == (' class="report-number"', "") and "<a" not in last[2][1]  # no drill: no link
     foot = cells(html.split("<tfoot>")[1], "th")
     assert foot[0][1] == "Total" and "¥3,000.00" in foot[1][1] and "report-warning" in foot[3][0] and "74%" in foot[3][1]
     zh = str(table_html(display_table(project_cost(), "zh")))
@@ -123,3 +123,13 @@ def test_chart_has_a_drill_per_bar_and_a_colour_per_series_name(ctx):
     alone = project_cost()
     alone.report.chart_measure = "cost"
     assert chart_config(alone)["data"]["datasets"][0]["backgroundColor"] == series_colour("cost")
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+def test_the_one_pass_table_is_the_same_html(ctx, locale):
+    """The page's one-pass renderer (report_table_html) must say exactly what table_html(display_table()) says."""
+    for result in (project_cost(), project_cost()):
+        assert str(report_table_html(result, locale, "hint")) == str(table_html(display_table(result, locale), "hint"))
+    result = project_cost()
+    result.rows[1]["cost"] = "<b>"  # not a number: escaped on both paths
+    assert "&lt;b&gt;" in str(report_table_html(result, locale)) == str(table_html(display_table(result, locale)))

@@ -8,7 +8,7 @@ from flask_appbuilder import BaseView, expose
 from flask_appbuilder.api import BaseApi, safe
 from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import verify_jwt_in_request
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from sqlalchemy import func, select
 
 from app.fieldtypes import type_of
@@ -18,8 +18,8 @@ from app.i18n import lazy
 from app.runtime.observability import timed
 from app.data.reports.cache import cache_key, data_generation, report_cache
 from app.data.reports.drill import add_row_drills
-from app.data.reports.output import (as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell, table_html,
-                                     xlsx_bytes)
+from app.data.reports.output import (as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell,
+                                     html_text, report_table_html, table_html, xlsx_bytes)
 from app.generate.drill import conditions_in_words
 from app.data.reports.query import ReportParams, ReportQuery, ReportRefused
 
@@ -117,7 +117,7 @@ class ReportsView(BaseView):
         except ReportRefused as exc:
             flash(str(exc), "danger")
             params, result = ReportParams(), None
-        table = table_html(display_table(result), str(_l("Show these records"))) if result else None
+        table = report_table_html(result, drill_title=str(_l("Click a number to see its records"))) if result else None
         return self.render_template(
             "portal/report.html", report=report, title=lazy(report.label), result=result, table=table, chart=chart_config(result) if result and report.chart != "table" else None,
             fixed_filters=conditions_in_words(report.entity, report.filter) if report.entity else [],
@@ -139,7 +139,7 @@ class ReportsView(BaseView):
                         if r[group.field]["value"] is not None}
                 options = sorted(seen, key=lambda o: o[1])
             selected = chosen.get(group.field, "")
-            html = Markup("".join(f'<option value="{escape(v)}"{" selected" if str(v) == selected else ""}>{escape(t)}</option>'
+            html = Markup("".join(f'<option value="{html_text(v)}"{" selected" if str(v) == selected else ""}>{html_text(t)}</option>'
                                   for v, t in options))  # one string: thousands of options through Jinja are slow
             choices.append((group.field, lazy(f.label), html))
         return choices

@@ -39,7 +39,11 @@ def _locale(name: str) -> Locale:
 
 @functools.lru_cache(maxsize=256)
 def formatter(fmt: str | None, locale: str, money: str = DEFAULT_CURRENCY):
-    """value -> text for one format and locale (None -> "")."""
+    """value -> text for one format and locale (not None: callers skip empty values)."""
+    return _lenient(_formatter(fmt, locale, money))
+
+
+def _formatter(fmt: str | None, locale: str, money: str):
     loc = _locale(locale)
     if fmt == "money":
         pattern = parse_pattern(loc.currency_formats["standard"])
@@ -78,6 +82,16 @@ def formatter(fmt: str | None, locale: str, money: str = DEFAULT_CURRENCY):
             return str(v)
         return (cents if isinstance(v, float) else grouped).apply(v, loc)
     return plain
+
+
+def _lenient(show):
+    """A formatter that shows a value it cannot format (a date text, say) as it is."""
+    def formatted(v):
+        try:
+            return show(v)
+        except (ArithmeticError, ValueError, TypeError):
+            return str(v)
+    return formatted
 
 
 def format_value(value, fmt: str | None, locale: str) -> str:
