@@ -100,7 +100,7 @@ def row_conditions(report, entity, base: dict, row: dict) -> dict:
 
 
 def _dumps(value) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=_plain)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_plain)  # as the contract spells it
 
 
 def add_row_drills(result, entity, params) -> None:
