@@ -90,7 +90,7 @@ def test_bad_drills_are_a_localized_400(world):
     app, client, h, suppliers, _ = world
     bad = ["not json", "[1]", json.dumps({"nope": 1}), json.dumps({"price": {"around": 3}}),
            json.dumps({"supplier": "Makita"}), json.dumps({"supplier": {"gt": 1}}), json.dumps({"bought_on": {"gte": "soon"}}),
-           json.dumps({"condition": "shiny"})]
+           json.dumps({"condition": "shiny"}), json.dumps({"code": {"contains": "A\x00"}}), "x" * 5000]
     for text in bad:
         response = client.get(f"/api/v1/asset/?drill={quote(text)}", headers=h)
         assert response.status_code == 400, text

@@ -72,6 +72,8 @@ def parse_drill(entity_name: str, text: str) -> Drill:
     entity = spec.entity(entity_name)
     if len(text) > MAX_DRILL_LENGTH:
         raise DrillRefused(gettext("The drill-down is too long."))
+    if "\x00" in text or "\\u0000" in text:  # PostgreSQL can neither store nor compare NUL
+        raise DrillRefused(gettext("The drill-down must be a JSON object of field: condition."))
     try:
         raw = json.loads(text)
     except ValueError:
