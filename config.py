@@ -40,6 +40,7 @@ PORTAL_BACKUP_DIR = os.environ.get("PORTAL_BACKUP_DIR", str(BASE_DIR / "var" / "
 # list pages and the list API count matching rows up to this many, then show "10,000+" (count_capped)
 PORTAL_COUNT_CAP = _int("PORTAL_COUNT_CAP", "10000")
 # report results are reused until their tables change, at most this long (0: always query)
+PORTAL_CURRENCY = os.environ.get("PORTAL_CURRENCY", "CNY")  # ISO 4217: the `money` format of report measures
 PORTAL_REPORT_CACHE_SECONDS = _float("PORTAL_REPORT_CACHE_SECONDS", "300")
 
 APP_NAME = lazy_gettext("Admin Portal")  # rendered per request, so it follows the language

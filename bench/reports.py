@@ -19,7 +19,7 @@ from app.rules.access import Viewer
 from app.data.reports.query import ReportQuery
 from app.portal import portal_of
 
-from .common import pg_schema, row
+from .common import interleaved, median, pg_schema, row, spread
 
 ROWS = 1_000_000
 REPORTS = ("labour_cost_by_month", "labour_by_project", "labour_by_worker")
@@ -94,7 +94,7 @@ def fill(app, rows: int = ROWS) -> float:
 def measure(app, label: str) -> list[str]:
     spec, models = portal_of(app).spec, portal_of(app).models
     lines = [f"### Reports over {ROWS:,} labour entries ({label})", "",
-             row("report", "raw SQL (anchor) ms", "report page ms", "page / raw", "JSON API ms", "API / raw"),
+             row("report", "raw SQL (anchor) ms", "report page ms", "page / raw (min–max)", "JSON API ms", "API / raw (min–max)"),
              row("---", "---", "---", "---", "---", "---")]
     client = app.test_client()
     client.post("/login/", data={"username": "bench", "password": "bench-pass"})
@@ -117,17 +117,14 @@ def measure(app, label: str) -> list[str]:
                 finally:
                     connection.close()
 
-        # interleaved, best of 11: the anchor and the pages see the same machine and cache state
-        timings = {"raw": [], "page": [], "api": []}
-        for _ in range(11):
-            for name, call in (("raw", raw_query), ("page", lambda: _ok(client.get(f"/reports/{report_id}"))),
-                               ("api", lambda: _ok(client.get(f"/api/v1/reports/{report_id}")))):
-                start = time.perf_counter()
-                call()
-                timings[name].append(time.perf_counter() - start)
-        raw_seconds, page_seconds, api_seconds = (min(timings[k]) for k in ("raw", "page", "api"))
-        lines.append(row(report_id, f"{raw_seconds * 1000:.0f}", f"{page_seconds * 1000:.0f}",
-                         f"{page_seconds / raw_seconds:.2f}", f"{api_seconds * 1000:.0f}", f"{api_seconds / raw_seconds:.2f}"))
+        # interleaved, 11 turns: the anchor and the pages see the same machine and cache state; ratios per turn,
+        # then the median and spread of those ratios
+        timings = interleaved({"raw": raw_query, "page": lambda: _ok(client.get(f"/reports/{report_id}")),
+                               "api": lambda: _ok(client.get(f"/api/v1/reports/{report_id}"))}, repeat=11)
+        page_ratio = [p / r for p, r in zip(timings["page"], timings["raw"])]
+        api_ratio = [a / r for a, r in zip(timings["api"], timings["raw"])]
+        lines.append(row(report_id, f"{median(timings['raw']) * 1000:.0f}", f"{median(timings['page']) * 1000:.0f}",
+                         spread(page_ratio), f"{median(timings['api']) * 1000:.0f}", spread(api_ratio)))
     return lines
 
 

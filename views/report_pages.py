@@ -8,7 +8,7 @@ from flask_appbuilder import BaseView, expose
 from flask_appbuilder.api import BaseApi, safe
 from flask_babel import lazy_gettext as _l
 from flask_jwt_extended import verify_jwt_in_request
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from sqlalchemy import func, select
 
 from app.fieldtypes import type_of
@@ -17,7 +17,10 @@ from app.portal import can_open_dashboard, can_open_report, current_portal, dash
 from app.i18n import lazy
 from app.runtime.observability import timed
 from app.data.reports.cache import cached_run
-from app.data.reports.output import as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell, xlsx_bytes
+from app.data.reports.drill import add_row_drills
+from app.data.reports.output import (as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell,
+                                     html_text, report_table_html, table_html, xlsx_bytes)
+from app.generate.drill import conditions_in_words
 from app.data.reports.query import ReportParams, ReportQuery, ReportRefused
 
 
@@ -62,26 +65,6 @@ def parse_params(report) -> ReportParams:
     return params
 
 
-def table_html(table) -> Markup:
-    """The report table as one HTML string: a Jinja loop yields per cell, slow for thousands of groups."""
-    header, rows, totals = table
-    cell = lambda text, number, tag="td": f'<{tag} class="text-right">{escape(text)}</{tag}>' if number else f"<{tag}>{escape(text)}</{tag}>"  # noqa: E731
-    parts = ['<table class="table table-condensed table-striped report-table"><thead><tr>']
-    parts += [f"<th>{escape(h)}</th>" for h in header]
-    parts.append("</tr></thead><tbody>")
-    for row in rows:
-        parts.append("<tr>" + "".join(cell(text, number) for text, number in row) + "</tr>")
-    if not rows:
-        no_data = escape(_l("No data for this selection."))
-        parts.append(f'<tr><td colspan="{len(header)}">{no_data}</td></tr>')
-    parts.append("</tbody>")
-    if rows and totals:
-        first = [(str(_l("Total")), False)] if not totals[0][1] else [totals[0]]
-        parts.append("<tfoot><tr>" + "".join(cell(t, n, "th") for t, n in first + totals[1:]) + "</tr></tfoot>")
-    parts.append("</table>")
-    return Markup("".join(parts))
-
-
 def run(report, params: ReportParams, render=None):
     """The report's result (or `render(result)`): from the cache while its tables are unchanged
     (app/data/reports/cache.py), else queried."""
@@ -90,7 +73,10 @@ def run(report, params: ReportParams, render=None):
 
     def query():
         with timed("report"):
-            return ReportQuery(spec, models, session, viewer).run(report, params)
+            result = ReportQuery(spec, models, session, viewer).run(report, params)
+            if report.entity:  # single-entity reports; the engine links cross-entity rows itself
+                add_row_drills(result, spec.entity(report.entity), params)
+            return result
     return cached_run(report, params, viewer, session, query, render)
 
 
@@ -136,9 +122,10 @@ class ReportsView(BaseView):
         except ReportRefused as exc:
             flash(str(exc), "danger")
             params, result = ReportParams(), None
-        table = table_html(display_table(result)) if result else None
+        table = report_table_html(result, drill_title=str(_l("Click a number to see its records"))) if result else None
         return self.render_template(
             "portal/report.html", report=report, title=lazy(report.label), result=result, table=table, chart=chart_config(result) if result and report.chart != "table" else None,
+            fixed_filters=conditions_in_words(report.entity, report.filter) if report.entity else [],
             filters=self._filter_choices(entity, report, result, params), params=params,
             date_label=lazy(entity.field(result.date_field).label) if result and result.date_field else None,
             query=request.query_string.decode())
@@ -157,7 +144,7 @@ class ReportsView(BaseView):
                         if r[group.field]["value"] is not None}
                 options = sorted(seen, key=lambda o: o[1])
             selected = chosen.get(group.field, "")
-            html = Markup("".join(f'<option value="{escape(v)}"{" selected" if str(v) == selected else ""}>{escape(t)}</option>'
+            html = Markup("".join(f'<option value="{html_text(v)}"{" selected" if str(v) == selected else ""}>{html_text(t)}</option>'
                                   for v, t in options))  # one string: thousands of options through Jinja are slow
             choices.append((group.field, lazy(f.label), html))
         return choices

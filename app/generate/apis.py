@@ -15,6 +15,7 @@ from app.i18n import lazy
 from app.schema.spec import VERSION_COLUMN, EntitySpec, PortalSpec
 from app.data.tabular import FORMATS, FileProblem
 from app import fab
+from app.generate.drill import drill_filters
 from app.generate import columns, versions
 from app.generate.bulk import BulkApiMixin
 from app.generate.endpoint import ViewerScopedEndpoint
@@ -225,7 +226,7 @@ def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_facto
         add_columns=write_columns, edit_columns=write_columns,
         full_search_columns=[f.name for f in entity.fields if not f.kind.multiple],
         full_order_columns=[f.name for f in entity.fields if not f.is_relation] + ["id", "created_on", "changed_on"],
-        base_filters=EntityApi.row_scope_filters(entity),
+        base_filters=EntityApi.row_scope_filters(entity) + drill_filters(entity),  # scope, then ?drill= (app/generate/drill.py)
         label_columns=columns.label_columns(entity),
         description_columns=columns.description_columns(entity),
         list_title=lazy(entity.label), show_title=lazy(entity.label),

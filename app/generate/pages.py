@@ -25,6 +25,7 @@ from app.generate.paged_pages import PagedListView
 from app.generate.paging import PagedInterface
 from app.generate.permissions import DELETE, UPDATE, VIEW_METHODS, entity_permissions, permission
 from app.generate.references import delete_refusal
+from app.generate.drill import drill_filters
 from app.generate.saved_views import SavedViewsPagesMixin, view_filters
 from app.generate.show_panels import panels_for
 from app.generate import transitions
@@ -311,7 +312,7 @@ def build_view(portal: PortalSpec, entity: EntitySpec, models: dict, writer_fact
         full_add_columns=transitions.add_columns(entity, liveform.form_columns(entity)) + [key for key, _ in entity.lines_keys],
         full_edit_columns=liveform.form_columns(entity) + [key for key, _ in entity.lines_keys] + [VERSION_COLUMN],
         full_search_columns=list(entity.search) or columns.list_columns(entity),
-        base_filters=EntityView.row_scope_filters(entity) + view_filters(entity),  # scope, then the active view
+        base_filters=EntityView.row_scope_filters(entity) + view_filters(entity) + drill_filters(entity),  # scope, view, drill
         search_form_extra_fields=search_fields(entity),
         label_columns=columns.label_columns(entity),
         description_columns=columns.description_columns(entity),

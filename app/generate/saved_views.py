@@ -27,6 +27,7 @@ from werkzeug.datastructures import MultiDict
 
 from app.fab import PerRequest
 from app.generate import columns as entity_columns
+from app.generate.drill import drill_bar, install_drill
 from app.generate.input_errors import BadArgument, bounded_int_arg, clean_filter_value, filter_problem_text
 from app.generate.paging import count_cap
 from app.generate.permissions import saved_view_menu
@@ -426,7 +427,8 @@ class SavedViewsPagesMixin:
         roles = [(name, role_label(name)) for name in sorted(_role_names(user))] if user else []
         return dict(view_entity=self.entity.name, saved_views=views, active_view=active, highlight_legend=legend, share_roles=roles,
                     all_records_url=f"{self.route_base}/list/?view={ALL_RECORDS}",
-                    save_view_url=url_for("SavedViewPages.save"), list_query=request.query_string.decode())
+                    save_view_url=url_for("SavedViewPages.save"), list_query=request.query_string.decode(),
+                    drill_bar=drill_bar(self.entity.name, f"{self.route_base}/list/?view={ALL_RECORDS}"))
 
 
 # -- saving a view ---------------------------------------------------------------------------------------------
@@ -746,6 +748,7 @@ class SavedViewsApi(BaseApi):
 def install_saved_views(appbuilder, portal) -> None:
     """The view pages, the API and a menu link per YAML view under its module (listed for its roles only)."""
     appbuilder.add_view_no_menu(SavedViewPages)
+    install_drill(current_app._get_current_object())  # ?drill= on list pages and the list API: a bad one is a 400
     appbuilder.add_api(SavedViewsApi)
     spec = portal.spec
     for module in spec.modules:

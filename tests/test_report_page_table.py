@@ -1,0 +1,135 @@
+"""The report page's table and chart from a ReportResult shaped as the engine's contract says (formats, "styles",
+"drill", pivots), built here in Python; and format_value in English and Chinese."""
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import pytest
+from flask import Flask
+from flask_babel import Babel, force_locale
+
+from app.data.reports.formats import format_value
+from app.data.reports.output import chart_config, display_table, report_table_html, series_colour, table_html
+from app.data.reports.query import ReportColumn, ReportResult
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    app = Flask(__name__)
+    Babel(app)
+    with app.test_request_context():
+        yield app
+
+
+@pytest.mark.parametrize("value, fmt, en, zh", [
+    (1234.5, "money", "¥1,234.50", "¥1,234.50"),
+    (-20, "money", "-¥20.00", "-¥20.00"),
+    (0.934, "percent", "93%", "93%"),
+    (1.5, "percent", "150%", "150%"),
+    (1234567.891, "number", "1,234,567.89", "1,234,567.89"),
+    (3 + 1 / 3, "duration", "3 h 20 min", "3小时20分"),
+    (0.5, "duration", "30 min", "30分"),
+    (2, "duration", "2 h", "2小时"),
+    (1234, None, "1,234", "1,234"),
+    (12.5, None, "12.50", "12.50"),
+    (None, "money", "", ""),
+])
+def test_format_value(value, fmt, en, zh):
+    assert format_value(value, fmt, "en") == en
+    assert format_value(value, fmt, "zh") == zh
+
+
+def test_format_value_follows_the_locales_separators():
+    assert format_value(1234.5, "money", "de") == "1.234,50\xa0¥"
+    assert format_value(0.934, "percent", "de") == "93\xa0%"
+    assert format_value(1234.5, None, "de") == "1.234,50"
+
+
+def column(key, label, kind, fmt=None):
+    c = ReportColumn(key, label, kind)
+    c.format = fmt  # the engine's ReportColumn.format (money, percent, number, duration or None)
+    return c
+
+
+def project_cost(pivot=False):
+    report = SimpleNamespace(id="project_cost", label={"en": "Cost"}, chart="bar", chart_measure=["budget", "cost"])
+    columns = [column("project", "Project", "group"), column("budget", "Budget", "measure", "money"),
+               column("cost", "Cost", "measure", "money"), column("used", "Used", "derived", "percent")]
+    result = ReportResult(report, columns)
+    result.rows = [
+        {"project": {"value": 1, "label": "Tower <A>"}, "budget": 1000.0, "cost": 1234.5, "used": 1.2345,
+         "styles": {"used": "danger", "cost": "evil\" onmouseover=\"x"}, "drill": "/labour_entry/list/?drill=%7B%22project%22%3A1%7D"},
+        {"project": {"value": 2, "label": "Bridge"}, "budget": 2000.0, "cost": 1000.0, "used": 0.5,
+         "drill": "/labour_entry/list/?drill=%7B%22project%22%3A2%7D"},
+        {"project": {"value": None, "label": "(none)"}, "budget": None, "cost": 0, "used": None},
+    ]
+    result.totals = {"budget": 3000.0, "cost": 2234.5, "used": 0.7448, "styles": {"used": "warning"}}
+    result.pivot_columns = []
+    return result
+
+
+def cells(html: str, tag="td"):
+    return re.findall(rf'<{tag}( class="[^"]*")?>(.*?)</{tag}>', html)
+
+
+def test_cells_are_formatted_styled_linked_and_right_aligned(ctx):
+    html = str(table_html(display_table(project_cost(), "en"), "Show these records"))
+    body = html.split("<tbody>")[1].split("</tbody>")[0]
+    first = cells(body.split("</tr>")[0])
+    assert first[0] == ("", "Tower &lt;A&gt;")  # group labels escaped, left-aligned
+    budget, cost, used = first[1:]
+    assert 'report-number' in budget[0] and ">¥1,000.00</a>" in budget[1]
+    assert 'href="/labour_entry/list/?drill=%7B%22project%22%3A1%7D"' in budget[1]
+    assert "report-danger" in used[0] and ">123%</a>" in used[1]
+    assert "evil" not in cost[0] and "onmouseover" not in html  # an unknown style is no class at all
+    last = cells(body.split("</tr>")[2])
+    assert last[1] == (' class="report-number"', "") and "<a" not in last[2][1]  # no drill: no link
+    foot = cells(html.split("<tfoot>")[1], "th")
+    assert foot[0][1] == "Total" and "¥3,000.00" in foot[1][1] and "report-warning" in foot[3][0] and "74%" in foot[3][1]
+    zh = str(table_html(display_table(project_cost(), "zh")))
+    assert "¥1,234.50" in zh and "123%" in zh
+
+
+def test_a_pivot_has_a_column_per_pivot_column_row_totals_and_column_totals(ctx):
+    report = SimpleNamespace(id="labour_pivot", label={"en": "Pivot"}, chart="table", chart_measure=None)
+    result = ReportResult(report, [column("project", "Project", "group"), column("cost", "Cost", "measure", "money")])
+    result.pivot_columns = [{"key": "2026-01", "label": "2026-01"}, {"key": "2026-02", "label": "2026-02"}]
+    result.rows = [{"project": {"value": 1, "label": "Tower"}, "cost": 300.0,
+                    "pivot": {"2026-01": {"cost": 100.0, "drill": "/labour_entry/list/?drill=jan"},
+                              "2026-02": {"cost": 200.0, "drill": "/labour_entry/list/?drill=feb", "styles": {"cost": "success"}}},
+                    "drill": "/labour_entry/list/?drill=tower"},
+                   {"project": {"value": 2, "label": "Bridge"}, "cost": 50.0,
+                    "pivot": {"2026-02": {"cost": 50.0, "drill": "/labour_entry/list/?drill=bridge-feb"}}}]
+    result.totals = {"cost": 350.0, "pivot": {"2026-01": {"cost": 100.0}, "2026-02": {"cost": 250.0}}}
+    html = str(table_html(display_table(result, "en")))
+    assert [h[1] for h in cells(html.split("</thead>")[0], "th")] == ["Project", "2026-01", "2026-02", "Total"]
+    rows = [cells(r) for r in html.split("<tbody>")[1].split("</tbody>")[0].split("</tr>")[:2]]
+    assert [re.sub("<[^>]+>", "", c[1]) for c in rows[0]] == ["Tower", "¥100.00", "¥200.00", "¥300.00"]
+    assert "drill=jan" in rows[0][1][1] and "drill=feb" in rows[0][2][1] and "drill=tower" in rows[0][3][1]
+    assert "report-success" in rows[0][2][0]
+    assert [re.sub("<[^>]+>", "", c[1]) for c in rows[1]] == ["Bridge", "", "¥50.00", "¥50.00"]
+    assert [c[1] for c in cells(html.split("<tfoot>")[1], "th")] == ["Total", "¥100.00", "¥250.00", "¥350.00"]
+
+
+def test_chart_has_a_drill_per_bar_and_a_colour_per_series_name(ctx):
+    config = chart_config(project_cost())
+    budget, cost = config["data"]["datasets"]
+    assert [budget["label"], cost["label"]] == ["Budget", "Cost"]
+    assert budget["drill"][:2] == ["/labour_entry/list/?drill=%7B%22project%22%3A1%7D",
+                                   "/labour_entry/list/?drill=%7B%22project%22%3A2%7D"]
+    assert budget["backgroundColor"] == series_colour("budget") != cost["backgroundColor"] == series_colour("cost")
+    # the colour is the name's, not the position's: alone in another chart, cost keeps its colour
+    alone = project_cost()
+    alone.report.chart_measure = "cost"
+    assert chart_config(alone)["data"]["datasets"][0]["backgroundColor"] == series_colour("cost")
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+def test_the_one_pass_table_is_the_same_html(ctx, locale):
+    """The page's one-pass renderer (report_table_html) must say exactly what table_html(display_table()) says."""
+    for result in (project_cost(), project_cost()):
+        assert str(report_table_html(result, locale, "hint")) == str(table_html(display_table(result, locale), "hint"))
+    result = project_cost()
+    result.rows[1]["cost"] = "<b>"  # not a number: escaped on both paths
+    assert "&lt;b&gt;" in str(report_table_html(result, locale)) == str(table_html(display_table(result, locale)))
