@@ -89,3 +89,36 @@ def test_datetime_and_date_reminders_fire_once_with_their_own_types_and_again_wh
         assert scan(app, now + dt.timedelta(hours=2, minutes=45)) == 1   # Site B's fire time has come
         assert scan(app, now + dt.timedelta(hours=4)) == 0               # Site B has started: never after
     assert [n.reminder for n in notifications(app)].count("visit_soon") == 3
+
+
+def test_a_burst_of_fired_keys_refreshes_their_statistics_on_postgresql(app, monkeypatch):
+    """The scan's anti join is planned from portal_reminder_fired's statistics; after many new keys at once the scan
+    refreshes them (PostgreSQL) instead of looping over a seq scan per due row until autovacuum comes."""
+    from sqlalchemy import text
+
+    from app.rules import notification_passes
+
+    with app.app_context():
+        engine = app.appbuilder.session.get_bind()
+    if engine.dialect.name != "postgresql":
+        pytest.skip("statistics: PostgreSQL")
+    monkeypatch.setattr(notification_passes, "ANALYZE_AFTER", 3)
+    client = app.test_client()
+    headers = jwt_headers(client)
+    with app.app_context():
+        host = app.appbuilder.sm.find_user(username="admin").id
+    soon = dt.datetime.now().replace(microsecond=0) + dt.timedelta(minutes=10)
+    for n in range(3):
+        assert client.post("/api/v1/visit/", json={"place": f"Burst {n}", "starts_at": soon.isoformat(), "host": host},
+                           headers=headers).status_code == 201
+
+    def analyzed():
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'portal_reminder_fired' "
+                                     "AND schemaname = current_schema()")).scalar()
+
+    before = analyzed()
+    with app.app_context():
+        assert scan(app) >= 3
+    after = analyzed()
+    assert after is not None and (before is None or after > before)

@@ -18,13 +18,14 @@ import datetime as dt
 import json
 
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from app.rules.history import Event, json_value
 from app.rules.notifications import FIRED_TABLE, NOTIFICATIONS_TABLE, SETTINGS_TABLE
 
 CHUNK = 500  # keys per INSERT … RETURNING (bound parameters stay far below every driver's limit)
 FANOUT_BATCH = 200
+ANALYZE_AFTER = 200  # fire keys taken in one scan after which their statistics are refreshed (PostgreSQL)
 
 
 def install(app: Flask) -> None:
@@ -150,7 +151,7 @@ def scan(app: Flask, now: dt.datetime | None = None) -> int:
     now = now or dt.datetime.now().replace(microsecond=0)
     fired_table = portal.metadata.tables[FIRED_TABLE]
     table = portal.metadata.tables[NOTIFICATIONS_TABLE]
-    written = 0
+    written = taken_now = 0
     # connect, not begin: the steady state (nothing due) ends with the read's rollback, no commit round trip
     with _engine(app).connect() as connection:
         due = {}
@@ -160,6 +161,7 @@ def scan(app: Flask, now: dt.datetime | None = None) -> int:
             return 0
         for reminder, rows in due.values():
             taken = claim_keys(connection, fired_table, reminder, rows)
+            taken_now += len(taken)
             if not taken:
                 continue
             entity = portal.spec.entity(reminder.entity)
@@ -178,6 +180,13 @@ def scan(app: Flask, now: dt.datetime | None = None) -> int:
                 connection.execute(table.insert(), out)
             written += len(out)
         connection.commit()  # the keys taken and their notifications together
+    if taken_now >= ANALYZE_AFTER and _engine(app).dialect.name == "postgresql":
+        # the scan's anti join is planned from the fired keys' statistics: after a burst of new keys (the day's
+        # reminders at midnight) stale ones make PostgreSQL loop over a seq scan per due row (quadratic) until
+        # autovacuum catches up; refreshing them now keeps every later scan on the hash or index plan
+        with _engine(app).connect() as fresh:
+            fresh.execute(text(f"ANALYZE {FIRED_TABLE}"))
+            fresh.commit()
     return written
 
 
