@@ -17,9 +17,11 @@ def as_json(result: ReportResult) -> dict:
         "id": result.report.id,
         "label": result.report.label.get(current_locale()),
         "chart": result.report.chart,
-        "columns": [{"key": c.key, "label": str(c.label), "kind": c.kind} for c in result.columns],
+        "columns": [{"key": c.key, "label": str(c.label), "kind": c.kind, "format": c.format} for c in result.columns],
         "rows": result.rows,
         "totals": result.totals,
+        "pivot_columns": result.pivot_columns,
+        "chart_measure": list(result.report.chart_measures) or None,
     }
 
 

@@ -1,4 +1,12 @@
-"""Build and run a report's single GROUP BY statement, with the viewer's row scope and hidden fields."""
+"""Build and run a report's one SQL statement, with the viewer's row scope and hidden fields.
+
+- one entity: one GROUP BY;
+- a pivot (`columns:`): one GROUP BY (row groups, column bucket), pivoted here with row, column and grand totals;
+- cross-entity (`sources:`): each source grouped by its key in its own subquery (its own row scope, filter and
+  date range), the subqueries joined on the union of their keys: still one statement.
+Derived measures and styles are evaluated here, per row (and pivot cell) and on the totals; each row and cell
+gets a drill-down URL (app/data/reports/drill.py).
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Integer, cast, distinct, func, literal, select
+from sqlalchemy import Integer, cast, distinct, func, literal, select, union
 from sqlalchemy.orm import aliased
 
 from app.fieldtypes import type_of
@@ -14,6 +22,7 @@ from app.i18n import lazy
 from app.rules.access import Viewer
 from app.rules.filters import context_for, filter_clause
 from app.rules.records import FieldError
+from app.data.reports.drill import Drill, bucket_range
 from app.schema.spec import EntitySpec, FieldSpec, GroupBy, PortalSpec, ReportSpec
 
 
@@ -32,7 +41,8 @@ class ReportParams:
 class ReportColumn:
     key: str
     label: object  # str or lazy string
-    kind: str  # "group" or "measure"
+    kind: str  # "group", "measure" or "derived" (a measure computed from the others)
+    format: str | None = None  # None, "money", "percent", "number", "duration"
 
 
 @dataclass
@@ -42,6 +52,7 @@ class ReportResult:
     rows: list[dict] = field(default_factory=list)  # group key -> {"value", "label"}, measure -> number
     totals: dict = field(default_factory=dict)
     date_field: str | None = None
+    pivot_columns: list = field(default_factory=list)  # [{"key": column value, "label": its label}] of a pivot
 
 
 def date_field_of(report: ReportSpec, entity: EntitySpec) -> str | None:
@@ -83,18 +94,142 @@ class ReportQuery:
         self.portal, self.models, self.session, self.viewer = portal, models, session, viewer
 
     def run(self, report: ReportSpec, params: ReportParams = ReportParams()) -> ReportResult:
+        if report.sources:
+            return self._run_cross(report, params)
         statement, columns, entity = self.statement(report, params)
         result = ReportResult(report, columns, date_field=date_field_of(report, entity))
         rows = self.session.connection().execute(statement)  # Core: no ORM row machinery for plain tuples
-        shape = self._row_shape(entity, columns, list(rows.keys()))
-        result.rows = [{key: make(values) for key, make in shape} for values in rows]
-        result.totals = _totals(report, columns, result.rows)
+        names = list(rows.keys())
+        shape = self._row_shape(entity, columns, names)
+        groups = [(g.field, g.bucket) for g in report.group_by]
+        drill = self._drill(report, entity, report.filter, params, result.date_field, groups)
+        if report.columns:
+            cell_drill = self._drill(report, entity, report.filter, params, result.date_field,
+                                     groups + [(report.columns.field, report.columns.bucket)])
+            _pivot(self, report, entity, result, rows, names, shape, cell_drill, drill)
+        else:
+            group_keys = [c.key for c in columns if c.kind == "group"]
+            result.rows = [{key: make(values) for key, make in shape} for values in rows]
+            for row in result.rows:
+                row["drill"] = drill.url([row[k]["value"] for k in group_keys])
+            result.totals = _totals(report, columns, result.rows)
+        _add_derived(report, result)
         return result
+
+    def _drill(self, report, entity, conditions, params: ReportParams, date_field, varying):
+        """The Drill of the records behind the rows: fixed filter, date range, chosen group values."""
+        fixed = {}
+        if date_field and (params.date_from or params.date_to):
+            rng = {}
+            if params.date_from:
+                rng["gte"] = params.date_from.isoformat()
+            if params.date_to and params.date_to < dt.date.max:
+                rng["lt"] = (params.date_to + dt.timedelta(days=1)).isoformat()
+            if rng:
+                fixed[date_field] = rng
+        for name, raw in params.filters:
+            if any(name == v for v, _ in varying):
+                continue  # the row's own value says it
+            fixed[name] = raw
+        return Drill(entity.snake, conditions, fixed, varying)
+
+    # -- cross-entity reports ---------------------------------------------------------------------------
+    def _run_cross(self, report: ReportSpec, params: ReportParams) -> ReportResult:
+        statement, columns, group = self.cross_statement(report, params)
+        result = ReportResult(report, columns)
+        rows = self.session.connection().execute(statement)
+        position = {name: i for i, name in enumerate(rows.keys())}
+        at, title_at = position["g"], position["t"]
+        measures = [(c.key, position[f"m_{c.key}"]) for c in columns if c.kind == "measure"]
+        label = (lambda raw, title: _display_group(group, raw, title))
+        drill_source = next((s for s in report.sources if s.key != "id"), None)
+        drill = None
+        if drill_source is not None:
+            entity = self.portal.entity(drill_source.entity)
+            drill = self._drill(report, entity, drill_source.filter, params, _source_date_field(drill_source, entity),
+                                [(drill_source.key, None)])
+        key_name = report.group_by[0].field
+        out = []
+        for values in rows:
+            raw = values[at]
+            raw = None if raw == NO_KEY else raw
+            row = {key_name: {"value": raw, "label": label(raw, values[title_at])}}
+            for name, i in measures:
+                row[name] = _number(values[i])
+            if drill is not None:
+                row["drill"] = drill.url([raw])
+            out.append(row)
+        result.rows = out
+        result.totals = _totals(report, columns, out)
+        _add_derived(report, result)
+        return result
+
+    def cross_statement(self, report: ReportSpec, params: ReportParams):
+        """Each source grouped by its key in a subquery (scope, filter, date range), joined on the union of keys."""
+        group = self.portal.entity(report.entity)
+        dialect = self.session.get_bind().dialect.name
+        chosen = dict(params.filters).get(report.group_by[0].field)
+        subqueries, columns = [], [ReportColumn(report.group_by[0].field, lazy(group.label), "group")]
+        measure_columns = []
+        for source in report.sources:
+            if not self.viewer.may_read(source.entity):
+                raise ReportRefused(_l("This report reads records you may not see."))
+            entity, model = self.portal.entity(source.entity), self.models[source.entity]
+            unreadable = self.viewer.unreadable(entity.name)
+            date_field = _source_date_field(source, entity)
+            used = {c.path[0] for c in source.filter} | ({source.key} - {"id"})
+            if (params.date_from or params.date_to) and date_field:
+                used.add(date_field)
+            if used & unreadable:
+                raise ReportRefused(_l("This report uses fields that are hidden from you."))
+            key_column = model.id if source.key == "id" else getattr(model, entity.field(source.key).column_name)
+            # an empty link is its own group ("(none)"), joined through a key no record has
+            key = key_column if source.key == "id" else func.coalesce(key_column, NO_KEY)
+            measures = []
+            for measure in source.measures:
+                if set(measure.fields) & unreadable:
+                    continue
+                measures.append(self._measure_expr(model, entity, measure, dialect).label(f"m_{measure.name}"))
+                measure_columns.append((source.name, measure))
+                columns.append(ReportColumn(measure.name, lazy(measure.label), "measure", measure.format))
+            conditions = self._source_conditions(source, entity, model, params, date_field)
+            if chosen is not None:
+                try:
+                    value = record_id_or_none(chosen)
+                except ValueError:
+                    raise ReportRefused(_l("Not a valid value for %(field)s.", field=report.group_by[0].field)) from None
+                conditions.append(key_column.is_(None) if value is None else key_column == value)
+            subqueries.append(select(key.label("k"), *measures).select_from(model).where(*conditions)
+                              .group_by(key).subquery(f"s_{source.name}"))
+        keys = union(*(select(q.c.k) for q in subqueries)).subquery("keys")
+        statement = select(keys.c.k.label("g")).select_from(keys)
+        for q in subqueries:
+            statement = statement.outerjoin(q, q.c.k == keys.c.k)
+        for source_name, measure in measure_columns:
+            self_sub = next(q for q in subqueries if q.name == f"s_{source_name}").c[f"m_{measure.name}"]
+            value = self_sub
+            if measure.function in ("count", "count_distinct", "sum"):
+                value = func.coalesce(self_sub, 0)  # a source with no records for the group counts 0
+            statement = statement.add_columns(value.label(f"m_{measure.name}"))
+        target = aliased(self.models[group.name])
+        title = getattr(target, group.title) if group.title else cast(target.id, Integer)
+        statement = statement.outerjoin(target, keys.c.k == target.id).add_columns(title.label("t"))
+        return statement.order_by(keys.c.k), columns, group
+
+    def _source_conditions(self, source, entity, model, params: ReportParams, date_field) -> list:
+        conditions = [filter_clause(self.portal, self.models, entity.name, source.filter, context_for(self.viewer.user_id))]
+        conditions += _date_conditions(entity, model, params, date_field)
+        scope = self.viewer.row_clause(entity.name, self.models)
+        if scope is not None:
+            conditions.append(scope)
+        return conditions
 
     def statement(self, report: ReportSpec, params: ReportParams):
         entity = self.portal.entity(report.entity)
         unreadable = self.viewer.unreadable(entity.name)
         used_for_grouping = {g.field for g in report.group_by} | {c.path[0] for c in report.filter} | {n for n, _ in params.filters}
+        if report.columns:
+            used_for_grouping.add(report.columns.field)
         date_field = date_field_of(report, entity)
         if (params.date_from or params.date_to) and date_field:
             used_for_grouping.add(date_field)
@@ -111,12 +246,22 @@ class ReportQuery:
             key = bucket_expression(column, group.bucket, dialect) if group.bucket else column
             keys.append(key.label(f"g_{f.name}"))
             columns.append(ReportColumn(group.field, _group_label(f, group), "group"))
+        if report.columns:  # the pivot's column bucket: one more GROUP BY key
+            f = entity.field(report.columns.field)
+            column = getattr(model, f.column_name)
+            key = bucket_expression(column, report.columns.bucket, dialect) if report.columns.bucket else column
+            keys.append(key.label(f"c_{f.name}"))
         measures = []
         for measure in report.measures:
             if set(measure.fields) & unreadable:
                 continue  # a measure over a hidden field is left out for this viewer
             measures.append(self._measure_expr(model, entity, measure, dialect).label(f"m_{measure.name}"))
-            columns.append(ReportColumn(measure.name, lazy(measure.label), "measure"))
+            if report.columns and measure.function in ("avg", "avg_hours_between"):
+                # a pivot's row and column totals of an average: the sum and count it came from
+                fields = [getattr(model, entity.field(n).column_name) for n in measure.fields]
+                inner = fields[0] if measure.function == "avg" else hours_between(fields[0], fields[1], dialect)
+                measures += [func.sum(inner).label(f"s_{measure.name}"), func.count(inner).label(f"n_{measure.name}")]
+            columns.append(ReportColumn(measure.name, lazy(measure.label), "measure", measure.format))
         grouped = select(*keys, *measures).select_from(model)
         grouped = grouped.where(*self._conditions(report, entity, model, params, date_field))
         if keys:
@@ -129,6 +274,8 @@ class ReportQuery:
                 target, condition, expression = title
                 statement = statement.outerjoin(target, condition).add_columns(expression.label(f"t_{group.field}"))
         order = [grouped.c[f"g_{g.field}"] for g in report.group_by]
+        if report.columns:
+            order.append(grouped.c[f"c_{report.columns.field}"])
         return (statement.order_by(*order) if order else statement), columns, entity
 
     def _title_join(self, f: FieldSpec, key):
@@ -162,16 +309,7 @@ class ReportQuery:
             except (FieldError, ValueError):
                 raise ReportRefused(_l("Not a valid value for %(field)s.", field=name)) from None
             conditions.append(column.is_(None) if value is None else column == value)
-        if date_field:
-            column = getattr(model, date_field)
-            is_datetime = type_of(entity.field(date_field)).has_time
-            if params.date_from:
-                start = dt.datetime.combine(params.date_from, dt.time(0)) if is_datetime else params.date_from
-                conditions.append(column >= start)
-            if params.date_to and params.date_to < dt.date.max:  # up to 9999-12-31 means no end
-                end = params.date_to + dt.timedelta(days=1)
-                end = dt.datetime.combine(end, dt.time(0)) if is_datetime else end
-                conditions.append(column < end)
+        conditions += _date_conditions(entity, model, params, date_field)
         scope = self.viewer.row_clause(entity.name, self.models)
         if scope is not None:
             conditions.append(scope)
@@ -191,6 +329,46 @@ class ReportQuery:
                 at = position[f"m_{column.key}"]
                 shape.append((column.key, lambda v, at=at: _number(v[at])))
         return shape
+
+
+NO_KEY = -1  # the key of a cross-entity report's "(none)" group: no record has this id
+
+
+def record_id_or_none(raw):
+    if raw is None or str(raw).strip() == "":
+        return None
+    value = int(str(raw).strip())
+    if value < 1:
+        raise ValueError(raw)
+    return value
+
+
+def _source_date_field(source, entity: EntitySpec) -> str | None:
+    if source.date_field:
+        return source.date_field
+    return next((f.name for f in entity.fields if type_of(f).is_moment), None)
+
+
+def _date_conditions(entity, model, params: ReportParams, date_field) -> list:
+    """The user's date range on `date_field` (a whole day at each end; a datetime from midnight)."""
+    conditions = []
+    if date_field:
+        column = getattr(model, entity.field(date_field).column_name)
+        is_datetime = type_of(entity.field(date_field)).has_time
+        if params.date_from:
+            start = dt.datetime.combine(params.date_from, dt.time(0)) if is_datetime else params.date_from
+            conditions.append(column >= start)
+        if params.date_to and params.date_to < dt.date.max:  # up to 9999-12-31 means no end
+            end = params.date_to + dt.timedelta(days=1)
+            end = dt.datetime.combine(end, dt.time(0)) if is_datetime else end
+            conditions.append(column < end)
+    return conditions
+
+
+def _display_group(entity: EntitySpec, raw, title):
+    if raw is None:
+        return str(_l("(none)"))
+    return str(title if title is not None else raw)
 
 
 def _group_label(f: FieldSpec, group: GroupBy):
@@ -223,3 +401,145 @@ def _totals(report, columns, rows) -> dict:
         if measure.function in ("count", "sum") and any(c.key == measure.name for c in columns):
             totals[measure.name] = _number(sum((r[measure.name] or 0) for r in rows))
     return totals
+
+
+# -- pivots ---------------------------------------------------------------------------------------------
+def _combine(function: str, values: list, sums=None, counts=None):
+    """A total over cells: sums and counts add up, min/max of the cells, an average from its sums and counts."""
+    if function in ("count", "sum"):
+        return _number(sum(v or 0 for v in values))
+    if function in ("min", "max"):
+        present = [v for v in values if v is not None]
+        return (min if function == "min" else max)(present) if present else None
+    if function in ("avg", "avg_hours_between") and sums is not None:
+        n = sum(counts)
+        return _number(sum(float(s or 0) for s in sums) / n) if n else None
+    return None  # count_distinct: not additive
+
+
+def _pivot(query: ReportQuery, report: ReportSpec, entity: EntitySpec, result: ReportResult, rows, names, shape, drill, row_drill):
+    """Rows of (groups, column bucket) -> one row per group with "pivot": {column: cell}, row totals under the
+    measure names, column totals and the grand total in `totals`; `cumulative` runs the sums along the columns."""
+    position = {name: i for i, name in enumerate(names)}
+    column_field = entity.field(report.columns.field)
+    at_column = position[f"c_{column_field.name}"]
+    measures = [(m, position[f"m_{m.name}"], position.get(f"s_{m.name}"), position.get(f"n_{m.name}"))
+                for m in report.measures if f"m_{m.name}" in position]
+    group_shape = [(key, make) for key, make in shape if key in {g.field for g in report.group_by}]
+    by_group: dict = {}
+    seen_columns = set()
+    for values in rows:
+        group_key = tuple(values[position[f"g_{g.field}"]] for g in report.group_by)
+        entry = by_group.get(group_key)
+        if entry is None:
+            entry = by_group[group_key] = ({key: make(values) for key, make in group_shape}, {})
+        column = values[at_column]
+        seen_columns.add(column)
+        entry[1][column] = {m.name: (_number(values[at]), values[s] if s is not None else None, values[n] if n is not None else None)
+                            for m, at, s, n in measures}
+    order = _column_order(column_field, seen_columns)
+    result.pivot_columns = [{"key": _column_key(c), "label": _column_label(column_field, report.columns, c)} for c in order]
+    empty = {m.name: (0 if m.function in ("count", "sum") else None, None, 0) for m, *_ in measures}
+    running = [m.name for m, *_ in measures if report.cumulative and m.function in ("count", "sum")]
+
+    def cells_of(by_column, drill_values):
+        """{column key: cell} and the row's totals from {column: {measure: (value, sum, count)}}."""
+        cells, totals = {}, {}
+        for m, *_ in measures:
+            got = [by_column.get(c, empty)[m.name] for c in order]
+            totals[m.name] = _combine(m.function, [g[0] for g in got], [g[1] for g in got], [g[2] or 0 for g in got])
+        carried = dict.fromkeys(running, 0)
+        for c in order:
+            cell = {name: values[0] for name, values in by_column.get(c, empty).items()}
+            for name in running:
+                carried[name] = _number((carried[name] or 0) + (cell[name] or 0))
+                cell[name] = carried[name]
+            if drill_values is not None:
+                cell["drill"] = drill.url([*drill_values, c])
+            cells[_column_key(c)] = cell
+        return cells, totals
+
+    out = []
+    for group_key, (row, by_column) in by_group.items():
+        cells, totals = cells_of(by_column, list(group_key))
+        row.update(totals)
+        row["pivot"] = cells
+        row["drill"] = row_drill.url(list(group_key))
+        out.append(row)
+    # column totals: the cells of all rows, combined per column (from the raw sums and counts)
+    per_column: dict = {}
+    for _, by_column in by_group.values():
+        for c, cell in by_column.items():
+            bucket = per_column.setdefault(c, {m.name: [] for m, *_ in measures})
+            for name, values in cell.items():
+                bucket[name].append(values)
+    functions = {m.name: m.function for m, *_ in measures}
+    column_totals = {c: {name: (_combine(functions[name], [v[0] for v in got], [v[1] for v in got], [v[2] or 0 for v in got]),
+                                sum(float(v[1] or 0) for v in got), sum(v[2] or 0 for v in got))
+                         for name, got in cell.items()} for c, cell in per_column.items()}
+    cells, grand = cells_of(column_totals, None)
+    result.totals = {**grand, "pivot": cells}
+    result.rows = out
+
+
+def _column_order(f: FieldSpec, values: set) -> list:
+    """Date buckets in time order, enum values in the order of their choices; the empty value last."""
+    present = [v for v in values if v is not None]
+    if f.choices:
+        keys = [c.key for c in f.choices]
+        present.sort(key=lambda v: (keys.index(v) if v in keys else len(keys), str(v)))
+    else:
+        present.sort(key=str)
+    return present + ([None] if None in values else [])
+
+
+def _column_key(value) -> str:
+    return "" if value is None else str(value)
+
+
+def _column_label(f: FieldSpec, column: GroupBy, value) -> str:
+    if value is None:
+        return str(_l("(none)"))
+    return str(value) if column.bucket else type_of(f).report_label(f, value, None)
+
+
+# -- derived measures and styles ------------------------------------------------------------------------
+def _add_derived(report: ReportSpec, result: ReportResult) -> None:
+    """Derived measures per row, per pivot cell and on the totals (so a ratio's total is the ratio of totals),
+    and each container's "styles": {derived name: the most severe style whose condition holds}."""
+    if not report.derived:
+        return
+    for d in report.derived:
+        result.columns.append(ReportColumn(d.name, lazy(d.label), "derived", d.format))
+    derived = {d.name: d for d in report.derived}
+
+    def fill(values: dict) -> None:
+        def get(path):
+            name = path[0]
+            if name in derived and name not in values:
+                d = derived[name]
+                values[name] = _derived_number(d.expr.run(get), d.format)
+            return values.get(name)
+        styles = {}
+        for d in report.derived:
+            get((d.name,))
+            style = next((style for style, condition in d.styles if condition.run(get) is True), None)
+            if style:
+                styles[d.name] = style
+        if styles:
+            values["styles"] = styles
+
+    for row in result.rows:
+        fill(row)
+        for cell in row.get("pivot", {}).values():
+            fill(cell)
+    fill(result.totals)
+    for cell in result.totals.get("pivot", {}).values():
+        fill(cell)
+
+
+def _derived_number(value, fmt):
+    if value is None:
+        return None
+    value = float(value)
+    return round(value, 4 if fmt == "percent" else 2)
