@@ -318,3 +318,20 @@ def test_derived_evaluation_matches_python(values):
     assert (got is None) == (want is None)
     if want is not None:
         assert float(got) == pytest.approx(want, rel=1e-9, abs=1e-6)
+
+
+def test_pages_group_filter_and_pivot_download(world):
+    app, client, h, _, ids = world
+    from conftest import login
+    pages = login(app.test_client())
+    assert pages.get("/reports/project_cost").status_code == 200
+    assert pages.get("/reports/labour_pivot").status_code == 200
+    one = client.get(f"/api/v1/reports/project_cost?f_project={ids[0]}", headers=h).json
+    whole = {r["project"]["value"]: r for r in client.get("/api/v1/reports/project_cost", headers=h).json["rows"]}
+    assert [r["project"]["value"] for r in one["rows"]] == [ids[0]]
+    assert one["rows"][0]["labour"] == whole[ids[0]]["labour"] and one["rows"][0]["budget"] == whole[ids[0]]["budget"]
+    assert client.get("/api/v1/reports/project_cost?f_project=abc", headers=h).status_code == 400
+    csv_text = pages.get("/reports/labour_pivot/download.csv").data.decode("utf-8-sig")
+    header = csv_text.splitlines()[0].split(",")
+    assert header[:2] == ["Project", "2026-01 · Cost"] and header[-1] == "Avg cost (Total)"
+    assert len(header) == 1 + 4 * 3 + 3

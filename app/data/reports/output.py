@@ -25,12 +25,36 @@ def as_json(result: ReportResult) -> dict:
     }
 
 
+def table_columns(result: ReportResult) -> list[tuple]:
+    """(ReportColumn, pivot column key or None, header) of each table column: a pivot has, after its groups,
+    every measure of every pivot column, then the row totals."""
+    groups = [(c, None, str(c.label)) for c in result.columns if c.kind == "group"]
+    values = [c for c in result.columns if c.kind != "group"]
+    cells = [(c, p["key"], f"{p['label']} · {c.label}") for p in result.pivot_columns for c in values]
+    totals = [(c, None, f"{c.label} ({_total_word()})" if result.pivot_columns else str(c.label)) for c in values]
+    return groups + cells + totals
+
+
+def _total_word() -> str:
+    from flask_babel import gettext
+    return gettext("Total")
+
+
 def table(result: ReportResult) -> tuple[list[str], list[list]]:
     """Header and rows with display labels, as shown on the page and downloaded."""
-    header = [str(c.label) for c in result.columns]
+    columns = table_columns(result)
+    header = [title for _, _, title in columns]
     rows = []
     for row in result.rows:
-        rows.append([row[c.key]["label"] if c.kind == "group" else row[c.key] for c in result.columns])
+        cells = []
+        for c, pivot_key, _ in columns:
+            if c.kind == "group":
+                cells.append(row[c.key]["label"])
+            elif pivot_key is not None:
+                cells.append(row["pivot"][pivot_key].get(c.key))
+            else:
+                cells.append(row.get(c.key))
+        rows.append(cells)
     return header, rows
 
 
@@ -47,10 +71,11 @@ def format_cell(value) -> str:
 def display_table(result: ReportResult) -> tuple[list[str], list[list[tuple[str, bool]]], list[tuple[str, bool]]]:
     """The page's table, formatted in Python (a Jinja loop over thousands of cells is slow)."""
     header, rows = table(result)
-    numeric = [c.kind == "measure" for c in result.columns]
+    columns = table_columns(result)
+    numeric = [c.kind != "group" for c, _, _ in columns]
     shown = [[(format_cell(cell), is_number) for cell, is_number in zip(r, numeric)] for r in rows]
-    totals = [(format_cell(result.totals.get(c.key)) if c.kind == "measure" else "", c.kind == "measure")
-              for c in result.columns]
+    totals = [(format_cell((result.totals.get("pivot", {}).get(key, {}) if key is not None else result.totals).get(c.key))
+               if c.kind != "group" else "", c.kind != "group") for c, key, _ in columns]
     return header, shown, totals
 
 
