@@ -1,7 +1,7 @@
 """Run every benchmark and print Markdown tables for docs/performance.md."""
 import sys
 
-from . import (boot, bulk, exports, formulas, history, home, imports, lists, lists_pickers, load, notify_delivery, ops,
+from . import (boot, bulk, cross_reports, exports, formulas, history, home, imports, lists, lists_pickers, load, notify_delivery, ops,
                reminders, reports, rollups)
 from .common import pg_url
 
@@ -9,7 +9,7 @@ SUITES = {"boot": boot.run, "reports": reports.run, "imports": imports.run, "exp
           "pickers": lists_pickers.run, "lists": lists.run, "ops": ops.run, "load": load.run,
           "formulas": formulas.run, "rollups": rollups.run,
           "bulk": bulk.run, "history": history.run, "notify_delivery": notify_delivery.run,
-          "reminders": reminders.run, "home": home.run}
+          "reminders": reminders.run, "home": home.run, "cross_reports": cross_reports.run}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SUITES)
