@@ -60,15 +60,13 @@ reports:
 """
 
 HAND_WRITTEN = """
+WITH b AS (SELECT id AS k, SUM(budget) AS budget FROM project GROUP BY id),
+     l AS (SELECT COALESCE(project_id, -1) AS k, SUM(amount) AS labour, COUNT(*) AS entries, AVG(amount) AS avg_labour
+           FROM labour_entry WHERE state = 'approved' GROUP BY COALESCE(project_id, -1)),
+     m AS (SELECT COALESCE(project_id, -1) AS k, SUM(amount) AS material FROM material_cost GROUP BY COALESCE(project_id, -1)),
+     keys AS (SELECT k FROM b UNION SELECT k FROM l UNION SELECT k FROM m)
 SELECT keys.k, COALESCE(b.budget, 0), COALESCE(l.labour, 0), COALESCE(l.entries, 0), l.avg_labour, COALESCE(m.material, 0), p.name
-FROM (SELECT id AS k FROM project
-      UNION SELECT COALESCE(project_id, -1) FROM labour_entry WHERE state = 'approved'
-      UNION SELECT COALESCE(project_id, -1) FROM material_cost) AS keys
-LEFT JOIN (SELECT id AS k, SUM(budget) AS budget FROM project GROUP BY id) AS b ON b.k = keys.k
-LEFT JOIN (SELECT COALESCE(project_id, -1) AS k, SUM(amount) AS labour, COUNT(*) AS entries, AVG(amount) AS avg_labour
-           FROM labour_entry WHERE state = 'approved' GROUP BY COALESCE(project_id, -1)) AS l ON l.k = keys.k
-LEFT JOIN (SELECT COALESCE(project_id, -1) AS k, SUM(amount) AS material FROM material_cost
-           GROUP BY COALESCE(project_id, -1)) AS m ON m.k = keys.k
+FROM keys LEFT JOIN b ON b.k = keys.k LEFT JOIN l ON l.k = keys.k LEFT JOIN m ON m.k = keys.k
 LEFT JOIN project p ON p.id = keys.k
 ORDER BY keys.k
 """

@@ -84,20 +84,25 @@ class Drill:
         return _json_value(value)
 
     def url(self, values) -> str:
-        conditions = [self.condition(name, bucket, v) for (name, bucket), v in zip(self.varying, values)]
         if self.clashing:
             obj = dict(self.base)
-            for (name, _), condition in zip(self.varying, conditions):
-                obj[name] = _merge(obj.get(name), condition)
+            for (name, bucket), value in zip(self.varying, values):
+                obj[name] = _merge(obj.get(name), self.condition(name, bucket, value))
             return self.prefix + encode(obj)
-        parts = self.template  # ['…%22', '0', '%22…', '1', …]: the placeholders' digits at odd places
-        out = [parts[0]]
+        # the template: [text ending in %22, "0", %22 + text, "1", ...]: each placeholder's digits at odd places,
+        # its JSON quotes (%22) on either side; a value goes in their place
+        parts, varying = self.template, self.varying
+        out = [self.prefix, parts[0][:-3]]
         for i in range(1, len(parts), 2):
-            # the placeholder was a JSON string: drop its quotes (%22) around it and put the condition's JSON
-            out[-1] = out[-1][:-3]
-            out.append(encode(conditions[int(parts[i])]))
-            out.append(parts[i + 1][3:])
-        return self.prefix + "".join(out)
+            at = int(parts[i])
+            value = values[at]
+            if value.__class__ is int:  # a record id: its digits
+                out.append(str(value))
+            else:
+                name, bucket = varying[at]
+                out.append(encode(self.condition(name, bucket, value)))
+            out.append(parts[i + 1][3:-3] if i + 2 < len(parts) else parts[i + 1][3:])
+        return "".join(out)
 
 
 def _merge(given, condition):

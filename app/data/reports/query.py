@@ -200,7 +200,8 @@ class ReportQuery:
                     raise ReportRefused(_l("Not a valid value for %(field)s.", field=report.group_by[0].field)) from None
                 conditions.append(key_column.is_(None) if value is None else key_column == value)
             subqueries.append(select(key.label("k"), *measures).select_from(model).where(*conditions)
-                              .group_by(key).subquery(f"s_{source.name}"))
+                              .group_by(key).cte(f"s_{source.name}"))
+        # CTEs: each source is grouped once, then read by the union of keys and by its join
         keys = union(*(select(q.c.k) for q in subqueries)).subquery("keys")
         statement = select(keys.c.k.label("g")).select_from(keys)
         for q in subqueries:
