@@ -57,6 +57,14 @@ roles:
   Clerk:
     can: {Project: [read], LabourEntry: [read]}
     reports: [project_cost, labour_pivot]
+  Auditor:
+    can: {Project: [read], LabourEntry: [read], MaterialCost: [read]}
+    hide: {LabourEntry: [amount]}
+    reports: [project_cost]
+  Inspector:
+    can: {Project: [read], LabourEntry: [read], MaterialCost: [read]}
+    hide: {LabourEntry: [state]}
+    reports: [project_cost]
 reports:
   project_cost:
     label: {en: Project cost centre, zh: 项目成本中心}
@@ -97,6 +105,8 @@ def world(tmp_path_factory):
     app = make_app(tmp_path_factory, "cross", schema_dir=schema)
     foreman = make_user(app, "foreman1", "Foreman")
     make_user(app, "clerk1", "Clerk")
+    make_user(app, "auditor1", "Auditor")
+    make_user(app, "inspector1", "Inspector")
     rng = random.Random(15)
     models = portal_of(app).models
     with app.app_context():
@@ -335,3 +345,17 @@ def test_pages_group_filter_and_pivot_download(world):
     header = csv_text.splitlines()[0].split(",")
     assert header[:2] == ["Project", "2026-01 · Cost"] and header[-1] == "Avg cost (Total)"
     assert len(header) == 1 + 4 * 3 + 3
+
+
+def test_hidden_fields_in_a_source(world):
+    app, client, *_ = world
+    h = jwt_headers(client, "auditor1", PASSWORD)
+    data = client.get("/api/v1/reports/project_cost", headers=h).json
+    keys = [c["key"] for c in data["columns"]]
+    assert "labour" not in keys and "avg_labour" not in keys and "entries" in keys and "material" in keys
+    assert all("labour" not in r and r["cost"] is None for r in data["rows"])  # derived over a hidden measure: null
+    assert "labour" not in data["totals"] and data["totals"]["cost"] is None
+    # a source filtering by a field hidden from the viewer: refused, not silently unfiltered
+    h = jwt_headers(client, "inspector1", PASSWORD)
+    response = client.get("/api/v1/reports/project_cost", headers=h)
+    assert response.status_code == 400 and "hidden" in response.json["message"]
