@@ -512,21 +512,18 @@ def _add_derived(report: ReportSpec, result: ReportResult) -> None:
         return
     for d in report.derived:
         result.columns.append(ReportColumn(d.name, lazy(d.label), "derived", d.format))
-    derived = {d.name: d for d in report.derived}
+    steps = _derived_steps(report)
+    rounding = [(d.name, 4 if d.format == "percent" else 2) for d in steps[0]]
 
     def fill(values: dict) -> None:
-        def get(path):
-            name = path[0]
-            if name in derived and name not in values:
-                d = derived[name]
-                values[name] = _derived_number(d.expr.run(get), d.format)
-            return values.get(name)
+        for (name, digits), compute in zip(rounding, steps[1]):
+            value = compute(values)
+            values[name] = None if value is None else round(float(value), digits)
         styles = {}
-        for d in report.derived:
-            get((d.name,))
-            style = next((style for style, condition in d.styles if condition.run(get) is True), None)
+        for name, conditions in steps[2]:
+            style = next((style for style, holds in conditions if holds(values) is True), None)
             if style:
-                styles[d.name] = style
+                styles[name] = style
         if styles:
             values["styles"] = styles
 
@@ -537,6 +534,100 @@ def _add_derived(report: ReportSpec, result: ReportResult) -> None:
     fill(result.totals)
     for cell in result.totals.get("pivot", {}).values():
         fill(cell)
+
+
+_STEPS: dict = {}
+
+
+def _derived_steps(report: ReportSpec):
+    """(derived in dependency order, their compiled values -> number, (name, [(style, values -> bool)])),
+    compiled once per report definition."""
+    key = (report.id, tuple((d.name, d.expr.source, tuple((st, c.source) for st, c in d.styles)) for d in report.derived))
+    steps = _STEPS.get(key)
+    if steps is None:
+        by_name = {d.name: d for d in report.derived}
+        order: list = []
+
+        def visit(d):
+            if d in order:
+                return
+            for path in d.expr.names:
+                if path[0] in by_name and by_name[path[0]] is not d:
+                    visit(by_name[path[0]])
+            order.append(d)
+        for d in report.derived:
+            visit(d)
+        steps = _STEPS[key] = (order, [_compiled(d.expr) for d in order],
+                               [(d.name, [(st, _compiled(c)) for st, c in d.styles]) for d in report.derived if d.styles])
+    return steps
+
+
+def _compiled(expression):
+    """A closure values -> result over plain floats for arithmetic, comparisons and logic (fast: it runs per
+    row and cell); anything else (functions) through the expression language's own evaluator."""
+    fast = _float_closure(expression.tree)
+    if fast is not None:
+        return fast
+    run = expression.run
+    return lambda values: run(lambda path: values.get(path[0]))
+
+
+def _float_closure(tree):
+    tag = tree[0]
+    if tag == "num":
+        constant = float(tree[1])
+        return lambda v: constant
+    if tag == "null":
+        return lambda v: None
+    if tag == "bool":
+        constant = tree[1]
+        return lambda v: constant
+    if tag == "name":
+        if len(tree[1]) != 1:
+            return None
+        name = tree[1][0]
+        return lambda v: v.get(name)
+    if tag == "neg":
+        inner = _float_closure(tree[1])
+        return None if inner is None else (lambda v: None if (x := inner(v)) is None else -x)
+    if tag == "not":
+        inner = _float_closure(tree[1])
+        return None if inner is None else (lambda v: None if not isinstance(x := inner(v), bool) else not x)
+    if tag in ("and", "or"):
+        parts = [_float_closure(p) for p in tree[1]]
+        if any(p is None for p in parts):
+            return None
+        decisive = tag == "or"
+
+        def logic(v):
+            unknown = False
+            for part in parts:
+                x = part(v)
+                if not isinstance(x, bool):
+                    unknown = True
+                elif x is decisive:
+                    return decisive
+            return None if unknown else not decisive
+        return logic
+    if tag == "op":
+        op, a, b = tree[1], _float_closure(tree[2]), _float_closure(tree[3])
+        if a is None or b is None or ("null",) in (tree[2], tree[3]):
+            return None  # `x == null` and the like: the general evaluator
+        import operator
+        function = {"+": operator.add, "-": operator.sub, "*": operator.mul, "<": operator.lt, "<=": operator.le,
+                    ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}.get(op)
+        if op == "/":
+            return lambda v: None if (x := a(v)) is None or not (y := b(v)) else x / y  # 0 or null: null
+        if function is None:
+            return None
+
+        def apply(v):
+            x, y = a(v), b(v)
+            if x is None or y is None or isinstance(x, str) or isinstance(y, str):
+                return None
+            return function(x, y)
+        return apply
+    return None
 
 
 def _derived_number(value, fmt):
