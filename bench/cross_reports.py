@@ -60,15 +60,21 @@ reports:
 """
 
 HAND_WRITTEN = """
-WITH b AS (SELECT id AS k, SUM(budget) AS budget FROM project GROUP BY id),
-     l AS (SELECT COALESCE(project_id, -1) AS k, SUM(amount) AS labour, COUNT(*) AS entries, AVG(amount) AS avg_labour
-           FROM labour_entry WHERE state = 'approved' GROUP BY COALESCE(project_id, -1)),
-     m AS (SELECT COALESCE(project_id, -1) AS k, SUM(amount) AS material FROM material_cost GROUP BY COALESCE(project_id, -1)),
-     keys AS (SELECT k FROM b UNION SELECT k FROM l UNION SELECT k FROM m)
-SELECT keys.k, COALESCE(b.budget, 0), COALESCE(l.labour, 0), COALESCE(l.entries, 0), l.avg_labour, COALESCE(m.material, 0), p.name
-FROM keys LEFT JOIN b ON b.k = keys.k LEFT JOIN l ON l.k = keys.k LEFT JOIN m ON m.k = keys.k
-LEFT JOIN project p ON p.id = keys.k
-ORDER BY keys.k
+SELECT g.k, g.budget, g.labour, g.entries, g.avg_labour, g.material, p.name
+FROM (SELECT k, COALESCE(MAX(budget), 0) AS budget, COALESCE(MAX(labour), 0) AS labour,
+             COALESCE(MAX(entries), 0) AS entries, MAX(avg_labour) AS avg_labour, COALESCE(MAX(material), 0) AS material
+      FROM (SELECT id AS k, SUM(budget) AS budget, CAST(NULL AS NUMERIC) AS labour, CAST(NULL AS BIGINT) AS entries,
+                   CAST(NULL AS NUMERIC) AS avg_labour, CAST(NULL AS NUMERIC) AS material
+            FROM project GROUP BY id
+            UNION ALL
+            SELECT COALESCE(project_id, -1), NULL, SUM(amount), COUNT(*), AVG(amount), NULL
+            FROM labour_entry WHERE state = 'approved' GROUP BY COALESCE(project_id, -1)
+            UNION ALL
+            SELECT COALESCE(project_id, -1), NULL, NULL, NULL, NULL, SUM(amount)
+            FROM material_cost GROUP BY COALESCE(project_id, -1)) AS stacked
+      GROUP BY k) AS g
+LEFT JOIN project p ON p.id = g.k
+ORDER BY g.k
 """
 
 

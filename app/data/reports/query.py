@@ -2,8 +2,8 @@
 
 - one entity: one GROUP BY;
 - a pivot (`columns:`): one GROUP BY (row groups, column bucket), pivoted here with row, column and grand totals;
-- cross-entity (`sources:`): each source grouped by its key in its own subquery (its own row scope, filter and
-  date range), the subqueries joined on the union of their keys: still one statement.
+- cross-entity (`sources:`): each source grouped by its key (its own row scope, filter and date range), the
+  groups stacked with UNION ALL and grouped again by key: still one statement.
 Derived measures and styles are evaluated here, per row (and pivot cell) and on the totals; each row and cell
 gets a drill-down URL (app/data/reports/drill.py).
 """
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Integer, cast, distinct, func, literal, select, union
+from sqlalchemy import Float, Integer, cast, distinct, func, literal, null, select, union_all
+from sqlalchemy.types import NullType
 from sqlalchemy.orm import aliased
 
 from app.fieldtypes import type_of
@@ -165,11 +166,11 @@ class ReportQuery:
         return result
 
     def cross_statement(self, report: ReportSpec, params: ReportParams):
-        """Each source grouped by its key in a subquery (scope, filter, date range), joined on the union of keys."""
+        """Each source grouped by its key (scope, filter, date range), stacked and grouped again by key."""
         group = self.portal.entity(report.entity)
         dialect = self.session.get_bind().dialect.name
         chosen = dict(params.filters).get(report.group_by[0].field)
-        subqueries, columns = [], [ReportColumn(report.group_by[0].field, lazy(group.label), "group")]
+        arms, columns = [], [ReportColumn(report.group_by[0].field, lazy(group.label), "group")]
         measure_columns = []
         for source in report.sources:
             if not self.viewer.may_read(source.entity):
@@ -199,23 +200,30 @@ class ReportQuery:
                 except ValueError:
                     raise ReportRefused(_l("Not a valid value for %(field)s.", field=report.group_by[0].field)) from None
                 conditions.append(key_column.is_(None) if value is None else key_column == value)
-            subqueries.append(select(key.label("k"), *measures).select_from(model).where(*conditions)
-                              .group_by(key).cte(f"s_{source.name}"))
-        # CTEs: each source is grouped once, then read by the union of keys and by its join
-        keys = union(*(select(q.c.k) for q in subqueries)).subquery("keys")
-        statement = select(keys.c.k.label("g")).select_from(keys)
-        for q in subqueries:
-            statement = statement.outerjoin(q, q.c.k == keys.c.k)
-        for source_name, measure in measure_columns:
-            self_sub = next(q for q in subqueries if q.name == f"s_{source_name}").c[f"m_{measure.name}"]
-            value = self_sub
+            arms.append((model, key, {m.name: m for m in measures}, conditions))
+        # each source grouped by its key, stacked (UNION ALL, the other sources' measures null) and grouped
+        # again by key: one row per group, linear in the groups on both databases (a join of grouped
+        # subqueries on their keys is a nested loop on SQLite)
+        names = [f"m_{measure.name}" for _, measure in measure_columns]
+        # typed nulls: PostgreSQL types a UNION column from its first arms (an untyped null would be text)
+        types = {name: (expr.type if not isinstance(expr.type, NullType) else Float()) for _, _, own, _ in arms
+                 for name, expr in own.items()}
+        stacked = union_all(*(
+            select(key.label("k"), *(own[name] if name in own else cast(null(), types[name]).label(name) for name in names))
+            .select_from(model).where(*conditions).group_by(key)
+            for model, key, own, conditions in arms)).subquery("stacked")
+        values = []
+        for (_, measure), name in zip(measure_columns, names):
+            value = func.max(stacked.c[name])  # one row per source and key: its value
             if measure.function in ("count", "count_distinct", "sum"):
-                value = func.coalesce(self_sub, 0)  # a source with no records for the group counts 0
-            statement = statement.add_columns(value.label(f"m_{measure.name}"))
+                value = func.coalesce(value, 0)  # a source with no records for the group counts 0
+            values.append(value.label(name))
+        grouped = select(stacked.c.k.label("g"), *values).group_by(stacked.c.k).subquery("grouped")
         target = aliased(self.models[group.name])
         title = getattr(target, group.title) if group.title else cast(target.id, Integer)
-        statement = statement.outerjoin(target, keys.c.k == target.id).add_columns(title.label("t"))
-        return statement.order_by(keys.c.k), columns, group
+        statement = (select(*grouped.c, title.label("t")).select_from(grouped)
+                     .outerjoin(target, grouped.c.g == target.id).order_by(grouped.c.g))
+        return statement, columns, group
 
     def _source_conditions(self, source, entity, model, params: ReportParams, date_field) -> list:
         conditions = [filter_clause(self.portal, self.models, entity.name, source.filter, context_for(self.viewer.user_id))]
