@@ -147,8 +147,9 @@ class ReportQuery:
         drill = None
         if drill_source is not None:
             entity = self.portal.entity(drill_source.entity)
-            drill = self._drill(report, entity, drill_source.filter, params, _source_date_field(drill_source, entity),
-                                [(drill_source.key, None)])
+            # the chosen group (f_<group>) is the row's own key value: not carried as a field of the source
+            drill = self._drill(report, entity, drill_source.filter, ReportParams(params.date_from, params.date_to),
+                                _source_date_field(drill_source, entity), [(drill_source.key, None)])
         key_name = report.group_by[0].field
         out = []
         for values in rows:
