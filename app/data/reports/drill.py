@@ -92,6 +92,8 @@ class Drill:
         # the template: [text ending in %22, "0", %22 + text, "1", ...]: each placeholder's digits at odd places,
         # its JSON quotes (%22) on either side; a value goes in their place
         parts, varying = self.template, self.varying
+        if len(parts) == 1:  # nothing varies (a report without groups)
+            return self.prefix + parts[0]
         out = [self.prefix, parts[0][:-3]]
         for i in range(1, len(parts), 2):
             at = int(parts[i])
