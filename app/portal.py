@@ -117,9 +117,9 @@ def dashboard_link_name(module: str) -> str:
 
 
 def can_open_report(report) -> bool:
-    """The signed-in user may read the report and the entity it counts."""
+    """The signed-in user may read the report and every entity it counts (each source of a cross-entity report)."""
     sm = current_app.appbuilder.sm
-    return sm.has_access("can_read", report_link_name(report.id)) and sm.has_access("can_read", report.entity)
+    return sm.has_access("can_read", report_link_name(report.id)) and all(sm.has_access("can_read", e) for e in report.entities)
 
 
 def can_open_dashboard(module: str) -> bool:

@@ -17,7 +17,7 @@ from app.portal import can_open_dashboard, can_open_report, current_portal, dash
 from app.i18n import lazy
 from app.runtime.observability import timed
 from app.data.reports.cache import cached_run
-from app.data.reports.drill import add_row_drills
+from app.data.reports.row_drills import add_row_drills
 from app.data.reports.output import (as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell,
                                      html_text, report_table_html, table_html, xlsx_bytes)
 from app.generate.drill import conditions_in_words
@@ -41,6 +41,7 @@ def parse_params(report) -> ReportParams:
     """from/to (ISO dates) and f_<field>=value filters on the report's group fields."""
     spec, _ = _portal()
     entity = spec.entity(report.entity)
+    group = report.group_by[0].field if report.sources else None  # a cross-entity report's group: a record id
 
     def date(name):
         text = request.args.get(name, "").strip()
@@ -56,7 +57,10 @@ def parse_params(report) -> ReportParams:
     for key, value in request.args.items():
         if key.startswith("f_") and value != "":
             name = key[2:]
-            if name not in groupable or not type_of(entity.field(name)).report_filterable:
+            if name == group:
+                filters.append((name, value))
+                continue
+            if name not in groupable or report.sources or not type_of(entity.field(name)).report_filterable:
                 raise ReportRefused(_l("This report cannot be filtered by %(field)s.", field=name))
             filters.append((name, value))
     params = ReportParams(date("from"), date("to"), tuple(filters))
@@ -134,7 +138,7 @@ class ReportsView(BaseView):
         """Select boxes for the report's enum/link/user/boolean groups, with the values that occur."""
         chosen = dict(params.filters)
         choices = []
-        for group in report.group_by:
+        for group in report.group_by if not report.sources else ():  # a cross-entity group is no field of one entity
             f = entity.field(group.field)
             if not type_of(f).report_filterable or group.field in current_viewer().unreadable(entity.name):
                 continue

@@ -223,14 +223,21 @@ def _order_index(entity: EntitySpec, models: dict) -> None:
 
 
 def _report_index(spec: PortalSpec, report, models: dict) -> None:
-    """A covering index per report (filters, groups, measures) so its GROUP BY reads the index only."""
-    entity = spec.entity(report.entity)
-    names = [c.path[0] for c in report.filter] + [g.field for g in report.group_by]
-    names += [f for m in report.measures for f in m.fields]
-    columns = list(dict.fromkeys(entity.field(n).column_name for n in names if not type_of(entity.field(n)).multiple))
-    if columns:
-        table = models[entity.name].__table__
-        Index(f"ix_report_{report.id}"[:63], *(table.c[c] for c in columns[:16]))
+    """A covering index per report (filters, groups, measures) so its GROUP BY reads the index only; a
+    cross-entity report gets one per source (filter, key, measures)."""
+    if report.sources:
+        parts = [(s.entity, s.filter, [] if s.key == "id" else [s.key], s.measures, f"ix_report_{report.id}_{s.name}")
+                 for s in report.sources]
+    else:
+        groups = [g.field for g in report.group_by] + ([report.columns.field] if report.columns else [])
+        parts = [(report.entity, report.filter, groups, report.measures, f"ix_report_{report.id}")]
+    for entity_name, conditions, groups, measures, name in parts:
+        entity = spec.entity(entity_name)
+        names = [c.path[0] for c in conditions] + groups + [f for m in measures for f in m.fields]
+        columns = list(dict.fromkeys(entity.field(n).column_name for n in names if not type_of(entity.field(n)).multiple))
+        if columns:
+            table = models[entity.name].__table__
+            Index(name[:63], *(table.c[c] for c in columns[:16]))
 
 
 def _build_model(entity: EntitySpec, models: dict, base) -> type:

@@ -52,8 +52,9 @@ def role_permission_pairs(spec: PortalSpec, role_name: str) -> set[tuple[str, st
                               ("menu_access", dashboard_view_menu(module.name))})
         for report in module.reports:
             if report.id in role.reports:
-                pairs.update({("can_read", report_view_menu(report.id)), ("menu_access", report_view_menu(report.id)),
-                              ("menu_access", module.name)})
+                pairs.add(("can_read", report_view_menu(report.id)))
+                if all("read" in role.actions(e) for e in report.entities):  # a source it cannot read: not offered
+                    pairs.update({("menu_access", report_view_menu(report.id)), ("menu_access", module.name)})
         for view in module.views:
             if role_name in view.roles and "read" in role.actions(view.entity):
                 pairs.update({("can_read", saved_view_menu(view.id)), ("menu_access", saved_view_menu(view.id)),

@@ -19,7 +19,7 @@ from app.schema.lifecycle import check_lifecycle
 from app.schema.lines import check_lines
 from app.schema.links import check_links
 from app.schema.reminders import check_reminders, check_webhook_channels, read_reminders
-from app.schema.reports import check_report, check_report_ids
+from app.schema.reports import check_report, check_report_ids, with_group_entities
 from app.schema.roles import check_role, merge_roles
 from app.schema.values import Check, kind, short
 from app.schema.webhooks import check_webhook_names, check_webhooks
@@ -61,6 +61,7 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     modules = [dataclasses.replace(m, entities=tuple(check_lifecycle(run, e, entities, roles) for e in m.entities))
                for m in modules]
     check_report_ids(run, modules, roles)
+    modules = with_group_entities(modules, entities)  # a cross-entity report counts its group entity's records
     check_webhook_names(run, modules)
     reminders = [r for m in modules for r in m.reminders]
     check_reminders(run, reminders, {e.name: e for m in modules for e in m.entities}, roles)

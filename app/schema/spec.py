@@ -312,6 +312,7 @@ class RoleSpec:
 DATE_BUCKETS = ("day", "week", "month", "quarter", "year")
 AGGREGATES = ("count", "sum", "avg", "min", "max", "count_distinct", "avg_hours_between")
 CHARTS = ("bar", "line", "pie", "table")
+FORMATS = ("money", "percent", "number", "duration")  # how a measure's number is shown (duration: from hours)
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,29 @@ class Measure:
     function: str
     label: Label
     fields: tuple[str, ...] = ()  # () for count; (start, end) for avg_hours_between
+    format: str | None = None  # one of FORMATS
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One entity aggregated by a cross-entity report, joined to the others on the shared group."""
+    name: str
+    entity: str
+    key: str  # "id" when `entity` is the group entity, else a link field of `entity` to it
+    measures: tuple[Measure, ...]
+    filter: tuple = ()
+    date_field: str | None = None  # what the user's date range applies to (default: the entity's first date)
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class DerivedSpec:
+    """A measure computed from other measures (`expr`), per row and on the totals; styles colour its cells."""
+    name: str
+    expr: object  # app/schema/expressions.Expression
+    label: Label
+    format: str | None = None
+    styles: tuple[tuple[str, object], ...] = ()  # (style, Expression giving true/false), most severe first
 
 
 @dataclass(frozen=True)
@@ -342,6 +366,16 @@ class ReportSpec:
     chart: str = "bar"
     date_field: str | None = None  # what the user's date range applies to
     chart_measure: str | None = None  # the measure the chart plots (default: the first)
+    chart_measures: tuple[str, ...] = ()  # every measure the chart plots (`chart_measure: [a, b]`); [0] is chart_measure
+    sources: tuple[SourceSpec, ...] = ()  # cross-entity: `entity` is then the group entity the keys link to
+    derived: tuple[DerivedSpec, ...] = ()
+    columns: GroupBy | None = None  # pivot: one column per date bucket or enum value
+    cumulative: bool = False  # pivot cells as running totals along the columns
+
+    @property
+    def entities(self) -> tuple[str, ...]:
+        """Every entity the report reads: the viewer must be able to read each."""
+        return tuple(dict.fromkeys(s.entity for s in self.sources)) if self.sources else (self.entity,)
 
     def fields_used(self) -> set[str]:
         used = {g.field for g in self.group_by} | {c.path[0] for c in self.filter}

@@ -1,139 +1,123 @@
-"""Drill-down URLs of report cells: the list of the records behind a row (app/generate/drill.py serves them).
+"""Drill-down links of report rows and pivot cells: `/<entity_snake>/list/?drill=<filter JSON>`.
 
-A row's drill is its group values + the report's fixed filter + the page's date range + the chosen filters, in
-the filter language; a date bucket becomes a gte/lt range, a NULL group `{"null": true}`, a link or user group
-the record id. No Flask here: the URL is built from the entity spec and plain values.
+The JSON is a filter of the filter language (docs/schema.md "Filters"): the report's (or source's) fixed filter,
+the user's date range and group filters, and the row's group values (a date bucket as a range, an empty value
+as `{"null": true}`). The list page applies it on top of the viewer's row scope, so its count is the cell's.
+
+A 2,000-group report makes 2,000 links: the fixed part is serialized once, and each row's values are encoded
+alone and put in place of placeholders (URL-quoting is per character, so the pieces quote the same as the whole).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
-from decimal import Decimal
 from urllib.parse import quote
 
-from app.fieldtypes import type_of
 from app.schema.filters import filter_json
 
-RANGE_KEEP = {"gte": max, "gt": max, "lt": min, "lte": min}  # two bounds on one field: the narrower holds
+MARK = "\ue000"  # a private-use character: JSON writes it \ue000, quoted %5Cue000
+QUOTED_MARK = "%5Cue000"
 
 
-def drill_url(entity_spec, conditions: dict) -> str:
-    """`/<entity_snake>/list/?drill=<JSON>`, the JSON compact and with sorted keys (stable URLs)."""
-    return f"/{entity_spec.snake}/list/?drill={quote(_dumps(conditions))}"
+def encode(obj) -> str:
+    return quote(json.dumps(obj, separators=(",", ":"), sort_keys=True))
 
 
-def _plain(value):
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(type(value))
+def drill_url(entity_snake: str, obj: dict) -> str:
+    return f"/{entity_snake}/list/?drill={encode(obj)}"
 
 
 def bucket_range(bucket: str, key: str) -> tuple[str, str]:
-    """The [start, end) dates of a date bucket key as the report query writes them (2026-11, 2026-Q4, ...)."""
+    """The [gte, lt) dates of a bucket key as query.bucket_expression writes it (2026-11-16, 2026-11, 2026-Q4...)."""
+    if bucket == "day":
+        start = dt.date.fromisoformat(key)
+        return start.isoformat(), (start + dt.timedelta(days=1)).isoformat()
+    if bucket == "week":
+        start = dt.date.fromisoformat(key)
+        return start.isoformat(), (start + dt.timedelta(days=7)).isoformat()
     if bucket == "year":
-        start = dt.date(int(key), 1, 1)
-        return start.isoformat(), dt.date(start.year + 1, 1, 1).isoformat()
+        year = int(key)
+        return f"{year:04d}-01-01", f"{year + 1:04d}-01-01"
     if bucket == "quarter":
-        year, quarter = key.split("-Q")
-        start = dt.date(int(year), 3 * int(quarter) - 2, 1)
-    elif bucket == "month":
-        start = dt.date.fromisoformat(key + "-01")
+        year, quarter = int(key[:4]), int(key[-1])
+        month = 3 * (quarter - 1) + 1
     else:
-        start = dt.date.fromisoformat(key[:10])
-        return start.isoformat(), (start + dt.timedelta(days=7 if bucket == "week" else 1)).isoformat()
-    months = 3 if bucket == "quarter" else 1
-    year, month = divmod(start.month - 1 + months, 12)
-    return start.isoformat(), dt.date(start.year + year, month + 1, 1).isoformat()
+        year, month = int(key[:4]), int(key[5:7])
+        quarter = 0
+    start = dt.date(year, month, 1)
+    months = 3 if quarter else 1
+    end_month = month + months
+    end = dt.date(year + (end_month - 1) // 12, (end_month - 1) % 12 + 1, 1)
+    return start.isoformat(), end.isoformat()
 
 
-def merge(conditions: dict, name: str, condition) -> None:
-    """Add one field's condition to a drill: both must hold (bounds on one field keep the narrower)."""
-    if name not in conditions:
-        conditions[name] = condition
-        return
-    ops = lambda c: c if isinstance(c, dict) else {"null": True} if c is None else {  # noqa: E731
-        "in" if isinstance(c, list) else "eq": c}
-    given, new = ops(conditions[name]), ops(condition)
-    for op, value in new.items():
-        given[op] = RANGE_KEEP[op](given[op], value) if op in given and op in RANGE_KEEP else value
-    conditions[name] = given
+def _json_value(value):
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
 
 
-def base_conditions(report, entity, params, date_field: str | None) -> dict:
-    """What every cell of a single-entity report shares: the fixed filter, the date range and the chosen filters."""
-    conditions = filter_json(report.filter)
-    if date_field and params.date_from:
-        merge(conditions, date_field, {"gte": params.date_from.isoformat()})
-    if date_field and params.date_to and params.date_to < dt.date.max:
-        merge(conditions, date_field, {"lt": (params.date_to + dt.timedelta(days=1)).isoformat()})
-    for name, raw in params.filters:
-        f = entity.field(name)
-        value = type_of(f).report_value(f, raw)
-        merge(conditions, name, {"null": True} if value is None else _plain_value(value))
-    return conditions
+class Drill:
+    """The drill URLs of one report (or one source): `url(values)` with values for the `varying` fields."""
+
+    def __init__(self, entity_snake: str, conditions, fixed: dict, varying: list[tuple[str, str | None]]) -> None:
+        """`conditions`: the fixed filter (filter-language Conditions); `fixed`: more field -> JSON condition
+        (date range, chosen group values); `varying`: (field, date bucket or None) given per row."""
+        self.prefix = f"/{entity_snake}/list/?drill="
+        base = filter_json(conditions)
+        for name, condition in fixed.items():
+            base[name] = _merge(base.get(name), condition)
+        self.base, self.varying = base, varying
+        # fields whose per-row condition must be merged with a fixed one take the slow path
+        self.clashing = any(name in base for name, _ in varying)
+        placeholders = {name: f"{MARK}{i}{MARK}" for i, (name, _) in enumerate(varying)}
+        self.template = encode({**base, **placeholders}).split(QUOTED_MARK) if not self.clashing else None
+
+    def condition(self, name: str, bucket: str | None, value):
+        if value is None:
+            return {"null": True}
+        if bucket:
+            start, end = bucket_range(bucket, value)
+            return {"gte": start, "lt": end}
+        return _json_value(value)
+
+    def url(self, values) -> str:
+        if self.clashing:
+            obj = dict(self.base)
+            for (name, bucket), value in zip(self.varying, values):
+                obj[name] = _merge(obj.get(name), self.condition(name, bucket, value))
+            return self.prefix + encode(obj)
+        # the template: [text ending in %22, "0", %22 + text, "1", ...]: each placeholder's digits at odd places,
+        # its JSON quotes (%22) on either side; a value goes in their place
+        parts, varying = self.template, self.varying
+        if len(parts) == 1:  # nothing varies (a report without groups)
+            return self.prefix + parts[0]
+        out = [self.prefix, parts[0][:-3]]
+        for i in range(1, len(parts), 2):
+            at = int(parts[i])
+            value = values[at]
+            if value.__class__ is int:  # a record id: its digits
+                out.append(str(value))
+            else:
+                name, bucket = varying[at]
+                out.append(encode(self.condition(name, bucket, value)))
+            out.append(parts[i + 1][3:-3] if i + 2 < len(parts) else parts[i + 1][3:])
+        return "".join(out)
 
 
-def _plain_value(value):
-    return _plain(value) if isinstance(value, (dt.date, dt.datetime, Decimal)) else value
-
-
-def _group_condition(entity, group, value):
-    """A group value as a drill condition: a bucket as its date range, NULL as null, a boolean as true/false."""
-    if value is None:
-        return {"null": True}
-    if group.bucket:
-        start, end = bucket_range(group.bucket, str(value))
-        return {"gte": start, "lt": end}
-    if entity.field(group.field).type == "boolean":
-        return bool(value)  # SQLite answers 0/1
-    return _plain_value(value)
-
-
-def row_conditions(report, entity, base: dict, row: dict) -> dict:
-    """One result row's drill: `base` and the row's group values."""
-    conditions = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
-    for group in report.group_by:
-        merge(conditions, group.field, _group_condition(entity, group, row[group.field]["value"]))
-    return conditions
-
-
-def _dumps(value) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_plain)  # as the contract spells it
-
-
-def add_row_drills(result, entity, params) -> None:
-    """Put "drill" on each row of a single-entity report result that has none yet.
-
-    2,000 groups make 2,000 URLs: the URL is cut once into the parts around each group field's condition, and a
-    row only encodes its own group values (as `drill_url` would, byte for byte: same keys, same order)."""
-    report = result.report
-    if getattr(report, "sources", None) or not result.rows or "drill" in result.rows[0]:
-        return  # cross-entity reports get theirs from the engine
-    base = base_conditions(report, entity, params, result.date_field)
-    groups = list(report.group_by)
-    marks = {g.field: f"@@drill-{i}@@" for i, g in enumerate(groups)}
-    template = drill_url(entity, {**base, **marks})
-    pieces, rest = [], template
-    for g in sorted(groups, key=lambda g: g.field):  # sort_keys: the marks appear in field order
-        mark = quote(_dumps(marks[g.field]))
-        if rest.count(mark) != 1:  # a fixed filter holding the mark's text: build each URL in full
-            for row in result.rows:
-                row["drill"] = drill_url(entity, row_conditions(report, entity, base, row))
-            return
-        before, rest = rest.split(mark)
-        pieces.append((before, g))
-    memo: dict = {}
-
-    def fragment(group, value):
-        key = (group.field, value)
-        if key not in memo and type(value) is int and group.field not in base and not group.bucket:
-            memo[key] = str(value)  # a link id: its JSON and URL forms are its digits
-        if key not in memo:
-            condition = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items() if k == group.field}
-            merge(condition, group.field, _group_condition(entity, group, value))
-            memo[key] = quote(_dumps(condition[group.field]))
-        return memo[key]
-    for row in result.rows:
-        row["drill"] = "".join(before + fragment(g, row[g.field]["value"]) for before, g in pieces) + rest
+def _merge(given, condition):
+    """Two conditions on one field, both to hold: operator mappings merged (the narrower range kept)."""
+    if given is None:
+        return condition
+    as_ops = lambda c: c if isinstance(c, dict) else {"in": c} if isinstance(c, list) else {"eq": c}  # noqa: E731
+    merged = dict(as_ops(given))
+    for op, value in as_ops(condition).items():
+        if op in merged and op in ("gte", "gt"):
+            merged[op] = max(merged[op], value)
+        elif op in merged and op in ("lt", "lte"):
+            merged[op] = min(merged[op], value)
+        else:
+            merged[op] = value
+    return merged

@@ -25,18 +25,44 @@ def as_json(result: ReportResult) -> dict:
         "id": result.report.id,
         "label": result.report.label.get(current_locale()),
         "chart": result.report.chart,
-        "columns": [{"key": c.key, "label": str(c.label), "kind": c.kind} for c in result.columns],
+        "columns": [{"key": c.key, "label": str(c.label), "kind": c.kind, "format": c.format} for c in result.columns],
         "rows": result.rows,
         "totals": result.totals,
+        "pivot_columns": result.pivot_columns,
+        "chart_measure": list(result.report.chart_measures) or None,
     }
+
+
+def table_columns(result: ReportResult) -> list[tuple]:
+    """(ReportColumn, pivot column key or None, header) of each table column: a pivot has, after its groups,
+    every measure of every pivot column, then the row totals."""
+    groups = [(c, None, str(c.label)) for c in result.columns if c.kind == "group"]
+    values = [c for c in result.columns if c.kind != "group"]
+    cells = [(c, p["key"], f"{p['label']} · {c.label}") for p in result.pivot_columns for c in values]
+    totals = [(c, None, f"{c.label} ({_total_word()})" if result.pivot_columns else str(c.label)) for c in values]
+    return groups + cells + totals
+
+
+def _total_word() -> str:
+    from flask_babel import gettext
+    return gettext("Total")
 
 
 def table(result: ReportResult) -> tuple[list[str], list[list]]:
     """Header and rows with display labels, as shown on the page and downloaded."""
-    header = [str(c.label) for c in result.columns]
+    columns = table_columns(result)
+    header = [title for _, _, title in columns]
     rows = []
     for row in result.rows:
-        rows.append([row[c.key]["label"] if c.kind == "group" else row[c.key] for c in result.columns])
+        cells = []
+        for c, pivot_key, _ in columns:
+            if c.kind == "group":
+                cells.append(row[c.key]["label"])
+            elif pivot_key is not None:
+                cells.append(row["pivot"][pivot_key].get(c.key))
+            else:
+                cells.append(row.get(c.key))
+        rows.append(cells)
     return header, rows
 
 

@@ -1,4 +1,12 @@
-"""Build and run a report's single GROUP BY statement, with the viewer's row scope and hidden fields."""
+"""Build and run a report's one SQL statement, with the viewer's row scope and hidden fields.
+
+- one entity: one GROUP BY;
+- a pivot (`columns:`): one GROUP BY (row groups, column bucket), pivoted here with row, column and grand totals;
+- cross-entity (`sources:`): each source grouped by its key (its own row scope, filter and date range), the
+  groups stacked with UNION ALL and grouped again by key: still one statement.
+Derived measures and styles are evaluated here, per row (and pivot cell) and on the totals; each row and cell
+gets a drill-down URL (app/data/reports/drill.py).
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,7 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Integer, cast, distinct, func, literal, select
+from sqlalchemy import Float, Integer, cast, distinct, func, literal, null, select, union_all
+from sqlalchemy.types import NullType
 from sqlalchemy.orm import aliased
 
 from app.fieldtypes import type_of
@@ -14,6 +23,7 @@ from app.i18n import lazy
 from app.rules.access import Viewer
 from app.rules.filters import context_for, filter_clause
 from app.rules.records import FieldError
+from app.data.reports.drill import Drill
 from app.schema.spec import EntitySpec, FieldSpec, GroupBy, PortalSpec, ReportSpec
 
 
@@ -32,7 +42,8 @@ class ReportParams:
 class ReportColumn:
     key: str
     label: object  # str or lazy string
-    kind: str  # "group" or "measure"
+    kind: str  # "group", "measure" or "derived" (a measure computed from the others)
+    format: str | None = None  # None, "money", "percent", "number", "duration"
 
 
 @dataclass
@@ -42,6 +53,7 @@ class ReportResult:
     rows: list[dict] = field(default_factory=list)  # group key -> {"value", "label"}, measure -> number
     totals: dict = field(default_factory=dict)
     date_field: str | None = None
+    pivot_columns: list = field(default_factory=list)  # [{"key": column value, "label": its label}] of a pivot
 
 
 def date_field_of(report: ReportSpec, entity: EntitySpec) -> str | None:
@@ -83,18 +95,151 @@ class ReportQuery:
         self.portal, self.models, self.session, self.viewer = portal, models, session, viewer
 
     def run(self, report: ReportSpec, params: ReportParams = ReportParams()) -> ReportResult:
+        if report.sources:
+            return self._run_cross(report, params)
         statement, columns, entity = self.statement(report, params)
         result = ReportResult(report, columns, date_field=date_field_of(report, entity))
         rows = self.session.connection().execute(statement)  # Core: no ORM row machinery for plain tuples
-        shape = self._row_shape(entity, columns, list(rows.keys()))
-        result.rows = [{key: make(values) for key, make in shape} for values in rows]
-        result.totals = _totals(report, columns, result.rows)
+        names = list(rows.keys())
+        shape = self._row_shape(entity, columns, names)
+        groups = [(g.field, g.bucket) for g in report.group_by]
+        drill = self._drill(report, entity, report.filter, params, result.date_field, groups)
+        if report.columns:
+            cell_drill = self._drill(report, entity, report.filter, params, result.date_field,
+                                     groups + [(report.columns.field, report.columns.bucket)])
+            _pivot(self, report, entity, result, rows, names, shape, cell_drill, drill)
+        else:
+            group_keys = [c.key for c in columns if c.kind == "group"]
+            result.rows = [{key: make(values) for key, make in shape} for values in rows]
+            for row in result.rows:
+                row["drill"] = drill.url([row[k]["value"] for k in group_keys])
+            result.totals = _totals(report, columns, result.rows)
+        _add_derived(report, result)
         return result
+
+    def _drill(self, report, entity, conditions, params: ReportParams, date_field, varying):
+        """The Drill of the records behind the rows: fixed filter, date range, chosen group values."""
+        fixed = {}
+        if date_field and (params.date_from or params.date_to):
+            rng = {}
+            if params.date_from:
+                rng["gte"] = params.date_from.isoformat()
+            if params.date_to and params.date_to < dt.date.max:
+                rng["lt"] = (params.date_to + dt.timedelta(days=1)).isoformat()
+            if rng:
+                fixed[date_field] = rng
+        for name, raw in params.filters:
+            if any(name == v for v, _ in varying):
+                continue  # the row's own value says it
+            fixed[name] = raw
+        return Drill(entity.snake, conditions, fixed, varying)
+
+    # -- cross-entity reports ---------------------------------------------------------------------------
+    def _run_cross(self, report: ReportSpec, params: ReportParams) -> ReportResult:
+        statement, columns, group = self.cross_statement(report, params)
+        result = ReportResult(report, columns)
+        rows = self.session.connection().execute(statement)
+        position = {name: i for i, name in enumerate(rows.keys())}
+        at, title_at = position["g"], position["t"]
+        measures = [(c.key, position[f"m_{c.key}"]) for c in columns if c.kind == "measure"]
+        label = (lambda raw, title: _display_group(group, raw, title))
+        drill_source = next((s for s in report.sources if s.key != "id"), None)
+        drill = None
+        if drill_source is not None:
+            entity = self.portal.entity(drill_source.entity)
+            # the chosen group (f_<group>) is the row's own key value: not carried as a field of the source
+            drill = self._drill(report, entity, drill_source.filter, ReportParams(params.date_from, params.date_to),
+                                _source_date_field(drill_source, entity), [(drill_source.key, None)])
+        key_name = report.group_by[0].field
+        out = []
+        for values in rows:
+            raw = values[at]
+            raw = None if raw == NO_KEY else raw
+            row = {key_name: {"value": raw, "label": label(raw, values[title_at])}}
+            for name, i in measures:
+                row[name] = _number(values[i])
+            if drill is not None:
+                row["drill"] = drill.url([raw])
+            out.append(row)
+        result.rows = out
+        result.totals = _totals(report, columns, out)
+        _add_derived(report, result)
+        return result
+
+    def cross_statement(self, report: ReportSpec, params: ReportParams):
+        """Each source grouped by its key (scope, filter, date range), stacked and grouped again by key."""
+        group = self.portal.entity(report.entity)
+        dialect = self.session.get_bind().dialect.name
+        chosen = dict(params.filters).get(report.group_by[0].field)
+        arms, columns = [], [ReportColumn(report.group_by[0].field, lazy(group.label), "group")]
+        measure_columns = []
+        for source in report.sources:
+            if not self.viewer.may_read(source.entity):
+                raise ReportRefused(_l("This report reads records you may not see."))
+            entity, model = self.portal.entity(source.entity), self.models[source.entity]
+            unreadable = self.viewer.unreadable(entity.name)
+            date_field = _source_date_field(source, entity)
+            used = {c.path[0] for c in source.filter} | ({source.key} - {"id"})
+            if (params.date_from or params.date_to) and date_field:
+                used.add(date_field)
+            if used & unreadable:
+                raise ReportRefused(_l("This report uses fields that are hidden from you."))
+            key_column = model.id if source.key == "id" else getattr(model, entity.field(source.key).column_name)
+            # an empty link is its own group ("(none)"), joined through a key no record has
+            key = key_column if source.key == "id" else func.coalesce(key_column, NO_KEY)
+            measures = []
+            for measure in source.measures:
+                if set(measure.fields) & unreadable:
+                    continue
+                measures.append(self._measure_expr(model, entity, measure, dialect).label(f"m_{measure.name}"))
+                measure_columns.append((source.name, measure))
+                columns.append(ReportColumn(measure.name, lazy(measure.label), "measure", measure.format))
+            conditions = self._source_conditions(source, entity, model, params, date_field)
+            if chosen is not None:
+                try:
+                    value = record_id_or_none(chosen)
+                except ValueError:
+                    raise ReportRefused(_l("Not a valid value for %(field)s.", field=report.group_by[0].field)) from None
+                conditions.append(key_column.is_(None) if value is None else key_column == value)
+            arms.append((model, key, {m.name: m for m in measures}, conditions))
+        # each source grouped by its key, stacked (UNION ALL, the other sources' measures null) and grouped
+        # again by key: one row per group, linear in the groups on both databases (a join of grouped
+        # subqueries on their keys is a nested loop on SQLite)
+        names = [f"m_{measure.name}" for _, measure in measure_columns]
+        # typed nulls: PostgreSQL types a UNION column from its first arms (an untyped null would be text)
+        types = {name: (expr.type if not isinstance(expr.type, NullType) else Float()) for _, _, own, _ in arms
+                 for name, expr in own.items()}
+        stacked = union_all(*(
+            select(key.label("k"), *(own[name] if name in own else cast(null(), types[name]).label(name) for name in names))
+            .select_from(model).where(*conditions).group_by(key)
+            for model, key, own, conditions in arms)).subquery("stacked")
+        values = []
+        for (_, measure), name in zip(measure_columns, names):
+            value = func.max(stacked.c[name])  # one row per source and key: its value
+            if measure.function in ("count", "count_distinct", "sum"):
+                value = func.coalesce(value, 0)  # a source with no records for the group counts 0
+            values.append(value.label(name))
+        grouped = select(stacked.c.k.label("g"), *values).group_by(stacked.c.k).subquery("grouped")
+        target = aliased(self.models[group.name])
+        title = getattr(target, group.title) if group.title else cast(target.id, Integer)
+        statement = (select(*grouped.c, title.label("t")).select_from(grouped)
+                     .outerjoin(target, grouped.c.g == target.id).order_by(grouped.c.g))
+        return statement, columns, group
+
+    def _source_conditions(self, source, entity, model, params: ReportParams, date_field) -> list:
+        conditions = [filter_clause(self.portal, self.models, entity.name, source.filter, context_for(self.viewer.user_id))]
+        conditions += _date_conditions(entity, model, params, date_field)
+        scope = self.viewer.row_clause(entity.name, self.models)
+        if scope is not None:
+            conditions.append(scope)
+        return conditions
 
     def statement(self, report: ReportSpec, params: ReportParams):
         entity = self.portal.entity(report.entity)
         unreadable = self.viewer.unreadable(entity.name)
         used_for_grouping = {g.field for g in report.group_by} | {c.path[0] for c in report.filter} | {n for n, _ in params.filters}
+        if report.columns:
+            used_for_grouping.add(report.columns.field)
         date_field = date_field_of(report, entity)
         if (params.date_from or params.date_to) and date_field:
             used_for_grouping.add(date_field)
@@ -111,12 +256,22 @@ class ReportQuery:
             key = bucket_expression(column, group.bucket, dialect) if group.bucket else column
             keys.append(key.label(f"g_{f.name}"))
             columns.append(ReportColumn(group.field, _group_label(f, group), "group"))
+        if report.columns:  # the pivot's column bucket: one more GROUP BY key
+            f = entity.field(report.columns.field)
+            column = getattr(model, f.column_name)
+            key = bucket_expression(column, report.columns.bucket, dialect) if report.columns.bucket else column
+            keys.append(key.label(f"c_{f.name}"))
         measures = []
         for measure in report.measures:
             if set(measure.fields) & unreadable:
                 continue  # a measure over a hidden field is left out for this viewer
             measures.append(self._measure_expr(model, entity, measure, dialect).label(f"m_{measure.name}"))
-            columns.append(ReportColumn(measure.name, lazy(measure.label), "measure"))
+            if report.columns and measure.function in ("avg", "avg_hours_between"):
+                # a pivot's row and column totals of an average: the sum and count it came from
+                fields = [getattr(model, entity.field(n).column_name) for n in measure.fields]
+                inner = fields[0] if measure.function == "avg" else hours_between(fields[0], fields[1], dialect)
+                measures += [func.sum(inner).label(f"s_{measure.name}"), func.count(inner).label(f"n_{measure.name}")]
+            columns.append(ReportColumn(measure.name, lazy(measure.label), "measure", measure.format))
         grouped = select(*keys, *measures).select_from(model)
         grouped = grouped.where(*self._conditions(report, entity, model, params, date_field))
         if keys:
@@ -129,6 +284,8 @@ class ReportQuery:
                 target, condition, expression = title
                 statement = statement.outerjoin(target, condition).add_columns(expression.label(f"t_{group.field}"))
         order = [grouped.c[f"g_{g.field}"] for g in report.group_by]
+        if report.columns:
+            order.append(grouped.c[f"c_{report.columns.field}"])
         return (statement.order_by(*order) if order else statement), columns, entity
 
     def _title_join(self, f: FieldSpec, key):
@@ -162,16 +319,7 @@ class ReportQuery:
             except (FieldError, ValueError):
                 raise ReportRefused(_l("Not a valid value for %(field)s.", field=name)) from None
             conditions.append(column.is_(None) if value is None else column == value)
-        if date_field:
-            column = getattr(model, date_field)
-            is_datetime = type_of(entity.field(date_field)).has_time
-            if params.date_from:
-                start = dt.datetime.combine(params.date_from, dt.time(0)) if is_datetime else params.date_from
-                conditions.append(column >= start)
-            if params.date_to and params.date_to < dt.date.max:  # up to 9999-12-31 means no end
-                end = params.date_to + dt.timedelta(days=1)
-                end = dt.datetime.combine(end, dt.time(0)) if is_datetime else end
-                conditions.append(column < end)
+        conditions += _date_conditions(entity, model, params, date_field)
         scope = self.viewer.row_clause(entity.name, self.models)
         if scope is not None:
             conditions.append(scope)
@@ -191,6 +339,46 @@ class ReportQuery:
                 at = position[f"m_{column.key}"]
                 shape.append((column.key, lambda v, at=at: _number(v[at])))
         return shape
+
+
+NO_KEY = -1  # the key of a cross-entity report's "(none)" group: no record has this id
+
+
+def record_id_or_none(raw):
+    if raw is None or str(raw).strip() == "":
+        return None
+    value = int(str(raw).strip())
+    if value < 1:
+        raise ValueError(raw)
+    return value
+
+
+def _source_date_field(source, entity: EntitySpec) -> str | None:
+    if source.date_field:
+        return source.date_field
+    return next((f.name for f in entity.fields if type_of(f).is_moment), None)
+
+
+def _date_conditions(entity, model, params: ReportParams, date_field) -> list:
+    """The user's date range on `date_field` (a whole day at each end; a datetime from midnight)."""
+    conditions = []
+    if date_field:
+        column = getattr(model, entity.field(date_field).column_name)
+        is_datetime = type_of(entity.field(date_field)).has_time
+        if params.date_from:
+            start = dt.datetime.combine(params.date_from, dt.time(0)) if is_datetime else params.date_from
+            conditions.append(column >= start)
+        if params.date_to and params.date_to < dt.date.max:  # up to 9999-12-31 means no end
+            end = params.date_to + dt.timedelta(days=1)
+            end = dt.datetime.combine(end, dt.time(0)) if is_datetime else end
+            conditions.append(column < end)
+    return conditions
+
+
+def _display_group(entity: EntitySpec, raw, title):
+    if raw is None:
+        return str(_l("(none)"))
+    return str(title if title is not None else raw)
 
 
 def _group_label(f: FieldSpec, group: GroupBy):
@@ -223,3 +411,236 @@ def _totals(report, columns, rows) -> dict:
         if measure.function in ("count", "sum") and any(c.key == measure.name for c in columns):
             totals[measure.name] = _number(sum((r[measure.name] or 0) for r in rows))
     return totals
+
+
+# -- pivots ---------------------------------------------------------------------------------------------
+def _combine(function: str, values: list, sums=None, counts=None):
+    """A total over cells: sums and counts add up, min/max of the cells, an average from its sums and counts."""
+    if function in ("count", "sum"):
+        return _number(sum(v or 0 for v in values))
+    if function in ("min", "max"):
+        present = [v for v in values if v is not None]
+        return (min if function == "min" else max)(present) if present else None
+    if function in ("avg", "avg_hours_between") and sums is not None:
+        n = sum(counts)
+        return _number(sum(float(s or 0) for s in sums) / n) if n else None
+    return None  # count_distinct: not additive
+
+
+def _pivot(query: ReportQuery, report: ReportSpec, entity: EntitySpec, result: ReportResult, rows, names, shape, drill, row_drill):
+    """Rows of (groups, column bucket) -> one row per group with "pivot": {column: cell}, row totals under the
+    measure names, column totals and the grand total in `totals`; `cumulative` runs the sums along the columns."""
+    position = {name: i for i, name in enumerate(names)}
+    column_field = entity.field(report.columns.field)
+    at_column = position[f"c_{column_field.name}"]
+    measures = [(m, position[f"m_{m.name}"], position.get(f"s_{m.name}"), position.get(f"n_{m.name}"))
+                for m in report.measures if f"m_{m.name}" in position]
+    group_shape = [(key, make) for key, make in shape if key in {g.field for g in report.group_by}]
+    by_group: dict = {}
+    seen_columns = set()
+    for values in rows:
+        group_key = tuple(values[position[f"g_{g.field}"]] for g in report.group_by)
+        entry = by_group.get(group_key)
+        if entry is None:
+            entry = by_group[group_key] = ({key: make(values) for key, make in group_shape}, {})
+        column = values[at_column]
+        seen_columns.add(column)
+        entry[1][column] = {m.name: (_number(values[at]), values[s] if s is not None else None, values[n] if n is not None else None)
+                            for m, at, s, n in measures}
+    order = _column_order(column_field, seen_columns)
+    result.pivot_columns = [{"key": _column_key(c), "label": _column_label(column_field, report.columns, c)} for c in order]
+    empty = {m.name: (0 if m.function in ("count", "sum") else None, None, 0) for m, *_ in measures}
+    running = [m.name for m, *_ in measures if report.cumulative and m.function in ("count", "sum")]
+
+    def cells_of(by_column, drill_values):
+        """{column key: cell} and the row's totals from {column: {measure: (value, sum, count)}}."""
+        cells, totals = {}, {}
+        for m, *_ in measures:
+            got = [by_column.get(c, empty)[m.name] for c in order]
+            totals[m.name] = _combine(m.function, [g[0] for g in got], [g[1] for g in got], [g[2] or 0 for g in got])
+        carried = dict.fromkeys(running, 0)
+        for c in order:
+            cell = {name: values[0] for name, values in by_column.get(c, empty).items()}
+            for name in running:
+                carried[name] = _number((carried[name] or 0) + (cell[name] or 0))
+                cell[name] = carried[name]
+            if drill_values is not None:
+                cell["drill"] = drill.url([*drill_values, c])
+            cells[_column_key(c)] = cell
+        return cells, totals
+
+    out = []
+    for group_key, (row, by_column) in by_group.items():
+        cells, totals = cells_of(by_column, list(group_key))
+        row.update(totals)
+        row["pivot"] = cells
+        row["drill"] = row_drill.url(list(group_key))
+        out.append(row)
+    # column totals: the cells of all rows, combined per column (from the raw sums and counts)
+    per_column: dict = {}
+    for _, by_column in by_group.values():
+        for c, cell in by_column.items():
+            bucket = per_column.setdefault(c, {m.name: [] for m, *_ in measures})
+            for name, values in cell.items():
+                bucket[name].append(values)
+    functions = {m.name: m.function for m, *_ in measures}
+    column_totals = {c: {name: (_combine(functions[name], [v[0] for v in got], [v[1] for v in got], [v[2] or 0 for v in got]),
+                                sum(float(v[1] or 0) for v in got), sum(v[2] or 0 for v in got))
+                         for name, got in cell.items()} for c, cell in per_column.items()}
+    cells, grand = cells_of(column_totals, None)
+    result.totals = {**grand, "pivot": cells}
+    result.rows = out
+
+
+def _column_order(f: FieldSpec, values: set) -> list:
+    """Date buckets in time order, enum values in the order of their choices; the empty value last."""
+    present = [v for v in values if v is not None]
+    if f.choices:
+        keys = [c.key for c in f.choices]
+        present.sort(key=lambda v: (keys.index(v) if v in keys else len(keys), str(v)))
+    else:
+        present.sort(key=str)
+    return present + ([None] if None in values else [])
+
+
+def _column_key(value) -> str:
+    return "" if value is None else str(value)
+
+
+def _column_label(f: FieldSpec, column: GroupBy, value) -> str:
+    if value is None:
+        return str(_l("(none)"))
+    return str(value) if column.bucket else type_of(f).report_label(f, value, None)
+
+
+# -- derived measures and styles ------------------------------------------------------------------------
+def _add_derived(report: ReportSpec, result: ReportResult) -> None:
+    """Derived measures per row, per pivot cell and on the totals (so a ratio's total is the ratio of totals),
+    and each container's "styles": {derived name: the most severe style whose condition holds}."""
+    if not report.derived:
+        return
+    for d in report.derived:
+        result.columns.append(ReportColumn(d.name, lazy(d.label), "derived", d.format))
+    steps = _derived_steps(report)
+    rounding = [(d.name, 4 if d.format == "percent" else 2) for d in steps[0]]
+
+    def fill(values: dict) -> None:
+        for (name, digits), compute in zip(rounding, steps[1]):
+            value = compute(values)
+            values[name] = None if value is None else round(float(value), digits)
+        styles = {}
+        for name, conditions in steps[2]:
+            style = next((style for style, holds in conditions if holds(values) is True), None)
+            if style:
+                styles[name] = style
+        if styles:
+            values["styles"] = styles
+
+    for row in result.rows:
+        fill(row)
+        for cell in row.get("pivot", {}).values():
+            fill(cell)
+    fill(result.totals)
+    for cell in result.totals.get("pivot", {}).values():
+        fill(cell)
+
+
+_STEPS: dict = {}
+
+
+def _derived_steps(report: ReportSpec):
+    """(derived in dependency order, their compiled values -> number, (name, [(style, values -> bool)])),
+    compiled once per report definition."""
+    key = (report.id, tuple((d.name, d.expr.source, tuple((st, c.source) for st, c in d.styles)) for d in report.derived))
+    steps = _STEPS.get(key)
+    if steps is None:
+        by_name = {d.name: d for d in report.derived}
+        order: list = []
+
+        def visit(d):
+            if d in order:
+                return
+            for path in d.expr.names:
+                if path[0] in by_name and by_name[path[0]] is not d:
+                    visit(by_name[path[0]])
+            order.append(d)
+        for d in report.derived:
+            visit(d)
+        steps = _STEPS[key] = (order, [_compiled(d.expr) for d in order],
+                               [(d.name, [(st, _compiled(c)) for st, c in d.styles]) for d in report.derived if d.styles])
+    return steps
+
+
+def _compiled(expression):
+    """A closure values -> result over plain floats for arithmetic, comparisons and logic (fast: it runs per
+    row and cell); anything else (functions) through the expression language's own evaluator."""
+    fast = _float_closure(expression.tree)
+    if fast is not None:
+        return fast
+    run = expression.run
+    return lambda values: run(lambda path: values.get(path[0]))
+
+
+def _float_closure(tree):
+    tag = tree[0]
+    if tag == "num":
+        constant = float(tree[1])
+        return lambda v: constant
+    if tag == "null":
+        return lambda v: None
+    if tag == "bool":
+        constant = tree[1]
+        return lambda v: constant
+    if tag == "name":
+        if len(tree[1]) != 1:
+            return None
+        name = tree[1][0]
+        return lambda v: v.get(name)
+    if tag == "neg":
+        inner = _float_closure(tree[1])
+        return None if inner is None else (lambda v: None if (x := inner(v)) is None else -x)
+    if tag == "not":
+        inner = _float_closure(tree[1])
+        return None if inner is None else (lambda v: None if not isinstance(x := inner(v), bool) else not x)
+    if tag in ("and", "or"):
+        parts = [_float_closure(p) for p in tree[1]]
+        if any(p is None for p in parts):
+            return None
+        decisive = tag == "or"
+
+        def logic(v):
+            unknown = False
+            for part in parts:
+                x = part(v)
+                if not isinstance(x, bool):
+                    unknown = True
+                elif x is decisive:
+                    return decisive
+            return None if unknown else not decisive
+        return logic
+    if tag == "op":
+        op, a, b = tree[1], _float_closure(tree[2]), _float_closure(tree[3])
+        if a is None or b is None or ("null",) in (tree[2], tree[3]):
+            return None  # `x == null` and the like: the general evaluator
+        import operator
+        function = {"+": operator.add, "-": operator.sub, "*": operator.mul, "<": operator.lt, "<=": operator.le,
+                    ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}.get(op)
+        if op == "/":
+            return lambda v: None if (x := a(v)) is None or not (y := b(v)) else x / y  # 0 or null: null
+        if function is None:
+            return None
+
+        def apply(v):
+            x, y = a(v), b(v)
+            if x is None or y is None or isinstance(x, str) or isinstance(y, str):
+                return None
+            return function(x, y)
+        return apply
+    return None
+
+
+def _derived_number(value, fmt):
+    if value is None:
+        return None
+    value = float(value)
+    return round(value, 4 if fmt == "percent" else 2)
