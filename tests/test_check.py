@@ -494,3 +494,22 @@ def test_too_many_files_or_bytes_are_refused_before_reading(tmp_path):
     problems = load_portal(big)[1]
     assert [p.code for p in problems].count("E103") == count - 1
     assert [(Path(p.file).name, p.code) for p in problems if p.code == "E104"] == [(f"b{count - 1}.yaml", "E104"), ("z.yaml", "E104")]
+
+
+def test_a_bare_null_key_is_the_null_operator(tmp_path):
+    """`{closed_at: {null: true}}` as docs/schema.md writes it: YAML reads a bare `null` key as nothing; the loader
+    takes it as the operator's name (a quoted "null" was the only way before)."""
+    base = """version: 1
+module: m
+entities:
+  Task:
+    fields:
+      title: {type: string}
+      closed_at: {type: datetime}
+views:
+  open_tasks:
+    entity: Task
+    filter: {closed_at: {null: true}}
+"""
+    assert problems_for(tmp_path, base) == []
+    assert problems_for(tmp_path, base.replace("{null: true}", "{~: true}"))  # a real empty key is still refused

@@ -102,6 +102,8 @@ class _Converter:
                     self.problems.append(Problem(self.path, key_line, "E110", "a key must be plain text, not a list or mapping"))
                     continue
                 key = self.convert(key_node, depth + 1)
+                if key is None and key_node.value in ("null", "Null", "NULL"):
+                    key = "null"  # `{null: true}` (the filter operator): YAML reads a bare null key as nothing
                 if not isinstance(key, (str, int, bool)):
                     self.problems.append(Problem(self.path, key_line, "E110", f"a key must be plain text, got {key!r:.40}"))
                     continue
