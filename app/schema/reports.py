@@ -258,7 +258,9 @@ def _check_cross_report(run, file, module, report_id, raw, line, where, label) -
         measures = _read_measures(run, file, where, raw_measures, item.line_of("measures"), {group}, known)
         filters = read_filter(run, file, item.get("filter"), item.line_of("filter"), f"filter of {what}") if "filter" in item else ()
         date_field = item.get("date_field")
-        if date_field is not None and run.text(date_field, file, item.line_of("date_field"), f"date_field of {what}") is None:
+        if date_field is False:
+            date_field = ""  # `date_field: false`: the date range does not apply (a budget is read whole)
+        elif date_field is not None and run.text(date_field, file, item.line_of("date_field"), f"date_field of {what}") is None:
             date_field = None
         sources.append((SourceSpec(str(name), entity, key, tuple(m for m, _ in measures), filters, date_field, ln),
                         item, measures))
@@ -468,7 +470,7 @@ def _sources_check(run, file, where, group, sources, derived):
                     elif measure.function in ("min", "max") and not f.kind.ordered:
                         run.error(file, ln, "E713", f"{measure.function}({name}) in {what} needs a number or date field")
             check_filter(run, file, source.line, f"filter of {what}", entities, entity.name, source.filter)
-            if source.date_field is not None:
+            if source.date_field:
                 f = fields.get(source.date_field)
                 if f is None or not f.kind.is_moment:
                     run.error(file, item.line_of("date_field"), "E718", f"date_field of {what} must be a date or datetime field of {entity.name}")

@@ -354,8 +354,8 @@ def record_id_or_none(raw):
 
 
 def _source_date_field(source, entity: EntitySpec) -> str | None:
-    if source.date_field:
-        return source.date_field
+    if source.date_field is not None:
+        return source.date_field or None  # "": `date_field: false`, no date range on this source
     return next((f.name for f in entity.fields if type_of(f).is_moment), None)
 
 
