@@ -119,7 +119,8 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
         customer = add("Customer", name=name, kind="company", owner=admin, industry=rng.choice(["construction", "real_estate", "property", "manufacturing"]),
                        phone=f"+86138{10000000 + i * 7919:08d}", level=rng.choice(["vip", "normal", "normal", "potential"]),
                        credit_limit=Decimal(rng.randrange(5, 200) * 10000), address=f"上海市浦东新区张江路{100 + i}号",
-                       next_follow_up=today + dt.timedelta(days=rng.randrange(-10, 30)))
+                       next_follow_up=today + dt.timedelta(days=rng.randrange(-10, 30)),
+                       since=today - dt.timedelta(days=rng.randrange(0, 400)))
         contact = add("Contact", customer=customer, name=rng.choice(PEOPLE), position=rng.choice(["项目经理", "采购", "总经理"]),
                       phone=f"+86139{20000000 + i * 3331:08d}", is_primary=True)
         for _ in range(rng.randrange(1, 4)):
@@ -156,7 +157,7 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
             date = today - dt.timedelta(days=day)
             for worker in rng.sample(workers, k=12):
                 days = Decimal(rng.choice(["1", "1", "0.5", "1.5"]))
-                add("LabourEntry", work_date=date, worker=worker, project=rng.choice(worker.projects), days=days,
+                add("LabourEntry", work_date=date, worker=worker, project=rng.choice(worker.projects), days=days, trade=worker.trade,
                     hours=days * 8, rate=worker.day_rate, amount=(days * worker.day_rate).quantize(Decimal("0.01")),
                     # older entries approved, the last days' submitted, today's still drafts
                     state="approved" if day > 3 else "submitted" if day > 0 else "draft", approved=day > 3,

@@ -1,0 +1,99 @@
+"""The shipped centres (issue 15), YAML only: the cost, progress and fund centres and the labour summary give the
+numbers independent SQL gives over the demo data, on SQLite and PostgreSQL; the service and CRM dashboards open."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from conftest import jwt_headers, make_app
+from app.demo import load_demo
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    app = make_app(tmp_path_factory, "centres", PORTAL_REPORT_CACHE_SECONDS=0)
+    with app.app_context():
+        load_demo(app, labour_days=20)
+    return app
+
+
+@pytest.fixture(scope="module")
+def api(app):
+    client = app.test_client()
+    headers = jwt_headers(client)
+    return lambda url: client.get(url, headers=headers)
+
+
+def sql(app, statement: str) -> dict:
+    with app.app_context():
+        rows = app.appbuilder.session.execute(text(statement)).all()
+        app.appbuilder.session.remove()
+    return {r[0]: [float(v) if v is not None else None for v in r[1:]] for r in rows}
+
+
+def by_group(report: dict, group: str) -> dict:
+    return {row[group]["value"]: row for row in report["rows"]}
+
+
+def test_cost_centre_matches_sql(app, api):
+    report = api("/api/v1/reports/project_cost")
+    assert report.status_code == 200, report.json
+    rows = by_group(report.json, "project")
+    expected = sql(app, """
+        SELECT p.id, p.budget,
+               (SELECT coalesce(sum(amount), 0) FROM labour_entry e WHERE e.project_id = p.id AND e.state = 'approved'),
+               (SELECT coalesce(sum(amount), 0) FROM material_cost m WHERE m.project_id = p.id)
+        FROM project p""")
+    assert set(rows) == set(expected)
+    total_cost = total_budget = 0.0
+    for pk, (budget, labour, material) in expected.items():
+        row = rows[pk]
+        assert row["budget"] == pytest.approx(budget) and row["labour"] == pytest.approx(labour)
+        assert row["material"] == pytest.approx(material)
+        assert row["cost"] == pytest.approx(labour + material)
+        assert row["variance"] == pytest.approx(budget - labour - material)
+        assert row["used"] == pytest.approx((labour + material) / budget, abs=1e-4)
+        assert (row.get("styles") or {}).get("used") == ("danger" if row["used"] > 1 else "warning" if row["used"] > 0.9 else None)
+        total_cost += labour + material
+        total_budget += budget
+    assert report.json["totals"]["used"] == pytest.approx(total_cost / total_budget, abs=1e-4)  # ratio of totals
+
+
+def test_fund_centre_and_progress_centre_match_sql(app, api):
+    funds = by_group(api("/api/v1/reports/project_funds").json, "project")
+    expected = sql(app, """
+        SELECT p.id, (SELECT coalesce(sum(amount), 0) FROM receipt r WHERE r.project_id = p.id),
+                     (SELECT coalesce(sum(amount), 0) FROM payment x WHERE x.project_id = p.id) FROM project p""")
+    for pk, (received, paid) in expected.items():
+        assert funds[pk]["received"] == pytest.approx(received) and funds[pk]["paid"] == pytest.approx(paid)
+        assert funds[pk]["balance"] == pytest.approx(received - paid)
+    progress = by_group(api("/api/v1/reports/project_progress").json, "project")
+    expected = sql(app, """
+        SELECT project_id, count(*), count(actual_end), sum(delay_days) FROM milestone GROUP BY project_id""")
+    for pk, (milestones, finished, delay) in expected.items():
+        assert progress[pk]["milestones"] == milestones and progress[pk]["finished"] == finished
+        assert progress[pk]["delay_days"] == pytest.approx(delay)
+        assert progress[pk]["done_share"] == pytest.approx(finished / milestones, abs=1e-4)
+
+
+def test_labour_summary_pivot_matches_sql(app, api):
+    report = api("/api/v1/reports/labour_by_month_pivot")
+    assert report.status_code == 200, report.json
+    assert report.json["pivot_columns"]
+    totals = sql(app, "SELECT project_id, sum(amount) FROM labour_entry WHERE approved GROUP BY project_id"
+                 if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql") else
+                 "SELECT project_id, sum(amount) FROM labour_entry WHERE approved = 1 GROUP BY project_id")
+    rows = by_group(report.json, "project")
+    for pk, (amount,) in totals.items():
+        assert rows[pk]["cost"] == pytest.approx(amount)  # row total: the plain total
+        last = report.json["pivot_columns"][-1]["key"]
+        assert rows[pk]["pivot"][last]["cost"] == pytest.approx(amount)  # cumulative: the last column is the total
+    trades = by_group(api("/api/v1/reports/labour_by_trade").json, "trade")
+    assert sum(r["cost"] for r in trades.values()) == pytest.approx(sum(a for (a,) in totals.values()))
+
+
+@pytest.mark.parametrize("dashboard", ["management", "service", "crm"])
+def test_shipped_dashboards_open_with_their_tiles(api, dashboard):
+    response = api(f"/api/v1/dashboards/{dashboard}")
+    assert response.status_code == 200, response.json
+    assert response.json["tiles"] and all(t["kind"] in ("kpi", "chart", "table", "view") for t in response.json["tiles"])
