@@ -114,24 +114,23 @@ class Viewer:
 
     def row_clause(self, entity: str, models: dict):
         """SQL condition limiting `entity` to this user's rows, or None for all rows."""
-        scopes = self.scopes(entity)
-        if scopes is None:
-            return None
-        if self.user_id is None:
-            return false()
-        context = context_for(self.user_id)
-        return or_(*(filter_clause(self.portal, models, entity, scope, context) for scope in scopes))
+        return self._scope_clause(entity, lambda scope, ctx: filter_clause(self.portal, models, entity, scope, ctx))
 
     def values_clause(self, entity: str, models: dict, values: dict):
         """Like row_clause, on given field values (a deleted record's last ones): SQL true when they were in this
         user's scope, or None when every row is."""
+        return self._scope_clause(entity, lambda scope, ctx: values_clause(self.portal, models, entity, scope, ctx,
+                                                                           values))
+
+    def _scope_clause(self, entity: str, clause_of):
+        """Any one of the user's row scopes of `entity` (`clause_of(scope, context)` each), None for all rows."""
         scopes = self.scopes(entity)
         if scopes is None:
             return None
         if self.user_id is None:
             return false()
         context = context_for(self.user_id)
-        return or_(*(values_clause(self.portal, models, entity, scope, context, values) for scope in scopes))
+        return or_(*(clause_of(scope, context) for scope in scopes))
 
     def forced_values(self, entity: str) -> dict:
         """Values a new or edited record must carry to stay in the user's scope (e.g. owner = me)."""
