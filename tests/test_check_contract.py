@@ -29,7 +29,7 @@ def _own_names(app) -> dict[str, str]:
     found: dict[str, str] = {}
 
     def add(name: str, where: str) -> None:
-        if name and "<" not in name and name not in generated and not name.startswith(("Report:", "Dashboard:", "View:")):
+        if name and "<" not in name and name not in generated and not name.startswith(("Report:", "Dashboard:", "Dashboards:", "View:")):
             found.setdefault(name, where)
 
     for rule in app.url_map.iter_rules():

@@ -200,7 +200,7 @@ def test_import_file_problems(app, staff, api):
 def test_xlsx_import_with_typed_cells(app, staff, api):
     book = Workbook()
     sheet = book.active
-    sheet.append(["Code", "Name", "Status", "Start date", "Labour budget"])
+    sheet.append(["Code", "Name", "Status", "Start date", "Budget"])
     sheet.append(["XL-1", "表格工地", "筹备中", dt.datetime(2026, 5, 1), 120000.5])
     buffer = io.BytesIO()
     book.save(buffer)
@@ -290,10 +290,10 @@ def test_export_content_enum_labels_links_many_booleans_masks(app, staff, crew):
     assert entries[0][:4] == ["Date", "Project", "Worker", "Hours"]
     assert {r[1] for r in entries[1:]} == {"导入工地"}  # only the foreman's site
     mine = [r for r in entries[1:] if r[2] in ("导出工人甲", "导出工人乙")]
-    assert entries[0][7:] == ["Work done", "State", "Approved", "Approved by", "Approved on"]
-    assert [r[:11] for r in mine] == [["2026-09-01", "导入工地", "导出工人甲", "8.00", "1.00", "420.50", "420.50", "",
-                                       "Approved", "Yes", "admin"]]  # approved through its workflow: stamped
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", mine[0][11])
+    assert entries[0][7:] == ["Work done", "Trade", "State", "Approved", "Approved by", "Approved on"]
+    assert [r[:12] for r in mine] == [["2026-09-01", "导入工地", "导出工人甲", "8.00", "1.00", "420.50", "420.50", "",
+                                       "Mason", "Approved", "Yes", "admin"]]  # approved: stamped; the worker's trade
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", mine[0][12])
 
 
 def test_export_xlsx_streams_and_round_trips(app, staff, crew, api):

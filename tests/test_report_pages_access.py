@@ -37,7 +37,8 @@ def test_reports_and_dashboards_of_other_modules_are_refused(app, agent):
     assert agent.get("/dashboard/tickets").status_code == 200
     headers = jwt_headers(app.test_client(), "pages_agent", PASSWORD)
     listed = app.test_client().get("/api/v1/reports/", headers=headers).json["result"]
-    assert {r["id"] for r in listed} == {"tickets_by_status", "tickets_by_month"}
+    assert {r["id"] for r in listed} == {"tickets_by_status", "tickets_by_month", "tickets_by_week", "resolved_by_week",
+                                         "resolution_by_priority"}
 
 
 @pytest.mark.parametrize("query,message", [

@@ -196,7 +196,8 @@ def test_every_shipped_report_runs_on_page_api_and_dashboard(app, admin_client, 
         assert admin_client.get(f"/reports/{report.id}").status_code == 200, report.id
         data = api.get(f"/api/v1/reports/{report.id}")
         assert data.status_code == 200, (report.id, data.json)
-        assert [c["key"] for c in data.json["columns"]] == [g.field for g in report.group_by] + [m.name for m in report.measures]
+        assert [c["key"] for c in data.json["columns"]] == ([g.field for g in report.group_by] + [m.name for m in report.measures]
+                                                           + [d.name for d in report.derived])
     for module in spec.modules:
         assert admin_client.get(f"/dashboard/{module.name}").status_code == 200
 
