@@ -173,8 +173,9 @@ def test_demo_reports_drill_to_their_counts_and_sums(demo, report, entity, count
 
 
 def test_fast_row_drills_equal_drill_url_of_each_rows_conditions(demo):
-    """add_row_drills cuts one URL into pieces; each row's URL must be byte for byte drill_url of its conditions."""
-    from app.data.reports.row_drills import base_conditions, drill_url, row_conditions
+    """The engine cuts one URL into pieces per report; each row's URL must be byte for byte the one a reference
+    (tests/drill_reference.py) builds from that row's conditions."""
+    from drill_reference import base_conditions, drill_url, row_conditions
     from app.data.reports.query import ReportParams
     from app.portal import portal_of
 

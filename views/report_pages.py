@@ -17,7 +17,6 @@ from app.portal import can_open_dashboard, can_open_report, current_portal, dash
 from app.i18n import lazy
 from app.runtime.observability import timed
 from app.data.reports.cache import cached_run
-from app.data.reports.row_drills import add_row_drills
 from app.data.reports.output import (as_json, chart_config, chart_measure, csv_bytes, display_table, format_cell,
                                      html_text, report_table_html, table_html, xlsx_bytes)
 from app.generate.drill import conditions_in_words
@@ -77,10 +76,7 @@ def run(report, params: ReportParams, render=None):
 
     def query():
         with timed("report"):
-            result = ReportQuery(spec, models, session, viewer).run(report, params)
-            if report.entity:  # single-entity reports; the engine links cross-entity rows itself
-                add_row_drills(result, spec.entity(report.entity), params)
-            return result
+            return ReportQuery(spec, models, session, viewer).run(report, params)
     return cached_run(report, params, viewer, session, query, render)
 
 

@@ -1,8 +1,9 @@
-"""Drill-down URLs of report cells: the list of the records behind a row (app/generate/drill.py serves them).
+"""A reference for tests/test_drill.py: a single-entity report row's drill URL built from its conditions, written
+apart from the engine's (app/data/reports/drill.py), which must give the same URL byte for byte.
 
 A row's drill is its group values + the report's fixed filter + the page's date range + the chosen filters, in
 the filter language; a date bucket becomes a gte/lt range, a NULL group `{"null": true}`, a link or user group
-the record id. No Flask here: the URL is built from the entity spec and plain values.
+the record id.
 """
 from __future__ import annotations
 
@@ -101,39 +102,3 @@ def row_conditions(report, entity, base: dict, row: dict) -> dict:
 
 def _dumps(value) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_plain)  # as the contract spells it
-
-
-def add_row_drills(result, entity, params) -> None:
-    """Put "drill" on each row of a single-entity report result that has none yet.
-
-    2,000 groups make 2,000 URLs: the URL is cut once into the parts around each group field's condition, and a
-    row only encodes its own group values (as `drill_url` would, byte for byte: same keys, same order)."""
-    report = result.report
-    if getattr(report, "sources", None) or not result.rows or "drill" in result.rows[0]:
-        return  # cross-entity reports get theirs from the engine
-    base = base_conditions(report, entity, params, result.date_field)
-    groups = list(report.group_by)
-    marks = {g.field: f"@@drill-{i}@@" for i, g in enumerate(groups)}
-    template = drill_url(entity, {**base, **marks})
-    pieces, rest = [], template
-    for g in sorted(groups, key=lambda g: g.field):  # sort_keys: the marks appear in field order
-        mark = quote(_dumps(marks[g.field]))
-        if rest.count(mark) != 1:  # a fixed filter holding the mark's text: build each URL in full
-            for row in result.rows:
-                row["drill"] = drill_url(entity, row_conditions(report, entity, base, row))
-            return
-        before, rest = rest.split(mark)
-        pieces.append((before, g))
-    memo: dict = {}
-
-    def fragment(group, value):
-        key = (group.field, value)
-        if key not in memo and type(value) is int and group.field not in base and not group.bucket:
-            memo[key] = str(value)  # a link id: its JSON and URL forms are its digits
-        if key not in memo:
-            condition = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items() if k == group.field}
-            merge(condition, group.field, _group_condition(entity, group, value))
-            memo[key] = quote(_dumps(condition[group.field]))
-        return memo[key]
-    for row in result.rows:
-        row["drill"] = "".join(before + fragment(g, row[g.field]["value"]) for before, g in pieces) + rest
