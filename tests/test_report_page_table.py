@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from flask import Flask
-from flask_babel import Babel, force_locale
+from flask_babel import Babel
 
 from app.data.reports.formats import format_value
 from app.data.reports.output import chart_config, display_table, report_table_html, series_colour, table_html
