@@ -76,6 +76,63 @@ def test_fund_centre_and_progress_centre_match_sql(app, api):
         assert progress[pk]["done_share"] == pytest.approx(finished / milestones, abs=1e-4)
 
 
+def test_cumulative_cash_flow_runs_receipts_minus_payments_down_the_months(app, api):
+    """cash_flow: two entities meeting on months of their own dates, running totals, net = received - paid."""
+    report = api("/api/v1/reports/cash_flow")
+    assert report.status_code == 200, report.json
+    with app.app_context():
+        session = app.appbuilder.session
+        received = session.execute(text("SELECT received_on, amount FROM receipt")).all()
+        paid = session.execute(text("SELECT paid_on, amount FROM payment")).all()
+        session.remove()
+    by_month: dict = {}
+    for rows, at in ((received, 0), (paid, 1)):
+        for day, amount in rows:
+            month = (day if isinstance(day, str) else day.isoformat())[:7]
+            by_month.setdefault(month, [0.0, 0.0])[at] += float(amount)
+    assert len(by_month) > 1, "the demo data spans several months"
+    months = [row["month"]["value"] for row in report.json["rows"]]
+    assert months == sorted(by_month)  # in time order, every month either side has
+    running_in = running_out = 0.0
+    for row in report.json["rows"]:
+        got_in, got_out = by_month[row["month"]["value"]]
+        running_in, running_out = running_in + got_in, running_out + got_out
+        assert row["received"] == pytest.approx(running_in) and row["paid"] == pytest.approx(running_out)
+        assert row["net"] == pytest.approx(running_in - running_out)
+        assert (row.get("styles") or {}).get("net") == ("danger" if row["net"] < 0 else None)
+        # each measure drills into its own entity, over that month
+        assert row["drills"]["received"].startswith("/receipt/list/?drill=")
+        assert row["drills"]["paid"].startswith("/payment/list/?drill=")
+    assert report.json["totals"]["net"] == pytest.approx(running_in - running_out)
+
+
+def test_cash_flow_drill_counts_and_date_range(app, api):
+    """A month's paid cell opens that month's payments (the sum of the list equals the month's own payments);
+    a date range narrows every source."""
+    report = api("/api/v1/reports/cash_flow").json
+    first, second = report["rows"][0], report["rows"][1]
+    month_paid = second["paid"] - first["paid"]  # running totals: the month's own payments
+    url = second["drills"]["paid"].replace("/payment/list/", "/api/v1/payment/")
+    listed = api(url + "&page_size=1000")
+    assert listed.status_code == 200, listed.json
+    assert sum(float(r["amount"]) for r in listed.json["result"]) == pytest.approx(month_paid)
+    start = second["month"]["value"] + "-01"
+    narrowed = api(f"/api/v1/reports/cash_flow?from={start}").json
+    assert narrowed["rows"][0]["month"]["value"] == second["month"]["value"]
+    assert narrowed["rows"][0]["paid"] == pytest.approx(month_paid)
+
+
+def test_cross_report_page_offers_dates_and_names_source_filters(app):
+    client = app.test_client()
+    from conftest import login
+    login(client)
+    page = client.get("/reports/project_cost")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'id="report-from"' in html  # the range applies to each source's own date
+    assert "report-fixed-filters" in html and "Approved" in html  # the labour source's fixed filter, in words
+
+
 def test_labour_summary_pivot_matches_sql(app, api):
     report = api("/api/v1/reports/labour_by_month_pivot")
     assert report.status_code == 200, report.json

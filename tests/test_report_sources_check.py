@@ -19,6 +19,13 @@ CROSS = HEAD + """  r:
       labour: {entity: L, key: p, measures: {labour: sum(amount)}}
 """
 
+TIMED = HEAD + """  r:
+    group_by: [month]
+    sources:
+      started: {entity: P, key: start:month, measures: {budget: sum(budget)}}
+      spent: {entity: L, key: day:month, measures: {labour: sum(amount)}}
+"""
+
 # (yaml, line, code): one case per problem; the checker must name the file and the line
 CASES = [
     (CROSS.replace("key: id,", "key: id, colour: red,"), 11, "E730"),                       # unknown source key
@@ -41,6 +48,12 @@ CASES = [
     (HEAD + "  r: {entity: L, group_by: [p], columns: note}\n", 8, "E743"),                # pivot on text
     (HEAD + "  r: {entity: L, group_by: [p], columns: day}\n", 8, "E743"),                 # date without bucket
     (HEAD + "  r: {entity: L, group_by: [p], cumulative: true}\n", 8, "E744"),             # cumulative without columns
+    (CROSS + "    cumulative: true\n", 13, "E744"),                                      # running totals need date keys
+    (TIMED.replace("day:month", "day:fortnight"), 12, "E733"),                              # unknown bucket
+    (TIMED.replace("day:month", "note:month"), 12, "E733"),                                 # a bucket of a text field
+    (TIMED.replace("day:month", "dy:month"), 12, "E732"),                                   # unknown date field
+    (TIMED.replace("day:month", "day:week"), 12, "E733"),                                   # two buckets
+    (TIMED.replace("key: start:month", "key: id"), 9, "E733"),                              # date keys mixed with a record key
 ]
 
 
@@ -56,3 +69,5 @@ def test_good_cross_report_and_pivot_have_no_problem(tmp_path):
                     '  t: {entity: L, group_by: [p], columns: day:month, cumulative: true, measures: {s: {expr: sum(amount), format: money}}}\n'
                     '  k: {entity: P, group_by: [name], columns: kind}\n')
     assert problems_for(tmp_path, good) == []
+    timed = TIMED + '    cumulative: true\n    derived:\n      net: {expr: "budget - labour", format: money}\n'
+    assert problems_for(tmp_path, timed) == []

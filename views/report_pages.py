@@ -85,6 +85,23 @@ def json_body(result) -> bytes:
     return current_app.json.response(as_json(result)).get_data()
 
 
+def fixed_filters_in_words(report) -> list[str]:
+    """The report's fixed filter in words; a cross-entity report's per source, named by its entity
+    ("Labour entry: State = Approved")."""
+    if not report.sources:
+        return conditions_in_words(report.entity, report.filter)
+    spec, _ = _portal()
+    return [f"{lazy(spec.entity(s.entity).label)}: {words}" for s in report.sources if s.filter
+            for words in conditions_in_words(s.entity, s.filter)]
+
+
+def _date_label(report, entity, result):
+    if not (result and result.date_field):
+        return None
+    # a cross-entity report's range applies to each source's own date (paid on, received on, work date)
+    return _l("Date") if report.sources else lazy(entity.field(result.date_field).label)
+
+
 class ReportsView(BaseView):
     route_base = "/reports"
     default_view = "index"
@@ -125,9 +142,9 @@ class ReportsView(BaseView):
         table = report_table_html(result, drill_title=str(_l("Click a number to see its records"))) if result else None
         return self.render_template(
             "portal/report.html", report=report, title=lazy(report.label), result=result, table=table, chart=chart_config(result) if result and report.chart != "table" else None,
-            fixed_filters=conditions_in_words(report.entity, report.filter) if report.entity else [],
+            fixed_filters=fixed_filters_in_words(report),
             filters=self._filter_choices(entity, report, result, params), params=params,
-            date_label=lazy(entity.field(result.date_field).label) if result and result.date_field else None,
+            date_label=_date_label(report, entity, result),
             query=request.query_string.decode())
 
     def _filter_choices(self, entity, report, result, params):

@@ -226,7 +226,7 @@ def _report_index(spec: PortalSpec, report, models: dict) -> None:
     """A covering index per report (filters, groups, measures) so its GROUP BY reads the index only; a
     cross-entity report gets one per source (filter, key, measures)."""
     if report.sources:
-        parts = [(s.entity, s.filter, [] if s.key == "id" else [s.key], s.measures, f"ix_report_{report.id}_{s.name}")
+        parts = [(s.entity, s.filter, [] if s.key == "id" else [s.key_field], s.measures, f"ix_report_{report.id}_{s.name}")
                  for s in report.sources]
     else:
         groups = [g.field for g in report.group_by] + ([report.columns.field] if report.columns else [])

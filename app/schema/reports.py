@@ -226,7 +226,7 @@ def _read_cumulative(run, file, raw, where, columns) -> bool:
 
 def _check_cross_report(run, file, module, report_id, raw, line, where, label) -> ReportSpec | None:
     """`sources:`: each source {entity, key, measures, filter}, one shared group (checked once entities are known)."""
-    for key in ("entity", "measures", "filter", "columns", "cumulative", "date_field"):
+    for key in ("entity", "measures", "filter", "columns", "date_field"):
         if key in raw:
             run.error(file, raw.line_of(key), "E730", f"{where} has 'sources:', so '{key}' belongs in each source (or is not available across sources)")
     group_by = _read_group_by(run, file, raw, where)
@@ -235,6 +235,7 @@ def _check_cross_report(run, file, module, report_id, raw, line, where, label) -
                   f"group_by of {where} must name one group: the entity the sources' keys link to, e.g. [project]")
         return None
     group = group_by[0][0].field
+    cumulative = run.boolean(raw.get("cumulative"), file, raw.line_of("cumulative"), f"cumulative of {where}") if "cumulative" in raw else False
     raw_sources = run.mapping(raw.get("sources"), file, raw.line_of("sources"), f"sources of {where}")
     if not raw_sources:
         if raw_sources is not None:
@@ -250,7 +251,7 @@ def _check_cross_report(run, file, module, report_id, raw, line, where, label) -
         run.keys(item, SOURCE_KEYS, file, what, "E730")
         entity, key = item.get("entity"), item.get("key")
         if not isinstance(entity, str) or not isinstance(key, str):
-            run.error(file, ln, "E730", f"{what} needs 'entity: <Entity>' and 'key: <field>' (id, or a link to the group)")
+            run.error(file, ln, "E730", f"{what} needs 'entity: <Entity>' and 'key: <field>' (id, a link to the group, or a date bucket like paid_on:month)")
             continue
         raw_measures = item.get("measures")
         if raw_measures is None:
@@ -270,12 +271,13 @@ def _check_cross_report(run, file, module, report_id, raw, line, where, label) -
             run.error(file, ln, "E734", f"derived measure '{d.name}' of {where} has the name of a measure")
     chart = _read_chart(run, file, raw, where)
     chart_measures = _read_chart_measures(run, file, raw, where, list(known) + [d.name for d, _ in derived])
-    run.later.append(_sources_check(run, file, where, (group, raw.line_of("group_by")), sources, derived))
+    run.later.append(_sources_check(run, file, where, (group, raw.line_of("group_by")), sources, derived,
+                                    raw.line_of("cumulative") if cumulative else 0))
     return ReportSpec(
         id=report_id, module=module, label=label, entity="", file=file, line=line,
         group_by=(GroupBy(group),), measures=tuple(m for s, _, _ in sources for m in s.measures),
         chart=chart, chart_measure=chart_measures[0] if chart_measures else None, chart_measures=chart_measures,
-        sources=tuple(s for s, _, _ in sources), derived=tuple(d for d, _ in derived))
+        sources=tuple(s for s, _, _ in sources), derived=tuple(d for d, _ in derived), cumulative=bool(cumulative))
 
 
 def _check_measure(run, file, where, name, expression, line) -> Measure | None:
@@ -428,12 +430,13 @@ def _pivot_and_derived_check(run, file, where, entity_name, measures, derived, c
     return check
 
 
-def _sources_check(run, file, where, group, sources, derived):
-    """Each source's entity, key (id of the group entity, or a link to it: one group entity for all), fields."""
+def _sources_check(run, file, where, group, sources, derived, cumulative_line):
+    """Each source's entity, key (id of the group entity, or a link to it: one group entity for all; or a date
+    bucket of each source: one bucket for all), fields."""
     group, group_line = group
 
     def check(entities):
-        group_entity, measure_types = None, {}
+        group_entity, measure_types, buckets = None, {}, {}
         for source, item, measures in sources:
             what = f"source '{source.name}' of {where}"
             entity = entities.get(source.entity)
@@ -442,7 +445,19 @@ def _sources_check(run, file, where, group, sources, derived):
                 continue
             fields = {f.name: f for f in entity.fields}
             target = None
-            if source.key == "id":
+            key_field, bucket = source.key_field, source.key_bucket
+            if bucket is not None or (key_field in fields and fields[key_field].kind.is_moment):
+                f = fields.get(key_field)
+                if f is None:
+                    run.error(file, item.line_of("key"), "E732", f"key of {what} names unknown field '{key_field}' of {entity.name}{did_you_mean(key_field, fields)}")
+                elif not f.kind.is_moment or bucket not in DATE_BUCKETS:
+                    run.error(file, item.line_of("key"), "E733", f"key of {what} must be id, a link to the group's entity or a date bucket ({', '.join(f'{key_field}:{b}' for b in DATE_BUCKETS)})")
+                else:
+                    buckets.setdefault(bucket, source.name)
+                    if len(buckets) > 1:
+                        first, other = next(iter(buckets.items()))
+                        run.error(file, item.line_of("key"), "E733", f"key of {what} is by {bucket}, but source '{other}' is by {first}; all sources need one bucket")
+            elif source.key == "id":
                 target = entity.name
             elif source.key not in fields:
                 run.error(file, item.line_of("key"), "E732", f"key of {what} names unknown field '{source.key}' of {entity.name}{did_you_mean(source.key, list(fields) + ['id'])}")
@@ -474,7 +489,11 @@ def _sources_check(run, file, where, group, sources, derived):
                 f = fields.get(source.date_field)
                 if f is None or not f.kind.is_moment:
                     run.error(file, item.line_of("date_field"), "E718", f"date_field of {what} must be a date or datetime field of {entity.name}")
-        if group_entity is not None:
+        if buckets and group_entity is not None:
+            run.error(file, group_line, "E733", f"the sources of {where} mix date keys and keys linking to {group_entity[0]}; use one kind")
+        elif cumulative_line and not buckets:
+            run.error(file, cumulative_line, "E744", f"cumulative of {where} needs date keys (like paid_on:month): running totals run down the months")
+        elif group_entity is not None:
             keys = {s.key for s, _, _ in sources if s.key != "id"}
             if group not in keys and group != snake_case(group_entity[0]):
                 run.error(file, group_line, "E735", f"group_by of {where} is '{group}', but the keys link to {group_entity[0]}: name it {snake_case(group_entity[0])}")
@@ -485,6 +504,8 @@ def _sources_check(run, file, where, group, sources, derived):
 def group_entity(report: ReportSpec, entities: dict) -> str:
     """The entity a cross-entity report's keys link to (the checker made sure all agree)."""
     source = report.sources[0]
+    if report.time_bucket:
+        return source.entity  # date keys: no group entity; the first source's stands in (drill, labels)
     return source.entity if source.key == "id" else entities[source.entity].field(source.key).to
 
 

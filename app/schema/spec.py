@@ -341,6 +341,15 @@ class SourceSpec:
     date_field: str | None = None  # what the user's date range applies to (default: the entity's first date)
     line: int = field(default=0, compare=False)
 
+    @property
+    def key_field(self) -> str:
+        return self.key.partition(":")[0]
+
+    @property
+    def key_bucket(self) -> str | None:
+        """`paid_on:month`: the sources meet on months of their own dates (no group entity)."""
+        return self.key.partition(":")[2] or None
+
 
 @dataclass(frozen=True)
 class DerivedSpec:
@@ -371,6 +380,11 @@ class ReportSpec:
     derived: tuple[DerivedSpec, ...] = ()
     columns: GroupBy | None = None  # pivot: one column per date bucket or enum value
     cumulative: bool = False  # pivot cells as running totals along the columns
+
+    @property
+    def time_bucket(self) -> str | None:
+        """A cross-entity report whose sources meet on date buckets (month, week…) rather than on a record."""
+        return self.sources[0].key_bucket if self.sources else None
 
     @property
     def entities(self) -> tuple[str, ...]:

@@ -125,13 +125,13 @@ def display_table(result: ReportResult, locale: str | None = None) -> tuple[list
                                   cell.get("drill")))
         for m in measures:
             v = values.get(m.key)
-            cells.append(("" if v is None else fmt[m.key](v), _style_class(styles, m.key), drill))
+            cells.append(("" if v is None else fmt[m.key](v), _style_class(styles, m.key), drill.get(m.key) if isinstance(drill, dict) else drill))
         return cells
 
     rows = []
     for row in result.rows:
         cells = [(row[g.key]["label"], "", None) for g in groups]
-        rows.append(cells + measure_cells(row, row.get("drill"), row.get("styles")))
+        rows.append(cells + measure_cells(row, row.get("drills", row.get("drill")), row.get("styles")))
     totals = []
     if result.totals:
         t = result.totals
@@ -166,11 +166,13 @@ def report_table_html(result: ReportResult, locale: str | None = None, drill_tit
     plain_td = f'<td class="{NUMBER_CLASS}">'
     parts = [str(table_html((header, [], []), drill_title)).split("<tbody>")[0], "<tbody>"]
     for row in result.rows:
-        drill, styles = row.get("drill"), row.get("styles")
+        drill, styles, drills = row.get("drill"), row.get("styles"), row.get("drills")
         cells = ["<tr>"]
         cells += [f"<td>{html_text(row[g]['label'])}</td>" for g in groups]
         link = f'<a href="{html_text(drill)}">' if drill else ""
         for key, show in measures:
+            if drills is not None:  # a cross-entity report: each measure opens its own source's records
+                link = f'<a href="{html_text(drills[key])}">' if key in drills else ""
             value = row[key]
             td = f'<td class="{_style_class(styles, key)}">' if styles else plain_td
             if value is None:
@@ -284,7 +286,10 @@ def chart_config(result: ReportResult) -> dict:
         first = groups[0]
         labels = [r[first.key]["label"] for r in rows]
         drills = [r.get("drill") for r in rows]
-        datasets = [_coloured({"label": str(m.label), "data": [r.get(m.key) or 0 for r in rows], "drill": drills}, m.key, kind)
+
+        def drills_of(m):  # a cross-entity report's bars open their own source's records
+            return [r["drills"].get(m.key) for r in rows] if rows and "drills" in rows[0] else drills
+        datasets = [_coloured({"label": str(m.label), "data": [r.get(m.key) or 0 for r in rows], "drill": drills_of(m)}, m.key, kind)
                     for m in (measures[:1] if kind == "pie" else measures)]
         if kind == "pie":
             datasets[0]["backgroundColor"] = [series_colour(label) for label in labels]

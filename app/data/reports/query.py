@@ -137,32 +137,47 @@ class ReportQuery:
     # -- cross-entity reports ---------------------------------------------------------------------------
     def _run_cross(self, report: ReportSpec, params: ReportParams) -> ReportResult:
         statement, columns, group = self.cross_statement(report, params)
-        result = ReportResult(report, columns)
+        dated = [s for s in report.sources if _source_date_field(s, self.portal.entity(s.entity))]
+        # the page offers a date range when any source has a date it applies to
+        result = ReportResult(report, columns, date_field=_source_date_field(dated[0], self.portal.entity(dated[0].entity)) if dated else None)
         rows = self.session.connection().execute(statement)
         position = {name: i for i, name in enumerate(rows.keys())}
-        at, title_at = position["g"], position["t"]
+        at, title_at = position["g"], position.get("t")
         measures = [(c.key, position[f"m_{c.key}"]) for c in columns if c.kind == "measure"]
         label = (lambda raw, title: _display_group(group, raw, title))
-        drill_source = next((s for s in report.sources if s.key != "id"), None)
-        drill = None
-        if drill_source is not None:
-            entity = self.portal.entity(drill_source.entity)
+        # each measure's cell drills into its own source's records (a source keyed by id has no list to open);
+        # the row's "drill" is the first such source's
+        drills, measure_drill = [], {}
+        for source in report.sources:
+            if source.key == "id":
+                continue
+            entity = self.portal.entity(source.entity)
             # the chosen group (f_<group>) is the row's own key value: not carried as a field of the source
-            drill = self._drill(report, entity, drill_source.filter, ReportParams(params.date_from, params.date_to),
-                                _source_date_field(drill_source, entity), [(drill_source.key, None)])
+            source_drill = self._drill(report, entity, source.filter, ReportParams(params.date_from, params.date_to),
+                                       _source_date_field(source, entity), [(source.key_field, source.key_bucket)])
+            drills.append(source_drill)
+            measure_drill.update((m.name, source_drill) for m in source.measures if any(c.key == m.name for c in columns))
+        drill = drills[0] if drills else None
         key_name = report.group_by[0].field
+        running = {m.name: 0 for m in report.measures if report.cumulative and m.function in ("count", "sum")}
         out = []
         for values in rows:
             raw = values[at]
             raw = None if raw == NO_KEY else raw
-            row = {key_name: {"value": raw, "label": label(raw, values[title_at])}}
+            row = {key_name: {"value": raw, "label": label(raw, values[title_at] if title_at is not None else None)}}
             for name, i in measures:
                 row[name] = _number(values[i])
             if drill is not None:
-                row["drill"] = drill.url([raw])
+                urls = {d: d.url([raw]) for d in drills}
+                row["drill"] = urls[drill]
+                row["drills"] = {name: urls[d] for name, d in measure_drill.items()}
             out.append(row)
         result.rows = out
         result.totals = _totals(report, columns, out)
+        if running:  # running totals down the rows (months in order); the totals row is the last running total
+            for row in out:
+                for name in running:
+                    running[name] = row[name] = _number(running[name] + (row[name] or 0))
         _add_derived(report, result)
         return result
 
@@ -171,7 +186,8 @@ class ReportQuery:
         group = self.portal.entity(report.entity)
         dialect = self.session.get_bind().dialect.name
         chosen = dict(params.filters).get(report.group_by[0].field)
-        arms, columns = [], [ReportColumn(report.group_by[0].field, lazy(group.label), "group")]
+        group_label = _BUCKET_LABELS[report.time_bucket] if report.time_bucket else lazy(group.label)
+        arms, columns = [], [ReportColumn(report.group_by[0].field, group_label, "group")]
         measure_columns = []
         for source in report.sources:
             if not self.viewer.may_read(source.entity):
@@ -179,14 +195,16 @@ class ReportQuery:
             entity, model = self.portal.entity(source.entity), self.models[source.entity]
             unreadable = self.viewer.unreadable(entity.name)
             date_field = _source_date_field(source, entity)
-            used = {c.path[0] for c in source.filter} | ({source.key} - {"id"})
+            used = {c.path[0] for c in source.filter} | ({source.key_field} - {"id"})
             if (params.date_from or params.date_to) and date_field:
                 used.add(date_field)
             if used & unreadable:
                 raise ReportRefused(_l("This report uses fields that are hidden from you."))
-            key_column = model.id if source.key == "id" else getattr(model, entity.field(source.key).column_name)
-            # an empty link is its own group ("(none)"), joined through a key no record has
-            key = key_column if source.key == "id" else func.coalesce(key_column, NO_KEY)
+            key_column = model.id if source.key == "id" else getattr(model, entity.field(source.key_field).column_name)
+            if source.key_bucket:  # sources meeting on months (weeks…) of their own dates
+                key = bucket_expression(key_column, source.key_bucket, dialect)
+            else:  # an empty link is its own group ("(none)"), joined through a key no record has
+                key = key_column if source.key == "id" else func.coalesce(key_column, NO_KEY)
             measures = []
             for measure in source.measures:
                 if set(measure.fields) & unreadable:
@@ -195,7 +213,9 @@ class ReportQuery:
                 measure_columns.append((source.name, measure))
                 columns.append(ReportColumn(measure.name, lazy(measure.label), "measure", measure.format))
             conditions = self._source_conditions(source, entity, model, params, date_field)
-            if chosen is not None:
+            if chosen is not None and report.time_bucket:
+                conditions.append(key == chosen)  # a bucket's text key, as the rows carry it
+            elif chosen is not None:
                 try:
                     value = record_id_or_none(chosen)
                 except ValueError:
@@ -220,6 +240,8 @@ class ReportQuery:
                 value = func.coalesce(value, 0)  # a source with no records for the group counts 0
             values.append(value.label(name))
         grouped = select(stacked.c.k.label("g"), *values).group_by(stacked.c.k).subquery("grouped")
+        if report.time_bucket:  # text keys in time order; records without a date last
+            return select(*grouped.c).order_by(grouped.c.g.is_(None), grouped.c.g), columns, group
         target = aliased(self.models[group.name])
         title = getattr(target, group.title) if group.title else cast(target.id, Integer)
         statement = (select(*grouped.c, title.label("t")).select_from(grouped)
@@ -340,6 +362,8 @@ class ReportQuery:
                 shape.append((column.key, lambda v, at=at: _number(v[at])))
         return shape
 
+
+_BUCKET_LABELS = {"day": _l("Day"), "week": _l("Week"), "month": _l("Month"), "quarter": _l("Quarter"), "year": _l("Year")}
 
 NO_KEY = -1  # the key of a cross-entity report's "(none)" group: no record has this id
 
