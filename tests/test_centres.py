@@ -106,20 +106,34 @@ def test_cumulative_cash_flow_runs_receipts_minus_payments_down_the_months(app, 
     assert report.json["totals"]["net"] == pytest.approx(running_in - running_out)
 
 
-def test_cash_flow_drill_counts_and_date_range(app, api):
-    """A month's paid cell opens that month's payments (the sum of the list equals the month's own payments);
-    a date range narrows every source."""
+def drilled_sum(api, drill: str, field: str = "amount") -> tuple[int, float]:
+    """(count, sum of `field`) of every record a drill URL lists, through the list API, page by page."""
+    url = "/api/v1/" + drill.split("/")[1] + "/?" + drill.split("?", 1)[1]
+    count, total, page = 0, 0.0, 0
+    while True:
+        listed = api(f"{url}&q=(page:{page},page_size:100)")
+        assert listed.status_code == 200, listed.json
+        count += len(listed.json["result"])
+        total += sum(float(r[field] or 0) for r in listed.json["result"])
+        if len(listed.json["result"]) < 100:
+            return count, total
+        page += 1
+
+
+def test_cash_flow_drill_sums_equal_the_running_cells_and_date_range(app, api):
+    """A running total's cell opens every record up to its month: the list's sum is the cell; a date range
+    narrows every source."""
     report = api("/api/v1/reports/cash_flow").json
     first, second = report["rows"][0], report["rows"][1]
     month_paid = second["paid"] - first["paid"]  # running totals: the month's own payments
-    url = second["drills"]["paid"].replace("/payment/list/", "/api/v1/payment/")
-    listed = api(url + "&page_size=1000")
-    assert listed.status_code == 200, listed.json
-    assert sum(float(r["amount"]) for r in listed.json["result"]) == pytest.approx(month_paid)
+    for row in (first, second, report["rows"][-1]):
+        assert drilled_sum(api, row["drills"]["paid"])[1] == pytest.approx(row["paid"])
+        assert drilled_sum(api, row["drills"]["received"])[1] == pytest.approx(row["received"])
     start = second["month"]["value"] + "-01"
     narrowed = api(f"/api/v1/reports/cash_flow?from={start}").json
     assert narrowed["rows"][0]["month"]["value"] == second["month"]["value"]
     assert narrowed["rows"][0]["paid"] == pytest.approx(month_paid)
+    assert drilled_sum(api, narrowed["rows"][0]["drills"]["paid"])[1] == pytest.approx(month_paid)
 
 
 def test_cross_report_page_offers_dates_and_names_source_filters(app):
@@ -145,6 +159,11 @@ def test_labour_summary_pivot_matches_sql(app, api):
         assert rows[pk]["cost"] == pytest.approx(amount)  # row total: the plain total
         last = report.json["pivot_columns"][-1]["key"]
         assert rows[pk]["pivot"][last]["cost"] == pytest.approx(amount)  # cumulative: the last column is the total
+    # a running cell drills into every record up to its month: the list's sum is the cell (both ends, one row)
+    row = max(rows.values(), key=lambda r: len(r["pivot"]))
+    for key in (report.json["pivot_columns"][0]["key"], report.json["pivot_columns"][-1]["key"]):
+        cell = row["pivot"][key]
+        assert drilled_sum(api, cell["drill"])[1] == pytest.approx(cell["cost"])
     trades = by_group(api("/api/v1/reports/labour_by_trade").json, "trade")
     assert sum(r["cost"] for r in trades.values()) == pytest.approx(sum(a for (a,) in totals.values()))
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from app.schema.filters import filter_json
 
+UPTO = "upto:"  # a bucket prefix in `varying`: the cell is a running total (cumulative)
 MARK = "\ue000"  # a private-use character: JSON writes it \ue000, quoted %5Cue000
 QUOTED_MARK = "%5Cue000"
 
@@ -79,8 +80,10 @@ class Drill:
         if value is None:
             return {"null": True}
         if bucket:
-            start, end = bucket_range(bucket, value)
-            return {"gte": start, "lt": end}
+            # "upto:month": a running total's records, everything before the bucket's end
+            running = bucket.startswith(UPTO)
+            start, end = bucket_range(bucket[len(UPTO):] if running else bucket, value)
+            return {"lt": end} if running else {"gte": start, "lt": end}
         return _json_value(value)
 
     def url(self, values) -> str:

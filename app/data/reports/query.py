@@ -23,7 +23,7 @@ from app.i18n import lazy
 from app.rules.access import Viewer
 from app.rules.filters import context_for, filter_clause
 from app.rules.records import FieldError
-from app.data.reports.drill import Drill
+from app.data.reports.drill import UPTO, Drill
 from app.schema.spec import EntitySpec, FieldSpec, GroupBy, PortalSpec, ReportSpec
 
 
@@ -105,8 +105,11 @@ class ReportQuery:
         groups = [(g.field, g.bucket) for g in report.group_by]
         drill = self._drill(report, entity, report.filter, params, result.date_field, groups)
         if report.columns:
+            column_bucket = report.columns.bucket
+            if report.cumulative and column_bucket:
+                column_bucket = UPTO + column_bucket  # a running total's cell opens every record up to its month
             cell_drill = self._drill(report, entity, report.filter, params, result.date_field,
-                                     groups + [(report.columns.field, report.columns.bucket)])
+                                     groups + [(report.columns.field, column_bucket)])
             _pivot(self, report, entity, result, rows, names, shape, cell_drill, drill)
         else:
             group_keys = [c.key for c in columns if c.kind == "group"]
@@ -154,7 +157,9 @@ class ReportQuery:
             entity = self.portal.entity(source.entity)
             # the chosen group (f_<group>) is the row's own key value: not carried as a field of the source
             source_drill = self._drill(report, entity, source.filter, ReportParams(params.date_from, params.date_to),
-                                       _source_date_field(source, entity), [(source.key_field, source.key_bucket)])
+                                       _source_date_field(source, entity),
+                                       [(source.key_field, (UPTO if report.cumulative else "") + source.key_bucket
+                                         if source.key_bucket else None)])
             drills.append(source_drill)
             measure_drill.update((m.name, source_drill) for m in source.measures if any(c.key == m.name for c in columns))
         drill = drills[0] if drills else None
