@@ -53,7 +53,8 @@ def column(key, label, kind, fmt=None):
 
 
 def project_cost(pivot=False):
-    report = SimpleNamespace(id="project_cost", label={"en": "Cost"}, chart="bar", chart_measure=["budget", "cost"])
+    report = SimpleNamespace(id="project_cost", label={"en": "Cost"}, chart="bar", chart_measure="budget",
+                             chart_measures=("budget", "cost"))  # as the checker makes it
     columns = [column("project", "Project", "group"), column("budget", "Budget", "measure", "money"),
                column("cost", "Cost", "measure", "money"), column("used", "Used", "derived", "percent")]
     result = ReportResult(report, columns)
@@ -92,7 +93,7 @@ def test_cells_are_formatted_styled_linked_and_right_aligned(ctx):
 
 
 def test_a_pivot_has_a_column_per_pivot_column_row_totals_and_column_totals(ctx):
-    report = SimpleNamespace(id="labour_pivot", label={"en": "Pivot"}, chart="table", chart_measure=None)
+    report = SimpleNamespace(id="labour_pivot", label={"en": "Pivot"}, chart="table", chart_measure=None, chart_measures=())
     result = ReportResult(report, [column("project", "Project", "group"), column("cost", "Cost", "measure", "money")])
     result.pivot_columns = [{"key": "2026-01", "label": "2026-01"}, {"key": "2026-02", "label": "2026-02"}]
     result.rows = [{"project": {"value": 1, "label": "Tower"}, "cost": 300.0,
@@ -121,7 +122,7 @@ def test_chart_has_a_drill_per_bar_and_a_colour_per_series_name(ctx):
     assert budget["backgroundColor"] == series_colour("budget") != cost["backgroundColor"] == series_colour("cost")
     # the colour is the name's, not the position's: alone in another chart, cost keeps its colour
     alone = project_cost()
-    alone.report.chart_measure = "cost"
+    alone.report.chart_measure, alone.report.chart_measures = "cost", ("cost",)
     assert chart_config(alone)["data"]["datasets"][0]["backgroundColor"] == series_colour("cost")
 
 

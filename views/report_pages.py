@@ -91,8 +91,8 @@ def fixed_filters_in_words(report) -> list[str]:
     if not report.sources:
         return conditions_in_words(report.entity, report.filter)
     spec, _ = _portal()
-    return [f"{lazy(spec.entity(s.entity).label)}: {words}" for s in report.sources if s.filter
-            for words in conditions_in_words(s.entity, s.filter)]
+    return [str(_l("%(source)s: %(conditions)s", source=lazy(spec.entity(s.entity).label), conditions=words))
+            for s in report.sources if s.filter for words in conditions_in_words(s.entity, s.filter)]
 
 
 def _date_label(report, entity, result):

@@ -239,7 +239,7 @@ def series_colour(name) -> str:
 def chart_measures(result: ReportResult) -> list:
     """The measures a chart plots: `chart_measure` (a name or a list) where visible, else the first measure."""
     measures = [c for c in result.columns if _is_measure(c)]
-    wanted = result.report.chart_measure
+    wanted = result.report.chart_measures or result.report.chart_measure  # `chart_measure: [a, b]`: every one
     wanted = [wanted] if isinstance(wanted, str) else list(wanted or ())
     chosen = [m for name in wanted for m in measures if m.key == name]
     return chosen or measures[:1]
