@@ -247,3 +247,28 @@ def test_agent_sees_assigned_tickets_and_customers_without_credit(app, people):
     assert "credit_limit" not in customer and customer["phone"] == "+8613911112222"
     new = api.post("/api/v1/ticket/", json={"subject": "新工单", "customer": people["c2"]}, headers=h)
     assert new.status_code == 201 and new.json["result"]["assignee"]["id"] == people["agent1"]
+
+
+def test_a_permission_change_in_one_worker_is_seen_by_another_at_its_next_request(app, tmp_path_factory):
+    """Permissions are kept per set of roles while FAB's permission tables keep their version (read with the
+    user): two app instances on one database stand for two gunicorn workers."""
+    from conftest import make_app
+
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    other = make_app(tmp_path_factory, "permissions_other_worker", SQLALCHEMY_DATABASE_URI=url)
+    make_user(app, "keeper", "Finance")
+    client = login(app.test_client(), "keeper", PASSWORD)
+    assert client.get("/payment/list/").status_code == 200
+    from conftest import sql_statements
+    with sql_statements(app) as seen:
+        assert client.get("/payment/list/").status_code == 200
+    assert not [s for s in seen if "ab_permission_view_role" in s], "the role's permissions are kept, not re-read"
+    assert [s for s in seen if "portal_user_locale" in s and "ab_user" in s], "language and version ride on the user"
+    with other.app_context():  # the "other worker" takes list access away from Finance
+        sm = other.appbuilder.sm
+        sm.del_permission_role(sm.find_role("Finance"), sm.find_permission_view_menu("can_read", "Payment"))
+    assert client.get("/payment/list/").status_code in (302, 403)
+    with other.app_context():
+        sm = other.appbuilder.sm
+        sm.add_permission_role(sm.find_role("Finance"), sm.find_permission_view_menu("can_read", "Payment"))
+    assert client.get("/payment/list/").status_code == 200

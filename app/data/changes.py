@@ -38,9 +38,10 @@ def versions_table(metadata: MetaData) -> Table:
 class ChangeSignals:
     """Notes the watched tables each transaction writes and moves their versions as it commits."""
 
-    def __init__(self, watched: set[str], cascades: dict[str, set[str]]) -> None:
+    def __init__(self, watched: set[str], cascades: dict[str, set[str]], aliases: dict[str, str] | None = None) -> None:
         self.watched = frozenset(watched)
         self.cascades = cascades  # table -> tables the database changes when one of its rows is deleted
+        self.aliases = aliases or {}  # table -> the one name its version is kept under (several tables, one version)
 
     def install(self, engine) -> None:
         event.listen(engine, "before_cursor_execute", self._executed)
@@ -51,7 +52,7 @@ class ChangeSignals:
         names = {table} | (self.cascades.get(table, set()) if deleted else set())
         names &= self.watched
         if names:
-            connection.info.setdefault(NOTED, set()).update(names)
+            connection.info.setdefault(NOTED, set()).update(self.aliases.get(n, n) for n in names)
 
     def _executed(self, connection, cursor, statement: str, *args) -> None:
         """before_cursor_execute: every statement SQLAlchemy sends (ORM, Core, exec_driver_sql); a few string
@@ -102,10 +103,17 @@ def cascades_of(metadata_list) -> dict[str, set[str]]:
     return closed
 
 
+# FAB's tables that decide what a role may do: one version for all of them, read with the signed-in user in the
+# statement that loads it (app/runtime/security.py), so each process keeps the permissions of a set of roles
+# until any of these tables is written
+SECURITY = "portal:security"
+SECURITY_TABLES = ("ab_permission_view_role", "ab_permission_view", "ab_permission", "ab_view_menu", "ab_role")
+
+
 def install_change_signals(engine, portal, metadata_list) -> ChangeSignals:
-    """Watch the portal's entity tables and FAB's user table (user fields show names)."""
-    watched = {model.__table__.name for model in portal.models.values()} | {"ab_user"}
-    signals = ChangeSignals(watched, cascades_of(metadata_list))
+    """Watch the portal's entity tables, FAB's user table (user fields show names) and its permission tables."""
+    watched = {model.__table__.name for model in portal.models.values()} | {"ab_user"} | set(SECURITY_TABLES)
+    signals = ChangeSignals(watched, cascades_of(metadata_list), dict.fromkeys(SECURITY_TABLES, SECURITY))
     signals.install(engine)
     portal.change_signals = signals
     return signals

@@ -184,8 +184,12 @@ def install_drill(app) -> None:
 def _value_words(f, value, titles: dict) -> str:
     if isinstance(value, tuple):
         return ", ".join(_value_words(f, v, titles) for v in value)
-    if isinstance(value, Relative):
-        return gettext("me") if value.base == "user" else str(value)
+    if isinstance(value, Relative):  # "today + 7 days", "今天 + 7 天"
+        base = {"user": gettext("me"), "today": gettext("today"), "now": gettext("now")}.get(value.base, str(value))
+        if not value.amount:
+            return base
+        unit = {"d": gettext("days"), "h": gettext("hours"), "m": gettext("minutes")}.get(value.unit, value.unit)
+        return f"{base} {'+' if value.amount > 0 else '−'} {abs(value.amount)} {unit}"
     if f is not None and f.stores_link:
         return titles.get(value, f"#{value}")
     if f is not None and (f.choices or isinstance(value, bool)):

@@ -52,6 +52,8 @@ def _saved_locale() -> str | None:
     user_id = getattr(user, "id", None)
     if user_id is None:
         return None
+    if hasattr(user, "portal_locale"):  # loaded with the user (security.get_user_by_id): no statement of its own
+        return user.portal_locale
     return current_app.appbuilder.session.scalar(select(UserLocale.locale).where(UserLocale.user_id == user_id))
 
 

@@ -3,21 +3,37 @@ sign-in rate limits.
 
 FAB asks the database once per menu item and button (about 40 queries per page here); the
 answers cannot change within a request, so each user's permission set is read once per request,
-in one statement for all of the user's roles. The signed-in user is loaded with roles and groups
-in one statement, and the Public role's permissions (checked first by every API call) in one.
+in one statement for all of the user's roles, and kept per set of roles until FAB's permission tables change
+(their version is read with the user). The signed-in user is loaded with roles, groups, saved language and
+that version in one statement, and the Public role's permissions (checked first by every API call) in one.
 """
 from __future__ import annotations
 
+import time
+
 from flask_appbuilder.security.sqla.manager import SecurityManager
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
+from app.data.changes import SECURITY, TABLE as VERSIONS
 from app.fab import PermissionCheckHook, assoc_permissionview_role
 from app.runtime import ratelimit
 from app.runtime.request_cache import request_cached
 
 
+PERMISSIONS_SECONDS = 60
+
+
+def _versions_table():
+    from app.portal import current_portal
+
+    return current_portal().metadata.tables[VERSIONS]
+
+
 class PortalSecurityManager(PermissionCheckHook, SecurityManager):
+    def __init__(self, appbuilder):
+        self._kept_permissions: dict = {}  # (roles, security version) -> (until, pairs)
+        super().__init__(appbuilder)
     def user_may(self, user, permission_name: str, view_name: str) -> bool:
         """Every permission check of FAB's `has_access` for a signed-in user (via PermissionCheckHook)."""
         granted = request_cached(("permissions", getattr(user, "id", None)), lambda: self.get_user_permissions(user))
@@ -28,15 +44,47 @@ class PortalSecurityManager(PermissionCheckHook, SecurityManager):
         return (permission_name, view_name) in public
 
     def get_user_by_id(self, pk):
-        """The user with roles and groups (FAB lazy-loads each: three statements per request)."""
+        """The user with roles, groups and saved language in one statement (FAB lazy-loads each: four
+        statements per request). The language rides on the user as `portal_locale` (app/runtime/locale.py)."""
+        from app.runtime.locale import UserLocale
+
         user = self.user_model
-        return self.session.get(user, pk, options=[
-            joinedload(user.roles), joinedload(user.groups).joinedload(self.group_model.roles)])
+        try:
+            pk = int(pk)
+        except (TypeError, ValueError):
+            return None
+        saved = select(UserLocale.locale).where(UserLocale.user_id == user.id).scalar_subquery()
+        versions = _versions_table()
+        security = select(versions.c.version).where(versions.c.name == SECURITY).scalar_subquery()
+        row = self.session.execute(
+            select(user, saved.label("locale"), func.coalesce(security, 0).label("security"))
+            .where(user.id == pk)
+            .options(joinedload(user.roles), joinedload(user.groups).joinedload(self.group_model.roles))).unique().first()
+        if row is None:
+            return None
+        row[0].portal_locale, row[0].portal_security_version = row[1], row[2]
+        return row[0]
 
     def get_user_permissions(self, user) -> set[tuple[str, str]]:
-        """(permission, view menu) pairs of all the user's roles, in one statement (FAB: one per role)."""
+        """(permission, view menu) pairs of all the user's roles, in one statement (FAB: one per role), kept per
+        set of roles while FAB's permission tables keep their version (read with the user, get_user_by_id): a
+        permission change anywhere is seen by every process at its next request. PERMISSIONS_SECONDS bounds
+        writes made outside SQLAlchemy (no version moved)."""
+        roles = self.get_user_roles(user)
+        version = getattr(user, "portal_security_version", None)
+        if version is None:  # a user loaded some other way (signing in): no version to trust
+            return self._user_permissions(roles)
+        key = (tuple(sorted((role.id, role.name) for role in roles)), version)
+        kept = self._kept_permissions.get(key)
+        if kept is None or kept[0] < time.monotonic():
+            if len(self._kept_permissions) > 1000:  # old versions: nothing reads them again
+                self._kept_permissions.clear()
+            kept = self._kept_permissions[key] = (time.monotonic() + PERMISSIONS_SECONDS, frozenset(self._user_permissions(roles)))
+        return kept[1]
+
+    def _user_permissions(self, roles) -> set[tuple[str, str]]:
         granted, role_ids = set(), []
-        for role in self.get_user_roles(user):
+        for role in roles:
             if role.name in self.builtin_roles:
                 granted |= self.get_role_permissions(role)
             else:
