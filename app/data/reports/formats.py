@@ -70,6 +70,11 @@ def _formatter(fmt: str | None, locale: str, money: str):
         return duration
     if loc.number_symbols["latn"]["group"] == "," and loc.number_symbols["latn"]["decimal"] == ".":
         def fast(v):  # en, zh: Python's own grouping says the same, ten times faster than a Babel pattern
+            kind = v.__class__  # exact classes: a bool is no number here, and this runs per cell
+            if kind is float:
+                return f"{v:,.2f}"
+            if kind is int:
+                return f"{v:,}"
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 return str(v)
             return f"{v:,.2f}" if isinstance(v, float) else f"{v:,}"
