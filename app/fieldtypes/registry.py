@@ -10,6 +10,7 @@ from importlib import import_module
 from types import MappingProxyType
 from typing import Iterable, Iterator, Mapping
 
+from app.fieldtypes.address import AddressType
 from app.fieldtypes.autonumber import AutonumberType
 from app.fieldtypes.base import FieldType
 from app.fieldtypes.choices import BooleanType, EnumType
@@ -85,7 +86,7 @@ def _instance(item) -> FieldType:
 BUILTIN_TYPES = FieldTypes([
     StringType(), TextType(), IntegerType(), DecimalType(), BooleanType(), DateType(), DatetimeType(),
     EnumType(), EmailType(), PhoneType(), UrlType(), LinkType(), ManyType(), UserType(),
-    AutonumberType(), FileType(),
+    AutonumberType(), FileType(), AddressType(),
 ])
 
 
