@@ -16,14 +16,17 @@ DEFAULT_PHONE_REGION = "CN"
 _HALF_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
 
+def half_width(text: str) -> str:
+    """Full-width forms and ideographic spaces as their ASCII twins (ＡＢＣ１２３ -> ABC123)."""
+    return text if text.isascii() else text.translate(_HALF_WIDTH)
+
+
 def standard_text(text: str) -> str:
     """A single-line name or code as the portal stores it: full-width letters, digits, punctuation and spaces
     folded to half-width, surrounding spaces trimmed and inner runs of whitespace made one space, so that
     "ＡＢＣ１２３ " is "ABC123" and "张三  " is "张三" (docs/schema.md "Address fields and standardisation").
     Forms, the API, imports and filters all reach it through StringType.clean; duplicate checks compare these."""
-    if not text.isascii():
-        text = text.translate(_HALF_WIDTH)
-    return " ".join(text.split())
+    return " ".join(half_width(text).split())
 
 
 def filter_text(value) -> str:
@@ -63,8 +66,8 @@ class StringType(FieldType):
         return text
 
     def clean_filter(self, field, operator: str, value):
-        text = filter_text(value)
-        return standard_text(text) if self.strip else text  # "ＡＢＣ" finds the stored "ABC"
+        text = filter_text(value)  # spaces as typed ("contains ' Ltd'"); full-width folded: "ＡＢＣ" finds "ABC"
+        return half_width(text) if self.strip else text
 
 
 class TextType(StringType):
