@@ -314,3 +314,29 @@ def test_standardised_values_are_the_same_value_for_unique_fields(crm, h):
     assert response.status_code == 422 and response.json["written"] is False, response.json
     names = [r["name"] for r in client.get("/api/v1/supplier/?q=(page_size:100)", headers=h).json["result"]]
     assert names.count("张三建材") == 1
+
+
+def test_hiding_or_masking_an_address_hides_or_masks_its_parts(tmp_path):
+    """The parts reveal the address: a role that hides (masks) it hides (masks) them too."""
+    from types import SimpleNamespace
+
+    from app.rules.access import Viewer
+
+    spec, problems = _check(tmp_path, """\
+        entities:
+          Shop:
+            fields:
+              name: string
+              site: address
+        roles:
+          Clerk: {can: {Shop: [read]}, hide: {Shop: [site]}}
+          Auditor: {can: {Shop: [read]}, mask: {Shop: [site]}}
+        """)
+    assert not problems, problems
+    parts = {"site", "site_province", "site_city", "site_district", "site_detail", "site_parsed"}
+
+    def viewer(role):
+        return Viewer(spec, SimpleNamespace(id=1, roles=[SimpleNamespace(name=role)]), "Admin")
+
+    assert viewer("Clerk").hidden("Shop") == parts and not viewer("Clerk").masked("Shop")
+    assert viewer("Auditor").masked("Shop") == parts and not viewer("Auditor").hidden("Shop")
