@@ -340,3 +340,26 @@ def test_hiding_or_masking_an_address_hides_or_masks_its_parts(tmp_path):
 
     assert viewer("Clerk").hidden("Shop") == parts and not viewer("Clerk").masked("Shop")
     assert viewer("Auditor").masked("Shop") == parts and not viewer("Auditor").hidden("Shop")
+
+
+def test_a_string_field_that_becomes_an_address_gets_its_parts_derived_at_start_up(tmp_path_factory):
+    """Customer.address was a string: the next start-up adds the sibling columns and derives them for stored rows."""
+    from app import create_app
+
+    before, after = tmp_path_factory.mktemp("was_string"), tmp_path_factory.mktemp("now_address")
+    body = "version: 1\nmodule: m\nentities:\n  Shop:\n    fields:\n      name: string\n      site: {type: %s}\n"
+    (before / "m.yaml").write_text(body % "string", encoding="utf-8")
+    (after / "m.yaml").write_text(body % "address", encoding="utf-8")
+    old = make_app(tmp_path_factory, "address_upgrade", schema_dir=before)
+    client = old.test_client()
+    h = jwt_headers(client)
+    for name, site in (("甲", "重庆市万州区高笋塘"), ("乙", "火星基地一号"), ("丙", None)):
+        assert client.post("/api/v1/shop/", json={"name": name, "site": site}, headers=h).status_code == 201
+    new = create_app({**{k: old.config[k] for k in ("TESTING", "SECRET_KEY", "SQLALCHEMY_DATABASE_URI")},
+                      "WTF_CSRF_ENABLED": False, "PORTAL_SCHEMA_DIR": str(after)})
+    client = new.test_client()
+    rows = {r["name"]: r for r in client.get("/api/v1/shop/", headers=jwt_headers(client)).json["result"]}
+    assert [rows["甲"][f"site{s}"] for s in ("_province", "_city", "_district", "_detail", "_parsed")] == [
+        "重庆市", "重庆市", "万州区", "高笋塘", True]
+    assert (rows["乙"]["site_detail"], rows["乙"]["site_parsed"]) == ("火星基地一号", False)
+    assert rows["丙"]["site_parsed"] is None

@@ -88,7 +88,7 @@ def _load_parser():
 
 
 def location_parser():
-    """The shared jionlp parser (loaded on first use; `warm_up` loads it before a server forks)."""
+    """The shared jionlp parser (loaded on first use; AddressType.warm_up loads it before a server forks)."""
     with _lock:
         return _load_parser()
 
@@ -107,11 +107,6 @@ def parse_address(text: str) -> ParsedAddress:
     return ParsedAddress(province, city, district, detail or None, True)
 
 
-def warm_up() -> None:
-    """Load the parser now (app start-up with an address field: before gunicorn forks, once for all workers)."""
-    location_parser()
-
-
 # -- the field type --------------------------------------------------------------------------------------
 class AddressType(StringType):
     name = "address"
@@ -127,6 +122,9 @@ class AddressType(StringType):
         Sibling("_detail", "string", (("en", "detail"), ("zh", "详细地址")), length=500),
         Sibling("_parsed", "boolean", (("en", "parsed"), ("zh", "已解析"))),
     )
+
+    def warm_up(self) -> None:
+        location_parser()  # jionlp's place dictionary: loaded before gunicorn forks, once for all workers
 
     def derive(self, field, value) -> dict:
         """{suffix: value} of the siblings for a stored value (None: every sibling empty)."""

@@ -224,6 +224,10 @@ class FieldType:
 
         return safe_sql_text(cast(column, Text))
 
+    def warm_up(self) -> None:
+        """Load what the type needs before the first request (the app factory calls it for the types a schema uses,
+        before a server forks its workers); nothing by default."""
+
     # -- sibling columns ---------------------------------------------------------------------------------
     def derive(self, field, value) -> dict:
         """{sibling suffix: value} for a field's new value (None included), kept on every write by

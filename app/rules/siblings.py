@@ -8,8 +8,15 @@ alone leaves its siblings alone.
 """
 from __future__ import annotations
 
+import logging
+
+from sqlalchemy import and_, bindparam, select, update
+
 from app.rules.record_rules import RuleStep, WriteContext
 from app.schema.spec import EntitySpec
+
+log = logging.getLogger(__name__)
+FILL_BATCH = 1000
 
 
 class SiblingStep(RuleStep):
@@ -50,3 +57,35 @@ def _sources(entity: EntitySpec) -> tuple:
     if "_sibling_sources" not in memo:
         memo["_sibling_sources"] = tuple(f for f in entity.fields if f.kind.siblings)
     return memo["_sibling_sources"]
+
+
+def fill_new_siblings(engine, portal) -> None:
+    """Start-up (under the start-up lock): when sibling columns were just added to a table that has rows (a string
+    field became an address, as Customer.address did), derive them once for the stored values."""
+    added = set(portal.schema_changes)
+    for entity in portal.spec.entities:
+        table = portal.models[entity.name].__table__ if entity.name in portal.models else None
+        if table is None:
+            continue
+        for f in _sources(entity):
+            names = [f"{f.name}{s.suffix}" for s in f.kind.siblings]
+            if not any(f"added column {table.name}.{name}" in added for name in names):
+                continue
+            source = table.c[f.column_name]
+            filled = 0
+            with engine.begin() as connection:
+                last = 0
+                while True:  # keyset batches: the parse of a batch happens between two short statements
+                    rows = connection.execute(select(table.c.id, source).where(and_(table.c.id > last, source.is_not(None)))
+                                              .order_by(table.c.id).limit(FILL_BATCH)).all()
+                    if not rows:
+                        break
+                    values = []
+                    for row_id, value in rows:
+                        parts = with_siblings(entity, {f.name: value})
+                        values.append({"row_id": row_id, **{f"new_{name}": parts[name] for name in names}})
+                    connection.execute(update(table).where(table.c.id == bindparam("row_id"))
+                                       .values({name: bindparam(f"new_{name}") for name in names}), values)
+                    filled += len(rows)
+                    last = rows[-1][0]
+            log.info("siblings: derived %s for %d stored records of %s", ", ".join(names), filled, entity.name)
