@@ -80,7 +80,8 @@ def test_the_indexed_parser_answers_as_jionlps_own():
     plain, fast = LocationParser(), location_parser()
     entries = fast._entries
     rng = random.Random(16)
-    texts = [a[0] for a in ADDRESSES] + [m[1] for m in MESSY] + [u[0] for u in UNPARSED]
+    texts = [a[0] for a in ADDRESSES] + [m[1] for m in MESSY] + [u[0] for u in UNPARSED] + [
+        "江苏省", "吉林省吉林市", "海南大学", "西安交通大学", "北海市重庆路其仓11号", "上海市嘉定区太原路99号", "鼓楼区"]
     for entry in rng.sample(entries, 300):
         form = rng.randrange(2)  # full names or short ones
         names = [level[form] or level[0] for level in entry[1:4] if level[0]]

@@ -7,9 +7,9 @@ siblings are declared here (`siblings`); the checker adds them to the entity as 
 (app/schema/entities.py) and app/rules/siblings.py `SiblingStep` fills them from `derive`.
 
 Parsing is jionlp's location parser (docs/schema.md says why it was chosen over cpca and others). Its candidate
-scan tests every one of ~3,500 place entries against the text (about 2 ms per address); `_IndexedParser` hands
-it only the entries whose names occur in the text, which gives the same answer about 30 times faster, and parses
-are cached. jionlp is imported on the first parse (it loads numpy and prints a banner on stdout, silenced here).
+scan tests every one of ~3,500 place entries against the text (2–5 ms per address); `_IndexedParser` hands it
+only the entries whose names occur in the text, which gives the same answer 15–25 times faster, and parses are
+cached. jionlp is imported on the first parse (it loads numpy and prints a banner on stdout, silenced here).
 """
 from __future__ import annotations
 
@@ -46,35 +46,48 @@ def _load_parser():
             from jionlp.gadget.location_parser import LocationParser
 
         class _IndexedParser(LocationParser):
-            """jionlp's LocationParser with its candidate scan narrowed to the entries that name a place found in
-            the text (the others match nothing, so the scan's answer is the same; tests/test_address.py checks it
-            against the plain parser). Entries keep their order: the parser breaks ties by it."""
+            """jionlp's LocationParser with its candidate scan narrowed to the entries that name a place found in the
+            text: the others match nothing. Of the entries found only by their province's name, which all give the
+            same answer, the first of each province is kept. Entries keep their order (the parser breaks ties by
+            it). tests/test_address.py checks the answers against the plain parser."""
 
             _entries = None
 
             def _index(self):
                 entries = self.administrative_map_list
-                by_name: dict[str, list[int]] = {}
+                by_province: dict[str, list[int]] = {}  # a province's full or short name -> entries under it
+                by_place: dict[str, list[int]] = {}  # a city's or county's full or short name -> its entries
                 for position, entry in enumerate(entries):
-                    for names in entry[1:4]:
+                    for level, names in enumerate(entry[1:4]):
                         for name in names:
                             if name:
-                                by_name.setdefault(name, []).append(position)
-                self._entries, self._by_name = entries, by_name
-                self._lengths = sorted({len(name) for name in by_name})
+                                (by_place if level else by_province).setdefault(name, []).append(position)
+                self._entries, self._by_province, self._by_place = entries, by_province, by_place
+                self._lengths = sorted({len(name) for name in (*by_province, *by_place)})
 
             def get_candidates(self, location_text):
                 if self._entries is None:
                     self._index()
-                found: set[int] = set()
-                by_name, size = self._by_name, len(location_text)
+                places: set[int] = set()
+                provinces: set[int] = set()
+                by_province, by_place, size = self._by_province, self._by_place, len(location_text)
                 for length in self._lengths:
                     for start in range(size - length + 1):
-                        hits = by_name.get(location_text[start:start + length])
+                        piece = location_text[start:start + length]
+                        hits = by_place.get(piece)
                         if hits:
-                            found.update(hits)
+                            places.update(hits)
+                        hits = by_province.get(piece)
+                        if hits:
+                            provinces.update(hits)
                 entries = self._entries
-                self.administrative_map_list = [entries[i] for i in sorted(found)]
+                keep, seen = set(places), set()
+                for position in sorted(provinces - places):
+                    province = tuple(entries[position][1])
+                    if province not in seen:
+                        seen.add(province)
+                        keep.add(position)
+                self.administrative_map_list = [entries[i] for i in sorted(keep)]
                 try:
                     return super().get_candidates(location_text)
                 finally:
