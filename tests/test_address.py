@@ -364,3 +364,34 @@ def test_a_string_field_that_becomes_an_address_gets_its_parts_derived_at_start_
         "重庆市", "重庆市", "万州区", "高笋塘", True]
     assert (rows["乙"]["site_detail"], rows["乙"]["site_parsed"]) == ("火星基地一号", False)
     assert rows["丙"]["site_parsed"] is None
+
+
+def test_a_bulk_transition_that_sets_an_address_sets_its_parts(tmp_path_factory):
+    schema = tmp_path_factory.mktemp("address_bulk")
+    (schema / "m.yaml").write_text(textwrap.dedent("""\
+        version: 1
+        module: m
+        entities:
+          Job:
+            fields:
+              name: string
+              state: {type: enum, required: true, choices: [open, moved], default: open}
+              site: address
+            workflow:
+              field: state
+              transitions:
+                move: {from: open, to: moved, roles: [Mover], set: {site: "重庆市万州区高笋塘"}}
+        roles:
+          Mover: {can: {Job: all}}
+        """), encoding="utf-8")
+    app = make_app(tmp_path_factory, "address_bulk", schema_dir=schema)
+    client = app.test_client()
+    h = jwt_headers(client)
+    ids = [client.post("/api/v1/job/", json={"name": n, "site": "火星基地一号"}, headers=h).json["id"] for n in "甲乙"]
+    done = client.post("/api/v1/job/bulk", json={"action": "transition", "transition": "move", "ids": ids}, headers=h)
+    assert done.status_code == 200 and sorted(done.json["done"]) == sorted(ids), done.json
+    for pk in ids:
+        record = client.get(f"/api/v1/job/{pk}", headers=h).json["result"]
+        assert (record["state"], record["site"]) == ("moved", "重庆市万州区高笋塘")
+        assert [record[f"site{s}"] for s in ("_province", "_city", "_district", "_detail", "_parsed")] == [
+            "重庆市", "重庆市", "万州区", "高笋塘", True]
