@@ -132,7 +132,7 @@ class AddressType(StringType):
         Sibling("_province", "string", (("en", "province"), ("zh", "省")), length=50),
         Sibling("_city", "string", (("en", "city"), ("zh", "市")), length=50),
         Sibling("_district", "string", (("en", "district"), ("zh", "区县")), length=50),
-        Sibling("_detail", "string", (("en", "detail"), ("zh", "详细地址")), length=500),
+        Sibling("_detail", "string", (("en", "detail"), ("zh", "详情")), length=500),
         Sibling("_parsed", "boolean", (("en", "parsed"), ("zh", "已解析"))),
     )
 
