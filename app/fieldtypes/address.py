@@ -146,18 +146,3 @@ class AddressType(StringType):
         parts = parse_address(value)
         return {"_province": parts.province, "_city": parts.city, "_district": parts.district,
                 "_detail": parts.detail, "_parsed": parts.parsed}
-
-
-def sibling_label(texts, sibling: Sibling, locales) -> tuple[tuple[str, str], ...]:
-    """The sibling's label in each locale: the field's label (its English one where it has none) and the part's
-    name, e.g. "Address province" / "地址省"."""
-    own = dict(texts)
-    fallback = own.get("en") or next(iter(own.values()), "")
-    parts = dict(sibling.labels)
-    out = []
-    for locale in locales:
-        base = own.get(locale, fallback)
-        part = parts.get(locale, parts.get("en", sibling.suffix.strip("_")))
-        out.append((locale, f"{base} {part}" if locale == "en" else f"{base}{part}"))
-    return tuple(out)
-

@@ -103,6 +103,18 @@ class Sibling:
     labels: tuple[tuple[str, str], ...]
     length: int | None = None
 
+    def label_texts(self, field_texts, locales) -> tuple[tuple[str, str], ...]:
+        """The sibling's label in each locale: the field's (its English one where it has none) and the part's,
+        e.g. "Address province" / "地址省"."""
+        own = dict(field_texts)
+        fallback = own.get("en") or next(iter(own.values()), "")
+        parts = dict(self.labels)
+        out = []
+        for locale in locales:
+            base, part = own.get(locale, fallback), parts.get(locale, parts.get("en", self.suffix.strip("_")))
+            out.append((locale, f"{base} {part}" if locale == "en" else f"{base}{part}"))
+        return tuple(out)
+
 
 class FieldType:
     """One type of field. Subclasses set `name` and override what differs; defaults suit a plain text column."""

@@ -75,7 +75,7 @@ def fill_new_siblings(engine, portal) -> None:
             filled = 0
             with engine.begin() as connection:
                 last = 0
-                while True:  # keyset batches: the parse of a batch happens between two short statements
+                while True:  # keyset batches of rows, one executemany UPDATE each
                     rows = connection.execute(select(table.c.id, source).where(and_(table.c.id > last, source.is_not(None)))
                                               .order_by(table.c.id).limit(FILL_BATCH)).all()
                     if not rows:

@@ -15,8 +15,6 @@ MAX_FIELD_NAME = 60  # as app/schema/fields.py FIELD_NAME
 
 def add_siblings(run: Check, file, entity: str, fields: list[FieldSpec]) -> list[FieldSpec]:
     """`fields` with each field's siblings after it; siblings that clash or do not fit are reported and left out."""
-    from app.fieldtypes.address import sibling_label  # the labels' wording lives with the types
-
     given = {f.name: f for f in fields}
     out: list[FieldSpec] = []
     added: dict[str, FieldSpec] = {}
@@ -39,11 +37,8 @@ def add_siblings(run: Check, file, entity: str, fields: list[FieldSpec]) -> list
                                                 f"({f.type} fields do), but field '{other.derived_from or name}' at "
                                                 f"{file}:{other.line} already gives that name; rename one of them")
                 continue
-            for clash in (g for g in fields if g.stores_link and g.column_name == name):
-                run.error(file, f.line, "E830", f"field '{entity}.{f.name}' adds the read-only column '{name}', "
-                                                f"which is the column of link '{clash.name}' ({file}:{clash.line}); rename one of them")
             sibling = FieldSpec(
-                name=name, type=s.type, label=Label(sibling_label(f.label.texts, s, LOCALES)), line=f.line,
+                name=name, type=s.type, label=Label(s.label_texts(f.label.texts, LOCALES)), line=f.line,
                 label_given=True, readonly=True, length=s.length, derived_from=f.name, field_type=run.types[s.type])
             added[name] = sibling
             out.append(sibling)
