@@ -206,6 +206,11 @@ def test_forms_parse_the_address(crm):
     assert "Address province" in page and "宁夏回族自治区" in page
     form = client.get(f"/customer/edit/{found[0]['id']}").get_data(as_text=True)
     assert 'name="address"' in form and 'name="address_province"' not in form
+    edited = client.post(f"/customer/edit/{found[0]['id']}", data={
+        "name": "表单客户", "kind": "company", "level": "normal", "address": "内蒙古自治区呼和浩特市赛罕区大学东路",
+        "row_version": found[0]["row_version"]})
+    assert edited.status_code == 302, edited.data[:800]
+    assert _parts(_get(crm.test_client(), h, found[0]["id"])) == ("内蒙古自治区", "呼和浩特市", "赛罕区", "大学东路", True)
 
 
 def _csv(rows) -> bytes:
