@@ -61,8 +61,6 @@ def create_app(config: dict | object | None = None) -> Flask:
     from app.generate.models import portal_metadata
 
     portal = install(app, Portal(spec=spec, metadata=portal_metadata()))
-    for field_type in {f.kind for entity in spec.entities for f in entity.fields}:
-        field_type.warm_up()  # e.g. the address parser's dictionary: loaded once, before a server forks
     saved_views_table(portal.metadata)  # personal views (app/generate/saved_views.py), created with the others
     versions_table(portal.metadata)  # a version per table, moved by every write (app/data/changes.py)
 

@@ -101,7 +101,7 @@ def _load_parser():
 
 
 def location_parser():
-    """The shared jionlp parser (loaded on first use; AddressType.warm_up loads it before a server forks)."""
+    """The shared jionlp parser (loaded on first use; gunicorn's master loads it before forking: AddressType.warm_up)."""
     with _lock:
         return _load_parser()
 

@@ -237,8 +237,8 @@ class FieldType:
         return safe_sql_text(cast(column, Text))
 
     def warm_up(self) -> None:
-        """Load what the type needs before the first request (the app factory calls it for the types a schema uses,
-        before a server forks its workers); nothing by default."""
+        """Load what the type needs before the first request (registry.warm_up_types: gunicorn's master, before it
+        forks the workers); nothing by default."""
 
     # -- sibling columns ---------------------------------------------------------------------------------
     def derive(self, field, value) -> dict:

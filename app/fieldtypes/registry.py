@@ -114,3 +114,11 @@ def type_of(field) -> FieldType:
     built-in types, else the current app's registry (specs made by hand in tests)."""
     ftype = getattr(field, "field_type", None) or BUILTIN_TYPES._table.get(field.type)
     return ftype if ftype is not None else field_types().of(field)
+
+
+def warm_up_types(spec) -> None:
+    """Load what the field types of a portal's schema need (FieldType.warm_up: the address parser's dictionary).
+    gunicorn.conf.py calls it in the master with --preload, so the workers share it; elsewhere (the CLI, tests)
+    a type loads on first use, and a command that parses no address never pays for the parser."""
+    for field_type in {f.kind for entity in spec.entities for f in entity.fields}:
+        field_type.warm_up()
