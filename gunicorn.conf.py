@@ -23,6 +23,16 @@ def on_starting(server):
                 os.remove(path)
 
 
+def when_ready(server):
+    """With --preload, load what the schema's field types need (the address parser) once, in the master, before the
+    workers are forked: they share it instead of each loading it on its first address."""
+    portal = getattr(getattr(server.app, "callable", None), "extensions", {}).get("portal")
+    if portal is not None:
+        from app.fieldtypes.registry import warm_up_types
+
+        warm_up_types(portal.spec)
+
+
 def post_fork(server, worker):
     """With --preload the app (and its engine) was built in the master: make sure the worker starts with
     an empty connection pool. create_app already disposed it; this covers anything opened after that."""

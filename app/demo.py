@@ -11,7 +11,13 @@ from sqlalchemy import func, select
 
 from app.portal import portal_of
 from app.rules.history import writing_as
+from app.rules.siblings import with_siblings
 
+# customers' addresses, from several provinces (parsed into province, city, district and detail: `type: address`)
+ADDRESSES = ["上海市浦东新区张江路100号", "北京市朝阳区建国路88号", "广东省深圳市南山区科技园南区高新南一道9号",
+             "浙江省杭州市西湖区文三路90号", "江苏省苏州市昆山市花桥镇商务大道8号", "四川省成都市武侯区人民南路四段1号",
+             "重庆市渝中区民权路28号", "湖北省武汉市洪山区珞喻路1037号", "广西壮族自治区南宁市青秀区民族大道136号",
+             "山东省青岛市即墨区鹤山路6号", "天津市和平区南京路189号", "福建省厦门市思明区厦禾路20号"]
 COMPANIES = ["华建集团", "中铁十局", "万科物业", "绿地地产", "宏达机电", "恒信装饰", "远大建工", "蓝天物业",
              "东方幕墙", "安居物业", "北辰建设", "南方电力安装"]
 PEOPLE = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵强", "黄敏", "周杰", "吴刚", "徐丽", "孙浩", "马超", "朱琳", "胡军", "郭勇"]
@@ -98,7 +104,7 @@ def _centres(add, rng, today, projects, suppliers) -> None:
 
 def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
     """Fill an empty portal with a realistic sample; returns a summary, or None if data already exists."""
-    models = portal_of(app).models
+    models, spec = portal_of(app).models, portal_of(app).spec
     session = app.appbuilder.session
     if "Customer" not in models or session.scalar(select(func.count()).select_from(models["Customer"])):
         return None
@@ -110,7 +116,7 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
     def add(entity: str, **values):
         if entity not in models:
             return None
-        record = models[entity](**values)
+        record = models[entity](**with_siblings(spec.entity(entity), values))  # an address's province, city ...
         session.add(record)
         made.setdefault(entity, []).append(record)
         return record
@@ -118,7 +124,7 @@ def load_demo(app: Flask, seed: int = 7, labour_days: int = 60) -> str | None:
     for i, name in enumerate(COMPANIES):
         customer = add("Customer", name=name, kind="company", owner=admin, industry=rng.choice(["construction", "real_estate", "property", "manufacturing"]),
                        phone=f"+86138{10000000 + i * 7919:08d}", level=rng.choice(["vip", "normal", "normal", "potential"]),
-                       credit_limit=Decimal(rng.randrange(5, 200) * 10000), address=f"上海市浦东新区张江路{100 + i}号",
+                       credit_limit=Decimal(rng.randrange(5, 200) * 10000), address=ADDRESSES[i % len(ADDRESSES)],
                        next_follow_up=today + dt.timedelta(days=rng.randrange(-10, 30)),
                        since=today - dt.timedelta(days=rng.randrange(0, 400)))
         contact = add("Contact", customer=customer, name=rng.choice(PEOPLE), position=rng.choice(["项目经理", "采购", "总经理"]),

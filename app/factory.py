@@ -31,6 +31,7 @@ from app.rules.notification_passes import install as install_notification_passes
 from app.generate.inbox import register as register_inbox
 from app.rules.line_versions import install as install_line_versions
 from app.rules.rollups import fill_new_rollups, install as install_rollups
+from app.rules.siblings import fill_new_siblings
 from app.runtime.database import configure_engine, ensure_tables, forget_connections, startup_lock
 from app.runtime.locale import compile_catalogs, install_locale_handling
 from app.runtime.operations import install_operations
@@ -83,6 +84,7 @@ def create_app(config: dict | object | None = None) -> Flask:
             install_history(db.session, portal)  # `history: true`: every flushed change recorded
             install_notifications(db.session, portal)  # event reminders: rows written with the change
             fill_new_rollups(engine, portal)  # a rollup field added to a database that has children
+            fill_new_siblings(engine, portal)  # an address's parts, for stored addresses, when their columns are new
             appbuilder.init_app(app, db.session)
             register_portal(appbuilder, spec, portal.models)
             register_dead_letters(appbuilder)  # outbox messages that failed every attempt: Admin page + API

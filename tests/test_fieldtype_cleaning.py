@@ -204,8 +204,13 @@ def test_any_decimal_that_fits_keeps_its_value(asset, number):
 @QUICK
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300))
 def test_any_string_is_stripped_and_bounded(asset, english, text):
+    """Single-line strings are standardised: full-width forms folded (NFKC of U+FF01-FF5E and U+3000 is their ASCII
+    twin), trimmed, inner whitespace runs made one space."""
+    import unicodedata
+
     spec = FieldSpec(name="note", type="string", label=Label.plain("Note"))  # no pattern, the default length
-    stripped = text.strip()
+    folded = "".join(unicodedata.normalize("NFKC", c) if 0xFF01 <= ord(c) <= 0xFF5E or c == "\u3000" else c for c in text)
+    stripped = " ".join(folded.split())
     if not stripped:
         assert clean_value(spec, text) is None
     elif len(stripped) <= 255:
@@ -304,22 +309,24 @@ def test_spec_level_flags_of_the_builtin_types():
         "decimal": ("min", "max", "precision", "scale"), "boolean": (), "date": ("min", "max"),
         "datetime": ("min", "max"), "enum": ("choices",), "email": ("length",), "phone": (), "url": ("length",),
         "link": ("to", "on_delete", "filter"), "many": ("to", "filter"), "user": (), "autonumber": ("pattern",),
-        "file": ("max_mb", "types")}
+        "file": ("max_mb", "types"), "address": ("length",)}
     assert {n: BUILTIN_TYPES[n].own_options for n in FIELD_TYPES if BUILTIN_TYPES[n].own_options} == {"autonumber": ("pattern",)}
     assert {n: BUILTIN_TYPES[n].fixed_options for n in FIELD_TYPES if BUILTIN_TYPES[n].fixed_options} == {
         "autonumber": {"readonly": True, "unique": True}}
     assert set(by_flag("assigned")) == {"autonumber", "file"}
     assert set(FIELD_TYPES) - set(by_flag("takes_literals")) >= {"autonumber"}
-    assert set(FIELD_TYPES) - set(by_flag("can_be_unique")) == {"many", "boolean", "text", "file"}
+    assert set(FIELD_TYPES) - set(by_flag("can_be_unique")) == {"many", "boolean", "text", "file", "address"}
     assert set(FIELD_TYPES) - set(by_flag("sortable")) == {"many", "link", "user", "file"}
     assert set(FIELD_TYPES) - set(by_flag("can_be_title")) == {"many", "link", "user", "file"}
-    assert set(by_flag("maskable")) == {"string", "text", "email", "phone", "url", "integer", "decimal"}
+    assert set(by_flag("maskable")) == {"string", "text", "email", "phone", "url", "integer", "decimal", "address"}
     assert BUILTIN_TYPES.dynamic_defaults() == {"now": ("datetime",), "today": ("date",), "current_user": ("user",)}
     assert set(by_flag("is_relation")) == {"link", "many", "user"}
     assert set(by_flag("is_moment")) == {"date", "datetime"}
     assert set(by_flag("numeric")) == {"integer", "decimal"}
     assert set(by_flag("ordered")) == {"integer", "decimal", "date", "datetime"}
-    assert set(FIELD_TYPES) - set(by_flag("groupable")) == {"many", "text", "decimal", "file"}
+    assert set(FIELD_TYPES) - set(by_flag("groupable")) == {"many", "text", "decimal", "file", "address"}
+    assert [s.suffix for s in BUILTIN_TYPES["address"].siblings] == ["_province", "_city", "_district", "_detail", "_parsed"]
+    assert {n for n in FIELD_TYPES if BUILTIN_TYPES[n].siblings} == {"address"}
 
 
 def test_inside_an_app_type_of_finds_builtin_types(app, asset):

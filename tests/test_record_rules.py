@@ -98,7 +98,7 @@ def _import(client, headers, rows, **form):
 
 def test_the_rule_steps_run_in_order_with_the_audit_stamp_last(notes_app):
     names = [type(step).__name__ for step in portal_of(notes_app).rule_steps]
-    assert names == ["LinkDefaultStep", "WorkflowStep", "LockedParentStep", "RequiredStep", "UniqueStep", "RowScopeStep", "AutonumberStep", "LinkFilterStep",
+    assert names == ["LinkDefaultStep", "WorkflowStep", "LockedParentStep", "SiblingStep", "RequiredStep", "UniqueStep", "RowScopeStep", "AutonumberStep", "LinkFilterStep",
                      "ExpressionStep", "RefuseLocked", "Shout",
                      "AuditStep"]
 

@@ -183,6 +183,8 @@ class Importer:
                 report.ignored.append(RowError(1, title, str(_l("Computed by a formula; this column is ignored."))))
             elif f.rollup is not None:  # likewise: kept from the related records (app/rules/rollups.py)
                 report.ignored.append(RowError(1, title, str(_l("Computed from related records; this column is ignored."))))
+            elif f.derived_from is not None:  # an address's province ...: parsed again from the address column
+                report.ignored.append(RowError(1, title, str(_l("Derived from another column; this column is ignored."))))
             elif f.name not in writable:
                 report.errors.append(RowError(1, title, str(_l("This column cannot be imported."))))
             elif f.name in seen:

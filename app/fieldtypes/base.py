@@ -93,6 +93,29 @@ class OptionProblem:
     message: str
 
 
+@dataclass(frozen=True)
+class Sibling:
+    """A read-only column a field type derives from a field's value (FieldType.siblings): `<field><suffix>` of
+    type `type`, labelled with the field's label followed by `labels` (per locale)."""
+
+    suffix: str
+    type: str
+    labels: tuple[tuple[str, str], ...]
+    length: int | None = None
+
+    def label_texts(self, field_texts, locales) -> tuple[tuple[str, str], ...]:
+        """The sibling's label in each locale: the field's (its English one where it has none) and the part's,
+        e.g. "Address province" / "地址省"."""
+        own = dict(field_texts)
+        fallback = own.get("en") or next(iter(own.values()), "")
+        parts = dict(self.labels)
+        out = []
+        for locale in locales:
+            base, part = own.get(locale, fallback), parts.get(locale, parts.get("en", self.suffix.strip("_")))
+            out.append((locale, f"{base} {part}" if locale == "en" else f"{base}{part}"))
+        return tuple(out)
+
+
 class FieldType:
     """One type of field. Subclasses set `name` and override what differs; defaults suit a plain text column."""
 
@@ -128,6 +151,8 @@ class FieldType:
     has_time: ClassVar[bool] = False
     # -- export ----------------------------------------------------------------------------------------
     export_raw: ClassVar[bool] = False  # read untyped and converted per distinct value (see export_converter)
+    # -- sibling columns (an address's province, city ...) ------------------------------------------------
+    siblings: ClassVar[tuple[Sibling, ...]] = ()  # read-only fields the checker adds next to each field of the type
 
     def __repr__(self) -> str:
         return f"<field type {self.name}>"
@@ -210,6 +235,16 @@ class FieldType:
         from app.data.tabular import safe_sql_text
 
         return safe_sql_text(cast(column, Text))
+
+    def warm_up(self) -> None:
+        """Load what the type needs before the first request (registry.warm_up_types: gunicorn's master, before it
+        forks the workers); nothing by default."""
+
+    # -- sibling columns ---------------------------------------------------------------------------------
+    def derive(self, field, value) -> dict:
+        """{sibling suffix: value} for a field's new value (None included), kept on every write by
+        app/rules/siblings.py; only types with `siblings` are asked."""
+        return {}
 
     # -- OpenAPI -----------------------------------------------------------------------------------------
     def openapi_schema(self, field) -> dict | None:

@@ -10,6 +10,7 @@ from importlib import import_module
 from types import MappingProxyType
 from typing import Iterable, Iterator, Mapping
 
+from app.fieldtypes.address import AddressType
 from app.fieldtypes.autonumber import AutonumberType
 from app.fieldtypes.base import FieldType
 from app.fieldtypes.choices import BooleanType, EnumType
@@ -85,7 +86,7 @@ def _instance(item) -> FieldType:
 BUILTIN_TYPES = FieldTypes([
     StringType(), TextType(), IntegerType(), DecimalType(), BooleanType(), DateType(), DatetimeType(),
     EnumType(), EmailType(), PhoneType(), UrlType(), LinkType(), ManyType(), UserType(),
-    AutonumberType(), FileType(),
+    AutonumberType(), FileType(), AddressType(),
 ])
 
 
@@ -113,3 +114,11 @@ def type_of(field) -> FieldType:
     built-in types, else the current app's registry (specs made by hand in tests)."""
     ftype = getattr(field, "field_type", None) or BUILTIN_TYPES._table.get(field.type)
     return ftype if ftype is not None else field_types().of(field)
+
+
+def warm_up_types(spec) -> None:
+    """Load what the field types of a portal's schema need (FieldType.warm_up: the address parser's dictionary).
+    gunicorn.conf.py calls it in the master with --preload, so the workers share it; elsewhere (the CLI, tests)
+    a type loads on first use, and a command that parses no address never pays for the parser."""
+    for field_type in {f.kind for entity in spec.entities for f in entity.fields}:
+        field_type.warm_up()

@@ -12,6 +12,22 @@ from app.fieldtypes.base import _l, FieldError, FieldType
 
 DEFAULT_PHONE_REGION = "CN"
 
+# full-width forms (U+FF01..U+FF5E: ＡＢＣ１２３（），) and the ideographic space (U+3000) -> their ASCII twins
+_HALF_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+def half_width(text: str) -> str:
+    """Full-width forms and ideographic spaces as their ASCII twins (ＡＢＣ１２３ -> ABC123)."""
+    return text if text.isascii() else text.translate(_HALF_WIDTH)
+
+
+def standard_text(text: str) -> str:
+    """A single-line name or code as the portal stores it: full-width letters, digits, punctuation and spaces
+    folded to half-width, surrounding spaces trimmed and inner runs of whitespace made one space, so that
+    "ＡＢＣ１２３ " is "ABC123" and "张三  " is "张三" (docs/schema.md "Address fields and standardisation").
+    Forms, the API, imports and filters all reach it through StringType.clean; duplicate checks compare these."""
+    return " ".join(half_width(text).split())
+
 
 def filter_text(value) -> str:
     """A text filter compares with any text (sw/ct/eq on strings, non-key operators on enums)."""
@@ -26,7 +42,7 @@ class StringType(FieldType):
     maskable = True
     text_search = True
     default_length: int | None = 255  # VARCHAR size when the schema gives no `length`
-    strip = True  # surrounding spaces are typing noise (text keeps them: they may be layout)
+    strip = True  # standardised (standard_text: trimmed, full-width folded); text keeps its spaces: they may be layout
 
     def max_length(self, field) -> int | None:
         return field.length or self.default_length
@@ -41,7 +57,7 @@ class StringType(FieldType):
             raise FieldError(_l("Must be text."))
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # a spreadsheet cell holding 13800138000
-        text = str(value).strip() if self.strip else str(value)
+        text = standard_text(str(value)) if self.strip else str(value)
         limit = field.length or self.default_length
         if limit and len(text) > limit:
             raise FieldError(_l("Must be at most %(max)d characters (got %(got)d).", max=limit, got=len(text)))
@@ -50,7 +66,8 @@ class StringType(FieldType):
         return text
 
     def clean_filter(self, field, operator: str, value):
-        return filter_text(value)
+        text = filter_text(value)  # spaces as typed ("contains ' Ltd'"); full-width folded: "ＡＢＣ" finds "ABC"
+        return half_width(text) if self.strip else text
 
 
 class TextType(StringType):

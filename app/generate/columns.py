@@ -18,7 +18,8 @@ DEFAULT_LIST_SIZE = 6
 def list_columns(entity: EntitySpec) -> list[str]:
     if entity.list:
         return list(entity.list)
-    return [f.name for f in entity.fields if type_of(f).listed_by_default][:DEFAULT_LIST_SIZE]
+    # an address's province, city ... are listed when `list:` names them (the address itself is listed)
+    return [f.name for f in entity.fields if type_of(f).listed_by_default and f.derived_from is None][:DEFAULT_LIST_SIZE]
 
 
 def show_columns(entity: EntitySpec) -> list[str]:

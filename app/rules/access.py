@@ -95,6 +95,9 @@ class Viewer:
                     if f.rollup is not None and f.name not in own:
                         if f.rollup.child in unread or (f.rollup.fields_read - {f.rollup.link}) & fields.get(f.rollup.child, set()):
                             own.add(f.name)
+                for f in spec.fields:  # an address's province, city ... reveal the address
+                    if f.derived_from is not None and f.derived_from in own:
+                        own.add(f.name)
                 for f in spec.formulas:
                     if f.name not in own and any(_reveals(spec, path, fields, unread) for path in f.formula.names):
                         own.add(f.name)

@@ -162,7 +162,8 @@ class BulkAction:
         outcome = BulkOutcome()
         now = dt.datetime.now().replace(microsecond=0)
         stamps = self._column_values(workflows.stamp_values(transition, self.user, now))  # as workflows.take does
-        written = frozenset({workflow.field, *stamps, *self.entity.formula_order})
+        derived = (f.name for f in self.entity.fields if f.derived_from in stamps)  # a set address's parts
+        written = frozenset({workflow.field, *stamps, *self.entity.formula_order, *derived})
         with history.writing_as("bulk", transition.name):
             self._transition_rows(transition, ids, stamps, written, now, outcome)
             self._after_write(now)

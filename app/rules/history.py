@@ -182,7 +182,8 @@ def current_author() -> tuple[int | None, str | None]:
 
 def recorded_fields(entity: EntitySpec) -> list:
     """Every field whose value is written with the record; rollups change with other records and are left out."""
-    return [f for f in entity.fields if f.rollup is None]
+    # an address's parts (derived_from) follow its value: the address's own change says it
+    return [f for f in entity.fields if f.rollup is None and f.derived_from is None]
 
 
 def _empty(value) -> bool:

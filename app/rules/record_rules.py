@@ -306,11 +306,13 @@ def default_steps() -> list[RuleStep]:
     Numbers are assigned before formulas run, so a formula may read an autonumber; link defaults fill first."""
     from app.rules.autonumber import AutonumberStep  # they build on RuleStep
     from app.rules.link_rules import LinkDefaultStep, LinkFilterStep
+    from app.rules.siblings import SiblingStep
     from app.rules.workflows import LockedParentStep, WorkflowStep
 
     # defaults from links first: the required check, filters and formulas read the filled value; the workflow
     # state before the required check (empty: the default state) and before formulas (`state == 'approved'`)
-    return [LinkDefaultStep(), WorkflowStep(), LockedParentStep(), RequiredStep(), UniqueStep(), RowScopeStep(), AutonumberStep(), LinkFilterStep(),
+    # an address's parts (SiblingStep) once its value is final, before the checks and formulas that may read them
+    return [LinkDefaultStep(), WorkflowStep(), LockedParentStep(), SiblingStep(), RequiredStep(), UniqueStep(), RowScopeStep(), AutonumberStep(), LinkFilterStep(),
             ExpressionStep(), AuditStep()]
 
 

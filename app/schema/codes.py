@@ -282,6 +282,10 @@ AREAS: dict[str, dict[str, str]] = {
         "E803": "too many entities",
         "E804": "too many choices",
     },
+    "addresses": {
+        "E830": "sibling column clashes with another field",
+        "E831": "field name too long for its sibling columns",
+    },
     "names": {
         "E901": "entity name reserved by the portal or Flask-AppBuilder",
         "E902": "name taken by the database's own tables",

@@ -9,6 +9,7 @@ from app.schema.fields import AUDIT_FIELDS, AUDIT_TYPES, check_field
 from app.schema.formulas import check_rules
 from app.schema.lifecycle import read_lifecycle
 from app.schema.lines import read_lines
+from app.schema.siblings import add_siblings
 from app.schema.values import Check, did_you_mean, kind, short
 from app.schema.spec import (
     EntitySpec,
@@ -51,6 +52,7 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
             spec = check_field(run, file, name, field_name, raw_field, raw_fields.line_of(field_name))
             if spec:
                 fields.append(spec)
+    fields = add_siblings(run, file, name, fields)  # an address's province, city ... (read-only, derived)
     by_name = {f.name: f for f in fields}
     columns = 2 + len(AUDIT_FIELDS) + sum(1 for f in fields if not f.kind.multiple)
     if columns > MAX_COLUMNS:

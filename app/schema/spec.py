@@ -121,6 +121,9 @@ class FieldSpec:
     filter: tuple["PickerCondition", ...] = ()
     # a `file` field's `max_mb` and `types` (app/fieldtypes/files.py FileType; None for other types)
     files: "FilesSpec | None" = None
+    # a sibling column derived from another field of the entity (an address's `<field>_province` ...; the type's
+    # `siblings`): that field's name. Read-only, kept on every write by app/rules/siblings.py
+    derived_from: str | None = None
     # the FieldType the checker resolved `type` to (the app's registry may add types); everything that
     # differs between types is asked of it: `f.kind.clean(f, value)`, `f.kind.is_relation`, ...
     field_type: FieldType | None = field(default=None, compare=False, repr=False)
