@@ -17,8 +17,9 @@ transaction, and what is done stays done if the run stops):
   no constraints, so an id may appear twice if SQLite reuses a deleted id), then deleted as above. Many-field links
   are not archived.
 
-The dry run selects and checks exactly as the real run does (the same query; for delete and archive the same
-refusal checks) and writes nothing, so its counts are what a real run at the same moment touches.
+The dry run selects and checks exactly as the real run does (the same condition, counted at once for anonymize;
+for delete and archive the same chunks and refusal checks) and writes nothing, so its counts are what a real run at
+the same moment touches.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import logging
 from decimal import Decimal
 
 from sqlalchemy import (Column, Date, DateTime, Index, MetaData, String, Table, Text, and_, cast, delete, exists,
-                        insert, literal, not_, or_, select, text, update)
+                        func, insert, literal, not_, select, text, update)
 from sqlalchemy.exc import IntegrityError
 
 from app.schema.retention import ARCHIVE_SUFFIX, Replacement, RetentionSpec, replacement
@@ -191,7 +192,17 @@ class PolicyRun:
         return list(self.session.execute(query).scalars())
 
     # -- actions ---------------------------------------------------------------------------------------
+    def count(self) -> int:
+        """How many records the selection holds now (anonymize's dry run: it touches every one of them)."""
+        try:
+            return self.session.scalar(select(func.count()).select_from(self.model).where(self.where))
+        finally:
+            self.session.rollback()
+
     def run(self, dry_run: bool, stopping=lambda: False) -> PolicyResult:
+        if dry_run and self.policy.action == "anonymize":
+            self.result.touched = self.count()
+            return self.result
         after = 0
         action = None
         if self.policy.action in ("delete", "archive"):
@@ -208,7 +219,7 @@ class PolicyRun:
                     break
                 after = ids[-1]
                 if action is None:
-                    self.result.touched += len(ids) if dry_run else self._anonymize(ids)
+                    self.result.touched += self._anonymize(ids)
                 else:
                     outcome = BulkOutcome()
                     going = action.deletable(ids, outcome)
