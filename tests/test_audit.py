@@ -90,6 +90,11 @@ def test_exports_record_who_what_filter_and_rows(app, admin):
     entry = latest(admin, "export")
     assert entry["detail"]["rows"] == 1 and entry["detail"]["format"] == "xlsx"
     assert entry["detail"]["filter"]["q"] == "(filters:!((col:name,opr:sw,value:Export-1)))"
+    ids = [str(c["id"]) for c in admin.get("/api/v1/customer/?q=(filters:!((col:name,opr:sw,value:Export-)))").json["result"]]
+    selected = page.post("/customer/bulk", data={"action": "export:csv", "rowid": ids[:2]})
+    assert selected.status_code == 200 and len(selected.data.decode("utf-8-sig").strip().splitlines()) == 3
+    entry = latest(admin, "export")
+    assert entry["detail"]["rows"] == 2 and entry["detail"]["filter"] == {"rowid": ids[:2]}
 
 
 def test_imports_record_counts_and_a_check_alone_is_not_recorded(app, admin):

@@ -66,6 +66,11 @@ def _audited_export(chunks, counter: _RowCounter, entity_name: str, fmt: str):
     from app.data import audit
 
     query = {key: values if len(values) > 1 else values[0] for key, values in request.args.lists()}
+    if request.method == "POST":  # the list page's "export selected": the chosen rows, or its filter
+        if request.form.get("scope") == "filter":
+            query["scope"] = "filter"
+        elif request.form.getlist("rowid"):
+            query["rowid"] = request.form.getlist("rowid")[:1000]
     complete = False
     try:
         yield from chunks
