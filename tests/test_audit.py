@@ -203,5 +203,7 @@ def test_page_filters_and_escapes(app):
     html = page.get("/audit/?kind=login_failed").data.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
     assert 'data-kind="login"' not in html and 'data-kind="login_failed"' in html
+    assert 'href="/audit/"' in page.get("/audit/").data.decode()  # Security → Audit log
     zh = page.get("/audit/?kind=nope", headers={"Accept-Language": "zh"}).data.decode()
-    assert "kind" in zh and 'class="audit-entry"' in zh  # a bad filter is said, and the page shows all entries
+    assert "kind 必须是以下之一" in zh and 'class="audit-entry"' in zh  # a bad filter is said; all entries shown
+    assert "登录失败" in zh and "审计日志" in zh

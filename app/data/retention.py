@@ -371,8 +371,9 @@ def daily_pass(app) -> int:
     if state.get("day") == now.date() or now.hour < int(app.config.get("PORTAL_RETENTION_HOUR", 2)):
         return 0
     engine = app.appbuilder.session.get_bind()
-    state["day"] = now.date()
-    if not _claim_today(engine, now.date(), now):
+    claimed = _claim_today(engine, now.date(), now)
+    state["day"] = now.date()  # claimed here or elsewhere: this process asks again tomorrow
+    if not claimed:
         return 0
     results = run_retention(app, dry_run=False, trigger="worker", stopping=lambda: stopping(app))
     summary = json.dumps([r.as_dict() for r in results], ensure_ascii=False, default=str)

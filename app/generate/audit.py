@@ -30,6 +30,9 @@ from app.generate.paging import count_cap
 from app.rules.access import current_viewer
 
 FILTER_KEYS = ("kind", "user", "entity", "since", "until")
+KIND_LABELS = {audit.LOGIN: _l("Sign-in"), audit.LOGIN_FAILED: _l("Failed sign-in"), audit.EXPORT: _l("Export"),
+               audit.IMPORT: _l("Import"), audit.MERGE: _l("Merge"), audit.RETENTION: _l("Retention"),
+               audit.PERMISSION: _l("Permission change")}
 
 
 class BadAuditQuery(ValueError):
@@ -180,7 +183,7 @@ class AuditView(BaseView):
         pages = max(1, -(-count // size))
         shown = {k: v for k, v in args.items() if k in FILTER_KEYS and v}
         return self.render_template("portal/audit.html", title=_l("Audit log"), rows=rows, count=count,
-                                    capped=capped, page=page, size=size, pages=pages, kinds=audit.KINDS,
+                                    capped=capped, page=page, size=size, pages=pages, kinds=KIND_LABELS,
                                     shown=shown, details={r.id: audit.event_json(r)["detail"] for r in rows})
 
 
