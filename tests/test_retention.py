@@ -202,6 +202,11 @@ def test_checker_codes(tmp_path, retention, code):
     assert code in codes_of(tmp_path, entities)
 
 
+def test_checker_refuses_an_archive_table_a_many_field_has(tmp_path):
+    entities = "  B: {fields: {y: string}}\n  A: {fields: {archive: {type: many, to: B}}, retention: {age: 5y, action: archive}}\n"
+    assert codes_of(tmp_path, entities) == ["E827"]
+
+
 def test_checker_accepts_every_action_and_reports_the_line(tmp_path):
     good = ("  A:\n    fields:\n      x: {type: string, required: true}\n      d: date\n"
             "    retention:\n      - {age: 18m, from: d, action: anonymize, fields: [x]}\n"

@@ -71,8 +71,9 @@ def retention_tables(spec, metadata: MetaData) -> None:
         if name in metadata.tables:
             continue
         live = metadata.tables[entity.table]
+        # "ixa_": a prefix no generated index uses (ix_<table>_archive_id could be a field archive_id's index)
         Table(name, metadata, *[Column(c.name, c.type, nullable=True) for c in live.columns],
-              Index(f"ix_{name}_id", "id"))
+              Index(f"ixa_{entity.table}", "id"))
 
 
 # -- when ----------------------------------------------------------------------------------------------------------

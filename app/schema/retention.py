@@ -150,7 +150,8 @@ def check_retention(run: Check, file: str, entity, entities: dict) -> None:
 
     by_name = {f.name: f for f in entity.fields}
     grouped = {name for group in entity.unique_together for name in group}
-    tables = {e.table for e in entities.values()}
+    tables = {e.table for e in entities.values()} | {f"{e.table}_{f.name}" for e in entities.values()
+                                                     for f in e.fields if f.kind.multiple}  # many fields' tables
     for policy in entity.retention:
         what = f"retention of '{entity.name}'"
         source = by_name.get(policy.from_field)
@@ -179,4 +180,4 @@ def check_retention(run: Check, file: str, entity, entities: dict) -> None:
                                                      f"{MAX_IDENTIFIER_BYTES} bytes: shorten the entity name")
             elif archive in tables:
                 run.error(file, policy.line, "E827", f"{what} archives into table '{archive}', which is the table of "
-                                                     f"another entity: rename that entity")
+                                                     f"another entity or many field: rename it")
