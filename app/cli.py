@@ -61,9 +61,9 @@ def import_command(entity_name, path, key, dry_run):
         click.echo(f"Nothing imported: {len(report.errors)} problem(s) in {report.rows} rows.", err=True)
         sys.exit(1)
     if not dry_run:
-        from app.generate.dataio import audit_import
+        from app.data.audit import record_import
 
-        audit_import(entity.name, report, key, via="cli")
+        record_import(entity.name, report, key, via="cli")
     verb = "Would import" if dry_run else "Imported"
     click.echo(f"{verb} {report.rows} rows into {entity.name}: {report.created} created, {report.updated} updated.")
 

@@ -97,7 +97,7 @@ def test_exports_record_who_what_filter_and_rows(app, admin):
     assert entry["detail"]["rows"] == 2 and entry["detail"]["filter"] == {"rowid": ids[:2]}
 
 
-def test_imports_record_counts_and_a_check_alone_is_not_recorded(app, admin):
+def test_imports_record_counts_and_a_check_alone_is_not_recorded(app, admin, tmp_path):
     before = len(entries(admin, kind="import"))
     rows = [["Name"], ["Imported A"], ["Imported B"]]
     assert post_csv(admin, {}, "/api/v1/customer/import", rows, dry_run="true").status_code == 200
@@ -106,6 +106,12 @@ def test_imports_record_counts_and_a_check_alone_is_not_recorded(app, admin):
     entry = latest(admin, "import")
     assert entry["entity"] == "Customer" and entry["username"] == ADMIN[0]
     assert entry["detail"] == {"rows": 2, "created": 2, "updated": 0, "errors": 0, "written": True, "key": None}
+    path = tmp_path / "customers.csv"
+    path.write_text("Name\nFrom the CLI\n", encoding="utf-8")
+    result = app.test_cli_runner().invoke(args=["portal", "import", "Customer", str(path)])
+    assert result.exit_code == 0, result.output
+    entry = latest(admin, "import")
+    assert (entry["user_id"], entry["username"], entry["detail"]["created"], entry["detail"]["via"]) == (None, None, 1, "cli")
 
 
 def test_permission_changes_are_recorded(app, admin):

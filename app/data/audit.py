@@ -77,6 +77,16 @@ def record_event(kind: str, *, user_id=None, username=None, entity=None, detail:
         connection.execute(AUDIT.insert(), [row])
 
 
+def record_import(entity_name: str, report, key: str | None, via: str | None = None) -> None:
+    """An import that was meant to write (pages, API, `portal import`; a check alone is not recorded): the entity,
+    its key and the report's counts."""
+    detail = {"rows": report.rows, "created": report.created, "updated": report.updated,
+              "errors": len(report.errors), "written": bool(report.written), "key": key or None}
+    if via:
+        detail["via"] = via
+    record_event(IMPORT, entity=entity_name, detail=detail)
+
+
 # -- reading (Admin) ---------------------------------------------------------------------------------------------
 
 def conditions(kind=None, user=None, entity=None, since: dt.datetime | None = None, until: dt.datetime | None = None):

@@ -11,6 +11,7 @@ from typing import IO
 
 from flask import Response, request, stream_with_context
 
+from app.data import audit
 from app.rules.access import current_viewer
 from app.portal import current_portal
 from app.data.exporter import Export
@@ -63,8 +64,6 @@ class _RowCounter:
 def _audited_export(chunks, counter: _RowCounter, entity_name: str, fmt: str):
     """The export's chunks; once they are all sent (or the client went away), an audit entry: who, which entity,
     the list's filter and sort arguments, how many rows."""
-    from app.data import audit
-
     query = {key: values if len(values) > 1 else values[0] for key, values in request.args.lists()}
     if request.method == "POST":  # the list page's "export selected": the chosen rows, or its filter
         if request.form.get("scope") == "filter":
@@ -91,19 +90,8 @@ def run_import(view, stream: IO[bytes], filename: str, key: str | None, dry_run:
     with timed("import"):
         report = importer.run(stream, file_format(filename), dry_run=dry_run)
     if not dry_run:
-        audit_import(view.entity.name, report, key)
+        audit.record_import(view.entity.name, report, key)
     return report
-
-
-def audit_import(entity_name: str, report, key: str | None, via: str | None = None) -> None:
-    """An import that was meant to write (a check alone is not recorded): entity, key and counts."""
-    from app.data import audit
-
-    detail = {"rows": report.rows, "created": report.created, "updated": report.updated,
-              "errors": len(report.errors), "written": bool(report.written), "key": key or None}
-    if via:
-        detail["via"] = via
-    audit.record_event(audit.IMPORT, entity=entity_name, detail=detail)
 
 
 def spool_upload(upload) -> IO[bytes]:
