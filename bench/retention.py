@@ -72,7 +72,8 @@ def fill(engine) -> int:
             "'\"],\"email\":[null,\"' || email || '\"],\"level\":[null,\"' || level || '\"]}' FROM client"), {"now": now})
         conn.execute(text("CREATE TABLE client_copy AS SELECT * FROM client"))
         conn.execute(text("CREATE TABLE history_copy AS SELECT * FROM portal_history"))
-        conn.exec_driver_sql("ANALYZE")
+        for table in ("client", "portal_history"):  # these tables only: the database may hold other schemas
+            conn.exec_driver_sql(f"ANALYZE {table}")
         return conn.scalar(text(f"SELECT count(*) FROM client WHERE {CONDITION}"), {"cutoff": CUTOFF})
 
 
