@@ -248,11 +248,17 @@ class PolicyRun:
         room = SHOWN_REFUSALS - len(self.result.reasons)
         self.result.reasons += refused[:max(room, 0)]
 
+    def _id_in(self, column, ids: list[int]):
+        """`column IN (ids)` with the ids bound as one value (bulk_actions.id_in: no IN list of a thousand binds)."""
+        from app.rules.bulk_actions import id_in
+
+        return id_in(column, ids, self._dialect)
+
     def _archive(self, ids: list[int]) -> None:
         archive = self.portal.metadata.tables[archive_table_name(self.entity)]
         names = [c.name for c in self.table.columns]
         self.session.execute(insert(archive).from_select(
-            names, select(*[self.table.c[n] for n in names]).where(self.table.c.id.in_(ids))))
+            names, select(*[self.table.c[n] for n in names]).where(self._id_in(self.table.c.id, ids))))
 
     def _anonymize(self, ids: list[int]) -> int:
         """The chunk's fields replaced, in one UPDATE (plus link rows, attachments and history)."""
@@ -269,19 +275,19 @@ class PolicyRun:
             values.update({name: None for name in self._extra_columns(f)})
             if f.files is not None:
                 files.append(f.column_name)
-        chosen = and_(self.table.c.id.in_(ids), self.where)  # the selection again: a record changed since is left
+        chosen = and_(self._id_in(self.table.c.id, ids), self.where)  # the selection again: a record changed since is left
         touched = list(connection.execute(select(self.table.c.id).where(chosen)).scalars())
         if not touched:
             return 0
         touched_rollups = self._rollup_parents(connection, touched)
         attachment_ids = [i for column in files for i in connection.execute(
-            select(self.table.c[column]).where(self.table.c.id.in_(touched), self.table.c[column].isnot(None))).scalars()]
+            select(self.table.c[column]).where(self._id_in(self.table.c.id, touched), self.table.c[column].isnot(None))).scalars()]
         version = self.table.c.get("row_version")
         if version is not None:
             values["row_version"] = version + 1
-        connection.execute(update(self.table).where(self.table.c.id.in_(touched)).values(**values))
+        connection.execute(update(self.table).where(self._id_in(self.table.c.id, touched)).values(**values))
         for link in cleared:
-            connection.execute(delete(link).where(link.c.left_id.in_(touched)))
+            connection.execute(delete(link).where(self._id_in(link.c.left_id, touched)))
         if attachment_ids:
             attachments = self.portal.metadata.tables["portal_attachments"]
             shas = list(connection.execute(select(attachments.c.sha256).where(attachments.c.id.in_(attachment_ids))).scalars())
@@ -303,7 +309,7 @@ class PolicyRun:
             if read & names:
                 column = self.table.c[self.entity.field(link).column_name]
                 found[(self.entity.name, link)] = set(connection.execute(
-                    select(column).where(self.table.c.id.in_(ids), column.isnot(None))).scalars())
+                    select(column).where(self._id_in(self.table.c.id, ids), column.isnot(None))).scalars())
         return {key: value for key, value in found.items() if value}
 
     def _rewrite_history(self, connection, ids: list[int], names: list[str]) -> None:
