@@ -92,6 +92,7 @@ PORTAL_RETRY_MAX = _int("PORTAL_RETRY_MAX", "8")  # failed attempts before a mes
 PORTAL_OUTBOX_BATCH = _int("PORTAL_OUTBOX_BATCH", "100")  # messages one worker claims at a time
 PORTAL_OUTBOX_LEASE_SECONDS = _float("PORTAL_OUTBOX_LEASE_SECONDS", "300")  # a claim's lifetime
 PORTAL_DELIVERY_TIMEOUT_SECONDS = _float("PORTAL_DELIVERY_TIMEOUT_SECONDS", "20")  # SMTP / webhook wait
+PORTAL_RETENTION_HOUR = _int("PORTAL_RETENTION_HOUR", "2")  # the worker's daily retention run starts from this hour
 # links in notification e-mails and webhooks: where users open the portal (default: where `make run` serves it)
 PORTAL_BASE_URL = os.environ.get(
     "PORTAL_BASE_URL", f"http://{os.environ.get('PORTAL_HOST', '127.0.0.1')}:{os.environ.get('PORTAL_PORT', '8080')}")

@@ -60,6 +60,10 @@ def import_command(entity_name, path, key, dry_run):
     if report.errors:
         click.echo(f"Nothing imported: {len(report.errors)} problem(s) in {report.rows} rows.", err=True)
         sys.exit(1)
+    if not dry_run:
+        from app.data.audit import record_import
+
+        record_import(entity.name, report, key, via="cli")
     verb = "Would import" if dry_run else "Imported"
     click.echo(f"{verb} {report.rows} rows into {entity.name}: {report.created} created, {report.updated} updated.")
 
@@ -98,6 +102,29 @@ def _count_rows(path: str, fmt: str) -> int:
         with open(path, "rb") as handle:
             return max(sum(1 for _ in handle) - 1, 0)
     return 0
+
+
+@portal_cli.command("retention")
+@click.option("--dry-run", is_flag=True, help="Count what each policy would touch; change nothing.")
+def retention_command(dry_run):
+    """Apply the entities' `retention:` policies (anonymize, delete, archive old records); irreversible."""
+    from app.data.retention import run_retention
+
+    results = run_retention(current_app._get_current_object(), dry_run=dry_run)
+    if not results:
+        click.echo("No entity has a retention policy; nothing to do.")
+        return
+    verb = "would touch" if dry_run else "touched"
+    _echo_table(("entity", "policy", "action", verb, "refused"),
+                [(r.entity, f"#{r.index} {r.policy.label}", r.policy.action, r.touched, r.refused) for r in results])
+    for r in results:
+        for record_id, reason in r.reasons:
+            click.echo(f"{r.entity} #{record_id}: {reason}", err=True)
+        if r.refused > len(r.reasons):
+            click.echo(f"{r.entity}: {r.refused - len(r.reasons)} more refused", err=True)
+    total = sum(r.touched for r in results)
+    click.echo(f"Dry run: {total} record(s) would be touched; nothing changed." if dry_run
+               else f"Retention applied: {total} record(s) touched.")
 
 
 @portal_cli.command("backup")

@@ -21,6 +21,7 @@ from app.fieldtypes import field_types
 from app.data.changes import install_change_signals, versions_table
 from app.data.dead_letters import register_dead_letters
 from app.data.delivery import install as install_delivery
+from app.data.retention import install as install_retention
 from app.generate import register_portal
 from app.generate.input_errors import install_input_checks
 from app.generate.saved_views import install_saved_views, saved_views_table
@@ -29,6 +30,7 @@ from app.rules.history import install as install_history
 from app.rules.notifications import install as install_notifications
 from app.rules.notification_passes import install as install_notification_passes
 from app.generate.inbox import register as register_inbox
+from app.generate.audit import register_audit
 from app.rules.line_versions import install as install_line_versions
 from app.rules.rollups import fill_new_rollups, install as install_rollups
 from app.rules.siblings import fill_new_siblings
@@ -88,6 +90,7 @@ def create_app(config: dict | object | None = None) -> Flask:
             appbuilder.init_app(app, db.session)
             register_portal(appbuilder, spec, portal.models)
             register_dead_letters(appbuilder)  # outbox messages that failed every attempt: Admin page + API
+            register_audit(appbuilder)  # the access audit log: Admin page, API, permission-change listener
             register_inbox(app, appbuilder)  # /api/v1/notifications, /inbox/, the bell's count
             install_saved_views(appbuilder, portal)  # `views:` menu links, view pages and /api/v1/views/
             if pages is not None:
@@ -98,6 +101,7 @@ def create_app(config: dict | object | None = None) -> Flask:
         install_operations(app, appbuilder)
         install_delivery(app)  # the worker's "deliver" pass (app/data/delivery.py)
         install_notification_passes(app)  # "reminders" (date reminders) and "notify" (email/webhooks to the outbox)
+        install_retention(app)  # the worker's daily "retention" pass (app/data/retention.py)
         # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
         db.session.remove()
         forget_connections(engine)
@@ -109,11 +113,15 @@ def create_app(config: dict | object | None = None) -> Flask:
 
 def register_models_and_tables(db, portal: Portal) -> dict:
     """The portal's models on its own MetaData; FAB's tables first (the portal's link to ab_user)."""
+    from app.data.audit import audit_table
     from app.data.outbox import outbox_table
+    from app.data.retention import retention_tables
     from app.generate.models import build_models
 
     models = build_models(portal.spec, portal.metadata)
     outbox_table(portal.metadata)  # notifications waiting for the worker (app/data/outbox.py)
+    audit_table(portal.metadata)  # the access audit log (app/data/audit.py)
+    retention_tables(portal.spec, portal.metadata)  # retention runs and `<table>_archive` (app/data/retention.py)
     ensure_tables(db.engine, Model.metadata)
     portal.schema_changes = ensure_tables(db.engine, portal.metadata)
     return models

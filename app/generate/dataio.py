@@ -9,8 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from flask import Response, stream_with_context
+from flask import Response, request, stream_with_context
 
+from app.data import audit
 from app.rules.access import current_viewer
 from app.portal import current_portal
 from app.data.exporter import Export
@@ -31,16 +32,51 @@ def export_response(view, filters, order: tuple[str, str], fmt: str) -> Response
     query = datamodel.apply_all(datamodel.session.query(datamodel.obj), filters, *order)
     spec, models = current_portal().spec, current_portal().models
     export = Export(spec, entity, models, current_viewer(), query)
+    counter = _RowCounter()
     if fmt == "csv" and export.can_format_in_database(datamodel.session.get_bind().dialect.name):
-        chunks = export.csv_chunks(datamodel.session, progress=heartbeat())  # the COPY itself can outlast --timeout
+        beat = heartbeat()
+        chunks = export.csv_chunks(datamodel.session, progress=lambda: (counter.add(1), beat()))  # COPY: one write a row
     elif fmt == "csv":
-        chunks = csv_chunks(_with_header(export.header, export.batches(datamodel.session, fmt)))
+        chunks = csv_chunks(_with_header(export.header, counter.batches(export.batches(datamodel.session, fmt))))
     else:
-        chunks = xlsx_chunks(export.header, export.batches(datamodel.session, fmt), entity.name)
-    chunks = keep_alive(timed_chunks("export", chunks))
+        chunks = xlsx_chunks(export.header, counter.batches(export.batches(datamodel.session, fmt)), entity.name)
+    chunks = keep_alive(timed_chunks("export", _audited_export(chunks, counter, entity.name, fmt)))
     filename = f"{entity.snake}-{dt.date.today().isoformat()}.{fmt}"
     return Response(stream_with_context(chunks), mimetype=MIMETYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+class _RowCounter:
+    """Rows an export has written so far (its batches pass through `batches`; a COPY calls `add` per row)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def add(self, n: int) -> None:
+        self.rows += n
+
+    def batches(self, batches):
+        for batch in batches:
+            self.rows += len(batch)
+            yield batch
+
+
+def _audited_export(chunks, counter: _RowCounter, entity_name: str, fmt: str):
+    """The export's chunks; once they are all sent (or the client went away), an audit entry: who, which entity,
+    the list's filter and sort arguments, how many rows."""
+    query = {key: values if len(values) > 1 else values[0] for key, values in request.args.lists()}
+    if request.method == "POST":  # the list page's "export selected": the chosen rows, or its filter
+        if request.form.get("scope") == "filter":
+            query["scope"] = "filter"
+        elif request.form.getlist("rowid"):
+            query["rowid"] = request.form.getlist("rowid")[:1000]
+    complete = False
+    try:
+        yield from chunks
+        complete = True
+    finally:
+        audit.record_event(audit.EXPORT, entity=entity_name,
+                           detail={"format": fmt, "filter": query, "rows": counter.rows, "complete": complete})
 
 
 def _with_header(header: list, batches):
@@ -52,7 +88,10 @@ def run_import(view, stream: IO[bytes], filename: str, key: str | None, dry_run:
     spec, models = current_portal().spec, current_portal().models
     importer = Importer(spec, view.entity, models, view.datamodel.session, current_viewer(), key or None)
     with timed("import"):
-        return importer.run(stream, file_format(filename), dry_run=dry_run)
+        report = importer.run(stream, file_format(filename), dry_run=dry_run)
+    if not dry_run:
+        audit.record_import(view.entity.name, report, key)
+    return report
 
 
 def spool_upload(upload) -> IO[bytes]:

@@ -167,8 +167,14 @@ def current_viewer() -> Viewer:
     portal = current_portal().spec
     admin_role = current_app.config["AUTH_ROLE_ADMIN"]
     if not has_request_context():
-        return Viewer(portal, _Everyone(admin_role), admin_role)
+        return system_viewer()
     return request_cached("viewer", lambda: Viewer(portal, current_app.appbuilder.sm.current_user, admin_role))
+
+
+def system_viewer() -> Viewer:
+    """An unrestricted Viewer for jobs that act for nobody in particular (CLI, the worker's retention run)."""
+    admin_role = current_app.config["AUTH_ROLE_ADMIN"]
+    return Viewer(current_portal().spec, _Everyone(admin_role), admin_role)
 
 
 def viewer_for(user) -> Viewer:

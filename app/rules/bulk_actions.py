@@ -114,6 +114,7 @@ class BulkAction:
         self._events: list = []  # history of the rows written, inserted once at the end of the call
         self._database_events: dict[str, list] = {}  # entity -> history of the rows the database changed with them
         self._touched: dict = defaultdict(set)  # rollup parents to refresh once at the end: (child, link) -> ids
+        self.path = "bulk"  # the history path of the writes ("retention" for app/data/retention.py)
 
     # -- reading ----------------------------------------------------------------------------------------
     def _read(self, ids: list[int], names, raw: bool = False) -> list:
@@ -381,13 +382,17 @@ class BulkAction:
     def delete(self, ids: list[int]) -> BulkOutcome:
         outcome = BulkOutcome()
         now = dt.datetime.now().replace(microsecond=0)
-        with history.writing_as("bulk"):
+        with history.writing_as(self.path):
             for start in range(0, len(ids), CHUNK):
                 self._delete_chunk(ids[start:start + CHUNK], now, outcome)
             self._after_write(now)
         return outcome
 
     def _delete_chunk(self, ids, now, outcome) -> None:
+        self.delete_rows(self.deletable(ids, outcome), outcome)
+
+    def deletable(self, ids, outcome) -> list:
+        """The stored rows among `ids` that may go; the others are added to `outcome.refused` with the reason."""
         rows = self._found(ids, outcome)
         present = [i for i in ids if i in rows]
         blocked = {}
@@ -409,6 +414,10 @@ class BulkAction:
                 outcome.refused.append((row_id, str(reason)))
             else:
                 going.append(row)
+        return going
+
+    def delete_rows(self, going: list, outcome) -> None:
+        """Delete rows `deletable` let through: attachments, history, the database's cascades, one DELETE."""
         if not going:
             return
         going_ids = [row.id for row in going]
@@ -460,6 +469,9 @@ class BulkAction:
             if changed is None or names & changed:
                 touched[(self.entity.name, link)].update(getattr(row, link) for row in rows)
 
+    def after_write(self, now) -> None:
+        self._after_write(now)
+
     def _after_write(self, now) -> None:
         """One history INSERT for the rows written and one refresh of the rollups they feed."""
         connection = self.session.connection()
@@ -470,7 +482,7 @@ class BulkAction:
         by_entity[self.entity.name] = events + by_entity.get(self.entity.name, [])
         for name, entity_events in by_entity.items():  # one INSERT per entity
             history.write_history(connection, self.portal.metadata, self.portal.spec.entity(name), entity_events,
-                                  self.viewer.user_id, getattr(self.user, "username", None), at=now, path="bulk")
+                                  self.viewer.user_id, getattr(self.user, "username", None), at=now, path=self.path)
         if self.portal.notifier is not None:  # event reminders hear of the same events (app/rules/notifications.py)
             self.portal.notifier.on_events(connection, self.entity, events, self.viewer.user_id)
         if touched and self.portal.rollups:

@@ -117,4 +117,19 @@ class PortalSecurityManager(PermissionCheckHook, SecurityManager):
         user = super().auth_user_db(username, password)
         if user is None:
             ratelimit.note_login_failure(username)
+        _audit_login(user, username)
         return user
+
+
+def _audit_login(user, username) -> None:
+    """A sign-in (form or API) in the audit log. A failure is recorded the same way whether or not the username
+    exists (no user id, the name as typed), so the log does not tell which names are real either."""
+    from flask import has_request_context, request
+
+    from app.data import audit
+
+    method = "api" if has_request_context() and request.path.startswith("/api/") else "form"
+    if user is not None:
+        audit.record_event(audit.LOGIN, user_id=user.id, username=user.username, detail={"method": method})
+    else:
+        audit.record_event(audit.LOGIN_FAILED, username=str(username or "")[:256], detail={"method": method})

@@ -19,6 +19,7 @@ from app.schema.lifecycle import check_lifecycle
 from app.schema.lines import check_lines
 from app.schema.links import check_links
 from app.schema.reminders import check_reminders, check_webhook_channels, read_reminders
+from app.schema.retention import check_retention
 from app.schema.reports import check_report, check_report_ids, with_group_entities
 from app.schema.roles import check_role, merge_roles
 from app.schema.values import Check, kind, short
@@ -68,6 +69,8 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     check_webhook_channels(run, reminders, {w.name for m in modules for w in m.webhooks})
     check_views_across(run, modules, roles, entities)
     check_dashboards_across(run, modules, roles)
+    for entity in (e for m in modules for e in m.entities if e.retention):
+        check_retention(run, entity.file, entity, entities)
     if run.problems:
         return None, run.problems
     return PortalSpec(tuple(modules), roles), []

@@ -282,6 +282,16 @@ AREAS: dict[str, dict[str, str]] = {
         "E803": "too many entities",
         "E804": "too many choices",
     },
+    "retention": {
+        "E820": "bad retention policy",
+        "E821": "bad retention age",
+        "E822": "retention from is not a date field",
+        "E823": "unknown retention action",
+        "E824": "retention fields missing or misplaced",
+        "E825": "retention names an unknown or computed field",
+        "E826": "anonymized field has no safe replacement",
+        "E827": "archive table name unusable",
+    },
     "addresses": {
         "E830": "sibling column clashes with another field",
         "E831": "field name too long for its sibling columns",

@@ -10,6 +10,7 @@ from app.schema.formulas import check_rules
 from app.schema.lifecycle import read_lifecycle
 from app.schema.lines import read_lines
 from app.schema.siblings import add_siblings
+from app.schema.retention import read_retention
 from app.schema.values import Check, did_you_mean, kind, short
 from app.schema.spec import (
     EntitySpec,
@@ -20,7 +21,7 @@ from app.schema.spec import (
 )
 
 ENTITY_KEYS = ("label", "title", "fields", "list", "search", "order", "unique_together", "rules", "lines",
-               "workflow", "history", "comments", "attachments")
+               "workflow", "history", "comments", "attachments", "retention")
 
 ENTITY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,59}$")
 
@@ -123,6 +124,7 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
         lines=lines, lines_line=raw.line_of("lines") if lines else 0,
         workflow=lifecycle.workflow, history=lifecycle.history, comments=lifecycle.comments,
         attachments=lifecycle.attachments,
+        retention=read_retention(run, file, name, raw.get("retention"), raw.line_of("retention")),
     )
 
 def check_across_modules(run: Check, modules: list[ModuleSpec]) -> None:

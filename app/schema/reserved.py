@@ -36,6 +36,7 @@ RESERVED_NAMES = frozenset({
     # notifications: the dead-letter page, API and their permission view-menus (app/data/dead_letters.py)
     "deadletters", "deadletterview", "deadletterapi", "deadlettersapi", "notifications",
     "notificationsapi", "inbox", "inboxview",  # issue 14: the inbox page and API
+    "audit", "auditview", "auditapi", "auditlog",  # issue 16: the audit log page, API and menu entry
 })
 
 # table names the database or the stack keep for themselves
@@ -43,7 +44,8 @@ RESERVED_TABLE_PREFIXES = ("ab_", "sqlite_", "pg_")
 # the portal's own tables: autonumber counters, rollup fingerprints, record history, comments, attachments, outbox
 RESERVED_TABLES = frozenset({"ab", "alembic_version", "portal_counters", "portal_rollups", "portal_history",
                              "portal_comments", "portal_attachments", "portal_outbox", "portal_saved_views",
-                             "portal_notifications", "portal_reminder_fired", "portal_notification_settings"})
+                             "portal_notifications", "portal_reminder_fired", "portal_notification_settings",
+                             "portal_audit", "portal_retention_runs"})  # issue 16: audit log, retention runs
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL truncates longer names silently
 

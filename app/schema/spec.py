@@ -177,6 +177,8 @@ class EntitySpec:
     history: bool = False
     comments: bool = False
     attachments: "FilesSpec | None" = None
+    # `retention:` (issue 16): policies that anonymize, delete or archive old records (app/schema/retention.py)
+    retention: tuple["RetentionSpec", ...] = ()
 
     @property
     def lines_keys(self) -> tuple[tuple[str, str], ...]:
