@@ -166,6 +166,8 @@ def test_every_reference_moves_to_the_survivor(app, admin):
     assert events[0]["action"] == "merge" and events[0]["merged"]["id"] == b
     assert events[0]["merged"]["fields"] == ["Code", "Email", "Logo", "Tags"]
     assert [e["action"] for e in events].count("create") == 2  # both records' creation
+    assert any(c["field"] == "parent" and c["old"] == f"#{b}" and c["new"] is None
+               for e in events if e["path"] == "merge" for c in e["changes"])  # no longer its own parent
     assert len(events) >= len(loser_history) + 3
     with app.app_context():
         session = app.appbuilder.session

@@ -108,12 +108,16 @@ def merge(rules, survivor, loser, choices: dict[str, str]) -> dict:
     if refusal is not None:
         raise refusal
     survivor_id, loser_id = survivor.id, loser.id
+    # both rows locked to the end: on PostgreSQL no record can be linked to the loser meanwhile (a new row's foreign
+    # key check waits for the lock), so nothing is left behind for the delete to cascade or refuse
+    model = rules.model
+    session.execute(select(model.id).where(model.id.in_([survivor_id, loser_id])).with_for_update())
     loser_title = record_title(entity, loser)
 
-    def same(value):  # the loser itself, as a value taken from it, is the survivor from now on
+    def same(value):  # a link of the record to itself (or to the other one) means nothing once they are one
         if isinstance(value, list):
-            return list({id(v): v for v in (same(v) for v in value)}.values())
-        return survivor if value is loser else value
+            return [v for v in value if v is not survivor and v is not loser]
+        return None if value is survivor or value is loser else value
 
     taken = {}
     for name, side in choices.items():
@@ -211,8 +215,9 @@ def _repoint_links(rules, connection, entity: EntitySpec, survivor_id: int, lose
         if source.name == entity.name:  # the survivor pointing at itself (it pointed at the loser): no link
             connection.execute(update(table).where(table.c.id == survivor_id, column == survivor_id).values({column: None}))
         history.write_history(connection, rules.model.metadata, source,
-                              [history.Event(pk, history.UPDATE, {f.name: (loser_id, survivor_id)}) for pk in ids],
-                              *history.current_author())
+                              [history.Event(pk, history.UPDATE, {f.name: (loser_id, None if pk == survivor_id and
+                                                                           source.name == entity.name else survivor_id)})
+                               for pk in ids], *history.current_author())
         touched[(source.name, f.name)] = {survivor_id}
     return touched
 
@@ -229,6 +234,8 @@ def _repoint_many(rules, connection, entity: EntitySpec, survivor_id: int, loser
         both = select(pairs.c.left_id).where(pairs.c.right_id == survivor_id).scalar_subquery()
         connection.execute(delete(pairs).where(pairs.c.right_id == loser_id, pairs.c.left_id.in_(both)))
         connection.execute(update(pairs).where(pairs.c.right_id == loser_id).values(right_id=survivor_id))
+        if source.name == entity.name:  # the survivor naming itself (it named the loser): not a link
+            connection.execute(delete(pairs).where(pairs.c.left_id == survivor_id, pairs.c.right_id == survivor_id))
         table = model.__table__
         connection.execute(update(table).where(table.c.id.in_(lefts)).values(
             {table.c[VERSION_COLUMN]: table.c[VERSION_COLUMN] + 1}))

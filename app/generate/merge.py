@@ -137,6 +137,7 @@ class MergeApiMixin:
             stale = versions.refuse_if_stale(self, survivor)
             if stale:
                 return stale
+            title = record_title(self.entity, loser, current_viewer())  # hidden or masked: "#id"
             detail = _run_merge(self, survivor, loser, choices)
         except MergeRefused as refused:
             body = {"message": refused.message}
@@ -144,7 +145,7 @@ class MergeApiMixin:
                 body["errors"] = refused.errors
             return self.response(refused.status, **body)
         item = self.datamodel.session.get(self.datamodel.obj, pk)
-        merged = {**detail, "fields": [n for n in detail["fields"]]}
+        merged = {**detail, "title": title}
         body = {"result": self.viewer_record(self.show_model_schema.dump(item)), "id": item.id, "merged": merged}
         return versions.with_etag(self.response(200, **body), item)
 
@@ -214,12 +215,13 @@ class MergeViewMixin:
                 wanted = {f.name: request.form.get(f"field.{f.name}", SURVIVOR)
                           for f in choosable_fields(entity, viewer) if f"field.{f.name}" in request.form}
                 choices = check_choices(entity, viewer, wanted)
+                title = record_title(entity, loser, viewer)
                 detail = _run_merge(self, survivor, loser, choices)
             except MergeRefused as refused:
                 flash(refused.message, "danger")
                 self._flash_merge_errors(refused.errors)
                 return redirect(url_for(f"{self.endpoint}.merge_page", pk=pk, loser=loser.id))
-            flash(str(_l("Merged %(title)s (#%(id)s) into this record.", title=detail["title"], id=detail["id"])),
+            flash(str(_l("Merged %(title)s (#%(id)s) into this record.", title=title, id=detail["id"])),
                   "success")
             return redirect(show_url)
         refusal = merge_refusal(entity, survivor, loser)
