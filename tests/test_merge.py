@@ -313,3 +313,29 @@ def test_merge_page_choices_swap_confirmation_and_merge(app, admin):
     ed = login(app.test_client(), "ed", PASSWORD)
     assert 'id="merge-panel"' not in ed.get(f"/company/show/{a}").get_data(as_text=True)
     assert ed.get(f"/company/merge/{a}?loser={hers}").status_code in (302, 403)
+
+
+def test_two_merges_of_one_loser_at_once(app, admin):
+    """Two users merge the same loser into two survivors at the same moment: one wins, the other is refused, and
+    every reference ends up on the winner."""
+    import threading
+
+    a, b, c = (admin.create("company", name=f"Race {n}") for n in "ABC")
+    contacts = [admin.create("contact", company=b, name=f"Race contact {n}") for n in range(5)]
+    clients = [Client(app), Client(app)]
+    answers = {}
+
+    def run(n, survivor):
+        answers[survivor] = clients[n].merge(survivor, {"loser": b})
+
+    threads = [threading.Thread(target=run, args=(0, a)), threading.Thread(target=run, args=(1, c))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(r.status_code for r in answers.values())
+    assert statuses == [200, 404], {k: r.json for k, r in answers.items()}  # "Not found.": the loser is gone
+    winner = next(pk for pk, r in answers.items() if r.status_code == 200)
+    assert {admin.record("contact", pk)["company"]["id"] for pk in contacts} == {winner}
+    assert admin.record("company", winner)["contacts"] == 5
+    assert admin.get(f"/api/v1/company/{b}").status_code == 404

@@ -111,7 +111,9 @@ def merge(rules, survivor, loser, choices: dict[str, str]) -> dict:
     # both rows locked to the end: on PostgreSQL no record can be linked to the loser meanwhile (a new row's foreign
     # key check waits for the lock), so nothing is left behind for the delete to cascade or refuse
     model = rules.model
-    session.execute(select(model.id).where(model.id.in_([survivor_id, loser_id])).with_for_update())
+    locked = set(session.scalars(select(model.id).where(model.id.in_([survivor_id, loser_id])).with_for_update()))
+    if locked != {survivor_id, loser_id}:  # merged or deleted by another request while this one waited
+        raise MergeRefused(404, _l("Not found."))
     loser_title = record_title(entity, loser)
 
     def same(value):  # a link of the record to itself (or to the other one) means nothing once they are one

@@ -23,6 +23,7 @@ from flask_appbuilder.exceptions import DatabaseException
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import String, cast
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm.exc import ObjectDeletedError
 
 from app import fab
 from app.data.merge import LOSER, SURVIVOR, MergeRefused, check_choices, choosable_fields, merge, merge_refusal, record_title
@@ -85,6 +86,9 @@ def _run_merge(endpoint, survivor, loser, choices: dict) -> dict:
     except MergeRefused:
         session.rollback()
         raise
+    except ObjectDeletedError:  # the other record went meanwhile (merged into a third one, say)
+        session.rollback()
+        raise MergeRefused(404, _l("Not found.")) from None
     except (DatabaseException, SQLAlchemyError) as exc:
         session.rollback()
         if versions.is_stale(exc):
