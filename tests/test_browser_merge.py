@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from browser import live_browser, log_in, screenshot
-from conftest import ADMIN, jwt_headers, make_app
+from conftest import jwt_headers, make_app
 from test_browser_i18n import english_left, VISIBLE_TEXT
 
 FIXTURE = Path(__file__).parent / "fixtures" / "merge"

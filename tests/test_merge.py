@@ -2,8 +2,8 @@
 merge what (permissions, row scope, hidden and masked fields), the API's answers and the merge page."""
 from __future__ import annotations
 
+import datetime as dt
 import io
-import json
 import struct
 import zlib
 from pathlib import Path
@@ -123,7 +123,7 @@ def test_every_reference_moves_to_the_survivor(app, admin):
         portal, session = portal_of(app), app.appbuilder.session
         notes, fired = portal.metadata.tables["portal_notifications"], portal.metadata.tables["portal_reminder_fired"]
         session.execute(insert(notes).values(user_id=1, reminder="r", entity="Company", record_id=b, event="update",
-                                             snapshot="{}", created_on=__import__("datetime").datetime(2026, 1, 1)))
+                                             snapshot="{}", created_on=dt.datetime(2026, 1, 1)))
         session.execute(insert(fired), [{"reminder": "r", "entity": "Company", "record_id": pk, "fire_key": key}
                                         for pk, key in ((a, "2026-01-01"), (b, "2026-01-01"), (b, "2026-02-01"))])
         session.commit()

@@ -25,6 +25,7 @@ from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.orm import aliased
 
 from app.i18n import current_locale
+from app.portal import current_portal
 from app.rules import history
 from app.rules.workflows import locked_refusal
 from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec
@@ -128,8 +129,6 @@ def merge(rules, survivor, loser, choices: dict[str, str]) -> dict:
             taken[name] = same(list(value or []) if entity.field(name).kind.multiple else value)
     _refuse_conflicts(portal, rules.models, session, entity, survivor_id, loser_id)
 
-    from app.portal import current_portal
-
     app_portal = current_portal()
     with history.writing_as(MERGE):
         with session.no_autoflush:
@@ -145,9 +144,8 @@ def merge(rules, survivor, loser, choices: dict[str, str]) -> dict:
         session.flush()  # the loser's unique values are free now; its delete is in its history
         _write_chosen(rules, survivor, taken)
         detail = {"id": loser_id, "title": loser_title, "fields": sorted(n for n, s in choices.items() if s == LOSER)}
-        user_id, username = history.current_author()
-        history.write_history(session.connection(), app_portal.metadata, entity,
-                              [history.Event(survivor_id, MERGE, {MERGED_KEY: (None, json.dumps(detail, ensure_ascii=False))})], user_id, username)
+        event = history.Event(survivor_id, MERGE, {MERGED_KEY: (None, json.dumps(detail, ensure_ascii=False))})
+        history.write_history(session.connection(), app_portal.metadata, entity, [event], *history.current_author())
     if shas:
         from app.generate.attachments import drop_after_commit
 

@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import ObjectDeletedError
 
 from app import fab
-from app.data.merge import LOSER, SURVIVOR, MergeRefused, check_choices, choosable_fields, merge, merge_refusal, record_title
+from app.data.merge import SURVIVOR, MergeRefused, check_choices, choosable_fields, merge, merge_refusal, record_title
 from app.generate import versions
 from app.generate.permissions import DELETE, UPDATE, permission
 from app.generate.show_panels import show_panel
