@@ -91,6 +91,7 @@ def test_merge_from_the_detail_page(live, lang):
     merged = record(survivor).json["result"]
     assert merged["code"] == f"B-{lang}" and merged["email"] == f"b-{lang}@example.com" and merged["contacts"] == 1
     assert record(loser).status_code == 404
+    assert page.locator(".portal-timeline-history").first.locator(".portal-attachment-link").count() == 0
     timeline = page.locator(".portal-timeline-history").first.inner_text()
     assert (f"将 张三 <b>建筑</b> {lang} (#{loser}) 合并到本记录" if lang == "zh" else "into this record") in timeline
     screenshot(page, f"merge-done-{lang}")
