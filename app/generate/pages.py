@@ -32,6 +32,7 @@ from app.generate import transitions
 from app.rules.workflows import is_locked
 from app.generate.timeline import TimelinePagesMixin
 from app.generate.comments import CommentPagesMixin
+from app.generate.merge import MergeViewMixin
 
 
 class FieldRule:
@@ -74,7 +75,7 @@ class ValidatorsByColumn(dict):
 
 
 class EntityView(SavedViewsPagesMixin, BulkViewMixin, AttachmentsPages, ViewerScopedEndpoint, transitions.TransitionsViewMixin,
-                 TimelinePagesMixin, CommentPagesMixin, PagedListView, fab.ModelViewBoundary, ModelView):
+                 TimelinePagesMixin, CommentPagesMixin, MergeViewMixin, PagedListView, fab.ModelViewBoundary, ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes.
 
     Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list page from PagedListView.

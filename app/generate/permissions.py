@@ -16,6 +16,7 @@ VIEW_METHODS = {
     # history, comments (app/generate/timeline.py, comments.py): whoever reads the record
     "timeline": READ, "add_comment": READ, "edit_comment": READ, "delete_comment": READ,
     "attachment_download": READ, "attachments_upload": UPDATE, "attachment_delete": UPDATE,
+    "merge_page": UPDATE, "merge_lookup": UPDATE,  # merging also needs DELETE, checked by app/generate/merge.py
 }
 API_METHODS = {
     "get_list": READ, "get": READ, "info": READ,
@@ -25,6 +26,7 @@ API_METHODS = {
     "bulk": READ,
     "get_history": READ, "get_comments": READ, "post_comment": READ, "put_comment": READ, "delete_comment": READ,
     "attachments_list": READ, "attachment_download": READ, "attachments_upload": UPDATE, "attachment_delete": UPDATE,
+    "merge_records": UPDATE,  # and DELETE (app/generate/merge.py)
 }
 
 

@@ -33,7 +33,7 @@ SCAN_ROUNDS = 5      # history rows read at most page_size * this per page (even
 ACTION_LABELS = {"create": _l("created the record"), "update": _l("changed"), "transition": _l("took the step"),
                  "delete": _l("deleted the record")}
 PATH_LABELS = {"form": _l("form"), "api": _l("API"), "import": _l("import"), "bulk": _l("bulk action"),
-               "transition": _l("workflow"), "cli": _l("command line"), "demo": _l("demo data")}
+               "transition": _l("workflow"), "cli": _l("command line"), "demo": _l("demo data"), "merge": _l("merge")}
 
 
 DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also takes "²", which int() refuses
@@ -168,12 +168,13 @@ def history_page(entity, models: dict, session, pk: int, before: int | None, siz
         more = len(rows) > size
         rows = rows[:size]
         parsed = [(row, json.loads(row.changes or "{}")) for row in rows]
+        merges = [merged_event(entity, changes) for _, changes in parsed]  # app/data/merge.py: who was merged in
         shower.prepare([changes for _, changes in parsed])
-        for row, changes in parsed:
+        for (row, changes), merged in zip(parsed, merges):
             shown = shower.changes(changes)
             if changes and not shown:
                 continue  # only hidden fields changed: the viewer never learns of it
-            events.append(event_json(row, shown))
+            events.append(event_json(row, shown, merged))
         if rows:
             cursor = rows[-1].id
         if len(events) >= size or not more:
@@ -185,9 +186,29 @@ def history_page(entity, models: dict, session, pk: int, before: int | None, siz
     return events, (cursor if more else None)
 
 
-def event_json(row, changes: list[dict]) -> dict:
-    return {"id": row.id, "at": row.at.isoformat() if row.at else None, "user": row.username, "path": row.path,
-            "action": row.action, "transition": row.transition, "changes": changes}
+def event_json(row, changes: list[dict], merged: dict | None = None) -> dict:
+    event = {"id": row.id, "at": row.at.isoformat() if row.at else None, "user": row.username, "path": row.path,
+             "action": row.action, "transition": row.transition, "changes": changes}
+    if merged is not None:
+        event["merged"] = merged
+    return event
+
+
+def merged_event(entity, changes: dict) -> dict | None:
+    """A merge event's loser {id, title, fields} (taken out of `changes`), its title and the fields taken from it as
+    the viewer may see them (hidden fields left out, a hidden or masked title as "#id")."""
+    from app.data.merge import MERGED_KEY, merged_detail
+
+    if MERGED_KEY not in changes:
+        return None
+    detail = merged_detail(json.dumps({MERGED_KEY: changes.pop(MERGED_KEY)})) or {}
+    viewer = current_viewer()
+    hidden, unreadable = viewer.hidden(entity.name), viewer.unreadable(entity.name)
+    title = detail.get("title") if entity.title not in unreadable else None
+    loser = f"#{detail.get('id')}"
+    fields = [entity.field(n) for n in detail.get("fields", []) if entity.field(n) is not None and n not in hidden]
+    return {"id": detail.get("id"), "title": f"{title} ({loser})" if title and title != loser else loser,
+            "fields": [str(lazy(f.label)) for f in fields]}
 
 
 # -- the API ------------------------------------------------------------------------------------------------------
@@ -263,6 +284,16 @@ def _attachment_rows(session, entity: str, pk: int, before, limit: int) -> list:
     return list(session.execute(query.order_by(table.c.id.desc()).limit(limit)))
 
 
+def merged_label(event: dict) -> str | None:
+    merged = event.get("merged")
+    if merged is None:
+        return None
+    label = str(_l("merged %(record)s into this record", record=merged["title"]))
+    if merged["fields"]:
+        label += " · " + str(_l("values kept from it: %(fields)s", fields=", ".join(merged["fields"])))
+    return label
+
+
 def timeline_page(view, pk: int, cursor: dict, size: int = PAGE_SIZE) -> tuple[list[dict], str | None]:
     """One page of the timeline: each source read below its cursor (at most size+1 rows each), merged by time."""
     from app.generate.comments import comment_entry
@@ -274,7 +305,7 @@ def timeline_page(view, pk: int, cursor: dict, size: int = PAGE_SIZE) -> tuple[l
         events, history_next = history_page(entity, view.models, session, pk, cursor["h"], size + 1)
         for e in events:
             candidates.append((e["at"] or "", "h", e["id"], {"kind": "history", **e,
-                               "action_label": ACTION_LABELS.get(e["action"], e["action"]),
+                               "action_label": merged_label(e) or ACTION_LABELS.get(e["action"], e["action"]),
                                "path_label": PATH_LABELS.get(e["path"], e["path"])}))
     if entity.comments:
         for row in _comment_rows(session, entity.name, pk, cursor["c"], size + 1):
