@@ -30,6 +30,7 @@ from app.generate.references import delete_refusal
 from app.generate.transitions import TransitionsApiMixin, unused_routes
 from app.generate.timeline import HistoryApiMixin
 from app.generate.comments import CommentsApiMixin
+from app.generate.duplicates import DuplicatesApiMixin
 
 
 def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
@@ -51,7 +52,7 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(BulkApiMixin, AttachmentsApi, ViewerScopedEndpoint, TransitionsApiMixin, HistoryApiMixin,
+class EntityApi(DuplicatesApiMixin, BulkApiMixin, AttachmentsApi, ViewerScopedEndpoint, TransitionsApiMixin, HistoryApiMixin,
                 CommentsApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
     """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
 
@@ -95,6 +96,9 @@ class EntityApi(BulkApiMixin, AttachmentsApi, ViewerScopedEndpoint, TransitionsA
         if errors or line_errors:
             self.datamodel.session.rollback()
             return self.response_422(message={**errors, **line_errors})
+        conflict = self.duplicates_conflict(rules, ctx)  # 409 with the candidates unless ?allow_duplicate=1
+        if conflict is not None:
+            return conflict
         rules.apply(item, rules.before_write(ctx))
         write_lines(line_edits, item)  # in the session: committed with the record, or not at all
         try:

@@ -16,6 +16,7 @@ VIEW_METHODS = {
     # history, comments (app/generate/timeline.py, comments.py): whoever reads the record
     "timeline": READ, "add_comment": READ, "edit_comment": READ, "delete_comment": READ,
     "attachment_download": READ, "attachments_upload": UPDATE, "attachment_delete": UPDATE,
+    "duplicates": READ,  # the duplicates page lists only pairs of records the user reads (app/generate/duplicates.py)
 }
 API_METHODS = {
     "get_list": READ, "get": READ, "info": READ,
