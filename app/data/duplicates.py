@@ -6,8 +6,9 @@ Every rule is narrowed in SQL, through an index this module adds to the table (`
   cleaning: phones normalised, text trimmed). One indexed equality lookup.
 - **fuzzy** (`{match: [name], fuzzy: 90, same: [city]}`): the `same` fields equal, and the *blocking key* equal: the
   first BLOCK_CHARS characters of the text (`substr(name, 1, 2)`; the new value's case variants are looked up too),
-  with the length within what a score of `fuzzy` allows. The index is on (same fields..., substr(name, 1, 2)), so
-  the block is read through the index, at most FUZZY_BLOCK_LIMIT rows; only those are scored by rapidfuzz
+  with the length within what a score of `fuzzy` allows. The index is on (same fields..., substr(name, 1, 2),
+  length(name)), so the block and the length range are read through the index, at most FUZZY_BLOCK_LIMIT rows;
+  only those are scored by rapidfuzz
   (`fuzz.ratio` on lower-cased text without punctuation, 0-100). Names whose first two characters differ are not
   compared: the price of never scanning the table.
 
@@ -74,7 +75,8 @@ def rule_index_columns(entity: EntitySpec, table, rule: DuplicateRule) -> list:
     """What a rule looks records up by: the same fields, then the match fields (fuzzy: the blocking key)."""
     same = [table.c[entity.field(n).column_name] for n in rule.same]
     if rule.fuzzy is not None:
-        return same + [_block(table.c[entity.field(rule.match[0]).column_name])]
+        column = table.c[entity.field(rule.match[0]).column_name]
+        return same + [_block(column), func.length(column)]
     return same + [table.c[entity.field(n).column_name] for n in rule.match]
 
 
@@ -192,8 +194,8 @@ class DuplicateSearch:
         column = self._column(name)
         low, high = _length_bounds(len(text), rule.fuzzy)
         conditions += [_block(column).in_(_block_keys(text)), func.length(column).between(low, high)]
-        query = (select(self.table.c.id, self._title_col(), column).where(*conditions)
-                 .order_by(self.table.c.id.desc()).limit(FUZZY_BLOCK_LIMIT))
+        # no ORDER BY: the index hands rows of the block by length, and the scan stops at the limit
+        query = select(self.table.c.id, self._title_col(), column).where(*conditions).limit(FUZZY_BLOCK_LIMIT)
         rows = self.session.execute(self._scoped(query)).all()
         if not rows:
             return []

@@ -86,6 +86,11 @@ class DuplicatesPagesMixin:
         flash(str(_l("This record looks like one that already exists.")), "warning")
         return True
 
+    def render_template(self, template, **kwargs):
+        if template == self.list_template and self.entity.duplicates:  # the list links to the duplicates page
+            kwargs.setdefault("duplicates_url", f"{self.route_base}/duplicates/")
+        return super().render_template(template, **kwargs)
+
     @expose("/duplicates/")
     @has_access
     def duplicates(self):
