@@ -311,7 +311,7 @@ class ImportDuplicates:
     def __init__(self, search: DuplicateSearch) -> None:
         self.search = search
         self.keys: dict[int, dict[tuple, int]] = {i: {} for i in range(len(search.rules))}  # exact: key -> first row
-        self.blocks: dict[int, dict[tuple, list]] = {i: {} for i in range(len(search.rules))}  # fuzzy: block -> rows
+        self.blocks: dict[int, dict[tuple, tuple]] = {i: {} for i in range(len(search.rules))}  # fuzzy: block -> rows
         self.flags: list[DuplicateFlag] = []
         self.count = 0
 
@@ -323,53 +323,53 @@ class ImportDuplicates:
     def check(self, records: list[dict]) -> None:
         """`records`: the chunk's valid rows (field name -> cleaned value, `_row`, `_id` when updating)."""
         for i, rule in enumerate(self.search.rules):
+            names = rule.same + rule.match
             rows = []
             for record in records:
-                given = {n: _plain(record.get(n)) for n in rule.fields}
-                if not any(_blank(v) for v in given.values()) and all(n in record for n in rule.fields):
-                    rows.append((record, given))
+                key = tuple(_plain(record.get(n)) for n in names)
+                if None not in key and "" not in key and all(n in record for n in names):  # cleaned: stripped
+                    rows.append((record, key))
             if rows:
                 (self._exact if rule.fuzzy is None else self._fuzzy)(i, rule, rows)
 
     def _exact(self, i, rule, rows) -> None:
+        """`rows`: (record, its (same..., match...) values)."""
         search = self.search
-        names = rule.same + rule.match
         seen = self.keys[i]
-        for record, given in rows:
-            key = tuple(given[n] for n in names)
-            if key in seen:
-                self._flag(DuplicateFlag(record["_row"], rule.id, 100.0, other_row=seen[key]))
-            else:
-                seen[key] = record["_row"]
-        columns = [search._column(n) for n in names]
         wanted: dict[tuple, list] = {}
-        for record, given in rows:
-            wanted.setdefault(tuple(given[n] for n in names), []).append(record)
+        for record, key in rows:
+            first = seen.setdefault(key, record["_row"])
+            if first != record["_row"]:
+                self._flag(DuplicateFlag(record["_row"], rule.id, 100.0, other_row=first))
+            wanted.setdefault(key, []).append(record)
+        columns = [search._column(n) for n in rule.same + rule.match]
         keys = list(wanted)
         for start in range(0, len(keys), IN_CHUNK):
-            part = keys[start:start + IN_CHUNK]
-            query = select(search.table.c.id, search._title_col(), *columns).where(_in(columns, part))
+            query = select(search.table.c.id, search._title_col(), *columns).where(_in(columns, keys[start:start + IN_CHUNK]))
             for row in search.session.execute(search._scoped(query)):
                 for record in wanted.get(tuple(row[2:]), ()):
                     if record.get("_id") != row[0]:
                         self._flag(DuplicateFlag(record["_row"], rule.id, 100.0, id=row[0], title=search.title(row[0], row[1])))
 
     def _fuzzy(self, i, rule, rows) -> None:
+        """`rows`: (record, its (same..., text) values). Within the file: each block keeps its rows' numbers and
+        processed texts side by side (rapidfuzz reads the list as is)."""
         search = self.search
         name = rule.match[0]
         blocks = self.blocks[i]
         by_block: dict[tuple, list] = {}
-        for record, given in rows:
-            text = str(given[name])
-            same = tuple(given[n] for n in rule.same)
+        for record, key in rows:
+            text = str(key[-1])
+            same = key[:-1]
             processed = _processed(text)
-            block = blocks.setdefault(same + (text[:BLOCK_CHARS],), [])
-            if block:
-                best = process.extractOne(processed, [p for _, p in block], scorer=fuzz.ratio, score_cutoff=rule.fuzzy)
+            numbers, texts = blocks.setdefault(same + (text[:BLOCK_CHARS],), ([], []))
+            if texts:
+                best = process.extractOne(processed, texts, scorer=fuzz.ratio, score_cutoff=rule.fuzzy, processor=None)
                 if best is not None:
-                    self._flag(DuplicateFlag(record["_row"], rule.id, round(best[1], 1), other_row=block[best[2]][0]))
-            if len(block) < FUZZY_BLOCK_LIMIT:
-                block.append((record["_row"], processed))
+                    self._flag(DuplicateFlag(record["_row"], rule.id, round(best[1], 1), other_row=numbers[best[2]]))
+            if len(texts) < FUZZY_BLOCK_LIMIT:
+                numbers.append(record["_row"])
+                texts.append(processed)
             for head in _block_keys(text):
                 by_block.setdefault(same + (head,), []).append((record, processed))
         columns = [search._column(n) for n in rule.same] + [_block(search._column(name))]
