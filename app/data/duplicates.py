@@ -255,7 +255,10 @@ class DuplicateSearch:
     def _fuzzy_pairs(self, rule, after, limit):
         a, b = self._aliases()
         name = self.entity.field(rule.match[0]).column_name
-        query = self._pair_query(rule, a, b, None, (a.c[name], b.c[name])).where(_block(a.c[name]) == _block(b.c[name]))
+        length_a, length_b, fuzzy = func.length(a.c[name]), func.length(b.c[name]), rule.fuzzy
+        query = self._pair_query(rule, a, b, None, (a.c[name], b.c[name])).where(
+            _block(a.c[name]) == _block(b.c[name]),  # the index on (same..., block, length) finds b for each a
+            length_b.between(length_a * fuzzy / (200 - fuzzy) - 3, (length_a * (200 - fuzzy) + fuzzy - 1) / fuzzy + 3))
         result, scanned, batch, cursor = [], 0, 2000, after
         while scanned < PAIR_SCAN:
             page = query if cursor is None else query.where(tuple_(a.c.id, b.c.id) > tuple_(*cursor))
