@@ -256,6 +256,22 @@ def test_form_without_override_right_offers_no_save_anyway(clean):
     assert forced.status_code == 200 and count(app) == 1
 
 
+def test_edit_form_warns_on_a_changed_rule_field_only(clean):
+    app = clean
+    admin = headers(app)
+    first = create(app, admin, name="Edit Original", phone="13100131000").json["id"]
+    other = create(app, admin, name="Edit Other", phone="13100131001").json["id"]
+    client = login(app.test_client())
+    form = client.get(f"/client/edit/{other}").get_data(as_text=True)
+    import re
+    version = re.search(r'name="row_version"[^>]*value="(\d+)"|value="(\d+)"[^>]*name="row_version"', form)
+    row_version = next(g for g in version.groups() if g)
+    data = {"name": "Edit Other", "phone": "13100131000", "row_version": row_version}
+    page = client.post(f"/client/edit/{other}", data=data)
+    assert page.status_code == 200 and f'href="/client/show/{first}"' in page.get_data(as_text=True)
+    assert client.post(f"/client/edit/{other}", data={**data, "phone": "13100131001", "notes": "n"}).status_code == 302
+
+
 # -- imports ------------------------------------------------------------------------------------------------
 def test_import_flags_rows_against_the_file_and_the_table(clean):
     app = clean
@@ -307,6 +323,7 @@ def test_duplicates_page_lists_readable_pairs_with_merge_links(clean, monkeypatc
 
     html, found = pairs(login(app.test_client()))
     assert found == {(a, b), (a, c), (b, c), (d, e)}
+    assert 'id="duplicates-link"' in login(app.test_client()).get("/client/list/").get_data(as_text=True)
     assert f'href="/client/merge/{a}?loser={b}"' in html
     _, found = pairs(login(app.test_client(), "rep1", PASSWORD))
     assert found == {(a, b)}  # only pairs of records rep1 reads
