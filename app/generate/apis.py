@@ -30,7 +30,7 @@ from app.generate.references import delete_refusal
 from app.generate.transitions import TransitionsApiMixin, unused_routes
 from app.generate.timeline import HistoryApiMixin
 from app.generate.comments import CommentsApiMixin
-from app.generate.duplicates import DuplicatesApiMixin
+from app.generate.duplicates import DuplicatesApiMixin, openapi_with_duplicates
 
 
 def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
@@ -225,7 +225,7 @@ def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_facto
         datamodel=PagedInterface(models[entity.name]),
         resource_name=entity.snake,
         class_permission_name=entity.name, base_permissions=entity_permissions(),
-        openapi_spec_tag=entity.name, openapi_spec_methods=versions.openapi_spec_methods(f"{entity.name}Api"),
+        openapi_spec_tag=entity.name, openapi_spec_methods=openapi_with_duplicates(entity, versions.openapi_spec_methods(f"{entity.name}Api")),
         full_list_columns=read_columns, full_show_columns=read_columns,
         add_columns=write_columns, edit_columns=write_columns,
         full_search_columns=[f.name for f in entity.fields if not f.kind.multiple],

@@ -142,3 +142,46 @@ class DuplicatesApiMixin:
                    else _l("Possible duplicates found; your role may not save a duplicate."))
         self.datamodel.session.rollback()
         return self.response(409, message=str(message), duplicates=[c.as_dict() for c in candidates])
+
+
+_ALLOW_PARAMETER = {"in": "query", "name": ALLOW_ARG, "required": False, "schema": {"type": "integer", "enum": [0, 1]},
+                    "description": "1: save even if the record looks like an existing one (the duplicates: rules)"}
+_DUPLICATES_RESPONSE = {
+    "description": "Possible duplicates: readable records the entity's duplicates: rules pair with this one; "
+                   "nothing was written (repeat with ?allow_duplicate=1 to save anyway)",
+    "content": {"application/json": {"schema": {"type": "object", "properties": {
+        "message": {"type": "string"},
+        "duplicates": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "title": {"type": "string"}, "score": {"type": "number"},
+            "rule": {"type": "string", "example": "name~90=address_city"}}}},
+    }}}},
+}
+
+
+def openapi_with_duplicates(entity: EntitySpec, specs: dict) -> dict:
+    """The API's operation docs (versions.openapi_spec_methods) with POST/PUT's `allow_duplicate` and 409."""
+    if not entity.duplicates:
+        return specs
+    import json
+
+    from apispec import yaml_utils
+    from flask_appbuilder.api import ModelRestApi
+
+    if "post" not in specs:
+        doc = yaml_utils.load_operations_from_docstring(ModelRestApi.post.__doc__)
+        text = json.dumps(doc["post"]).replace("{{self.__class__.__name__}}", f"{entity.name}Api")
+        specs = {**specs, "post": {"post": json.loads(text)}}
+    for method in ("post", "put"):
+        operation = specs[method][method]
+        operation["parameters"] = operation.get("parameters", []) + [_ALLOW_PARAMETER]
+        responses = operation.setdefault("responses", {})
+        if "409" in responses:  # PUT: a stale version is a 409 too
+            conflict = dict(responses["409"])
+            conflict["description"] += "; or possible duplicates (`duplicates`, see ?allow_duplicate=1)"
+            conflict["content"] = {"application/json": {"schema": {"type": "object", "properties": {
+                **responses["409"]["content"]["application/json"]["schema"]["properties"],
+                "duplicates": _DUPLICATES_RESPONSE["content"]["application/json"]["schema"]["properties"]["duplicates"]}}}}
+            responses["409"] = conflict
+        else:
+            responses["409"] = _DUPLICATES_RESPONSE
+    return specs
