@@ -234,7 +234,8 @@ class DuplicateSearch:
 
     def _pair_query(self, rule, a, b, after, extra_columns=()):
         conditions = [a.c.id < b.c.id] + [a.c[c] == b.c[c] for c in (self.entity.field(n).column_name for n in rule.same)]
-        conditions += [a.c[self.entity.field(n).column_name].isnot(None) for n in rule.fields]
+        conditions += [a.c[self.entity.field(n).column_name].isnot(None) for n in rule.fields]  # null never equals null
+        conditions += [a.c[self.entity.field(n).column_name] != "" for n in rule.fields if self._is_text(n)]
         if after is not None:
             conditions.append(tuple_(a.c.id, b.c.id) > tuple_(*after))
         query = select(a.c.id, self._title_col(a), b.c.id, self._title_col(b), *extra_columns).where(*conditions)
@@ -243,8 +244,7 @@ class DuplicateSearch:
     def _exact_pairs(self, rule, after, limit):
         a, b = self._aliases()
         query = self._pair_query(rule, a, b, after).where(
-            *[a.c[self.entity.field(n).column_name] == b.c[self.entity.field(n).column_name] for n in rule.match],
-            *[a.c[self.entity.field(n).column_name] != "" for n in rule.fields if self._is_text(n)])
+            *[a.c[self.entity.field(n).column_name] == b.c[self.entity.field(n).column_name] for n in rule.match])
         rows = self.session.execute(query.limit(limit)).all()
         return [self._pair(row, 100.0, rule) for row in rows], None
 
@@ -258,7 +258,7 @@ class DuplicateSearch:
         length_a, length_b, fuzzy = func.length(a.c[name]), func.length(b.c[name]), rule.fuzzy
         query = self._pair_query(rule, a, b, None, (a.c[name], b.c[name])).where(
             _block(a.c[name]) == _block(b.c[name]),  # the index on (same..., block, length) finds b for each a
-            length_b.between(length_a * fuzzy / (200 - fuzzy) - 3, (length_a * (200 - fuzzy) + fuzzy - 1) / fuzzy + 3))
+            length_b.between(length_a * fuzzy // (200 - fuzzy) - 3, (length_a * (200 - fuzzy) + fuzzy - 1) // fuzzy + 3))
         result, scanned, batch, cursor = [], 0, 2000, after
         while scanned < PAIR_SCAN:
             page = query if cursor is None else query.where(tuple_(a.c.id, b.c.id) > tuple_(*cursor))
