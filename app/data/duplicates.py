@@ -101,11 +101,11 @@ def _processed(text) -> str:
 
 
 def _length_bounds(length: int, fuzzy: int) -> tuple[int, int]:
-    """Lengths another text can have and still score `fuzzy` by fuzz.ratio (2·common / total length), with slack
-    for the punctuation and spaces the scorer drops."""
-    low = length * fuzzy // (200 - fuzzy) if fuzzy < 200 else 0
-    high = -(-length * (200 - fuzzy) // max(fuzzy, 1))
-    return max(low - 3, 0), high + 3
+    """Lengths another text can have and still score `fuzzy` by fuzz.ratio (2·common / total length), with one
+    character of slack for a trailing punctuation mark the scorer drops (stored text is trimmed)."""
+    low = length * fuzzy // (200 - fuzzy)
+    high = -(-length * (200 - fuzzy) // fuzzy)
+    return max(low - 1, 0), high + 1
 
 
 def _in(columns: list, keys: list):
