@@ -33,6 +33,7 @@ from app.rules.record_rules import RecordRules, duplicate_message, link_target
 from app.rules.flushes import link_values
 from app.rules.line_versions import bump as bump_line_parents
 from app.rules.rollups import RollupRefused
+from app.data.duplicates import DuplicateSearch, may_override
 
 CHUNK = 500  # values per IN (...) lookup
 ROWS_PER_CHUNK = 2000  # rows validated, looked up and spooled together
@@ -56,6 +57,9 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     errors: list[RowError] = field(default_factory=list)
+    # rows that look like another row of the file or a stored record (app/data/duplicates.py DuplicateFlag)
+    duplicates: list = field(default_factory=list)
+    duplicates_count: int = 0
     preview: list[dict] = field(default_factory=list)  # first rows: {"row", "action", "values"}
     # columns read but not imported: values the portal assigns (autonumbers) or computes (formulas)
     ignored: list[RowError] = field(default_factory=list)
@@ -68,7 +72,8 @@ class ImportReport:
     def as_dict(self) -> dict:
         return {"rows": self.rows, "created": self.created, "updated": self.updated, "written": self.written,
                 "errors": [e.as_dict() for e in self.errors], "preview": self.preview,
-                "ignored": [e.as_dict() for e in self.ignored]}
+                "ignored": [e.as_dict() for e in self.ignored],
+                "duplicates": [d.as_dict() for d in self.duplicates], "duplicates_count": self.duplicates_count}
 
 
 def _chunks(values: list, size: int = CHUNK):
@@ -119,6 +124,7 @@ class Importer:
         self._memo: dict[str, dict] = {}
         self._seen: dict[tuple, set] = {}  # unique group -> hashes of its values met so far in the file
         self._pending: list[tuple[RowError, tuple, tuple]] = []  # in-file duplicates awaiting their first row
+        self._duplicates = None  # the duplicate flags of this pass (_flag_duplicates)
         start = stream.tell()
         spool = None
         self._writing = not dry_run
@@ -247,6 +253,7 @@ class Importer:
                 report.preview.append({"row": number, "action": "update" if record.get("_id") else "create",
                                        "values": {t: _show(c) for t, c in zip(titles, cells) if t}})
         self._check_unique(records, report)
+        self._flag_duplicates(records, report)
         if self.rules.checks_each_row:
             self._run_rule_steps(records, report)
         updated = sum(1 for r in records if r.get("_id"))
@@ -287,6 +294,24 @@ class Importer:
                 self._error(report, number, f, str(_l("This field is required.")))
         record.update(self._forced_ids)
         return record if ok else None
+
+    def _flag_duplicates(self, records: list[dict], report: ImportReport) -> None:
+        """Rows that look like another row of the file or a readable stored record (`duplicates:` rules,
+        app/data/duplicates.py) are flagged in the report; a flag is an error only for a rule whose `save_anyway`
+        roles the importer lacks."""
+        if self._duplicates is None:
+            search = DuplicateSearch(self.entity, self.models, self.session, self.viewer)
+            self._duplicates = search.for_import() if search else False
+        if not self._duplicates or not records:
+            return
+        flagger = self._duplicates
+        before = len(flagger.flags)
+        flagger.check(records)
+        report.duplicates, report.duplicates_count = flagger.flags, flagger.count
+        rules = {rule.id: rule for rule in flagger.search.rules}
+        for flag in flagger.flags[before:]:
+            if not may_override(self.viewer, rules[flag.rule]) and len(report.errors) < MAX_ERRORS:
+                report.errors.append(RowError(flag.row, "", str(_l("Looks like an existing record; your role may not save a duplicate."))))
 
     def _run_rule_steps(self, records: list[dict], report: ImportReport) -> None:
         """The portal's own rule steps (record_rules.py) over a chunk: refusals become row errors."""

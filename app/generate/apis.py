@@ -31,6 +31,7 @@ from app.generate.transitions import TransitionsApiMixin, unused_routes
 from app.generate.timeline import HistoryApiMixin
 from app.generate.comments import CommentsApiMixin
 from app.generate.merge import MergeApiMixin
+from app.generate.duplicates import DuplicatesApiMixin, openapi_with_duplicates
 
 
 def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
@@ -52,7 +53,7 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(BulkApiMixin, AttachmentsApi, ViewerScopedEndpoint, TransitionsApiMixin, HistoryApiMixin,
+class EntityApi(DuplicatesApiMixin, BulkApiMixin, AttachmentsApi, ViewerScopedEndpoint, TransitionsApiMixin, HistoryApiMixin,
                 CommentsApiMixin, MergeApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
     """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
 
@@ -96,6 +97,9 @@ class EntityApi(BulkApiMixin, AttachmentsApi, ViewerScopedEndpoint, TransitionsA
         if errors or line_errors:
             self.datamodel.session.rollback()
             return self.response_422(message={**errors, **line_errors})
+        conflict = self.duplicates_conflict(rules, ctx)  # 409 with the candidates unless ?allow_duplicate=1
+        if conflict is not None:
+            return conflict
         rules.apply(item, rules.before_write(ctx))
         write_lines(line_edits, item)  # in the session: committed with the record, or not at all
         try:
@@ -222,7 +226,7 @@ def build_api(portal: PortalSpec, entity: EntitySpec, models: dict, writer_facto
         datamodel=PagedInterface(models[entity.name]),
         resource_name=entity.snake,
         class_permission_name=entity.name, base_permissions=entity_permissions(),
-        openapi_spec_tag=entity.name, openapi_spec_methods=versions.openapi_spec_methods(f"{entity.name}Api"),
+        openapi_spec_tag=entity.name, openapi_spec_methods=openapi_with_duplicates(entity, versions.openapi_spec_methods(f"{entity.name}Api")),
         full_list_columns=read_columns, full_show_columns=read_columns,
         add_columns=write_columns, edit_columns=write_columns,
         full_search_columns=[f.name for f in entity.fields if not f.kind.multiple],

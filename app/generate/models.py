@@ -179,6 +179,7 @@ def notification_tables(metadata: MetaData) -> None:
 
 def build_models(spec: PortalSpec, metadata: MetaData) -> dict[str, type]:
     """The spec's models, on `metadata` (see portal_metadata) and a declarative registry of their own."""
+    from app.data.duplicates import duplicate_indexes  # the search owns its indexes
     base = declarative_base(metadata=metadata, name="PortalModel")
     counters_table(metadata)
     rollups_table(metadata)
@@ -191,6 +192,7 @@ def build_models(spec: PortalSpec, metadata: MetaData) -> dict[str, type]:
         models[entity.name] = _build_model(entity, models, base)
     for entity in spec.entities:
         _order_index(entity, models)
+        duplicate_indexes(entity, models[entity.name].__table__)  # one per `duplicates:` rule
     for report in spec.reports:
         _report_index(spec, report, models)
     for reminder in spec.reminders:

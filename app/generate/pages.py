@@ -33,6 +33,7 @@ from app.rules.workflows import is_locked
 from app.generate.timeline import TimelinePagesMixin
 from app.generate.comments import CommentPagesMixin
 from app.generate.merge import MergeViewMixin
+from app.generate.duplicates import DuplicatesPagesMixin
 
 
 class FieldRule:
@@ -74,7 +75,7 @@ class ValidatorsByColumn(dict):
         return list(value) if value is not None else None
 
 
-class EntityView(SavedViewsPagesMixin, BulkViewMixin, AttachmentsPages, ViewerScopedEndpoint, transitions.TransitionsViewMixin,
+class EntityView(DuplicatesPagesMixin, SavedViewsPagesMixin, BulkViewMixin, AttachmentsPages, ViewerScopedEndpoint, transitions.TransitionsViewMixin,
                  TimelinePagesMixin, CommentPagesMixin, MergeViewMixin, PagedListView, fab.ModelViewBoundary, ModelView):
     """Behaviour shared by every generated view; the factory fills in the class attributes.
 
@@ -115,7 +116,8 @@ class EntityView(SavedViewsPagesMixin, BulkViewMixin, AttachmentsPages, ViewerSc
         values = {name: form[name].data for name in rules.writable
                   if name in form and not isinstance(form[name], transitions.StateField)}  # shown, not written
         current = None if creating else self.datamodel.session.get(self.datamodel.obj, fab.edited_pk(form))
-        errors = rules.check(rules.context(values, creating, "form", current))
+        ctx = rules.context(values, creating, "form", current)
+        errors = rules.check(ctx)
         self._show_filled_values(form, values)
         for name, messages in errors.items():
             if name in form:
@@ -123,7 +125,7 @@ class EntityView(SavedViewsPagesMixin, BulkViewMixin, AttachmentsPages, ViewerSc
             else:
                 for message in messages:
                     flash(message, "danger")
-        return not errors
+        return not errors and not self.duplicates_refuse(rules, ctx)  # candidates shown, unless "Save anyway"
 
     @staticmethod
     def _show_filled_values(form, values: dict) -> None:

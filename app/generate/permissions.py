@@ -17,6 +17,7 @@ VIEW_METHODS = {
     "timeline": READ, "add_comment": READ, "edit_comment": READ, "delete_comment": READ,
     "attachment_download": READ, "attachments_upload": UPDATE, "attachment_delete": UPDATE,
     "merge_page": UPDATE, "merge_lookup": UPDATE,  # merging also needs DELETE, checked by app/generate/merge.py
+    "duplicates": READ,  # the duplicates page lists only pairs of records the user reads (app/generate/duplicates.py)
 }
 API_METHODS = {
     "get_list": READ, "get": READ, "info": READ,

@@ -12,6 +12,7 @@ import re
 
 from app.fieldtypes import BUILTIN_TYPES, FieldTypes
 from app.schema.loader import Problem, SourceFile, YMap
+from app.schema.duplicates import check_duplicates
 from app.schema.dashboards import check_dashboards, check_dashboards_across
 from app.schema.entities import check_across_modules, check_entity
 from app.schema.formulas import check_expressions
@@ -61,6 +62,8 @@ def check(files: list[SourceFile], types: FieldTypes = BUILTIN_TYPES) -> tuple[P
     # a workflow's transitions name roles and its `when` reads the record like a rule
     modules = [dataclasses.replace(m, entities=tuple(check_lifecycle(run, e, entities, roles) for e in m.entities))
                for m in modules]
+    for entity in entities.values():
+        check_duplicates(run, entity, roles)  # save_anyway roles; rules no writing role can see
     check_report_ids(run, modules, roles)
     modules = with_group_entities(modules, entities)  # a cross-entity report counts its group entity's records
     check_webhook_names(run, modules)

@@ -282,6 +282,18 @@ AREAS: dict[str, dict[str, str]] = {
         "E803": "too many entities",
         "E804": "too many choices",
     },
+    "duplicates": {
+        "E810": "duplicates must be a list of rules",
+        "E811": "unknown key in a duplicates rule",
+        "E812": "duplicates rule needs match",
+        "E813": "duplicates rule names an unknown field",
+        "E814": "field cannot be compared for duplicates",
+        "E815": "bad fuzzy",
+        "E816": "duplicates rule names a field twice",
+        "E817": "duplicates rule repeats another",
+        "E818": "save_anyway names an unknown role",
+        "E819": "duplicates rule over a field every writer hides",
+    },
     "retention": {
         "E820": "bad retention policy",
         "E821": "bad retention age",

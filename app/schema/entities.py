@@ -11,6 +11,7 @@ from app.schema.lifecycle import read_lifecycle
 from app.schema.lines import read_lines
 from app.schema.siblings import add_siblings
 from app.schema.retention import read_retention
+from app.schema.duplicates import read_duplicates
 from app.schema.values import Check, did_you_mean, kind, short
 from app.schema.spec import (
     EntitySpec,
@@ -21,7 +22,7 @@ from app.schema.spec import (
 )
 
 ENTITY_KEYS = ("label", "title", "fields", "list", "search", "order", "unique_together", "rules", "lines",
-               "workflow", "history", "comments", "attachments", "retention")
+               "workflow", "history", "comments", "attachments", "retention", "duplicates")
 
 ENTITY_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,59}$")
 
@@ -117,13 +118,14 @@ def check_entity(run: Check, file, module, name, raw, line) -> EntitySpec | None
     rules = check_rules(run, file, name, raw.get("rules"), raw.line_of("rules"))
     lines = read_lines(run, file, name, raw.get("lines"), raw.line_of("lines"))
     lifecycle = read_lifecycle(run, file, name, raw)
+    duplicates = read_duplicates(run, file, name, raw.get("duplicates"), raw.line_of("duplicates"), by_name)
     return EntitySpec(
         name=name, module=module, label=label, file=file, line=line, fields=tuple(fields),
         title=title, list=list_cols, search=search_cols, order=tuple(order),
         unique_together=tuple(unique_together), label_given=given, rules=tuple(rules),
         lines=lines, lines_line=raw.line_of("lines") if lines else 0,
         workflow=lifecycle.workflow, history=lifecycle.history, comments=lifecycle.comments,
-        attachments=lifecycle.attachments,
+        attachments=lifecycle.attachments, duplicates=duplicates,
         retention=read_retention(run, file, name, raw.get("retention"), raw.line_of("retention")),
     )
 

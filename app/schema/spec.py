@@ -179,6 +179,8 @@ class EntitySpec:
     attachments: "FilesSpec | None" = None
     # `retention:` (issue 16): policies that anonymize, delete or archive old records (app/schema/retention.py)
     retention: tuple["RetentionSpec", ...] = ()
+    # `duplicates:` (issue 16): rules that make two records candidate duplicates (app/data/duplicates.py)
+    duplicates: tuple["DuplicateRule", ...] = ()
 
     @property
     def lines_keys(self) -> tuple[tuple[str, str], ...]:
@@ -213,6 +215,29 @@ class EntitySpec:
     @property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
+
+
+@dataclass(frozen=True)
+class DuplicateRule:
+    """One `duplicates:` rule: `match` fields equal (exact, on the stored normalised value) or, with `fuzzy`, similar
+    by at least that score (0-100, one text field); `same` fields equal too. Null never equals null. `save_anyway`:
+    the roles that may save a record despite this rule's candidates (empty: whoever may create/edit the entity)."""
+
+    match: tuple[str, ...]
+    fuzzy: int | None = None
+    same: tuple[str, ...] = ()
+    save_anyway: tuple[str, ...] = ()
+    line: int = 0
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return self.match + self.same
+
+    @property
+    def id(self) -> str:
+        """A stable name for the rule in API answers: `phone`, `name~90=address_city`."""
+        text = "+".join(self.match) + (f"~{self.fuzzy}" if self.fuzzy is not None else "")
+        return text + ("=" + "+".join(self.same) if self.same else "")
 
 
 @dataclass(frozen=True)
