@@ -18,6 +18,7 @@ from flask_appbuilder import AppBuilder, IndexView, Model
 from flask_appbuilder.utils.legacy import get_sqla_class
 
 from app.fieldtypes import field_types
+from app.data.change_log import install_pruning as install_change_log_pruning
 from app.data.changes import install_change_signals, versions_table
 from app.data.dead_letters import register_dead_letters
 from app.data.delivery import install as install_delivery
@@ -95,6 +96,7 @@ def create_app(config: dict | object | None = None) -> Flask:
         install_input_checks(app)
         install_operations(app, appbuilder)
         install_delivery(app)  # the worker's "deliver" pass (app/data/delivery.py)
+        install_change_log_pruning(app)  # the worker's "change-log" pass: retention of the change feed
         install_notification_passes(app)  # "reminders" (date reminders) and "notify" (email/webhooks to the outbox)
         # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
         db.session.remove()
@@ -107,13 +109,17 @@ def create_app(config: dict | object | None = None) -> Flask:
 
 def register_models_and_tables(db, portal: Portal) -> dict:
     """The portal's models on its own MetaData; FAB's tables first (the portal's link to ab_user)."""
+    from app.data import change_log
     from app.data.outbox import outbox_table
     from app.generate.models import build_models
 
     models = build_models(portal.spec, portal.metadata)
     outbox_table(portal.metadata)  # notifications waiting for the worker (app/data/outbox.py)
+    portal.change_logs = change_log.log_tables(portal.spec, models, portal.metadata)  # the change feed's log
+    change_log.horizon_table(portal.metadata)
     ensure_tables(db.engine, Model.metadata)
     portal.schema_changes = ensure_tables(db.engine, portal.metadata)
+    change_log.install_triggers(db.engine, portal.spec, models, portal.change_logs)  # every write path feeds it
     return models
 
 

@@ -30,6 +30,7 @@ from app.generate.references import delete_refusal
 from app.generate.transitions import TransitionsApiMixin, unused_routes
 from app.generate.timeline import HistoryApiMixin
 from app.generate.comments import CommentsApiMixin
+from app.generate.change_feed import ChangeFeedApiMixin
 
 
 def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
@@ -51,7 +52,7 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(BulkApiMixin, AttachmentsApi, ViewerScopedEndpoint, TransitionsApiMixin, HistoryApiMixin,
+class EntityApi(ChangeFeedApiMixin, BulkApiMixin, AttachmentsApi, ViewerScopedEndpoint, TransitionsApiMixin, HistoryApiMixin,
                 CommentsApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
     """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
 
