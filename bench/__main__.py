@@ -1,7 +1,7 @@
 """Run every benchmark and print Markdown tables for docs/performance.md."""
 import sys
 
-from . import (boot, bulk, cross_reports, exports, formulas, history, home, imports, lists, lists_pickers, load,
+from . import (boot, bulk, change_feed, cross_reports, exports, formulas, history, home, imports, lists, lists_pickers, load,
                notify_delivery, ops, report_cache, reminders, reports, rollups)
 from .common import pg_url
 
@@ -10,7 +10,8 @@ SUITES = {"boot": boot.run, "reports": reports.run, "imports": imports.run, "exp
           "formulas": formulas.run, "rollups": rollups.run,
           "bulk": bulk.run, "history": history.run, "notify_delivery": notify_delivery.run,
           "reminders": reminders.run, "home": home.run,
-          "report_cache": report_cache.run, "cross_reports": cross_reports.run}
+          "report_cache": report_cache.run, "cross_reports": cross_reports.run,
+          "change_feed": change_feed.run}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SUITES)

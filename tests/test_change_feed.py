@@ -159,7 +159,10 @@ def test_bad_cursor_limit_and_expired_cursor(feed_app):
     admin.post("/api/v1/customer/", json={"name": "游标客户"}, headers=h)
     changes, end = read_all(admin, h, "customer")
     good = changes[0]["cursor"]
-    for bad in ("xyz", good[:-2] + ("AA" if not good.endswith("AA") else "BB"), "WzAsMV0", "x" * 300):
+    tx, seq, mac = good.split("-")
+    forged = f"{tx}-{int(seq, 16) + 1:x}-{mac}"  # another position under the same mac
+    edited = good[:-1] + ("0" if good[-1] != "0" else "1")
+    for bad in ("xyz", forged, edited, "0-1", "0-1-", "0-1-zz", "-1-0-abc", "x" * 300, good + "-0"):
         response = admin.get("/api/v1/customer/changes", headers=h, query_string={"since": bad})
         assert response.status_code == 400 and response.json["message"] == "This cursor is not valid for this feed."
     foreign = admin.get("/api/v1/contact/changes", headers=h, query_string={"since": good})
