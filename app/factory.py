@@ -117,6 +117,7 @@ def register_models_and_tables(db, portal: Portal) -> dict:
     outbox_table(portal.metadata)  # notifications waiting for the worker (app/data/outbox.py)
     portal.change_logs = change_log.log_tables(portal.spec, models, portal.metadata)  # the change feed's log
     change_log.horizon_table(portal.metadata)
+    change_log.commit_tables(portal.metadata)  # PostgreSQL's commit numbers (commit order)
     ensure_tables(db.engine, Model.metadata)
     portal.schema_changes = ensure_tables(db.engine, portal.metadata)
     change_log.install_triggers(db.engine, portal.spec, models, portal.change_logs)  # every write path feeds it

@@ -220,8 +220,8 @@ def test_concurrent_writers_nothing_missed_nothing_twice(feed_app):
     def writer(n):
         rng = random.Random(n)
         for i in range(25):
-            if i == 12 and n == 0:  # halfway: the long transaction may end (all before it was held back)
-                time.sleep(0.1)
+            if i == 12 and n == 0:  # halfway: the long transaction may end; the poller has read past the others
+                time.sleep(0.3)
                 with lock:
                     positions_before_long_commit.append(list(seen))
                     held.update(ids)
@@ -274,8 +274,12 @@ def test_concurrent_writers_nothing_missed_nothing_twice(feed_app):
     assert len(committed) > 50
     if postgres:
         before = positions_before_long_commit[0]
-        assert not before, "while the long transaction ran, nothing committed after it started was handed out"
+        long_name = "长事务"
+        assert held and {c["id"] for c in before} & held, "others' commits were handed out while it ran"
+        assert long_name not in {c["record"]["name"] for c in before}
         with engine.connect() as conn:
             seqs = dict(conn.execute(text(f"SELECT record_id, seq FROM {log.name} WHERE op = 'c'")).all())
-        assert held and max(seqs[pk] for pk in held) > seqs[long_pk['id']], \
-            "rows committed before the long transaction have higher sequence numbers: a seq cursor would have skipped it"
+        assert seqs[long_pk['id']] < max(seqs[c["id"]] for c in before), \
+            "its sequence number is below ones already handed out: a seq cursor would have skipped it"
+        order = [c["record"]["name"] for c in seen if c["op"] == "create"]
+        assert order.index(long_name) > max(order.index(c["record"]["name"]) for c in before), "read in commit order"

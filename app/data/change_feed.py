@@ -1,28 +1,31 @@
 """Pages of an entity's change log (app/data/change_log.py) as one viewer may see them.
 
-One keyset SELECT per page: the log rows after the cursor, in (tx, seq) order, left-joined to the live record and
+One keyset SELECT per page: the log rows after the cursor, in commit order (commit number, seq), left-joined to the live record and
 to the titles its links show, limited in SQL to the viewer's rows (a create/update: the record as it is now, in
 the viewer's row scope; a delete: the scope's values kept at delete time, `Viewer.values_clause`). Records are
 rendered from that row as the API's list shows them (links `{id, title}`, users `{id, username}`, many-fields
 `[{id}]`, decimals as text, dates ISO; hidden fields left out, masked ones masked), without building ORM objects.
 
-Cursors are `<tx>-<seq>-<mac>` (hex), the mac an HMAC of the entity and position under the app's SECRET_KEY: opaque
+Cursors are `<commit number>-<seq>-<mac>` (hex), the mac an HMAC of the entity and position under the app's SECRET_KEY: opaque
 to the client, and a tampered, foreign or malformed cursor is refused (400) rather than read as a position.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
+import operator
+import hmac  # compare_digest
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import and_, or_, select
+from sqlalchemy import (BigInteger, Date, DateTime, Float, Integer, Numeric, String, and_, bindparam, case, cast,
+                        func, literal, null, or_, select, type_coerce)
 from sqlalchemy.orm import aliased
 
-from app.data.change_log import OPS, after_clause, committed_clause, pruned_position
+from app.data.change_log import OPS, after_clause, ordered_source, pruned_position
+from app.portal import current_portal
 from app.rules.access import Viewer, mask_value
 from app.schema.spec import EntitySpec, PortalSpec
 
@@ -41,13 +44,14 @@ class CursorExpired(ValueError):
 
 
 def _signer(entity: EntitySpec):
-    """HMAC-SHA256 of (entity, position) under the app's SECRET_KEY, 16 hex digits: a cursor from another feed, an
-    edited one or a made-up one fails the check. One hmac call per change (a page of 1,000 signs 1,000 cursors)."""
+    """A keyed BLAKE2b (a MAC) of (entity, position) under the app's SECRET_KEY, 16 hex digits: a cursor from another
+    feed, an edited one or a made-up one fails the check. One C call per change (a page of 1,000 signs 1,000)."""
     key = hashlib.sha256(("portal-changes:" + current_app.config["SECRET_KEY"]).encode()).digest()
     prefix = entity.name.encode() + b":"
+    blake2b = hashlib.blake2b
 
     def sign(tx: int, seq: int) -> str:
-        return hmac.new(key, prefix + b"%d:%d" % (tx, seq), hashlib.sha256).hexdigest()[:16]
+        return blake2b(prefix + b"%d:%d" % (tx, seq), key=key, digest_size=8).hexdigest()
 
     return sign
 
@@ -83,6 +87,7 @@ class ChangeFeed:
         hidden = viewer.hidden(entity.name)
         self.fields = [f for f in entity.fields if f.name not in hidden]
         self.masked = viewer.masked(entity.name)
+        self._has_many = any(f.kind.multiple for f in self.fields)
 
     def page(self, session, since: str | None, limit: int = DEFAULT_LIMIT) -> Page:
         position = START if since is None else decode_cursor(self.entity, since)
@@ -90,23 +95,33 @@ class ChangeFeed:
         pruned = pruned_position(connection, self.metadata, self.log)
         if since is not None and pruned is not None and position < pruned:
             raise CursorExpired(since)
-        statement, render = self.statement(connection.dialect.name, position, limit)
-        rows = connection.execute(statement).all()
-        many = self._many_values(connection, [r.record_id for r in rows if r.op != "d"])
+        statement, render = self.prepared(connection.dialect.name)
+        rows = connection.execute(statement, {"after_tx": position[0], "after_seq": position[1],
+                                              "page_limit": limit}).all()
+        many = self._many_values(connection, [r[3] for r in rows if r[2] != "d"]) if self._has_many else {}
         changes = []
         sign = _signer(self.entity)
-        for row in rows:
-            cursor = f"{row.tx:x}-{row.seq:x}-{sign(row.tx, row.seq)}"
-            record = None if row.op == "d" else render(row, many)
-            changes.append({"op": OPS[row.op], "id": row.record_id, "record": record, "cursor": cursor})
-        last = (rows[-1].tx, rows[-1].seq) if rows else position
+        for row in rows:  # (seq, tx, op, record_id, ...the record's columns)
+            seq, tx, op, pk = row[0], row[1], row[2], row[3]
+            changes.append({"op": OPS[op], "id": pk, "record": None if op == "d" else render(row, many),
+                            "cursor": f"{tx:x}-{seq:x}-{sign(tx, seq)}"})
+        last = (rows[-1][1], rows[-1][0]) if rows else position
         return Page(changes, encode_cursor(self.entity, last, sign))
 
     # -- the one SELECT --------------------------------------------------------------------------------------
-    def statement(self, dialect: str, position: tuple[int, int], limit: int):
-        """(SELECT of one page, row -> record). Public so the bench can time exactly what the endpoint runs."""
+    def prepared(self, dialect: str):
+        """(SELECT of a page with parameters after_tx, after_seq, page_limit; row -> record), built once per entity,
+        viewer rule set and day (a scope may say $today) and kept in the portal's bounded cache."""
+        viewer = self.viewer
+        key = ("change_feed", self.entity.name, dialect, viewer.is_admin, tuple(sorted(r.name for r in viewer.roles)),
+               viewer.user_id, dt.date.today())
+        return current_portal().form_cache.get_or_make(key, lambda: self.statement(dialect))
+
+    def statement(self, dialect: str):
+        """(SELECT of one page, row -> record)."""
         log, model = self.log, self.model
-        columns = [log.c.seq, log.c.tx, log.c.op, log.c.record_id]
+        ordered, number = ordered_source(log, self.metadata, dialect)  # commit order (change_log.py)
+        columns = [log.c.seq, number.label("number"), log.c.op, log.c.record_id]
         joins, shown = [], []  # shown: (name, how to read it off the row)
         for f in self.fields:
             kind = f.kind
@@ -125,25 +140,23 @@ class ChangeFeed:
                 columns.append(fk.label(f"{f.name}__id"))
                 if title is not None:
                     joins.append((target, target.id == fk))
-                    columns.append(title.label(label))
+                    columns.append(_api_text(title, dialect).label(label))
                 shown.append((f.name, "link", title_name if title is not None else None))
             else:
-                columns.append(getattr(model, f.column_name).label(f.name))
+                columns.append(_api_text(getattr(model, f.column_name), dialect).label(f.name))
                 shown.append((f.name, "value", None))
         for name in ("created_on", "changed_on", "row_version"):
-            columns.append(getattr(model, name).label(name))
+            columns.append(_api_text(getattr(model, name), dialect).label(name))
             shown.append((name, "value", None))
-        source = log.outerjoin(model, and_(model.id == log.c.record_id, log.c.op != "d"))
+        source = ordered.outerjoin(model, and_(model.id == log.c.record_id, log.c.op != "d"))
         for target, onclause in joins:
             source = source.outerjoin(target, onclause)
-        conditions = [after_clause(log, dialect, position)]
-        committed = committed_clause(log, dialect)
-        if committed is not None:
-            conditions.append(committed)
-        conditions.append(self._scope(log, model))
+        conditions = [after_clause(number, log.c.seq, dialect, (bindparam("after_tx", type_=BigInteger),
+                                                                bindparam("after_seq", type_=BigInteger))),
+                      self._scope(log, model)]
         statement = (select(*columns).select_from(source).where(*conditions)
-                     .order_by(log.c.tx, log.c.seq).limit(limit))
-        return statement, self._renderer(shown)
+                     .order_by(number, log.c.seq).limit(bindparam("page_limit", type_=Integer)))
+        return statement, self._renderer(shown, columns)
 
     def _scope(self, log, model):
         """Creates and updates of live records in the viewer's scope; deletes whose kept values were in it."""
@@ -158,21 +171,46 @@ class ChangeFeed:
         deleted = log.c.op == "d" if gone is None else and_(log.c.op == "d", gone)
         return or_(and_(log.c.op != "d", live), deleted)
 
-    def _renderer(self, shown):
+    def _renderer(self, shown, columns):
+        """row -> the record dict: the plain columns in one dict(zip(...)) (C speed), then only the fields that need
+        a change (decimals and dates to text, links to {id, title}, many-fields, masks): this runs for every change
+        of a page."""
+        index = {c.name: n for n, c in enumerate(columns)}
         masked = self.masked
+        plain, fixes = [], []  # plain: (name, position); fixes: (name, kind, position, title position, title, convert)
+        for name, how, title in shown:
+            if how == "value":
+                convert = _converter(columns[index[name]])
+                if convert is None and name not in masked:
+                    plain.append((name, index[name]))
+                else:
+                    fixes.append((name, 0, index[name], None, None, convert))
+            elif how == "link":
+                title_at = index.get(f"{name}__t")
+                fixes.append((name, 1, index[f"{name}__id"], title_at, title,
+                              None if title_at is None else _converter(columns[title_at])))
+            else:
+                fixes.append((name, 2, None, None, None, None))
+        names = ("id",) + tuple(name for name, _ in plain)
+        pick = operator.itemgetter(3, *(at for _, at in plain))
 
         def render(row, many: dict) -> dict:
-            mapping = row._mapping
-            record = {"id": row.record_id}
-            for name, how, title in shown:
-                if how == "value":
-                    value = _json(mapping[name])
-                elif how == "link":
-                    pk = mapping[f"{name}__id"]
-                    value = None if pk is None else (
-                        {"id": pk} if title is None else {"id": pk, title: _json(mapping[f"{name}__t"])})
+            record = dict(zip(names, pick(row)))
+            for name, kind, at, title_at, title, convert in fixes:
+                if kind == 0:
+                    value = row[at]
+                    if convert is not None and value is not None:
+                        value = convert(value)
+                elif kind == 1:
+                    value = row[at]
+                    if value is not None:
+                        if title_at is None:
+                            value = {"id": value}
+                        else:
+                            text = row[title_at]
+                            value = {"id": value, title: convert(text) if convert is not None and text is not None else text}
                 else:
-                    value = [{"id": pk} for pk in many.get(name, {}).get(row.record_id, ())]
+                    value = [{"id": linked} for linked in many.get(name, {}).get(row[3], ())]
                 record[name] = mask_value(value) if name in masked else value
             return record
 
@@ -194,10 +232,39 @@ class ChangeFeed:
         return result
 
 
-def _json(value):
-    """A column value as the API's marshmallow schema writes it."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return value
+def _api_text(column, dialect: str):
+    """A date, datetime or decimal column as the text the API's schema writes (ISO dates, `2026-01-02T03:04:05`
+    with microseconds only when there are some, decimals with their scale), computed by the database: no value is
+    parsed into a Python object only to be written out again. Other columns as they are."""
+    kind = column.type
+    if isinstance(kind, DateTime):
+        if dialect == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS[.ffffff]'
+            seconds = func.substr(column, 1, 10) + literal("T") + func.substr(column, 12, 8)
+            whole = func.substr(column, 1, 10) + literal("T") + func.substr(column, 12)
+            text_ = case((func.length(column) <= 19, seconds), (func.substr(column, 20) == ".000000", seconds),
+                         else_=whole)
+        else:
+            seconds = type_coerce(func.to_char(column, 'YYYY-MM-DD"T"HH24:MI:SS'), String)
+            text_ = case((cast(func.extract("microseconds", column), Integer) % 1000000 == 0, seconds),
+                         else_=seconds + type_coerce(func.to_char(column, ".US"), String))
+        return type_coerce(text_, String)
+    if isinstance(kind, Date):
+        return type_coerce(column if dialect == "sqlite" else cast(column, String), String)
+    if isinstance(kind, Numeric) and not isinstance(kind, Float) and kind.scale is not None:
+        if dialect == "sqlite":  # REAL: formatted as SQLAlchemy's Numeric does ('%.<scale>f')
+            return type_coerce(case((column.is_(None), null()), else_=func.printf(f"%.{kind.scale}f", column)), String)
+        return type_coerce(cast(column, String), String)
+    return column
+
+
+def _converter(column):
+    """How the API's schema writes a column's values: decimals and dates as text, the rest as they are."""
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return None
+    if issubclass(python_type, Decimal):
+        return str
+    if issubclass(python_type, (dt.date, dt.datetime)):
+        return python_type.isoformat
+    return None

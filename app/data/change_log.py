@@ -7,35 +7,44 @@ and a trigger sees them all in the writing transaction: a change is logged exact
 Each entity table `<t>` gets `portal_chg_<t>` (see `log_table`):
 
 - `seq`  a counter (a sequence on PostgreSQL, AUTOINCREMENT on SQLite: never reused);
-- `tx`   PostgreSQL: the writing transaction's id (`pg_current_xact_id()`); SQLite: always 0;
+- `tx`   PostgreSQL: the writing transaction's id (`pg_current_xact_id()`), joined to its commit number; SQLite: 0;
 - `record_id`, `op` ('c' create, 'u' update, 'd' delete), `changed_at`;
 - for deletes, a copy of the record's fields its row scopes read (`scope_fields`), so a reader's scope can be
   tested on a record that no longer exists (`Viewer.values_clause`).
 
-Order handed out (`position` = (tx, seq)), and why an ERP polling with the cursor misses nothing and sees nothing
-twice:
+Order handed out: commit order, as `position` = (commit number, seq), and why an ERP polling with the cursor misses
+nothing and sees nothing twice:
 
 - SQLite has one writer at a time: a transaction takes the write lock before its first log row and keeps it to its
-  commit, so `seq` order is commit order. tx is 0.
-- PostgreSQL: a sequence value is taken when the row is written, not when it commits, so `seq` alone is not commit
-  order (a long transaction commits a small seq after readers moved past it). The reader therefore hands out only
-  rows whose transaction id is below `pg_snapshot_xmin(pg_current_snapshot())`, evaluated in the same statement:
-  every transaction below that id has ended (committed, so visible to the statement, or rolled back, so gone),
-  and any transaction that commits later has an id at or above it, so a later row always sorts after every row
-  already handed out. Rows are handed out in (tx, seq) order. The price: a change becomes visible to the feed only
-  once every transaction older than it has ended (a long transaction delays the feed, it never loses a change).
+  commit, so `seq` order is commit order. The commit number is always 0.
+- PostgreSQL: a sequence value is taken when a row is written, not when it commits, so `seq` alone is not commit
+  order (a long transaction commits a small seq after a reader moved past it), and neither is the transaction id.
+  So each writing transaction also takes a *commit number* as it commits: the statement trigger notes the transaction
+  in `portal_change_pending` (once per transaction, ON CONFLICT DO NOTHING), and a DEFERRABLE INITIALLY DEFERRED
+  constraint trigger on that table runs at COMMIT: it increments the one row of `portal_change_clock` and records
+  (transaction id, number) in `portal_change_commits`. The clock row stays locked until the transaction has
+  committed (PostgreSQL releases locks after the commit is visible), so numbers are handed out in commit order and a
+  reader that sees number k committed also sees every number below k. The reader joins the log to
+  `portal_change_commits` (only committed transactions have a row there) and pages by (number, seq). Nothing waits
+  on unrelated transactions: a long transaction takes its number when it commits and is read after everything that
+  committed before it. The cost: writers of logged tables take turns for the instant between that update and their
+  commit (like the `portal_table_versions` upsert of app/data/changes.py); a REPEATABLE READ or SERIALIZABLE writer
+  may get a serialization failure at commit and must retry.
 """
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, and_, delete,
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, and_, delete, func,
                         select, text, tuple_)
 
 from app.schema.spec import EntitySpec, PortalSpec
 
 PREFIX = "portal_chg_"
 HORIZON_TABLE = "portal_change_horizon"  # per log table: the last position pruned (older cursors answer 410)
+COMMITS_TABLE = "portal_change_commits"  # PostgreSQL: transaction id -> commit number
+CLOCK_TABLE = "portal_change_clock"  # PostgreSQL: the last commit number handed out (one row)
+PENDING_TABLE = "portal_change_pending"  # PostgreSQL: transactions that wrote a log row and have not committed yet
 DEFAULT_RETENTION_DAYS = 30
 OPS = {"c": "create", "u": "update", "d": "delete"}
 
@@ -87,14 +96,36 @@ def horizon_table(metadata: MetaData) -> Table:
         return metadata.tables[HORIZON_TABLE]
     return Table(HORIZON_TABLE, metadata,
                  Column("name", String(128), primary_key=True),  # a log table
-                 Column("tx", BigInteger, nullable=False),
+                 Column("tx", BigInteger, nullable=False),  # the commit number
                  Column("seq", BigInteger, nullable=False))
+
+
+def commit_tables(metadata: MetaData) -> Table:
+    """The commit-number tables (used on PostgreSQL; created everywhere, empty on SQLite). Returns the commits."""
+    if COMMITS_TABLE not in metadata.tables:
+        Table(CLOCK_TABLE, metadata, Column("id", Integer, primary_key=True, autoincrement=False),
+              Column("n", BigInteger, nullable=False))
+        Table(PENDING_TABLE, metadata, Column("tx", BigInteger, primary_key=True, autoincrement=False))
+        Table(COMMITS_TABLE, metadata, Column("tx", BigInteger, primary_key=True, autoincrement=False),
+              Column("n", BigInteger, nullable=False, unique=True))
+    return metadata.tables[COMMITS_TABLE]
+
+
+def ordered_source(log: Table, metadata: MetaData, dialect: str):
+    """(FROM clause, the commit-number column) to page the log in commit order: (number, seq)."""
+    if dialect != "postgresql":
+        return log, log.c.tx  # always 0: seq order is commit order
+    commits = commit_tables(metadata)
+    return log.join(commits, commits.c.tx == log.c.tx), commits.c.n
 
 
 # -- triggers ---------------------------------------------------------------------------------------------------
 def install_triggers(engine, spec: PortalSpec, models: dict, tables: dict) -> None:
     """(Re)create each entity's triggers; run at start-up under the start-up lock, after the tables exist."""
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            for statement in _postgresql_commit_clock(conn.dialect.identifier_preparer):
+                conn.exec_driver_sql(statement)
         for entity in spec.entities:
             source, log = models[entity.name].__table__, tables[entity.name]
             copies = [c.name for c in log.columns if c.name not in ("seq", "tx", "record_id", "op", "changed_at")]
@@ -133,11 +164,27 @@ def _postgresql_triggers(preparer, source, log, copies) -> list[str]:
             f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
             f"INSERT INTO {log_name} (tx, record_id, op, changed_at{extra}) "
             f"SELECT {tx}, id, '{op}', now() AT TIME ZONE 'utc'{extra} FROM changed_rows ORDER BY id; "
+            f"INSERT INTO {PENDING_TABLE} (tx) VALUES ({tx}) ON CONFLICT DO NOTHING; "  # the commit number, at COMMIT
             "RETURN NULL; END $$")
         statements.append(
             f"CREATE OR REPLACE TRIGGER {function} AFTER {event} ON {table} REFERENCING {rows} TABLE AS changed_rows "
             f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()")
     return statements
+
+
+def _postgresql_commit_clock(preparer) -> list[str]:
+    """At COMMIT of a transaction that wrote a log row: the next commit number, under the clock row's lock."""
+    return [
+        f"INSERT INTO {CLOCK_TABLE} (id, n) VALUES (1, 0) ON CONFLICT DO NOTHING",
+        "CREATE OR REPLACE FUNCTION portal_change_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "DECLARE number bigint; BEGIN "
+        f"UPDATE {CLOCK_TABLE} SET n = n + 1 WHERE id = 1 RETURNING n INTO number; "
+        f"INSERT INTO {COMMITS_TABLE} (tx, n) VALUES (NEW.tx, number); "
+        f"DELETE FROM {PENDING_TABLE} WHERE tx = NEW.tx; RETURN NULL; END $$",
+        f"DROP TRIGGER IF EXISTS portal_change_commit ON {PENDING_TABLE}",
+        f"CREATE CONSTRAINT TRIGGER portal_change_commit AFTER INSERT ON {PENDING_TABLE} "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION portal_change_commit()",
+    ]
 
 
 def drop_triggers(engine, spec: PortalSpec, models: dict, tables: dict) -> None:
@@ -155,18 +202,11 @@ def drop_triggers(engine, spec: PortalSpec, models: dict, tables: dict) -> None:
 
 
 # -- reading ------------------------------------------------------------------------------------------------------
-def committed_clause(log: Table, dialect: str):
-    """Rows every earlier transaction of which has ended (see the module docstring); None on SQLite (all rows)."""
+def after_clause(number, seq, dialect: str, position: tuple):
+    """Log rows after `position` = (commit number, seq)."""
     if dialect != "postgresql":
-        return None
-    return log.c.tx < text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-
-
-def after_clause(log: Table, dialect: str, position: tuple[int, int]):
-    tx, seq = position
-    if dialect != "postgresql":
-        return log.c.seq > seq  # tx is always 0
-    return tuple_(log.c.tx, log.c.seq) > tuple_(tx, seq)
+        return seq > position[1]  # the number is always 0
+    return tuple_(number, seq) > tuple_(*position)
 
 
 def pruned_position(connection, metadata: MetaData, log: Table) -> tuple[int, int] | None:
@@ -185,22 +225,25 @@ def prune(engine, metadata: MetaData, tables: dict, days: int, now: dt.datetime 
     horizon = horizon_table(metadata)
     deleted = 0
     with engine.begin() as conn:
+        dialect = conn.dialect.name
         for log in tables.values():
-            last = conn.execute(select(log.c.tx, log.c.seq).where(log.c.changed_at < cutoff)
-                                .order_by(log.c.tx.desc(), log.c.seq.desc()).limit(1)).first()
+            source, number = ordered_source(log, metadata, dialect)
+            last = conn.execute(select(number, log.c.seq).select_from(source).where(log.c.changed_at < cutoff)
+                                .order_by(number.desc(), log.c.seq.desc()).limit(1)).first()
             if last is None:
                 continue
-            deleted += conn.execute(delete(log).where(~after_clause(log, conn.dialect.name, tuple(last)))).rowcount
+            gone = select(log.c.seq).select_from(source).where(~after_clause(number, log.c.seq, dialect, tuple(last)))
+            deleted += conn.execute(delete(log).where(log.c.seq.in_(gone))).rowcount
             if conn.execute(select(horizon.c.name).where(horizon.c.name == log.name)).first() is None:
                 conn.execute(horizon.insert().values(name=log.name, tx=last[0], seq=last[1]))
             else:
                 conn.execute(horizon.update().where(horizon.c.name == log.name).values(tx=last[0], seq=last[1]))
+        if dialect == "postgresql":  # commit numbers no log row refers to any more, below every horizon
+            lowest = conn.execute(select(func.min(horizon.c.tx))).scalar()
+            if lowest is not None and len(tables) == conn.execute(select(func.count()).select_from(horizon)).scalar():
+                commits = commit_tables(metadata)
+                conn.execute(delete(commits).where(commits.c.n < lowest))
     return deleted
-
-
-def and_all(*clauses):
-    present = [c for c in clauses if c is not None]
-    return and_(*present) if present else None
 
 
 def install_pruning(app) -> None:
