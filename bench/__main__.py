@@ -2,7 +2,7 @@
 import sys
 
 from . import (boot, bulk, change_feed, cross_reports, exports, formulas, history, home, imports, lists, lists_pickers, load,
-               notify_delivery, ops, report_cache, reminders, reports, rollups)
+               notify_delivery, ops, report_cache, reminders, reports, rollups, round_trip)
 from .common import pg_url
 
 SUITES = {"boot": boot.run, "reports": reports.run, "imports": imports.run, "exports": exports.run,
@@ -11,7 +11,7 @@ SUITES = {"boot": boot.run, "reports": reports.run, "imports": imports.run, "exp
           "bulk": bulk.run, "history": history.run, "notify_delivery": notify_delivery.run,
           "reminders": reminders.run, "home": home.run,
           "report_cache": report_cache.run, "cross_reports": cross_reports.run,
-          "change_feed": change_feed.run}
+          "change_feed": change_feed.run, "round_trip": round_trip.run}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SUITES)
