@@ -196,7 +196,7 @@ class DataApiMixin:
                   type: object
                   properties:
                     file: {type: string, format: binary}
-                    key: {type: string, description: unique field to update existing records by}
+                    key: {type: string, description: 'update the records matching by: id, a unique field or a unique_together set (a,b)'}
                     dry_run: {type: boolean}
           responses:
             200: {description: imported (or checked) with counts}
