@@ -157,6 +157,10 @@ def test_keys_out_of_scope_and_bad_keys_are_errors_and_nothing_is_written(trip):
     assert bad_key.status_code == 422
     assert bad_key.json["errors"][0]["message"] == \
         "The key must be id, a unique field or fields that are unique together."
+    for key in ("nosuch", "name,nosuch", "phone,name", "\u2603"):
+        refused = do_import(client, h, "customer", csv_upload([["ID", "name"], [ids[0], "x"]]), "c.csv", key, True)
+        assert refused.status_code == 422 and refused.json["errors"][0]["message"] == \
+            "The key must be id, a unique field or fields that are unique together.", key
     missing = do_import(client, h, "customer", csv_upload([["name"], ["x"]]), "c.csv", "id", True)
     assert missing.status_code == 422 and missing.json["errors"][0]["message"] == "The key column is missing."
     unknown = do_import(client, h, "customer", csv_upload([["ID", "name"], ["999999", "x"], ["abc", "y"], ["", "新的"]]),

@@ -45,7 +45,7 @@ class ImportKey:
 
     def _resolve(self, names: tuple) -> tuple | None:
         if len(names) == 1:
-            f = self.entity.field(names[0])
+            f = next((f for f in self.entity.fields if f.name == names[0]), None)  # any text may come in
             return names if f is not None and f.unique else None
         for group in self.entity.unique_together:
             if len(group) == len(names) and set(group) == set(names):
