@@ -18,7 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import delete, insert
+import sys
+
+from sqlalchemy import delete, insert, select
 
 from app.data import change_log
 from app.data.change_feed import ChangeFeed, encode_cursor
@@ -58,12 +60,14 @@ def anchor_sql(app, dialect: str) -> str:
     table = portal_of(app).models["Customer"].__table__
     log = portal_of(app).change_logs["Customer"]
     record = ", ".join(f"c.{c.name}" for c in table.columns if c.name != "id")
-    mark = "?" if dialect == "sqlite" else "%s"
-    after = f"l.seq > {mark}" if dialect == "sqlite" else \
-        f"(l.tx, l.seq) > ({mark}, {mark}) AND l.tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-    return (f"SELECT l.seq, l.tx, l.op, l.record_id, {record}, u.username FROM {log.name} l "
+    if dialect == "sqlite":  # one writer at a time: seq is commit order
+        source, number, after = f"{log.name} l", "l.tx", "l.seq > ?"
+    else:  # commit numbers (app/data/change_log.py)
+        source, number, after = (f"{log.name} l JOIN {change_log.COMMITS_TABLE} k ON k.tx = l.tx", "k.n",
+                                 "(k.n, l.seq) > (%s, %s)")
+    return (f"SELECT l.seq, {number}, l.op, l.record_id, {record}, u.username FROM {source} "
             f"LEFT JOIN {table.name} c ON c.id = l.record_id AND l.op != 'd' LEFT JOIN ab_user u ON u.id = c.owner_id "
-            f"WHERE {after} ORDER BY l.tx, l.seq LIMIT {PAGE}")
+            f"WHERE {after} ORDER BY {number}, l.seq LIMIT {PAGE}")
 
 
 def measure_page(app, label: str) -> list[str]:
@@ -73,9 +77,10 @@ def measure_page(app, label: str) -> list[str]:
         engine = app.appbuilder.session.get_bind()
         dialect = engine.dialect.name
         log = portal.change_logs["Customer"]
-        with engine.connect() as conn:
-            middle = conn.execute(log.select().with_only_columns(log.c.tx, log.c.seq)
-                                  .order_by(log.c.tx, log.c.seq).offset(ROWS // 2).limit(1)).first()
+        source, number = change_log.ordered_source(log, portal.metadata, dialect)
+        with engine.connect() as conn:  # a position in the middle: (commit number, seq)
+            middle = conn.execute(select(number, log.c.seq).select_from(source)
+                                  .order_by(number, log.c.seq).offset(ROWS // 2).limit(1)).first()
     position = (middle[0], middle[1])
     sql = anchor_sql(app, dialect)
     params = (position[1],) if dialect == "sqlite" else position
@@ -159,13 +164,19 @@ def run(pg: str | None = None) -> list[str]:
     writes = [f"### Change log triggers: {WRITE_ROWS:,} customers inserted in one transaction, ms", "",
               row("database", "rows", "without triggers", "with triggers", "with / without"),
               row("---", "---", "---", "---", "---")]
-    app = _app(f"sqlite:///{work / 'feed.db'}")
-    lines += measure_page(app, "SQLite")
-    writes += measure_writes(app, "SQLite")
-    if pg:
-        with pg_schema(pg) as url:
-            app = _app(url)
-            lines += measure_page(app, "PostgreSQL")
-            writes += measure_writes(app, "PostgreSQL")
-            release(app)
+    databases = [("SQLite", None)] + ([("PostgreSQL", pg)] if pg else [])
+    if os.environ.get("PORTAL_BENCH_FEED_ONLY"):  # e.g. PostgreSQL: run one database
+        databases = [d for d in databases if d[0] == os.environ["PORTAL_BENCH_FEED_ONLY"]]
+    for label, base in databases:
+        if base is None:
+            app = _app(f"sqlite:///{work / 'feed.db'}")
+            lines += measure_page(app, label)
+            writes += measure_writes(app, label)
+        else:
+            with pg_schema(base) as url:
+                app = _app(url)
+                lines += measure_page(app, label)
+                writes += measure_writes(app, label)
+                release(app)
+        print(lines[-1], writes[-1], sep="\n", file=sys.stderr, flush=True)  # a long run: each result as it comes
     return lines + [""] + writes
