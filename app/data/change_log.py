@@ -174,11 +174,11 @@ def _postgresql_triggers(preparer, source, log, copies) -> list[str]:
 
 def _postgresql_commit_clock(preparer) -> list[str]:
     """At COMMIT of a transaction that wrote a log row: the next commit number, under the clock row's lock."""
-    return [
-        f"INSERT INTO {CLOCK_TABLE} (id, n) VALUES (1, 0) ON CONFLICT DO NOTHING",
+    return [  # an upsert: no row is written at start-up (an empty portal stays empty, e.g. for a restore)
         "CREATE OR REPLACE FUNCTION portal_change_commit() RETURNS trigger LANGUAGE plpgsql AS $$ "
         "DECLARE number bigint; BEGIN "
-        f"UPDATE {CLOCK_TABLE} SET n = n + 1 WHERE id = 1 RETURNING n INTO number; "
+        f"INSERT INTO {CLOCK_TABLE} AS clock (id, n) VALUES (1, 1) "
+        "ON CONFLICT (id) DO UPDATE SET n = clock.n + 1 RETURNING n INTO number; "
         f"INSERT INTO {COMMITS_TABLE} (tx, n) VALUES (NEW.tx, number); "
         f"DELETE FROM {PENDING_TABLE} WHERE tx = NEW.tx; RETURN NULL; END $$",
         f"DROP TRIGGER IF EXISTS portal_change_commit ON {PENDING_TABLE}",
