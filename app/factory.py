@@ -18,6 +18,7 @@ from flask_appbuilder import AppBuilder, IndexView, Model
 from flask_appbuilder.utils.legacy import get_sqla_class
 
 from app.fieldtypes import field_types
+from app.data.change_log import install_pruning as install_change_log_pruning
 from app.data.changes import install_change_signals, versions_table
 from app.data.dead_letters import register_dead_letters
 from app.data.delivery import install as install_delivery
@@ -100,6 +101,7 @@ def create_app(config: dict | object | None = None) -> Flask:
         install_input_checks(app)
         install_operations(app, appbuilder)
         install_delivery(app)  # the worker's "deliver" pass (app/data/delivery.py)
+        install_change_log_pruning(app)  # the worker's "change-log" pass: retention of the change feed
         install_notification_passes(app)  # "reminders" (date reminders) and "notify" (email/webhooks to the outbox)
         install_retention(app)  # the worker's daily "retention" pass (app/data/retention.py)
         # nothing opened during start-up may be inherited by a forked worker (gunicorn --preload)
@@ -114,6 +116,7 @@ def create_app(config: dict | object | None = None) -> Flask:
 def register_models_and_tables(db, portal: Portal) -> dict:
     """The portal's models on its own MetaData; FAB's tables first (the portal's link to ab_user)."""
     from app.data.audit import audit_table
+    from app.data import change_log
     from app.data.outbox import outbox_table
     from app.data.retention import retention_tables
     from app.generate.models import build_models
@@ -122,8 +125,12 @@ def register_models_and_tables(db, portal: Portal) -> dict:
     outbox_table(portal.metadata)  # notifications waiting for the worker (app/data/outbox.py)
     audit_table(portal.metadata)  # the access audit log (app/data/audit.py)
     retention_tables(portal.spec, portal.metadata)  # retention runs and `<table>_archive` (app/data/retention.py)
+    portal.change_logs = change_log.log_tables(portal.spec, models, portal.metadata)  # the change feed's log
+    change_log.horizon_table(portal.metadata)
+    change_log.commit_tables(portal.metadata)  # PostgreSQL's commit numbers (commit order)
     ensure_tables(db.engine, Model.metadata)
     portal.schema_changes = ensure_tables(db.engine, portal.metadata)
+    change_log.install_triggers(db.engine, portal.spec, models, portal.change_logs)  # every write path feeds it
     return models
 
 

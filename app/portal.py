@@ -59,6 +59,7 @@ class Portal:
     report_cache: object = None  # app/data/reports/cache.py: a flask_caching Cache made on first use (False: off)
     change_signals: object = None  # app/data/changes.py ChangeSignals, set by install_change_signals
     metrics: object = None  # app/runtime/observability.py PortalMetrics, set by install_operations
+    change_logs: dict = field(default_factory=dict)  # entity -> its change log Table (app/data/change_log.py)
 
     def all_tables(self) -> MetaData:
         """FAB's tables and this portal's in one MetaData (copies), for backup and restore."""

@@ -1,8 +1,9 @@
 """Run every benchmark and print Markdown tables for docs/performance.md."""
 import sys
 
-from . import (addresses, boot, bulk, cross_reports, duplicates, exports, formulas, history, home, imports, lists,
-               lists_pickers, load, notify_delivery, ops, report_cache, reminders, reports, retention, rollups)
+from . import (addresses, boot, bulk, change_feed, cross_reports, duplicates, exports, formulas, history, home, imports,
+               lists, lists_pickers, load, notify_delivery, ops, report_cache, reminders, reports, retention, rollups,
+               round_trip)
 from .common import pg_url
 
 SUITES = {"boot": boot.run, "reports": reports.run, "imports": imports.run, "exports": exports.run,
@@ -11,7 +12,8 @@ SUITES = {"boot": boot.run, "reports": reports.run, "imports": imports.run, "exp
           "bulk": bulk.run, "history": history.run, "notify_delivery": notify_delivery.run,
           "reminders": reminders.run, "home": home.run,
           "report_cache": report_cache.run, "cross_reports": cross_reports.run, "addresses": addresses.run,
-          "retention": retention.run, "duplicates": duplicates.run}
+          "retention": retention.run, "duplicates": duplicates.run, "change_feed": change_feed.run,
+          "round_trip": round_trip.run}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(SUITES)

@@ -32,6 +32,12 @@ def read_csv(data: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
 
 
+def without_id(rows: list[list[str]]) -> list[list[str]]:
+    """An export's rows without its leading ID column (checked: the header says ID, the cells are ids)."""
+    assert rows[0][0] == "ID" and all(r[0].isdecimal() for r in rows[1:]), rows[:2]
+    return [r[1:] for r in rows]
+
+
 def count(api, entity, flt=""):
     q = {"q": f"(filters:!({flt}))"} if flt else None
     return api.get(f"/api/v1/{entity}/", query_string=q).json["count"]
@@ -58,10 +64,11 @@ def staff(app):
 def test_export_follows_filters_scope_and_masks(app, staff):
     sales = login(app.test_client(), "io_sales", PASSWORD)
     rows = read_csv(sales.get("/customer/export/csv").data)
-    names = {r[0] for r in rows[1:]}
+    assert rows[0][:2] == ["ID", "Name"]  # exports lead with the record's id (an edited file imports back by id)
+    names = {r[1] for r in rows[1:]}
     assert {"导出客户0", "导出客户1", "导出客户2"} <= names and "别人的导出客户" not in names
     filtered = read_csv(sales.get("/customer/export/csv?_flt_0_name=导出客户1").data)
-    assert [r[0] for r in filtered[1:]] == ["导出客户1"]
+    assert [r[1] for r in filtered[1:]] == ["导出客户1"]
     finance = login(app.test_client(), "io_finance", PASSWORD)
     exported = read_csv(finance.get("/customer/export/csv?_flt_0_name=导出客户").data)
     header = exported[0]
@@ -77,9 +84,9 @@ def test_export_xlsx_and_api_export(app, staff, api):
     assert response.is_streamed and "spreadsheetml" in response.mimetype
     sheet = load_workbook(io.BytesIO(response.data)).active
     values = list(sheet.iter_rows(values_only=True))
-    assert values[0][0] == "Name" and len(values) - 1 == count(api, "customer", "(col:name,opr:sw,value:导出客户)")
+    assert values[0][:2] == ("ID", "Name") and isinstance(values[1][0], int) and len(values) - 1 == count(api, "customer", "(col:name,opr:sw,value:导出客户)")
     via_api = api.get("/api/v1/customer/export?format=csv&q=(filters:!((col:name,opr:eq,value:导出客户2)))")
-    assert via_api.status_code == 200 and [r[0] for r in read_csv(via_api.data)[1:]] == ["导出客户2"]
+    assert via_api.status_code == 200 and [r[1] for r in read_csv(via_api.data)[1:]] == ["导出客户2"]
     agent = app.test_client()
     assert agent.get("/api/v1/customer/export", headers=jwt_headers(agent, "io_agent", PASSWORD)).status_code == 403
 
@@ -87,7 +94,7 @@ def test_export_xlsx_and_api_export(app, staff, api):
 def test_export_is_localized(app, staff):
     admin = login(app.test_client())
     rows = read_csv(admin.get("/customer/export/csv?_l_=zh&_flt_0_name=导出客户1").data)
-    assert rows[0][:3] == ["名称", "类型", "行业"] and "重要客户" in rows[1]
+    assert rows[0][:4] == ["ID", "名称", "类型", "行业"] and "重要客户" in rows[1]
 
 
 def test_preview_writes_nothing_and_lists_row_errors(app, staff, api):
@@ -192,7 +199,8 @@ def test_import_file_problems(app, staff, api):
     assert extra == [{"row": 2, "field": "", "message": "This row has more cells than the header has columns."}]
     missing = post(csv_bytes([["phone"], ["13911110000"]]), "c.csv").json["errors"]
     assert missing == [{"row": 2, "field": "Name", "message": "This field is required."}]
-    assert post(csv_bytes([["name"], ["a"]]), "c.csv", key="name").json["errors"][0]["message"] == "The key must be a unique field."
+    assert post(csv_bytes([["name"], ["a"]]), "c.csv", key="name").json["errors"][0]["message"] == \
+        "The key must be id, a unique field or fields that are unique together."
     anonymous = app.test_client().post("/api/v1/customer/import")
     assert anonymous.status_code == 401
 
@@ -273,20 +281,20 @@ def crew(app, staff):
 
 def test_export_content_enum_labels_links_many_booleans_masks(app, staff, crew):
     admin = login(app.test_client())
-    rows = read_csv(admin.get("/worker/export/csv?_flt_0_team=导出班组&_oc_WorkerView=name&_od_WorkerView=asc").data)
+    rows = without_id(read_csv(admin.get("/worker/export/csv?_flt_0_team=导出班组&_oc_WorkerView=name&_od_WorkerView=asc").data))
     assert rows[0] == ["Name", "ID card no.", "Mobile", "Trade", "Day rate", "Crew", "Bank account", "Projects", "Active"]
     second, first = rows[1:]  # sorted by name: 乙 (U+4E59) before 甲 (U+7532)
     assert first == ["导出工人甲", "110101199002021234", "'+8613900001111", "Mason", "420.50", "导出班组",
                      "622202000012345678", "导入工地", "Yes"]
     assert second[3] == "Welder" and second[8] == "No"
     assert sorted(second[7].split(", ")) == sorted(["导入工地", "别人的工地"])
-    zh = read_csv(admin.get("/worker/export/csv?_l_=zh&_flt_0_team=导出班组&_oc_WorkerView=name&_od_WorkerView=asc").data)
+    zh = without_id(read_csv(admin.get("/worker/export/csv?_l_=zh&_flt_0_team=导出班组&_oc_WorkerView=name&_od_WorkerView=asc").data))
     assert zh[0][:4] == ["姓名", "身份证号", "手机", "工种"] and zh[2][3] == "瓦工" and zh[2][8] == "是" and zh[1][8] == "否"
     finance = login(app.test_client(), "io_finance", PASSWORD)
-    seen = read_csv(finance.get("/worker/export/csv?_flt_0_team=导出班组&_oc_WorkerView=name&_od_WorkerView=asc").data)
+    seen = without_id(read_csv(finance.get("/worker/export/csv?_flt_0_team=导出班组&_oc_WorkerView=name&_od_WorkerView=asc").data))
     assert [r[1:3] for r in seen[1:]] == [["110****5678", "139****2222"], ["110****1234", "139****1111"]]  # masked
     foreman = login(app.test_client(), "io_foreman", PASSWORD)
-    entries = read_csv(foreman.get("/labour_entry/export/csv").data)
+    entries = without_id(read_csv(foreman.get("/labour_entry/export/csv").data))
     assert entries[0][:4] == ["Date", "Project", "Worker", "Hours"]
     assert {r[1] for r in entries[1:]} == {"导入工地"}  # only the foreman's site
     mine = [r for r in entries[1:] if r[2] in ("导出工人甲", "导出工人乙")]
@@ -308,14 +316,15 @@ def test_export_xlsx_streams_and_round_trips(app, staff, crew, api):
     as_csv = read_csv(admin.get(url.format("csv")).data)
     assert [["" if v is None else str(v) for v in r] for r in cells] == \
         [[v.replace("420.50", "420.5") for v in r] for r in as_csv]
-    assert isinstance(cells[1][4], float) and cells[1][4] == 420.5
+    assert isinstance(cells[1][5], float) and cells[1][5] == 420.5 and isinstance(cells[1][0], int)
     entries = list(load_workbook(io.BytesIO(admin.get("/labour_entry/export/xlsx?_flt_0_work_content=").data)).active.values)
-    assert entries[0][0] == "Date"
-    # the exported file imports back unchanged: both rows found by ID card and updated, links by title
+    assert entries[0][:2] == ("ID", "Date")
+    # the exported file imports back unchanged: both rows found by ID card, each already holds the file's values
     back = io.BytesIO(b"".join(chunks))
     result = api.post("/api/v1/worker/import", data={"file": (back, "w.xlsx"), "key": "id_card"},
                       content_type="multipart/form-data")
-    assert result.status_code == 200 and (result.json["created"], result.json["updated"]) == (0, 2), result.json
+    assert result.status_code == 200, result.json
+    assert (result.json["created"], result.json["updated"], result.json["unchanged"]) == (0, 0, 2)
     again = read_csv(admin.get(url.format("csv")).data)
     assert again == as_csv
 

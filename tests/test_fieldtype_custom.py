@@ -152,7 +152,7 @@ def test_end_to_end_from_yaml_to_pages_api_and_export(tmp_path_factory):
     assert refused.status_code == 422 and refused.json["message"]["rate"] == ["Must be at most 50."]
     assert "12.5 %" in client.get("/rate/list/").get_data(as_text=True)
     rows = list(csv.reader(io.StringIO(client.get("/rate/export/csv").get_data(as_text=True).lstrip("\ufeff"))))
-    assert rows[1][1] == "12.5 %"
+    assert rows[0][0] == "ID" and rows[1][2] == "12.5 %"
     # the type names its filter operators; the string field keeps FAB's by column type
     filters = client.get("/api/v1/rate/_info", headers=headers).json["filters"]
     assert [f["operator"] for f in filters["rate"]] == ["eq", "gt", "lt"]

@@ -57,7 +57,7 @@ def test_many_field_to_its_own_entity(people):
 
     exported = read_csv(client.get("/api/v1/person/export?format=csv", headers=headers).data)
     column = exported[0].index("Mentors")
-    by_name = {row[0]: row[column] for row in exported[1:]}
+    by_name = {row[1]: row[column] for row in exported[1:]}
     assert by_name["Bob"] == "Ada" and by_name["Ada"] == ""
 
     done = _import(client, headers, "person", [["Name", "Mentors"], ["Cy", "Ada, Bob"]])

@@ -218,6 +218,11 @@ def _drop_statements(conn, schema: str) -> bytes:
             statements.append(f"DROP {word} IF EXISTS {', '.join(names)} CASCADE;\n")
     if types:
         statements.append(f"DROP TYPE IF EXISTS {', '.join(f'{_ident(schema)}.{_ident(t)}' for t in types)} CASCADE;\n")
+    functions = conn.execute(text(  # the change log's trigger functions (app/data/change_log.py): in the dump too
+        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = :schema AND p.prokind = 'f' AND p.proname LIKE 'portal\\_%'"), {"schema": schema}).scalars().all()
+    for name in functions:
+        statements.append(f"DROP FUNCTION IF EXISTS {_ident(schema)}.{_ident(name)}() CASCADE;\n")
     return "".join(statements).encode()
 
 

@@ -35,9 +35,12 @@ def export_fields(entity: EntitySpec, viewer: Viewer) -> list[FieldSpec]:
     return [f for f in entity.fields if f.name not in hidden]
 
 
+ID_HEADER = "ID"  # the first column of every export: the record's id, so an edited file imports back by `key=id`
+
+
 def header(fields: list[FieldSpec]) -> list[str]:
     """Column titles are the labels in the user's language; imports accept them in any language."""
-    return [str(lazy(f.label)) for f in fields]
+    return [ID_HEADER] + [str(lazy(f.label)) for f in fields]
 
 
 class Export:
@@ -54,7 +57,7 @@ class Export:
     def _statement(self, query):
         """FAB's filtered, ordered ORM query, selecting the export's columns with link titles joined."""
         model = self.models[self.entity.name]
-        columns, joins = [], []
+        columns, joins = [model.id], []
         for f in self.fields:
             ftype = type_of(f)
             if ftype.multiple:
@@ -104,7 +107,7 @@ class Export:
     # -- rows ----------------------------------------------------------------------------------
     def batches(self, session, fmt: str) -> Iterator[list]:
         """Lists of up to BATCH converted rows: values for CSV, `cell_xml` fragments for XLSX."""
-        convert = [self._converter(f) for f in self.fields]
+        convert = [_same] + [self._converter(f) for f in self.fields]
         if fmt == "xlsx":
             convert = [_compose(cell_xml, fn) for fn in convert]
         memos = [_Memo(fn) for fn in convert]
@@ -137,8 +140,8 @@ class Export:
         text by `tabular.safe_text`'s rules) and PostgreSQL quotes and writes the lines. The COPY runs in the
         request's transaction into a temporary file (disk, not memory), which is then streamed.
         """
-        cells = []
-        for f, column in zip(self.fields, self.columns):
+        cells = [cast(self.columns[0], String)]  # the id
+        for f, column in zip(self.fields, self.columns[1:]):
             column = column.element if isinstance(column, Label) else column
             cells.append(type_of(f).export_sql(f, column))
         statement = self.statement.with_only_columns(*cells)
@@ -183,6 +186,10 @@ class _Memo(dict):
             self.clear()
         result = self[value] = self.fn(value)
         return result
+
+
+def _same(value):
+    return value
 
 
 def _compose(outer: Callable, inner: Callable) -> Callable:

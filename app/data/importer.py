@@ -29,6 +29,8 @@ from app.portal import current_portal
 from app.rules.records import FieldError, clean_present, clean_value, is_blank
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import GB18030, FileProblem, NotUtf8, read_rows, unquote_formula
+from app.data.exporter import ID_HEADER
+from app.data.round_trip import Comparison, ImportKey, record_id as _record_id
 from app.rules.record_rules import RecordRules, duplicate_message, link_target
 from app.rules.flushes import link_values
 from app.rules.line_versions import bump as bump_line_parents
@@ -36,6 +38,7 @@ from app.rules.rollups import RollupRefused
 from app.data.duplicates import DuplicateSearch, may_override
 
 CHUNK = 500  # values per IN (...) lookup
+PREVIEW_ROWS = 100  # rows that create, change or fail shown before an import is confirmed
 ROWS_PER_CHUNK = 2000  # rows validated, looked up and spooled together
 MAX_ERRORS = 1000  # a file with more problems is reported up to here
 MEMO_LIMIT = 20_000  # distinct cleaned values remembered per column
@@ -56,11 +59,14 @@ class ImportReport:
     rows: int = 0
     created: int = 0
     updated: int = 0
+    unchanged: int = 0  # rows keyed to a record that already holds every value of the row: not written
     errors: list[RowError] = field(default_factory=list)
     # rows that look like another row of the file or a stored record (app/data/duplicates.py DuplicateFlag)
     duplicates: list = field(default_factory=list)
     duplicates_count: int = 0
-    preview: list[dict] = field(default_factory=list)  # first rows: {"row", "action", "values"}
+    # first rows that create, change or fail (unchanged rows are only counted): {"row", "action", "values",
+    # "changes"}; action create | update | error; changes (updates): {column: {"old": text, "new": text}}
+    preview: list[dict] = field(default_factory=list)
     # columns read but not imported: values the portal assigns (autonumbers) or computes (formulas)
     ignored: list[RowError] = field(default_factory=list)
     written: bool = False
@@ -70,7 +76,8 @@ class ImportReport:
         return not self.errors
 
     def as_dict(self) -> dict:
-        return {"rows": self.rows, "created": self.created, "updated": self.updated, "written": self.written,
+        return {"rows": self.rows, "created": self.created, "updated": self.updated, "unchanged": self.unchanged,
+                "written": self.written,
                 "errors": [e.as_dict() for e in self.errors], "preview": self.preview,
                 "ignored": [e.as_dict() for e in self.ignored],
                 "duplicates": [d.as_dict() for d in self.duplicates], "duplicates_count": self.duplicates_count}
@@ -106,11 +113,12 @@ class Importer:
         self.portal, self.entity, self.models, self.session, self.viewer = portal, entity, models, session, viewer
         self.model = models[entity.name]
         self.key = key
+        self.keys = ImportKey(entity, key)  # round_trip.py: `id`, a unique field or a unique_together set
         self.rules = RecordRules(portal, entity, models, session, viewer)
 
     # -- public -------------------------------------------------------------------------------
     def run(self, stream: IO[bytes], fmt: str, dry_run: bool = True, progress: Callable[[int], None] | None = None,
-            preview_rows: int = 20) -> ImportReport:
+            preview_rows: int = PREVIEW_ROWS) -> ImportReport:
         """Check every row; unless `dry_run` or a row is bad, write them all in one transaction."""
         start = stream.tell()
         try:
@@ -174,14 +182,20 @@ class Importer:
             for _, text in f.label.texts:
                 by_title.setdefault(text.strip().lower(), f)
         writable = self.rules.writable  # neither readonly nor hidden/masked from this viewer
+        masked = self.viewer.masked(self.entity.name)
         columns, seen = [], set()
-        for cell in header:
+        self._id_index = None
+        for index, cell in enumerate(header):
             title = "" if cell is None else str(cell).strip()
             if not title:
                 columns.append(None)  # an unnamed, usually empty, column
                 continue
             f = by_title.get(title.lower())
-            if f is None:
+            if f is None and title.lower() == ID_HEADER.lower() and self._id_index is None:
+                self._id_index = index  # an export's ID column: the key with key=id, else not imported
+                if not self.keys.by_id:
+                    report.ignored.append(RowError(1, title, str(_l("The portal assigns this value; the column is ignored."))))
+            elif f is None:
                 report.errors.append(RowError(1, title, str(_l("Unknown column."))))
             elif f.kind.assigned:
                 report.ignored.append(RowError(1, title, str(_l("The portal assigns this value; the column is ignored."))))
@@ -191,6 +205,10 @@ class Importer:
                 report.ignored.append(RowError(1, title, str(_l("Computed from related records; this column is ignored."))))
             elif f.derived_from is not None:  # an address's province ...: parsed again from the address column
                 report.ignored.append(RowError(1, title, str(_l("Derived from another column; this column is ignored."))))
+            elif f.readonly and f.name not in self.viewer.hidden(self.entity.name):  # exported, set by the portal
+                report.ignored.append(RowError(1, title, str(_l("Read-only; this column is ignored."))))
+            elif f.name in masked:  # an export shows it masked: the masks are not values to store
+                report.ignored.append(RowError(1, title, str(_l("Masked for you; this column is ignored."))))
             elif f.name not in writable:
                 report.errors.append(RowError(1, title, str(_l("This column cannot be imported."))))
             elif f.name in seen:
@@ -198,12 +216,9 @@ class Importer:
             else:
                 seen.add(f.name)
             columns.append(f if f is not None and f.name in writable and not f.kind.assigned else None)
-        if self.key is not None:
-            key_field = next((f for f in self.entity.fields if f.name == self.key), None)
-            if key_field is None or not key_field.unique:
-                report.errors.append(RowError(1, self.key or "", str(_l("The key must be a unique field."))))
-            elif self.key not in seen:
-                report.errors.append(RowError(1, self.key, str(_l("The key column is missing."))))
+        problem = self.keys.problem(seen, self._id_index is not None)
+        if problem is not None:
+            report.errors.append(RowError(1, *problem))
         return columns
 
     def _prepare(self, columns: list[FieldSpec | None]) -> None:
@@ -235,6 +250,7 @@ class Importer:
         if self._line_back is not None:
             self._touched.setdefault(self._line_back.name, set())
         self._updated_ids: list[int] = []
+        self.comparison = Comparison(self, columns)  # round_trip.py: stored values of the rows keyed to records
 
     # -- rows ---------------------------------------------------------------------------------
     def _check_chunk(self, chunk: list, columns, titles, report: ImportReport, preview_rows: int) -> list[dict]:
@@ -242,23 +258,36 @@ class Importer:
         for name, resolver in self._links.items():
             resolver.prepare(columns, chunk)
         existing = self._existing_by_key(columns, chunk, report)
-        records = []
+        records, cells_of = [], {}
         for number, cells in chunk:
             report.rows += 1
             record = self._record(number, cells, columns, existing, report)
             if record is None:
+                if len(report.preview) < preview_rows:
+                    report.preview.append({"row": number, "action": "error", "values": _values(titles, cells)})
                 continue
             records.append(record)
-            if len(report.preview) < preview_rows:
-                report.preview.append({"row": number, "action": "update" if record.get("_id") else "create",
-                                       "values": {t: _show(c) for t, c in zip(titles, cells) if t}})
+            cells_of[number] = cells
         self._check_unique(records, report)
         self._flag_duplicates(records, report)
         if self.rules.checks_each_row:
             self._run_rule_steps(records, report)
-        updated = sum(1 for r in records if r.get("_id"))
-        report.updated += updated
-        report.created += len(records) - updated
+        changes = self.comparison.compare(records, columns) if self.keys.given else {}
+        for record in records:
+            if record.get("_id") and not changes.get(record["_row"]):
+                record["_unchanged"] = True  # not written
+                report.unchanged += 1
+                continue
+            if record.get("_id"):
+                report.updated += 1
+            else:
+                report.created += 1
+            if len(report.preview) < preview_rows:
+                entry = {"row": record["_row"], "action": "update" if record.get("_id") else "create",
+                         "values": _values(titles, cells_of[record["_row"]])}
+                if record.get("_id"):
+                    entry["changes"] = changes[record["_row"]]
+                report.preview.append(entry)
         return records
 
     def _record(self, number: int, cells: list, columns, existing: dict, report) -> dict | None:
@@ -279,11 +308,14 @@ class Importer:
             except FieldError as exc:
                 ok = False
                 self._error(report, number, f, str(exc))
-        if self.key and record.get(self.key) is not None:
-            record["_id"] = existing.get(record[self.key])
+        if self.keys.by_id and existing is not None:  # None: the second reading, which only looks at values
+            ok = self._id_of(number, cells, existing, record, report) and ok
+        elif self.keys.given and existing is not None and all(record.get(n) is not None for n in self.keys.fields):
+            record["_id"] = existing.get(self.keys.value(record))
             if record["_id"] == "out of scope":
                 ok = False
-                self._error(report, number, self.entity.field(self.key), str(_l("This record exists but is not yours to change.")))
+                self._error(report, number, self.entity.field(self.keys.fields[0]),
+                            str(_l("This record exists but is not yours to change.")))
         if not record.get("_id"):
             for f in self._missing_required:
                 ok = False
@@ -372,29 +404,36 @@ class Importer:
 
     # -- keys and uniqueness ------------------------------------------------------------------
     def _existing_by_key(self, columns, chunk: list, report) -> dict:
-        """key value -> id of the record to update (or 'out of scope' when it exists but is not the viewer's)."""
-        if not self.key or not self._table_had_rows:
+        """key value -> id of the record to update (or 'out of scope' when it exists but is not the viewer's).
+        The key value is the id (key=id), one field's value, or a tuple of a unique_together set's values."""
+        if not self.keys.given or not self._table_had_rows:
             return {}
-        f = self.entity.field(self.key)
-        index = [c.name if c else None for c in columns].index(self.key)
+        if self.keys.by_id:
+            return self.keys.existing_ids(self, chunk)
         keys = set()
+        indexes = [[c.name if c else None for c in columns].index(n) for n in self.keys.fields]
         for _, cells in chunk:
             try:
-                value = clean_value(f, cells[index] if index < len(cells) else None)
+                value = tuple(self._value(self.entity.field(n), cells[i] if i < len(cells) else None)
+                              for n, i in zip(self.keys.fields, indexes))
             except FieldError:
                 continue
-            if value is not None:
-                keys.add(value)
-        column = getattr(self.model, f.column_name)
-        scope = self.viewer.row_clause(self.entity.name, self.models)
-        result = {}
-        for values in _chunks(sorted(keys, key=str)):
-            for pk, value in self.session.execute(select(self.model.id, column).where(column.in_(values))):
-                result[value] = pk
-            if scope is not None:
-                mine = set(self.session.scalars(select(self.model.id).where(column.in_(values), scope)))
-                result.update({v: "out of scope" for v, pk in list(result.items()) if v in values and pk not in mine})
-        return result
+            if all(v is not None for v in value):
+                keys.add(value if len(value) > 1 else value[0])
+        return self.keys.existing(self, keys)
+
+    def _id_of(self, number: int, cells: list, existing: dict, record: dict, report) -> bool:
+        """key=id: the row's ID cell names the record to update (blank: a new record)."""
+        cell = cells[self._id_index] if self._id_index < len(cells) else None
+        if is_blank(cell):
+            return True
+        pk = _record_id(cell)
+        if pk is None or existing.get(pk) in (None, "out of scope"):  # the same words: nothing is hinted at
+            if len(report.errors) < MAX_ERRORS:
+                report.errors.append(RowError(number, ID_HEADER, str(_l("No record of yours has this ID."))))
+            return False
+        record["_id"] = pk
+        return True
 
     def _check_unique(self, records: list[dict], report: ImportReport) -> None:
         """Unique fields and groups: against the earlier rows of the file (a set of hashes) and the table."""
@@ -438,7 +477,7 @@ class Importer:
             for resolver in self._links.values():
                 resolver.prepare(columns, chunk)
             for number, cells in chunk:
-                record = self._record(number, cells, columns, {}, scratch)
+                record = self._record(number, cells, columns, None, scratch)
                 if record is None:
                     continue
                 for group in self._groups:
@@ -457,7 +496,8 @@ class Importer:
         """An updated row writes every column of the chunk's UPDATE: a field a rule step fills only on create (an
         autonumber) or only when asked (a default from a link) keeps its stored value, read once per chunk."""
         assigned = [f for f in self._scalar if f.name in self.rules.step_fields]
-        lacking = [r for r in records if r.get("_id") and any(f.name not in r for f in assigned)]
+        lacking = [r for r in records if r.get("_id") and not r.get("_unchanged")
+                   and any(f.name not in r for f in assigned)]
         if not lacking:
             return
         table = self.model.__table__
@@ -478,6 +518,8 @@ class Importer:
         many = [f.name for f in self._many]
         chunk = Chunk()
         for r in records:
+            if r.get("_unchanged"):
+                continue  # holds what is stored already: not written, no history
             for link, ids in self._touched.items():
                 if r.get(link) is not None:
                     ids.add(r[link])
@@ -590,3 +632,7 @@ def _show(value):
     if isinstance(value, list):
         return value
     return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+
+
+def _values(titles: list, cells: list) -> dict:
+    return {t: _show(c) for t, c in zip(titles, cells) if t}

@@ -32,6 +32,7 @@ from app.generate.timeline import HistoryApiMixin
 from app.generate.comments import CommentsApiMixin
 from app.generate.merge import MergeApiMixin
 from app.generate.duplicates import DuplicatesApiMixin, openapi_with_duplicates
+from app.generate.change_feed import ChangeFeedApiMixin
 
 
 def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
@@ -53,8 +54,8 @@ def _read_columns(portal: PortalSpec, entity: EntitySpec) -> list[str]:
     return result + ["created_on", "changed_on", VERSION_COLUMN]
 
 
-class EntityApi(DuplicatesApiMixin, BulkApiMixin, AttachmentsApi, ViewerScopedEndpoint, TransitionsApiMixin, HistoryApiMixin,
-                CommentsApiMixin, MergeApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
+class EntityApi(ChangeFeedApiMixin, DuplicatesApiMixin, BulkApiMixin, AttachmentsApi, ViewerScopedEndpoint, TransitionsApiMixin,
+                HistoryApiMixin, CommentsApiMixin, MergeApiMixin, PagedListApi, fab.RestApiBoundary, ModelRestApi):
     """Scope, hide and mask come from ViewerScopedEndpoint (endpoint.py), the list from PagedListApi."""
 
     portal: PortalSpec
@@ -200,7 +201,7 @@ class DataApiMixin:
                   type: object
                   properties:
                     file: {type: string, format: binary}
-                    key: {type: string, description: unique field to update existing records by}
+                    key: {type: string, description: 'update the records matching by: id, a unique field or a unique_together set (a,b)'}
                     dry_run: {type: boolean}
           responses:
             200: {description: imported (or checked) with counts}

@@ -16,6 +16,7 @@ from app.generate import columns, versions
 from app.generate.bulk import BulkViewMixin
 from app.generate.endpoint import ViewerScopedEndpoint
 from app.generate.attachments import AttachmentsPages
+from app.data.round_trip import key_choices
 from app.generate.dataio import export_response, keep_upload, run_import, spool_upload, take_upload
 from app.generate.input_errors import clean_filters
 from app.generate.lines import check_form_lines, lines_form_fields, prefill_lines, write_form_lines
@@ -254,7 +255,7 @@ class EntityView(DuplicatesPagesMixin, SavedViewsPagesMixin, BulkViewMixin, Atta
             except FileProblem as exc:
                 flash(str(exc), "danger")
         unreadable = current_viewer().unreadable(self.entity.name)
-        keys = [(f.name, lazy(f.label)) for f in self.entity.fields if f.unique and f.name not in unreadable]
+        keys = key_choices(self.entity, unreadable)  # app/data/round_trip.py: ID, unique fields, unique_together
         return self.render_template("portal/import.html", title=format_with_schema_text(
                                         gettext("Import %(entity)s"), entity=lazy(self.entity.label)),
                                     report=report, token=token, key=key, key_choices=keys)

@@ -25,6 +25,7 @@ API_METHODS = {
     "export_data": EXPORT, "import_data": IMPORT,
     "transitions": READ, "take_transition": READ,  # workflows: a transition's `roles:` say who may take it
     "bulk": READ,
+    "changes": READ,  # the change feed (change_feed.py)
     "get_history": READ, "get_comments": READ, "post_comment": READ, "put_comment": READ, "delete_comment": READ,
     "attachments_list": READ, "attachment_download": READ, "attachments_upload": UPDATE, "attachment_delete": UPDATE,
     "merge_records": UPDATE,  # and DELETE (app/generate/merge.py)

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, exists, false, literal, or_, select, true
+from sqlalchemy.sql.elements import ClauseElement
 
 from app.schema.filters import Condition, Relative
 from app.schema.spec import FieldSpec
@@ -90,7 +91,9 @@ def values_clause(spec, models: dict, entity_name: str, conditions, ctx: FilterC
     for c in conditions:
         f = entity.field(c.path[0])
         own = getattr(model, f.column_name)
-        value = literal(values.get(f.name), type_=own.type)
+        value = values.get(f.name)
+        if not isinstance(value, ClauseElement):  # a value, or a column holding it (the change log's copy)
+            value = literal(value, type_=own.type)
         if len(c.path) == 2:
             target = spec.entity(f.to).field(c.path[1])
             linked = models[f.to]
