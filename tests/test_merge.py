@@ -339,3 +339,15 @@ def test_two_merges_of_one_loser_at_once(app, admin):
     assert {admin.record("contact", pk)["company"]["id"] for pk in contacts} == {winner}
     assert admin.record("company", winner)["contacts"] == 5
     assert admin.get(f"/api/v1/company/{b}").status_code == 404
+
+
+def test_a_merge_is_in_the_access_audit_and_a_refused_one_is_not(app, admin):
+    a = admin.create("company", name="Audit A")
+    b = admin.create("company", name="Audit B", phone="13700137001")
+    refused = admin.merge(a, {"loser": a})
+    assert refused.status_code == 400
+    assert admin.merge(a, {"loser": b, "fields": {"phone": "loser"}}).status_code == 200
+    entries = admin.get("/api/v1/audit?kind=merge").json["result"]
+    mine = [e for e in entries if e["detail"].get("survivor") == a]
+    assert len(mine) == 1 and mine[0]["entity"] == "Company" and mine[0]["username"] == "admin"
+    assert mine[0]["detail"] == {"survivor": a, "loser": b, "fields": ["phone"]}

@@ -216,3 +216,36 @@ def test_checker_accepts_every_action_and_reports_the_line(tmp_path):
                                      "    retention: {age: 5y, action: purge}\n", encoding="utf-8")
     _, problems = load_portal(tmp_path)
     assert [(p.line, p.code) for p in problems] == [(6, "E823")]
+
+
+def test_the_shipped_crm_policy_anonymizes_an_address_with_all_its_parts(tmp_path_factory):
+    """schemas/crm.yaml: ordinary customers untouched for five years lose phone, email, address (and the address's
+    parsed parts, `_parsed` included) and notes; a VIP and a recent customer keep theirs."""
+    crm = make_app(tmp_path_factory, "retention_crm")
+    client = crm.test_client()
+    h = jwt_headers(client)
+
+    def add(**values):
+        response = client.post("/api/v1/customer/", json=values, headers=h)
+        assert response.status_code == 201, response.json
+        return response.json["id"]
+    old = add(name="老客户", phone="+86 138 0013 8001", email="old@example.com", address="广东省深圳市南山区科技园路1号",
+              notes="private", level="normal")
+    vip = add(name="大客户", phone="+86 138 0013 8002", address="北京市朝阳区建国路88号", level="vip")
+    recent = add(name="新客户", phone="+86 138 0013 8003", address="上海市浦东新区世纪大道100号", level="normal")
+    with crm.app_context():
+        session = crm.appbuilder.session
+        session.execute(text("UPDATE customer SET changed_on = :old WHERE id IN (:a, :b)"),
+                        {"old": dt.datetime(2019, 1, 1), "a": old, "b": vip})
+        session.commit()
+    dry = crm.test_cli_runner().invoke(args=["portal", "retention", "--dry-run"])
+    assert policy_counts(dry.stdout).get("Customer") == (1, 0), dry.output
+    real = crm.test_cli_runner().invoke(args=["portal", "retention"])
+    assert policy_counts(real.stdout).get("Customer") == (1, 0), real.output
+    gone = client.get(f"/api/v1/customer/{old}", headers=h).json["result"]
+    assert gone["phone"] == f"anon-{old}" and gone["email"] is None and gone["notes"] is None
+    assert [gone[k] for k in ("address", "address_province", "address_city", "address_district", "address_detail",
+                              "address_parsed")] == [None] * 6
+    for kept in (vip, recent):
+        record = client.get(f"/api/v1/customer/{kept}", headers=h).json["result"]
+        assert record["address"] and record["address_city"] and record["address_parsed"] is True

@@ -26,6 +26,7 @@ from sqlalchemy.orm import aliased
 
 from app.i18n import current_locale
 from app.portal import current_portal
+from app.data import audit
 from app.rules import history
 from app.rules.workflows import locked_refusal
 from app.schema.spec import VERSION_COLUMN, EntitySpec, FieldSpec, PortalSpec
@@ -146,6 +147,9 @@ def merge(rules, survivor, loser, choices: dict[str, str]) -> dict:
         detail = {"id": loser_id, "title": loser_title, "fields": sorted(n for n, s in choices.items() if s == LOSER)}
         event = history.Event(survivor_id, MERGE, {MERGED_KEY: (None, json.dumps(detail, ensure_ascii=False))})
         history.write_history(session.connection(), app_portal.metadata, entity, [event], *history.current_author())
+        # the access audit (Admin's log): who merged which records, committed or rolled back with the merge
+        audit.record_event(audit.MERGE, entity=entity.name, session=session,
+                           detail={"survivor": survivor_id, "loser": loser_id, "fields": detail["fields"]})
     if shas:
         from app.generate.attachments import drop_after_commit
 

@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1_000
 RUNS_TABLE = "portal_retention_runs"
-ADDRESS_PARTS = ("_province", "_city", "_district", "_detail")  # sibling columns of an `address` field (issue 16)
 SHOWN_REFUSALS = 20  # refused records listed per policy (the count covers all)
 
 
@@ -166,9 +165,9 @@ class PolicyRun:
 
     def _extra_columns(self, f) -> list[str]:
         """Columns that hold parts of the field's value (an address's parsed parts), emptied with it."""
-        if f.type != "address":
+        if not f.kind.siblings:
             return []
-        return [f.name + part for part in ADDRESS_PARTS if f.name + part in self.table.c]
+        return [f.name + part for part in f.kind.derive(f, None) if f.name + part in self.table.c]
 
     def _already_anonymized(self) -> list:
         """One condition per anonymized column that holds when it already has its replacement."""
