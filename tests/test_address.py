@@ -7,7 +7,7 @@ import io
 import textwrap
 
 import pytest
-from conftest import ROOT, jwt_headers, login, make_app
+from conftest import jwt_headers, login, make_app
 
 from app.fieldtypes.address import location_parser, parse_address
 from app.fieldtypes.text import standard_text

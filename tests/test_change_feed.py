@@ -3,7 +3,6 @@ polling with the cursor under concurrent writers misses nothing and sees nothing
 from __future__ import annotations
 
 import datetime as dt
-import io
 import random
 import threading
 import time

@@ -3,7 +3,6 @@ imports, in the user's scope, and the duplicates page. SQLite and PostgreSQL (PO
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, and_, delete, func,
+from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, delete, func,
                         select, text, tuple_)
 
 from app.schema.spec import EntitySpec, PortalSpec

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process, utils
-from sqlalchemy import Index, and_, func, literal_column, or_, select, tuple_
+from sqlalchemy import Index, func, literal_column, select, tuple_
 
 from app.rules.access import Viewer, mask_value
 from app.schema.spec import DuplicateRule, EntitySpec

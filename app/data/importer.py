@@ -26,7 +26,7 @@ from app.rules.access import Viewer
 from app.data.bulk import Chunk, RowSpool
 from app.i18n import lazy
 from app.portal import current_portal
-from app.rules.records import FieldError, clean_present, clean_value, is_blank
+from app.rules.records import FieldError, clean_present, is_blank
 from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 from app.data.tabular import GB18030, FileProblem, NotUtf8, read_rows, unquote_formula
 from app.data.exporter import ID_HEADER

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from app.fieldtypes.base import Sibling
-from app.fieldtypes.text import StringType, standard_text
+from app.fieldtypes.text import StringType
 
 PARSE_CACHE = 20_000  # distinct addresses whose parse is kept (an import repeats a city's addresses often)
 
