@@ -28,8 +28,25 @@ def drill_url(entity_snake: str, obj: dict) -> str:
     return f"/{entity_snake}/list/?drill={encode(obj)}"
 
 
-def bucket_range(bucket: str, key: str) -> tuple[str, str]:
-    """The [gte, lt) dates of a bucket key as query.bucket_expression writes it (2026-11-16, 2026-11, 2026-Q4...)."""
+def bucket_range(bucket: str, key: str) -> tuple[str, str | None]:
+    """The [gte, lt) dates of a bucket key as query.bucket_expression writes it (2026-11-16, 2026-11, 2026-Q4...);
+    no end (None) for the last bucket a date can be in (9999-12: no 10000-01-01 to stop before)."""
+    try:
+        return _bucket_range(bucket, key)
+    except OverflowError:
+        return _bucket_start(bucket, key), None
+
+
+def _bucket_start(bucket: str, key: str) -> str:
+    if bucket in ("day", "week"):
+        return dt.date.fromisoformat(key).isoformat()
+    if bucket == "year":
+        return f"{int(key):04d}-01-01"
+    month = 3 * (int(key[-1]) - 1) + 1 if bucket == "quarter" else int(key[5:7])
+    return dt.date(int(key[:4]), month, 1).isoformat()
+
+
+def _bucket_range(bucket: str, key: str) -> tuple[str, str]:
     if bucket == "day":
         start = dt.date.fromisoformat(key)
         return start.isoformat(), (start + dt.timedelta(days=1)).isoformat()
@@ -38,6 +55,8 @@ def bucket_range(bucket: str, key: str) -> tuple[str, str]:
         return start.isoformat(), (start + dt.timedelta(days=7)).isoformat()
     if bucket == "year":
         year = int(key)
+        if year >= dt.MAXYEAR:
+            raise OverflowError(key)
         return f"{year:04d}-01-01", f"{year + 1:04d}-01-01"
     if bucket == "quarter":
         year, quarter = int(key[:4]), int(key[-1])
@@ -48,7 +67,10 @@ def bucket_range(bucket: str, key: str) -> tuple[str, str]:
     start = dt.date(year, month, 1)
     months = 3 if quarter else 1
     end_month = month + months
-    end = dt.date(year + (end_month - 1) // 12, (end_month - 1) % 12 + 1, 1)
+    end_year = year + (end_month - 1) // 12
+    if end_year > dt.MAXYEAR:
+        raise OverflowError(key)
+    end = dt.date(end_year, (end_month - 1) % 12 + 1, 1)
     return start.isoformat(), end.isoformat()
 
 
@@ -83,6 +105,8 @@ class Drill:
             # "upto:month": a running total's records, everything before the bucket's end
             running = bucket.startswith(UPTO)
             start, end = bucket_range(bucket[len(UPTO):] if running else bucket, value)
+            if end is None:  # the last bucket a date can be in: everything from its start on
+                return {"lte": dt.date.max.isoformat()} if running else {"gte": start}
             return {"lt": end} if running else {"gte": start, "lt": end}
         return _json_value(value)
 

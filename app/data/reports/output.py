@@ -16,6 +16,7 @@ from markupsafe import Markup, escape
 from app.i18n import current_locale
 from app.data.reports.formats import DEFAULT_CURRENCY, currency, excel_format, format_value, formatter
 from app.data.reports.query import ReportResult
+from app.data.tabular import safe_text
 
 MAX_SERIES = 12  # more second-level groups than this become unreadable as separate bars
 
@@ -301,8 +302,16 @@ def chart_config(result: ReportResult) -> dict:
     return {"type": kind, "data": {"labels": labels, "datasets": datasets}, "options": options}
 
 
-def csv_bytes(result: ReportResult) -> bytes:
+def download_table(result: ReportResult) -> tuple[list[str], list[list]]:
+    """`table` with its text cells spreadsheet-safe: a group title or label starting with = + - @ (a project
+    named "=HYPERLINK(...)") is not run as a formula by whoever opens the download."""
     header, rows = table(result)
+    safe = lambda v: safe_text(v) if isinstance(v, str) else v  # noqa: E731
+    return [safe(h) for h in header], [[safe(v) for v in row] for row in rows]
+
+
+def csv_bytes(result: ReportResult) -> bytes:
+    header, rows = download_table(result)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
@@ -317,7 +326,7 @@ def _excel_cell(sheet, value, number_format):
 
 
 def xlsx_bytes(result: ReportResult) -> bytes:
-    header, rows = table(result)
+    header, rows = download_table(result)
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title=result.report.id[:31])
     sheet.append(header)

@@ -10,6 +10,7 @@ gets a drill-down URL (app/data/reports/drill.py).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from operator import itemgetter
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,11 +21,12 @@ from sqlalchemy.types import NullType
 from sqlalchemy.orm import aliased
 
 from app.fieldtypes import type_of
+from app.fieldtypes.base import record_id
 from app.i18n import lazy
 from app.rules.access import Viewer
 from app.rules.filters import context_for, filter_clause
 from app.rules.records import FieldError
-from app.data.reports.drill import UPTO, Drill
+from app.data.reports.drill import UPTO, Drill, bucket_range
 from app.schema.spec import EntitySpec, FieldSpec, GroupBy, PortalSpec, ReportSpec
 
 
@@ -221,10 +223,10 @@ class ReportQuery:
                 columns.append(ReportColumn(measure.name, lazy(measure.label), "measure", measure.format))
             conditions = self._source_conditions(source, entity, model, params, date_field)
             if chosen is not None and report.time_bucket:
-                conditions.append(key == chosen)  # a bucket's text key, as the rows carry it
+                conditions.append(key == bucket_key(report, chosen))  # a bucket's text key, as the rows carry it
             elif chosen is not None:
                 try:
-                    value = record_id_or_none(chosen)
+                    value = None if str(chosen).strip() == "" else record_id(chosen)  # past 32 bits: no overflow
                 except ValueError:
                     raise ReportRefused(_l("Not a valid value for %(field)s.", field=report.group_by[0].field)) from None
                 conditions.append(key_column.is_(None) if value is None else key_column == value)
@@ -391,13 +393,20 @@ def rounded(column, dialect: str, average: bool = False):
 NO_KEY = -1  # the key of a cross-entity report's "(none)" group: no record has this id
 
 
-def record_id_or_none(raw):
-    if raw is None or str(raw).strip() == "":
-        return None
-    value = int(str(raw).strip())
-    if value < 1:
-        raise ValueError(raw)
-    return value
+BUCKET_KEYS = {"day": r"\d{4}-\d{2}-\d{2}", "week": r"\d{4}-\d{2}-\d{2}", "month": r"\d{4}-\d{2}",
+               "quarter": r"\d{4}-Q[1-4]", "year": r"\d{4}"}
+
+
+def bucket_key(report: ReportSpec, raw: str) -> str:
+    """A chosen date bucket (`f_month=2026-03`) as bucket_expression writes it, else ReportRefused: junk never
+    reaches the database (a NUL is an error on PostgreSQL)."""
+    try:
+        if not re.fullmatch(BUCKET_KEYS[report.time_bucket], raw, flags=re.ASCII):
+            raise ValueError(raw)
+        bucket_range(report.time_bucket, raw)  # a real date: no month 13
+    except ValueError:
+        raise ReportRefused(_l("Not a valid value for %(field)s.", field=report.group_by[0].field)) from None
+    return raw
 
 
 def _source_date_field(source, entity: EntitySpec) -> str | None:
