@@ -184,12 +184,14 @@ def restore_backup(engine: Engine, metadata, files_dir: Path | str, archive: Pat
 def rows_in_the_way(counts: dict[str, int]) -> list[str]:
     """Tables whose rows make a portal non-empty: any entity table, and users. FAB fills its other
     ab_* tables (roles, permissions) at start-up, the portal its rollup fingerprints (portal_rollups); a restore
-    replaces those anyway, and the audit log and retention runs too (a new portal's first sign-ins are there)."""
+    replaces those anyway, and the audit log, retention runs and table versions too (a new portal's first sign-ins
+    are there; its start-up writes FAB's permissions, which moves their version)."""
     from app.data.audit import AUDIT_TABLE
+    from app.data.changes import TABLE as VERSIONS_TABLE
     from app.data.retention import RUNS_TABLE
     from app.generate.models import ROLLUPS_TABLE
 
-    kept = {ROLLUPS_TABLE, AUDIT_TABLE, RUNS_TABLE}
+    kept = {ROLLUPS_TABLE, AUDIT_TABLE, RUNS_TABLE, VERSIONS_TABLE}
     return [table for table, n in sorted(counts.items())
             if n and table not in kept and (not table.startswith("ab_") or table == "ab_user")]
 
