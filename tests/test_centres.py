@@ -173,3 +173,16 @@ def test_shipped_dashboards_open_with_their_tiles(api, dashboard):
     response = api(f"/api/v1/dashboards/{dashboard}")
     assert response.status_code == 200, response.json
     assert response.json["tiles"] and all(t["kind"] in ("kpi", "chart", "table", "view") for t in response.json["tiles"])
+
+
+def test_one_month_of_the_cash_flow_is_its_running_position(api):
+    """f_month=<a month>: that month's row with the running totals up to it (what its drill lists), not the
+    month alone."""
+    report = api("/api/v1/reports/cash_flow").json
+    second = report["rows"][1]
+    one = api(f"/api/v1/reports/cash_flow?f_month={second['month']['value']}")
+    assert one.status_code == 200, one.json
+    [row] = one.json["rows"]
+    assert (row["received"], row["paid"], row["net"]) == (second["received"], second["paid"], second["net"])
+    assert one.json["totals"]["net"] == pytest.approx(second["net"])
+    assert drilled_sum(api, row["drills"]["paid"])[1] == pytest.approx(row["paid"])

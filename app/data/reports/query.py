@@ -187,6 +187,10 @@ class ReportQuery:
             for row in out:
                 for name in running:
                     running[name] = row[name] = _number(running[name] + (row[name] or 0))
+            chosen = dict(params.filters).get(key_name)
+            if chosen is not None:  # one bucket asked for: its running total (and its drill: every record up to it)
+                result.rows = [row for row in out if row[key_name]["value"] == chosen]
+                result.totals = {name: (result.rows[0][name] if result.rows else 0) for name in result.totals}
         _add_derived(report, result)
         return result
 
@@ -222,8 +226,10 @@ class ReportQuery:
                 measure_columns.append((source.name, measure))
                 columns.append(ReportColumn(measure.name, lazy(measure.label), "measure", measure.format))
             conditions = self._source_conditions(source, entity, model, params, date_field)
-            if chosen is not None and report.time_bucket:
-                conditions.append(key == bucket_key(report, chosen))  # a bucket's text key, as the rows carry it
+            if chosen is not None and report.time_bucket:  # a bucket's text key, as the rows carry it
+                # running totals: every bucket up to the chosen one counts (the other rows are dropped after)
+                wanted = bucket_key(report, chosen)
+                conditions.append(key <= wanted if report.cumulative else key == wanted)
             elif chosen is not None:
                 try:
                     value = None if str(chosen).strip() == "" else record_id(chosen)  # past 32 bits: no overflow
