@@ -13,6 +13,7 @@ SAMPLE = {
     "string": "x1", "text": "some text", "integer": 1, "decimal": "1.5", "boolean": True,
     "date": "2026-01-02", "datetime": "2026-01-02T03:04:05", "email": "a@example.com",
     "phone": "+8613800138000", "url": "https://example.com/", "file": None,  # a file is uploaded, not sent as JSON
+    "address": "广东省深圳市南山区科技园路1号",
 }
 
 

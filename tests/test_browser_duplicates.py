@@ -1,5 +1,5 @@
 """The duplicate warning in a real browser (issue 16), on the shipped Customer (schemas/crm.yaml), English and
-Chinese: the add form comes back with the candidate, "Open" leads to it, "Save anyway" saves the record."""
+Chinese: a similar name in the same city (the address's parsed city); the add form comes back with the candidate, "Open" leads to it, "Save anyway" saves the record."""
 from __future__ import annotations
 
 import re
@@ -16,7 +16,8 @@ from app.portal import portal_of
 def live(tmp_path_factory):
     app = make_app(tmp_path_factory, "browser_duplicates", WTF_CSRF_ENABLED=True)
     client = app.test_client()
-    made = client.post("/api/v1/customer/", json={"name": "上海张三建筑工程有限公司", "kind": "company"},
+    made = client.post("/api/v1/customer/", json={"name": "上海张三建筑工程有限公司", "kind": "company",
+                                                  "address": "上海市浦东新区世纪大道100号"},
                        headers=jwt_headers(client))
     assert made.status_code == 201, made.json
     with live_browser(app) as (server, browser):
@@ -42,6 +43,7 @@ def test_add_form_warns_then_saves_anyway(live, lang, heading, save_anyway, type
     page.goto(f"{server.url}/lang/{lang}")
     page.goto(f"{server.url}/customer/add")
     page.fill("#name", typed)
+    page.fill("#address", "上海市徐汇区漕溪北路88号")  # the rule compares names within one city (address_city)
     page.click("#model_form button[type=submit]:not(#duplicate-save-anyway)")
     warning = page.locator("#duplicate-warning")
     warning.wait_for()
