@@ -14,11 +14,11 @@ import re
 
 from flask import abort, flash, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
-from flask_appbuilder.api import BaseApi, expose as api_expose, safe
+from flask_appbuilder.api import expose as api_expose, safe
 from flask_babel import lazy_gettext as _l
-from flask_jwt_extended import verify_jwt_in_request
 
 from app.data import outbox
+from app.generate.admin_only import AdminOnlyApi
 from app.rules.access import current_viewer
 
 PAGE_SIZE, MAX_PAGE_SIZE = 25, 100
@@ -80,20 +80,11 @@ def dead_json(row) -> dict:
     return item
 
 
-class DeadLetterApi(BaseApi):
+class DeadLetterApi(AdminOnlyApi):
     route_base = "/api/v1/notifications/dead"
     resource_name = "notifications_dead"
     class_permission_name = "DeadLettersApi"  # not the menu entry's name: FAB prunes a class's other permissions
-    base_permissions = []  # Admin only, checked per call
     openapi_spec_tag = "Notifications: dead letters"
-
-    def _refusal(self):
-        verify_jwt_in_request(optional=True)
-        if not self.appbuilder.sm.current_user:
-            return self.response_401()
-        if not current_viewer().is_admin:
-            return self.response_403()
-        return None
 
     @api_expose("", methods=["GET"])
     @api_expose("/", methods=["GET"])

@@ -19,14 +19,14 @@ import datetime as dt
 
 from flask import abort, current_app, flash, has_request_context, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
-from flask_appbuilder.api import BaseApi, expose as api_expose, rison, safe
+from flask_appbuilder.api import expose as api_expose, rison, safe
 from flask_babel import lazy_gettext as _l
-from flask_jwt_extended import verify_jwt_in_request
 from sqlalchemy import event, inspect
 
 from app.data import audit
 from app.data.dead_letters import BadPaging, MAX_PAGE_SIZE, PAGE_SIZE
 from app.generate.paging import count_cap
+from app.generate.admin_only import AdminOnlyApi
 from app.rules.access import current_viewer
 
 FILTER_KEYS = ("kind", "user", "entity", "since", "until")
@@ -86,20 +86,11 @@ def _read(appbuilder, filters: dict, page: int, size: int):
         return audit.read_events(connection, audit.conditions(**filters), page, size, count_cap())
 
 
-class AuditApi(BaseApi):
+class AuditApi(AdminOnlyApi):
     route_base = "/api/v1/audit"
     resource_name = "audit"
     class_permission_name = "AuditApi"
-    base_permissions = []  # Admin only, checked per call
     openapi_spec_tag = "Audit log"
-
-    def _refusal(self):
-        verify_jwt_in_request(optional=True)
-        if not self.appbuilder.sm.current_user:
-            return self.response_401()
-        if not current_viewer().is_admin:
-            return self.response_403()
-        return None
 
     @api_expose("", methods=["GET"])
     @api_expose("/", methods=["GET"])
