@@ -251,13 +251,16 @@ def test_duplicate_409_never_names_records_outside_scope(admin, callers, data):
     sales1 = callers["sales1"]
     near = sales1.post("/api/v1/customer/", json={"name": "杭州甲建筑有限公司", "address": CITY.format(9)})
     body = near.json
-    if near.status_code == 409:
-        shown = {c["id"] for c in body["duplicates"]}
-        assert shown <= {data["mine"]}, body
-        assert "SECRET" not in repr(body) and "13800138002" not in repr(body)
+    assert near.status_code == 409, body
+    assert {c["id"] for c in body["duplicates"]} == {data["mine"]}, body  # the own one only
+    assert "SECRET" not in repr(body) and "13800138002" not in repr(body)
+    # sales2's similar customers alone are no candidates for sales1: a name only they hold saves
+    theirs_only = sales1.post("/api/v1/customer/", json={"name": "杭州甲建筑有限公司。", "address": CITY.format(9)})
+    assert theirs_only.status_code in (201, 409), theirs_only.json
+    if theirs_only.status_code == 409:
+        assert {c["id"] for c in theirs_only.json["duplicates"]} <= {data["mine"]}, theirs_only.json
     else:
-        assert near.status_code == 201, body
-        admin.delete(f"/api/v1/customer/{body['id']}")
+        assert admin.delete(f"/api/v1/customer/{theirs_only.json['id']}").status_code == 200
 
 
 def test_duplicate_form_warning_never_names_records_outside_scope(app, admin, data):
@@ -265,6 +268,7 @@ def test_duplicate_form_warning_never_names_records_outside_scope(app, admin, da
     response = page.post("/customer/add", data={"name": "杭州甲建筑有限公司", "address": CITY.format(8),
                                                  "kind": "company", "level": "normal"})
     html = response.get_data(as_text=True)
+    assert f"/customer/show/{data['mine']}" in html, "the warning names the own near-duplicate (the probe can fail)"
     assert f"/customer/show/{data['theirs']}" not in html and f"/customer/show/{data['theirs2']}" not in html
     assert "13800138002" not in html
     created = [r for r in rows_of(admin, "customer").values() if r["address"] == CITY.format(8)]
