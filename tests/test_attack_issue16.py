@@ -19,7 +19,12 @@ CITY = "浙江省杭州市西湖区文三路{}号"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     schemas = tmp_path_factory.mktemp("attack16_schemas")
-    shutil.copy(ROOT / "schemas" / "crm.yaml", schemas / "crm.yaml")
+    text = (ROOT / "schemas" / "crm.yaml").read_text(encoding="utf-8")
+    old = "can: {Customer: [read, create, update, export], Contact: all"
+    assert old in text
+    # Sales may also import customers here: the import's key= and duplicate flags are probed under a row scope
+    (schemas / "crm.yaml").write_text(text.replace(old, "can: {Customer: [read, create, update, export, import], "
+                                                        "Contact: all"), encoding="utf-8")
     app = make_app(tmp_path_factory, "attack16", schema_dir=schemas)
     with app.app_context():
         sm = app.appbuilder.sm
@@ -372,12 +377,34 @@ def test_import_by_id_does_not_reveal_out_of_scope_records(admin, callers, data)
     assert rows_of(admin, "contact") == before
 
 
-def test_sales_may_not_import_customers(admin, callers, data):
+def test_import_by_unique_key_never_updates_or_shows_out_of_scope_records(admin, callers, data):
     before = rows_of(admin, "customer")
+    rows = [["Name", "Phone", "Notes"], ["抢客户", "13800138002", "mine now"], ["抢客户2", "13800138077", ""]]
     for dry_run in (True, False):
-        response = do_import(callers["sales1"], "customer", [["Name", "Phone"], ["抢客户", "13800138002"]], "phone",
-                             dry_run=dry_run)
-        assert response.status_code == 403
+        response = do_import(callers["sales1"], "customer", rows, "phone", dry_run=dry_run)
+        body = response.json
+        assert response.status_code == 422, body
+        assert not body.get("updated") and not body.get("written"), body
+        text = repr(body)
+        for secret in ("杭州甲建筑", "SECRET", "theirs@example.com"):
+            assert secret not in text, body
+        assert [(e["row"], e["message"]) for e in body["errors"]] == [
+            (2, "This record exists but is not yours to change.")], body["errors"]
+    assert rows_of(admin, "customer") == before
+
+
+def test_import_duplicate_flags_only_name_records_in_scope(admin, callers, data):
+    before = rows_of(admin, "customer")
+    rows = [["Name", "Address"], ["杭州甲建筑有限公司", CITY.format(7)]]
+    response = do_import(callers["sales1"], "customer", rows, "", dry_run=True)
+    body = response.json
+    assert response.status_code in (200, 422), body
+    flagged = repr(body["duplicates"])
+    assert body["duplicates"], body
+    assert str(data["mine"]) in flagged
+    for pk in (data["theirs"], data["theirs2"]):
+        assert f"'id': {pk}" not in flagged, body["duplicates"]
+    assert "SECRET" not in repr(body) and "13800138002" not in repr(body)
     assert rows_of(admin, "customer") == before
 
 
