@@ -427,3 +427,43 @@ def test_deeply_nested_query_argument_is_400(admin):
             assert response.status_code in (200, 400), (url, q[:4], response.status_code)
             if url != "/api/v1/customer/changes":
                 assert response.status_code == 400
+
+
+# -- more probes ---------------------------------------------------------------------------------------------------
+
+def test_merge_lookup_wildcards_stay_in_scope(app, data):
+    page = login(app.test_client(), "sales1", PASSWORD)
+    for q in ("%", "_", "", "李", "*", "\\"):
+        response = page.get(f"/contact/merge_lookup/{data['my_contact']}", query_string={"q": q})
+        assert response.status_code == 200, (q, response.status_code)
+        ids = {r["id"] for r in response.json["results"]}
+        assert data["their_contact"] not in ids and data["my_contact"] not in ids, (q, response.json)
+    assert page.get(f"/contact/merge_lookup/{data['my_contact']}", query_string={"q": "\x00"}).status_code == 400
+
+
+def test_merge_page_escapes_titles(app, admin, data):
+    evil = "<img src=x onerror=alert(1)>"
+    a = create(admin, "contact", {"customer": data["mine"], "name": evil})
+    page = login(app.test_client(), "sales1", PASSWORD)
+    response = page.get(f"/contact/merge/{data['my_contact']}?loser={a}")
+    assert response.status_code == 200
+    assert evil not in response.get_data(as_text=True)
+    assert admin.delete(f"/api/v1/contact/{a}").status_code == 200
+
+
+def test_duplicate_check_on_edit_stays_in_scope(admin, callers, data):
+    mine = create(admin, "customer", {"name": "另一家公司", "owner": user_id(admin.client.application, "sales1"),
+                                      "address": CITY.format(5)})
+    put = callers["sales1"].put(f"/api/v1/customer/{mine}", json={"name": "杭州甲建筑有限公司。"})
+    assert put.status_code in (200, 409), put.json
+    if put.status_code == 409:
+        assert {c["id"] for c in put.json["duplicates"]} <= {data["mine"]}, put.json
+    assert admin.delete(f"/api/v1/customer/{mine}").status_code == 200
+
+
+@pytest.mark.parametrize("args", [{"page_size": "100000"}, {"page": "-1"}, {"since": "x"}, {"kind": "nope"}])
+def test_audit_page_bad_filters_are_refused(app, args):
+    page = login(app.test_client())
+    response = page.get("/audit/", query_string=args)
+    assert response.status_code == 200, response.status_code  # the unfiltered first page, with the reason flashed
+    assert "alert-danger" in response.get_data(as_text=True), args
