@@ -35,6 +35,7 @@ from app.rules.record_rules import RecordRules, duplicate_message, link_target
 from app.rules.flushes import link_values
 from app.rules.line_versions import bump as bump_line_parents
 from app.rules.rollups import RollupRefused
+from app.rules.siblings import with_siblings
 from app.data.duplicates import DuplicateSearch, may_override
 
 CHUNK = 500  # values per IN (...) lookup
@@ -133,6 +134,7 @@ class Importer:
         self._seen: dict[tuple, set] = {}  # unique group -> hashes of its values met so far in the file
         self._pending: list[tuple[RowError, tuple, tuple]] = []  # in-file duplicates awaiting their first row
         self._duplicates = None  # the duplicate flags of this pass (_flag_duplicates)
+        self._duplicates_read_siblings = None  # whether a duplicate rule reads an address's parts
         start = stream.tell()
         spool = None
         self._writing = not dry_run
@@ -338,6 +340,11 @@ class Importer:
             return
         flagger = self._duplicates
         before = len(flagger.flags)
+        if self._duplicates_read_siblings is None:  # e.g. `same: [address_city]`: parsed later by SiblingStep
+            derived = {f.name for f in self.entity.fields if f.derived_from}
+            self._duplicates_read_siblings = any(derived & set(rule.same + rule.match) for rule in flagger.search.rules)
+        if self._duplicates_read_siblings:
+            records = [with_siblings(self.entity, dict(record)) for record in records]  # copies: the write derives again
         flagger.check(records)
         report.duplicates, report.duplicates_count = flagger.flags, flagger.count
         rules = {rule.id: rule for rule in flagger.search.rules}

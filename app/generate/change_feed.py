@@ -40,7 +40,7 @@ class ChangeFeedApiMixin:
         """
         since = request.args.get("since") or None
         raw_limit = request.args.get("limit", str(DEFAULT_LIMIT))
-        if not raw_limit.isdecimal() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        if not (raw_limit.isascii() and raw_limit.isdecimal()) or not 1 <= int(raw_limit) <= MAX_LIMIT:  # not '٣'
             return self.response_400(message=str(_l("limit must be a whole number from 1 to %(max)d.", max=MAX_LIMIT)))
         if since is not None and len(since) > 200:
             return self.response_400(message=str(_l("This cursor is not valid for this feed.")))

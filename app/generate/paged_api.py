@@ -66,7 +66,7 @@ def rison(schema: dict):
                         if not current_app.config.get("FAB_API_ALLOW_JSON_QS", True):
                             raise ValueError(value)
                         kwargs["rison"] = json.loads(urllib.parse.parse_qs(f"{fab.RISON_ARG}={value}")[fab.RISON_ARG][0])
-                    except (ValueError, KeyError, IndexError):
+                    except (ValueError, KeyError, IndexError, RecursionError):  # "[[[…" recurses in json
                         return self.response_400(message=gettext("Not a valid Rison argument"))
             error = jsonschema.exceptions.best_match(validator.iter_errors(kwargs["rison"]))
             if error is not None:
