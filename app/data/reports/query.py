@@ -144,9 +144,9 @@ class ReportQuery:
     # -- cross-entity reports ---------------------------------------------------------------------------
     def _run_cross(self, report: ReportSpec, params: ReportParams) -> ReportResult:
         statement, columns, group = self.cross_statement(report, params)
-        dated = [s for s in report.sources if _source_date_field(s, self.portal.entity(s.entity))]
         # the page offers a date range when any source has a date it applies to
-        result = ReportResult(report, columns, date_field=_source_date_field(dated[0], self.portal.entity(dated[0].entity)) if dated else None)
+        dates = [d for s in report.sources if (d := _source_date_field(s, self.portal.entity(s.entity)))]
+        result = ReportResult(report, columns, date_field=dates[0] if dates else None)
         rows = self.session.connection().execute(statement)
         position = {name: i for i, name in enumerate(rows.keys())}
         at, title_at = position["g"], position.get("t")
@@ -445,12 +445,6 @@ def _display_group(entity: EntitySpec, raw, title):
 
 def _group_label(f: FieldSpec, group: GroupBy):
     return lazy(f.label)
-
-
-def _display(f: FieldSpec, raw, title):
-    if raw is None:
-        return str(_l("(none)"))
-    return type_of(f).report_label(f, raw, title)
 
 
 def _number(value):
