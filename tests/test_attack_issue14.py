@@ -9,7 +9,8 @@ import shutil
 
 import pytest
 
-from conftest import ROOT, jwt_headers, login, make_app
+from attack_support import AttackCaller, add_users, user_id
+from conftest import ROOT, login, make_app
 
 PASSWORD = "Attack-pass-1"
 USERS = {"agent1": "SupportAgent", "agent2": "SupportAgent", "fin": "Finance", "boss": "Manager"}
@@ -41,26 +42,12 @@ def app(tmp_path_factory):
     text = text.replace("hide: {Ticket: [description, resolution]}", "hide: {Ticket: [description, resolution, customer]}")
     tickets.write_text(text, encoding="utf-8")
     app = make_app(tmp_path_factory, "attack14", schema_dir=schemas)
-    with app.app_context():
-        sm = app.appbuilder.sm
-        for name, role in USERS.items():
-            sm.add_user(name, name, "Test", f"{name}@example.com", [sm.find_role(role)], PASSWORD)
-        app.appbuilder.session.commit()
+    add_users(app, USERS, PASSWORD)
     return app
 
 
-class Caller:
-    def __init__(self, app, username=None):
-        self.client = app.test_client()
-        self.headers = jwt_headers(self.client, username, PASSWORD) if username else jwt_headers(self.client)
-
-    def __getattr__(self, method):
-        return lambda url, **kw: getattr(self.client, method)(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
-
-
-def user_id(app, username):
-    with app.app_context():
-        return app.appbuilder.sm.find_user(username=username).id
+class Caller(AttackCaller):
+    password = PASSWORD
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import ROOT, jwt_headers, login, make_app
+from attack_support import AttackCaller, add_users, user_id
+from conftest import ROOT, login, make_app
 
 PASSWORD = "Attack-pass-1"
 USERS = {"foreman1": "SiteForeman", "foreman2": "SiteForeman", "fin": "Finance", "sales1": "Sales",
@@ -38,26 +39,12 @@ def app(tmp_path_factory):
     centres.write_text(text.replace(old, "label: {en: \"Net </script>" + EVIL.replace('"', '\\"') + "\", zh: 净现金流}"),
                        encoding="utf-8")
     app = make_app(tmp_path_factory, "attack15", schema_dir=schemas)
-    with app.app_context():
-        sm = app.appbuilder.sm
-        for name, role in USERS.items():
-            sm.add_user(name, name, "Test", f"{name}@example.com", [sm.find_role(role)], PASSWORD)
-        app.appbuilder.session.commit()
+    add_users(app, USERS, PASSWORD)
     return app
 
 
-class Caller:
-    def __init__(self, app, username=None):
-        self.client = app.test_client()
-        self.headers = jwt_headers(self.client, username, PASSWORD) if username else jwt_headers(self.client)
-
-    def __getattr__(self, method):
-        return lambda url, **kw: getattr(self.client, method)(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
-
-
-def user_id(app, username):
-    with app.app_context():
-        return app.appbuilder.sm.find_user(username=username).id
+class Caller(AttackCaller):
+    password = PASSWORD
 
 
 @pytest.fixture(scope="module")

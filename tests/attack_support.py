@@ -1,0 +1,32 @@
+"""What the adversarial test modules (tests/test_attack_issue*.py) share: users per YAML role and a caller that
+sends each request with a user's JWT."""
+from __future__ import annotations
+
+from conftest import jwt_headers
+
+
+def add_users(app, users: dict[str, str], password: str) -> None:
+    """One user per name -> YAML role."""
+    with app.app_context():
+        sm = app.appbuilder.sm
+        for name, role in users.items():
+            sm.add_user(name, name, "Test", f"{name}@example.com", [sm.find_role(role)], password)
+        app.appbuilder.session.commit()
+
+
+class AttackCaller:
+    """`caller.get(url, ...)`, `.post`, ...: the test client with the user's JWT (Admin's without a username)."""
+
+    password = ""  # the module's test users' password (a subclass sets it)
+
+    def __init__(self, app, username=None):
+        self.client = app.test_client()
+        self.headers = jwt_headers(self.client, username, self.password) if username else jwt_headers(self.client)
+
+    def __getattr__(self, method):
+        return lambda url, **kw: getattr(self.client, method)(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+
+def user_id(app, username):
+    with app.app_context():
+        return app.appbuilder.sm.find_user(username=username).id
