@@ -115,6 +115,65 @@ def test_scope_hidden_masked_and_deletes_of_other_peoples_records(feed_app):
     assert [c["op"] for c in read_all(sales, hs, "customer", since=start_s)[0]][-1] == "delete"
 
 
+def test_deletes_through_a_link_are_scoped_by_the_linked_values_at_delete_time(feed_app):
+    """Contact's Sales scope is `customer.owner: $user`: a contact's delete belongs to whoever owned its customer
+    when it went — also when the database's cascade took it with its customer, in one statement with others."""
+    admin, h = headers(feed_app)
+    sales = {name: headers(feed_app, name) for name in ("feed_sales", "feed_sales2")}
+    owner = {name: user_id(feed_app, name) for name in sales}
+    start = {name: read_all(*sales[name], "contact")[1] for name in sales}
+    _, admin_start = read_all(admin, h, "contact")
+
+    def customer(name, who):
+        return admin.post("/api/v1/customer/", json={"name": name, "owner": owner[who]}, headers=h).json["id"]
+
+    def contact(name, of):
+        return admin.post("/api/v1/contact/", json={"name": name, "customer": of}, headers=h).json["id"]
+
+    moved, kept = customer("转手客户", "feed_sales"), customer("留下客户", "feed_sales")
+    first, second, third = contact("先删", moved), contact("随客户删", moved), contact("留下的联系人", kept)
+    assert admin.delete(f"/api/v1/contact/{first}", headers=h).status_code == 200
+    assert admin.put(f"/api/v1/customer/{moved}", json={"owner": owner["feed_sales2"]}, headers=h).status_code == 200
+    with feed_app.app_context():  # one statement outside the portal: the database cascades to the contacts
+        engine = feed_app.appbuilder.session.get_bind()
+        table = portal_of(feed_app).models["Customer"].__table__
+    with engine.begin() as conn:
+        conn.execute(table.delete().where(table.c.id.in_([moved, kept])))
+    seen = {name: [(c["op"], c["id"]) for c in read_all(*sales[name], "contact", since=start[name])[0]
+                   if c["id"] in (first, second, third)] for name in sales}
+    assert seen["feed_sales"] == [("delete", first), ("delete", third)], seen
+    assert seen["feed_sales2"] == [("delete", second)], seen
+    everything = [(c["op"], c["id"]) for c in read_all(admin, h, "contact", since=admin_start)[0]
+                  if c["id"] in (first, second, third)]
+    assert everything == [("delete", first), ("delete", second), ("delete", third)]
+    with feed_app.app_context():
+        log = portal_of(feed_app).change_logs["Contact"]
+    with engine.connect() as conn:
+        assert conn.execute(text(f"SELECT count(*) FROM {log.name} WHERE customer_id__pending")).scalar() == 0
+
+
+def test_a_delete_logged_before_link_values_were_kept_reads_the_linked_record(feed_app):
+    """A log row from an older build (no copy of the linked value: its pending flag NULL) is scoped by the linked
+    record as it is now, as it was then."""
+    admin, h = headers(feed_app)
+    sales = {name: headers(feed_app, name) for name in ("feed_sales", "feed_sales2")}
+    start = {name: read_all(*sales[name], "contact")[1] for name in sales}
+    mine = admin.post("/api/v1/customer/", json={"name": "旧日志客户", "owner": user_id(feed_app, "feed_sales")},
+                      headers=h).json["id"]
+    gone = admin.post("/api/v1/contact/", json={"name": "旧日志", "customer": mine}, headers=h).json["id"]
+    assert admin.delete(f"/api/v1/contact/{gone}", headers=h).status_code == 200
+    assert admin.put(f"/api/v1/customer/{mine}", json={"owner": user_id(feed_app, "feed_sales2")},
+                     headers=h).status_code == 200
+    with feed_app.app_context():
+        engine = feed_app.appbuilder.session.get_bind()
+        log = portal_of(feed_app).change_logs["Contact"]
+    with engine.begin() as conn:  # as an older build wrote it
+        conn.execute(update(log).where(log.c.record_id == gone, log.c.op == "d")
+                     .values(customer_id__owner_id=None, customer_id__pending=None))
+    seen = {name: [c["id"] for c in read_all(*sales[name], "contact", since=start[name])[0]] for name in sales}
+    assert gone in seen["feed_sales2"] and gone not in seen["feed_sales"], seen
+
+
 def test_every_write_path_feeds_it(feed_app):
     admin, h = headers(feed_app)
     _, start = read_all(admin, h, "customer")

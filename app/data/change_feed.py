@@ -24,7 +24,7 @@ from sqlalchemy import (BigInteger, Date, DateTime, Float, Integer, Numeric, Str
                         func, literal, null, or_, select, type_coerce)
 from sqlalchemy.orm import aliased
 
-from app.data.change_log import OPS, after_clause, ordered_source, pruned_position
+from app.data.change_log import OPS, after_clause, ordered_source, pruned_position, scope_paths
 from app.portal import current_portal
 from app.rules.access import Viewer, mask_value
 from app.schema.spec import EntitySpec, PortalSpec
@@ -167,6 +167,8 @@ class ChangeFeed:
         kept = {c.name: c for c in log.columns}
         values = {f.name: kept[f.column_name] for f in self.entity.fields  # fields not kept: NULL
                   if not f.kind.multiple and f.column_name in kept}
+        for path in scope_paths(self.spec, self.entity):  # a hop through a link: its value at delete time
+            values[(path.link.name, path.target.name)] = (kept[path.column], kept[path.pending])
         gone = self.viewer.values_clause(self.entity.name, self.models, values)
         deleted = log.c.op == "d" if gone is None else and_(log.c.op == "d", gone)
         return or_(and_(log.c.op != "d", live), deleted)

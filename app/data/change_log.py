@@ -10,7 +10,15 @@ Each entity table `<t>` gets `portal_chg_<t>` (see `log_table`):
 - `tx`   PostgreSQL: the writing transaction's id (`pg_current_xact_id()`), joined to its commit number; SQLite: 0;
 - `record_id`, `op` ('c' create, 'u' update, 'd' delete), `changed_at`;
 - for deletes, a copy of the record's fields its row scopes read (`scope_fields`), so a reader's scope can be
-  tested on a record that no longer exists (`Viewer.values_clause`).
+  tested on a record that no longer exists (`Viewer.values_clause`);
+- for deletes, the values a scope reads *through a link* (`customer.owner`), as they were at delete time
+  (`scope_paths`): read from the linked record by the delete trigger. When the linked record is already gone —
+  the database deleting the record by its link's ON DELETE CASCADE, which runs after the linked record's row is
+  removed — they come from the linked record's own delete row (its log keeps the fields others' scopes read) if
+  that is already written (PostgreSQL fires the parent's statement trigger first); else the row is marked
+  `<link>__pending` and the linked record's delete trigger fills them in a moment later, in the same statement
+  (SQLite fires the cascaded child's row triggers first). So a contact deleted with its customer is still in the
+  feed of the customer's owner, and of no one else.
 
 Order handed out: commit order, as `position` = (commit number, seq), and why an ERP polling with the cursor misses
 nothing and sees nothing twice:
@@ -34,11 +42,12 @@ nothing and sees nothing twice:
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
-from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, delete, func,
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, delete, func,
                         select, text, tuple_)
 
-from app.schema.spec import EntitySpec, PortalSpec
+from app.schema.spec import EntitySpec, FieldSpec, PortalSpec
 
 PREFIX = "portal_chg_"
 HORIZON_TABLE = "portal_change_horizon"  # per log table: the last position pruned (older cursors answer 410)
@@ -54,19 +63,62 @@ def log_table_name(entity_table: str) -> str:
 
 
 def scope_fields(spec: PortalSpec, entity: EntitySpec) -> list:
-    """The entity's fields any role's row scope reads (the first step of each condition's path)."""
+    """The entity's fields a delete's log row keeps: those any role's row scope of it reads (the first step of each
+    condition's path), and those another entity's scope reads through a link to it (`customer.owner` keeps
+    Customer's owner: a contact deleted by the customer's cascade takes the value from here, `ScopePath`)."""
     names = []
     for role in spec.roles:
         for condition in role.row_rules(entity.name) or ():
             if condition.path[0] not in names:
                 names.append(condition.path[0])
+    for other in spec.entities:
+        for path in scope_paths(spec, other):
+            if path.link.to == entity.name and path.target.name not in names:
+                names.append(path.target.name)
     return [entity.field(name) for name in names if entity.field(name) is not None
             and not entity.field(name).kind.multiple]
+
+
+@dataclass(frozen=True)
+class ScopePath:
+    """A row scope's hop through a link (`customer.owner` on Contact), kept in the delete's log row."""
+    link: FieldSpec  # on the entity (the log keeps its column too: `scope_fields`)
+    target: FieldSpec  # on the linked entity
+    target_table: str
+
+    @property
+    def column(self) -> str:  # the kept value
+        return f"{self.link.column_name}__{self.target.column_name}"[:63]
+
+    @property
+    def pending(self) -> str:  # true while the linked record's delete has yet to fill the value in
+        return f"{self.link.column_name}__pending"[:63]
+
+
+def scope_paths(spec: PortalSpec, entity: EntitySpec) -> list[ScopePath]:
+    """The (link, linked field) pairs any role's row scope of `entity` reads."""
+    found = []
+    for role in spec.roles:
+        for condition in role.row_rules(entity.name) or ():
+            if len(condition.path) != 2:
+                continue
+            link = entity.field(condition.path[0])
+            if link is None or link.kind.multiple or not link.is_relation or spec.entity(link.to) is None:
+                continue
+            linked = spec.entity(link.to)
+            target = linked.field(condition.path[1])
+            if target is None or target.kind.multiple:
+                continue
+            path = ScopePath(link, target, linked.table)
+            if all(p.column != path.column for p in found):
+                found.append(path)
+    return found
 
 
 def log_tables(spec: PortalSpec, models: dict, metadata: MetaData) -> dict:
     """entity name -> its log Table on `metadata` (created with the portal's other tables)."""
     tables = {}
+    linked = {path.link.to for entity in spec.entities for path in scope_paths(spec, entity)}
     for entity in spec.entities:
         model = models[entity.name]
         name = log_table_name(entity.table)
@@ -77,6 +129,19 @@ def log_tables(spec: PortalSpec, models: dict, metadata: MetaData) -> dict:
         for f in scope_fields(spec, entity):
             source = model.__table__.c[f.column_name]
             copies.append(Column(f.column_name, source.type, nullable=True))  # no foreign key: the target may go too
+        pending_columns = []
+        for path in scope_paths(spec, entity):
+            source = models[path.link.to].__table__.c[path.target.column_name]
+            copies.append(Column(path.column, source.type, nullable=True))
+            if path.pending not in pending_columns:
+                pending_columns.append(path.pending)
+                copies.append(Column(path.pending, Boolean, nullable=True))
+                # the linked record's delete trigger finds the rows waiting for it (a handful, briefly)
+                copies.append(Index(f"ix_{name}_{path.pending}"[:63], path.link.column_name,
+                                    sqlite_where=text(f'"{path.pending}"'), postgresql_where=text(f'"{path.pending}"')))
+        if entity.name in linked:  # a cascaded delete of a record linking here looks up this one's delete row
+            copies.append(Index(f"ix_{name}_deleted"[:63], "record_id", sqlite_where=text("op = 'd'"),
+                                postgresql_where=text("op = 'd'")))
         tables[entity.name] = Table(
             name, metadata,
             Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
@@ -122,48 +187,101 @@ def ordered_source(log: Table, metadata: MetaData, dialect: str):
 # -- triggers ---------------------------------------------------------------------------------------------------
 def install_triggers(engine, spec: PortalSpec, models: dict, tables: dict) -> None:
     """(Re)create each entity's triggers; run at start-up under the start-up lock, after the tables exist."""
+    paths = {entity.name: scope_paths(spec, entity) for entity in spec.entities}
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             for statement in _postgresql_commit_clock(conn.dialect.identifier_preparer):
                 conn.exec_driver_sql(statement)
         for entity in spec.entities:
             source, log = models[entity.name].__table__, tables[entity.name]
-            copies = [c.name for c in log.columns if c.name not in ("seq", "tx", "record_id", "op", "changed_at")]
+            kept = [f.column_name for f in scope_fields(spec, entity)]
+            waiting = [(tables[other], [p for p in other_paths if p.link.to == entity.name])  # logs it fills in
+                       for other, other_paths in paths.items() if any(p.link.to == entity.name for p in other_paths)]
             statements = (_postgresql_triggers if conn.dialect.name == "postgresql" else _sqlite_triggers)(
-                conn.dialect.identifier_preparer, source, log, copies)
+                conn.dialect.identifier_preparer, source, log, kept, paths[entity.name], waiting)
             for statement in statements:
                 conn.exec_driver_sql(statement)
 
 
-def _sqlite_triggers(preparer, source, log, copies) -> list[str]:
+def _by_link(paths: list[ScopePath]) -> dict:
+    """pending column -> the paths through that link."""
+    grouped: dict = {}
+    for path in paths:
+        grouped.setdefault(path.pending, []).append(path)
+    return grouped
+
+
+def _sqlite_triggers(preparer, source, log, kept, paths, waiting) -> list[str]:
     """Row triggers: SQLite has no statement triggers with transition tables."""
+    q = preparer.quote
     table, log_name = preparer.format_table(source), preparer.format_table(log)
-    kept = "".join(f", {preparer.quote(c)}" for c in copies)
-    old = "".join(f", OLD.{preparer.quote(c)}" for c in copies)
+    names, values = [q(c) for c in kept], [f"OLD.{q(c)}" for c in kept]
+    for pending, through in _by_link(paths).items():
+        link, linked = through[0].link.column_name, q(through[0].target_table)
+        for path in through:
+            names.append(q(path.column))
+            values.append(f"(SELECT {q(path.target.column_name)} FROM {linked} WHERE id = OLD.{q(link)})")
+        names.append(q(pending))
+        values.append(f"(OLD.{q(link)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {linked} WHERE id = OLD.{q(link)}))")
+    fill = "".join(_fill_waiting(preparer, other, through, "OLD") for other, through in waiting)
     statements = []
-    for op, event, row, extra_columns, extra_values in (("c", "INSERT", "NEW", "", ""), ("u", "UPDATE", "NEW", "", ""),
-                                                         ("d", "DELETE", "OLD", kept, old)):
-        trigger = preparer.quote(f"{log.name}_{op}"[:63])
+    for op, event, row, extra_columns, extra_values, after in (
+            ("c", "INSERT", "NEW", "", "", ""), ("u", "UPDATE", "NEW", "", "", ""),
+            ("d", "DELETE", "OLD", "".join(", " + n for n in names), "".join(", " + v for v in values), fill)):
+        trigger = q(f"{log.name}_{op}"[:63])
         statements.append(f"DROP TRIGGER IF EXISTS {trigger}")
         statements.append(
             f"CREATE TRIGGER {trigger} AFTER {event} ON {table} FOR EACH ROW BEGIN "
-            f"INSERT INTO {log_name} (record_id, op{extra_columns}) VALUES ({row}.id, '{op}'{extra_values}); END")
+            f"INSERT INTO {log_name} (record_id, op{extra_columns}) VALUES ({row}.id, '{op}'{extra_values}); "
+            f"{after}END")
     return statements
 
 
-def _postgresql_triggers(preparer, source, log, copies) -> list[str]:
+def _fill_waiting(preparer, other_log, through: list[ScopePath], old: str, from_clause: str = "") -> str:
+    """The UPDATE a deleted record's trigger runs on another entity's log: rows deleted by the cascade a moment
+    before, still waiting for this record's values (`old` its old row: `OLD`, or the transition table's alias)."""
+    q = preparer.quote
+    statements = []
+    for pending, paths in _by_link(through).items():
+        sets = ", ".join(f"{q(p.column)} = {old}.{q(p.target.column_name)}" for p in paths)
+        statements.append(
+            f"UPDATE {preparer.format_table(other_log)} SET {sets}, {q(pending)} = FALSE{from_clause} "
+            f"WHERE {q(pending)} AND {preparer.format_table(other_log)}.{q(paths[0].link.column_name)} = {old}.id; ")
+    return "".join(statements)
+
+
+def _postgresql_triggers(preparer, source, log, kept, paths, waiting) -> list[str]:
     """Statement triggers over transition tables: one INSERT ... SELECT per statement, however many rows it wrote
     (a COPY of 100k rows is one statement)."""
+    q = preparer.quote
     table, log_name = preparer.format_table(source), preparer.format_table(log)
-    kept = "".join(f", {preparer.quote(c)}" for c in copies)
+    names, values, joins = [q(c) for c in kept], [f"changed_rows.{q(c)}" for c in kept], []
     tx = "pg_current_xact_id()::text::bigint"
+    for n, (pending, through) in enumerate(_by_link(paths).items()):
+        link, alias, gone = q(through[0].link.column_name), f"linked_{n}", f"gone_{n}"
+        joins.append(f" LEFT JOIN {q(through[0].target_table)} AS {alias} ON {alias}.id = changed_rows.{link}"
+                     f" LEFT JOIN {q(log_table_name(through[0].target_table))} AS {gone} ON {alias}.id IS NULL"
+                     f" AND {gone}.op = 'd' AND {gone}.record_id = changed_rows.{link} AND {gone}.tx = {tx}")
+        for path in through:
+            column = q(path.target.column_name)
+            names.append(q(path.column))
+            values.append(f"CASE WHEN {alias}.id IS NULL THEN {gone}.{column} ELSE {alias}.{column} END")
+        names.append(q(pending))
+        values.append(f"(changed_rows.{link} IS NOT NULL AND {alias}.id IS NULL AND {gone}.seq IS NULL)")
+    fill = "".join(_fill_waiting(preparer, other, through, "changed_rows", " FROM changed_rows")
+                   for other, through in waiting)
     statements = []
-    for op, event, rows, extra in (("c", "INSERT", "NEW", ""), ("u", "UPDATE", "NEW", ""), ("d", "DELETE", "OLD", kept)):
-        function = preparer.quote(f"{log.name}_{op}"[:63])
+    for op, event, rows, extra_columns, extra_values, from_joins, after in (
+            ("c", "INSERT", "NEW", "", "", "", ""), ("u", "UPDATE", "NEW", "", "", "", ""),
+            ("d", "DELETE", "OLD", "".join(", " + n for n in names), "".join(", " + v for v in values),
+             "".join(joins), fill)):
+        function = q(f"{log.name}_{op}"[:63])
         statements.append(
             f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            f"INSERT INTO {log_name} (tx, record_id, op, changed_at{extra}) "
-            f"SELECT {tx}, id, '{op}', now() AT TIME ZONE 'utc'{extra} FROM changed_rows ORDER BY id; "
+            f"INSERT INTO {log_name} (tx, record_id, op, changed_at{extra_columns}) "
+            f"SELECT {tx}, changed_rows.id, '{op}', now() AT TIME ZONE 'utc'{extra_values} "
+            f"FROM changed_rows{from_joins} ORDER BY changed_rows.id; "
+            f"{after}"
             f"INSERT INTO {PENDING_TABLE} (tx) VALUES ({tx}) ON CONFLICT DO NOTHING; "  # the commit number, at COMMIT
             "RETURN NULL; END $$")
         statements.append(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, false, literal, or_, select, true
+from sqlalchemy import and_, case, exists, false, literal, or_, select, true
 from sqlalchemy.sql.elements import ClauseElement
 
 from app.schema.filters import Condition, Relative
@@ -85,7 +85,8 @@ def filter_clause(spec, models: dict, entity_name: str, conditions, ctx: FilterC
 
 def values_clause(spec, models: dict, entity_name: str, conditions, ctx: FilterContext, values: dict):
     """The filter's SQL evaluated on given field values (a deleted record's last ones: `values` field name -> value)
-    instead of a stored row; a link hop still reads the linked record, which may exist."""
+    instead of a stored row. A link hop reads the linked record, which may exist, unless `values` holds the hop's
+    value as it was: `values[(link, field)] = (value column, pending column)` (app/data/change_log.py)."""
     model, entity = models[entity_name], spec.entity(entity_name)
     clauses = []
     for c in conditions:
@@ -99,6 +100,11 @@ def values_clause(spec, models: dict, entity_name: str, conditions, ctx: FilterC
             linked = models[f.to]
             inner = exists(select(linked.id).where(
                 linked.id == value, column_condition(getattr(linked, target.column_name), target, c, ctx)))
+            if tuple(c.path) in values:
+                # the change log's copy of the linked value at delete time; a log row written before copies were
+                # kept (its pending flag NULL) still reads the linked record as it is now
+                kept, pending = values[tuple(c.path)]
+                inner = case((pending.is_(None), inner), else_=column_condition(kept, target, c, ctx))
             clauses.append(or_(value.is_(None), inner) if _holds_for_empty(c) else inner)
         else:
             clauses.append(column_condition(value, f, c, ctx))
