@@ -22,10 +22,10 @@ check: $(VENV)/.installed
 system-deps:
 	bash .ci/system-deps.sh
 
-# branch coverage of app/ and views/ (.coveragerc): printed after the SQLite run, then for both runs combined
+# SQLite and PostgreSQL runs side by side (.ci/suite.sh); branch coverage of app/ and views/ (.coveragerc) printed
+# after the SQLite run, then for both runs combined
 test: $(VENV)/.installed system-deps
-	$(PY) -m pytest -q --cov --cov-report=term
-	PORTAL_TEST_DATABASE_URL=$$(bash .ci/postgres.sh) $(PY) -m pytest -q --cov --cov-append --cov-report=term
+	PY=$(PY) bash .ci/suite.sh
 
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	$(PY) -m pip install -q -r requirements-bench.txt

@@ -11,7 +11,8 @@ from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "artifacts" / "screenshots"
+# one folder per database: `.ci/suite.sh` runs the two side by side
+ARTIFACTS = ROOT / "artifacts" / "screenshots" / ("postgresql" if os.environ.get("PORTAL_TEST_DATABASE_URL") else "sqlite")
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -1,6 +1,6 @@
 """Real servers for the operations tests: redis-server, a throw-away PostgreSQL cluster, gunicorn.
 
-Each one listens on a free port in 18400-18499 and is stopped by its fixture.
+Each one listens on a free port in 18400-18499 (PORTAL_TEST_PORTS) and is stopped by its fixture.
 """
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # the newest installed PostgreSQL server, as .ci/postgres.sh picks it (Debian: /usr/lib/postgresql/15/bin)
 PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
              default=Path("/usr/lib/postgresql/15/bin"))
-PORTS = range(18400, 18500)
+# `.ci/suite.sh` gives the SQLite and PostgreSQL runs, which run side by side, ranges of their own
+_FIRST, _LAST = (int(n) for n in os.environ.get("PORTAL_TEST_PORTS", "18400-18499").split("-"))
+PORTS = range(_FIRST, _LAST + 1)
 
 
 def free_port() -> int:
@@ -31,7 +33,7 @@ def free_port() -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 18400-18499")
+    raise RuntimeError(f"no free port in {_FIRST}-{_LAST}")
 
 
 def wait_until(check, timeout: float, what: str):
