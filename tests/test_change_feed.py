@@ -214,7 +214,8 @@ def test_a_workflow_transition_feeds_it(feed_app):
 
 def test_bad_cursor_limit_and_expired_cursor(feed_app):
     admin, h = headers(feed_app)
-    admin.post("/api/v1/customer/", json={"name": "游标客户"}, headers=h)
+    for name in ("游标客户", "游标客户二"):  # two changes at least, also when this test runs alone
+        admin.post("/api/v1/customer/", json={"name": name}, headers=h)
     changes, end = read_all(admin, h, "customer")
     good = changes[0]["cursor"]
     tx, seq, mac = good.split("-")
