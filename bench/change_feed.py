@@ -60,14 +60,14 @@ def anchor_sql(app, dialect: str) -> str:
     table = portal_of(app).models["Customer"].__table__
     log = portal_of(app).change_logs["Customer"]
     record = ", ".join(f"c.{c.name}" for c in table.columns if c.name != "id")
-    if dialect == "sqlite":  # one writer at a time: seq is commit order
-        source, number, after = f"{log.name} l", "l.tx", "l.seq > ?"
+    if dialect == "sqlite":  # one writer at a time: seq (the rowid) is commit order
+        source, number, after, order = f"{log.name} l", "l.tx", "l.seq > ?", "l.seq"
     else:  # commit numbers (app/data/change_log.py)
-        source, number, after = (f"{log.name} l JOIN {change_log.COMMITS_TABLE} k ON k.tx = l.tx", "k.n",
-                                 "(k.n, l.seq) > (%s, %s)")
+        source, number, after, order = (f"{log.name} l JOIN {change_log.COMMITS_TABLE} k ON k.tx = l.tx", "k.n",
+                                        "(k.n, l.seq) > (%s, %s)", "k.n, l.seq")
     return (f"SELECT l.seq, {number}, l.op, l.record_id, {record}, u.username FROM {source} "
             f"LEFT JOIN {table.name} c ON c.id = l.record_id AND l.op != 'd' LEFT JOIN ab_user u ON u.id = c.owner_id "
-            f"WHERE {after} ORDER BY {number}, l.seq LIMIT {PAGE}")
+            f"WHERE {after} ORDER BY {order} LIMIT {PAGE}")
 
 
 def measure_page(app, label: str) -> list[str]:
@@ -80,7 +80,8 @@ def measure_page(app, label: str) -> list[str]:
         source, number = change_log.ordered_source(log, portal.metadata, dialect)
         with engine.connect() as conn:  # a position in the middle: (commit number, seq)
             middle = conn.execute(select(number, log.c.seq).select_from(source)
-                                  .order_by(number, log.c.seq).offset(ROWS // 2).limit(1)).first()
+                                  .order_by(*change_log.commit_order(log, number, dialect))
+                                  .offset(ROWS // 2).limit(1)).first()
     position = (middle[0], middle[1])
     sql = anchor_sql(app, dialect)
     params = (position[1],) if dialect == "sqlite" else position

@@ -320,6 +320,12 @@ def drop_triggers(engine, spec: PortalSpec, models: dict, tables: dict) -> None:
 
 
 # -- reading ------------------------------------------------------------------------------------------------------
+def commit_order(log: Table, number, dialect: str) -> list:
+    """ORDER BY columns of commit order. SQLite: seq alone, its rowid (the number is always 0, and ordering by
+    (number, seq) walks the position index from its start past every earlier row: 20–40 ms a page at 1M)."""
+    return [log.c.seq] if dialect != "postgresql" else [number, log.c.seq]
+
+
 def after_clause(number, seq, dialect: str, position: tuple):
     """Log rows after `position` = (commit number, seq)."""
     if dialect != "postgresql":
@@ -347,7 +353,7 @@ def prune(engine, metadata: MetaData, tables: dict, days: int, now: dt.datetime 
         for log in tables.values():
             source, number = ordered_source(log, metadata, dialect)
             last = conn.execute(select(number, log.c.seq).select_from(source).where(log.c.changed_at < cutoff)
-                                .order_by(number.desc(), log.c.seq.desc()).limit(1)).first()
+                                .order_by(*(c.desc() for c in commit_order(log, number, dialect))).limit(1)).first()
             if last is None:
                 continue
             gone = select(log.c.seq).select_from(source).where(~after_clause(number, log.c.seq, dialect, tuple(last)))
