@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 
 from app.i18n import current_locale
-from app.data.reports.formats import DEFAULT_CURRENCY, currency, excel_format, format_value, formatter
+from app.data.reports.formats import DEFAULT_CURRENCY, currency, excel_format, format_value, formatter, python_specs
 from app.data.reports.query import ReportResult
 from app.data.tabular import safe_text
 
@@ -164,25 +164,40 @@ def report_table_html(result: ReportResult, locale: str | None = None, drill_tit
     groups = [c.key for c in result.columns if c.kind == "group"]
     fmt = _formatters(result, locale)
     measures = [(c.key, fmt[c.key]) for c in result.columns if _is_measure(c)]
+    formats = {c.key: getattr(c, "format", None) for c in result.columns if _is_measure(c)}
+    # per measure: its key, its formatter, and format() specs (float, int) where they write the same text
+    measures = [(key, show, python_specs(formats[key], locale)) for key, show in measures]
+    memos: dict = {}  # specs -> (float memo, int memo): value -> text; sums of days, hours, rates repeat across groups
+    measures = [(key, show, specs, memos.setdefault(specs, ({}, {}))) for key, show, specs in measures]
     plain_td = f'<td class="{NUMBER_CLASS}">'
+    empty_td = f"{plain_td}</td>"
+    number = (int, float)
     parts = [str(table_html((header, [], []), drill_title)).split("<tbody>")[0], "<tbody>"]
+    append = parts.append
     for row in result.rows:
         drill, styles, drills = row.get("drill"), row.get("styles"), row.get("drills")
-        cells = ["<tr>"]
-        cells += [f"<td>{html_text(row[g]['label'])}</td>" for g in groups]
+        append("<tr>")
+        for g in groups:
+            append(f"<td>{html_text(row[g]['label'])}</td>")
         link = f'<a href="{html_text(drill)}">' if drill else ""
-        for key, show in measures:
+        for key, show, specs, (floats, ints) in measures:
+            value = row[key]
             if drills is not None:  # a cross-entity report: each measure opens its own source's records
                 link = f'<a href="{html_text(drills[key])}">' if key in drills else ""
-            value = row[key]
             td = f'<td class="{_style_class(styles, key)}">' if styles else plain_td
             if value is None:
-                cells.append(f"{td}</td>")
+                append(f"{td}</td>" if styles else empty_td)
                 continue
-            text = show(value) if type(value) in (int, float) else html_text(show(value))  # a date text, say
-            cells.append(f"{td}{link}{text}</a></td>" if link else f"{td}{text}</td>")
-        cells.append("</tr>")
-        parts.append("".join(cells))
+            kind = value.__class__
+            if specs is not None and (kind is float or kind is int):  # most cells: a built-in call, or none
+                seen = floats if kind is float else ints  # apart: 1 == 1.0 but "1" != "1.00"
+                text = seen.get(value)
+                if text is None:
+                    text = seen[value] = format(value, specs[0] if kind is float else specs[1])
+            else:  # a formatted number is digits, separators and symbols; other text (a date, say) is escaped
+                text = show(value) if kind in number else html_text(show(value))
+            append(f"{td}{link}{text}</a></td>" if link else f"{td}{text}</td>")
+        append("</tr>")
     parts.append("</tbody>")
     if totals:
         foot = str(table_html((header, [[]], totals), drill_title))

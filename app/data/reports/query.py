@@ -102,8 +102,9 @@ class ReportQuery:
             return self._run_cross(report, params)
         statement, columns, entity = self.statement(report, params)
         result = ReportResult(report, columns, date_field=date_field_of(report, entity))
-        rows = self.session.connection().execute(statement)  # Core: no ORM row machinery for plain tuples
-        names = list(rows.keys())
+        cursor = self.session.connection().execute(statement)  # Core: no ORM row machinery for plain tuples
+        names = list(cursor.keys())
+        rows = cursor.fetchall()  # one driver call: iterating the result fetches (in Python) row by row
         floats = {c.name for c in statement.selected_columns if c.type._type_affinity is Float}  # rounded() in SQL
         shape = self._row_shape(entity, columns, names, floats)
         groups = [(g.field, g.bucket) for g in report.group_by]
@@ -147,8 +148,9 @@ class ReportQuery:
         # the page offers a date range when any source has a date it applies to
         dates = [d for s in report.sources if (d := _source_date_field(s, self.portal.entity(s.entity)))]
         result = ReportResult(report, columns, date_field=dates[0] if dates else None)
-        rows = self.session.connection().execute(statement)
-        position = {name: i for i, name in enumerate(rows.keys())}
+        cursor = self.session.connection().execute(statement)
+        position = {name: i for i, name in enumerate(cursor.keys())}
+        rows = cursor.fetchall()
         at, title_at = position["g"], position.get("t")
         measures = [(c.key, position[f"m_{c.key}"]) for c in columns if c.kind == "measure"]
         label = (lambda raw, title: _display_group(group, raw, title))
