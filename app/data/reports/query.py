@@ -118,10 +118,21 @@ class ReportQuery:
             _pivot(self, report, entity, result, rows, names, shape, cell_drill, drill)
         else:
             group_keys = [c.key for c in columns if c.kind == "group"]
-            result.rows = [{key: make(values) for key, make in shape} for values in rows]
-            for row in result.rows:
-                row["drill"] = drill.url([row[k]["value"] for k in group_keys])
-            result.totals = _totals(report, columns, result.rows)
+            url = drill.url
+            out = result.rows = []
+            append = out.append
+            if len(group_keys) == 1:  # most reports: the drill URL from the one group's value, no list per row
+                key = group_keys[0]
+                for values in rows:
+                    row = {name: make(values) for name, make in shape}
+                    row["drill"] = url((row[key]["value"],))
+                    append(row)
+            else:
+                for values in rows:
+                    row = {name: make(values) for name, make in shape}
+                    row["drill"] = url([row[k]["value"] for k in group_keys])
+                    append(row)
+            result.totals = _totals(report, columns, out)
         _add_derived(report, result)
         return result
 
@@ -467,7 +478,7 @@ def _totals(report, columns, rows) -> dict:
     totals = {}
     for measure in report.measures:
         if measure.function in ("count", "sum") and any(c.key == measure.name for c in columns):
-            totals[measure.name] = _number(sum((r[measure.name] or 0) for r in rows))
+            totals[measure.name] = _number(sum(filter(None, map(itemgetter(measure.name), rows))))  # None: 0
     return totals
 
 
