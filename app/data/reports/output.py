@@ -275,6 +275,28 @@ def _coloured(dataset: dict, key, kind: str) -> dict:
     return dataset
 
 
+CHART_MAX_GROUPS = 50  # more bars (or slices) than this are unreadable: the chart shows the largest
+
+
+def _top_groups(result: ReportResult, first, measure, rows: list) -> tuple[list, str | None]:
+    """The rows a one-group chart plots, and a note when some are left out: of more than CHART_MAX_GROUPS
+    groups, the CHART_MAX_GROUPS largest by the (first) chart measure, largest first, as a BI tool charts a
+    "top N" (the table beside the chart keeps every group). A date axis (`work_date:month`) keeps its order:
+    its latest periods."""
+    if len(rows) <= CHART_MAX_GROUPS:
+        return rows, None
+    from flask_babel import gettext
+
+    report = result.report
+    if any(g.field == first.key and g.bucket for g in getattr(report, "group_by", ()) or ()) or any(
+            getattr(source, "key_bucket", None) for source in getattr(report, "sources", ()) or ()):
+        return rows[-CHART_MAX_GROUPS:], gettext("The latest %(shown)d of %(total)d periods; the table lists all.",
+                                                  shown=CHART_MAX_GROUPS, total=len(rows))
+    ranked = sorted(rows, key=lambda r: r.get(measure.key) or 0, reverse=True)[:CHART_MAX_GROUPS]
+    return ranked, gettext("The %(shown)d largest of %(total)d groups by %(measure)s; the table lists all.",
+                           shown=CHART_MAX_GROUPS, total=len(rows), measure=str(measure.label))
+
+
 def chart_config(result: ReportResult) -> dict:
     """A Chart.js config: the first group along the axis, a second group (if any) as stacked series, or one
     series per chart measure. Each dataset carries `drill`: per bar, the URL of its records (charts.js opens it)."""
@@ -284,7 +306,7 @@ def chart_config(result: ReportResult) -> dict:
     if not measures:
         return {}
     measure = measures[0]
-    rows = result.rows
+    rows, note = result.rows, None
     if not groups:
         labels = [str(m.label) for m in measures]
         data = [rows[0][m.key] if rows else 0 for m in measures]
@@ -300,6 +322,7 @@ def chart_config(result: ReportResult) -> dict:
                     for s in series]
     else:
         first = groups[0]
+        rows, note = _top_groups(result, first, measure, rows)
         labels = [r[first.key]["label"] for r in rows]
         drills = [r.get("drill") for r in rows]
 
@@ -312,6 +335,8 @@ def chart_config(result: ReportResult) -> dict:
     stacked = len(groups) >= 2 and kind == "bar"
     options = {"responsive": True, "maintainAspectRatio": False, "animation": False,
                "plugins": {"title": {"display": True, "text": " · ".join(str(m.label) for m in measures)}}}
+    if note:  # some groups left out: said under the title
+        options["plugins"]["subtitle"] = {"display": True, "text": note}
     if kind in ("bar", "line"):
         options["scales"] = {"x": {"stacked": stacked}, "y": {"stacked": stacked, "beginAtZero": True}}
     return {"type": kind, "data": {"labels": labels, "datasets": datasets}, "options": options}
