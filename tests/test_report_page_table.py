@@ -176,3 +176,21 @@ def test_the_chart_note_in_chinese():
     with app.test_request_context():
         note = chart_config(many_workers(60))["options"]["plugins"]["subtitle"]["text"]
     assert note == "按Wages列出 60 组中最大的 50 组，表格列出全部。"  # the measure label as the report gives it
+
+
+@pytest.mark.parametrize("locale", ["en", "zh", "de"])
+def test_plain_numbers_on_the_one_pass_table_read_as_the_formatter_writes_them(ctx, locale):
+    """Plain measures (no format) take format() with a memo per value on the page's table: the same text as
+    table_html(display_table()); 1 and 1.0 stay apart ("1" and "1.00")."""
+    report = SimpleNamespace(id="by_worker", label={"en": "By worker"}, chart="table", chart_measure=None,
+                             chart_measures=())
+    result = ReportResult(report, [column("worker", "Worker", "group"), column("days", "Days", "measure"),
+                                   column("entries", "Entries", "measure")])
+    values = [(1.0, 1), (1, 1.0), (1234567.891, 1234), (1.0, None), (-2.5, 0)]
+    result.rows = [{"worker": {"value": i, "label": f"W{i}"}, "days": d, "entries": n, "drill": f"/x/list/?drill={i}"}
+                   for i, (d, n) in enumerate(values)]
+    result.totals = {"days": 1234568.391, "entries": 1236}
+    html = str(report_table_html(result, locale))
+    assert html == str(table_html(display_table(result, locale)))
+    if locale == "en":
+        assert ">1.00</a>" in html and ">1</a>" in html and ">1,234,567.89</a>" in html and ">-2.50</a>" in html

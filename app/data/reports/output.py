@@ -163,12 +163,12 @@ def report_table_html(result: ReportResult, locale: str | None = None, drill_tit
     locale = locale or current_locale()
     groups = [c.key for c in result.columns if c.kind == "group"]
     fmt = _formatters(result, locale)
-    measures = [(c.key, fmt[c.key]) for c in result.columns if _is_measure(c)]
-    formats = {c.key: getattr(c, "format", None) for c in result.columns if _is_measure(c)}
-    # per measure: its key, its formatter, and format() specs (float, int) where they write the same text
-    measures = [(key, show, python_specs(formats[key], locale)) for key, show in measures]
-    memos: dict = {}  # specs -> (float memo, int memo): value -> text; sums of days, hours, rates repeat across groups
-    measures = [(key, show, specs, memos.setdefault(specs, ({}, {}))) for key, show, specs in measures]
+    # per measure: its key, its formatter, the format() specs (float, int) that write the same text (or None),
+    # and the texts already written with those specs: sums of days, hours and rates repeat across groups
+    memos: dict = {}
+    measures = [(c.key, fmt[c.key], specs, memos.setdefault(specs, ({}, {})))
+                for c in result.columns if _is_measure(c)
+                for specs in (python_specs(getattr(c, "format", None), locale),)]
     plain_td = f'<td class="{NUMBER_CLASS}">'
     empty_td = f"{plain_td}</td>"
     number = (int, float)
