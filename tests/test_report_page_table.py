@@ -134,3 +134,63 @@ def test_the_one_pass_table_is_the_same_html(ctx, locale):
     result = project_cost()
     result.rows[1]["cost"] = "<b>"  # not a number: escaped on both paths
     assert "&lt;b&gt;" in str(report_table_html(result, locale)) == str(table_html(display_table(result, locale)))
+
+
+def many_workers(n: int, bucket=None):
+    report = SimpleNamespace(id="by_worker", label={"en": "By worker"}, chart="bar", chart_measure="cost",
+                             chart_measures=("cost",), group_by=(SimpleNamespace(field="worker", bucket=bucket),))
+    result = ReportResult(report, [column("worker", "Worker", "group"), column("cost", "Wages", "measure", "money")])
+    result.rows = [{"worker": {"value": i, "label": f"W{i}"}, "cost": float(i % 97),
+                    "drill": f"/labour_entry/list/?drill=w{i}"} for i in range(1, n + 1)]
+    return result
+
+
+def test_a_chart_of_many_groups_shows_the_largest_and_says_so(ctx):
+    """2,000 bars are unreadable: the 50 largest by the chart measure, largest first, each bar still opening its
+    own records, and a note under the title; the table keeps every group."""
+    result = many_workers(2000)
+    config = chart_config(result)
+    data = config["data"]["datasets"][0]
+    by_cost = sorted(result.rows, key=lambda r: r["cost"], reverse=True)[:50]
+    assert config["data"]["labels"] == [r["worker"]["label"] for r in by_cost]
+    assert data["data"] == [r["cost"] for r in by_cost] and data["drill"] == [r["drill"] for r in by_cost]
+    assert config["options"]["plugins"]["subtitle"]["text"] == \
+        "The 50 largest of 2000 groups by Wages; the table lists all."
+    assert report_table_html(result).count("<tr>") == 2000 + 1  # every group in the table, and the header
+    months = chart_config(many_workers(60, bucket="month"))  # a date axis keeps its order: the latest periods
+    assert months["data"]["labels"] == [f"W{i}" for i in range(11, 61)] and "60 periods" in \
+        months["options"]["plugins"]["subtitle"]["text"]
+    few = chart_config(many_workers(50))
+    assert len(few["data"]["labels"]) == 50 and "subtitle" not in few["options"]["plugins"]
+
+
+def test_the_chart_note_in_chinese():
+    from pathlib import Path
+
+    from app.runtime.locale import compile_catalogs
+
+    translations = Path(__file__).resolve().parent.parent / "translations"
+    compile_catalogs(translations)  # as the app factory does
+    app = Flask(__name__)
+    Babel(app, locale_selector=lambda: "zh", default_translation_directories=str(translations))
+    with app.test_request_context():
+        note = chart_config(many_workers(60))["options"]["plugins"]["subtitle"]["text"]
+    assert note == "按Wages列出 60 组中最大的 50 组，表格列出全部。"  # the measure label as the report gives it
+
+
+@pytest.mark.parametrize("locale", ["en", "zh", "de"])
+def test_plain_numbers_on_the_one_pass_table_read_as_the_formatter_writes_them(ctx, locale):
+    """Plain measures (no format) take format() with a memo per value on the page's table: the same text as
+    table_html(display_table()); 1 and 1.0 stay apart ("1" and "1.00")."""
+    report = SimpleNamespace(id="by_worker", label={"en": "By worker"}, chart="table", chart_measure=None,
+                             chart_measures=())
+    result = ReportResult(report, [column("worker", "Worker", "group"), column("days", "Days", "measure"),
+                                   column("entries", "Entries", "measure")])
+    values = [(1.0, 1), (1, 1.0), (1234567.891, 1234), (1.0, None), (-2.5, 0)]
+    result.rows = [{"worker": {"value": i, "label": f"W{i}"}, "days": d, "entries": n, "drill": f"/x/list/?drill={i}"}
+                   for i, (d, n) in enumerate(values)]
+    result.totals = {"days": 1234568.391, "entries": 1236}
+    html = str(report_table_html(result, locale))
+    assert html == str(table_html(display_table(result, locale)))
+    if locale == "en":
+        assert ">1.00</a>" in html and ">1</a>" in html and ">1,234,567.89</a>" in html and ">-2.50</a>" in html

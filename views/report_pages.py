@@ -148,22 +148,32 @@ class ReportsView(BaseView):
             query=request.query_string.decode())
 
     def _filter_choices(self, entity, report, result, params):
-        """Select boxes for the report's enum/link/user/boolean groups, with the values that occur."""
+        """Select boxes for the report's enum/link/user/boolean groups, with the values that occur: (field, label,
+        options HTML, lookup URL). A link group with more values than PORTAL_REPORT_LOOKUP_FROM (2,000 workers)
+        is a type-ahead instead: the link pickers' lookup (app/generate/lookups.py, lookups.js) asks the server
+        as the user types, and the page holds only the chosen record, not 2,000 options."""
         chosen = dict(params.filters)
         choices = []
+        rows = result.rows if result else []
         for group in report.group_by if not report.sources else ():  # a cross-entity group is no field of one entity
             f = entity.field(group.field)
             if not type_of(f).report_filterable or group.field in current_viewer().unreadable(entity.name):
                 continue
-            options = type_of(f).report_filter_options(f)
-            if options is None:  # links: the records that occur in the result
-                seen = {(str(r[group.field]["value"]), r[group.field]["label"]) for r in (result.rows if result else [])
+            selected = chosen.get(group.field, "")
+            options, lookup = type_of(f).report_filter_options(f), None
+            if options is None and len(rows) > current_app.config.get("PORTAL_REPORT_LOOKUP_FROM", 100) \
+                    and self.appbuilder.sm.has_access("can_read", entity.name):  # the lookup is read access
+                # any record of the link in the viewer's scope (all=1: not the form's picker filter, say active
+                # workers only); the chosen one is the result's own group value
+                lookup = url_for(f"{entity.name}View.lookup", field=f.name, all=1)
+                options = [(selected, r[group.field]["label"]) for r in rows[:1] if str(r[group.field]["value"]) == selected]
+            elif options is None:  # links: the records that occur in the result
+                seen = {(str(r[group.field]["value"]), r[group.field]["label"]) for r in rows
                         if r[group.field]["value"] is not None}
                 options = sorted(seen, key=lambda o: o[1])
-            selected = chosen.get(group.field, "")
             html = Markup("".join(f'<option value="{html_text(v)}"{" selected" if str(v) == selected else ""}>{html_text(t)}</option>'
                                   for v, t in options))  # one string: thousands of options through Jinja are slow
-            choices.append((group.field, lazy(f.label), html))
+            choices.append((group.field, lazy(f.label), html, lookup))
         return choices
 
     @expose("/<report_id>/download.<fmt>")

@@ -97,6 +97,10 @@ class Drill:
         self.clashing = any(name in base for name, _ in varying)
         placeholders = {name: f"{MARK}{i}{MARK}" for i, (name, _) in enumerate(varying)}
         self.template = encode({**base, **placeholders}).split(QUOTED_MARK) if not self.clashing else None
+        # one varying field (most reports): the URL around its value, for the common case of a record id
+        self.around = None
+        if self.template is not None and len(self.template) == 3:
+            self.around = (self.prefix + self.template[0][:-3], self.template[2][3:])
 
     def condition(self, name: str, bucket: str | None, value):
         if value is None:
@@ -118,6 +122,8 @@ class Drill:
             return self.prefix + encode(obj)
         # the template: [text ending in %22, "0", %22 + text, "1", ...]: each placeholder's digits at odd places,
         # its JSON quotes (%22) on either side; a value goes in their place
+        if self.around is not None and values[0].__class__ is int:  # a record id: its digits in place
+            return f"{self.around[0]}{values[0]}{self.around[1]}"
         parts, varying = self.template, self.varying
         if len(parts) == 1:  # nothing varies (a report without groups)
             return self.prefix + parts[0]

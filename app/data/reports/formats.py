@@ -89,6 +89,17 @@ def _formatter(fmt: str | None, locale: str, money: str):
     return plain
 
 
+def python_specs(fmt: str | None, locale: str) -> tuple[str, str] | None:
+    """(float spec, int spec) for `format()` when it writes exactly what `formatter(fmt, locale)` writes for a
+    float or an int (a plain number in en/zh: Python's grouping), else None. The 2,000-group page formats 6,000
+    cells: one built-in call each instead of two Python calls."""
+    if fmt is None:
+        symbols = _locale(locale).number_symbols["latn"]
+        if symbols["group"] == "," and symbols["decimal"] == ".":
+            return ",.2f", ","
+    return None
+
+
 def _lenient(show):
     """A formatter that shows a value it cannot format (a date text, say) as it is."""
     def formatted(v):

@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 
 from app.i18n import current_locale
-from app.data.reports.formats import DEFAULT_CURRENCY, currency, excel_format, format_value, formatter
+from app.data.reports.formats import DEFAULT_CURRENCY, currency, excel_format, format_value, formatter, python_specs
 from app.data.reports.query import ReportResult
 from app.data.tabular import safe_text
 
@@ -163,26 +163,41 @@ def report_table_html(result: ReportResult, locale: str | None = None, drill_tit
     locale = locale or current_locale()
     groups = [c.key for c in result.columns if c.kind == "group"]
     fmt = _formatters(result, locale)
-    measures = [(c.key, fmt[c.key]) for c in result.columns if _is_measure(c)]
+    # per measure: its key, its formatter, the format() specs (float, int) that write the same text (or None),
+    # and the texts already written with those specs: sums of days, hours and rates repeat across groups
+    memos: dict = {}
+    measures = [(c.key, fmt[c.key], specs, memos.setdefault(specs, ({}, {})))
+                for c in result.columns if _is_measure(c)
+                for specs in (python_specs(getattr(c, "format", None), locale),)]
     plain_td = f'<td class="{NUMBER_CLASS}">'
+    empty_td = f"{plain_td}</td>"
+    number = (int, float)
     parts = [str(table_html((header, [], []), drill_title)).split("<tbody>")[0], "<tbody>"]
+    append = parts.append
     for row in result.rows:
         drill, styles, drills = row.get("drill"), row.get("styles"), row.get("drills")
-        cells = ["<tr>"]
-        cells += [f"<td>{html_text(row[g]['label'])}</td>" for g in groups]
+        append("<tr>")
+        for g in groups:
+            append(f"<td>{html_text(row[g]['label'])}</td>")
         link = f'<a href="{html_text(drill)}">' if drill else ""
-        for key, show in measures:
+        for key, show, specs, (floats, ints) in measures:
+            value = row[key]
             if drills is not None:  # a cross-entity report: each measure opens its own source's records
                 link = f'<a href="{html_text(drills[key])}">' if key in drills else ""
-            value = row[key]
             td = f'<td class="{_style_class(styles, key)}">' if styles else plain_td
             if value is None:
-                cells.append(f"{td}</td>")
+                append(f"{td}</td>" if styles else empty_td)
                 continue
-            text = show(value) if type(value) in (int, float) else html_text(show(value))  # a date text, say
-            cells.append(f"{td}{link}{text}</a></td>" if link else f"{td}{text}</td>")
-        cells.append("</tr>")
-        parts.append("".join(cells))
+            kind = value.__class__
+            if specs is not None and (kind is float or kind is int):  # most cells: a built-in call, or none
+                seen = floats if kind is float else ints  # apart: 1 == 1.0 but "1" != "1.00"
+                text = seen.get(value)
+                if text is None:
+                    text = seen[value] = format(value, specs[0] if kind is float else specs[1])
+            else:  # a formatted number is digits, separators and symbols; other text (a date, say) is escaped
+                text = show(value) if kind in number else html_text(show(value))
+            append(f"{td}{link}{text}</a></td>" if link else f"{td}{text}</td>")
+        append("</tr>")
     parts.append("</tbody>")
     if totals:
         foot = str(table_html((header, [[]], totals), drill_title))
@@ -260,6 +275,28 @@ def _coloured(dataset: dict, key, kind: str) -> dict:
     return dataset
 
 
+CHART_MAX_GROUPS = 50  # more bars (or slices) than this are unreadable: the chart shows the largest
+
+
+def _top_groups(result: ReportResult, first, measure, rows: list) -> tuple[list, str | None]:
+    """The rows a one-group chart plots, and a note when some are left out: of more than CHART_MAX_GROUPS
+    groups, the CHART_MAX_GROUPS largest by the (first) chart measure, largest first, as a BI tool charts a
+    "top N" (the table beside the chart keeps every group). A date axis (`work_date:month`) keeps its order:
+    its latest periods."""
+    if len(rows) <= CHART_MAX_GROUPS:
+        return rows, None
+    from flask_babel import gettext
+
+    report = result.report
+    if any(g.field == first.key and g.bucket for g in getattr(report, "group_by", ()) or ()) or any(
+            getattr(source, "key_bucket", None) for source in getattr(report, "sources", ()) or ()):
+        return rows[-CHART_MAX_GROUPS:], gettext("The latest %(shown)d of %(total)d periods; the table lists all.",
+                                                  shown=CHART_MAX_GROUPS, total=len(rows))
+    ranked = sorted(rows, key=lambda r: r.get(measure.key) or 0, reverse=True)[:CHART_MAX_GROUPS]
+    return ranked, gettext("The %(shown)d largest of %(total)d groups by %(measure)s; the table lists all.",
+                           shown=CHART_MAX_GROUPS, total=len(rows), measure=str(measure.label))
+
+
 def chart_config(result: ReportResult) -> dict:
     """A Chart.js config: the first group along the axis, a second group (if any) as stacked series, or one
     series per chart measure. Each dataset carries `drill`: per bar, the URL of its records (charts.js opens it)."""
@@ -269,7 +306,7 @@ def chart_config(result: ReportResult) -> dict:
     if not measures:
         return {}
     measure = measures[0]
-    rows = result.rows
+    rows, note = result.rows, None
     if not groups:
         labels = [str(m.label) for m in measures]
         data = [rows[0][m.key] if rows else 0 for m in measures]
@@ -285,6 +322,7 @@ def chart_config(result: ReportResult) -> dict:
                     for s in series]
     else:
         first = groups[0]
+        rows, note = _top_groups(result, first, measure, rows)
         labels = [r[first.key]["label"] for r in rows]
         drills = [r.get("drill") for r in rows]
 
@@ -297,6 +335,8 @@ def chart_config(result: ReportResult) -> dict:
     stacked = len(groups) >= 2 and kind == "bar"
     options = {"responsive": True, "maintainAspectRatio": False, "animation": False,
                "plugins": {"title": {"display": True, "text": " · ".join(str(m.label) for m in measures)}}}
+    if note:  # some groups left out: said under the title
+        options["plugins"]["subtitle"] = {"display": True, "text": note}
     if kind in ("bar", "line"):
         options["scales"] = {"x": {"stacked": stacked}, "y": {"stacked": stacked, "beginAtZero": True}}
     return {"type": kind, "data": {"labels": labels, "datasets": datasets}, "options": options}

@@ -102,8 +102,9 @@ class ReportQuery:
             return self._run_cross(report, params)
         statement, columns, entity = self.statement(report, params)
         result = ReportResult(report, columns, date_field=date_field_of(report, entity))
-        rows = self.session.connection().execute(statement)  # Core: no ORM row machinery for plain tuples
-        names = list(rows.keys())
+        cursor = self.session.connection().execute(statement)  # Core: no ORM row machinery for plain tuples
+        names = list(cursor.keys())
+        rows = cursor.fetchall()  # one driver call: iterating the result fetches (in Python) row by row
         floats = {c.name for c in statement.selected_columns if c.type._type_affinity is Float}  # rounded() in SQL
         shape = self._row_shape(entity, columns, names, floats)
         groups = [(g.field, g.bucket) for g in report.group_by]
@@ -117,10 +118,21 @@ class ReportQuery:
             _pivot(self, report, entity, result, rows, names, shape, cell_drill, drill)
         else:
             group_keys = [c.key for c in columns if c.kind == "group"]
-            result.rows = [{key: make(values) for key, make in shape} for values in rows]
-            for row in result.rows:
-                row["drill"] = drill.url([row[k]["value"] for k in group_keys])
-            result.totals = _totals(report, columns, result.rows)
+            url = drill.url
+            out = result.rows = []
+            append = out.append
+            if len(group_keys) == 1:  # most reports: the drill URL from the one group's value, no list per row
+                key = group_keys[0]
+                for values in rows:
+                    row = {name: make(values) for name, make in shape}
+                    row["drill"] = url((row[key]["value"],))
+                    append(row)
+            else:
+                for values in rows:
+                    row = {name: make(values) for name, make in shape}
+                    row["drill"] = url([row[k]["value"] for k in group_keys])
+                    append(row)
+            result.totals = _totals(report, columns, out)
         _add_derived(report, result)
         return result
 
@@ -147,8 +159,9 @@ class ReportQuery:
         # the page offers a date range when any source has a date it applies to
         dates = [d for s in report.sources if (d := _source_date_field(s, self.portal.entity(s.entity)))]
         result = ReportResult(report, columns, date_field=dates[0] if dates else None)
-        rows = self.session.connection().execute(statement)
-        position = {name: i for i, name in enumerate(rows.keys())}
+        cursor = self.session.connection().execute(statement)
+        position = {name: i for i, name in enumerate(cursor.keys())}
+        rows = cursor.fetchall()
         at, title_at = position["g"], position.get("t")
         measures = [(c.key, position[f"m_{c.key}"]) for c in columns if c.kind == "measure"]
         label = (lambda raw, title: _display_group(group, raw, title))
@@ -465,7 +478,7 @@ def _totals(report, columns, rows) -> dict:
     totals = {}
     for measure in report.measures:
         if measure.function in ("count", "sum") and any(c.key == measure.name for c in columns):
-            totals[measure.name] = _number(sum((r[measure.name] or 0) for r in rows))
+            totals[measure.name] = _number(sum(filter(None, map(itemgetter(measure.name), rows))))  # None: 0
     return totals
 
 
