@@ -18,7 +18,7 @@ from flask_appbuilder.models.filters import Filters
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
 from app import fab
-from conftest import login, make_app
+from conftest import ADMIN, login, make_app
 from app.portal import portal_of
 
 FAB_VERSION = version("flask-appbuilder")
@@ -321,3 +321,33 @@ def test_config_auth_type_is_fabs_database_authentication():
     from flask_appbuilder.const import AUTH_DB
 
     assert config.AUTH_TYPE == config.AUTH_DB == AUTH_DB
+
+
+def test_a_page_works_out_who_is_asking_once_and_forgets_at_sign_out(probe_app, monkeypatch):
+    """The navbar asks has_access ~120 times a page: the signed-in user is resolved once per request; signing out
+    mid-request (the logout view) forgets it, so the page after answers for nobody."""
+    app, _, _, _, _, _ = probe_app
+    sm = app.appbuilder.sm
+    resolved = []
+    original = type(sm)._get_safe_user
+
+    def spy(self, user):
+        resolved.append(user)
+        return original(self, user)
+
+    monkeypatch.setattr(type(sm), "_get_safe_user", spy)
+    client = login(app.test_client())
+    assert client.get("/probecustomers/list/").status_code == 200
+    assert len(resolved) == 1, len(resolved)
+    from flask import g
+    from flask_login import login_user, logout_user
+
+    from app.fab import _ASKING
+    with app.test_request_context():
+        admin = sm.find_user(username=ADMIN[0])
+        login_user(admin)
+        g.user = admin
+        assert sm.has_access("can_list", "ProbeCustomers") and g.get(_ASKING) is not None
+        logout_user()
+        assert g.get(_ASKING) is None, "signing out forgets who was asking"
+        assert not sm.has_access("can_list", "ProbeCustomers"), "nobody may list after signing out"
