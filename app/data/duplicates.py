@@ -9,10 +9,10 @@ Every rule is narrowed in SQL, through an index this module adds to the table (`
   "上海市宏达建筑有限公司" and "宏达建筑有限公司" all block on "宏达"; the new value's case variants are looked up too),
   with the length within what a score of `fuzzy` allows. Company names start with their city so often that the
   first two characters alone put most of a big city's companies in one block, beyond the FUZZY_BLOCK_LIMIT rows
-  scored (real candidates lost, and the cost of reading them). The place names are place_prefixes.txt (provinces
-  and prefecture-level cities, full and short); texts shorter than PLACE_MIN_LENGTH (people's names: "周口" is a
-  city, "周口伟" a person) keep their first characters. The index is on (same fields..., the key's SQL expression,
-  length(name)), so the block and the length range are read through the index, at most FUZZY_BLOCK_LIMIT rows;
+  scored (real candidates lost, and the cost of reading them). The place names are place_prefixes.txt (short names
+  of provinces and prefecture-level cities; a 市 or 省 right after one is skipped too); texts shorter than
+  PLACE_MIN_LENGTH (people's names: "周口" is a city, "周口伟" a person) keep their first characters. The index
+  (`ix_<table>_dup<n>p`) is on (same fields..., the key's SQL expression, length(name)), so the block and the length range are read through the index, at most FUZZY_BLOCK_LIMIT rows;
   only those are scored by rapidfuzz (`fuzz.ratio` on lower-cased text without punctuation, 0-100). Names whose
   keys differ (a typo in the two characters after the place name, or in the first two of a name without one) are
   not compared: the price of never scanning the table.
@@ -36,6 +36,7 @@ from app.schema.spec import DuplicateRule, EntitySpec
 
 BLOCK_CHARS = 2          # the fuzzy blocking key: this many characters after a leading place name
 PLACE_MIN_LENGTH = 6     # shorter texts keep their first characters as the key (people's names)
+PLACE_MARKS = ("市", "省")  # skipped after a leading place name too: 上海市…, 广东省…
 FUZZY_BLOCK_LIMIT = 1000  # rows of one block scored per record (the nearest ids first)
 SHOWN = 10               # candidates returned per record
 PAIR_SCAN = 20_000       # blocked pairs a duplicates page scores at most per request
@@ -85,9 +86,6 @@ def _places() -> dict[int, frozenset]:
 
 
 PLACES = _places()
-
-
-PLACE_MARKS = ("市", "省")  # skipped after a place name: 上海市…, 广东省…
 
 
 def block_key(text: str) -> str:
