@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rapidfuzz import fuzz, process, utils
-from sqlalchemy import Index, case, func, literal_column, select, tuple_
+from sqlalchemy import Index, Integer, String, case, func, literal_column, select, tuple_
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import Grouping
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.rules.access import Viewer, mask_value
 from app.schema.spec import DuplicateRule, EntitySpec
@@ -86,37 +88,61 @@ def _places() -> dict[int, frozenset]:
 
 
 PLACES = _places()
+_PLACE_LIST = tuple(PLACES.items())
 
 
 def block_key(text: str) -> str:
     """The fuzzy blocking key of a stored text (what `_block` computes in SQL, character for character)."""
     if len(text) >= PLACE_MIN_LENGTH:
-        for length, names in PLACES.items():
+        for length, names in _PLACE_LIST:
             if text[:length] in names:
                 start = length + (text[length:length + 1] in PLACE_MARKS)
                 return text[start:start + BLOCK_CHARS]
     return text[:BLOCK_CHARS]
 
 
+class _position(FunctionElement):
+    """Where a text occurs in another (1-based, 0: nowhere): instr() on SQLite, strpos() on PostgreSQL."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(_position)
+def _position_sqlite(element, compiler, **kw):
+    return f"instr({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_position, "postgresql")
+def _position_postgresql(element, compiler, **kw):
+    return f"strpos({compiler.process(element.clauses, **kw)})"
+
+
 def _literal(value) -> literal_column:
     """A constant written into the SQL (not a bound parameter): index expressions only match constants."""
     if isinstance(value, int):
-        return literal_column(str(value))
+        return literal_column(str(value), Integer())
     assert "'" not in value
-    return literal_column(f"'{value}'")
+    return literal_column(f"'{value}'", String())
 
 
 def _block(column):
-    """`block_key` as a SQL expression on a column (the same text in the index and in every query)."""
-    def head(start: int):
-        return func.substr(column, _literal(start), _literal(BLOCK_CHARS))
+    """`block_key` as a SQL expression on a column (the same text in the index and in every query). Each list of
+    place names is one string constant ("|上海|北京|…|") searched for "|<the text's first n characters>|": a few
+    constants keep the expression small, which PostgreSQL's planner matches against the index on every query (an
+    IN list of 375 names cost it ~0.1 ms per lookup key, 55 ms for an import chunk)."""
+    def head(start: int, size: int = BLOCK_CHARS):
+        return func.substr(column, _literal(start), _literal(size))
 
-    marks = [_literal(m) for m in PLACE_MARKS]
+    def starts_with_place(size: int, names) -> object:
+        listed = _literal("|" + "|".join(sorted(names)) + "|")
+        return _position(listed, _literal("|") + head(1, size) + _literal("|")) > _literal(0)
+
+    marks = _literal("".join(PLACE_MARKS))
     whens = [(func.length(column) < _literal(PLACE_MIN_LENGTH), head(1))]
     for size, names in PLACES.items():
-        after = case((func.substr(column, _literal(size + 1), _literal(1)).in_(marks), head(size + 2)),
-                     else_=head(size + 1))
-        whens.append((func.substr(column, _literal(1), _literal(size)).in_([_literal(n) for n in sorted(names)]), after))
+        after = case((_position(marks, head(size + 1, 1)) > _literal(0), head(size + 2)), else_=head(size + 1))
+        whens.append((starts_with_place(size, names), after))
     # in parentheses: PostgreSQL's CREATE INDEX takes an expression other than a function call only so
     return Grouping(case(*whens, else_=head(1)))
 
