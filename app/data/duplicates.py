@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rapidfuzz import fuzz, process, utils
-from sqlalchemy import Index, Integer, String, case, func, literal_column, select, tuple_
+from sqlalchemy import Index, Integer, String, and_, case, func, literal_column, or_, select, tuple_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.functions import FunctionElement
@@ -187,10 +187,12 @@ def _length_bounds(length: int, fuzzy: int) -> tuple[int, int]:
 
 
 def _in(columns: list, keys: list):
-    """`(a, b) IN ((..), ..)`, or `a IN (..)` for one column."""
+    """`(a = .. AND b = ..) OR ..`, or `a IN (..)` for one column. Not `(a, b) IN (..)`: SQLite scans the whole table
+    for a row value IN over an expression (the fuzzy key), while each OR term is one index search on both
+    databases."""
     if len(columns) == 1:
         return columns[0].in_([k[0] for k in keys])
-    return tuple_(*columns).in_(keys)
+    return or_(*[and_(*[column == value for column, value in zip(columns, key)]) for key in keys])
 
 
 def _block_keys(text: str) -> list[str]:
@@ -453,15 +455,20 @@ class ImportDuplicates:
                 texts.append(processed)
             for head in _block_keys(text):
                 by_block.setdefault(same + (head,), []).append((record, processed))
-        columns = [search._column(n) for n in rule.same] + [_block(search._column(name))]
+        # the key's expression written once, in a subquery the databases flatten (each OR term of `_in` is then an
+        # index search on (same..., key)); written in every term it made compiling the statement the import's cost
+        readable = search._scoped(select(search.table.c.id, search._title_col().label("title"), search._column(name),
+                                         *[search._column(n) for n in rule.same],
+                                         _block(search._column(name)).label("block_key"))).subquery()
+        columns = [readable.c[search._column(n).name] for n in rule.same] + [readable.c.block_key]
         keys = list(by_block)
         best_stored: dict[int, tuple] = {}  # row -> (stored row, score): a row's case variants may meet several
         for start in range(0, len(keys), IN_CHUNK):
             part = keys[start:start + IN_CHUNK]
-            query = (select(search.table.c.id, search._title_col(), search._column(name), *columns)
+            query = (select(readable.c.id, readable.c.title, readable.c[search._column(name).name], *columns)
                      .where(_in(columns, part)))
             stored: dict[tuple, list] = {}
-            for row in search.session.execute(search._scoped(query)):
+            for row in search.session.execute(query):
                 stored.setdefault(tuple(row[3:]), []).append(row)
             for key, found in stored.items():
                 choices = [_processed(r[2]) for r in found[:FUZZY_BLOCK_LIMIT]]
