@@ -12,10 +12,11 @@ Every rule is narrowed in SQL, through an index this module adds to the table (`
   scored (real candidates lost, and the cost of reading them). The place names are place_prefixes.txt (short names
   of provinces and prefecture-level cities; a 市 or 省 right after one is skipped too); texts shorter than
   PLACE_MIN_LENGTH (people's names: "周口" is a city, "周口伟" a person) keep their first characters. The index
-  (`ix_<table>_dup<n>p`) is on (same fields..., the key's SQL expression, length(name)), so the block and the length range are read through the index, at most FUZZY_BLOCK_LIMIT rows;
-  only those are scored by rapidfuzz (`fuzz.ratio` on lower-cased text without punctuation, 0-100). Names whose
-  keys differ (a typo in the two characters after the place name, or in the first two of a name without one) are
-  not compared: the price of never scanning the table.
+  (`ix_<table>_dup<n>p`) is on (same fields..., the key's SQL expression, length(name)), so the block and the
+  length range are read through the index, at most FUZZY_BLOCK_LIMIT rows; only those are scored by rapidfuzz
+  (`fuzz.ratio` on lower-cased text without punctuation, 0-100). Names whose keys differ (a typo in the two
+  characters after the place name, or in the first two of a name without one) are not compared: the price of
+  never scanning the table.
 
 Null never equals null: a record with an empty value in any field of a rule is not compared by that rule.
 Everything is scoped to the viewer: candidates are records the viewer may read (`Viewer.row_clause`), a rule that
