@@ -124,6 +124,7 @@ class Seed:
             self.places.append(Place(address, entry[1][1] or province, city, (
                 parsed.province, parsed.city, parsed.district, parsed.detail, parsed.parsed)))
         self.parsed_cities = len({p.parts[1] for p in self.places})
+        self.city_of = {p.text: p.city for p in self.places}  # an address -> the city's short name
 
     def name(self, rng: random.Random, place: Place) -> tuple[str, str]:
         """(name, kind) of a customer at `place`."""
@@ -219,8 +220,7 @@ def measure_create(app, seed: Seed, sample: list[dict]) -> dict:
     serial = iter(range(90_000_000, 99_999_999))
 
     def near_body(original: dict) -> dict | None:
-        variant = near_duplicate(rng, original["name"], next(p.city for p in seed.places
-                                                             if p.text == original["address"]))
+        variant = near_duplicate(rng, original["name"], seed.city_of[original["address"]])
         if variant is None:
             return None
         return {"name": variant, "kind": "company", "phone": phone(next(serial)), "address": original["address"]}
@@ -307,8 +307,7 @@ def make_csv(seed: Seed, rows: int, sample: list[dict]) -> tuple[bytes, list[tup
         c = seed.customer(rng, 80_000_000 + n)
         if n % 10 == 5:  # a near-duplicate of a stored company
             original = rng.choice(sample)
-            city = next(p.city for p in seed.places if p.text == original["address"])
-            variant = near_duplicate(rng, original["name"], city)
+            variant = near_duplicate(rng, original["name"], seed.city_of[original["address"]])
             if variant is not None:
                 c = {**c, "name": variant, "kind": "company", "address": original["address"],
                      **{k: original[k] for k in ADDRESS_COLUMNS[1:]}}
