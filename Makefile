@@ -32,11 +32,11 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	touch $@
 
 bench: $(VENV)/.bench-installed system-deps
-	PORTAL_BENCH_PG=$$(bash .ci/postgres.sh) $(PY) -m bench
+	url=$$(bash .ci/postgres.sh) && PORTAL_BENCH_PG=$$url $(PY) -m bench
 
 # peak load only: 50 users, 1M rows, gunicorn + locust; options via LOAD_ARGS, e.g. LOAD_ARGS="--runs 1 --label after"
 bench-load: $(VENV)/.bench-installed system-deps
-	PORTAL_BENCH_PG=$$(bash .ci/postgres.sh) $(PY) -m bench.load $(LOAD_ARGS)
+	url=$$(bash .ci/postgres.sh) && PORTAL_BENCH_PG=$$url $(PY) -m bench.load $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) var artifacts .pytest_cache .coverage htmlcov

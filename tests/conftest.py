@@ -17,6 +17,11 @@ from services import RedisServer
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "tests" / "fixtures" / "assets"  # a module that exists only in the tests, every field type
 ADMIN = ("admin", "Admin-pass-1")
+if "PORTAL_TEST_DATABASE_URL" in os.environ and not os.environ["PORTAL_TEST_DATABASE_URL"].strip():
+    # `PORTAL_TEST_DATABASE_URL=$(bash .ci/postgres.sh) pytest` with a PostgreSQL that did not start: never let the
+    # PostgreSQL run quietly become a second SQLite run
+    raise pytest.UsageError("PORTAL_TEST_DATABASE_URL is set but empty (did PostgreSQL start?): not running on SQLite "
+                            "instead")
 
 
 def database_url(tmp_path_factory, name: str) -> str:
