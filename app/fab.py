@@ -284,15 +284,28 @@ class PermissionCheckHook:
         check): ~10 µs, and a page's navbar asks ~120 times. The signed-in, active user it settles on is kept in
         `g` for the rest of the request (forgotten when someone signs in or out during it); every other case (an
         API key, a JWT, nobody) goes through FAB's own each time, in FAB's order."""
+        user = self.signed_in_user()
+        if user is _REFUSED:
+            return False  # what FAB answers for a signed-in user it cannot resolve or who is inactive
+        if user is None:
+            return super().has_access(permission_name, view_name)
+        return self._has_view_access(user, permission_name, view_name)
+
+    def signed_in_user(self):
+        """The active user signed in to this session (kept for the request), None when nobody is or the request
+        authenticates otherwise (API key, JWT: FAB's own path), `_REFUSED` for a user FAB would refuse."""
         user = g.get(_ASKING)
         if user is None:
             if getattr(g, "_api_key_user", False) or not current_user.is_authenticated:
-                return super().has_access(permission_name, view_name)
+                return None
             user = self._get_safe_user(g.user)
             if user is None or not user.is_active:
-                return False  # what FAB answers for a signed-in user it cannot resolve or who is inactive
+                return _REFUSED
             setattr(g, _ASKING, user)
-        return self._has_view_access(user, permission_name, view_name)
+        return user
+
+
+_REFUSED = object()
 
 
 _ASKING = "_portal_access_user"

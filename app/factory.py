@@ -31,6 +31,7 @@ from app.rules.history import install as install_history
 from app.rules.notifications import install as install_notifications
 from app.rules.notification_passes import install as install_notification_passes
 from app.generate.inbox import register as register_inbox
+from app.runtime.navbar import register as register_navbar
 from app.generate.audit import register_audit
 from app.rules.line_versions import install as install_line_versions
 from app.rules.rollups import fill_new_rollups, install as install_rollups
@@ -93,6 +94,7 @@ def create_app(config: dict | object | None = None) -> Flask:
             register_dead_letters(appbuilder)  # outbox messages that failed every attempt: Admin page + API
             register_audit(appbuilder)  # the access audit log: Admin page, API, permission-change listener
             register_inbox(app, appbuilder)  # /api/v1/notifications, /inbox/, the bell's count
+            register_navbar(app)  # the navbar's menu, kept per permission set and language
             install_saved_views(appbuilder, portal)  # `views:` menu links, view pages and /api/v1/views/
             if pages is not None:
                 pages.register(appbuilder, portal)

@@ -39,6 +39,15 @@ class PortalSecurityManager(PermissionCheckHook, SecurityManager):
         granted = request_cached(("permissions", getattr(user, "id", None)), lambda: self.get_user_permissions(user))
         return (permission_name, view_name) in granted
 
+    def signed_in_permissions(self) -> frozenset | None:
+        """The permission set `user_may` reads for the user signed in to this session, when it is one kept per
+        set of roles and permission version (the navbar's menu is cached by it, views/navbar.py); else None."""
+        user = self.signed_in_user()
+        if user is None or getattr(user, "id", None) is None:
+            return None
+        granted = request_cached(("permissions", user.id), lambda: self.get_user_permissions(user))
+        return granted if isinstance(granted, frozenset) else None
+
     def is_item_public(self, permission_name, view_name) -> bool:
         public = request_cached("public permissions", self._public_permissions)
         return (permission_name, view_name) in public
