@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rapidfuzz import fuzz, process, utils
-from sqlalchemy import Index, Integer, String, and_, case, func, literal_column, or_, select, tuple_
+from sqlalchemy import Index, Integer, String, and_, bindparam, case, func, literal_column, or_, select, tuple_
+from sqlalchemy.types import ARRAY, NullType
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.functions import FunctionElement
@@ -194,6 +195,17 @@ def _in(columns: list, keys: list):
     if len(columns) == 1:
         return columns[0].in_([k[0] for k in keys])
     return or_(*[and_(*[column == value for column, value in zip(columns, key)]) for key in keys])
+
+
+def _keys_table(columns: list, keys: list) -> tuple:
+    """(unnest(array per column) AS keys(k0, k1, ..), the join condition): PostgreSQL's form of `_in`. With one OR
+    term per key its planner matched the key's CASE expression against the index once per term: ~1 s a chunk
+    of 2,000 keys at 1M customers, 0.01× a raw COPY for an import."""
+    arrays = [bindparam(f"keys_{n}", value=[key[n] for key in keys],  # the blocking key's CASE is text
+                        type_=ARRAY(String() if isinstance(column.type, NullType) else column.type))
+              for n, column in enumerate(columns)]
+    table = func.unnest(*arrays).table_valued(*(f"k{n}" for n in range(len(columns)))).render_derived()
+    return table, and_(*[column == table.c[f"k{n}"] for n, column in enumerate(columns)])
 
 
 def _block_keys(text: str) -> list[str]:
@@ -464,10 +476,14 @@ class ImportDuplicates:
         columns = [readable.c[search._column(n).name] for n in rule.same] + [readable.c.block_key]
         keys = list(by_block)
         best_stored: dict[int, tuple] = {}  # row -> (stored row, score): a row's case variants may meet several
+        postgresql = search.session.get_bind().dialect.name == "postgresql"
         for start in range(0, len(keys), IN_CHUNK):
             part = keys[start:start + IN_CHUNK]
-            query = (select(readable.c.id, readable.c.title, readable.c[search._column(name).name], *columns)
-                     .where(_in(columns, part)))
+            query = select(readable.c.id, readable.c.title, readable.c[search._column(name).name], *columns)
+            if postgresql:  # joined to the chunk's keys as arrays: the key's expression planned once, not per OR term
+                query = query.select_from(readable.join(*_keys_table(columns, part)))
+            else:
+                query = query.where(_in(columns, part))
             stored: dict[tuple, list] = {}
             for row in search.session.execute(query):
                 stored.setdefault(tuple(row[3:]), []).append(row)
