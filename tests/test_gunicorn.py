@@ -152,12 +152,12 @@ def test_a_long_streamed_export_is_not_killed_by_the_worker_timeout(tmp_path, tm
     stream checks in between chunks, so an XLSX that takes several timeouts to write arrives whole."""
     import datetime as dt
     import io
+    import zipfile
 
     from conftest import make_app
-    from openpyxl import load_workbook
     from sqlalchemy import create_engine
 
-    rows = 80_000  # several 1 s timeouts of XLSX writing, on any machine this suite runs on
+    rows = 200_000  # several 1 s timeouts of XLSX writing (80,000 took 1.5 s on a quiet machine)
     url = database_url(tmp_path_factory, "longexport")
     app = make_app(tmp_path_factory, "longexport", SQLALCHEMY_DATABASE_URI=url)
     now = dt.datetime(2026, 1, 1)
@@ -182,7 +182,9 @@ def test_a_long_streamed_export_is_not_killed_by_the_worker_timeout(tmp_path, tm
         assert process.poll() is None
     assert status == 200
     assert took > 2, f"the export took {took:.1f} s: too fast to prove anything against a 1 s timeout"
-    sheet = load_workbook(io.BytesIO(body), read_only=True).worksheets[0]
-    assert sum(1 for _ in sheet.iter_rows(values_only=True)) == rows + 1
+    # a truncated file is not a zip; counting the sheet's rows in its XML is ~10x faster than openpyxl reading them
+    with zipfile.ZipFile(io.BytesIO(body)) as xlsx:
+        sheet = xlsx.read(next(n for n in xlsx.namelist() if n.startswith("xl/worksheets/")))
+    assert sheet.count(b"<row ") == rows + 1 and "长导出客户199999".encode() in sheet
     assert csv_status == 200 and csv_body.decode("utf-8-sig").count("长导出客户") == rows
     assert "WORKER TIMEOUT" not in (tmp_path / "long.log").read_text()
