@@ -1,5 +1,8 @@
 """Run every benchmark and print Markdown tables for docs/performance.md."""
+import os
+import shutil
 import sys
+import tempfile
 
 from . import (addresses, boot, bulk, change_feed, cross_reports, duplicates, exports, formulas, history, home, imports,
                lists, lists_pickers, load, notify_delivery, ops, report_cache, reminders, reports, retention, rollups,
@@ -20,6 +23,16 @@ if __name__ == "__main__":
     unknown = [name for name in chosen if name not in SUITES]
     if unknown:
         sys.exit(f"usage: python -m bench [{' '.join(SUITES)}]  (unknown: {' '.join(unknown)})")
-    for name in chosen:
-        print("\n".join(SUITES[name](pg_url())))
-        print()
+    # the suites' databases and files (tempfile.mkdtemp, ~0.5 GB a suite at 1M rows) go into one folder of this run,
+    # removed at the end; PORTAL_BENCH_KEEP=1 keeps it (its path is printed) to look at what a run left
+    run_dir = tempfile.mkdtemp(prefix="bench-run-")
+    tempfile.tempdir = run_dir
+    try:
+        for name in chosen:
+            print("\n".join(SUITES[name](pg_url())))
+            print()
+    finally:
+        if os.environ.get("PORTAL_BENCH_KEEP"):
+            print(f"kept: {run_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
