@@ -36,16 +36,19 @@ class PortalSecurityManager(PermissionCheckHook, SecurityManager):
         super().__init__(appbuilder)
     def user_may(self, user, permission_name: str, view_name: str) -> bool:
         """Every permission check of FAB's `has_access` for a signed-in user (via PermissionCheckHook)."""
-        granted = request_cached(("permissions", getattr(user, "id", None)), lambda: self.get_user_permissions(user))
-        return (permission_name, view_name) in granted
+        return (permission_name, view_name) in self._granted(user)
+
+    def _granted(self, user):
+        """The user's permission set, read once per request."""
+        return request_cached(("permissions", getattr(user, "id", None)), lambda: self.get_user_permissions(user))
 
     def signed_in_permissions(self) -> frozenset | None:
         """The permission set `user_may` reads for the user signed in to this session, when it is one kept per
-        set of roles and permission version (the navbar's menu is cached by it, views/navbar.py); else None."""
+        set of roles and permission version (the navbar's menu is cached by it, app/runtime/navbar.py); else None."""
         user = self.signed_in_user()
         if user is None or getattr(user, "id", None) is None:
             return None
-        granted = request_cached(("permissions", user.id), lambda: self.get_user_permissions(user))
+        granted = self._granted(user)
         return granted if isinstance(granted, frozenset) else None
 
     def is_item_public(self, permission_name, view_name) -> bool:
