@@ -9,10 +9,9 @@ import shutil
 
 import pytest
 
-from attack_support import AttackCaller, add_users, user_id
+from attack_support import PASSWORD, AttackCaller as Caller, add_users, caller_fixtures, user_id
 from conftest import ROOT, login, make_app
 
-PASSWORD = "Attack-pass-1"
 USERS = {"agent1": "SupportAgent", "agent2": "SupportAgent", "fin": "Finance", "boss": "Manager"}
 
 EXTRA_REMINDERS = """
@@ -42,17 +41,11 @@ def app(tmp_path_factory):
     text = text.replace("hide: {Ticket: [description, resolution]}", "hide: {Ticket: [description, resolution, customer]}")
     tickets.write_text(text, encoding="utf-8")
     app = make_app(tmp_path_factory, "attack14", schema_dir=schemas)
-    add_users(app, USERS, PASSWORD)
+    add_users(app, USERS)
     return app
 
 
-class Caller(AttackCaller):
-    password = PASSWORD
-
-
-@pytest.fixture(scope="module")
-def admin(app):
-    return Caller(app)
+admin, callers = caller_fixtures(USERS)
 
 
 def new_ticket(app, admin, subject, assignee="agent1", **extra) -> tuple[int, str]:

@@ -11,10 +11,9 @@ from urllib.parse import quote
 
 import pytest
 
-from attack_support import AttackCaller, add_users, user_id
+from attack_support import PASSWORD, add_users, caller_fixtures, user_id
 from conftest import ROOT, login, make_app
 
-PASSWORD = "Attack-pass-1"
 USERS = {"foreman1": "SiteForeman", "foreman2": "SiteForeman", "fin": "Finance", "sales1": "Sales",
          "sales2": "Sales", "boss": "Manager"}
 EVIL = "<img src=x onerror=alert(1)>'\""
@@ -39,22 +38,11 @@ def app(tmp_path_factory):
     centres.write_text(text.replace(old, "label: {en: \"Net </script>" + EVIL.replace('"', '\\"') + "\", zh: 净现金流}"),
                        encoding="utf-8")
     app = make_app(tmp_path_factory, "attack15", schema_dir=schemas)
-    add_users(app, USERS, PASSWORD)
+    add_users(app, USERS)
     return app
 
 
-class Caller(AttackCaller):
-    password = PASSWORD
-
-
-@pytest.fixture(scope="module")
-def admin(app):
-    return Caller(app)
-
-
-@pytest.fixture(scope="module")
-def callers(app):
-    return {name: Caller(app, name) for name in USERS}
+admin, callers = caller_fixtures(USERS)
 
 
 def approve(admin, pk):

@@ -9,10 +9,9 @@ import shutil
 
 import pytest
 
-from attack_support import AttackCaller, add_users, user_id
+from attack_support import PASSWORD, AttackCaller as Caller, add_users, caller_fixtures, user_id
 from conftest import ROOT, login, make_app
 
-PASSWORD = "Attack-pass-1"
 USERS = {"sales1": "Sales", "sales2": "Sales", "fin": "Finance", "boss": "Manager"}
 CITY = "浙江省杭州市西湖区文三路{}号"
 
@@ -27,22 +26,11 @@ def app(tmp_path_factory):
     (schemas / "crm.yaml").write_text(text.replace(old, "can: {Customer: [read, create, update, export, import], "
                                                         "Contact: all"), encoding="utf-8")
     app = make_app(tmp_path_factory, "attack16", schema_dir=schemas)
-    add_users(app, USERS, PASSWORD)
+    add_users(app, USERS)
     return app
 
 
-class Caller(AttackCaller):
-    password = PASSWORD
-
-
-@pytest.fixture(scope="module")
-def admin(app):
-    return Caller(app)
-
-
-@pytest.fixture(scope="module")
-def callers(app):
-    return {name: Caller(app, name) for name in USERS}
+admin, callers = caller_fixtures(USERS)
 
 
 def create(caller, entity, body, allow=True):
