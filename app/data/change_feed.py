@@ -1,26 +1,31 @@
 """Pages of an entity's change log (app/data/change_log.py) as one viewer may see them.
 
-One keyset SELECT per page: the log rows after the cursor, in commit order (commit number, seq), left-joined to the live record and
-to the titles its links show, limited in SQL to the viewer's rows (a create/update: the record as it is now, in
-the viewer's row scope; a delete: the scope's values kept at delete time, `Viewer.values_clause`). Records are
-rendered from that row as the API's list shows them (links `{id, title}`, users `{id, username}`, many-fields
-`[{id}]`, decimals as text, dates ISO; hidden fields left out, masked ones masked), without building ORM objects.
+One keyset SELECT per page: the log rows after the cursor, in commit order (commit number, seq), left-joined to the
+live record and to the titles its links show, limited in SQL to the viewer's rows (a create/update: the record as it
+is now, in the viewer's row scope; a delete: the scope's values kept at delete time, `Viewer.values_clause`).
 
-Cursors are `<commit number>-<seq>-<mac>` (hex), the mac an HMAC of the entity and position under the app's SECRET_KEY: opaque
-to the client, and a tampered, foreign or malformed cursor is refused (400) rather than read as a position.
+Records as the API's list shows them (links `{id, title}`, users `{id, username}`, many-fields `[{id}]`, decimals
+as text, dates ISO; hidden fields left out, masked ones masked), written as JSON text by the database itself
+(json_object / json_build_object) and sent as they come: no ORM objects, no Python dicts, no serialising. Python
+adds only what the database cannot write exactly (`_Spliced`: masks, many-fields, SQLite's decimals) and each
+change's cursor. tests/test_change_feed_render.py holds every value the list API writes against the feed's.
+
+Cursors are `<commit number>-<seq>-<mac>` (hex), the mac a keyed BLAKE2b of the entity and position under the app's
+SECRET_KEY: opaque to the client, and a tampered, foreign or malformed cursor is refused (400) rather than read as a
+position.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import operator
 import hmac  # compare_digest
+import json
 import re
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import (BigInteger, Date, DateTime, Float, Integer, Numeric, String, and_, bindparam, case, cast,
-                        func, or_, select, type_coerce)
+from sqlalchemy import (BigInteger, Boolean, Date, DateTime, Float, Integer, Numeric, String, Text, and_, bindparam,
+                        case, cast, func, literal, or_, select, type_coerce)
 from sqlalchemy.orm import aliased
 from sqlalchemy.types import NullType
 
@@ -43,17 +48,30 @@ class CursorExpired(ValueError):
     """A cursor from before the log's retention horizon (410): changes after it were pruned."""
 
 
-def _signer(entity: EntitySpec):
+class _Signer:
     """A keyed BLAKE2b (a MAC) of (entity, position) under the app's SECRET_KEY, 16 hex digits: a cursor from another
-    feed, an edited one or a made-up one fails the check. One C call per change (a page of 1,000 signs 1,000)."""
-    key = hashlib.sha256(("portal-changes:" + current_app.config["SECRET_KEY"]).encode()).digest()
-    prefix = entity.name.encode() + b":"
-    blake2b = hashlib.blake2b
+    feed, an edited one or a made-up one fails the check. A page signs each of its changes: the keyed hash's state
+    is set up once and copied per change (half the cost of keying it each time)."""
 
-    def sign(tx: int, seq: int) -> str:
-        return blake2b(prefix + b"%d:%d" % (tx, seq), key=key, digest_size=8).hexdigest()
+    def __init__(self, entity: EntitySpec) -> None:
+        key = hashlib.sha256(("portal-changes:" + current_app.config["SECRET_KEY"]).encode()).digest()
+        self._keyed = hashlib.blake2b(entity.name.encode() + b":", key=key, digest_size=8)
 
-    return sign
+    def __call__(self, tx: int, seq: int) -> str:
+        mac = self._keyed.copy()
+        mac.update(b"%d:%d" % (tx, seq))
+        return mac.hexdigest()
+
+    def many(self, positions: list) -> list[str]:
+        copy, tags = self._keyed.copy, []
+        for tx, seq in positions:
+            mac = copy()
+            mac.update(b"%d:%d" % (tx, seq))
+            tags.append(mac.hexdigest())
+        return tags
+
+
+_signer = _Signer
 
 
 def encode_cursor(entity: EntitySpec, position: tuple[int, int], sign=None) -> str:
@@ -73,8 +91,21 @@ def decode_cursor(entity: EntitySpec, cursor: str) -> tuple[int, int]:
 
 @dataclass
 class Page:
-    changes: list
+    changes: list  # each change as its JSON text
     next: str
+
+    def json(self) -> str:
+        """The answer's body: `{"changes": [...], "next": "..."}`."""
+        return '{"changes":[' + ",".join(self.changes) + '],"next":"' + self.next + '"}'
+
+
+@dataclass(frozen=True)
+class _Spliced:
+    """A record field the database does not write into the record's JSON: appended in Python from its column(s)."""
+    key: str  # ',"name":'
+    positions: tuple  # of the row's columns it reads
+    to_json: object = None  # (*values) -> JSON text
+    text_format: str | None = None  # or: the %-format of a value's JSON text ('"%.2f"'), null for None
 
 
 class ChangeFeed:
@@ -87,7 +118,7 @@ class ChangeFeed:
         hidden = viewer.hidden(entity.name)
         self.fields = [f for f in entity.fields if f.name not in hidden]
         self.masked = viewer.masked(entity.name)
-        self._has_many = any(f.kind.multiple for f in self.fields)
+        self.many_fields = [f for f in self.fields if f.kind.multiple]
 
     def page(self, session, since: str | None, limit: int = DEFAULT_LIMIT) -> Page:
         position = START if since is None else decode_cursor(self.entity, since)
@@ -95,64 +126,81 @@ class ChangeFeed:
         pruned = pruned_position(connection, self.metadata, self.log)
         if since is not None and pruned is not None and position < pruned:
             raise CursorExpired(since)
-        statement, render = self.prepared(connection.dialect.name)
-        rows = connection.execute(statement, {"after_tx": position[0], "after_seq": position[1],
-                                              "page_limit": limit}).all()
-        many = self._many_values(connection, [r[3] for r in rows if r[2] != "d"]) if self._has_many else {}
-        changes = []
-        sign = _signer(self.entity)
-        for row in rows:  # (seq, tx, op, record_id, ...the record's columns)
-            seq, tx, op, pk = row[0], row[1], row[2], row[3]
-            changes.append({"op": OPS[op], "id": pk, "record": None if op == "d" else render(row, many),
-                            "cursor": f"{tx:x}-{seq:x}-{sign(tx, seq)}"})
+        statement, spliced = self.prepared(connection.dialect.name)
+        result = connection.execute(statement, {"after_tx": position[0], "after_seq": position[1], "page_limit": limit})
+        rows = result.cursor.fetchall()  # plain tuples: the row objects' cost is a fifth of a page's Python
+        result.close()
+        if self.many_fields:
+            spliced = spliced + self._many_spliced(connection, [r[3] for r in rows if r[2] != "d"])
+        changes = _assembler(spliced)(rows, _signer(self.entity).many([(r[1], r[0]) for r in rows]))
         last = (rows[-1][1], rows[-1][0]) if rows else position
-        return Page(changes, encode_cursor(self.entity, last, sign))
+        return Page(changes, encode_cursor(self.entity, last))
 
     # -- the one SELECT --------------------------------------------------------------------------------------
     def prepared(self, dialect: str):
-        """(SELECT of a page with parameters after_tx, after_seq, page_limit; row -> record), built once per entity,
-        viewer rule set and day (a scope may say $today) and kept in the portal's bounded cache."""
+        """(SELECT of a page with parameters after_tx, after_seq, page_limit; the fields spliced in Python), built
+        once per entity, viewer rule set and day (a scope may say $today) and kept in the portal's bounded cache."""
         viewer = self.viewer
         key = ("change_feed", self.entity.name, dialect, viewer.is_admin, tuple(sorted(r.name for r in viewer.roles)),
                viewer.user_id, dt.date.today())
         return current_portal().form_cache.get_or_make(key, lambda: self.statement(dialect))
 
     def statement(self, dialect: str):
-        """(SELECT of one page, row -> record)."""
+        """(SELECT of one page, the fields spliced in Python). The database writes each record's JSON itself
+        (json_object / json_build_object): a page of 1,000 records built as Python dicts and then serialised cost
+        three times the query. What it cannot write exactly as the list API does is left to Python (`_Spliced`):
+        masked fields (`mask_value`), many-fields (`_many_spliced`) and SQLite's decimals (stored as REAL: SQLite's
+        printf rounds 8399.185 up where Python, like the list API, writes 8399.18)."""
         log, model = self.log, self.model
         ordered, number = ordered_source(log, self.metadata, dialect)  # commit order (change_log.py)
         columns = [log.c.seq, number.label("number"), log.c.op, log.c.record_id]
-        joins, shown, converters = [], [], {}  # shown: (name, how to read it off the row); converters: label -> f
+        pairs, extra, spliced, joins = [("id", model.id)], [], [], []
 
-        def add(column, label: str) -> None:
-            expression, converters[label] = _api_text(column, dialect)
-            columns.append(expression.label(label))
+        def splice(name: str, column, to_json) -> None:
+            extra.append(column)
+            spliced.append(_Spliced(f',"{name}":', (len(columns) + len(extra),), to_json))
 
         for f in self.fields:
             kind = f.kind
             if kind.multiple:
-                shown.append((f.name, "many", None))
+                continue  # _many_spliced
+            if f.name in self.masked:  # plain values only (`maskable` field types)
+                expression, convert = _api_text(getattr(model, f.column_name), dialect)
+                splice(f.name, expression, _masked_json(convert))
             elif kind.is_relation:
                 fk = getattr(model, f.column_name)
                 target = aliased(kind.target_model(f, self.models))
-                label = f"{f.name}__t"
                 if kind.to_users:
                     title_name, title = "username", target.username
                 else:
                     title_name = self.spec.entity(f.to).title
                     title_field = self.spec.entity(f.to).field(title_name) if title_name else None
                     title = getattr(target, title_name) if title_field is not None and not title_field.is_relation else None
-                columns.append(fk.label(f"{f.name}__id"))
+                title_json = None if title is None else _json_sql(title, dialect)
+                if title is not None and title_json is None:  # SQLite decimal title: in Python
+                    joins.append((target, target.id == fk))
+                    expression, convert = _api_text(title, dialect)
+                    extra.extend([fk, expression])
+                    at = len(columns) + len(extra)
+                    spliced.append(_Spliced(f',"{f.name}":', (at - 1, at), _link_json(title_name, convert)))
+                    continue
+                link = [("id", fk)]
                 if title is not None:
                     joins.append((target, target.id == fk))
-                    add(title, label)
-                shown.append((f.name, "link", title_name if title is not None else None))
+                    link.append((title_name, title_json))
+                pairs.append((f.name, _nested(case((fk.is_(None), None), else_=_json_object(link, dialect)), dialect)))
             else:
-                add(getattr(model, f.column_name), f.name)
-                shown.append((f.name, "value", None))
+                expression = _json_sql(getattr(model, f.column_name), dialect)
+                if expression is None:  # a SQLite decimal
+                    extra.append(getattr(model, f.column_name))
+                    spliced.append(_Spliced(f',"{f.name}":', (len(columns) + len(extra),),
+                                            text_format=_decimal_text_format(getattr(model, f.column_name))))
+                else:
+                    pairs.append((f.name, expression))
         for name in ("created_on", "changed_on", "row_version"):
-            add(getattr(model, name), name)
-            shown.append((name, "value", None))
+            pairs.append((name, _json_sql(getattr(model, name), dialect)))
+        columns.append(_json_text(pairs, dialect).label("record"))
+        columns.extend(column.label(f"x{n}") for n, column in enumerate(extra))
         source = ordered.outerjoin(model, and_(model.id == log.c.record_id, log.c.op != "d"))
         for target, onclause in joins:
             source = source.outerjoin(target, onclause)
@@ -161,7 +209,7 @@ class ChangeFeed:
                       self._scope(log, model)]
         statement = (select(*columns).select_from(source).where(*conditions)
                      .order_by(*commit_order(log, number, dialect)).limit(bindparam("page_limit", type_=Integer)))
-        return statement, self._renderer(shown, columns, converters)
+        return statement, tuple(spliced)
 
     def _scope(self, log, model):
         """Creates and updates of live records in the viewer's scope; deletes whose kept values were in it."""
@@ -178,65 +226,121 @@ class ChangeFeed:
         deleted = log.c.op == "d" if gone is None else and_(log.c.op == "d", gone)
         return or_(and_(log.c.op != "d", live), deleted)
 
-    def _renderer(self, shown, columns, converters: dict):
-        """row -> the record dict: the plain columns in one dict(zip(...)) (C speed), then only the fields that need
-        a change (decimals and dates to text, links to {id, title}, many-fields, masks): this runs for every change
-        of a page."""
-        index = {c.name: n for n, c in enumerate(columns)}
-        masked = self.masked
-        plain, fixes = [], []  # plain: (name, position); fixes: (name, kind, position, title position, title, convert)
-        for name, how, title in shown:
-            if how == "value":
-                convert = converters.get(name)
-                if convert is None and name not in masked:
-                    plain.append((name, index[name]))
-                else:
-                    fixes.append((name, 0, index[name], None, None, convert))
-            elif how == "link":
-                title_at = index.get(f"{name}__t")
-                fixes.append((name, 1, index[f"{name}__id"], title_at, title,
-                              None if title_at is None else converters.get(f"{name}__t")))
-            else:
-                fixes.append((name, 2, None, None, None, None))
-        names = ("id",) + tuple(name for name, _ in plain)
-        pick = operator.itemgetter(3, *(at for _, at in plain))
-
-        def render(row, many: dict) -> dict:
-            record = dict(zip(names, pick(row)))
-            for name, kind, at, title_at, title, convert in fixes:
-                if kind == 0:
-                    value = row[at]
-                    if convert is not None and value is not None:
-                        value = convert(value)
-                elif kind == 1:
-                    value = row[at]
-                    if value is not None:
-                        if title_at is None:
-                            value = {"id": value}
-                        else:
-                            text = row[title_at]
-                            value = {"id": value, title: convert(text) if convert is not None and text is not None else text}
-                else:
-                    value = [{"id": linked} for linked in many.get(name, {}).get(row[3], ())]
-                record[name] = mask_value(value) if name in masked else value
-            return record
-
-        return render
-
-    def _many_values(self, connection, ids: list) -> dict:
-        """many-field name -> record id -> linked ids, for the page's records (one query per many-field)."""
-        result = {}
-        for f in self.fields:
-            if not f.kind.multiple or not ids:
-                continue
+    def _many_spliced(self, connection, ids: list) -> tuple:
+        """The page's many-fields as `[{"id": ..}, ..]` (one query per many-field), spliced by record id."""
+        spliced = []
+        for f in self.many_fields:
             secondary = getattr(self.model, f.name).property.secondary
             found: dict = {}
-            query = (select(secondary.c.left_id, secondary.c.right_id)
-                     .where(secondary.c.left_id.in_(sorted(set(ids)))).order_by(secondary.c.left_id, secondary.c.right_id))
-            for left, right in connection.execute(query):
-                found.setdefault(left, []).append(right)
-            result[f.name] = found
-        return result
+            if ids:
+                query = (select(secondary.c.left_id, secondary.c.right_id).where(secondary.c.left_id.in_(sorted(set(ids))))
+                         .order_by(secondary.c.left_id, secondary.c.right_id))
+                for left, right in connection.execute(query):
+                    found.setdefault(left, []).append(right)
+            texts = {left: "[" + ",".join(f'{{"id":{right}}}' for right in rights) + "]" for left, rights in found.items()}
+            spliced.append(_Spliced(f',"{f.name}":', (3,), lambda pk, texts=texts: texts.get(pk, "[]")))
+        return tuple(spliced)
+
+
+_ASSEMBLERS: dict = {}
+
+
+def _assembler(spliced: tuple):
+    """rows, their cursors' tags -> each change's JSON text. Written as Python source for the page's shape (which
+    columns each spliced field reads, and how) and compiled once: a general loop over the spliced fields cost a
+    generator and a list per change, more than the rest of the change's Python together. The source holds no
+    schema text: keys, formats and converters are passed in by position."""
+    shape = tuple((s.positions, s.text_format is not None) for s in spliced)
+    if shape not in _ASSEMBLERS:
+        lines, pieces, arguments = [], "", ""
+        for n, (positions, formatted) in enumerate(shape):
+            arguments += f", k{n}, f{n}"
+            if formatted:  # a format for the value's text: 'null' or e.g. '"%.2f"' % value
+                lines.append(f"        s{n} = 'null' if (v := row[{positions[0]}]) is None else f{n} % v\n")
+            else:
+                lines.append(f"        s{n} = f{n}({', '.join(f'row[{at}]' for at in positions)})\n")
+            pieces += f"{{k{n}}}{{s{n}}}"
+        record = f"{{row[4][:-1]}}{pieces}}}}}" if shape else "{row[4]}"
+        source = (
+            f"def assemble(rows, tags, OPS{arguments}):\n"
+            "    changes = []\n"
+            "    add = changes.append\n"
+            "    for row, tag in zip(rows, tags):\n"
+            "        op = row[2]\n"
+            "        if op == 'd' or row[4] is None:\n"
+            "            add(f'{{\"op\":\"{OPS[op]}\",\"id\":{row[3]},\"record\":null,\"cursor\":\"{row[1]:x}-{row[0]:x}-{tag}\"}}')\n"
+            "            continue\n"
+            + "".join(lines) +
+            f"        add(f'{{{{\"op\":\"{{OPS[op]}}\",\"id\":{{row[3]}},\"record\":{record},\"cursor\":\"{{row[1]:x}}-{{row[0]:x}}-{{tag}}\"}}}}')\n"
+            "    return changes\n")
+        namespace: dict = {}
+        exec(compile(source, f"<change feed assembler {shape}>", "exec"), namespace)
+        _ASSEMBLERS[shape] = namespace["assemble"]
+    assemble = _ASSEMBLERS[shape]
+    bound = [OPS]
+    for s in spliced:
+        bound += [s.key, s.text_format if s.text_format is not None else s.to_json]
+    return lambda rows, tags: assemble(rows, tags, *bound)
+
+
+def _masked_json(convert):
+    def to_json(value) -> str:
+        return json.dumps(mask_value(convert(value) if convert is not None and value is not None else value),
+                          ensure_ascii=False)
+    return to_json
+
+
+def _link_json(title_name: str, convert):
+    def to_json(fk, title) -> str:
+        if fk is None:
+            return "null"
+        return json.dumps({"id": fk, title_name: convert(title) if title is not None else None}, ensure_ascii=False)
+    return to_json
+
+
+def _decimal_text_format(column) -> str:
+    """A SQLite decimal's JSON text, as SQLAlchemy's Numeric reads the stored REAL for the list API."""
+    return f'"%.{int(column.type.scale)}f"'
+
+
+def _json_object(pairs: list, dialect: str):
+    """A JSON object of at most 50 (key, SQL value) pairs (PostgreSQL's functions take at most 100 arguments)."""
+    arguments = []
+    for key, value in pairs:
+        arguments += [literal(key, String), value]
+    return (func.json_object if dialect == "sqlite" else func.json_build_object)(*arguments)
+
+
+def _json_text(pairs: list, dialect: str):
+    """The JSON object of (key, SQL value) pairs as text; more than 50 keys are written in parts joined as text."""
+    parts = [type_coerce(_json_object(pairs[first:first + 50], dialect) if dialect == "sqlite"
+                         else cast(_json_object(pairs[first:first + 50], dialect), Text), String)
+             for first in range(0, len(pairs), 50)]
+    text_ = parts[0]
+    for part in parts[1:]:  # '{..}' + '{..}' -> '{..,..}'
+        text_ = func.substr(text_, 1, func.length(text_) - 1) + "," + func.substr(part, 2)
+    return type_coerce(text_, String)
+
+
+def _nested(expression, dialect: str):
+    """A JSON object as a value inside another: SQLite's json() marks it as JSON (else it would be a quoted string);
+    PostgreSQL's json_build_object nests a json value as it is."""
+    return func.json(expression) if dialect == "sqlite" else expression
+
+
+def _json_sql(column, dialect: str):
+    """The SQL expression writing `column` as the list API shows it, for json_object / json_build_object; None when
+    the database cannot write it exactly (SQLite decimals: `_decimal_text_format`)."""
+    kind = column.type
+    if isinstance(kind, DateTime) and dialect == "sqlite":  # stored 'YYYY-MM-DD HH:MM:SS[.ffffff]'
+        return func.replace(func.replace(column, ".000000", ""), " ", "T")
+    if isinstance(kind, Boolean) and dialect == "sqlite":  # stored 0/1
+        return func.json(case((column.is_(None), None), (column != 0, "true"), else_="false"))
+    if isinstance(kind, Numeric) and not isinstance(kind, Float) and kind.scale is not None and dialect == "sqlite":
+        return None
+    expression, convert = _api_text(column, dialect)
+    assert convert is None, column
+    return expression
 
 
 def _api_text(column, dialect: str):

@@ -5,7 +5,7 @@ read the entity (`can_read`), and only the changes of records in their row scope
 """
 from __future__ import annotations
 
-from flask import request
+from flask import current_app, request
 from flask_appbuilder.api import expose, protect, safe
 from flask_babel import lazy_gettext as _l
 
@@ -56,4 +56,5 @@ class ChangeFeedApiMixin:
                 "This cursor is older than the kept changes: sync again from the full list, then from a new cursor.")))
         finally:
             self.datamodel.session.rollback()  # a read: end the transaction (PostgreSQL: no snapshot held)
-        return self.response(200, changes=page.changes, next=page.next)
+        # the records come as JSON text from the database (app/data/change_feed.py): sent as they are
+        return current_app.response_class(page.json(), status=200, mimetype="application/json")
