@@ -95,8 +95,9 @@ class Page:
     next: str
 
     def json(self) -> str:
-        """The answer's body: `{"changes": [...], "next": "..."}`."""
-        return '{"changes":[' + ",".join(self.changes) + '],"next":"' + self.next + '"}'
+        """The answer's body: `{"changes": [...], "next": "..."}` (one f-string: `a + b + c` copied the ~1 MB page
+        once per `+`)."""
+        return f'{{"changes":[{",".join(self.changes)}],"next":"{self.next}"}}'
 
 
 @dataclass(frozen=True)
