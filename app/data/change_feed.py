@@ -157,47 +157,34 @@ class ChangeFeed:
         columns = [log.c.seq, number.label("number"), log.c.op, log.c.record_id]
         pairs, extra, spliced, joins = [("id", model.id)], [], [], []
 
-        def splice(name: str, column, to_json) -> None:
-            extra.append(column)
-            spliced.append(_Spliced(f',"{name}":', (len(columns) + len(extra),), to_json))
+        def splice(name: str, *read, to_json=None, text_format=None) -> None:
+            """Field `name` written by Python from the columns `read` (after the record's JSON in the row)."""
+            extra.extend(read)
+            at = len(columns) + len(extra)  # the row: columns, the record's JSON, then `extra`
+            spliced.append(_Spliced(f',"{name}":', tuple(range(at - len(read) + 1, at + 1)), to_json, text_format))
 
         for f in self.fields:
-            kind = f.kind
-            if kind.multiple:
+            if f.kind.multiple:
                 continue  # _many_spliced
+            column = getattr(model, f.column_name)
             if f.name in self.masked:  # plain values only (`maskable` field types)
-                expression, convert = _api_text(getattr(model, f.column_name), dialect)
-                splice(f.name, expression, _masked_json(convert))
-            elif kind.is_relation:
-                fk = getattr(model, f.column_name)
-                target = aliased(kind.target_model(f, self.models))
-                if kind.to_users:
-                    title_name, title = "username", target.username
-                else:
-                    title_name = self.spec.entity(f.to).title
-                    title_field = self.spec.entity(f.to).field(title_name) if title_name else None
-                    title = getattr(target, title_name) if title_field is not None and not title_field.is_relation else None
+                expression, convert = _api_text(column, dialect)
+                splice(f.name, expression, to_json=_masked_json(convert))
+            elif f.kind.is_relation:
+                target, title_name, title = self._link_title(f)
+                if title is not None:
+                    joins.append((target, target.id == column))
                 title_json = None if title is None else _json_sql(title, dialect)
                 if title is not None and title_json is None:  # SQLite decimal title: in Python
-                    joins.append((target, target.id == fk))
                     expression, convert = _api_text(title, dialect)
-                    extra.extend([fk, expression])
-                    at = len(columns) + len(extra)
-                    spliced.append(_Spliced(f',"{f.name}":', (at - 1, at), _link_json(title_name, convert)))
+                    splice(f.name, column, expression, to_json=_link_json(title_name, convert))
                     continue
-                link = [("id", fk)]
-                if title is not None:
-                    joins.append((target, target.id == fk))
-                    link.append((title_name, title_json))
-                pairs.append((f.name, _nested(case((fk.is_(None), None), else_=_json_object(link, dialect)), dialect)))
+                link = [("id", column)] + ([(title_name, title_json)] if title is not None else [])
+                pairs.append((f.name, _nested(case((column.is_(None), None), else_=_json_object(link, dialect)), dialect)))
+            elif _json_sql(column, dialect) is None:  # a SQLite decimal
+                splice(f.name, column, text_format=_decimal_text_format(column))
             else:
-                expression = _json_sql(getattr(model, f.column_name), dialect)
-                if expression is None:  # a SQLite decimal
-                    extra.append(getattr(model, f.column_name))
-                    spliced.append(_Spliced(f',"{f.name}":', (len(columns) + len(extra),),
-                                            text_format=_decimal_text_format(getattr(model, f.column_name))))
-                else:
-                    pairs.append((f.name, expression))
+                pairs.append((f.name, _json_sql(column, dialect)))
         for name in ("created_on", "changed_on", "row_version"):
             pairs.append((name, _json_sql(getattr(model, name), dialect)))
         columns.append(_json_text(pairs, dialect).label("record"))
@@ -211,6 +198,17 @@ class ChangeFeed:
         statement = (select(*columns).select_from(source).where(*conditions)
                      .order_by(*commit_order(log, number, dialect)).limit(bindparam("page_limit", type_=Integer)))
         return statement, tuple(spliced)
+
+    def _link_title(self, f):
+        """(aliased linked model, title's name, title column or None) of a link field: `{id, <title>: ..}`."""
+        target = aliased(f.kind.target_model(f, self.models))
+        if f.kind.to_users:
+            return target, "username", target.username
+        title_name = self.spec.entity(f.to).title
+        title_field = self.spec.entity(f.to).field(title_name) if title_name else None
+        if title_field is None or title_field.is_relation:
+            return target, title_name, None
+        return target, title_name, getattr(target, title_name)
 
     def _scope(self, log, model):
         """Creates and updates of live records in the viewer's scope; deletes whose kept values were in it."""
