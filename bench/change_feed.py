@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy import delete, insert, select
 
 from app.data import change_log
-from app.data.change_feed import ChangeFeed, _signer, encode_cursor
+from app.data.change_feed import ChangeFeed, _ordered_scans, _signer, encode_cursor
 from app.data.change_log import OPS
 from app.portal import portal_of
 from app.rules.access import current_viewer
@@ -98,36 +98,32 @@ def measure_page(app, label: str) -> list[str]:
         cursor_text = encode_cursor(entity, position)
     seen = {}
 
-    def anchor():
+    def anchor_rows() -> list:
         raw = engine.raw_connection()
         try:
             cursor = raw.cursor()
             cursor.execute(sql, params)
-            seen["anchor"] = len(cursor.fetchall())
+            rows = cursor.fetchall()
             raw.rollback()
+            return rows
         finally:
             raw.close()
+
+    def anchor():
+        seen["anchor"] = len(anchor_rows())
 
     with app.test_request_context():
         statement, _ = ChangeFeed(spec, entity, portal.models, log, portal.metadata, current_viewer()).prepared(dialect)
     statement_values = {"after_tx": position[0], "after_seq": position[1], "page_limit": PAGE}
 
     def query():
-        with engine.connect() as conn:
+        with engine.connect() as conn, _ordered_scans(conn):  # as ChangeFeed.page runs it
             seen["query"] = len(conn.execute(statement, statement_values).cursor.fetchall())
-            conn.rollback()
 
     handwritten = _handwritten_endpoint(app, dialect, entity)
 
     def endpoint():
-        raw = engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute(sql, params)
-            seen["endpoint"] = handwritten(cursor.fetchall())
-            raw.rollback()
-        finally:
-            raw.close()
+        seen["endpoint"] = handwritten(anchor_rows())
 
     def page():
         with app.test_request_context():
