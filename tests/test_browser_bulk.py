@@ -66,7 +66,8 @@ def test_select_rows_approve_then_all_matching_the_filter(live):
     page.wait_for_selector("#bulk-check-all")
     page.check("#bulk-check-all")
     matching = page.locator("#bulk-select-matching")
-    assert matching.is_visible() and "8" in matching.inner_text()
+    matching.wait_for(state="visible")  # shown by the page's script after the tick: not instant on a loaded machine
+    assert "8" in matching.inner_text()
     matching.click()
     assert "8" in page.locator("#bulk-selected").inner_text()
     page.select_option("#bulk-action", "transition:approve")
