@@ -10,6 +10,10 @@ def _checking_schemas(argv: list[str]) -> bool:
     return any(argv[i:i + 2] == ["portal", "check"] for i in range(len(argv)))
 
 
+if __name__ == "__main__":  # `python run.py` / `make run` creates the admin itself after start-up
+    from app.quickstart import quiet_missing_admin_warning
+    quiet_missing_admin_warning()
+
 try:
     if _checking_schemas(sys.argv[1:]):  # stays light: no Flask-AppBuilder, no database, nothing written
         from app.check import check_only_app

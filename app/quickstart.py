@@ -1,6 +1,7 @@
 """`python run.py`: make sure an admin exists, load demo data into an empty portal, serve locally."""
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import signal
@@ -11,6 +12,16 @@ from pathlib import Path
 from flask import Flask
 
 from app.demo import load_demo
+
+
+def quiet_missing_admin_warning() -> None:
+    """Flask-AppBuilder warns "No user yet created, use flask fab command to do it." while the app starts on an
+    empty database; `python run.py` creates the admin a moment later (`ensure_admin`) and prints its password, so
+    on a first `make run` the warning only misleads. Other entry points (gunicorn, `flask`) keep it."""
+    from flask_appbuilder.const import LOGMSG_WAR_SEC_NO_USER
+
+    logging.getLogger("flask_appbuilder.security.manager").addFilter(
+        lambda record: record.msg != LOGMSG_WAR_SEC_NO_USER)
 
 
 def ensure_admin(app: Flask) -> tuple[str, str] | None:

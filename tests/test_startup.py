@@ -77,3 +77,29 @@ def test_fab_user_commands_work_with_yaml_roles(app):
     headers = jwt_headers(client, "cli_sales", "Cli-pass-1")
     assert client.get("/api/v1/customer/", headers=headers).status_code == 200
     assert client.get("/api/v1/ticket/", headers=headers).status_code == 403
+
+
+def test_make_run_on_an_empty_database_creates_the_admin_without_fabs_no_user_warning(tmp_path):
+    """`python run.py` (make run) creates the admin itself: Flask-AppBuilder's "No user yet created, use flask fab
+    command to do it." printed just before "Created admin user …" told a first-time user to do what was done."""
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.db'}", "PORTAL_PORT": str(port),
+           "PORTAL_DEMO": "0", "PORTAL_RUN_WORKER": "0", "PORTAL_FILES_DIR": str(tmp_path / "files"),
+           "SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256"}
+    process = subprocess.Popen([sys.executable, "run.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if "Portal running at" in line:
+                break
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    output = "".join(lines)
+    assert "Created admin user 'admin'" in output, output
+    assert "No user yet created" not in output, output
