@@ -83,6 +83,7 @@ def test_make_run_on_an_empty_database_creates_the_admin_without_fabs_no_user_wa
     """`python run.py` (make run) creates the admin itself: Flask-AppBuilder's "No user yet created, use flask fab
     command to do it." printed just before "Created admin user …" told a first-time user to do what was done."""
     import socket
+    import threading
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -92,12 +93,15 @@ def test_make_run_on_an_empty_database_creates_the_admin_without_fabs_no_user_wa
     process = subprocess.Popen([sys.executable, "run.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     lines = []
+    watchdog = threading.Timer(60, process.kill)  # a start-up that hangs fails the test instead of the run
+    watchdog.start()
     try:
         for line in process.stdout:
             lines.append(line)
             if "Portal running at" in line:
                 break
     finally:
+        watchdog.cancel()
         process.terminate()
         process.wait(timeout=30)
     output = "".join(lines)
