@@ -78,7 +78,7 @@ def link(html: str, rel: str) -> str | None:
 
 
 def record_count(html: str) -> str:
-    return re.search(r'id="record-count">([^<]*)<', html).group(1)
+    return re.search(r'class="portal-count-value">([^<]*)<', html).group(1)
 
 
 # -- counts --------------------------------------------------------------------------------------
@@ -300,7 +300,7 @@ def test_related_list_on_a_detail_page_pages_with_the_same_pager(world, admin):
     html = ui.get("/project/show/1").text
     # a project's page lists several related entities (labour entries, material costs, milestones, …): the
     # labour entries' count is the last one before their first row
-    counts = re.findall(r'id="record-count">([^<]*)<', html[:html.index("/labour_entry/show/")])
+    counts = re.findall(r'class="portal-count-value">([^<]*)<', html[:html.index("/labour_entry/show/")])
     assert counts[-1] == f"{CAP}+" and row_ids(html) == mine[:25]
     last = link(html, "last")
     assert last.startswith("/project/show/1?") and row_ids(ui.get(last).text) == mine[-25:]
