@@ -335,11 +335,21 @@ class DuplicateSearch:
         return self._scoped(self._scoped(query, a), b).order_by(a.c.id, b.c.id)
 
     def _exact_pairs(self, rule, after, limit):
+        if self._kept_apart(rule):
+            return [], None
         a, b = self._aliases()
         query = self._pair_query(rule, a, b, after).where(
             *[a.c[self.entity.field(n).column_name] == b.c[self.entity.field(n).column_name] for n in rule.match])
         rows = self.session.execute(query.limit(limit)).all()
         return [self._pair(row, 100.0, rule) for row in rows], None
+
+    def _kept_apart(self, rule) -> bool:
+        """An exact rule whose fields include a `unique` field or a whole `unique_together` set can pair no two
+        records (null never equals null): the database keeps them apart. The CRM's `{match: [phone]}` with a unique
+        phone: the self-join found nothing after reading the whole table (1.4 s a duplicates page at 1M rows)."""
+        fields = set(rule.match)
+        return any(self.entity.field(n).unique for n in fields) or \
+            any(set(together) <= fields for together in self.entity.unique_together)
 
     def _is_text(self, name: str) -> bool:
         from app.schema.duplicates import fuzzy_text
