@@ -193,6 +193,38 @@ def test_redis_is_shared_by_processes_and_retired_by_writes(tmp_path_factory, re
     assert fetch(app, client, QUARTER, h) == (fresh, False)
 
 
+class _Planted:
+    """What someone who can write to Redis would plant: unpickling it runs code (here: creates a file)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_redis_entries_are_unpickled_only_with_the_portals_signature(tmp_path_factory, redis_server, tmp_path):
+    """Report results are pickled on Redis; an entry planted or altered there (pickle runs code) is never
+    unpickled: it reads as a miss and the report is computed again."""
+    import pickle
+    world = World(tmp_path_factory, "rcache_signed", redis_url=redis_server.url)
+    app, client, h = world.app, world.client, world.admin
+    first, _ = fetch(app, client, QUARTER, h)
+    assert fetch(app, client, QUARTER, h) == (first, True)
+    redis = redis_server.client()
+    keys = [k for k in redis.keys("*") if k.startswith(b"portal-report:")]
+    assert keys and all(redis.get(k)[:1] == b"#" for k in keys)  # signed
+    marker = tmp_path / "planted"
+    for key in keys:  # cachelib's own unsigned format, and a signed one with the tag of other bytes
+        redis.set(key, b"!" + pickle.dumps(_Planted(str(marker))))
+    assert fetch(app, client, QUARTER, h) == (first, False) and not marker.exists()
+    for key in [k for k in redis.keys("*") if k.startswith(b"portal-report:")]:
+        value = redis.get(key)
+        redis.set(key, value[:33] + pickle.dumps(_Planted(str(marker))))
+    assert fetch(app, client, QUARTER, h) == (first, False) and not marker.exists()
+    assert fetch(app, client, QUARTER, h) == (first, True)  # its own entries, written again, are read
+
+
 def test_the_cache_can_be_turned_off(tmp_path_factory):
     app = make_app(tmp_path_factory, "rcache_off", schema_dir=ASSETS, PORTAL_REPORT_CACHE_SECONDS=0)
     client = app.test_client()

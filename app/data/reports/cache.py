@@ -17,14 +17,20 @@ and dashboards ask for the same few results again and again.
   `PORTAL_REPORT_CACHE_SECONDS` (default 300; 0 turns the cache off) bounds the rest.
 
 Entries are stored without the ReportSpec and with labels resolved (the key holds the language), as plain data.
+On Redis they are pickled (cachelib's format: a result holds dataclasses, Decimals and dates) and signed
+(`SignedRedisSerializer`): unpickling runs code, so an entry is unpickled only when its HMAC under the app's
+SECRET_KEY matches; whoever can write to Redis cannot make the portal run theirs.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 import logging
+import pickle
 
+from cachelib.serializers import BaseRedisSerializer
 from flask import current_app
 from flask_caching import Cache
 
@@ -61,7 +67,31 @@ def _cache_config(app, ttl: float) -> dict:
         return {**common, "CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": MAX_ENTRIES}
     # one Redis may serve several portals: entries are tied to the database they were computed from
     database = hashlib.sha256(str(app.config["SQLALCHEMY_DATABASE_URI"]).encode()).hexdigest()[:16]
-    return {**common, "CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": f"portal-report:{database}:"}
+    key = hashlib.sha256(("portal-report-cache:" + app.config["SECRET_KEY"]).encode()).digest()
+    return {**common, "CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": f"portal-report:{database}:",
+            "CACHE_SERIALIZER": SignedRedisSerializer(key)}
+
+
+class SignedRedisSerializer(BaseRedisSerializer):
+    """cachelib's Redis format (pickle) with an HMAC-SHA256 of the pickled bytes in front: `#<32-byte tag><pickle>`.
+    An entry without a valid tag (written by someone else, altered, or by a portal with another SECRET_KEY) is
+    never unpickled: it reads as a miss and the report is computed again."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def dumps(self, value, protocol: int = pickle.HIGHEST_PROTOCOL) -> bytes:
+        data = pickle.dumps(value, protocol)
+        return b"#" + hmac.digest(self._key, data, "sha256") + data
+
+    def loads(self, value):
+        if not value:
+            return None
+        tag, data = value[1:33], value[33:]
+        if value[:1] != b"#" or not hmac.compare_digest(tag, hmac.digest(self._key, data, "sha256")):
+            log.warning("report cache: an entry without a valid signature was ignored")
+            return None
+        return pickle.loads(data)
 
 
 def _tables(report, portal, models, viewer) -> list:
