@@ -336,6 +336,51 @@ def test_rq_workers_deliver_claimed_messages_once(app, mail, redis_server):
     assert sorted(mail.ids.values()) == [1] * 10
 
 
+CALLBACKS_RUN = []
+
+
+def planted_callback(*args):
+    """A callback someone planted on a job in Redis: the rq worker must never call it."""
+    CALLBACKS_RUN.append(args)
+
+
+class PlantedOnUnpickling:
+    """Unpickling it creates a file: a pickled job carrying it shows whether the worker unpickled the job."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_rq_worker_runs_only_the_portals_own_jobs(app, mail, redis_server, tmp_path):
+    """Whoever can write to Redis must not run code through the rq worker: a job naming another function (JSON, as
+    the portal writes jobs) fails without running; a pickled job (rq's default format) is never unpickled; a
+    callback on a job is never called. The portal's own jobs still deliver."""
+    from rq import Callback, Queue
+    from rq.serializers import JSONSerializer
+
+    from app.data.rq_queue import QUEUE_NAME, deliver_job, run_rq_worker
+
+    app.config.update(PORTAL_QUEUE="rq", REDIS_URL=redis_server.url, PORTAL_OUTBOX_BATCH=10)
+    redis = redis_server.client()
+    made, unpickled = tmp_path / "json-job", tmp_path / "pickled-job"
+    Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer).enqueue("os.mkdir", str(made))
+    Queue(QUEUE_NAME, connection=redis).enqueue("os.getcwd", PlantedOnUnpickling(str(unpickled)))  # pickled
+    callback = Callback(f"{__name__}.planted_callback")
+    Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer).enqueue(
+        deliver_job, "0" * 32, "2099-01-01T00:00:00", [], on_success=callback, on_failure=callback)
+    Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer).enqueue("os.getcwd", on_failure=callback)
+    assert not unpickled.exists()  # (enqueueing pickles, it does not unpickle)
+    with engine(app).begin() as conn:
+        enqueue(conn, [email(n) for n in range(3)])
+    run_worker(app, once=True)  # the portal's own job
+    run_rq_worker(app, burst=True)
+    assert not made.exists() and not unpickled.exists() and CALLBACKS_RUN == []
+    assert status_counts(app) == {"sent": 3} and sorted(mail.ids.values()) == [1] * 3
+
+
 # -- several worker processes on PostgreSQL -----------------------------------------------------------------------
 
 def _worker_process(app, mail, *args, **env):

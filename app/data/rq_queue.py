@@ -6,6 +6,11 @@ The outbox table stays the source of truth: a message is written in the same dat
 that caused it, which Redis cannot join. An rq job carries only ids and the claim token: it sends only the rows still
 held by that claim (outbox.claimed), so a job that runs late, twice, or after its lease was taken over sends nothing
 twice; a job lost with Redis leaves its rows to become due again when the lease ends.
+
+Redis is trusted by rq: by default a job's data is a pickle (unpickling runs code) naming any function to call.
+Whoever can write to Redis must not get to run code in the portal, so jobs are JSON (rq's JSONSerializer: the
+token, the lease's end and the ids are all JSON) and the worker runs one function only (`OutboxJob`): a job
+naming another fails without running anything, and callbacks and webhooks a job carries are ignored.
 """
 from __future__ import annotations
 
@@ -18,6 +23,27 @@ from app.data import outbox
 
 log = logging.getLogger(__name__)
 QUEUE_NAME = "portal-outbox"
+DELIVER_JOB = f"{__name__}.deliver_job"
+
+
+def _job_class():
+    from rq.job import Job
+
+    class OutboxJob(Job):
+        """A job this portal enqueued: `deliver_job`; no callbacks (their names are imported and called too), no
+        webhooks (the worker would post to whatever address a job names)."""
+
+        def perform(self):
+            if self.func_name != DELIVER_JOB:
+                raise PermissionError(f"refused rq job {self.id}: it calls {self.func_name!r}, not {DELIVER_JOB}")
+            return super().perform()
+
+        success_callback = failure_callback = stopped_callback = None
+
+        def send_webhooks(self, *args, **kwargs) -> None:
+            return None
+
+    return OutboxJob
 
 
 def _redis(app: Flask):
@@ -31,8 +57,9 @@ def _redis(app: Flask):
 
 def queue(app: Flask):
     from rq import Queue
+    from rq.serializers import JSONSerializer
 
-    return Queue(QUEUE_NAME, connection=_redis(app))
+    return Queue(QUEUE_NAME, connection=_redis(app), serializer=JSONSerializer, job_class=_job_class())
 
 
 def dispatch(app: Flask) -> int:
@@ -73,6 +100,8 @@ def run_rq_worker(app: Flask, burst: bool = False) -> None:
     """An rq worker for the outbox queue, in this process (SimpleWorker: no fork per job, so the app and its
     connections are made once, by this process)."""
     from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
 
     with app.app_context():
-        SimpleWorker([queue(app)], connection=_redis(app)).work(burst=burst, with_scheduler=False)
+        SimpleWorker([queue(app)], connection=_redis(app), serializer=JSONSerializer,
+                     job_class=_job_class()).work(burst=burst, with_scheduler=False)
