@@ -416,3 +416,25 @@ def test_a_page_inside_a_large_transaction_reads_only_the_page_on_postgresql(fee
     summary = [(n["Node Type"], n.get("Relation Name") or n.get("Index Name"), n.get("Plan Rows"), n["Actual Rows"],
                 n["Actual Loops"]) for n in nodes(plan[0]["Plan"])]
     assert read and max(read) <= 100, summary
+
+
+def test_the_pages_planner_setting_is_restored_and_never_hides_an_error(feed_app):
+    """PostgreSQL: `_ordered_scans` turns bitmap scans off for the page's statement only; when the statement
+    fails, the failure itself reaches the caller (restoring the setting then would fail with "current transaction
+    is aborted" instead) and the rollback undoes the setting."""
+    import sqlalchemy.exc
+    from app.data.change_feed import _ordered_scans
+    with feed_app.app_context():
+        engine = feed_app.appbuilder.session.get_bind()
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL planner setting")
+    setting = text("SELECT current_setting('enable_bitmapscan')")
+    with engine.connect() as conn:
+        with _ordered_scans(conn):
+            assert conn.execute(setting).scalar() == "off"
+        assert conn.execute(setting).scalar() == "on"
+        with pytest.raises(sqlalchemy.exc.DataError, match="division by zero"):
+            with _ordered_scans(conn):
+                conn.execute(text("SELECT 1 / 0"))
+        conn.rollback()
+        assert conn.execute(setting).scalar() == "on"

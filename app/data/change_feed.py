@@ -281,10 +281,10 @@ def _ordered_scans(connection):
         return
     before = connection.execute(text("SELECT current_setting('enable_bitmapscan'), "
                                      "set_config('enable_bitmapscan', 'off', true)")).scalar()
-    try:
-        yield
-    finally:
-        connection.execute(text("SELECT set_config('enable_bitmapscan', :before, true)"), {"before": before})
+    yield
+    # not in a `finally`: after an error PostgreSQL refuses every statement until the rollback, which undoes the
+    # setting anyway; restoring there would replace the error with "current transaction is aborted"
+    connection.execute(text("SELECT set_config('enable_bitmapscan', :before, true)"), {"before": before})
 
 
 _ASSEMBLERS: dict = {}
