@@ -29,7 +29,7 @@ entities:
   Rate:
     title: amount
     fields:
-      amount: {type: decimal, precision: 10, scale: 2}
+      amount: {type: decimal, precision: 14, scale: 2}
   Label:
     title: name
     fields:

@@ -223,6 +223,16 @@ def test_redis_entries_are_unpickled_only_with_the_portals_signature(tmp_path_fa
         redis.set(key, value[:33] + pickle.dumps(_Planted(str(marker))))
     assert fetch(app, client, QUARTER, h) == (first, False) and not marker.exists()
     assert fetch(app, client, QUARTER, h) == (first, True)  # its own entries, written again, are read
+    # a valid entry copied under another key (another scope's, an older version's) is not served there
+    keeper = world.headers("keeper1")
+    fetch(app, client, SUPPLIER, keeper)
+    before = {k: redis.get(k) for k in redis.keys("*") if k.startswith(b"portal-report:")}
+    fetch(app, client, SUPPLIER, h)
+    theirs = [k for k in redis.keys("*") if k.startswith(b"portal-report:") and k not in before]
+    assert theirs
+    for key in theirs:  # the admin's entries replaced by the keeper's (signed, but for other keys)
+        redis.set(key, next(v for k, v in before.items() if k.endswith(b":body") == key.endswith(b":body")))
+    assert fetch(app, client, SUPPLIER, h)[1] is False
 
 
 def test_the_cache_can_be_turned_off(tmp_path_factory):

@@ -403,8 +403,8 @@ def _api_text(column, dialect: str):
         text_ = case((cast(func.extract("microseconds", column), Integer) % 1000000 == 0, seconds),
                      else_=seconds + type_coerce(func.to_char(column, ".US"), String))
         return type_coerce(text_, String), None
-    if isinstance(kind, Date):
-        return type_coerce(column if dialect == "sqlite" else cast(column, String), String), None
+    if isinstance(kind, Date):  # PostgreSQL: to_char, not ::text (which follows the server's DateStyle)
+        return type_coerce(column if dialect == "sqlite" else func.to_char(column, "YYYY-MM-DD"), String), None
     if isinstance(kind, Numeric) and not isinstance(kind, Float) and kind.scale is not None:
         if dialect == "sqlite":  # REAL: formatted as SQLAlchemy's Numeric does ('%.<scale>f')
             return type_coerce(column, NullType()), f"%.{kind.scale}f".__mod__

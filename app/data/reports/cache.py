@@ -175,16 +175,21 @@ def result_key(report, params, viewer, session) -> str:
 
 
 def _read(cache, key):
+    """The value stored under `key`. An entry holds its own key too (and on Redis the signature covers both): an
+    entry copied under another key — another scope's, an older table version's — is a miss."""
     try:
-        return cache.get(key)
+        entry = cache.get(key)
     except Exception:  # noqa: BLE001 - Redis away: reports are still served, only slower
         log.warning("report cache unavailable", exc_info=True)
         return None
+    if not isinstance(entry, tuple) or len(entry) != 2 or entry[0] != key:
+        return None
+    return entry[1]
 
 
 def _write(cache, key, value) -> None:
     try:
-        cache.set(key, value)
+        cache.set(key, (key, value))
     except Exception:  # noqa: BLE001
         log.warning("report cache unavailable", exc_info=True)
 
