@@ -65,7 +65,8 @@ def test_shape_order_and_records_as_the_list_api_shows_them(feed_app):
         "q": "(filters:!((col:name,opr:eq,value:'同步一改')))"}).json["result"][0]
     assert changes[0]["record"] == listed == changes[1]["record"], "the record as it is now, as the list shows it"
     assert changes[2]["record"] is None
-    assert len({c["cursor"] for c in changes}) == 3 and changes[-1]["cursor"] == end
+    assert len({c["cursor"] for c in changes}) == 3
+    assert read_all(client, h, "customer", since=end)[0] == []  # `next` of the last page: at or after the last change
     again, _ = read_all(client, h, "customer", since=changes[0]["cursor"])
     assert [(c["op"], c["id"]) for c in again] == [("update", first), ("delete", second)], "resume from any cursor"
 
@@ -405,7 +406,8 @@ def test_a_page_inside_a_large_transaction_reads_only_the_page_on_postgresql(fee
         plan = cursor.fetchone()[0]
         cursor.execute(sql)
         page = cursor.fetchall()
-    assert [json_module.loads(row[4])["id"] for row in page] == list(range(first + 2001, first + 2021))
+    assert [json_module.loads(row[4])["id"] for row in page if row[0] is not None] == \
+        list(range(first + 2001, first + 2021))
 
     def nodes(node):
         yield node
@@ -438,3 +440,30 @@ def test_the_pages_planner_setting_is_restored_and_never_hides_an_error(feed_app
                 conn.execute(text("SELECT 1 / 0"))
         conn.rollback()
         assert conn.execute(setting).scalar() == "on"
+
+
+def test_a_caught_up_client_of_a_quiet_entity_does_not_walk_other_tables_commits_again(feed_app):
+    """PostgreSQL: commit numbers are shared by every table, and a page walks the commits after its cursor. A page
+    that read every commit its snapshot sees hands out a `next` after the newest of them, so the next poll of a
+    quiet entity starts there instead of walking again every commit since the entity's last change (300,000 other
+    commits: 410 ms a poll, every poll). Nothing is missed: a change made after it is in the next page."""
+    client, h = headers(feed_app)
+    _, start = read_all(client, h, "customer")
+    with feed_app.app_context():
+        engine = feed_app.appbuilder.session.get_bind()
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite pages its own log by seq: no shared commits")
+    for n in range(30):  # other tables' commits, one each
+        assert client.post("/api/v1/supplier/", json={"name": f"安静{n}"}, headers=h).status_code == 201
+    page = client.get("/api/v1/customer/changes", headers=h, query_string={"since": start}).json
+    assert page["changes"] == [] and page["next"] != start
+    from app.data.change_feed import decode_cursor
+    portal = portal_of(feed_app)
+    with engine.connect() as conn:
+        newest = conn.execute(text(f"SELECT max(n) FROM {change_log.COMMITS_TABLE}")).scalar()
+    with feed_app.app_context():
+        assert decode_cursor(portal.spec.entity("Customer"), page["next"])[0] == newest
+    again = client.get("/api/v1/customer/changes", headers=h, query_string={"since": page["next"]}).json
+    assert again == {"changes": [], "next": page["next"]}
+    made = client.post("/api/v1/customer/", json={"name": "安静之后"}, headers=h).json["id"]
+    assert [(c["op"], c["id"]) for c in read_all(client, h, "customer", since=page["next"])[0]] == [("create", made)]

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import (BigInteger, Boolean, Date, DateTime, Float, Integer, Numeric, String, Text, and_, bindparam,
-                        case, cast, func, literal, or_, select, text, true, tuple_, type_coerce)
+                        case, cast, func, literal, literal_column, null, or_, select, text, true, tuple_, type_coerce,
+                        union_all)
 from sqlalchemy.orm import aliased
 from sqlalchemy.types import NullType
 
@@ -39,6 +40,7 @@ from app.schema.spec import EntitySpec, PortalSpec
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 START = (0, 0)
+END_OF_COMMIT = 2 ** 63 - 1  # a cursor's seq after every row of its commit
 _HEX = re.compile(r"[0-9a-f]{1,16}")
 
 
@@ -135,10 +137,15 @@ class ChangeFeed:
                                                     "page_limit": limit})
             rows = result.cursor.fetchall()  # plain tuples: the row objects' cost is a fifth of a page's Python
             result.close()
+        horizon = rows.pop()[1] if rows and rows[-1][0] is None else None  # PostgreSQL: `_per_commit`
         if self.many_fields:
             spliced = spliced + self._many_spliced(connection, [r[3] for r in rows if r[2] != "d"])
         changes = _assembler(spliced)(rows, _signer(self.entity).many([(r[1], r[0]) for r in rows]))
         last = (rows[-1][1], rows[-1][0]) if rows else position
+        if horizon is not None and len(rows) < limit and (horizon, END_OF_COMMIT) > last:
+            # the page read every commit its snapshot sees: the next one starts after the newest of them, so a
+            # caught-up client of a quiet entity does not walk again every other table's commits since its last change
+            last = (horizon, END_OF_COMMIT)
         return Page(changes, encode_cursor(self.entity, last))
 
     # -- the one SELECT --------------------------------------------------------------------------------------
@@ -224,8 +231,14 @@ class ChangeFeed:
                        self._scope(log, model))
                 .order_by(log.c.seq).limit(limit).lateral("commit_rows"))
         picked = [rows.c.seq, commits.c.n.label("number")] + [rows.c[c.name] for c in inner[1:]]
-        return (select(*picked).select_from(commits.join(rows, true())).where(commits.c.n >= after[0])
-                .order_by(commits.c.n, rows.c.seq).limit(limit))
+        page = (select(*picked).select_from(commits.join(rows, true())).where(commits.c.n >= after[0])
+                .order_by(commits.c.n, rows.c.seq).limit(limit).subquery("page"))
+        # and, in the same statement (so the same snapshot), one last row: seq NULL, number = the newest commit
+        # number visible, which `page` uses to move the cursor past commits of other tables (ChangeFeed.page)
+        newest = select(func.max(commits.c.n)).scalar_subquery()
+        horizon = select(*[(newest if c.name == "number" else null()).label(c.name) for c in page.c])
+        return (union_all(select(*page.c), horizon)
+                .order_by(literal_column("number"), literal_column("seq").asc().nulls_last()))
 
     def _link_title(self, f):
         """(aliased linked model, title's name, title column or None) of a link field: `{id, <title>: ..}`."""
