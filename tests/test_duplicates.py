@@ -449,3 +449,29 @@ def test_duplicates_page_skips_exact_rules_the_database_keeps_apart(tmp_path_fac
     import re
     assert {(int(x), int(y)) for x, y in re.findall(r'data-first="(\d+)" data-second="(\d+)"', html)} == {tuple(ids[:2])}
     assert len(self_joins) == 1 and "phone" in self_joins[0], self_joins
+
+
+def test_a_field_made_unique_after_its_duplicates_were_stored_still_lists_them(tmp_path_factory):
+    """`unique: true` added to a field of an existing table does not create its index (start-up adds new columns
+    only), so the duplicates page must not take the YAML's word that the rule can pair nothing (review)."""
+    import datetime as dt
+    import re
+    from sqlalchemy import insert
+    from conftest import database_url
+    before = KEPT_APART_SCHEMA.replace("unique: true", "").replace("        unique_together: [[region, number]]\n", "")
+    url = database_url(tmp_path_factory, "late_unique")
+    folders = []
+    for n, text_ in enumerate((before, KEPT_APART_SCHEMA)):
+        folders.append(tmp_path_factory.mktemp(f"late-unique-{n}"))
+        (folders[-1] / "apart.yaml").write_text(textwrap.dedent(text_), encoding="utf-8")
+    first = make_app(tmp_path_factory, "late_unique_1", schema_dir=folders[0], SQLALCHEMY_DATABASE_URI=url)
+    now = dt.datetime.now()
+    with first.app_context():
+        table = portal_of(first).models["Account"].__table__
+        with first.appbuilder.session.get_bind().begin() as conn:
+            ids = conn.execute(insert(table).returning(table.c.id), [
+                {"code": "X-1", "region": "north", "number": 1, "created_on": now, "changed_on": now, "row_version": 1}
+                for _ in range(2)]).scalars().all()
+    later = make_app(tmp_path_factory, "late_unique_2", schema_dir=folders[1], SQLALCHEMY_DATABASE_URI=url)
+    html = login(later.test_client()).get("/account/duplicates/").get_data(as_text=True)
+    assert {(int(x), int(y)) for x, y in re.findall(r'data-first="(\d+)" data-second="(\d+)"', html)} == {tuple(sorted(ids))}

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rapidfuzz import fuzz, process, utils
-from sqlalchemy import Index, Integer, String, and_, bindparam, case, func, literal_column, or_, select, tuple_
+from sqlalchemy import Index, Integer, String, and_, bindparam, case, func, inspect, literal_column, or_, select, tuple_
 from sqlalchemy.types import ARRAY, NullType
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import Grouping
@@ -344,12 +344,23 @@ class DuplicateSearch:
         return [self._pair(row, 100.0, rule) for row in rows], None
 
     def _kept_apart(self, rule) -> bool:
-        """An exact rule whose fields include a `unique` field or a whole `unique_together` set can pair no two
-        records (null never equals null): the database keeps them apart. The CRM's `{match: [phone]}` with a unique
-        phone: the self-join found nothing after reading the whole table (1.4 s a duplicates page at 1M rows)."""
-        fields = set(rule.match)
-        return any(self.entity.field(n).unique for n in fields) or \
-            any(set(together) <= fields for together in self.entity.unique_together)
+        """An exact rule whose columns include all of a unique index's can pair no two records (null never equals
+        null): the database keeps them apart. The CRM's `{match: [phone]}` with a unique phone: the self-join found
+        nothing after reading the whole table (1.4 s a duplicates page at 1M rows). The indexes are read from the
+        database, not the YAML: `unique: true` added to a field of an existing table does not create its index
+        (start-up adds only new columns), and its old duplicates must still be listed."""
+        columns = {self.entity.field(n).column_name for n in rule.match}
+        return any(unique <= columns for unique in self._unique_column_sets())
+
+    def _unique_column_sets(self) -> list:
+        from app.portal import current_portal
+
+        def read() -> list:
+            found = inspect(self.session.connection())
+            sets = [frozenset(c["column_names"]) for c in found.get_unique_constraints(self.table.name)]
+            sets += [frozenset(i["column_names"]) for i in found.get_indexes(self.table.name) if i.get("unique")]
+            return [s for s in sets if s and None not in s]  # expression indexes name no columns
+        return current_portal().form_cache.get_or_make(("unique_column_sets", self.table.name), read)
 
     def _is_text(self, name: str) -> bool:
         from app.schema.duplicates import fuzzy_text
