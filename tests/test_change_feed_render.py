@@ -62,6 +62,9 @@ roles:
     can: {Gadget: [read], Wide: [read], Rate: [read], Label: [read]}
     hide: {Gadget: [notes, whole]}
     mask: {Gadget: [phone, price, mail]}
+  Recent:
+    can: {Gadget: [read]}
+    rows: {Gadget: {seen_at: {gt: $now-1h}}}
 """ % {"wide": "\n".join(f"      f{n:02d}: {{type: {'integer' if n % 3 == 0 else 'string'}}}" for n in range(WIDE_FIELDS))}
 
 
@@ -186,3 +189,27 @@ def test_masked_and_hidden_fields_and_a_decimal_title(render_app):
     assert full["record"]["whole"] == "7" and full["record"]["notes"] == "secret"
     for reader, change in ((admin, full), (viewer, seen)):
         assert change["record"] == reader.listed("gadget", pk)
+
+
+def test_a_scope_with_now_is_built_for_each_page(render_app):
+    """A row scope with `$now` is resolved to a moment when the page's statement is built: such a statement is
+    never kept (kept for the day, `$now-1h` stayed the moment of the first page), others are (review)."""
+    from flask import g
+    from flask_login import login_user
+
+    from app.data.change_feed import ChangeFeed
+    from app.rules.access import current_viewer
+    make_user(render_app, "render_recent", "Recent")
+    portal = portal_of(render_app)
+    statements = {}
+    for user in ("admin", "render_viewer", "render_recent"):
+        with render_app.test_request_context():
+            g.user = render_app.appbuilder.sm.find_user(username=user)
+            login_user(g.user)
+            assert current_viewer().user_id == g.user.id
+            feed = ChangeFeed(portal.spec, portal.spec.entity("Gadget"), portal.models,
+                              portal.change_logs["Gadget"], portal.metadata, current_viewer())
+            statements[user] = [feed.prepared("sqlite")[0] for _ in range(2)]
+    assert statements["admin"][0] is statements["admin"][1]
+    assert statements["render_viewer"][0] is statements["render_viewer"][1]
+    assert statements["render_recent"][0] is not statements["render_recent"][1]

@@ -261,3 +261,47 @@ def test_a_write_to_what_a_row_scope_follows_retires(tmp_path_factory):
     both, cached = fetch(app, labour.client, url, labour.foreman)
     assert not cached
     assert both["totals"]["days"] == mine["totals"]["days"] + 3  # one day each
+
+
+MINE_SCHEMA = """\
+version: 1
+module: mine
+entities:
+  Job:
+    title: name
+    fields:
+      name: {type: string}
+      keeper: {type: user, default: current_user}
+      state: {type: enum, choices: {a: {en: A, zh: 甲}, b: {en: B, zh: 乙}}}
+reports:
+  my_jobs:
+    entity: Job
+    group_by: [state]
+    measures: {jobs: count}
+    filter: {keeper: $user}
+roles:
+  Boss:
+    can: {Job: all}
+    reports: [my_jobs]
+"""
+
+
+def test_a_report_filtered_by_user_is_never_shared_between_users(tmp_path_factory):
+    """`filter: {keeper: $user}` makes the result each user's own, whatever their scopes: two users who read every
+    row still get their own numbers (the check for `$user` read the text '$user' in the parsed report, where it is
+    a `Relative`: the second user was served the first one's result)."""
+    folder = tmp_path_factory.mktemp("mine-schema")
+    (folder / "mine.yaml").write_text(MINE_SCHEMA, encoding="utf-8")
+    app = make_app(tmp_path_factory, "rcache_mine", schema_dir=folder, PORTAL_REPORT_CACHE_SECONDS=300, REDIS_URL="")
+    totals = {}
+    for user, jobs in (("boss1", 2), ("boss2", 1)):
+        make_user(app, user, "Boss")
+        client = app.test_client()
+        h = jwt_headers(client, user, PASSWORD)
+        for n in range(jobs):
+            assert client.post("/api/v1/job/", json={"name": f"{user}-{n}", "state": "a"}, headers=h).status_code == 201
+    for user in ("boss1", "boss2", "boss1"):
+        client = app.test_client()
+        data, _ = fetch(app, client, "/api/v1/reports/my_jobs", jwt_headers(client, user, PASSWORD))
+        totals.setdefault(user, []).append(data["totals"]["jobs"])
+    assert totals == {"boss1": [2, 2], "boss2": [1]}

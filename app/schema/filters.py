@@ -47,6 +47,13 @@ class Relative:
         return f"${self.base}" + (f"{self.amount:+d}{self.unit}" if self.amount else "")
 
 
+def mentions(thing, base: str) -> bool:
+    """Whether a spec object (a report, a scope's conditions) uses `$<base>` anywhere: in its parsed filters (a
+    `Relative`, whose repr does not say `$now`) or as text."""
+    text = repr(thing)
+    return f"${base}" in text or f"Relative(base='{base}'" in text
+
+
 @dataclass(frozen=True)
 class Condition:
     """One test on a field, or on a field one link away: all conditions of a filter must hold."""

@@ -36,6 +36,7 @@ from flask_caching import Cache
 
 from app.data.changes import table_versions
 from app.i18n import current_locale
+from app.schema.filters import mentions
 from app.portal import current_portal
 
 log = logging.getLogger(__name__)
@@ -133,10 +134,9 @@ def scope_digest(report, portal, models, viewer, dialect) -> str:
             sql = f"{compiled}|{sorted((k, repr(v)) for k, v in compiled.params.items())}"
         parts.append((entity_name, viewer.may_read(entity_name), sql, sorted(viewer.hidden(entity_name)),
                       sorted(viewer.masked(entity_name))))  # may_read: a source someone may not read is refused
-    text = repr(report)  # its filters, its sources' filters
-    if "$user" in text:
+    if mentions(report, "user"):  # its filters, its sources' filters
         parts.append(("user", viewer.user_id))
-    if "$today" in text:
+    if mentions(report, "today"):
         parts.append(("today", dt.date.today().isoformat()))
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
@@ -146,7 +146,7 @@ def cached_run(report, params, viewer, session, run, render=None):
     is unchanged, else run and kept. With `render` (result -> bytes, e.g. the API's JSON body) the rendered bytes,
     kept beside the result: a hit of the JSON API is then one cache read, not a re-encoding of every row."""
     cache = report_cache()
-    if cache is None or "$now" in repr(report):
+    if cache is None or mentions(report, "now"):
         result = run()
         return result if render is None else render(result)
     key = result_key(report, params, viewer, session)
