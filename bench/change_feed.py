@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy import delete, insert, select
 
 from app.data import change_log
-from app.data.change_feed import ChangeFeed, _ordered_scans, _signer, encode_cursor
+from app.data.change_feed import ChangeFeed, _ordered_scans, _Signer, encode_cursor
 from app.data.change_log import OPS
 from app.portal import portal_of
 from app.rules.access import current_viewer
@@ -155,7 +155,7 @@ def _handwritten_endpoint(app, dialect: str, entity):
     table = portal_of(app).models["Customer"].__table__
     names = [c.name for c in table.columns if c.name != "id"]
     with app.test_request_context():
-        sign = _signer(entity)
+        sign = _Signer(entity)
 
     def text(value):
         if isinstance(value, dt.datetime):

@@ -76,12 +76,10 @@ class _Signer:
         return tags
 
 
-_signer = _Signer
 
-
-def encode_cursor(entity: EntitySpec, position: tuple[int, int], sign=None) -> str:
+def encode_cursor(entity: EntitySpec, position: tuple[int, int]) -> str:
     tx, seq = int(position[0]), int(position[1])
-    return f"{tx:x}-{seq:x}-{(sign or _signer(entity))(tx, seq)}"
+    return f"{tx:x}-{seq:x}-{_Signer(entity)(tx, seq)}"
 
 
 def decode_cursor(entity: EntitySpec, cursor: str) -> tuple[int, int]:
@@ -89,7 +87,7 @@ def decode_cursor(entity: EntitySpec, cursor: str) -> tuple[int, int]:
     if len(parts) != 3 or len(cursor) > 64 or not all(parts) or not all(_HEX.fullmatch(p) for p in parts):
         raise CursorRefused(cursor)
     tx, seq = int(parts[0], 16), int(parts[1], 16)
-    if tx >= 2 ** 63 or seq >= 2 ** 63 or not hmac.compare_digest(_signer(entity)(tx, seq), parts[2]):
+    if tx >= 2 ** 63 or seq >= 2 ** 63 or not hmac.compare_digest(_Signer(entity)(tx, seq), parts[2]):
         raise CursorRefused(cursor)
     return tx, seq
 
@@ -141,7 +139,7 @@ class ChangeFeed:
         horizon = rows.pop()[1] if rows and rows[-1][0] is None else None  # PostgreSQL: `_per_commit`
         if self.many_fields:
             spliced = spliced + self._many_spliced(connection, [r[3] for r in rows if r[2] != "d"])
-        changes = _assembler(spliced)(rows, _signer(self.entity).many([(r[1], r[0]) for r in rows]))
+        changes = _assembler(spliced)(rows, _Signer(self.entity).many([(r[1], r[0]) for r in rows]))
         last = (rows[-1][1], rows[-1][0]) if rows else position
         if horizon is not None and len(rows) < limit and (horizon, END_OF_COMMIT) > last:
             # the page read every commit its snapshot sees: the next one starts after the newest of them, so a
@@ -167,7 +165,7 @@ class ChangeFeed:
         masked fields (`mask_value`), many-fields (`_many_spliced`) and SQLite's decimals (stored as REAL: SQLite's
         printf rounds 8399.185 up where Python, like the list API, writes 8399.18)."""
         log, model = self.log, self.model
-        ordered, number = ordered_source(log, self.metadata, dialect)  # commit order (change_log.py)
+        _, number = ordered_source(log, self.metadata, dialect)  # the commit number (change_log.py)
         columns = [log.c.seq, number.label("number"), log.c.op, log.c.record_id]
         pairs, extra, spliced, joins = [("id", model.id)], [], [], []
 
@@ -195,10 +193,10 @@ class ChangeFeed:
                     continue
                 link = [("id", column)] + ([(title_name, title_json)] if title is not None else [])
                 pairs.append((f.name, _nested(case((column.is_(None), None), else_=_json_object(link, dialect)), dialect)))
-            elif _json_sql(column, dialect) is None:  # a SQLite decimal
+            elif (written := _json_sql(column, dialect)) is None:  # a SQLite decimal
                 splice(f.name, column, text_format=_decimal_text_format(column))
             else:
-                pairs.append((f.name, _json_sql(column, dialect)))
+                pairs.append((f.name, written))
         for name in ("created_on", "changed_on", "row_version"):
             pairs.append((name, _json_sql(getattr(model, name), dialect)))
         columns.append(_json_text(pairs, dialect).label("record"))
@@ -209,7 +207,6 @@ class ChangeFeed:
         after = (bindparam("after_tx", type_=BigInteger), bindparam("after_seq", type_=BigInteger))
         limit = bindparam("page_limit", type_=Integer)
         if dialect != "postgresql":  # one writer at a time: seq (the rowid) is commit order
-            ordered, number = ordered_source(log, self.metadata, dialect)
             statement = (select(*columns).select_from(source)
                          .where(after_clause(number, log.c.seq, dialect, after), self._scope(log, model))
                          .order_by(*commit_order(log, number, dialect)).limit(limit))
