@@ -46,12 +46,12 @@ class Relative:
     def __str__(self) -> str:
         return f"${self.base}" + (f"{self.amount:+d}{self.unit}" if self.amount else "")
 
+    __repr__ = __str__  # as written in the YAML: a spec's repr shows `$now-1h`, not the dataclass's fields
+
 
 def mentions(thing, base: str) -> bool:
-    """Whether a spec object (a report, a scope's conditions) uses `$<base>` anywhere: in its parsed filters (a
-    `Relative`, whose repr does not say `$now`) or as text."""
-    text = repr(thing)
-    return f"${base}" in text or f"Relative(base='{base}'" in text
+    """Whether a spec object (a report, a scope's conditions) uses `$<base>` anywhere in its filters."""
+    return f"${base}" in repr(thing)
 
 
 @dataclass(frozen=True)
