@@ -35,6 +35,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import Grouping
 from sqlalchemy.sql.functions import FunctionElement
 
+from app.portal import current_portal
 from app.rules.access import Viewer, mask_value
 from app.schema.spec import DuplicateRule, EntitySpec
 
@@ -353,8 +354,6 @@ class DuplicateSearch:
         return any(unique <= columns for unique in self._unique_column_sets())
 
     def _unique_column_sets(self) -> list:
-        from app.portal import current_portal
-
         def read() -> list:
             found = inspect(self.session.connection())
             sets = [frozenset(c["column_names"]) for c in found.get_unique_constraints(self.table.name)]

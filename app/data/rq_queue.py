@@ -15,6 +15,7 @@ naming another fails without running anything, and callbacks and webhooks a job 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 
 from flask import Flask, current_app
@@ -26,6 +27,7 @@ QUEUE_NAME = "portal-outbox"
 DELIVER_JOB = f"{__name__}.deliver_job"
 
 
+@functools.cache  # one class, made when rq is first used (rq is imported only then, as below)
 def _job_class():
     from rq.job import Job
 
