@@ -35,6 +35,7 @@ from app.data import change_log
 from app.data.change_log import OPS, after_clause, commit_order, ordered_source, pruned_position, scope_paths
 from app.portal import current_portal
 from app.rules.access import Viewer, mask_value
+from app.runtime.protection import purpose_key
 from app.schema.filters import mentions
 from app.schema.spec import EntitySpec, PortalSpec
 
@@ -59,7 +60,7 @@ class _Signer:
     is set up once and copied per change (half the cost of keying it each time)."""
 
     def __init__(self, entity: EntitySpec) -> None:
-        key = hashlib.sha256(("portal-changes:" + current_app.config["SECRET_KEY"]).encode()).digest()
+        key = purpose_key(current_app.config, "portal-changes")
         self._keyed = hashlib.blake2b(entity.name.encode() + b":", key=key, digest_size=8)
 
     def __call__(self, tx: int, seq: int) -> str:

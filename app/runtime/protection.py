@@ -8,6 +8,7 @@ API with its cookie is, so such calls must send the token in an `X-CSRFToken` he
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 
 from flask import Flask, jsonify, render_template, request
@@ -40,6 +41,12 @@ def require_secret_key(app: Flask) -> None:
             "SECRET_KEY is not set. In production (PORTAL_ENV=production or under gunicorn) set SECRET_KEY to a long "
             "random value shared by every worker, e.g. `export SECRET_KEY=$(python3 -c 'import secrets; "
             "print(secrets.token_hex(32))')`; sessions and API tokens are signed with it.")
+
+
+def purpose_key(config, purpose: str) -> bytes:
+    """A 32-byte key for one use of SECRET_KEY (`portal-changes`: the change feed's cursors; `portal-report-cache`:
+    report-cache entries on Redis), so no two uses share a key."""
+    return hashlib.sha256(f"{purpose}:{config['SECRET_KEY']}".encode()).digest()
 
 
 class BoundedJSONProvider(DefaultJSONProvider):

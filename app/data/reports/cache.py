@@ -38,6 +38,7 @@ from app.data.changes import table_versions
 from app.i18n import current_locale
 from app.schema.filters import mentions
 from app.portal import current_portal
+from app.runtime.protection import purpose_key
 
 log = logging.getLogger(__name__)
 MAX_ENTRIES = 256  # in-process store; Redis is bounded by its own maxmemory policy
@@ -68,7 +69,7 @@ def _cache_config(app, ttl: float) -> dict:
         return {**common, "CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": MAX_ENTRIES}
     # one Redis may serve several portals: entries are tied to the database they were computed from
     database = hashlib.sha256(str(app.config["SQLALCHEMY_DATABASE_URI"]).encode()).hexdigest()[:16]
-    key = hashlib.sha256(("portal-report-cache:" + app.config["SECRET_KEY"]).encode()).digest()
+    key = purpose_key(app.config, "portal-report-cache")
     return {**common, "CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": f"portal-report:{database}:",
             "CACHE_SERIALIZER": SignedRedisSerializer(key)}
 
